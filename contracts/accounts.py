@@ -1,0 +1,224 @@
+"""HTTP bodies of the account ledger: what frontends send and what they get back.
+
+Request bodies forbid unknown fields and are decoded strictly (no "5" for 5), so a typo in a
+field name or a wrong type is refused instead of silently ignored. New response fields are
+added with defaults; an existing field never changes its type.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from msgspec import Meta, Struct
+
+AbmStageName = Literal[
+    "identified", "prioritized", "outreach", "warm_up", "won", "lost", "excluded"
+]
+FunnelStateName = Literal["see", "think", "do", "care"]
+ScreeningOutcomeName = Literal["qualified", "excluded"]
+BuyingRoleName = Literal["economic", "technical", "end_user"]
+DecisionPowerName = Literal["decision_maker", "influencer"]
+ReactionName = Literal["positive", "neutral", "negative"]
+OutreachKind = Literal["material_sent", "response_received", "meeting_held"]
+DealOutcomeName = Literal["won", "lost"]
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Note = Annotated[str, Meta(max_length=2000)]
+Reason = Annotated[str, Meta(min_length=1, max_length=1000, description="Why the change is made.")]
+Rating = Annotated[int, Meta(ge=1, le=5)]
+CurrencyCode = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217, e.g. EUR.")]
+CountryCode = Annotated[str, Meta(pattern="^[A-Z]{2}$", description="ISO 3166-1 alpha-2.")]
+WebDomain = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=253,
+        description="The company's web domain, e.g. acme.com; lower-cased, `www.` dropped.",
+    ),
+]
+Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Amount = Annotated[int, Meta(ge=0, le=10**15, description="Whole units of the currency.")]
+
+
+class Body(Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of every command body."""
+
+
+class RegisterAccount(Body):
+    name: Name
+    domain: WebDomain
+    industry: Name
+    headcount: Annotated[int, Meta(ge=1, le=10_000_000)]
+    annual_revenue: Amount
+    revenue_currency: CurrencyCode
+    country: CountryCode
+    growth_rate: Annotated[float, Meta(ge=-100, le=100_000, description="Percent per year.")]
+    source: Annotated[Name, Meta(description="Channel or referring partner.")]
+    region: Name | None = None
+    reason: Reason | None = None
+
+
+class ScreenAccount(Body):
+    outcome: ScreeningOutcomeName
+    criteria: Annotated[list[Name], Meta(max_length=50)] = []
+    note: Note | None = None
+    reason: Reason | None = None
+
+
+class BantNotes(Struct, frozen=True, forbid_unknown_fields=True):
+    budget: Note | None = None
+    authority: Note | None = None
+    need: Note | None = None
+    timing: Note | None = None
+
+
+class ScoreBant(Body):
+    budget: Rating
+    authority: Rating
+    need: Rating
+    timing: Rating
+    notes: BantNotes | None = None
+    reason: Reason | None = None
+
+
+class AddContact(Body):
+    name: Name
+    title: Name
+    buying_role: BuyingRoleName
+    decision_power: DecisionPowerName
+    email: Email | None = None
+    reason: Reason | None = None
+
+
+class RecordOutreach(Body):
+    """`material_sent` needs `material` and `channel`; `response_received` needs `reaction`."""
+
+    kind: OutreachKind
+    material: Name | None = None
+    channel: Name | None = None
+    reaction: ReactionName | None = None
+    note: Note | None = None
+    reason: Reason | None = None
+
+
+class MoveStage(Body):
+    to: AbmStageName
+    reason: Reason | None = None
+
+
+class MoveFunnel(Body):
+    to: FunnelStateName
+    reason: Reason | None = None
+
+
+class CloseDeal(Body):
+    """`won` may carry an amount with its currency; `lost` needs a reason."""
+
+    outcome: DealOutcomeName
+    amount: Amount | None = None
+    currency: CurrencyCode | None = None
+    reason: Reason | None = None
+
+
+# Views --------------------------------------------------------------------------------------
+
+
+class ScreeningView(Struct, frozen=True):
+    outcome: ScreeningOutcomeName
+    criteria: list[str]
+    note: str | None
+    screened_at: datetime
+
+
+class BantView(Struct, frozen=True):
+    budget: int
+    authority: int
+    need: int
+    timing: int
+    score: int
+    notes: dict[str, str]
+    scored_at: datetime
+
+
+class ContactView(Struct, frozen=True):
+    id: UUID
+    name: str
+    title: str
+    email: str | None
+    buying_role: BuyingRoleName
+    decision_power: DecisionPowerName
+
+
+class BuyingRolesView(Struct, frozen=True):
+    covered: list[BuyingRoleName]
+    missing: list[BuyingRoleName]
+
+
+class OutreachView(Struct, frozen=True):
+    materials_sent: int
+    responses_received: int
+    meetings_held: int
+    last_reaction: ReactionName | None
+
+
+class DealView(Struct, frozen=True):
+    outcome: DealOutcomeName
+    closed_at: datetime
+    amount: int | None
+    currency: str | None
+    reason: str | None
+
+
+class AccountView(Struct, frozen=True):
+    id: UUID
+    version: int
+    name: str
+    domain: str
+    industry: str
+    headcount: int
+    annual_revenue: int
+    revenue_currency: str
+    country: str
+    region: str | None
+    growth_rate: float
+    source: str
+    abm_stage: AbmStageName
+    abm_stage_since: datetime
+    funnel_state: FunnelStateName
+    funnel_state_since: datetime
+    screening: ScreeningView | None
+    bant: BantView | None
+    contacts: list[ContactView]
+    buying_roles: BuyingRolesView
+    outreach: OutreachView
+    deal: DealView | None
+    registered_at: datetime
+    updated_at: datetime
+
+
+class HistoryEvent(Struct, frozen=True):
+    version: int
+    type: str
+    recorded_at: datetime
+    actor: str
+    reason: str | None
+    request_id: str | None
+    data: dict[str, Any]
+
+
+class HistoryPage(Struct, frozen=True):
+    account_id: UUID
+    items: list[HistoryEvent]
+    next_after: int | None = None
+
+
+class Problem(Struct, frozen=True):
+    """RFC 9457 problem details, as every error is answered."""
+
+    status: int
+    title: str
+    detail: str | None = None
+    type: str = "about:blank"
+    rule: str | None = None
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None

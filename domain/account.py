@@ -1,0 +1,493 @@
+"""The Account aggregate: one target company's way through the ABM stages and the funnel.
+
+Each command method checks its rules first and then triggers events; each event's `apply`
+only assigns state, because it runs again on every replay. Stage and funnel changes are
+events of their own, triggered beside the fact that caused them and saved with it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import InvalidValue, RuleViolation
+from domain.vocabulary import (
+    ACTIVE_STAGES,
+    BANT_DIMENSIONS,
+    BANT_MAX,
+    BANT_MIN,
+    FUNNEL,
+    PIPELINE,
+    AbmStage,
+    BuyingRole,
+    DecisionPower,
+    FunnelState,
+    Reaction,
+    ScreeningOutcome,
+)
+
+ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:abm-crm:account")
+MANUAL = "manual"
+
+
+def account_id_for(domain: str) -> UUID:
+    """Accounts are keyed by their normalised web domain, so a duplicate cannot be stored."""
+    return uuid5(ACCOUNT_NAMESPACE, domain)
+
+
+def event_type(event: object) -> str:
+    """`BantScored` → `bant_scored`: the name of an event type outside Python."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(event).__name__).lower()
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who caused a change, when, why, and through which request."""
+
+    actor: str
+    at: datetime
+    reason: str | None = None
+    request_id: str | None = None
+
+    def event_fields(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor,
+            "reason": self.reason,
+            "request_id": self.request_id,
+            "timestamp": self.at,
+        }
+
+
+@dataclass(frozen=True)
+class Firmographics:
+    name: str
+    domain: str
+    industry: str
+    headcount: int
+    annual_revenue: int
+    revenue_currency: str
+    country: str
+    growth_rate: float
+    source: str
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class BantRating:
+    budget: int
+    authority: int
+    need: int
+    timing: int
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for dimension in BANT_DIMENSIONS:
+            value = getattr(self, dimension)
+            if type(value) is not int or not BANT_MIN <= value <= BANT_MAX:
+                raise InvalidValue(dimension, f"{dimension} must be an integer from 1 to 5.")
+        for dimension in self.notes:
+            if dimension not in BANT_DIMENSIONS:
+                raise InvalidValue("notes", f"{dimension!r} is not a BANT dimension.")
+
+    @property
+    def score(self) -> int:
+        return self.budget * self.authority * self.need * self.timing
+
+
+@dataclass(frozen=True)
+class Contact:
+    contact_id: UUID
+    name: str
+    title: str
+    buying_role: BuyingRole
+    decision_power: DecisionPower
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class Screening:
+    outcome: ScreeningOutcome
+    criteria: tuple[str, ...]
+    note: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Deal:
+    outcome: str
+    at: datetime
+    amount: int | None = None
+    currency: str | None = None
+    reason: str | None = None
+
+
+# The fact an account needs before it may stand in each stage of the pipeline.
+_STAGE_FACTS = {
+    AbmStage.PRIORITIZED: ("stage_requires_bant", "a BANT rating"),
+    AbmStage.OUTREACH: ("stage_requires_material_sent", "a material sent"),
+    AbmStage.WARM_UP: ("stage_requires_warm_response", "a positive response or a meeting held"),
+    AbmStage.WON: ("stage_requires_deal", "a won deal"),
+}
+
+
+class Account(Aggregate):
+    """A company we target, with its firmographics, ratings, contacts and progress."""
+
+    class Event(Aggregate.Event):
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class Registered(Event, Aggregate.Created):
+        name: str
+        domain: str
+        industry: str
+        headcount: int
+        annual_revenue: int
+        revenue_currency: str
+        country: str
+        region: str | None
+        growth_rate: float
+        source: str
+
+    class Screened(Event):
+        outcome: str
+        criteria: list[str]
+        note: str | None
+
+        def apply(self, account: Account) -> None:
+            account.screening = Screening(
+                ScreeningOutcome(self.outcome), tuple(self.criteria), self.note, self.timestamp
+            )
+
+    class BantScored(Event):
+        budget: int
+        authority: int
+        need: int
+        timing: int
+        notes: dict[str, str]
+
+        def apply(self, account: Account) -> None:
+            account.bant = BantRating(
+                self.budget, self.authority, self.need, self.timing, dict(self.notes)
+            )
+            account.bant_scored_at = self.timestamp
+
+    class ContactAdded(Event):
+        contact_id: UUID
+        name: str
+        title: str
+        email: str | None
+        buying_role: str
+        decision_power: str
+
+        def apply(self, account: Account) -> None:
+            account.contacts.append(
+                Contact(
+                    contact_id=self.contact_id,
+                    name=self.name,
+                    title=self.title,
+                    email=self.email,
+                    buying_role=BuyingRole(self.buying_role),
+                    decision_power=DecisionPower(self.decision_power),
+                )
+            )
+
+    class MaterialSent(Event):
+        material: str
+        channel: str
+        note: str | None
+
+        def apply(self, account: Account) -> None:
+            account.materials_sent += 1
+
+    class ResponseReceived(Event):
+        reaction: str
+        note: str | None
+
+        def apply(self, account: Account) -> None:
+            account.responses_received += 1
+            account.last_reaction = Reaction(self.reaction)
+            if self.reaction == Reaction.POSITIVE:
+                account.has_warm_signal = True
+
+    class MeetingHeld(Event):
+        note: str | None
+
+        def apply(self, account: Account) -> None:
+            account.meetings_held += 1
+            account.has_warm_signal = True
+
+    class DealWon(Event):
+        amount: int | None
+        currency: str | None
+
+        def apply(self, account: Account) -> None:
+            account.deal = Deal("won", self.timestamp, self.amount, self.currency, self.reason)
+
+    class DealLost(Event):
+        def apply(self, account: Account) -> None:
+            account.deal = Deal("lost", self.timestamp, reason=self.reason)
+
+    class StageChanged(Event):
+        from_stage: str
+        to_stage: str
+        cause: str
+
+        def apply(self, account: Account) -> None:
+            account.stage = AbmStage(self.to_stage)
+            account.stage_since = self.timestamp
+            if account.stage not in (AbmStage.WON, AbmStage.LOST):
+                account.deal = None  # a reopened account has no deal until it closes again
+
+    class FunnelStateChanged(Event):
+        from_state: str
+        to_state: str
+        cause: str
+
+        def apply(self, account: Account) -> None:
+            account.funnel = FunnelState(self.to_state)
+            account.funnel_since = self.timestamp
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        domain: str,
+        industry: str,
+        headcount: int,
+        annual_revenue: int,
+        revenue_currency: str,
+        country: str,
+        region: str | None,
+        growth_rate: float,
+        source: str,
+        actor: str,
+        reason: str | None,
+        request_id: str | None,
+    ) -> None:
+        self.firmographics = Firmographics(
+            name=name,
+            domain=domain,
+            industry=industry,
+            headcount=headcount,
+            annual_revenue=annual_revenue,
+            revenue_currency=revenue_currency,
+            country=country,
+            region=region,
+            growth_rate=growth_rate,
+            source=source,
+        )
+        self.stage = AbmStage.IDENTIFIED
+        self.stage_since = self.created_on
+        self.funnel = FunnelState.SEE
+        self.funnel_since = self.created_on
+        self.screening: Screening | None = None
+        self.bant: BantRating | None = None
+        self.bant_scored_at: datetime | None = None
+        self.contacts: list[Contact] = []
+        self.materials_sent = 0
+        self.responses_received = 0
+        self.meetings_held = 0
+        self.last_reaction: Reaction | None = None
+        self.has_warm_signal = False
+        self.deal: Deal | None = None
+
+    @staticmethod
+    def create_id(domain: str, **_: Any) -> UUID:
+        return account_id_for(domain)
+
+    # Commands ------------------------------------------------------------------------------
+
+    @classmethod
+    def register(cls, details: Firmographics, by: Attribution) -> Account:
+        return cls._create(cls.Registered, **vars(details), **by.event_fields())
+
+    def screen(
+        self, outcome: ScreeningOutcome, criteria: list[str], note: str | None, by: Attribution
+    ) -> None:
+        if self.stage is AbmStage.WON:
+            raise RuleViolation(
+                "screening_after_win", "A won account is a customer; it is not screened again."
+            )
+        self._trigger(
+            self.Screened, by, outcome=outcome.value, criteria=list(criteria), note=note
+        )
+        if outcome is ScreeningOutcome.EXCLUDED and self.stage is not AbmStage.EXCLUDED:
+            self._change_stage(AbmStage.EXCLUDED, "screened", by)
+        elif outcome is ScreeningOutcome.QUALIFIED and self.stage is AbmStage.EXCLUDED:
+            self._change_stage(AbmStage.IDENTIFIED, "screened", by)
+
+    def score_bant(self, rating: BantRating, by: Attribution) -> None:
+        if not self.is_qualified:
+            raise RuleViolation(
+                "bant_requires_qualified",
+                "Only an account screened as qualified can be rated by BANT.",
+            )
+        self._trigger(
+            self.BantScored,
+            by,
+            budget=rating.budget,
+            authority=rating.authority,
+            need=rating.need,
+            timing=rating.timing,
+            notes=dict(rating.notes),
+        )
+        if self.stage is AbmStage.IDENTIFIED:
+            self._change_stage(AbmStage.PRIORITIZED, "bant_scored", by)
+
+    def add_contact(self, contact: Contact, by: Attribution) -> None:
+        if contact.email and any(
+            c.email and c.email.lower() == contact.email.lower() for c in self.contacts
+        ):
+            raise RuleViolation(
+                "contact_email_taken", f"A contact with email {contact.email} already exists."
+            )
+        self._trigger(
+            self.ContactAdded,
+            by,
+            contact_id=contact.contact_id,
+            name=contact.name,
+            title=contact.title,
+            email=contact.email,
+            buying_role=contact.buying_role.value,
+            decision_power=contact.decision_power.value,
+        )
+
+    def send_material(self, material: str, channel: str, note: str | None, by: Attribution) -> None:
+        self._refuse_if_excluded()
+        if self.bant is None:
+            raise RuleViolation(
+                "outreach_requires_bant", "Outreach starts only after the account has a BANT rating."
+            )
+        self._trigger(self.MaterialSent, by, material=material, channel=channel, note=note)
+        if self.stage is AbmStage.PRIORITIZED:
+            self._change_stage(AbmStage.OUTREACH, "material_sent", by)
+
+    def receive_response(self, reaction: Reaction, note: str | None, by: Attribution) -> None:
+        self._refuse_before_material()
+        self._trigger(self.ResponseReceived, by, reaction=reaction.value, note=note)
+        if reaction is Reaction.POSITIVE and self.stage is AbmStage.OUTREACH:
+            self._change_stage(AbmStage.WARM_UP, "response_received", by)
+
+    def hold_meeting(self, note: str | None, by: Attribution) -> None:
+        self._refuse_before_material()
+        self._trigger(self.MeetingHeld, by, note=note)
+        if self.stage is AbmStage.OUTREACH:
+            self._change_stage(AbmStage.WARM_UP, "meeting_held", by)
+
+    def win_deal(self, amount: int | None, currency: str | None, by: Attribution) -> None:
+        if self.stage is not AbmStage.WARM_UP:
+            raise RuleViolation(
+                "win_requires_warm_up", f"A deal is won only from warm_up, not from {self.stage}."
+            )
+        if (amount is None) != (currency is None):
+            raise InvalidValue("currency", "A deal amount and its currency go together.")
+        self._trigger(self.DealWon, by, amount=amount, currency=currency)
+        self._change_stage(AbmStage.WON, "deal_won", by)
+
+    def lose_deal(self, by: Attribution) -> None:
+        if self.stage not in ACTIVE_STAGES:
+            raise RuleViolation(
+                "loss_requires_active_stage",
+                f"A deal is lost only from prioritized, outreach or warm_up, not from {self.stage}.",
+            )
+        self._require_reason(by, "A lost deal needs a reason.")
+        self._trigger(self.DealLost, by)
+        self._change_stage(AbmStage.LOST, "deal_lost", by)
+
+    def move_stage(self, to: AbmStage, by: Attribution) -> None:
+        if to not in PIPELINE or to is AbmStage.WON:
+            raise RuleViolation(
+                "stage_set_by_fact",
+                f"{to} is reached by recording the fact (screening or deal), not by a move.",
+            )
+        if to is self.stage:
+            raise RuleViolation("stage_unchanged", f"The account is already in {to}.")
+        self._refuse_if_excluded()
+        if self.funnel is FunnelState.CARE and self.stage is AbmStage.WON:
+            raise RuleViolation(
+                "care_requires_won",
+                "The account is in the funnel state care, which needs a won deal: "
+                "move the funnel back first.",
+            )
+        self._require_reason(by, "A manual stage move needs a reason.")
+        if self.stage not in PIPELINE or PIPELINE.index(to) > PIPELINE.index(self.stage):
+            # Forward (or out of `lost`): every stage passed on the way needs its fact.
+            for stage in PIPELINE[1 : PIPELINE.index(to) + 1]:
+                if not self._has_fact_for(stage):
+                    rule, fact = _STAGE_FACTS[stage]
+                    raise RuleViolation(rule, f"Moving to {to} needs {fact} first.")
+        self._change_stage(to, MANUAL, by)
+
+    def move_funnel(self, to: FunnelState, by: Attribution) -> None:
+        if to is self.funnel:
+            raise RuleViolation("funnel_unchanged", f"The account is already in {to}.")
+        if to is FunnelState.CARE and self.stage is not AbmStage.WON:
+            raise RuleViolation("care_requires_won", "Only a won account can be in care.")
+        if FUNNEL.index(to) < FUNNEL.index(self.funnel):
+            self._require_reason(by, "A move back in the funnel needs a reason.")
+        self._trigger(
+            self.FunnelStateChanged,
+            by,
+            from_state=self.funnel.value,
+            to_state=to.value,
+            cause=MANUAL,
+        )
+
+    # Derived state -------------------------------------------------------------------------
+
+    @property
+    def is_qualified(self) -> bool:
+        return self.screening is not None and self.screening.outcome is ScreeningOutcome.QUALIFIED
+
+    @property
+    def buying_roles_covered(self) -> list[BuyingRole]:
+        covered = {c.buying_role for c in self.contacts}
+        return [role for role in BuyingRole if role in covered]
+
+    @property
+    def buying_roles_missing(self) -> list[BuyingRole]:
+        covered = {c.buying_role for c in self.contacts}
+        return [role for role in BuyingRole if role not in covered]
+
+    # Internals ---------------------------------------------------------------------------
+
+    def _trigger(self, event_class: type[Account.Event], by: Attribution, **kwargs: Any) -> None:
+        self.trigger_event(event_class, **kwargs, **by.event_fields())
+
+    def _change_stage(self, to: AbmStage, cause: str, by: Attribution) -> None:
+        self._trigger(
+            self.StageChanged, by, from_stage=self.stage.value, to_stage=to.value, cause=cause
+        )
+
+    def _has_fact_for(self, stage: AbmStage) -> bool:
+        if stage is AbmStage.PRIORITIZED:
+            return self.bant is not None
+        if stage is AbmStage.OUTREACH:
+            return self.materials_sent > 0
+        if stage is AbmStage.WARM_UP:
+            return self.has_warm_signal
+        return stage is AbmStage.IDENTIFIED
+
+    def _refuse_if_excluded(self) -> None:
+        if self.stage is AbmStage.EXCLUDED:
+            raise RuleViolation(
+                "account_excluded", "The account is excluded; screen it as qualified first."
+            )
+
+    def _refuse_before_material(self) -> None:
+        if self.materials_sent == 0:
+            raise RuleViolation(
+                "outreach_not_started", "Record a material sent before responses or meetings."
+            )
+
+    @staticmethod
+    def _require_reason(by: Attribution, detail: str) -> None:
+        if not (by.reason and by.reason.strip()):
+            raise RuleViolation("reason_required", detail)

@@ -1,0 +1,62 @@
+"""Why the ledger refuses a command. The HTTP edge maps each class to a status code."""
+
+from uuid import UUID
+
+
+class LedgerError(Exception):
+    """Base of every refusal; `detail` is written for the person who sent the command."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class RuleViolation(LedgerError):
+    """A business rule refused the command; `rule` is a stable machine-readable name."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+
+
+class InvalidValue(LedgerError):
+    """A value the domain cannot accept (the contracts normally catch these first)."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+class AccountNotFound(LedgerError):
+    def __init__(self, account_id: UUID) -> None:
+        super().__init__(f"No account has id {account_id}.")
+        self.account_id = account_id
+
+
+class DomainAlreadyRegistered(LedgerError):
+    def __init__(self, domain: str, account_id: UUID) -> None:
+        super().__init__(f"The web domain {domain} is already registered as account {account_id}.")
+        self.domain = domain
+        self.account_id = account_id
+
+
+class VersionMismatch(LedgerError):
+    """The caller's expected version is not the account's current version."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(f"The account is at version {actual}, not {expected}.")
+        self.expected = expected
+        self.actual = actual
+
+
+class IdempotencyKeyReused(LedgerError):
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was already used for a different request.")
+
+
+class Contention(LedgerError):
+    """Other writers kept changing the account while this command was being applied."""
+
+    def __init__(self, account_id: UUID) -> None:
+        super().__init__(f"Account {account_id} is changing too fast to apply the command; retry.")
+        self.account_id = account_id

@@ -1,0 +1,238 @@
+"""The account ledger: the use cases, each a load → call → save over the event store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from domain.account import (
+    Account,
+    Attribution,
+    BantRating,
+    Contact,
+    Firmographics,
+    account_id_for,
+)
+from domain.errors import (
+    AccountNotFound,
+    Contention,
+    DomainAlreadyRegistered,
+    IdempotencyKeyReused,
+    VersionMismatch,
+)
+from domain.receipts import CommandReceipt, IdempotencyKey
+from domain.vocabulary import (
+    AbmStage,
+    BuyingRole,
+    DecisionPower,
+    FunnelState,
+    Reaction,
+    ScreeningOutcome,
+)
+from domain.web_domain import normalise_domain
+
+# Concurrent writers to one account collide on its next version; a retry reloads and
+# re-checks the rules, and this many attempts make a persistent collision very unlikely.
+MAX_ATTEMPTS = 8
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CommandMeta:
+    """How a command was sent: by whom, why, and under which concurrency and retry guards."""
+
+    actor: str
+    reason: str | None = None
+    request_id: str | None = None
+    expected_version: int | None = None
+    idempotency: IdempotencyKey | None = None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    account: Account
+    # Global position of the command's last event; None when a retry replayed a stored result.
+    position: int | None
+    replayed: bool = False
+
+
+class AccountLedger(Application):
+    name = "crm"
+
+    def __init__(self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now):
+        super().__init__(env)
+        self.clock = clock
+
+    # Commands ----------------------------------------------------------------------------
+
+    def register(self, details: Firmographics, meta: CommandMeta) -> CommandResult:
+        details = replace(details, domain=normalise_domain(details.domain))
+        account_id = account_id_for(details.domain)
+        for _ in range(MAX_ATTEMPTS):
+            if (replayed := self._replay(meta)) is not None:
+                return replayed
+            if (existing := self._find(account_id)) is not None:
+                raise DomainAlreadyRegistered(details.domain, existing.id)
+            account = Account.register(details, self._attribute(meta))
+            if (result := self._save(account, meta)) is not None:
+                return result
+        raise Contention(account_id)
+
+    def screen(
+        self,
+        account_id: UUID,
+        outcome: ScreeningOutcome,
+        criteria: list[str],
+        note: str | None,
+        meta: CommandMeta,
+    ) -> CommandResult:
+        return self._update(account_id, meta, lambda a, by: a.screen(outcome, criteria, note, by))
+
+    def score_bant(self, account_id: UUID, rating: BantRating, meta: CommandMeta) -> CommandResult:
+        return self._update(account_id, meta, lambda a, by: a.score_bant(rating, by))
+
+    def add_contact(
+        self,
+        account_id: UUID,
+        name: str,
+        title: str,
+        buying_role: BuyingRole,
+        decision_power: DecisionPower,
+        email: str | None,
+        meta: CommandMeta,
+    ) -> CommandResult:
+        contact = Contact(uuid4(), name, title, buying_role, decision_power, email)
+        return self._update(account_id, meta, lambda a, by: a.add_contact(contact, by))
+
+    def send_material(
+        self, account_id: UUID, material: str, channel: str, note: str | None, meta: CommandMeta
+    ) -> CommandResult:
+        return self._update(
+            account_id, meta, lambda a, by: a.send_material(material, channel, note, by)
+        )
+
+    def receive_response(
+        self, account_id: UUID, reaction: Reaction, note: str | None, meta: CommandMeta
+    ) -> CommandResult:
+        return self._update(account_id, meta, lambda a, by: a.receive_response(reaction, note, by))
+
+    def hold_meeting(self, account_id: UUID, note: str | None, meta: CommandMeta) -> CommandResult:
+        return self._update(account_id, meta, lambda a, by: a.hold_meeting(note, by))
+
+    def win_deal(
+        self, account_id: UUID, amount: int | None, currency: str | None, meta: CommandMeta
+    ) -> CommandResult:
+        return self._update(account_id, meta, lambda a, by: a.win_deal(amount, currency, by))
+
+    def lose_deal(self, account_id: UUID, meta: CommandMeta) -> CommandResult:
+        return self._update(account_id, meta, lambda a, by: a.lose_deal(by))
+
+    def move_stage(self, account_id: UUID, to: AbmStage, meta: CommandMeta) -> CommandResult:
+        return self._update(account_id, meta, lambda a, by: a.move_stage(to, by))
+
+    def move_funnel(self, account_id: UUID, to: FunnelState, meta: CommandMeta) -> CommandResult:
+        return self._update(account_id, meta, lambda a, by: a.move_funnel(to, by))
+
+    # Queries -----------------------------------------------------------------------------
+
+    def account(self, account_id: UUID, version: int | None = None) -> Account:
+        account = self._find(account_id, version)
+        if account is None or (version is not None and account.version != version):
+            raise AccountNotFound(account_id)
+        return account
+
+    def account_as_of(self, account_id: UUID, at: datetime) -> Account:
+        """The account as it stood at `at`, from the events recorded up to that instant."""
+        account: Any = None
+        for event in self.events.get(account_id):
+            if event.timestamp > at:
+                break
+            account = event.mutate(account)
+        if not isinstance(account, Account):
+            raise AccountNotFound(account_id)
+        return account
+
+    def history(self, account_id: UUID, after: int = 0, limit: int = 100) -> list[Account.Event]:
+        if self._find(account_id) is None:
+            raise AccountNotFound(account_id)
+        return list(self.events.get(account_id, gt=after or None, limit=limit))
+
+    def ping(self) -> None:
+        """Touches the store; raises when it does not answer."""
+        self.recorder.max_notification_id()
+
+    # Internals ---------------------------------------------------------------------------
+
+    def _update(
+        self,
+        account_id: UUID,
+        meta: CommandMeta,
+        command: Callable[[Account, Attribution], None],
+    ) -> CommandResult:
+        for _ in range(MAX_ATTEMPTS):
+            if (replayed := self._replay(meta)) is not None:
+                return replayed
+            account = self._find(account_id)
+            if account is None:
+                raise AccountNotFound(account_id)
+            if meta.expected_version is not None and account.version != meta.expected_version:
+                raise VersionMismatch(meta.expected_version, account.version)
+            command(account, self._attribute(meta))
+            if (result := self._save(account, meta)) is not None:
+                return result
+        raise Contention(account_id)
+
+    def _save(self, account: Account, meta: CommandMeta) -> CommandResult | None:
+        """Saves the account's new events with the command's receipt; None on a collision."""
+        receipt = None
+        if meta.idempotency is not None:
+            receipt = CommandReceipt.issue(
+                meta.idempotency.receipt_id(meta.actor),
+                meta.idempotency.fingerprint,
+                account.id,
+                account.version,
+                self.clock(),
+            )
+        try:
+            recordings = self.save(account, receipt)
+        except IntegrityError:
+            return None
+        return CommandResult(account, recordings[-1].notification.id if recordings else None)
+
+    def _replay(self, meta: CommandMeta) -> CommandResult | None:
+        """The stored result of an earlier command sent with the same idempotency key."""
+        if meta.idempotency is None:
+            return None
+        receipt = self._find_receipt(meta.idempotency.receipt_id(meta.actor))
+        if receipt is None:
+            return None
+        if receipt.fingerprint != meta.idempotency.fingerprint:
+            raise IdempotencyKeyReused()
+        account = self.repository.get(receipt.account_id, version=receipt.account_version)
+        return CommandResult(account, position=None, replayed=True)
+
+    def _attribute(self, meta: CommandMeta) -> Attribution:
+        return Attribution(meta.actor, self.clock(), meta.reason, meta.request_id)
+
+    def _find(self, account_id: UUID, version: int | None = None) -> Account | None:
+        found = self._get(account_id, version)
+        return found if isinstance(found, Account) else None
+
+    def _find_receipt(self, receipt_id: UUID) -> CommandReceipt | None:
+        found = self._get(receipt_id)
+        return found if isinstance(found, CommandReceipt) else None
+
+    def _get(self, aggregate_id: UUID, version: int | None = None) -> Any:
+        try:
+            return self.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            return None

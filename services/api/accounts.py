@@ -1,0 +1,293 @@
+"""The account endpoints: register, read, history, and one endpoint per command."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from contracts.accounts import (
+    AccountView,
+    AddContact,
+    BantNotes,
+    CloseDeal,
+    HistoryPage,
+    MoveFunnel,
+    MoveStage,
+    Problem,
+    RecordOutreach,
+    RegisterAccount,
+    ScoreBant,
+    ScreenAccount,
+)
+from domain.account import BantRating, Firmographics
+from domain.ledger import AccountLedger, CommandResult
+from domain.vocabulary import (
+    BANT_DIMENSIONS,
+    AbmStage,
+    BuyingRole,
+    DecisionPower,
+    FunnelState,
+    Reaction,
+    ScreeningOutcome,
+)
+from services.api.command_meta import CommandHeaders
+from services.api.problems import etag, invalid_field
+from services.api.strict_json import StrictJSON
+from services.api.views import account_view, history_event
+
+HISTORY_PAGE_MAX = 1000
+
+_PROBLEMS = {
+    400: ResponseSpec(Problem, description="Malformed JSON, header or parameter."),
+    404: ResponseSpec(Problem, description="No such account."),
+    409: ResponseSpec(Problem, description="Refused by a business rule (see `rule`)."),
+    412: ResponseSpec(Problem, description="If-Match names a version that is not current."),
+    413: ResponseSpec(Problem, description="The body is too large."),
+    415: ResponseSpec(Problem, description="The body is not JSON."),
+    422: ResponseSpec(Problem, description="A field is invalid (see `field`)."),
+    503: ResponseSpec(Problem, description="The store is unavailable; retry after Retry-After."),
+}
+
+AccountId = Annotated[UUID, Parameter(description="The account id.")]
+
+
+def _command_response(result: CommandResult, status_code: int = 200) -> Response[AccountView]:
+    account = result.account
+    headers = {"ETag": etag(account.version)}
+    if result.position is not None:
+        headers["CRM-Position"] = str(result.position)
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if status_code == 201:
+        headers["Location"] = f"/accounts/{account.id}"
+    return Response(account_view(account), status_code=status_code, headers=headers)
+
+
+def _command(path: str, body: type, *, method: Any = post, summary: str) -> Any:
+    """Decorates a command handler: strict JSON body, problem responses, run in a thread."""
+    return method(
+        path,
+        dto=StrictJSON[body],
+        return_dto=None,
+        sync_to_thread=True,
+        summary=summary,
+        responses=_PROBLEMS,
+        status_code=200,
+    )
+
+
+class AccountController(Controller):
+    path = "/accounts"
+    tags = ["accounts"]
+
+    @post(
+        "/",
+        dto=StrictJSON[RegisterAccount],
+        return_dto=None,
+        sync_to_thread=True,
+        summary="Register a target account",
+        responses=_PROBLEMS,
+        status_code=201,
+    )
+    def register(
+        self, command_headers: CommandHeaders, data: RegisterAccount, ledger: AccountLedger
+    ) -> Response[AccountView]:
+        details = Firmographics(
+            name=data.name,
+            domain=data.domain,
+            industry=data.industry,
+            headcount=data.headcount,
+            annual_revenue=data.annual_revenue,
+            revenue_currency=data.revenue_currency,
+            country=data.country,
+            region=data.region,
+            growth_rate=data.growth_rate,
+            source=data.source,
+        )
+        return _command_response(ledger.register(details, command_headers.meta(data)), 201)
+
+    @get(
+        "/{account_id:uuid}",
+        sync_to_thread=True,
+        summary="The account now, or as it was at a version or an instant",
+        responses=_PROBLEMS,
+    )
+    def read(
+        self,
+        account_id: AccountId,
+        ledger: AccountLedger,
+        version: Annotated[int | None, Parameter(ge=1, description="A past version.")] = None,
+        as_of: Annotated[
+            datetime | None, Parameter(description="An RFC 3339 instant with its offset.")
+        ] = None,
+    ) -> Response[AccountView]:
+        if version is not None and as_of is not None:
+            raise invalid_field("as_of", "Give either version or as_of, not both.", 400)
+        if as_of is not None:
+            if as_of.tzinfo is None:
+                raise invalid_field("as_of", "as_of needs a UTC offset, e.g. 2026-01-31T12:00Z.", 400)
+            account = ledger.account_as_of(account_id, as_of)
+        else:
+            account = ledger.account(account_id, version)
+        return Response(account_view(account), headers={"ETag": etag(account.version)})
+
+    @get(
+        "/{account_id:uuid}/history",
+        sync_to_thread=True,
+        summary="The account's events in order",
+        responses=_PROBLEMS,
+    )
+    def history(
+        self,
+        account_id: AccountId,
+        ledger: AccountLedger,
+        after: Annotated[int, Parameter(ge=0, description="Only events after this version.")] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=HISTORY_PAGE_MAX)] = 100,
+    ) -> HistoryPage:
+        events = ledger.history(account_id, after=after, limit=limit)
+        items = [history_event(e) for e in events]
+        next_after = items[-1].version if len(items) == limit else None
+        return HistoryPage(account_id=account_id, items=items, next_after=next_after)
+
+    @_command("/{account_id:uuid}/screening", ScreenAccount, summary="Record a screening")
+    def screen(
+        self,
+        command_headers: CommandHeaders,
+        account_id: AccountId,
+        data: ScreenAccount,
+        ledger: AccountLedger,
+    ) -> Response[AccountView]:
+        return _command_response(
+            ledger.screen(
+                account_id,
+                ScreeningOutcome(data.outcome),
+                list(data.criteria),
+                data.note,
+                command_headers.meta(data),
+            )
+        )
+
+    @_command("/{account_id:uuid}/bant", ScoreBant, method=put, summary="Rate the account by BANT")
+    def score_bant(
+        self,
+        command_headers: CommandHeaders,
+        account_id: AccountId,
+        data: ScoreBant,
+        ledger: AccountLedger,
+    ) -> Response[AccountView]:
+        notes = data.notes or BantNotes()
+        rating = BantRating(
+            budget=data.budget,
+            authority=data.authority,
+            need=data.need,
+            timing=data.timing,
+            notes={d: n for d in BANT_DIMENSIONS if (n := getattr(notes, d)) is not None},
+        )
+        return _command_response(
+            ledger.score_bant(account_id, rating, command_headers.meta(data))
+        )
+
+    @_command("/{account_id:uuid}/contacts", AddContact, summary="Add a contact")
+    def add_contact(
+        self,
+        command_headers: CommandHeaders,
+        account_id: AccountId,
+        data: AddContact,
+        ledger: AccountLedger,
+    ) -> Response[AccountView]:
+        return _command_response(
+            ledger.add_contact(
+                account_id,
+                name=data.name,
+                title=data.title,
+                buying_role=BuyingRole(data.buying_role),
+                decision_power=DecisionPower(data.decision_power),
+                email=data.email,
+                meta=command_headers.meta(data),
+            )
+        )
+
+    @_command("/{account_id:uuid}/outreach", RecordOutreach, summary="Record an outreach fact")
+    def record_outreach(
+        self,
+        command_headers: CommandHeaders,
+        account_id: AccountId,
+        data: RecordOutreach,
+        ledger: AccountLedger,
+    ) -> Response[AccountView]:
+        meta = command_headers.meta(data)
+        _only_fields_of(
+            data,
+            {
+                "material_sent": ("material", "channel"),
+                "response_received": ("reaction",),
+                "meeting_held": (),
+            }[data.kind],
+            optional=("material", "channel", "reaction"),
+        )
+        if data.kind == "material_sent":
+            assert data.material is not None and data.channel is not None
+            result = ledger.send_material(account_id, data.material, data.channel, data.note, meta)
+        elif data.kind == "response_received":
+            assert data.reaction is not None
+            result = ledger.receive_response(account_id, Reaction(data.reaction), data.note, meta)
+        else:
+            result = ledger.hold_meeting(account_id, data.note, meta)
+        return _command_response(result)
+
+    @_command("/{account_id:uuid}/stage", MoveStage, summary="Move the ABM stage by hand")
+    def move_stage(
+        self,
+        command_headers: CommandHeaders,
+        account_id: AccountId,
+        data: MoveStage,
+        ledger: AccountLedger,
+    ) -> Response[AccountView]:
+        return _command_response(
+            ledger.move_stage(account_id, AbmStage(data.to), command_headers.meta(data))
+        )
+
+    @_command("/{account_id:uuid}/funnel", MoveFunnel, summary="Move the See-Think-Do-Care state")
+    def move_funnel(
+        self,
+        command_headers: CommandHeaders,
+        account_id: AccountId,
+        data: MoveFunnel,
+        ledger: AccountLedger,
+    ) -> Response[AccountView]:
+        return _command_response(
+            ledger.move_funnel(account_id, FunnelState(data.to), command_headers.meta(data))
+        )
+
+    @_command("/{account_id:uuid}/deal", CloseDeal, summary="Close the deal as won or lost")
+    def close_deal(
+        self,
+        command_headers: CommandHeaders,
+        account_id: AccountId,
+        data: CloseDeal,
+        ledger: AccountLedger,
+    ) -> Response[AccountView]:
+        meta = command_headers.meta(data)
+        if data.outcome == "won":
+            if (data.amount is None) != (data.currency is None):
+                raise invalid_field("currency", "amount and currency are given together.")
+            return _command_response(
+                ledger.win_deal(account_id, data.amount, data.currency, meta)
+            )
+        _only_fields_of(data, (), optional=("amount", "currency"))
+        return _command_response(ledger.lose_deal(account_id, meta))
+
+
+def _only_fields_of(data: Any, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    """Fields that depend on `kind` or `outcome`: the required ones present, the others absent."""
+    for name in optional:
+        value = getattr(data, name)
+        if name in required and value is None:
+            raise invalid_field(name, f"{name} is required here.")
+        if name not in required and value is not None:
+            raise invalid_field(name, f"{name} does not apply here.")

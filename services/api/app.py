@@ -1,0 +1,62 @@
+"""The HTTP application: routes, problem details, OpenAPI, request ids."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.datastructures import MutableScopeHeaders
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.types import Message, Scope
+
+from domain.ledger import AccountLedger
+from services.api.accounts import AccountController
+from services.api.command_meta import command_headers
+from services.api.health import health, ready
+from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
+from services.settings import Settings
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _assign_request_id(request: Request[Any, Any, Any]) -> None:
+    """Keeps a sane client-sent request id (for tracing across services), else makes one."""
+    sent = request.headers.get(REQUEST_ID_HEADER)
+    request.state.request_id = sent if sent and _REQUEST_ID.match(sent) else uuid.uuid4().hex
+
+
+def _echo_request_id(message: Message, scope: Scope) -> None:
+    if message["type"] == "http.response.start":
+        request_id = scope.get("state", {}).get("request_id")
+        if request_id:
+            MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+
+
+def create_app(ledger: AccountLedger, settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings()
+    return Litestar(
+        route_handlers=[AccountController, health, ready],
+        dependencies={
+            "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),
+            "command_headers": Provide(command_headers, sync_to_thread=False),
+        },
+        plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        before_request=_assign_request_id,
+        before_send=[_echo_request_id],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="ABM CRM",
+            version="0.1.0",
+            description="Event-sourced CRM for account-based B2B marketing.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        on_shutdown=[ledger.close],
+    )

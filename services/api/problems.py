@@ -1,0 +1,176 @@
+"""Every error becomes an RFC 9457 problem; this is the one place that maps errors to statuses."""
+
+from __future__ import annotations
+
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+
+from eventsourcing.persistence import OperationalError
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from domain.errors import (
+    AccountNotFound,
+    Contention,
+    DomainAlreadyRegistered,
+    IdempotencyKeyReused,
+    InvalidValue,
+    LedgerError,
+    RuleViolation,
+    VersionMismatch,
+)
+
+log = logging.getLogger("crm.api")
+
+RETRY_AFTER_SECONDS = "1"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status,
+        title=title,
+        detail=detail,
+        type_=f"urn:crm:problem:{kind}",
+        headers=headers,
+        extra={k: v for k, v in extra.items() if v is not None} or None,
+    )
+
+
+def invalid_field(field: str, detail: str, status: int = 422) -> ProblemDetailsException:
+    return problem(status, "Invalid request", detail, kind="invalid-field", field=field)
+
+
+def _from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
+    if isinstance(exc, RuleViolation):
+        return problem(409, "Refused by a rule", exc.detail, kind="rule-violation", rule=exc.rule)
+    if isinstance(exc, AccountNotFound):
+        return problem(404, "Account not found", exc.detail, kind="not-found")
+    if isinstance(exc, DomainAlreadyRegistered):
+        return problem(
+            409,
+            "Domain already registered",
+            exc.detail,
+            kind="duplicate-domain",
+            rule="domain_unique",
+            account_id=str(exc.account_id),
+        )
+    if isinstance(exc, VersionMismatch):
+        return problem(
+            412,
+            "Precondition failed",
+            exc.detail,
+            kind="stale-version",
+            current_version=exc.actual,
+            headers={"ETag": etag(exc.actual)},
+        )
+    if isinstance(exc, IdempotencyKeyReused):
+        return problem(
+            422,
+            "Idempotency-Key reused",
+            exc.detail,
+            kind="idempotency-key-reused",
+            rule="idempotency_key_reused",
+        )
+    if isinstance(exc, InvalidValue):
+        return invalid_field(exc.field, exc.detail)
+    if isinstance(exc, Contention):
+        return problem(
+            503,
+            "Busy",
+            exc.detail,
+            kind="contention",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    return problem(400, "Refused", exc.detail, kind="refused")
+
+
+_LOCATION = re.compile(r"at `\$((?:\.[A-Za-z_][\w]*|\[\d+\])+)`")
+
+
+def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        # Litestar lists the path, query and header parameters that failed to parse.
+        errors = [
+            {"field": e.get("key"), "source": e.get("source"), "message": e.get("message")}
+            for e in exc.extra
+            if isinstance(e, dict)
+        ]
+        fields = ", ".join(str(e["field"]) for e in errors if e["field"])
+        return problem(
+            400,
+            "Invalid request",
+            f"Invalid parameter: {fields}." if fields else str(exc.detail),
+            kind="invalid-parameter",
+            field=errors[0]["field"] if len(errors) == 1 else None,
+            errors=errors,
+        )
+    return problem(
+        exc.status_code,
+        _title(exc.status_code),
+        str(exc.detail),
+        kind=_title(exc.status_code).lower().replace(" ", "-"),
+        headers=exc.headers,
+    )
+
+
+def _from_operational_error(exc: OperationalError) -> ProblemDetailsException:
+    log.warning("event store unavailable: %s", type(exc).__name__)
+    return problem(
+        503,
+        "Store unavailable",
+        "The event store does not answer; retry shortly.",
+        kind="store-unavailable",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(
+        500, "Internal error", "The server failed to handle the request.", kind="internal"
+    ).to_response(request)
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def field_from_msgspec(message: str) -> str | None:
+    """The JSON path msgspec names in a validation message, as a dotted field name."""
+    if match := re.search(r"(?:unknown|missing required) field `([^`]+)`", message):
+        prefix = _LOCATION.search(message)
+        parent = prefix.group(1).lstrip(".") + "." if prefix else ""
+        return parent + match.group(1)
+    if match := _LOCATION.search(message):
+        return match.group(1).lstrip(".")
+    return None
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+PROBLEM_DETAILS = ProblemDetailsConfig(
+    enable_for_all_http_exceptions=True,
+    exception_to_problem_detail_map={
+        LedgerError: _from_ledger_error,
+        HTTPException: _from_http_exception,
+        OperationalError: _from_operational_error,
+    },
+)
+EXCEPTION_HANDLERS = {HTTP_500_INTERNAL_SERVER_ERROR: _internal_error}

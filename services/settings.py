@@ -1,0 +1,40 @@
+"""Configuration, read once from `CRM_…` environment variables at the edge."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("var")
+    database_url: str | None = None  # postgresql://…; None means the embedded SQLite file
+    database_schema: str = "public"
+    database_pool_size: int = 20
+    max_body_bytes: int = 64 * 1024
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            data_dir=Path(env.get("CRM_DATA_DIR", str(defaults.data_dir))),
+            database_url=env.get("CRM_DATABASE_URL") or None,
+            database_schema=env.get("CRM_DATABASE_SCHEMA", defaults.database_schema),
+            database_pool_size=int(env.get("CRM_DATABASE_POOL_SIZE", defaults.database_pool_size)),
+            max_body_bytes=int(env.get("CRM_MAX_BODY_BYTES", defaults.max_body_bytes)),
+            host=env.get("CRM_HOST", defaults.host),
+            port=int(env.get("CRM_PORT", defaults.port)),
+        )
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "crm.sqlite3"
+
+    @property
+    def store_name(self) -> str:
+        return "postgresql" if self.database_url else "sqlite"

@@ -1,0 +1,47 @@
+"""Opens the event store that the settings name: the embedded SQLite file or PostgreSQL."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from domain.ledger import AccountLedger
+from services.settings import Settings
+
+
+class StoreConfigError(ValueError):
+    pass
+
+
+def eventsourcing_env(settings: Settings) -> dict[str, str]:
+    """The `eventsourcing` library is configured by environment; this builds it from Settings."""
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(settings.sqlite_path),
+            "SQLITE_LOCK_TIMEOUT": "10",
+        }
+    url = urlsplit(settings.database_url)
+    if url.scheme not in ("postgresql", "postgres"):
+        raise StoreConfigError(
+            f"CRM_DATABASE_URL must start with postgresql://, not {url.scheme}://"
+        )
+    query = dict(part.split("=", 1) for part in url.query.split("&") if "=" in part)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
+        # A unix-socket directory may come as ?host=/path, as libpq allows.
+        "POSTGRES_HOST": unquote(query.get("host", url.hostname or "127.0.0.1")),
+        "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_USER": unquote(url.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(url.password or ""),
+        "POSTGRES_SCHEMA": settings.database_schema,
+        "POSTGRES_POOL_SIZE": str(settings.database_pool_size),
+        "POSTGRES_MAX_OVERFLOW": "0",
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_PRE_PING": "y",
+    }
+
+
+def open_ledger(settings: Settings) -> AccountLedger:
+    return AccountLedger(env=eventsourcing_env(settings))
