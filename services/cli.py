@@ -20,15 +20,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     where = settings.database_url and "PostgreSQL" or f"SQLite file {settings.sqlite_path}"
     logging.getLogger("crm").info("event store: %s", where)
     print(f"CRM listening on http://{args.host}:{args.port} (store: {where})", flush=True)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        timeout_graceful_shutdown=10,
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        ledger.close()
     return 0
 
 

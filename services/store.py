@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
-from domain.ledger import AccountLedger
+from domain.ledger import AccountLedger, utc_now
 from services.settings import Settings
 
 
@@ -43,5 +45,26 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def open_ledger(settings: Settings) -> AccountLedger:
-    return AccountLedger(env=eventsourcing_env(settings))
+def open_ledger(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AccountLedger:
+    env = eventsourcing_env(settings)
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres" and settings.database_schema != "public":
+        _create_schema(env)
+    return AccountLedger(env=env, clock=clock)
+
+
+def _create_schema(env: dict[str, str]) -> None:
+    """The library creates its tables but not a schema that is not there yet."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        dbname=env["POSTGRES_DBNAME"],
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        autocommit=True,
+    ) as conn:
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(env["POSTGRES_SCHEMA"]))
+        )

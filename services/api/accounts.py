@@ -8,7 +8,8 @@ from uuid import UUID
 
 from litestar import Controller, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from contracts.accounts import (
     AccountView,
@@ -53,7 +54,9 @@ _PROBLEMS = {
     503: ResponseSpec(Problem, description="The store is unavailable; retry after Retry-After."),
 }
 
-AccountId = Annotated[UUID, Parameter(description="The account id.")]
+AccountId = Annotated[UUID, PathParameter(description="The account id.")]
+Ledger = NamedDependency[AccountLedger]
+Headers = NamedDependency[CommandHeaders]
 
 
 def _command_response(result: CommandResult, status_code: int = 200) -> Response[AccountView]:
@@ -95,7 +98,7 @@ class AccountController(Controller):
         status_code=201,
     )
     def register(
-        self, command_headers: CommandHeaders, data: RegisterAccount, ledger: AccountLedger
+        self, command_headers: Headers, data: JSONBody[RegisterAccount], ledger: Ledger
     ) -> Response[AccountView]:
         details = Firmographics(
             name=data.name,
@@ -120,10 +123,10 @@ class AccountController(Controller):
     def read(
         self,
         account_id: AccountId,
-        ledger: AccountLedger,
-        version: Annotated[int | None, Parameter(ge=1, description="A past version.")] = None,
+        ledger: Ledger,
+        version: Annotated[int | None, QueryParameter(ge=1, description="A past version.")] = None,
         as_of: Annotated[
-            datetime | None, Parameter(description="An RFC 3339 instant with its offset.")
+            datetime | None, QueryParameter(description="An RFC 3339 instant with its offset.")
         ] = None,
     ) -> Response[AccountView]:
         if version is not None and as_of is not None:
@@ -145,9 +148,9 @@ class AccountController(Controller):
     def history(
         self,
         account_id: AccountId,
-        ledger: AccountLedger,
-        after: Annotated[int, Parameter(ge=0, description="Only events after this version.")] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=HISTORY_PAGE_MAX)] = 100,
+        ledger: Ledger,
+        after: Annotated[int, QueryParameter(ge=0, description="Only events after this version.")] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=HISTORY_PAGE_MAX)] = 100,
     ) -> HistoryPage:
         events = ledger.history(account_id, after=after, limit=limit)
         items = [history_event(e) for e in events]
@@ -157,10 +160,10 @@ class AccountController(Controller):
     @_command("/{account_id:uuid}/screening", ScreenAccount, summary="Record a screening")
     def screen(
         self,
-        command_headers: CommandHeaders,
+        command_headers: Headers,
         account_id: AccountId,
-        data: ScreenAccount,
-        ledger: AccountLedger,
+        data: JSONBody[ScreenAccount],
+        ledger: Ledger,
     ) -> Response[AccountView]:
         return _command_response(
             ledger.screen(
@@ -175,10 +178,10 @@ class AccountController(Controller):
     @_command("/{account_id:uuid}/bant", ScoreBant, method=put, summary="Rate the account by BANT")
     def score_bant(
         self,
-        command_headers: CommandHeaders,
+        command_headers: Headers,
         account_id: AccountId,
-        data: ScoreBant,
-        ledger: AccountLedger,
+        data: JSONBody[ScoreBant],
+        ledger: Ledger,
     ) -> Response[AccountView]:
         notes = data.notes or BantNotes()
         rating = BantRating(
@@ -195,10 +198,10 @@ class AccountController(Controller):
     @_command("/{account_id:uuid}/contacts", AddContact, summary="Add a contact")
     def add_contact(
         self,
-        command_headers: CommandHeaders,
+        command_headers: Headers,
         account_id: AccountId,
-        data: AddContact,
-        ledger: AccountLedger,
+        data: JSONBody[AddContact],
+        ledger: Ledger,
     ) -> Response[AccountView]:
         return _command_response(
             ledger.add_contact(
@@ -215,10 +218,10 @@ class AccountController(Controller):
     @_command("/{account_id:uuid}/outreach", RecordOutreach, summary="Record an outreach fact")
     def record_outreach(
         self,
-        command_headers: CommandHeaders,
+        command_headers: Headers,
         account_id: AccountId,
-        data: RecordOutreach,
-        ledger: AccountLedger,
+        data: JSONBody[RecordOutreach],
+        ledger: Ledger,
     ) -> Response[AccountView]:
         meta = command_headers.meta(data)
         _only_fields_of(
@@ -243,10 +246,10 @@ class AccountController(Controller):
     @_command("/{account_id:uuid}/stage", MoveStage, summary="Move the ABM stage by hand")
     def move_stage(
         self,
-        command_headers: CommandHeaders,
+        command_headers: Headers,
         account_id: AccountId,
-        data: MoveStage,
-        ledger: AccountLedger,
+        data: JSONBody[MoveStage],
+        ledger: Ledger,
     ) -> Response[AccountView]:
         return _command_response(
             ledger.move_stage(account_id, AbmStage(data.to), command_headers.meta(data))
@@ -255,10 +258,10 @@ class AccountController(Controller):
     @_command("/{account_id:uuid}/funnel", MoveFunnel, summary="Move the See-Think-Do-Care state")
     def move_funnel(
         self,
-        command_headers: CommandHeaders,
+        command_headers: Headers,
         account_id: AccountId,
-        data: MoveFunnel,
-        ledger: AccountLedger,
+        data: JSONBody[MoveFunnel],
+        ledger: Ledger,
     ) -> Response[AccountView]:
         return _command_response(
             ledger.move_funnel(account_id, FunnelState(data.to), command_headers.meta(data))
@@ -267,10 +270,10 @@ class AccountController(Controller):
     @_command("/{account_id:uuid}/deal", CloseDeal, summary="Close the deal as won or lost")
     def close_deal(
         self,
-        command_headers: CommandHeaders,
+        command_headers: Headers,
         account_id: AccountId,
-        data: CloseDeal,
-        ledger: AccountLedger,
+        data: JSONBody[CloseDeal],
+        ledger: Ledger,
     ) -> Response[AccountView]:
         meta = command_headers.meta(data)
         if data.outcome == "won":

@@ -58,5 +58,4 @@ def create_app(ledger: AccountLedger, settings: Settings | None = None) -> Lites
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
-        on_shutdown=[ledger.close],
     )

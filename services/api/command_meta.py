@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from domain.ledger import CommandMeta
 from domain.receipts import IdempotencyKey
@@ -54,22 +54,22 @@ def command_headers(
     request: Request[Any, Any, Any],
     if_match: Annotated[
         str | None,
-        Parameter(
-            header="If-Match",
+        HeaderParameter(
+            name="If-Match",
             required=False,
             description='The account version the command expects, as in the ETag: "3".',
         ),
     ] = None,
     idempotency_key: Annotated[
         str | None,
-        Parameter(
-            header="Idempotency-Key",
+        HeaderParameter(
+            name="Idempotency-Key",
             required=False,
             description="Sending the same key and body again returns the first response.",
         ),
     ] = None,
     x_actor: Annotated[
-        str | None, Parameter(header="X-Actor", required=False, description="Who sends it.")
+        str | None, HeaderParameter(name="X-Actor", required=False, description="Who sends it.")
     ] = None,
 ) -> CommandHeaders:
     return CommandHeaders(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 from msgspec import Struct
 
 from domain.ledger import AccountLedger
@@ -27,7 +28,7 @@ def health() -> Health:
 
 
 @get("/ready", summary="The store answers", tags=["operations"], sync_to_thread=True)
-def ready(ledger: AccountLedger) -> Response[Readiness]:
+def ready(ledger: NamedDependency[AccountLedger]) -> Response[Readiness]:
     try:
         ledger.ping()
     except Exception as exc:  # any failure of the store means not ready, whatever its kind
