@@ -7,15 +7,27 @@ still lets Litestar document the body in the OpenAPI schema.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar.dto import MsgspecDTO
+from litestar.typing import FieldDefinition
 
 from services.api.problems import field_from_msgspec, invalid_field, problem
 
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.openapi.spec import Reference, Schema
+
 
 class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: SchemaCreator
+    ) -> Reference | Schema:
+        # Document the contract's own Struct under its own name, not a generated transfer model.
+        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.model_type))
+
     def decode_bytes(self, value: bytes) -> Any:
         content_type = self.asgi_connection.headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() not in ("application/json", ""):

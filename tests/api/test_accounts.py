@@ -1,0 +1,198 @@
+"""Registering and reading accounts over HTTP, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+from tests.api.requests import command, qualified, register, registration
+
+PROBLEM = "application/problem+json"
+
+
+def test_registering_answers_201_with_location_etag_and_the_new_account(client):
+    response = client.post("/accounts", json=registration(), headers={"X-Actor": "alice"})
+
+    assert response.status_code == 201
+    account = response.json()
+    assert response.headers["location"] == f"/accounts/{account['id']}"
+    assert response.headers["etag"] == '"1"'
+    assert int(response.headers["crm-position"]) >= 1
+    assert account["version"] == 1
+    assert account["abm_stage"] == "identified"
+    assert account["funnel_state"] == "see"
+    assert account["domain"] == "acme-tooling.com"
+    assert account["bant"] is None
+    assert account["buying_roles"] == {
+        "covered": [],
+        "missing": ["economic", "technical", "end_user"],
+    }
+
+
+def test_the_location_of_a_new_account_reads_it_back(client):
+    created = client.post("/accounts", json=registration())
+    fetched = client.get(created.headers["location"])
+
+    assert fetched.status_code == 200
+    assert fetched.json() == created.json()
+    assert fetched.headers["etag"] == '"1"'
+
+
+def test_registering_a_known_domain_is_refused_naming_the_existing_account(client):
+    first = register(client)
+
+    response = client.post("/accounts", json=registration(domain="WWW.Acme-Tooling.com"))
+
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith(PROBLEM)
+    problem = response.json()
+    assert problem["account_id"] == first["id"]
+    assert problem["rule"] == "domain_unique"
+    assert client.get(f"/accounts/{first['id']}/history").json()["items"][-1]["version"] == 1
+
+
+def test_an_unknown_account_is_404_problem(client):
+    response = client.get(f"/accounts/{uuid4()}")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert response.json()["status"] == 404
+
+
+def test_an_account_reads_as_it_was_at_a_past_version(client):
+    account = qualified(client)
+    command(client, account, "bant", {"budget": 2, "authority": 2, "need": 2, "timing": 2}, "PUT")
+
+    at_two = client.get(f"/accounts/{account['id']}", params={"version": 2})
+    beyond = client.get(f"/accounts/{account['id']}", params={"version": 99})
+
+    assert at_two.status_code == 200
+    assert at_two.json()["version"] == 2
+    assert at_two.json()["screening"]["outcome"] == "qualified"
+    assert at_two.json()["bant"] is None
+    assert at_two.headers["etag"] == '"2"'
+    assert beyond.status_code == 404
+
+
+def test_an_account_reads_as_it_was_at_an_instant(client, clock):
+    account = register(client)
+    before_screening = clock.advance(days=1)
+    clock.advance(days=1)
+    command(client, account, "screening", {"outcome": "excluded", "criteria": ["headcount"]})
+
+    then = client.get(f"/accounts/{account['id']}", params={"as_of": before_screening.isoformat()})
+    now = client.get(f"/accounts/{account['id']}")
+    too_early = client.get(
+        f"/accounts/{account['id']}",
+        params={"as_of": (before_screening - timedelta(days=30)).isoformat()},
+    )
+
+    assert then.json()["abm_stage"] == "identified"
+    assert then.json()["version"] == 1
+    assert now.json()["abm_stage"] == "excluded"
+    assert too_early.status_code == 404
+
+
+def test_as_of_without_an_offset_and_with_a_version_are_refused(client):
+    account = register(client)
+
+    naive = client.get(f"/accounts/{account['id']}", params={"as_of": "2026-01-05T10:00:00"})
+    both = client.get(
+        f"/accounts/{account['id']}", params={"as_of": "2026-01-05T10:00:00Z", "version": 1}
+    )
+    garbage = client.get(f"/accounts/{account['id']}", params={"as_of": "last tuesday"})
+
+    assert (naive.status_code, naive.json()["field"]) == (400, "as_of")
+    assert (both.status_code, both.json()["field"]) == (400, "as_of")
+    assert garbage.status_code == 400
+    assert "as_of" in garbage.json()["detail"]
+
+
+def test_history_lists_every_event_with_who_when_why(client):
+    account = register(client)
+    client.post(
+        f"/accounts/{account['id']}/screening",
+        json={"outcome": "excluded", "criteria": ["industry"], "note": "retail",
+              "reason": "not our market"},
+        headers={"X-Actor": "bob", "X-Request-ID": "req-42"},
+    )
+
+    page = client.get(f"/accounts/{account['id']}/history").json()
+
+    assert [e["type"] for e in page["items"]] == ["registered", "screened", "stage_changed"]
+    assert [e["version"] for e in page["items"]] == [1, 2, 3]
+    screened, stage_changed = page["items"][1], page["items"][2]
+    assert screened["actor"] == "bob"
+    assert screened["reason"] == "not our market"
+    assert screened["request_id"] == "req-42"
+    assert screened["data"] == {"outcome": "excluded", "criteria": ["industry"], "note": "retail"}
+    assert stage_changed["data"] == {
+        "from_stage": "identified",
+        "to_stage": "excluded",
+        "cause": "screened",
+    }
+    assert stage_changed["recorded_at"] == screened["recorded_at"] or (
+        stage_changed["recorded_at"] > screened["recorded_at"]
+    )
+    assert page["items"][0]["actor"] == "anonymous"
+    assert page["next_after"] is None
+
+
+def test_history_pages_with_after_and_limit(client):
+    account = qualified(client)
+    for budget in (1, 2, 3):
+        command(client, account, "bant",
+                {"budget": budget, "authority": 1, "need": 1, "timing": 1}, "PUT")
+
+    first = client.get(f"/accounts/{account['id']}/history", params={"limit": 3}).json()
+    rest = client.get(
+        f"/accounts/{account['id']}/history", params={"after": first["next_after"]}
+    ).json()
+
+    assert [e["version"] for e in first["items"]] == [1, 2, 3]
+    assert first["next_after"] == 3
+    assert [e["type"] for e in rest["items"]] == ["stage_changed", "bant_scored", "bant_scored"]
+    assert [e["version"] for e in rest["items"]] == [4, 5, 6]
+    assert [e["data"]["budget"] for e in rest["items"] if e["type"] == "bant_scored"] == [2, 3]
+    assert client.get(f"/accounts/{uuid4()}/history").status_code == 404
+    assert client.get(f"/accounts/{account['id']}/history", params={"limit": 0}).status_code == 400
+
+
+def test_the_response_carries_the_request_id_it_was_given_or_a_new_one(client):
+    given = client.get("/health", headers={"X-Request-ID": "trace-1"})
+    made = client.get("/health")
+
+    assert given.headers["x-request-id"] == "trace-1"
+    assert len(made.headers["x-request-id"]) == 32
+
+
+def test_health_and_readiness(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"store": "ok"}}
+
+
+def test_the_openapi_document_describes_every_endpoint_and_its_problems(client):
+    schema = client.get("/schema/openapi.json").json()
+
+    paths = schema["paths"]
+    for path, method in [
+        ("/accounts", "post"),
+        ("/accounts/{account_id}", "get"),
+        ("/accounts/{account_id}/history", "get"),
+        ("/accounts/{account_id}/screening", "post"),
+        ("/accounts/{account_id}/bant", "put"),
+        ("/accounts/{account_id}/contacts", "post"),
+        ("/accounts/{account_id}/outreach", "post"),
+        ("/accounts/{account_id}/stage", "post"),
+        ("/accounts/{account_id}/funnel", "post"),
+        ("/accounts/{account_id}/deal", "post"),
+        ("/health", "get"),
+        ("/ready", "get"),
+    ]:
+        assert method in paths[path], (path, method)
+    bant = paths["/accounts/{account_id}/bant"]["put"]
+    assert {"409", "412", "422"} <= set(bant["responses"])
+    assert {p["name"] for p in bant["parameters"]} >= {"If-Match", "Idempotency-Key", "X-Actor"}
+    assert client.get("/schema").status_code == 200

@@ -1,0 +1,168 @@
+"""Bad input gets a clear 4xx problem naming the field, and stores nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.api.requests import qualified, registration
+
+RATING = {"budget": 3, "authority": 3, "need": 3, "timing": 3}
+
+
+def stored_versions(client, account) -> list[int]:
+    page = client.get(f"/accounts/{account['id']}/history", params={"limit": 1000}).json()
+    return [e["version"] for e in page["items"]]
+
+
+def assert_problem(response, status: int, field: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["title"]
+    if field is not None:
+        assert problem["field"] == field, problem
+    return problem
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"budget": 0}, "budget"),
+        ({"timing": 6}, "timing"),
+        ({"need": "5"}, "need"),
+        ({"authority": 2.5}, "authority"),
+        ({"authority": True}, "authority"),
+        ({"score": 99}, "score"),
+        ({"notes": {"budget": "ok", "mood": "sunny"}}, "notes.mood"),
+    ],
+)
+def test_a_bad_bant_body_is_422_naming_the_field_and_stores_nothing(client, change, field):
+    account = qualified(client)
+    before = stored_versions(client, account)
+
+    response = client.put(f"/accounts/{account['id']}/bant", json={**RATING, **change})
+
+    assert_problem(response, 422, field)
+    assert stored_versions(client, account) == before
+
+
+def test_a_missing_required_field_is_named(client):
+    body = registration()
+    del body["country"]
+
+    assert_problem(client.post("/accounts", json=body), 422, "country")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"headcount": "250"}, "headcount"),
+        ({"headcount": 0}, "headcount"),
+        ({"revenue_currency": "euro"}, "revenue_currency"),
+        ({"country": "Germany"}, "country"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"domain": "https://acme.com/about"}, "domain"),
+        ({"domain": "localhost"}, "domain"),
+        ({"growth_rate": "fast"}, "growth_rate"),
+        ({"annual_revenue": -1}, "annual_revenue"),
+        ({"nickname": "ACME"}, "nickname"),
+    ],
+)
+def test_a_bad_registration_is_422_naming_the_field_and_registers_nothing(client, change, field):
+    response = client.post("/accounts", json=registration(**change))
+
+    assert_problem(response, 422, field)
+    assert client.post("/accounts", json=registration()).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("screening", {"outcome": "maybe"}, "outcome"),
+        ("stage", {"to": "negotiation", "reason": "x"}, "to"),
+        ("funnel", {"to": "buy"}, "to"),
+        ("outreach", {"kind": "call"}, "kind"),
+        ("outreach", {"kind": "response_received", "reaction": "delighted"}, "reaction"),
+        ("contacts", {"name": "A", "title": "B", "buying_role": "ceo",
+                      "decision_power": "influencer"}, "buying_role"),
+        ("contacts", {"name": "A", "title": "B", "buying_role": "economic",
+                      "decision_power": "influencer", "email": "not-an-email"}, "email"),
+        ("deal", {"outcome": "won", "amount": 5}, "currency"),
+        ("deal", {"outcome": "pending"}, "outcome"),
+    ],
+)
+def test_unknown_enum_values_and_bad_fields_are_422(client, path, body, field):
+    account = qualified(client)
+    before = stored_versions(client, account)
+
+    response = client.post(f"/accounts/{account['id']}/{path}", json=body)
+
+    assert_problem(response, 422, field)
+    assert stored_versions(client, account) == before
+
+
+@pytest.mark.parametrize("raw", [b"{", b"", b"[1, 2]", b"null", b'{"budget": 3,}', b"\xff\xfe"])
+def test_malformed_json_is_400_or_422_and_stores_nothing(client, raw):
+    account = qualified(client)
+    before = stored_versions(client, account)
+
+    response = client.put(f"/accounts/{account['id']}/bant", content=raw,
+                          headers={"Content-Type": "application/json"})
+
+    assert response.status_code in (400, 422)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert stored_versions(client, account) == before
+
+
+def test_an_oversized_body_is_413(client, settings):
+    account = qualified(client)
+    body = {**RATING, "notes": {"budget": "x" * (settings.max_body_bytes + 10)}}
+
+    response = client.put(f"/accounts/{account['id']}/bant", content=json.dumps(body),
+                          headers={"Content-Type": "application/json"})
+
+    assert_problem(response, 413)
+
+
+def test_a_body_that_is_not_json_is_415(client):
+    account = qualified(client)
+
+    response = client.put(f"/accounts/{account['id']}/bant", content=b"budget=3",
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert_problem(response, 415)
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("If-Match", "three"), ("If-Match", 'W/"3"'), ("Idempotency-Key", "a" * 300),
+     ("Idempotency-Key", "has space"), ("X-Actor", "")],
+)
+def test_malformed_command_headers_are_400_naming_the_header(client, header, value):
+    account = qualified(client)
+    before = stored_versions(client, account)
+
+    response = client.put(f"/accounts/{account['id']}/bant", json=RATING, headers={header: value})
+
+    assert_problem(response, 400, header)
+    assert stored_versions(client, account) == before
+
+
+def test_an_account_id_that_is_not_a_uuid_is_a_client_error(client):
+    response = client.get("/accounts/not-a-uuid")
+
+    assert 400 <= response.status_code < 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_errors_do_not_leak_internals(client):
+    response = client.put("/accounts/not-a-uuid/bant", content=b"{", headers={
+        "Content-Type": "application/json"})
+
+    text = response.text
+    assert response.status_code < 500
+    assert "Traceback" not in text and ".py" not in text and "SELECT" not in text
