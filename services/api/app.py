@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from litestar import Litestar, Request
@@ -38,7 +39,11 @@ def _echo_request_id(message: Message, scope: Scope) -> None:
             MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
 
 
-def create_app(ledger: AccountLedger, settings: Settings | None = None) -> Litestar:
+def create_app(
+    ledger: AccountLedger,
+    settings: Settings | None = None,
+    on_shutdown: Sequence[Callable[[], Any]] = (),
+) -> Litestar:
     settings = settings or Settings()
     return Litestar(
         route_handlers=[AccountController, health, ready],
@@ -51,6 +56,7 @@ def create_app(ledger: AccountLedger, settings: Settings | None = None) -> Lites
         before_request=_assign_request_id,
         before_send=[_echo_request_id],
         request_max_body_size=settings.max_body_bytes,
+        on_shutdown=list(on_shutdown),
         openapi_config=OpenAPIConfig(
             title="ABM CRM",
             version="0.1.0",
