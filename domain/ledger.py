@@ -71,6 +71,15 @@ class AccountLedger(Application):
     def __init__(self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now):
         super().__init__(env)
         self.clock = clock
+        # Called with the global position of the last event of every save (read models wake).
+        self.on_saved: list[Callable[[int], None]] = []
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        recordings = super().save(*objs, **kwargs)
+        if recordings:
+            for callback in self.on_saved:
+                callback(recordings[-1].notification.id)
+        return recordings
 
     # Commands ----------------------------------------------------------------------------
 

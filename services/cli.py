@@ -1,26 +1,50 @@
-"""The `crm` command."""
+"""The `crm` command: serve the API, run the read-model projector, rebuild a read model."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from services.settings import Settings
+
+log = logging.getLogger("crm")
+
+
+def _describe(settings: Settings) -> str:
+    return "PostgreSQL" if settings.database_url else f"SQLite file {settings.sqlite_path}"
+
+
+def _projector(settings: Settings):  # type: ignore[no-untyped-def]
+    from services.projector import Projector
+    from services.store import open_ledger, open_read_models
+
+    ledger = open_ledger(settings)
+    return Projector(ledger, open_read_models(settings), listen_url=settings.database_url)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from services.api.app import create_app
-    from services.store import open_ledger
+    from services.projector import BackgroundProjector
 
-    ledger = open_ledger(settings)
+    projector = _projector(settings)
+    background = BackgroundProjector(projector)
+
+    def close() -> None:
+        background.stop()
+        projector.database.dispose()
+        projector.ledger.close()
+
     # Closed by the app's shutdown, which uvicorn runs before it re-raises SIGTERM/SIGINT.
-    app = create_app(ledger, settings, on_shutdown=[ledger.close])
-    where = settings.database_url and "PostgreSQL" or f"SQLite file {settings.sqlite_path}"
-    logging.getLogger("crm").info("event store: %s", where)
-    print(f"CRM listening on http://{args.host}:{args.port} (store: {where})", flush=True)
+    app = create_app(
+        projector.ledger, projector, settings, on_startup=[background.start], on_shutdown=[close]
+    )
+    print(f"CRM listening on http://{args.host}:{args.port} (store: {_describe(settings)})",
+          flush=True)
     uvicorn.run(
         app,
         host=args.host,
@@ -33,14 +57,73 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _project(_args: argparse.Namespace, settings: Settings) -> int:
+    projector = _projector(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("projector following %s", _describe(settings))
+    try:
+        projector.run(stop)
+    finally:
+        projector.database.dispose()
+        projector.ledger.close()
+    return 0
+
+
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from services.projector import READ_MODELS
+
+    names = [args.name] if args.name else list(READ_MODELS)
+    projector = _projector(settings)
+    try:
+        for name in names:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} events/s"),
+                TimeRemainingColumn(),
+            ) as progress:
+                task = progress.add_task(f"rebuild {name}", total=None, rate="-")
+
+                def update(done: int, total: int, task=task, progress=progress) -> None:
+                    progress.update(task, completed=done, total=max(total, done))
+                    speed = progress.tasks[task].speed
+                    progress.update(task, rate=f"{speed:,.0f}" if speed else "-")
+
+                applied = projector.rebuild(name, update)
+            print(f"{name}: rebuilt from {applied} events and made live")
+    finally:
+        projector.database.dispose()
+        projector.ledger.close()
+    return 0
+
+
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     settings = settings or Settings.from_env()
     parser = argparse.ArgumentParser(prog="crm", description="Event-sourced ABM CRM.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve = commands.add_parser("serve", help="serve the HTTP API (with the projector inside)")
     serve.add_argument("--host", default=settings.host, help="default: %(default)s")
     serve.add_argument("--port", type=int, default=settings.port, help="default: %(default)s")
     serve.set_defaults(run=_serve)
+    project = commands.add_parser("project", help="keep the read models up to date")
+    project.set_defaults(run=_project)
+    from services.projector import READ_MODELS
+
+    rebuild = commands.add_parser("rebuild", help="replay read models into fresh tables")
+    rebuild.add_argument("name", nargs="?", choices=sorted(READ_MODELS),
+                         help="one read model (default: all)")
+    rebuild.set_defaults(run=_rebuild)
     return parser
 
 

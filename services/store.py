@@ -7,6 +7,7 @@ from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
 from domain.ledger import AccountLedger, utc_now
+from projections.database import ReadModelDatabase
 from services.settings import Settings
 
 
@@ -68,3 +69,13 @@ def _create_schema(env: dict[str, str]) -> None:
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(env["POSTGRES_SCHEMA"]))
         )
+
+
+def open_read_models(settings: Settings) -> ReadModelDatabase:
+    """The read models live beside the events: the same SQLite file or PostgreSQL schema."""
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return ReadModelDatabase.sqlite(str(settings.sqlite_path))
+    return ReadModelDatabase.postgres(
+        settings.database_url, settings.database_schema, settings.database_pool_size
+    )

@@ -21,8 +21,9 @@ from litestar.testing import TestClient
 
 from domain.ledger import AccountLedger
 from services.api.app import create_app
+from services.projector import BackgroundProjector, Projector
 from services.settings import Settings
-from services.store import open_ledger
+from services.store import open_ledger, open_read_models
 
 STORES = ["sqlite", "postgres"]
 
@@ -96,6 +97,19 @@ def ledger(settings: Settings, clock: Clock) -> Iterator[AccountLedger]:
 
 
 @pytest.fixture
-def client(ledger: AccountLedger, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(ledger, settings), raise_server_exceptions=False) as client:
+def projector(ledger: AccountLedger, settings: Settings) -> Iterator[Projector]:
+    projector = Projector(ledger, open_read_models(settings), listen_url=settings.database_url)
+    projector.setup()
+    yield projector
+    projector.database.dispose()
+
+
+@pytest.fixture
+def client(
+    ledger: AccountLedger, projector: Projector, settings: Settings
+) -> Iterator[TestClient]:
+    background = BackgroundProjector(projector)
+    app = create_app(ledger, projector, settings, on_startup=[background.start],
+                     on_shutdown=[background.stop])
+    with TestClient(app, raise_server_exceptions=False) as client:
         yield client

@@ -7,15 +7,17 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Response, get, post, put
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from contracts.accounts import (
+    AbmStageName,
     AccountView,
     AddContact,
     BantNotes,
     CloseDeal,
+    FunnelStateName,
     HistoryPage,
     MoveFunnel,
     MoveStage,
@@ -25,6 +27,7 @@ from contracts.accounts import (
     ScoreBant,
     ScreenAccount,
 )
+from contracts.read_models import AccountPage, AccountSummary
 from domain.account import BantRating, Firmographics
 from domain.ledger import AccountLedger, CommandResult
 from domain.vocabulary import (
@@ -36,10 +39,25 @@ from domain.vocabulary import (
     Reaction,
     ScreeningOutcome,
 )
+from projections.account_queries import Filters, account_list
+from projections.database import from_micros
 from services.api.command_meta import CommandHeaders
 from services.api.problems import etag, invalid_field
+from services.api.read_models import (
+    AsOf,
+    Cursor,
+    Limit,
+    MinPosition,
+    ReadOptions,
+    Text,
+    aware,
+    position_headers,
+    read_page,
+    wait_for_position,
+)
 from services.api.strict_json import StrictJSON
 from services.api.views import account_view, history_event
+from services.projector import Projector
 
 HISTORY_PAGE_MAX = 1000
 
@@ -56,6 +74,7 @@ _PROBLEMS = {
 
 AccountId = Annotated[UUID, PathParameter(description="The account id.")]
 Ledger = NamedDependency[AccountLedger]
+ProjectorDependency = NamedDependency[Projector]
 Headers = NamedDependency[CommandHeaders]
 
 
@@ -113,6 +132,54 @@ class AccountController(Controller):
             source=data.source,
         )
         return _command_response(ledger.register(details, command_headers.meta(data)), 201)
+
+    @get(
+        "/",
+        sync_to_thread=True,
+        summary="The account list, filtered and searched",
+        tags=["read models"],
+        responses=_PROBLEMS,
+    )
+    def list_accounts(
+        self,
+        projector: ProjectorDependency,
+        read_options: NamedDependency[ReadOptions],
+        stage: Annotated[AbmStageName | None, QueryParameter()] = None,
+        funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
+        industry: Text = None,
+        country: Text = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=200,
+                                                description="Part of the name or domain.")] = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+        as_of: AsOf = None,
+        min_position: MinPosition = None,
+    ) -> Response[AccountPage]:
+        reached = wait_for_position(projector, "accounts", min_position, read_options.wait_seconds)
+        filters = Filters(stages=(stage,) if stage else (), funnel=funnel, industry=industry,
+                          country=country, search=q)
+        page = read_page(projector, account_list, filters, limit, cursor, aware(as_of, "as_of"))
+        items = [
+            AccountSummary(
+                account_id=UUID(r["account_id"]),
+                name=r["name"],
+                domain=r["domain"],
+                industry=r["industry"],
+                country=r["country"],
+                region=r["region"],
+                headcount=r["headcount"],
+                annual_revenue=r["annual_revenue"],
+                revenue_currency=r["revenue_currency"],
+                abm_stage=r["abm_stage"],
+                funnel_state=r["funnel_state"],
+                score=r["score"],
+                registered_at=from_micros(r["registered_at"]),
+            )
+            for r in page.rows
+        ]
+        body = AccountPage(items=items, position=page.position, next_cursor=page.next_cursor,
+                           as_of=as_of, min_position_reached=reached)
+        return Response(body, headers=position_headers(page.position, reached))
 
     @get(
         "/{account_id:uuid}",

@@ -20,6 +20,8 @@ from services.api.accounts import AccountController
 from services.api.command_meta import command_headers
 from services.api.health import health, ready
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
+from services.api.read_models import READ_MODEL_HANDLERS, ReadOptions
+from services.projector import Projector
 from services.settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -41,14 +43,19 @@ def _echo_request_id(message: Message, scope: Scope) -> None:
 
 def create_app(
     ledger: AccountLedger,
+    projector: Projector,
     settings: Settings | None = None,
+    on_startup: Sequence[Callable[[], Any]] = (),
     on_shutdown: Sequence[Callable[[], Any]] = (),
 ) -> Litestar:
     settings = settings or Settings()
+    read_options = ReadOptions(wait_seconds=settings.read_wait_seconds)
     return Litestar(
-        route_handlers=[AccountController, health, ready],
+        route_handlers=[AccountController, *READ_MODEL_HANDLERS, health, ready],
         dependencies={
             "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),
+            "projector": Provide(lambda: projector, use_cache=True, sync_to_thread=False),
+            "read_options": Provide(lambda: read_options, use_cache=True, sync_to_thread=False),
             "command_headers": Provide(command_headers, sync_to_thread=False),
         },
         plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],
@@ -56,6 +63,7 @@ def create_app(
         before_request=_assign_request_id,
         before_send=[_echo_request_id],
         request_max_body_size=settings.max_body_bytes,
+        on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),
         openapi_config=OpenAPIConfig(
             title="ABM CRM",

@@ -1,0 +1,177 @@
+"""Queries over the `accounts` read model: the account list and the BANT leaderboard.
+
+Both page by keyset. The first page is read at the read model's current position, and the
+cursor carries that position, so later pages read the same snapshot: no account appears
+twice or goes missing while writes go on. `as_of` reads the rows valid at an instant instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, text
+
+from projections import accounts
+from projections.database import to_micros
+from projections.generations import live_generation
+
+ACTIVE_STAGES = ("prioritized", "outreach", "warm_up")
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Filters:
+    stages: tuple[str, ...] = ()
+    funnel: str | None = None
+    industry: str | None = None
+    country: str | None = None
+    search: str | None = None
+
+
+@dataclass
+class Page:
+    rows: list[dict[str, Any]]
+    position: int  # the read model's position the page reflects
+    next_cursor: str | None = None
+    first_rank: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def leaderboard(
+    conn: Connection,
+    filters: Filters,
+    limit: int,
+    cursor: str | None = None,
+    as_of: datetime | None = None,
+) -> Page:
+    """Rated accounts by score desc, then name, then id; by default only active stages."""
+    stages = filters.stages or ACTIVE_STAGES
+    return _page(
+        conn,
+        filters,
+        limit,
+        cursor,
+        as_of,
+        where=["score IS NOT NULL", "abm_stage IN :stages"],
+        params={"stages": list(stages)},
+        order=(("score", "DESC"), ("name", "ASC"), ("account_id", "ASC")),
+    )
+
+
+def account_list(
+    conn: Connection,
+    filters: Filters,
+    limit: int,
+    cursor: str | None = None,
+    as_of: datetime | None = None,
+) -> Page:
+    """Accounts by name (case-insensitive), then id."""
+    where, params = [], {}
+    if filters.stages:
+        where.append("abm_stage IN :stages")
+        params["stages"] = list(filters.stages)
+    return _page(conn, filters, limit, cursor, as_of, where=where, params=params,
+                 order=(("name_key", "ASC"), ("account_id", "ASC")))
+
+
+def _page(
+    conn: Connection,
+    filters: Filters,
+    limit: int,
+    cursor: str | None,
+    as_of: datetime | None,
+    *,
+    where: list[str],
+    params: dict[str, Any],
+    order: tuple[tuple[str, str], ...],
+) -> Page:
+    gen = live_generation(conn, accounts.NAME)
+    if gen is None:
+        return Page(rows=[], position=0)
+    state = _decode(cursor) if cursor else {"p": gen.position, "r": 0, "k": None}
+    if as_of is not None and cursor is None:
+        state["t"] = to_micros(as_of)
+    conditions = list(where)
+    params = dict(params)
+    if state.get("t") is not None:
+        conditions.append("from_at <= :t AND (to_at IS NULL OR to_at > :t)")
+        params["t"] = state["t"]
+    elif cursor is None:
+        conditions.append("to_pos IS NULL")
+    else:
+        conditions.append("from_pos <= :p AND (to_pos IS NULL OR to_pos > :p)")
+        params["p"] = state["p"]
+    for column, value in (("funnel_state", filters.funnel), ("industry", filters.industry),
+                          ("country", filters.country)):
+        if value is not None:
+            conditions.append(f"{column} = :{column}")
+            params[column] = value
+    if filters.search:
+        conditions.append("(name_key LIKE :q ESCAPE '\\' OR domain LIKE :q ESCAPE '\\')")
+        params["q"] = "%" + _escape_like(filters.search.casefold()) + "%"
+    if state["k"] is not None:
+        conditions.append(_after(order))
+        params.update({f"k{i}": v for i, v in enumerate(state["k"])})
+    sql = (
+        f"SELECT * FROM {accounts.table(gen)} WHERE {' AND '.join(conditions)} "
+        f"ORDER BY {', '.join(f'{c} {d}' for c, d in order)} LIMIT :limit"
+    )
+    statement = text(sql)
+    if "stages" in params:
+        statement = statement.bindparams(bindparam("stages", expanding=True))
+    rows = [dict(r) for r in conn.execute(statement, {**params, "limit": limit + 1}).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more:
+        last = rows[-1]
+        next_cursor = _encode({
+            "p": state["p"],
+            "t": state.get("t"),
+            "r": state["r"] + len(rows),
+            "k": [last[c] for c, _ in order],
+        })
+    return Page(rows=rows, position=state["p"], next_cursor=next_cursor, first_rank=state["r"] + 1)
+
+
+def _after(order: tuple[tuple[str, str], ...]) -> str:
+    """The keyset condition 'comes after the last row' for a mixed-direction ORDER BY."""
+    clauses = []
+    for i, (column, direction) in enumerate(order):
+        equal = [f"{c} = :k{j}" for j, (c, _) in enumerate(order[:i])]
+        beyond = f"{column} {'<' if direction == 'DESC' else '>'} :k{i}"
+        clauses.append("(" + " AND ".join([*equal, beyond]) + ")")
+    return "(" + " OR ".join(clauses) + ")"
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _encode(state: dict[str, Any]) -> str:
+    raw = json.dumps(state, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> dict[str, Any]:
+    try:
+        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise BadCursor("The cursor is not one this service issued.") from exc
+    if not (
+        isinstance(state, dict)
+        and isinstance(state.get("p"), int)
+        and isinstance(state.get("r"), int)
+        and isinstance(state.get("k"), list)
+        and (state.get("t") is None or isinstance(state.get("t"), int))
+    ):
+        raise BadCursor("The cursor is not one this service issued.")
+    return state

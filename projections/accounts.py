@@ -1,0 +1,185 @@
+"""The `accounts` read model: every account's listed state, kept as a timeline.
+
+Each row holds the state of one account from one event (`from_pos`, `from_at`) until the next
+change (`to_pos`, `to_at`, NULL while current). Current rows serve the account list and the BANT
+leaderboard; the closed ones answer `as_of` (an instant) and keep paging consistent (a
+position) while writes go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from domain.account import Account
+from projections.database import to_micros
+from projections.generations import Generation
+
+NAME = "accounts"
+
+COLUMNS = (
+    "account_id", "from_pos", "to_pos", "from_at", "to_at", "name", "name_key", "domain",
+    "industry", "country", "region", "headcount", "annual_revenue", "revenue_currency",
+    "abm_stage", "funnel_state", "budget", "authority", "need", "timing", "score", "scored_at",
+    "registered_at",
+)
+
+
+def table(gen: Generation) -> str:
+    return gen.table("rows")
+
+
+def create_tables(conn: Connection, gen: Generation) -> None:
+    t = table(gen)
+    conn.execute(text(f"""
+        CREATE TABLE IF NOT EXISTS {t} (
+            account_id TEXT NOT NULL,
+            from_pos BIGINT NOT NULL,
+            to_pos BIGINT,
+            from_at BIGINT NOT NULL,
+            to_at BIGINT,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            industry TEXT NOT NULL,
+            country TEXT NOT NULL,
+            region TEXT,
+            headcount INTEGER NOT NULL,
+            annual_revenue BIGINT NOT NULL,
+            revenue_currency TEXT NOT NULL,
+            abm_stage TEXT NOT NULL,
+            funnel_state TEXT NOT NULL,
+            budget INTEGER,
+            authority INTEGER,
+            need INTEGER,
+            timing INTEGER,
+            score INTEGER,
+            scored_at BIGINT,
+            registered_at BIGINT NOT NULL,
+            PRIMARY KEY (account_id, from_pos)
+        )"""))
+    for index, columns in (
+        ("open", "(account_id) WHERE to_pos IS NULL"),
+        ("score", "(score DESC, name ASC, account_id ASC) WHERE to_pos IS NULL"),
+        ("by_name", "(name_key ASC, account_id ASC) WHERE to_pos IS NULL"),
+        ("span", "(from_pos, to_pos)"),
+    ):
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_{index} ON {t} {columns}"))
+
+
+def drop_tables(conn: Connection, gen: Generation) -> None:
+    conn.execute(text(f"DROP TABLE IF EXISTS {table(gen)}"))
+
+
+@dataclass
+class _Open:
+    """The current row of one account while a batch is applied."""
+
+    row: dict[str, Any]
+    stored: bool  # already in the table (so it is updated or closed, not inserted)
+
+
+def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> None:
+    """Applies (position, event) pairs in order; one command's events share one row."""
+    t = table(gen)
+    open_rows: dict[str, _Open] = {}
+    for position, event in batch:
+        if not isinstance(event, Account.Event):
+            continue
+        account_id = str(event.originator_id)
+        at = to_micros(event.timestamp)
+        if isinstance(event, Account.Registered):
+            open_rows[account_id] = _Open(_registered_row(event, position, at), stored=False)
+            continue
+        changes = _changes(event, at)
+        if not changes:
+            continue
+        current = open_rows.get(account_id) or _load_open(conn, t, account_id)
+        if current is None:
+            continue  # an account registered before this generation's first event cannot exist
+        if current.row["from_at"] == at:
+            current.row.update(changes)  # the same command: one row for its events
+        else:
+            _flush(conn, t, current, close_at=(position, at))
+            row = {**current.row, **changes, "from_pos": position, "from_at": at,
+                   "to_pos": None, "to_at": None}
+            current = _Open(row, stored=False)
+        open_rows[account_id] = current
+    for current in open_rows.values():
+        _flush(conn, t, current)
+
+
+def _registered_row(event: Account.Registered, position: int, at: int) -> dict[str, Any]:
+    return {
+        "account_id": str(event.originator_id),
+        "from_pos": position,
+        "to_pos": None,
+        "from_at": at,
+        "to_at": None,
+        "name": event.name,
+        "name_key": event.name.casefold(),
+        "domain": event.domain,
+        "industry": event.industry,
+        "country": event.country,
+        "region": event.region,
+        "headcount": event.headcount,
+        "annual_revenue": event.annual_revenue,
+        "revenue_currency": event.revenue_currency,
+        "abm_stage": "identified",
+        "funnel_state": "see",
+        "budget": None,
+        "authority": None,
+        "need": None,
+        "timing": None,
+        "score": None,
+        "scored_at": None,
+        "registered_at": at,
+    }
+
+
+def _changes(event: Any, at: int) -> dict[str, Any]:
+    if isinstance(event, Account.BantScored):
+        return {
+            "budget": event.budget,
+            "authority": event.authority,
+            "need": event.need,
+            "timing": event.timing,
+            "score": event.budget * event.authority * event.need * event.timing,
+            "scored_at": at,
+        }
+    if isinstance(event, Account.StageChanged):
+        return {"abm_stage": event.to_stage}
+    if isinstance(event, Account.FunnelStateChanged):
+        return {"funnel_state": event.to_state}
+    return {}
+
+
+def _load_open(conn: Connection, t: str, account_id: str) -> _Open | None:
+    row = conn.execute(
+        text(f"SELECT {', '.join(COLUMNS)} FROM {t} WHERE account_id = :a AND to_pos IS NULL"),
+        {"a": account_id},
+    ).mappings().first()
+    return _Open(dict(row), stored=True) if row else None
+
+
+def _flush(conn: Connection, t: str, current: _Open, close_at: tuple[int, int] | None = None):
+    row = current.row
+    if close_at is not None:
+        row = {**row, "to_pos": close_at[0], "to_at": close_at[1]}
+    if current.stored:
+        assignments = ", ".join(f"{c} = :{c}" for c in COLUMNS if c not in ("account_id",
+                                                                              "from_pos"))
+        conn.execute(
+            text(f"UPDATE {t} SET {assignments} WHERE account_id = :account_id "
+                 "AND from_pos = :from_pos"),
+            row,
+        )
+    else:
+        conn.execute(
+            text(f"INSERT INTO {t} ({', '.join(COLUMNS)}) "
+                 f"VALUES ({', '.join(':' + c for c in COLUMNS)})"),
+            row,
+        )
+    current.stored = True

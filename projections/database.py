@@ -1,0 +1,81 @@
+"""SQL access for the read models: the same SQLite file or PostgreSQL database as the events.
+
+Queries are plain SQL through SQLAlchemy's `text()`, in the dialect both stores share
+(`ON CONFLICT`, partial indexes, `LIMIT`). Instants are stored as integer microseconds since
+the epoch (UTC) so that both stores compare and index them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Engine, create_engine, event
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(instant: datetime) -> int:
+    delta = instant - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
+
+
+@dataclass(frozen=True)
+class ReadModelDatabase:
+    """A writer for projectors and a reader for queries (on SQLite, writers lock at BEGIN)."""
+
+    writer: Engine
+    reader: Engine
+
+    @classmethod
+    def sqlite(cls, path: str) -> ReadModelDatabase:
+        return cls(_sqlite_engine(path, "BEGIN IMMEDIATE"), _sqlite_engine(path, "BEGIN"))
+
+    @classmethod
+    def postgres(cls, url: str, schema: str, pool_size: int) -> ReadModelDatabase:
+        engine = create_engine(
+            url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
+                "postgres://", "postgresql+psycopg://", 1
+            ),
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_pre_ping=True,
+            connect_args={"options": f"-c search_path={schema}"},
+        )
+        return cls(engine, engine)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.reader.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        self.reader.dispose()
+
+
+def _sqlite_engine(path: str, begin: str) -> Engine:
+    engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Take transaction control from the driver, so BEGIN is ours (see the "begin" hook).
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA busy_timeout = 10000")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine

@@ -1,0 +1,131 @@
+"""Stage and funnel reports over the `transitions` read model.
+
+For a window [start, end) and an instant `as_of` (what was known then): how many accounts are
+in each state, how many entered and left each state per day, month or year, the conversion
+from each state to the next, the win rate, and the time spent in each state.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, text
+
+from projections import transitions
+from projections.database import from_micros, to_micros
+from projections.generations import live_generation
+
+Period = Literal["day", "month", "year"]
+STAGE_ORDER = ("identified", "prioritized", "outreach", "warm_up", "won")
+STAGES = (*STAGE_ORDER, "lost", "excluded")
+FUNNEL_ORDER = ("see", "think", "do", "care")
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    as_of: datetime
+    period: Period
+    group_by: Literal["industry", "country"] | None = None
+
+
+def period_of(instant: datetime, period: Period) -> str:
+    return instant.strftime({"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[period])
+
+
+def report(conn: Connection, kind: str, window: Window) -> dict[str, Any]:
+    """`kind` is `stage` or `funnel`; the figures per group (or for `all`)."""
+    gen = live_generation(conn, transitions.NAME)
+    order, states = (STAGE_ORDER, STAGES) if kind == transitions.STAGE else (FUNNEL_ORDER,
+                                                                              FUNNEL_ORDER)
+    rows = [] if gen is None else conn.execute(
+        text(f"SELECT account_id, at, from_state, to_state, industry, country "
+             f"FROM {transitions.table(gen)} WHERE kind = :kind AND at <= :as_of "
+             f"ORDER BY account_id, position"),
+        {"kind": kind, "as_of": to_micros(window.as_of)},
+    ).all()
+    by_group: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        group = ALL if window.group_by is None else getattr(row, window.group_by)
+        by_group[group].append(row)
+    return {
+        "position": gen.position if gen else 0,
+        "groups": [
+            {"group": group, **_figures(group_rows, window, order, states, kind)}
+            for group, group_rows in sorted(by_group.items())
+        ],
+    }
+
+
+def _figures(rows: list[Any], window: Window, order: tuple[str, ...], states: tuple[str, ...],
+             kind: str) -> dict[str, Any]:
+    start, end = to_micros(window.start), to_micros(window.end)
+    current: dict[str, int] = dict.fromkeys(states, 0)
+    periods: dict[str, dict[str, dict[str, int]]] = {}
+    entered_in_window: dict[str, set[str]] = defaultdict(set)
+    durations: dict[str, list[float]] = defaultdict(list)
+    by_account: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_account[row.account_id].append(row)
+
+    for moves in by_account.values():
+        current[moves[-1].to_state] = current.get(moves[-1].to_state, 0) + 1
+        for i, move in enumerate(moves):
+            if start <= move.at < end:
+                entered_in_window[move.to_state].add(move.account_id)
+                bucket = periods.setdefault(
+                    period_of(from_micros(move.at), window.period),
+                    {"entered": dict.fromkeys(states, 0), "left": dict.fromkeys(states, 0)},
+                )
+                bucket["entered"][move.to_state] = bucket["entered"].get(move.to_state, 0) + 1
+                if move.from_state is not None:
+                    bucket["left"][move.from_state] = bucket["left"].get(move.from_state, 0) + 1
+            if i > 0 and start <= move.at < end:
+                entered = moves[i - 1]
+                durations[entered.to_state].append((move.at - entered.at) / 1_000_000)
+
+    conversion = []
+    for here, following in zip(order, order[1:]):
+        cohort = entered_in_window[here]
+        converted = sum(1 for a in cohort if _entered_after(by_account[a], here, following, start))
+        conversion.append({
+            "from": here, "to": following, "entered": len(cohort), "converted": converted,
+            "rate": round(converted / len(cohort), 4) if cohort else None,
+        })
+    figures: dict[str, Any] = {
+        "current": current,
+        "periods": [{"period": p, **periods[p]} for p in sorted(periods)],
+        "conversion": conversion,
+        "time_in_state": {
+            state: _spread(durations[state]) for state in states if durations[state]
+        },
+    }
+    if kind == transitions.STAGE:
+        won, lost = len(entered_in_window["won"]), len(entered_in_window["lost"])
+        figures["win_rate"] = {
+            "won": won, "lost": lost,
+            "rate": round(won / (won + lost), 4) if won + lost else None,
+        }
+    return figures
+
+
+def _entered_after(moves: list[Any], here: str, following: str, start: int) -> bool:
+    """Whether the account entered `following` after it first entered `here` in the window."""
+    entered_here = min(m.at for m in moves if m.to_state == here and m.at >= start)
+    return any(m.to_state == following and m.at >= entered_here for m in moves)
+
+
+def _spread(seconds: list[float]) -> dict[str, Any]:
+    ordered = sorted(seconds)
+    return {
+        "visits": len(ordered),
+        "median_seconds": statistics.median(ordered),
+        "p90_seconds": ordered[math.ceil(0.9 * len(ordered)) - 1],
+    }

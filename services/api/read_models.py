@@ -1,0 +1,190 @@
+"""Endpoints that read across accounts: the account list, the leaderboard and the reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from litestar import Response, get
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import QueryParameter
+
+from contracts.accounts import AbmStageName, FunnelStateName, Problem
+from contracts.read_models import (
+    LeaderboardEntry,
+    LeaderboardPage,
+    Report,
+)
+from projections import transitions
+from projections.account_queries import BadCursor, Filters, Page, leaderboard
+from projections.database import from_micros
+from projections.reports import Window, report
+from services.api.problems import invalid_field
+from services.projector import Projector
+
+PAGE_MAX = 200
+_PROBLEMS = {400: ResponseSpec(Problem, description="A parameter or the cursor is invalid.")}
+
+Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_MAX, description="Page size.")]
+Cursor = Annotated[
+    str | None, QueryParameter(max_length=1000, description="From the previous page.")
+]
+AsOf = Annotated[
+    datetime | None, QueryParameter(description="An RFC 3339 instant: the data as it was then.")
+]
+MinPosition = Annotated[
+    int | None,
+    QueryParameter(ge=0, description="Wait briefly until the data reflects this position."),
+]
+Text = Annotated[str | None, QueryParameter(min_length=1, max_length=200)]
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How long a read waits for `min_position` (a bound, so a read never hangs)."""
+
+    wait_seconds: float = 2.0
+
+
+def aware(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise invalid_field(field, f"{field} needs a UTC offset, e.g. 2026-01-31T12:00Z.", 400)
+    return value
+
+
+def wait_for_position(
+    projector: Projector, name: str, min_position: int | None, wait: float
+) -> bool | None:
+    if min_position is None:
+        return None
+    return projector.wait_for(name, min_position, wait) >= min_position
+
+
+def read_page(projector: Projector, query, *args) -> Page:  # type: ignore[no-untyped-def]
+    try:
+        with projector.database.read() as conn:
+            return query(conn, *args)
+    except BadCursor as exc:
+        raise invalid_field("cursor", str(exc), 400) from None
+
+
+def position_headers(position: int, reached: bool | None) -> dict[str, str]:
+    headers = {"CRM-Position": str(position)}
+    if reached is False:
+        headers["CRM-Stale"] = "true"
+    return headers
+
+
+@get("/leaderboards/bant", sync_to_thread=True, tags=["read models"], responses=_PROBLEMS,
+     summary="Accounts ranked by BANT score")
+def bant_leaderboard(
+    projector: NamedDependency[Projector],
+    read_options: NamedDependency[ReadOptions],
+    stage: Annotated[AbmStageName | None, QueryParameter()] = None,
+    funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
+    industry: Text = None,
+    country: Text = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    as_of: AsOf = None,
+    min_position: MinPosition = None,
+) -> Response[LeaderboardPage]:
+    reached = wait_for_position(projector, "accounts", min_position, read_options.wait_seconds)
+    filters = Filters(stages=(stage,) if stage else (), funnel=funnel, industry=industry,
+                      country=country)
+    page = read_page(projector, leaderboard, filters, limit, cursor, aware(as_of, "as_of"))
+    items = [
+        LeaderboardEntry(
+            rank=page.first_rank + i,
+            account_id=UUID(r["account_id"]),
+            name=r["name"],
+            score=r["score"],
+            budget=r["budget"],
+            authority=r["authority"],
+            need=r["need"],
+            timing=r["timing"],
+            abm_stage=r["abm_stage"],
+            funnel_state=r["funnel_state"],
+            scored_at=from_micros(r["scored_at"]),
+        )
+        for i, r in enumerate(page.rows)
+    ]
+    body = LeaderboardPage(items=items, position=page.position, next_cursor=page.next_cursor,
+                           as_of=as_of, min_position_reached=reached)
+    return Response(body, headers=position_headers(page.position, reached))
+
+
+def _report(
+    kind: str,
+    projector: Projector,
+    read_options: ReadOptions,
+    start: datetime | None,
+    end: datetime | None,
+    period: Literal["day", "month", "year"],
+    group_by: Literal["industry", "country"] | None,
+    as_of: datetime | None,
+    min_position: int | None,
+) -> Response[Report]:
+    reached = wait_for_position(projector, transitions.NAME, min_position, read_options.wait_seconds)
+    now = datetime.now(UTC)
+    window = Window(
+        start=aware(start, "from") or datetime(1970, 1, 1, tzinfo=UTC),
+        end=aware(end, "to") or now,
+        as_of=aware(as_of, "as_of") or now,
+        period=period,
+        group_by=group_by,
+    )
+    if window.end <= window.start:
+        raise invalid_field("to", "to must be later than from.", 400)
+    with projector.database.read() as conn:
+        figures = report(conn, kind, window)
+    body = Report(
+        kind=kind, start=window.start, end=window.end, as_of=window.as_of, period=period,
+        group_by=group_by, position=figures["position"], groups=figures["groups"],
+        min_position_reached=reached,
+    )
+    return Response(body, headers=position_headers(figures["position"], reached))
+
+
+From = Annotated[datetime | None, QueryParameter(name="from", description="Window start.")]
+To = Annotated[datetime | None, QueryParameter(name="to", description="Window end (open).")]
+PeriodParam = Annotated[Literal["day", "month", "year"], QueryParameter()]
+GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
+
+
+@get("/reports/stages", sync_to_thread=True, tags=["read models"], responses=_PROBLEMS,
+     summary="ABM stages: counts, moves per period, conversion, win rate, time in stage")
+def stage_report(
+    projector: NamedDependency[Projector],
+    read_options: NamedDependency[ReadOptions],
+    start: From = None,
+    end: To = None,
+    period: PeriodParam = "month",
+    group_by: GroupBy = None,
+    as_of: AsOf = None,
+    min_position: MinPosition = None,
+) -> Response[Report]:
+    return _report(transitions.STAGE, projector, read_options, start, end, period, group_by,
+                   as_of, min_position)
+
+
+@get("/reports/funnel", sync_to_thread=True, tags=["read models"], responses=_PROBLEMS,
+     summary="See-Think-Do-Care: counts, moves per period, conversion, time in state")
+def funnel_report(
+    projector: NamedDependency[Projector],
+    read_options: NamedDependency[ReadOptions],
+    start: From = None,
+    end: To = None,
+    period: PeriodParam = "month",
+    group_by: GroupBy = None,
+    as_of: AsOf = None,
+    min_position: MinPosition = None,
+) -> Response[Report]:
+    return _report(transitions.FUNNEL, projector, read_options, start, end, period, group_by,
+                   as_of, min_position)
+
+
+READ_MODEL_HANDLERS = [bant_leaderboard, stage_report, funnel_report]

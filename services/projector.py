@@ -1,0 +1,251 @@
+"""Keeps the read models up to date by following the event store's notification log.
+
+Each batch is read from the log first and then applied in one transaction that also records
+the read model's new position; the transaction re-reads that position under a lock, so two
+projectors (or a projector and a rebuild) never apply the same event twice.
+On PostgreSQL the projector wakes on the store's LISTEN/NOTIFY channel; on SQLite it polls,
+and inside `crm serve` it is also woken by every save of the same process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import Connection
+
+from domain.ledger import AccountLedger
+from projections import accounts, transitions
+from projections.database import ReadModelDatabase
+from projections.generations import (
+    Generation,
+    add_generation,
+    ensure_registry,
+    generation,
+    live_generation,
+    make_live,
+    record_position,
+)
+
+log = logging.getLogger("crm.projector")
+
+READ_MODELS: dict[str, ModuleType] = {accounts.NAME: accounts, transitions.NAME: transitions}
+ACCOUNT_TOPIC_PREFIX = "domain.account:Account."
+POLL_SECONDS = 0.2
+
+
+class Projector:
+    def __init__(
+        self,
+        ledger: AccountLedger,
+        database: ReadModelDatabase,
+        batch_size: int = 1000,
+        read_models: dict[str, ModuleType] | None = None,
+        listen_url: str | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.listen_url = listen_url  # PostgreSQL: wake on the event table's NOTIFY
+        self.database = database
+        self.batch_size = batch_size
+        self.read_models = read_models or READ_MODELS
+        self._progress = threading.Condition()
+        self._wake = threading.Event()
+        ledger.on_saved.append(lambda _position: self._wake.set())
+
+    # Set-up and catching up ----------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Creates the registry and a first live generation of every read model."""
+        with self.database.write() as conn:
+            ensure_registry(conn)
+            for name, model in self.read_models.items():
+                if live_generation(conn, name) is None:
+                    model.create_tables(conn, add_generation(conn, name, live=True))
+
+    def catch_up(self) -> int:
+        """Applies every event recorded so far to every read model; returns how many it read."""
+        total = 0
+        for name in self.read_models:
+            while applied := self._step(name):
+                total += applied
+        return total
+
+    def _step(self, name: str) -> int:
+        with self.database.read() as conn:
+            gen = live_generation(conn, name)
+        if gen is None:
+            raise RuntimeError(f"read model {name} has no live generation; run setup first")
+        batch = self._read(gen.position)
+        if not batch:
+            return 0
+        with self.database.write() as conn:
+            locked = live_generation(conn, name, lock=True)
+            if locked != gen:
+                return 1  # another projector or a rebuild moved it on: read again from there
+            self._apply(conn, gen, batch)
+        with self._progress:
+            self._progress.notify_all()
+        return len(batch)
+
+    def _read(self, after: int) -> list[tuple[int, Any]]:
+        """The next batch as (position, event); events of other aggregates count as read."""
+        notifications = self.ledger.recorder.select_notifications(
+            after + 1, self.batch_size
+        )
+        mapper = self.ledger.mapper
+        return [
+            (n.id, mapper.to_domain_event(n) if n.topic.startswith(ACCOUNT_TOPIC_PREFIX) else None)
+            for n in notifications
+        ]
+
+    def _apply(self, conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> None:
+        self.read_models[gen.name].apply(conn, gen, batch)
+        record_position(conn, gen, batch[-1][0])
+
+    # Running ---------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Catches up, then follows new events until `stop` is set."""
+        self.setup()
+        with self._waiter() as waiter:
+            while not stop.is_set():
+                try:
+                    self.catch_up()
+                except Exception:
+                    log.exception("projector step failed; retrying")
+                    stop.wait(1.0)
+                    continue
+                waiter.wait()
+
+    def _waiter(self) -> _Polling:
+        channel = getattr(self.ledger.recorder, "channel_name", None)
+        if self.listen_url and channel:
+            return _Listening(self._wake, self.listen_url, channel)
+        return _Polling(self._wake)
+
+    # Read-your-writes --------------------------------------------------------------------
+
+    def position(self, name: str) -> int:
+        with self.database.read() as conn:
+            gen = live_generation(conn, name)
+        return gen.position if gen else 0
+
+    def wait_for(self, name: str, position: int, timeout: float) -> int:
+        """Waits up to `timeout` seconds for `name` to reach `position`; returns where it is."""
+        deadline = time.monotonic() + timeout
+        current = self.position(name)
+        while current < position:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with self._progress:
+                self._progress.wait(min(left, 0.05))  # woken by this process's batches
+            current = self.position(name)
+        return current
+
+    # Rebuilding -------------------------------------------------------------------------------
+
+    def rebuild(self, name: str, progress: Callable[[int, int], None] | None = None) -> int:
+        """Replays `name` from the first event into new tables, then makes them live.
+
+        The live tables keep serving until the new ones have caught up; the switch happens in
+        one transaction that first applies whatever was recorded meanwhile.
+        """
+        model = self.read_models[name]
+        self.setup()
+        with self.database.write() as conn:
+            new = add_generation(conn, name, live=False)
+            model.create_tables(conn, new)
+        applied = 0
+        while True:
+            batch = self._read(new.position)
+            if not batch:
+                break
+            with self.database.write() as conn:
+                self._apply(conn, new, batch)
+            new = Generation(name, new.generation, batch[-1][0])
+            applied += len(batch)
+            if progress:
+                progress(applied, self.ledger.recorder.max_notification_id() or 0)
+        with self.database.write() as conn:
+            live_generation(conn, name, lock=True)  # holds off the live projector meanwhile
+            current = generation(conn, name, new.generation)
+            assert current is not None
+            while batch := self._read(current.position):
+                self._apply(conn, current, batch)
+                current = Generation(name, current.generation, batch[-1][0])
+                applied += len(batch)
+            for old in make_live(conn, current):
+                model.drop_tables(conn, Generation(name, old, 0))
+        if progress:
+            progress(applied, applied)
+        return applied
+
+
+class BackgroundProjector:
+    """Runs a projector in a thread of the serving process (the embedded default)."""
+
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.projector.setup()
+        self._thread = threading.Thread(
+            target=self.projector.run, args=(self._stop,), name="projector", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+class _Polling:
+    """Waits for this process's next save, or a short while for other processes' ones."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+
+    def __enter__(self) -> _Polling:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def wait(self) -> None:
+        self.wake.wait(POLL_SECONDS)
+        self.wake.clear()
+
+
+class _Listening(_Polling):
+    """Also wakes on PostgreSQL's NOTIFY, which the event store sends on every insert."""
+
+    def __init__(self, wake: threading.Event, url: str, channel: str) -> None:
+        super().__init__(wake)
+        self.url = url
+        self.channel = channel
+
+    def __enter__(self) -> _Listening:
+        import psycopg
+        from psycopg import sql
+
+        self.conn = psycopg.connect(self.url, autocommit=True)
+        self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.conn.close()
+
+    def wait(self) -> None:
+        if self.wake.is_set():
+            self.wake.clear()
+            return
+        for _ in self.conn.notifies(timeout=POLL_SECONDS, stop_after=1):
+            pass
