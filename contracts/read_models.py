@@ -5,10 +5,10 @@ Every page says which position of the event log it reflects (`position`); a requ
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from contracts.accounts import AbmStageName, FunnelStateName
 
@@ -59,6 +59,52 @@ class AccountPage(Struct, frozen=True):
     min_position_reached: bool | None = None
 
 
+ObjectiveMetric = Literal[
+    "entered_identified",
+    "entered_prioritized",
+    "entered_outreach",
+    "entered_warm_up",
+    "accounts_won",
+    "accounts_lost",
+]
+Level = Annotated[int, Meta(ge=0, le=1_000_000_000)]
+PeriodName = Annotated[
+    str,
+    Meta(pattern=r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$",
+         description="A year (2026), a month (2026-03) or a day (2026-03-15)."),
+]
+
+
+class Target(Struct, frozen=True, forbid_unknown_fields=True):
+    metric: ObjectiveMetric
+    acceptable: Level
+    optimal: Level
+    best: Level
+
+
+class SetObjectives(Struct, frozen=True, forbid_unknown_fields=True):
+    targets: Annotated[list[Target], Meta(min_length=1, max_length=20)]
+    reason: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+
+
+class ObjectivesView(Struct, frozen=True):
+    period: str
+    version: int
+    targets: list[Target]
+
+
+class ObjectiveResult(Struct, frozen=True):
+    """A target of a period against what was achieved; `level` is the highest one reached."""
+
+    period: str
+    metric: ObjectiveMetric
+    actual: int
+    acceptable: int
+    optimal: int
+    best: int
+    level: Literal["below", "acceptable", "optimal", "best"]
+
+
 class Report(Struct, frozen=True):
     """Figures per group (`all` without `group_by`); see the README for their definitions."""
 
@@ -70,4 +116,5 @@ class Report(Struct, frozen=True):
     group_by: str | None
     position: int
     groups: list[dict[str, Any]]
+    objectives: list[ObjectiveResult] = []
     min_position_reached: bool | None = None

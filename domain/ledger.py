@@ -26,6 +26,7 @@ from domain.errors import (
     IdempotencyKeyReused,
     VersionMismatch,
 )
+from domain.objectives import Objectives, Target, objectives_id
 from domain.receipts import CommandReceipt, IdempotencyKey
 from domain.vocabulary import (
     AbmStage,
@@ -151,7 +152,27 @@ class AccountLedger(Application):
     def move_funnel(self, account_id: UUID, to: FunnelState, meta: CommandMeta) -> CommandResult:
         return self._update(account_id, meta, lambda a, by: a.move_funnel(to, by))
 
+    def set_objectives(self, period: str, targets: list[Target], meta: CommandMeta) -> Objectives:
+        """Sets targets for a period; other metrics of the period keep theirs."""
+        for _ in range(MAX_ATTEMPTS):
+            by = self._attribute(meta)
+            objectives = self._get(objectives_id(period))
+            if not isinstance(objectives, Objectives):
+                objectives = Objectives.open(period, by)
+            for target in targets:
+                objectives.set_target(target, by)
+            try:
+                self.save(objectives)
+            except IntegrityError:
+                continue
+            return objectives
+        raise Contention(objectives_id(period))
+
     # Queries -----------------------------------------------------------------------------
+
+    def objectives(self, period: str) -> Objectives | None:
+        found = self._get(objectives_id(period))
+        return found if isinstance(found, Objectives) else None
 
     def account(self, account_id: UUID, version: int | None = None) -> Account:
         account = self._find(account_id, version)

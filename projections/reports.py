@@ -11,7 +11,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, text
@@ -129,3 +129,27 @@ def _spread(seconds: list[float]) -> dict[str, Any]:
         "median_seconds": statistics.median(ordered),
         "p90_seconds": ordered[math.ceil(0.9 * len(ordered)) - 1],
     }
+
+
+def periods_between(start: datetime, end: datetime, period: Period, cap: int = 1000) -> list[str]:
+    """The names of the periods that [start, end) touches, at most `cap` of them."""
+    names: list[str] = []
+    cursor = start
+    while cursor < end and len(names) < cap:
+        name = period_of(cursor, period)
+        if not names or names[-1] != name:
+            names.append(name)
+        cursor = _next_period(cursor, period)
+    return names
+
+
+def _next_period(instant: datetime, period: Period) -> datetime:
+    if period == "day":
+        return (instant + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        year, month = (instant.year + 1, 1) if instant.month == 12 else (instant.year,
+                                                                          instant.month + 1)
+        return instant.replace(year=year, month=month, day=1, hour=0, minute=0, second=0,
+                               microsecond=0)
+    return instant.replace(year=instant.year + 1, month=1, day=1, hour=0, minute=0, second=0,
+                           microsecond=0)

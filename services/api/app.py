@@ -19,6 +19,7 @@ from domain.ledger import AccountLedger
 from services.api.accounts import AccountController
 from services.api.command_meta import command_headers
 from services.api.health import health, ready
+from services.api.objectives import ObjectivesController
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, ReadOptions
 from services.projector import Projector
@@ -51,7 +52,9 @@ def create_app(
     settings = settings or Settings()
     read_options = ReadOptions(wait_seconds=settings.read_wait_seconds)
     return Litestar(
-        route_handlers=[AccountController, *READ_MODEL_HANDLERS, health, ready],
+        route_handlers=[
+            AccountController, ObjectivesController, *READ_MODEL_HANDLERS, health, ready
+        ],
         dependencies={
             "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),
             "projector": Provide(lambda: projector, use_cache=True, sync_to_thread=False),

@@ -21,7 +21,8 @@ from contracts.read_models import (
 from projections import transitions
 from projections.account_queries import BadCursor, Filters, Page, leaderboard
 from projections.database import from_micros
-from projections.reports import Window, report
+from projections.reports import Window, periods_between, report
+from services.api.objectives import objective_results
 from services.api.problems import invalid_field
 from services.projector import Projector
 
@@ -129,11 +130,12 @@ def _report(
     min_position: int | None,
 ) -> Response[Report]:
     reached = wait_for_position(projector, transitions.NAME, min_position, read_options.wait_seconds)
-    now = datetime.now(UTC)
+    as_of = aware(as_of, "as_of") or datetime.now(UTC)
     window = Window(
-        start=aware(start, "from") or datetime(1970, 1, 1, tzinfo=UTC),
-        end=aware(end, "to") or now,
-        as_of=aware(as_of, "as_of") or now,
+        # By default the year so far, as a strategist looks at it.
+        start=aware(start, "from") or datetime(as_of.year, 1, 1, tzinfo=UTC),
+        end=aware(end, "to") or as_of,
+        as_of=as_of,
         period=period,
         group_by=group_by,
     )
@@ -141,10 +143,21 @@ def _report(
         raise invalid_field("to", "to must be later than from.", 400)
     with projector.database.read() as conn:
         figures = report(conn, kind, window)
+    results = []
+    if kind == transitions.STAGE:
+        entered: dict[str, dict[str, int]] = {}
+        for group in figures["groups"]:
+            for bucket in group["periods"]:
+                totals = entered.setdefault(bucket["period"], {})
+                for state, count in bucket["entered"].items():
+                    totals[state] = totals.get(state, 0) + count
+        results = objective_results(
+            projector.ledger, periods_between(window.start, window.end, period), entered
+        )
     body = Report(
         kind=kind, start=window.start, end=window.end, as_of=window.as_of, period=period,
         group_by=group_by, position=figures["position"], groups=figures["groups"],
-        min_position_reached=reached,
+        objectives=results, min_position_reached=reached,
     )
     return Response(body, headers=position_headers(figures["position"], reached))
 

@@ -1,0 +1,95 @@
+"""Objectives: the Control step of a SOSTAC plan, targets for a period at three levels."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from domain.account import Attribution
+from domain.errors import InvalidValue, RuleViolation
+
+OBJECTIVES_NAMESPACE = uuid5(NAMESPACE_URL, "urn:abm-crm:objectives")
+PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
+
+# What a target can be set for: accounts entering a stage, or deals closed, in the period.
+METRICS = (
+    "entered_identified",
+    "entered_prioritized",
+    "entered_outreach",
+    "entered_warm_up",
+    "accounts_won",
+    "accounts_lost",
+)
+
+
+def objectives_id(period: str) -> UUID:
+    return uuid5(OBJECTIVES_NAMESPACE, period)
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str
+    acceptable: int
+    optimal: int
+    best: int
+
+
+class Objectives(Aggregate):
+    """The targets of one period: a year (2026), a month (2026-03) or a day (2026-03-15)."""
+
+    class Event(Aggregate.Event):
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class Opened(Event, Aggregate.Created):
+        period: str
+
+    class TargetSet(Event):
+        metric: str
+        acceptable: int
+        optimal: int
+        best: int
+
+        def apply(self, objectives: Objectives) -> None:
+            objectives.targets[self.metric] = Target(
+                self.metric, self.acceptable, self.optimal, self.best
+            )
+
+    def __init__(self, *, period: str, actor: str, reason: str | None, request_id: str | None):
+        self.period = period
+        self.targets: dict[str, Target] = {}
+
+    @staticmethod
+    def create_id(period: str, **_: Any) -> UUID:
+        return objectives_id(period)
+
+    @classmethod
+    def open(cls, period: str, by: Attribution) -> Objectives:
+        if not PERIOD.match(period):
+            raise InvalidValue("period", f"{period!r} is not a period such as 2026, 2026-03 or "
+                                         "2026-03-15.")
+        return cls._create(cls.Opened, period=period, **by.event_fields())
+
+    def set_target(self, target: Target, by: Attribution) -> None:
+        if target.metric not in METRICS:
+            raise InvalidValue("metric", f"{target.metric!r} is not one of {', '.join(METRICS)}.")
+        if not 0 <= target.acceptable <= target.optimal <= target.best:
+            raise RuleViolation(
+                "objective_levels_order",
+                "Levels must rise: 0 <= acceptable <= optimal <= best.",
+            )
+        if self.targets.get(target.metric) == target:
+            return  # setting the same target again changes nothing
+        self.trigger_event(
+            self.TargetSet,
+            metric=target.metric,
+            acceptable=target.acceptable,
+            optimal=target.optimal,
+            best=target.best,
+            **by.event_fields(),
+        )

@@ -1,0 +1,109 @@
+"""Objectives per period (the Control step of SOSTAC), and how the stage report meets them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, put
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody, PathParameter
+
+from contracts.accounts import Problem
+from contracts.read_models import ObjectiveResult, ObjectivesView, SetObjectives, Target
+from domain import objectives as domain_objectives
+from domain.ledger import AccountLedger
+from domain.objectives import Objectives
+from domain.objectives import Target as DomainTarget
+from services.api.command_meta import CommandHeaders
+from services.api.problems import problem
+from services.api.strict_json import StrictJSON
+
+# Which stage's entries each metric counts.
+METRIC_STATES = {
+    "entered_identified": "identified",
+    "entered_prioritized": "prioritized",
+    "entered_outreach": "outreach",
+    "entered_warm_up": "warm_up",
+    "accounts_won": "won",
+    "accounts_lost": "lost",
+}
+assert set(METRIC_STATES) == set(domain_objectives.METRICS)
+
+PeriodPath = Annotated[
+    str,
+    PathParameter(
+        pattern=r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$",
+        description="A year (2026), a month (2026-03) or a day (2026-03-15).",
+    ),
+]
+_PROBLEMS = {
+    400: ResponseSpec(Problem, description="Malformed period, JSON or header."),
+    404: ResponseSpec(Problem, description="No objectives for the period."),
+    409: ResponseSpec(Problem, description="Refused by a rule (see `rule`)."),
+    422: ResponseSpec(Problem, description="A field is invalid (see `field`)."),
+}
+
+
+def objectives_view(objectives: Objectives) -> ObjectivesView:
+    return ObjectivesView(
+        period=objectives.period,
+        version=objectives.version,
+        targets=[
+            Target(t.metric, t.acceptable, t.optimal, t.best)  # type: ignore[arg-type]
+            for t in sorted(objectives.targets.values(), key=lambda t: t.metric)
+        ],
+    )
+
+
+def objective_results(
+    ledger: AccountLedger, periods: list[str], entered: dict[str, dict[str, int]]
+) -> list[ObjectiveResult]:
+    """Each target of each period against the accounts that entered its stage then."""
+    results = []
+    for period in periods:
+        objectives = ledger.objectives(period)
+        if objectives is None:
+            continue
+        for target in sorted(objectives.targets.values(), key=lambda t: t.metric):
+            actual = entered.get(period, {}).get(METRIC_STATES[target.metric], 0)
+            level = next(
+                (name for name, value in (("best", target.best), ("optimal", target.optimal),
+                                          ("acceptable", target.acceptable)) if actual >= value),
+                "below",
+            )
+            results.append(ObjectiveResult(
+                period=period, metric=target.metric, actual=actual,  # type: ignore[arg-type]
+                acceptable=target.acceptable, optimal=target.optimal, best=target.best,
+                level=level,  # type: ignore[arg-type]
+            ))
+    return results
+
+
+class ObjectivesController(Controller):
+    path = "/objectives"
+    tags = ["objectives"]
+
+    @put("/{period:str}", dto=StrictJSON[SetObjectives], return_dto=None, sync_to_thread=True,
+         summary="Set targets for a period at three levels", responses=_PROBLEMS)
+    def set_objectives(
+        self,
+        period: PeriodPath,
+        data: JSONBody[SetObjectives],
+        ledger: NamedDependency[AccountLedger],
+        command_headers: NamedDependency[CommandHeaders],
+    ) -> ObjectivesView:
+        targets = [DomainTarget(t.metric, t.acceptable, t.optimal, t.best) for t in data.targets]
+        meta = command_headers.meta(data)
+        return objectives_view(ledger.set_objectives(period, targets, meta))
+
+    @get("/{period:str}", sync_to_thread=True, summary="The targets of a period",
+         responses=_PROBLEMS)
+    def read_objectives(
+        self, period: PeriodPath, ledger: NamedDependency[AccountLedger]
+    ) -> Response[ObjectivesView]:
+        objectives = ledger.objectives(period)
+        if objectives is None:
+            raise problem(404, "Not found", f"No objectives are set for {period}.",
+                          kind="not-found")
+        return Response(objectives_view(objectives))

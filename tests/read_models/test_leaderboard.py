@@ -1,0 +1,163 @@
+"""The BANT leaderboard and the account list over HTTP, on both stores."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.api.requests import command, qualified, register
+
+
+def rate(client, account, b, a, n, t):
+    response = client.put(f"/accounts/{account['id']}/bant",
+                          json={"budget": b, "authority": a, "need": n, "timing": t})
+    assert response.status_code == 200, response.text
+    return int(response.headers["crm-position"])
+
+
+def board(client, **params):
+    response = client.get("/leaderboards/bant", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def make(client, name, domain, ratings, **overrides):
+    account = qualified(client, name=name, domain=domain, **overrides)
+    position = rate(client, account, *ratings)
+    return account, position
+
+
+def test_the_leaderboard_ranks_by_score_then_name_then_id(client):
+    make(client, "Beta", "beta.com", (5, 5, 5, 5))
+    make(client, "Alpha", "alpha.com", (2, 2, 2, 2))
+    make(client, "Gamma", "gamma.com", (2, 2, 2, 2))
+    _, last = make(client, "Delta", "delta.com", (3, 3, 3, 3))
+
+    page = board(client, min_position=last)
+
+    assert page["min_position_reached"] is True
+    assert page["position"] >= last
+    assert [(e["rank"], e["name"], e["score"]) for e in page["items"]] == [
+        (1, "Beta", 625), (2, "Delta", 81), (3, "Alpha", 16), (4, "Gamma", 16),
+    ]
+    first = page["items"][0]
+    assert (first["budget"], first["authority"], first["need"], first["timing"]) == (5, 5, 5, 5)
+    assert first["abm_stage"] == "prioritized"
+    assert first["funnel_state"] == "see"
+
+
+def test_only_rated_accounts_in_active_stages_by_default_and_filters_narrow(client):
+    make(client, "Active", "active.com", (4, 4, 4, 4), industry="software", country="FR")
+    lost, _ = make(client, "Lost", "lost.com", (5, 5, 5, 5))
+    qualified(client, name="Unrated", domain="unrated.com")
+    response = client.post(f"/accounts/{lost['id']}/deal",
+                           json={"outcome": "lost", "reason": "budget cut"})
+    last = int(response.headers["crm-position"])
+
+    default = board(client, min_position=last)
+    lost_only = board(client, stage="lost")
+    by_industry = board(client, industry="software")
+    by_country = board(client, country="DE")
+
+    assert [e["name"] for e in default["items"]] == ["Active"]
+    assert [e["name"] for e in lost_only["items"]] == ["Lost"]
+    assert [e["name"] for e in by_industry["items"]] == ["Active"]
+    assert by_country["items"] == []
+
+
+def test_pages_have_no_duplicates_or_gaps_while_writes_go_on(client):
+    accounts = []
+    for i in range(7):
+        account, last = make(client, f"Company {i}", f"company{i}.com", (1 + i % 5, 2, 2, 2))
+        accounts.append(account)
+    first = board(client, limit=3, min_position=last)
+    expected = [e["name"] for e in board(client, limit=50)["items"]]
+
+    # Writes between pages: a re-rating that would move an account across the page boundary,
+    # and a new account that would rank first.
+    rate(client, accounts[0], 5, 5, 5, 5)
+    make(client, "Newcomer", "newcomer.com", (5, 5, 5, 5))
+
+    names = [e["name"] for e in first["items"]]
+    ranks = [e["rank"] for e in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = board(client, limit=3, cursor=cursor)
+        names += [e["name"] for e in page["items"]]
+        ranks += [e["rank"] for e in page["items"]]
+        cursor = page["next_cursor"]
+
+    assert names == expected
+    assert ranks == list(range(1, 8))
+
+
+def test_as_of_shows_the_ranking_as_it_stood_then(client, clock):
+    a, _ = make(client, "Alpha", "alpha.com", (2, 2, 2, 2))
+    make(client, "Beta", "beta.com", (3, 3, 3, 3))
+    last_month = clock.advance(days=1)
+    clock.advance(days=30)
+    last = rate(client, a, 5, 5, 5, 5)
+
+    now = board(client, min_position=last)
+    then = board(client, as_of=last_month.isoformat())
+    before_everything = board(client, as_of=(last_month - timedelta(days=365)).isoformat())
+
+    assert [e["name"] for e in now["items"]] == ["Alpha", "Beta"]
+    assert [(e["name"], e["score"]) for e in then["items"]] == [("Beta", 81), ("Alpha", 16)]
+    assert before_everything["items"] == []
+
+
+def test_a_bad_cursor_or_filter_is_400(client):
+    assert client.get("/leaderboards/bant", params={"cursor": "bm90IGEgY3Vyc29y"}).status_code == 400
+    assert client.get("/leaderboards/bant", params={"cursor": "%%%"}).status_code == 400
+    assert client.get("/leaderboards/bant", params={"stage": "negotiation"}).status_code == 400
+    assert client.get("/leaderboards/bant", params={"limit": 10_000}).status_code == 400
+    naive = client.get("/leaderboards/bant", params={"as_of": "2026-01-01T00:00:00"})
+    assert (naive.status_code, naive.json()["field"]) == (400, "as_of")
+
+
+def test_the_account_list_filters_searches_and_pages(client):
+    register(client, name="Zeta Works", domain="zeta.io", country="FR")
+    register(client, name="acme labs", domain="acmelabs.com")
+    created = client.post("/accounts", json={
+        "name": "Acme Tooling", "domain": "acme-tooling.com", "industry": "manufacturing",
+        "headcount": 250, "annual_revenue": 1, "revenue_currency": "EUR", "country": "DE",
+        "growth_rate": 1.0, "source": "web"})
+    last = int(created.headers["crm-position"])
+
+    everything = client.get("/accounts", params={"min_position": last, "limit": 2}).json()
+    rest = client.get("/accounts", params={"cursor": everything["next_cursor"]}).json()
+    search = client.get("/accounts", params={"q": "ACME"}).json()
+    by_domain = client.get("/accounts", params={"q": "zeta.io"}).json()
+    french = client.get("/accounts", params={"country": "FR"}).json()
+    like_chars = client.get("/accounts", params={"q": "%"}).json()
+
+    assert [a["name"] for a in everything["items"] + rest["items"]] == [
+        "acme labs", "Acme Tooling", "Zeta Works"]
+    assert rest["next_cursor"] is None
+    assert [a["name"] for a in search["items"]] == ["acme labs", "Acme Tooling"]
+    assert [a["name"] for a in by_domain["items"]] == ["Zeta Works"]
+    assert [a["name"] for a in french["items"]] == ["Zeta Works"]
+    assert like_chars["items"] == []
+
+
+def test_a_read_says_when_it_did_not_reach_min_position(client):
+    account = register(client)
+    position = int(client.post(f"/accounts/{account['id']}/screening",
+                               json={"outcome": "qualified"}).headers["crm-position"])
+
+    ahead = client.get("/leaderboards/bant", params={"min_position": position + 1000})
+
+    assert ahead.status_code == 200
+    assert ahead.json()["min_position_reached"] is False
+    assert ahead.headers["crm-stale"] == "true"
+
+
+def test_a_command_response_position_is_readable_at_once(client):
+    account = qualified(client)
+    position = rate(client, account, 4, 4, 4, 4)
+
+    page = board(client, min_position=position)
+
+    assert page["min_position_reached"] is True
+    assert [e["account_id"] for e in page["items"]] == [account["id"]]
+    assert command(client, account, "funnel", {"to": "think"})["funnel_state"] == "think"
