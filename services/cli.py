@@ -22,7 +22,12 @@ def _projector(settings: Settings):  # type: ignore[no-untyped-def]
     from services.store import open_ledger, open_read_models
 
     ledger = open_ledger(settings)
-    return Projector(ledger, open_read_models(settings), listen_url=settings.database_url)
+    return Projector(
+        ledger,
+        open_read_models(settings),
+        batch_size=settings.projector_batch_size,
+        listen_url=settings.database_url,
+    )
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,6 +15,7 @@ class Settings:
     database_pool_size: int = 20
     max_body_bytes: int = 64 * 1024
     read_wait_seconds: float = 2.0  # how long a read with min_position waits at most
+    projector_batch_size: int = 1000  # events applied per read-model transaction
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -29,6 +30,9 @@ class Settings:
             database_pool_size=int(env.get("CRM_DATABASE_POOL_SIZE", defaults.database_pool_size)),
             max_body_bytes=int(env.get("CRM_MAX_BODY_BYTES", defaults.max_body_bytes)),
             read_wait_seconds=float(env.get("CRM_READ_WAIT_SECONDS", defaults.read_wait_seconds)),
+            projector_batch_size=int(
+                env.get("CRM_PROJECTOR_BATCH_SIZE", defaults.projector_batch_size)
+            ),
             host=env.get("CRM_HOST", defaults.host),
             port=int(env.get("CRM_PORT", defaults.port)),
         )

@@ -1,0 +1,79 @@
+"""Read models maintained event by event equal the ones rebuilt from the first event."""
+
+from __future__ import annotations
+
+import uuid
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from domain.account import BantRating, Firmographics
+from domain.errors import LedgerError
+from domain.ledger import CommandMeta
+from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
+from tests.read_models.snapshots import all_rows
+
+META = CommandMeta("hypothesis", reason="because")
+rating = st.builds(BantRating, *(st.integers(1, 5) for _ in range(4)))
+steps = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # which account
+        st.one_of(
+            st.tuples(st.just("screen"), st.sampled_from(ScreeningOutcome)),
+            st.tuples(st.just("bant"), rating),
+            st.tuples(st.just("material"), st.none()),
+            st.tuples(st.just("response"), st.sampled_from(Reaction)),
+            st.tuples(st.just("meeting"), st.none()),
+            st.tuples(st.just("win"), st.none()),
+            st.tuples(st.just("lose"), st.none()),
+            st.tuples(st.just("stage"), st.sampled_from(AbmStage)),
+            st.tuples(st.just("funnel"), st.sampled_from(FunnelState)),
+            st.tuples(st.just("catch_up"), st.none()),
+        ),
+    ),
+    max_size=40,
+)
+
+
+def run(ledger, projector, account_ids, step) -> None:
+    index, (kind, arg) = step
+    account_id = account_ids[index]
+    commands = {
+        "screen": lambda: ledger.screen(account_id, arg, ["test"], None, META),
+        "bant": lambda: ledger.score_bant(account_id, arg, META),
+        "material": lambda: ledger.send_material(account_id, "paper", "email", None, META),
+        "response": lambda: ledger.receive_response(account_id, arg, None, META),
+        "meeting": lambda: ledger.hold_meeting(account_id, None, META),
+        "win": lambda: ledger.win_deal(account_id, None, None, META),
+        "lose": lambda: ledger.lose_deal(account_id, META),
+        "stage": lambda: ledger.move_stage(account_id, arg, META),
+        "funnel": lambda: ledger.move_funnel(account_id, arg, META),
+        "catch_up": projector.catch_up,
+    }
+    try:
+        commands[kind]()
+    except LedgerError:
+        pass  # a refused command is part of a realistic history
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(history=steps, industries=st.lists(st.sampled_from(["it", "retail"]), min_size=4,
+                                          max_size=4))
+def test_incremental_read_models_equal_rebuilt_ones(ledger, projector, history, industries):
+    projector.batch_size = 3  # batch boundaries fall inside commands, too
+    account_ids = []
+    for industry in industries:
+        details = Firmographics(f"Co {uuid.uuid4().hex[:6]}", f"{uuid.uuid4().hex}.com",
+                                industry, 10, 1000, "EUR", "DE", 1.0, "test")
+        account_ids.append(ledger.register(details, META).account.id)
+    for step in history:
+        run(ledger, projector, account_ids, step)
+    projector.catch_up()
+    incremental = all_rows(projector)
+
+    projector.batch_size = 1000
+    for name in projector.read_models:
+        projector.rebuild(name)
+
+    assert all_rows(projector) == incremental
