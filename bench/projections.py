@@ -1,0 +1,157 @@
+"""Read-model speed: the rebuild rate beside the raw rate of reading the same notification log,
+and leaderboard query latency, at several sizes. A script, not a test.
+
+    uv run python bench/projections.py --accounts 10000,100000 [--postgres URL] [--json OUT]
+
+Accounts are seeded through the domain in bulk (the same events the API writes: registered,
+screened, bant_scored, stage_changed), many aggregates to a save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from domain.account import Account, Attribution, BantRating, Firmographics  # noqa: E402
+from domain.vocabulary import ScreeningOutcome  # noqa: E402
+from projections.account_queries import Filters, leaderboard  # noqa: E402
+from services.projector import Projector  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from services.store import open_ledger, open_read_models  # noqa: E402
+
+INDUSTRIES = ["software", "manufacturing", "retail", "logistics", "energy"]
+COUNTRIES = ["DE", "FR", "NL", "PL", "SE"]
+SAVE_BATCH = 500
+
+
+def seed(ledger, start: int, count: int, progress: Progress) -> None:
+    task = progress.add_task(f"seed {count:,} accounts", total=count)
+    rng = random.Random(start)
+    by = Attribution("bench", datetime.now(UTC))
+    batch = []
+    for i in range(start, start + count):
+        account = Account.register(
+            Firmographics(f"Company {i:07d}", f"company{i}.example", rng.choice(INDUSTRIES),
+                          rng.randint(10, 5000), rng.randint(10**5, 10**9), "EUR",
+                          rng.choice(COUNTRIES), rng.uniform(-5, 40), "bench"),
+            by,
+        )
+        account.screen(ScreeningOutcome.QUALIFIED, ["industry"], None, by)
+        account.score_bant(BantRating(*(rng.randint(1, 5) for _ in range(4))), by)
+        batch.append(account)
+        if len(batch) == SAVE_BATCH:
+            ledger.save(*batch)
+            progress.advance(task, len(batch))
+            batch = []
+    if batch:
+        ledger.save(*batch)
+        progress.advance(task, len(batch))
+    progress.remove_task(task)
+
+
+def raw_read_rate(ledger, batch_size: int = 1000) -> tuple[int, float]:
+    """Events/s of reading the whole log in batches and decoding every event."""
+    started = time.perf_counter()
+    position, count = 0, 0
+    while notifications := ledger.recorder.select_notifications(position + 1, batch_size):
+        for n in notifications:
+            ledger.mapper.to_domain_event(n)
+        count += len(notifications)
+        position = notifications[-1].id
+    return count, count / (time.perf_counter() - started)
+
+
+def rebuild_rate(projector: Projector) -> dict[str, float]:
+    rates = {}
+    for name in projector.read_models:
+        started = time.perf_counter()
+        applied = projector.rebuild(name)
+        rates[name] = applied / (time.perf_counter() - started)
+    return rates
+
+
+def leaderboard_latency(projector: Projector, runs: int = 300) -> tuple[float, float]:
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        with projector.database.read() as conn:
+            page = leaderboard(conn, Filters(), 50)
+        timings.append((time.perf_counter() - started) * 1000)
+        assert len(page.rows) == 50
+    timings.sort()
+    return statistics.median(timings), timings[int(0.99 * len(timings)) - 1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", default="10000,100000",
+                        help="comma-separated sizes, grown in one store (default: %(default)s)")
+    parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.accounts.split(","))
+    console = Console(width=150)
+    if args.postgres:
+        settings = Settings(database_url=args.postgres,
+                            database_schema=f"bench_{secrets.token_hex(4)}")
+    else:
+        settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="crm-bench-")))
+    ledger = open_ledger(settings)
+    projector = Projector(ledger, open_read_models(settings), listen_url=settings.database_url)
+    projector.setup()
+    figures = []
+    seeded = 0
+    with Progress(console=console, transient=True) as progress:
+        for size in sizes:
+            seed(ledger, seeded, size - seeded, progress)
+            seeded = size
+            events, raw = raw_read_rate(ledger)
+            rebuild = rebuild_rate(projector)
+            p50, p99 = leaderboard_latency(projector)
+            slowest = min(rebuild.values())
+            figures.append({
+                "accounts": size, "events": events, "raw_read_events_per_s": round(raw),
+                "rebuild_events_per_s": {k: round(v) for k, v in rebuild.items()},
+                "rebuild_to_raw_ratio": round(slowest / raw, 3),
+                "leaderboard_top50_p50_ms": round(p50, 3),
+                "leaderboard_top50_p99_ms": round(p99, 3),
+            })
+    table = Table(title=f"Read models on {settings.store_name}")
+    for column in ("accounts", "events", "raw read ev/s", "rebuild accounts ev/s",
+                   "rebuild transitions ev/s", "slowest rebuild / raw", "leaderboard p50 ms",
+                   "leaderboard p99 ms"):
+        table.add_column(column, justify="right")
+    for f in figures:
+        table.add_row(f"{f['accounts']:,}", f"{f['events']:,}", f"{f['raw_read_events_per_s']:,}",
+                      f"{f['rebuild_events_per_s']['accounts']:,}",
+                      f"{f['rebuild_events_per_s']['transitions']:,}",
+                      f"{f['rebuild_to_raw_ratio']:.3f}", f"{f['leaderboard_top50_p50_ms']:.2f}",
+                      f"{f['leaderboard_top50_p99_ms']:.2f}")
+    console.print(table)
+    console.print(f"{platform.node()}: {platform.processor() or platform.machine()}, "
+                  f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    if args.json:
+        args.json.write_text(json.dumps({"store": settings.store_name, "figures": figures},
+                                        indent=2))
+    projector.database.dispose()
+    ledger.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
