@@ -28,7 +28,11 @@ def from_micros(micros: int) -> datetime:
 
 @dataclass(frozen=True)
 class ReadModelDatabase:
-    """A writer for projectors and a reader for queries (on SQLite, writers lock at BEGIN)."""
+    """A writer for projectors and a reader for queries.
+
+    On SQLite a writer takes the write lock at BEGIN (so two never deadlock upgrading a read
+    lock); a reader's deferred BEGIN reads one WAL snapshot.
+    """
 
     writer: Engine
     reader: Engine
@@ -39,16 +43,20 @@ class ReadModelDatabase:
 
     @classmethod
     def postgres(cls, url: str, schema: str, pool_size: int) -> ReadModelDatabase:
-        engine = create_engine(
-            url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
-                "postgres://", "postgresql+psycopg://", 1
-            ),
-            pool_size=pool_size,
-            max_overflow=0,
-            pool_pre_ping=True,
-            connect_args={"options": f"-c search_path={schema}"},
-        )
-        return cls(engine, engine)
+        def engine(isolation_level: str, size: int) -> Engine:
+            return create_engine(
+                url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
+                    "postgres://", "postgresql+psycopg://", 1
+                ),
+                pool_size=size,
+                max_overflow=0,
+                pool_pre_ping=True,
+                isolation_level=isolation_level,
+                connect_args={"options": f"-c search_path={schema}"},
+            )
+
+        # A read sees one snapshot: the read model's position and its rows agree.
+        return cls(engine("READ COMMITTED", 2), engine("REPEATABLE READ", pool_size))
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
