@@ -16,6 +16,7 @@ run: install
 	$(UV) run --no-sync crm serve
 
 test: install
+	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync pytest
 
 bench: install

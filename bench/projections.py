@@ -46,9 +46,17 @@ def seed(ledger, start: int, count: int, progress: Progress) -> None:
     batch = []
     for i in range(start, start + count):
         account = Account.register(
-            Firmographics(f"Company {i:07d}", f"company{i}.example", rng.choice(INDUSTRIES),
-                          rng.randint(10, 5000), rng.randint(10**5, 10**9), "EUR",
-                          rng.choice(COUNTRIES), rng.uniform(-5, 40), "bench"),
+            Firmographics(
+                f"Company {i:07d}",
+                f"company{i}.example",
+                rng.choice(INDUSTRIES),
+                rng.randint(10, 5000),
+                rng.randint(10**5, 10**9),
+                "EUR",
+                rng.choice(COUNTRIES),
+                rng.uniform(-5, 40),
+                "bench",
+            ),
             by,
         )
         account.screen(ScreeningOutcome.QUALIFIED, ["industry"], None, by)
@@ -99,16 +107,20 @@ def leaderboard_latency(projector: Projector, runs: int = 300) -> tuple[float, f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", default="10000,100000",
-                        help="comma-separated sizes, grown in one store (default: %(default)s)")
+    parser.add_argument(
+        "--accounts",
+        default="10000,100000",
+        help="comma-separated sizes, grown in one store (default: %(default)s)",
+    )
     parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.accounts.split(","))
     console = Console(width=150)
     if args.postgres:
-        settings = Settings(database_url=args.postgres,
-                            database_schema=f"bench_{secrets.token_hex(4)}")
+        settings = Settings(
+            database_url=args.postgres, database_schema=f"bench_{secrets.token_hex(4)}"
+        )
     else:
         settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="crm-bench-")))
     ledger = open_ledger(settings)
@@ -124,30 +136,49 @@ def main() -> int:
             rebuild = rebuild_rate(projector)
             p50, p99 = leaderboard_latency(projector)
             slowest = min(rebuild.values())
-            figures.append({
-                "accounts": size, "events": events, "raw_read_events_per_s": round(raw),
-                "rebuild_events_per_s": {k: round(v) for k, v in rebuild.items()},
-                "rebuild_to_raw_ratio": round(slowest / raw, 3),
-                "leaderboard_top50_p50_ms": round(p50, 3),
-                "leaderboard_top50_p99_ms": round(p99, 3),
-            })
+            figures.append(
+                {
+                    "accounts": size,
+                    "events": events,
+                    "raw_read_events_per_s": round(raw),
+                    "rebuild_events_per_s": {k: round(v) for k, v in rebuild.items()},
+                    "rebuild_to_raw_ratio": round(slowest / raw, 3),
+                    "leaderboard_top50_p50_ms": round(p50, 3),
+                    "leaderboard_top50_p99_ms": round(p99, 3),
+                }
+            )
     table = Table(title=f"Read models on {settings.store_name}")
-    for column in ("accounts", "events", "raw read ev/s", "rebuild accounts ev/s",
-                   "rebuild transitions ev/s", "slowest rebuild / raw", "leaderboard p50 ms",
-                   "leaderboard p99 ms"):
+    for column in (
+        "accounts",
+        "events",
+        "raw read ev/s",
+        "rebuild accounts ev/s",
+        "rebuild transitions ev/s",
+        "slowest rebuild / raw",
+        "leaderboard p50 ms",
+        "leaderboard p99 ms",
+    ):
         table.add_column(column, justify="right")
     for f in figures:
-        table.add_row(f"{f['accounts']:,}", f"{f['events']:,}", f"{f['raw_read_events_per_s']:,}",
-                      f"{f['rebuild_events_per_s']['accounts']:,}",
-                      f"{f['rebuild_events_per_s']['transitions']:,}",
-                      f"{f['rebuild_to_raw_ratio']:.3f}", f"{f['leaderboard_top50_p50_ms']:.2f}",
-                      f"{f['leaderboard_top50_p99_ms']:.2f}")
+        table.add_row(
+            f"{f['accounts']:,}",
+            f"{f['events']:,}",
+            f"{f['raw_read_events_per_s']:,}",
+            f"{f['rebuild_events_per_s']['accounts']:,}",
+            f"{f['rebuild_events_per_s']['transitions']:,}",
+            f"{f['rebuild_to_raw_ratio']:.3f}",
+            f"{f['leaderboard_top50_p50_ms']:.2f}",
+            f"{f['leaderboard_top50_p99_ms']:.2f}",
+        )
     console.print(table)
-    console.print(f"{platform.node()}: {platform.processor() or platform.machine()}, "
-                  f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    console.print(
+        f"{platform.node()}: {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"store": settings.store_name, "figures": figures},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps({"store": settings.store_name, "figures": figures}, indent=2)
+        )
     projector.database.dispose()
     ledger.close()
     return 0

@@ -70,8 +70,10 @@ ObjectiveMetric = Literal[
 Level = Annotated[int, Meta(ge=0, le=1_000_000_000)]
 PeriodName = Annotated[
     str,
-    Meta(pattern=r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$",
-         description="A year (2026), a month (2026-03) or a day (2026-03-15)."),
+    Meta(
+        pattern=r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$",
+        description="A year (2026), a month (2026-03) or a day (2026-03-15).",
+    ),
 ]
 
 

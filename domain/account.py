@@ -315,9 +315,7 @@ class Account(Aggregate):
             raise RuleViolation(
                 "screening_after_win", "A won account is a customer; it is not screened again."
             )
-        self._trigger(
-            self.Screened, by, outcome=outcome.value, criteria=list(criteria), note=note
-        )
+        self._trigger(self.Screened, by, outcome=outcome.value, criteria=list(criteria), note=note)
         if outcome is ScreeningOutcome.EXCLUDED and self.stage is not AbmStage.EXCLUDED:
             self._change_stage(AbmStage.EXCLUDED, "screened", by)
         elif outcome is ScreeningOutcome.QUALIFIED and self.stage is AbmStage.EXCLUDED:
@@ -363,7 +361,8 @@ class Account(Aggregate):
         self._refuse_if_excluded()
         if self.bant is None:
             raise RuleViolation(
-                "outreach_requires_bant", "Outreach starts only after the account has a BANT rating."
+                "outreach_requires_bant",
+                "Outreach starts only after the account has a BANT rating.",
             )
         self._trigger(self.MaterialSent, by, material=material, channel=channel, note=note)
         if self.stage is AbmStage.PRIORITIZED:
@@ -395,7 +394,7 @@ class Account(Aggregate):
         if self.stage not in ACTIVE_STAGES:
             raise RuleViolation(
                 "loss_requires_active_stage",
-                f"A deal is lost only from prioritized, outreach or warm_up, not from {self.stage}.",
+                f"A deal is lost only from an active stage, not from {self.stage}.",
             )
         self._require_reason(by, "A lost deal needs a reason.")
         self._trigger(self.DealLost, by)

@@ -71,8 +71,9 @@ class Objectives(Aggregate):
     @classmethod
     def open(cls, period: str, by: Attribution) -> Objectives:
         if not PERIOD.match(period):
-            raise InvalidValue("period", f"{period!r} is not a period such as 2026, 2026-03 or "
-                                         "2026-03-15.")
+            raise InvalidValue(
+                "period", f"{period!r} is not a period such as 2026, 2026-03 or 2026-03-15."
+            )
         return cls._create(cls.Opened, period=period, **by.event_fields())
 
     def set_target(self, target: Target, by: Attribution) -> None:

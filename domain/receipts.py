@@ -37,7 +37,12 @@ class CommandReceipt(Aggregate):
 
     @classmethod
     def issue(
-        cls, receipt_id: UUID, fingerprint: str, account_id: UUID, account_version: int, at: datetime
+        cls,
+        receipt_id: UUID,
+        fingerprint: str,
+        account_id: UUID,
+        account_version: int,
+        at: datetime,
     ) -> CommandReceipt:
         return cls._create(
             cls.Issued,

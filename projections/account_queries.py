@@ -78,8 +78,16 @@ def account_list(
     if filters.stages:
         where.append("abm_stage IN :stages")
         params["stages"] = list(filters.stages)
-    return _page(conn, filters, limit, cursor, as_of, where=where, params=params,
-                 order=(("name_key", "ASC"), ("account_id", "ASC")))
+    return _page(
+        conn,
+        filters,
+        limit,
+        cursor,
+        as_of,
+        where=where,
+        params=params,
+        order=(("name_key", "ASC"), ("account_id", "ASC")),
+    )
 
 
 def _page(
@@ -109,8 +117,11 @@ def _page(
     else:
         conditions.append("from_pos <= :p AND (to_pos IS NULL OR to_pos > :p)")
         params["p"] = state["p"]
-    for column, value in (("funnel_state", filters.funnel), ("industry", filters.industry),
-                          ("country", filters.country)):
+    for column, value in (
+        ("funnel_state", filters.funnel),
+        ("industry", filters.industry),
+        ("country", filters.country),
+    ):
         if value is not None:
             conditions.append(f"{column} = :{column}")
             params[column] = value
@@ -133,12 +144,14 @@ def _page(
     next_cursor = None
     if more:
         last = rows[-1]
-        next_cursor = _encode({
-            "p": state["p"],
-            "t": state.get("t"),
-            "r": state["r"] + len(rows),
-            "k": [last[c] for c, _ in order],
-        })
+        next_cursor = _encode(
+            {
+                "p": state["p"],
+                "t": state.get("t"),
+                "r": state["r"] + len(rows),
+                "k": [last[c] for c, _ in order],
+            }
+        )
     return Page(rows=rows, position=state["p"], next_cursor=next_cursor, first_rank=state["r"] + 1)
 
 

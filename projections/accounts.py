@@ -20,9 +20,28 @@ from projections.generations import Generation
 NAME = "accounts"
 
 COLUMNS = (
-    "account_id", "from_pos", "to_pos", "from_at", "to_at", "name", "name_key", "domain",
-    "industry", "country", "region", "headcount", "annual_revenue", "revenue_currency",
-    "abm_stage", "funnel_state", "budget", "authority", "need", "timing", "score", "scored_at",
+    "account_id",
+    "from_pos",
+    "to_pos",
+    "from_at",
+    "to_at",
+    "name",
+    "name_key",
+    "domain",
+    "industry",
+    "country",
+    "region",
+    "headcount",
+    "annual_revenue",
+    "revenue_currency",
+    "abm_stage",
+    "funnel_state",
+    "budget",
+    "authority",
+    "need",
+    "timing",
+    "score",
+    "scored_at",
     "registered_at",
 )
 
@@ -33,7 +52,8 @@ def table(gen: Generation) -> str:
 
 def create_tables(conn: Connection, gen: Generation) -> None:
     t = table(gen)
-    conn.execute(text(f"""
+    conn.execute(
+        text(f"""
         CREATE TABLE IF NOT EXISTS {t} (
             account_id TEXT NOT NULL,
             from_pos BIGINT NOT NULL,
@@ -59,7 +79,8 @@ def create_tables(conn: Connection, gen: Generation) -> None:
             scored_at BIGINT,
             registered_at BIGINT NOT NULL,
             PRIMARY KEY (account_id, from_pos)
-        )"""))
+        )""")
+    )
     for index, columns in (
         ("open", "(account_id) WHERE to_pos IS NULL"),
         ("score", "(score DESC, name ASC, account_id ASC) WHERE to_pos IS NULL"),
@@ -103,8 +124,14 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
             current.row.update(changes)  # the same command: one row for its events
         else:
             _flush(conn, t, current, close_at=(position, at))
-            row = {**current.row, **changes, "from_pos": position, "from_at": at,
-                   "to_pos": None, "to_at": None}
+            row = {
+                **current.row,
+                **changes,
+                "from_pos": position,
+                "from_at": at,
+                "to_pos": None,
+                "to_at": None,
+            }
             current = _Open(row, stored=False)
         open_rows[account_id] = current
     for current in open_rows.values():
@@ -157,10 +184,14 @@ def _changes(event: Any, at: int) -> dict[str, Any]:
 
 
 def _load_open(conn: Connection, t: str, account_id: str) -> _Open | None:
-    row = conn.execute(
-        text(f"SELECT {', '.join(COLUMNS)} FROM {t} WHERE account_id = :a AND to_pos IS NULL"),
-        {"a": account_id},
-    ).mappings().first()
+    row = (
+        conn.execute(
+            text(f"SELECT {', '.join(COLUMNS)} FROM {t} WHERE account_id = :a AND to_pos IS NULL"),
+            {"a": account_id},
+        )
+        .mappings()
+        .first()
+    )
     return _Open(dict(row), stored=True) if row else None
 
 
@@ -169,17 +200,22 @@ def _flush(conn: Connection, t: str, current: _Open, close_at: tuple[int, int] |
     if close_at is not None:
         row = {**row, "to_pos": close_at[0], "to_at": close_at[1]}
     if current.stored:
-        assignments = ", ".join(f"{c} = :{c}" for c in COLUMNS if c not in ("account_id",
-                                                                              "from_pos"))
+        assignments = ", ".join(
+            f"{c} = :{c}" for c in COLUMNS if c not in ("account_id", "from_pos")
+        )
         conn.execute(
-            text(f"UPDATE {t} SET {assignments} WHERE account_id = :account_id "
-                 "AND from_pos = :from_pos"),
+            text(
+                f"UPDATE {t} SET {assignments} WHERE account_id = :account_id "
+                "AND from_pos = :from_pos"
+            ),
             row,
         )
     else:
         conn.execute(
-            text(f"INSERT INTO {t} ({', '.join(COLUMNS)}) "
-                 f"VALUES ({', '.join(':' + c for c in COLUMNS)})"),
+            text(
+                f"INSERT INTO {t} ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join(':' + c for c in COLUMNS)})"
+            ),
             row,
         )
     current.stored = True

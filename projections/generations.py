@@ -39,7 +39,9 @@ def ensure_registry(conn: Connection) -> None:
 def live_generation(conn: Connection, name: str, *, lock: bool = False) -> Generation | None:
     suffix = " FOR UPDATE" if lock and conn.dialect.name == "postgresql" else ""
     row = conn.execute(
-        text(f"SELECT generation, position FROM rm_generations WHERE name = :n AND live = 1{suffix}"),
+        text(
+            f"SELECT generation, position FROM rm_generations WHERE name = :n AND live = 1{suffix}"
+        ),
         {"n": name},
     ).first()
     return Generation(name, row[0], row[1]) if row else None
@@ -59,8 +61,10 @@ def add_generation(conn: Connection, name: str, *, live: bool) -> Generation:
     ).scalar()
     number = (latest or 0) + 1
     conn.execute(
-        text("INSERT INTO rm_generations (name, generation, position, live) "
-             "VALUES (:n, :g, 0, :live)"),
+        text(
+            "INSERT INTO rm_generations (name, generation, position, live) "
+            "VALUES (:n, :g, 0, :live)"
+        ),
         {"n": name, "g": number, "live": int(live)},
     )
     return Generation(name, number, 0)
@@ -84,8 +88,10 @@ def make_live(conn: Connection, gen: Generation) -> list[int]:
         )
     ]
     conn.execute(
-        text("UPDATE rm_generations SET live = CASE WHEN generation = :g THEN 1 ELSE 0 END "
-             "WHERE name = :n"),
+        text(
+            "UPDATE rm_generations SET live = CASE WHEN generation = :g THEN 1 ELSE 0 END "
+            "WHERE name = :n"
+        ),
         {"n": gen.name, "g": gen.generation},
     )
     conn.execute(

@@ -7,6 +7,7 @@ from each state to the next, the win rate, and the time spent in each state.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import defaultdict
@@ -43,14 +44,21 @@ def period_of(instant: datetime, period: Period) -> str:
 def report(conn: Connection, kind: str, window: Window) -> dict[str, Any]:
     """`kind` is `stage` or `funnel`; the figures per group (or for `all`)."""
     gen = live_generation(conn, transitions.NAME)
-    order, states = (STAGE_ORDER, STAGES) if kind == transitions.STAGE else (FUNNEL_ORDER,
-                                                                              FUNNEL_ORDER)
-    rows = [] if gen is None else conn.execute(
-        text(f"SELECT account_id, at, from_state, to_state, industry, country "
-             f"FROM {transitions.table(gen)} WHERE kind = :kind AND at <= :as_of "
-             f"ORDER BY account_id, position"),
-        {"kind": kind, "as_of": to_micros(window.as_of)},
-    ).all()
+    order, states = (
+        (STAGE_ORDER, STAGES) if kind == transitions.STAGE else (FUNNEL_ORDER, FUNNEL_ORDER)
+    )
+    rows = (
+        []
+        if gen is None
+        else conn.execute(
+            text(
+                f"SELECT account_id, at, from_state, to_state, industry, country "
+                f"FROM {transitions.table(gen)} WHERE kind = :kind AND at <= :as_of "
+                f"ORDER BY account_id, position"
+            ),
+            {"kind": kind, "as_of": to_micros(window.as_of)},
+        ).all()
+    )
     by_group: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         group = ALL if window.group_by is None else getattr(row, window.group_by)
@@ -64,8 +72,9 @@ def report(conn: Connection, kind: str, window: Window) -> dict[str, Any]:
     }
 
 
-def _figures(rows: list[Any], window: Window, order: tuple[str, ...], states: tuple[str, ...],
-             kind: str) -> dict[str, Any]:
+def _figures(
+    rows: list[Any], window: Window, order: tuple[str, ...], states: tuple[str, ...], kind: str
+) -> dict[str, Any]:
     start, end = to_micros(window.start), to_micros(window.end)
     current: dict[str, int] = dict.fromkeys(states, 0)
     periods: dict[str, dict[str, dict[str, int]]] = {}
@@ -92,25 +101,29 @@ def _figures(rows: list[Any], window: Window, order: tuple[str, ...], states: tu
                 durations[entered.to_state].append((move.at - entered.at) / 1_000_000)
 
     conversion = []
-    for here, following in zip(order, order[1:]):
+    for here, following in itertools.pairwise(order):
         cohort = entered_in_window[here]
         converted = sum(1 for a in cohort if _entered_after(by_account[a], here, following, start))
-        conversion.append({
-            "from": here, "to": following, "entered": len(cohort), "converted": converted,
-            "rate": round(converted / len(cohort), 4) if cohort else None,
-        })
+        conversion.append(
+            {
+                "from": here,
+                "to": following,
+                "entered": len(cohort),
+                "converted": converted,
+                "rate": round(converted / len(cohort), 4) if cohort else None,
+            }
+        )
     figures: dict[str, Any] = {
         "current": current,
         "periods": [{"period": p, **periods[p]} for p in sorted(periods)],
         "conversion": conversion,
-        "time_in_state": {
-            state: _spread(durations[state]) for state in states if durations[state]
-        },
+        "time_in_state": {state: _spread(durations[state]) for state in states if durations[state]},
     }
     if kind == transitions.STAGE:
         won, lost = len(entered_in_window["won"]), len(entered_in_window["lost"])
         figures["win_rate"] = {
-            "won": won, "lost": lost,
+            "won": won,
+            "lost": lost,
             "rate": round(won / (won + lost), 4) if won + lost else None,
         }
     return figures
@@ -147,9 +160,12 @@ def _next_period(instant: datetime, period: Period) -> datetime:
     if period == "day":
         return (instant + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "month":
-        year, month = (instant.year + 1, 1) if instant.month == 12 else (instant.year,
-                                                                          instant.month + 1)
-        return instant.replace(year=year, month=month, day=1, hour=0, minute=0, second=0,
-                               microsecond=0)
-    return instant.replace(year=instant.year + 1, month=1, day=1, hour=0, minute=0, second=0,
-                           microsecond=0)
+        year, month = (
+            (instant.year + 1, 1) if instant.month == 12 else (instant.year, instant.month + 1)
+        )
+        return instant.replace(
+            year=year, month=month, day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+    return instant.replace(
+        year=instant.year + 1, month=1, day=1, hour=0, minute=0, second=0, microsecond=0
+    )

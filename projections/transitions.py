@@ -17,8 +17,7 @@ from projections.generations import Generation
 NAME = "transitions"
 STAGE, FUNNEL = "stage", "funnel"
 
-COLUMNS = ("position", "kind", "account_id", "at", "from_state", "to_state", "industry",
-           "country")
+COLUMNS = ("position", "kind", "account_id", "at", "from_state", "to_state", "industry", "country")
 
 
 def table(gen: Generation) -> str:
@@ -27,7 +26,8 @@ def table(gen: Generation) -> str:
 
 def create_tables(conn: Connection, gen: Generation) -> None:
     t = table(gen)
-    conn.execute(text(f"""
+    conn.execute(
+        text(f"""
         CREATE TABLE IF NOT EXISTS {t} (
             position BIGINT NOT NULL,
             kind TEXT NOT NULL,
@@ -38,7 +38,8 @@ def create_tables(conn: Connection, gen: Generation) -> None:
             industry TEXT NOT NULL,
             country TEXT NOT NULL,
             PRIMARY KEY (position, kind)
-        )"""))
+        )""")
+    )
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_account ON {t} (account_id, position)"))
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_at ON {t} (kind, at)"))
 
@@ -63,11 +64,18 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
                 return  # registered before this generation began: cannot happen on a replay
             groups[account_id] = (found[0], found[1])
         industry, country = groups[account_id]
-        rows.append({
-            "position": position, "kind": kind, "account_id": account_id,
-            "at": to_micros(event.timestamp), "from_state": from_state, "to_state": to_state,
-            "industry": industry, "country": country,
-        })
+        rows.append(
+            {
+                "position": position,
+                "kind": kind,
+                "account_id": account_id,
+                "at": to_micros(event.timestamp),
+                "from_state": from_state,
+                "to_state": to_state,
+                "industry": industry,
+                "country": country,
+            }
+        )
 
     for position, event in batch:
         if isinstance(event, Account.Registered):
@@ -80,7 +88,9 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
             row(position, FUNNEL, event, event.from_state, event.to_state)
     if rows:
         conn.execute(
-            text(f"INSERT INTO {t} ({', '.join(COLUMNS)}) "
-                 f"VALUES ({', '.join(':' + c for c in COLUMNS)})"),
+            text(
+                f"INSERT INTO {t} ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join(':' + c for c in COLUMNS)})"
+            ),
             rows,
         )

@@ -48,8 +48,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(
         projector.ledger, projector, settings, on_startup=[background.start], on_shutdown=[close]
     )
-    print(f"CRM listening on http://{args.host}:{args.port} (store: {_describe(settings)})",
-          flush=True)
+    print(
+        f"CRM listening on http://{args.host}:{args.port} (store: {_describe(settings)})",
+        flush=True,
+    )
     uvicorn.run(
         app,
         host=args.host,
@@ -126,8 +128,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     from services.projector import READ_MODELS
 
     rebuild = commands.add_parser("rebuild", help="replay read models into fresh tables")
-    rebuild.add_argument("name", nargs="?", choices=sorted(READ_MODELS),
-                         help="one read model (default: all)")
+    rebuild.add_argument(
+        "name", nargs="?", choices=sorted(READ_MODELS), help="one read model (default: all)"
+    )
     rebuild.set_defaults(run=_rebuild)
     return parser
 

@@ -93,9 +93,7 @@ class Projector:
 
     def _read(self, after: int) -> list[tuple[int, Any]]:
         """The next batch as (position, event); events of other aggregates count as read."""
-        notifications = self.ledger.recorder.select_notifications(
-            after + 1, self.batch_size
-        )
+        notifications = self.ledger.recorder.select_notifications(after + 1, self.batch_size)
         mapper = self.ledger.mapper
         return [
             (n.id, mapper.to_domain_event(n) if n.topic.startswith(ACCOUNT_TOPIC_PREFIX) else None)

@@ -48,7 +48,10 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
 
 def open_ledger(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AccountLedger:
     env = eventsourcing_env(settings)
-    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres" and settings.database_schema != "public":
+    if (
+        env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+        and settings.database_schema != "public"
+    ):
         _create_schema(env)
     return AccountLedger(env=env, clock=clock)
 

@@ -105,11 +105,10 @@ def projector(ledger: AccountLedger, settings: Settings) -> Iterator[Projector]:
 
 
 @pytest.fixture
-def client(
-    ledger: AccountLedger, projector: Projector, settings: Settings
-) -> Iterator[TestClient]:
+def client(ledger: AccountLedger, projector: Projector, settings: Settings) -> Iterator[TestClient]:
     background = BackgroundProjector(projector)
-    app = create_app(ledger, projector, settings, on_startup=[background.start],
-                     on_shutdown=[background.stop])
+    app = create_app(
+        ledger, projector, settings, on_startup=[background.start], on_shutdown=[background.stop]
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client

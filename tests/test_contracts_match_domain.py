@@ -31,8 +31,11 @@ def test_the_contracts_package_does_not_import_the_domain():
     for path in Path(contract.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [
-                    a.name for a in node.names]
+                names = (
+                    [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else [a.name for a in node.names]
+                )
                 assert not any(n.split(".")[0] in {"domain", "services"} for n in names), path
 
 

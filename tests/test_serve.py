@@ -29,8 +29,10 @@ def crm_serve(settings: Settings) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir)}
     if settings.database_url:
-        env |= {"CRM_DATABASE_URL": settings.database_url,
-                "CRM_DATABASE_SCHEMA": settings.database_schema}
+        env |= {
+            "CRM_DATABASE_URL": settings.database_url,
+            "CRM_DATABASE_SCHEMA": settings.database_schema,
+        }
     process = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,

@@ -148,16 +148,23 @@ class AccountController(Controller):
         funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
         industry: Text = None,
         country: Text = None,
-        q: Annotated[str | None, QueryParameter(min_length=1, max_length=200,
-                                                description="Part of the name or domain.")] = None,
+        q: Annotated[
+            str | None,
+            QueryParameter(min_length=1, max_length=200, description="Part of the name or domain."),
+        ] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
         as_of: AsOf = None,
         min_position: MinPosition = None,
     ) -> Response[AccountPage]:
         reached = wait_for_position(projector, "accounts", min_position, read_options.wait_seconds)
-        filters = Filters(stages=(stage,) if stage else (), funnel=funnel, industry=industry,
-                          country=country, search=q)
+        filters = Filters(
+            stages=(stage,) if stage else (),
+            funnel=funnel,
+            industry=industry,
+            country=country,
+            search=q,
+        )
         page = read_page(projector, account_list, filters, limit, cursor, aware(as_of, "as_of"))
         items = [
             AccountSummary(
@@ -177,8 +184,13 @@ class AccountController(Controller):
             )
             for r in page.rows
         ]
-        body = AccountPage(items=items, position=page.position, next_cursor=page.next_cursor,
-                           as_of=as_of, min_position_reached=reached)
+        body = AccountPage(
+            items=items,
+            position=page.position,
+            next_cursor=page.next_cursor,
+            as_of=as_of,
+            min_position_reached=reached,
+        )
         return Response(body, headers=position_headers(page.position, reached))
 
     @get(
@@ -198,9 +210,7 @@ class AccountController(Controller):
     ) -> Response[AccountView]:
         if version is not None and as_of is not None:
             raise invalid_field("as_of", "Give either version or as_of, not both.", 400)
-        if as_of is not None:
-            if as_of.tzinfo is None:
-                raise invalid_field("as_of", "as_of needs a UTC offset, e.g. 2026-01-31T12:00Z.", 400)
+        if aware(as_of, "as_of") is not None:
             account = ledger.account_as_of(account_id, as_of)
         else:
             account = ledger.account(account_id, version)
@@ -216,7 +226,9 @@ class AccountController(Controller):
         self,
         account_id: AccountId,
         ledger: Ledger,
-        after: Annotated[int, QueryParameter(ge=0, description="Only events after this version.")] = 0,
+        after: Annotated[
+            int, QueryParameter(ge=0, description="Only events after this version.")
+        ] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=HISTORY_PAGE_MAX)] = 100,
     ) -> HistoryPage:
         events = ledger.history(account_id, after=after, limit=limit)
@@ -258,9 +270,7 @@ class AccountController(Controller):
             timing=data.timing,
             notes={d: n for d in BANT_DIMENSIONS if (n := getattr(notes, d)) is not None},
         )
-        return _command_response(
-            ledger.score_bant(account_id, rating, command_headers.meta(data))
-        )
+        return _command_response(ledger.score_bant(account_id, rating, command_headers.meta(data)))
 
     @_command("/{account_id:uuid}/contacts", AddContact, summary="Add a contact")
     def add_contact(
@@ -346,9 +356,7 @@ class AccountController(Controller):
         if data.outcome == "won":
             if (data.amount is None) != (data.currency is None):
                 raise invalid_field("currency", "amount and currency are given together.")
-            return _command_response(
-                ledger.win_deal(account_id, data.amount, data.currency, meta)
-            )
+            return _command_response(ledger.win_deal(account_id, data.amount, data.currency, meta))
         _only_fields_of(data, (), optional=("amount", "currency"))
         return _command_response(ledger.lose_deal(account_id, meta))
 

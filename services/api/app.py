@@ -53,7 +53,11 @@ def create_app(
     read_options = ReadOptions(wait_seconds=settings.read_wait_seconds)
     return Litestar(
         route_handlers=[
-            AccountController, ObjectivesController, *READ_MODEL_HANDLERS, health, ready
+            AccountController,
+            ObjectivesController,
+            *READ_MODEL_HANDLERS,
+            health,
+            ready,
         ],
         dependencies={
             "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),

@@ -68,15 +68,28 @@ def objective_results(
         for target in sorted(objectives.targets.values(), key=lambda t: t.metric):
             actual = entered.get(period, {}).get(METRIC_STATES[target.metric], 0)
             level = next(
-                (name for name, value in (("best", target.best), ("optimal", target.optimal),
-                                          ("acceptable", target.acceptable)) if actual >= value),
+                (
+                    name
+                    for name, value in (
+                        ("best", target.best),
+                        ("optimal", target.optimal),
+                        ("acceptable", target.acceptable),
+                    )
+                    if actual >= value
+                ),
                 "below",
             )
-            results.append(ObjectiveResult(
-                period=period, metric=target.metric, actual=actual,  # type: ignore[arg-type]
-                acceptable=target.acceptable, optimal=target.optimal, best=target.best,
-                level=level,  # type: ignore[arg-type]
-            ))
+            results.append(
+                ObjectiveResult(
+                    period=period,
+                    metric=target.metric,
+                    actual=actual,  # type: ignore[arg-type]
+                    acceptable=target.acceptable,
+                    optimal=target.optimal,
+                    best=target.best,
+                    level=level,  # type: ignore[arg-type]
+                )
+            )
     return results
 
 
@@ -84,8 +97,14 @@ class ObjectivesController(Controller):
     path = "/objectives"
     tags = ["objectives"]
 
-    @put("/{period:str}", dto=StrictJSON[SetObjectives], return_dto=None, sync_to_thread=True,
-         summary="Set targets for a period at three levels", responses=_PROBLEMS)
+    @put(
+        "/{period:str}",
+        dto=StrictJSON[SetObjectives],
+        return_dto=None,
+        sync_to_thread=True,
+        summary="Set targets for a period at three levels",
+        responses=_PROBLEMS,
+    )
     def set_objectives(
         self,
         period: PeriodPath,
@@ -97,13 +116,15 @@ class ObjectivesController(Controller):
         meta = command_headers.meta(data)
         return objectives_view(ledger.set_objectives(period, targets, meta))
 
-    @get("/{period:str}", sync_to_thread=True, summary="The targets of a period",
-         responses=_PROBLEMS)
+    @get(
+        "/{period:str}", sync_to_thread=True, summary="The targets of a period", responses=_PROBLEMS
+    )
     def read_objectives(
         self, period: PeriodPath, ledger: NamedDependency[AccountLedger]
     ) -> Response[ObjectivesView]:
         objectives = ledger.objectives(period)
         if objectives is None:
-            raise problem(404, "Not found", f"No objectives are set for {period}.",
-                          kind="not-found")
+            raise problem(
+                404, "Not found", f"No objectives are set for {period}.", kind="not-found"
+            )
         return Response(objectives_view(objectives))

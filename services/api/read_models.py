@@ -79,8 +79,13 @@ def position_headers(position: int, reached: bool | None) -> dict[str, str]:
     return headers
 
 
-@get("/leaderboards/bant", sync_to_thread=True, tags=["read models"], responses=_PROBLEMS,
-     summary="Accounts ranked by BANT score")
+@get(
+    "/leaderboards/bant",
+    sync_to_thread=True,
+    tags=["read models"],
+    responses=_PROBLEMS,
+    summary="Accounts ranked by BANT score",
+)
 def bant_leaderboard(
     projector: NamedDependency[Projector],
     read_options: NamedDependency[ReadOptions],
@@ -94,8 +99,9 @@ def bant_leaderboard(
     min_position: MinPosition = None,
 ) -> Response[LeaderboardPage]:
     reached = wait_for_position(projector, "accounts", min_position, read_options.wait_seconds)
-    filters = Filters(stages=(stage,) if stage else (), funnel=funnel, industry=industry,
-                      country=country)
+    filters = Filters(
+        stages=(stage,) if stage else (), funnel=funnel, industry=industry, country=country
+    )
     page = read_page(projector, leaderboard, filters, limit, cursor, aware(as_of, "as_of"))
     items = [
         LeaderboardEntry(
@@ -113,8 +119,13 @@ def bant_leaderboard(
         )
         for i, r in enumerate(page.rows)
     ]
-    body = LeaderboardPage(items=items, position=page.position, next_cursor=page.next_cursor,
-                           as_of=as_of, min_position_reached=reached)
+    body = LeaderboardPage(
+        items=items,
+        position=page.position,
+        next_cursor=page.next_cursor,
+        as_of=as_of,
+        min_position_reached=reached,
+    )
     return Response(body, headers=position_headers(page.position, reached))
 
 
@@ -129,7 +140,9 @@ def _report(
     as_of: datetime | None,
     min_position: int | None,
 ) -> Response[Report]:
-    reached = wait_for_position(projector, transitions.NAME, min_position, read_options.wait_seconds)
+    reached = wait_for_position(
+        projector, transitions.NAME, min_position, read_options.wait_seconds
+    )
     as_of = aware(as_of, "as_of") or datetime.now(UTC)
     window = Window(
         # By default the year so far, as a strategist looks at it.
@@ -155,9 +168,16 @@ def _report(
             projector.ledger, periods_between(window.start, window.end, period), entered
         )
     body = Report(
-        kind=kind, start=window.start, end=window.end, as_of=window.as_of, period=period,
-        group_by=group_by, position=figures["position"], groups=figures["groups"],
-        objectives=results, min_position_reached=reached,
+        kind=kind,
+        start=window.start,
+        end=window.end,
+        as_of=window.as_of,
+        period=period,
+        group_by=group_by,
+        position=figures["position"],
+        groups=figures["groups"],
+        objectives=results,
+        min_position_reached=reached,
     )
     return Response(body, headers=position_headers(figures["position"], reached))
 
@@ -168,8 +188,13 @@ PeriodParam = Annotated[Literal["day", "month", "year"], QueryParameter()]
 GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
 
 
-@get("/reports/stages", sync_to_thread=True, tags=["read models"], responses=_PROBLEMS,
-     summary="ABM stages: counts, moves per period, conversion, win rate, time in stage")
+@get(
+    "/reports/stages",
+    sync_to_thread=True,
+    tags=["read models"],
+    responses=_PROBLEMS,
+    summary="ABM stages: counts, moves per period, conversion, win rate, time in stage",
+)
 def stage_report(
     projector: NamedDependency[Projector],
     read_options: NamedDependency[ReadOptions],
@@ -180,12 +205,26 @@ def stage_report(
     as_of: AsOf = None,
     min_position: MinPosition = None,
 ) -> Response[Report]:
-    return _report(transitions.STAGE, projector, read_options, start, end, period, group_by,
-                   as_of, min_position)
+    return _report(
+        transitions.STAGE,
+        projector,
+        read_options,
+        start,
+        end,
+        period,
+        group_by,
+        as_of,
+        min_position,
+    )
 
 
-@get("/reports/funnel", sync_to_thread=True, tags=["read models"], responses=_PROBLEMS,
-     summary="See-Think-Do-Care: counts, moves per period, conversion, time in state")
+@get(
+    "/reports/funnel",
+    sync_to_thread=True,
+    tags=["read models"],
+    responses=_PROBLEMS,
+    summary="See-Think-Do-Care: counts, moves per period, conversion, time in state",
+)
 def funnel_report(
     projector: NamedDependency[Projector],
     read_options: NamedDependency[ReadOptions],
@@ -196,8 +235,17 @@ def funnel_report(
     as_of: AsOf = None,
     min_position: MinPosition = None,
 ) -> Response[Report]:
-    return _report(transitions.FUNNEL, projector, read_options, start, end, period, group_by,
-                   as_of, min_position)
+    return _report(
+        transitions.FUNNEL,
+        projector,
+        read_options,
+        start,
+        end,
+        period,
+        group_by,
+        as_of,
+        min_position,
+    )
 
 
 READ_MODEL_HANDLERS = [bant_leaderboard, stage_report, funnel_report]

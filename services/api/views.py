@@ -19,8 +19,15 @@ from domain.account import Account, event_type
 
 # Attributes every stored event has; the rest is the event's own data.
 _ENVELOPE = frozenset(
-    {"originator_id", "originator_version", "originator_topic", "timestamp", "actor", "reason",
-     "request_id"}
+    {
+        "originator_id",
+        "originator_version",
+        "originator_topic",
+        "timestamp",
+        "actor",
+        "reason",
+        "request_id",
+    }
 )
 
 
@@ -113,4 +120,3 @@ def history_event(event: Account.Event) -> HistoryEvent:
         request_id=event.request_id,
         data=data,
     )
-

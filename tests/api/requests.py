@@ -31,7 +31,11 @@ def register(client: TestClient, **overrides: Any) -> dict[str, Any]:
 
 
 def command(
-    client: TestClient, account: dict[str, Any], path: str, body: dict[str, Any], method: str = "POST"
+    client: TestClient,
+    account: dict[str, Any],
+    path: str,
+    body: dict[str, Any],
+    method: str = "POST",
 ) -> dict[str, Any]:
     response = client.request(method, f"/accounts/{account['id']}/{path}", json=body)
     assert response.status_code == 200, response.text
@@ -52,6 +56,10 @@ def rated(client: TestClient, ratings: tuple[int, int, int, int] = (4, 3, 5, 2),
 
 def warmed_up(client: TestClient, **overrides: Any) -> dict[str, Any]:
     account = rated(client, **overrides)
-    command(client, account, "outreach", {"kind": "material_sent", "material": "white paper",
-                                          "channel": "email"})
+    command(
+        client,
+        account,
+        "outreach",
+        {"kind": "material_sent", "material": "white paper", "channel": "email"},
+    )
     return command(client, account, "outreach", {"kind": "meeting_held"})

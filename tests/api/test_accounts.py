@@ -112,8 +112,12 @@ def test_history_lists_every_event_with_who_when_why(client):
     account = register(client)
     client.post(
         f"/accounts/{account['id']}/screening",
-        json={"outcome": "excluded", "criteria": ["industry"], "note": "retail",
-              "reason": "not our market"},
+        json={
+            "outcome": "excluded",
+            "criteria": ["industry"],
+            "note": "retail",
+            "reason": "not our market",
+        },
         headers={"X-Actor": "bob", "X-Request-ID": "req-42"},
     )
 
@@ -141,8 +145,13 @@ def test_history_lists_every_event_with_who_when_why(client):
 def test_history_pages_with_after_and_limit(client):
     account = qualified(client)
     for budget in (1, 2, 3):
-        command(client, account, "bant",
-                {"budget": budget, "authority": 1, "need": 1, "timing": 1}, "PUT")
+        command(
+            client,
+            account,
+            "bant",
+            {"budget": budget, "authority": 1, "need": 1, "timing": 1},
+            "PUT",
+        )
 
     first = client.get(f"/accounts/{account['id']}/history", params={"limit": 3}).json()
     rest = client.get(

@@ -87,10 +87,22 @@ def test_a_bad_registration_is_422_naming_the_field_and_registers_nothing(client
         ("funnel", {"to": "buy"}, "to"),
         ("outreach", {"kind": "call"}, "kind"),
         ("outreach", {"kind": "response_received", "reaction": "delighted"}, "reaction"),
-        ("contacts", {"name": "A", "title": "B", "buying_role": "ceo",
-                      "decision_power": "influencer"}, "buying_role"),
-        ("contacts", {"name": "A", "title": "B", "buying_role": "economic",
-                      "decision_power": "influencer", "email": "not-an-email"}, "email"),
+        (
+            "contacts",
+            {"name": "A", "title": "B", "buying_role": "ceo", "decision_power": "influencer"},
+            "buying_role",
+        ),
+        (
+            "contacts",
+            {
+                "name": "A",
+                "title": "B",
+                "buying_role": "economic",
+                "decision_power": "influencer",
+                "email": "not-an-email",
+            },
+            "email",
+        ),
         ("deal", {"outcome": "won", "amount": 5}, "currency"),
         ("deal", {"outcome": "pending"}, "outcome"),
     ],
@@ -110,8 +122,9 @@ def test_malformed_json_is_400_or_422_and_stores_nothing(client, raw):
     account = qualified(client)
     before = stored_versions(client, account)
 
-    response = client.put(f"/accounts/{account['id']}/bant", content=raw,
-                          headers={"Content-Type": "application/json"})
+    response = client.put(
+        f"/accounts/{account['id']}/bant", content=raw, headers={"Content-Type": "application/json"}
+    )
 
     assert response.status_code in (400, 422)
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -122,8 +135,11 @@ def test_an_oversized_body_is_413(client, settings):
     account = qualified(client)
     body = {**RATING, "notes": {"budget": "x" * (settings.max_body_bytes + 10)}}
 
-    response = client.put(f"/accounts/{account['id']}/bant", content=json.dumps(body),
-                          headers={"Content-Type": "application/json"})
+    response = client.put(
+        f"/accounts/{account['id']}/bant",
+        content=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
 
     assert_problem(response, 413)
 
@@ -131,16 +147,24 @@ def test_an_oversized_body_is_413(client, settings):
 def test_a_body_that_is_not_json_is_415(client):
     account = qualified(client)
 
-    response = client.put(f"/accounts/{account['id']}/bant", content=b"budget=3",
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = client.put(
+        f"/accounts/{account['id']}/bant",
+        content=b"budget=3",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
 
     assert_problem(response, 415)
 
 
 @pytest.mark.parametrize(
     ("header", "value"),
-    [("If-Match", "three"), ("If-Match", 'W/"3"'), ("Idempotency-Key", "a" * 300),
-     ("Idempotency-Key", "has space"), ("X-Actor", "")],
+    [
+        ("If-Match", "three"),
+        ("If-Match", 'W/"3"'),
+        ("Idempotency-Key", "a" * 300),
+        ("Idempotency-Key", "has space"),
+        ("X-Actor", ""),
+    ],
 )
 def test_malformed_command_headers_are_400_naming_the_header(client, header, value):
     account = qualified(client)
@@ -160,8 +184,9 @@ def test_an_account_id_that_is_not_a_uuid_is_a_client_error(client):
 
 
 def test_errors_do_not_leak_internals(client):
-    response = client.put("/accounts/not-a-uuid/bant", content=b"{", headers={
-        "Content-Type": "application/json"})
+    response = client.put(
+        "/accounts/not-a-uuid/bant", content=b"{", headers={"Content-Type": "application/json"}
+    )
 
     text = response.text
     assert response.status_code < 500

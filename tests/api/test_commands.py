@@ -19,8 +19,12 @@ def history_types(client, account) -> list[str]:
 def test_screening_excluded_moves_the_account_to_excluded_with_its_criteria(client):
     account = register(client)
 
-    after = command(client, account, "screening",
-                    {"outcome": "excluded", "criteria": ["headcount", "country"], "note": "small"})
+    after = command(
+        client,
+        account,
+        "screening",
+        {"outcome": "excluded", "criteria": ["headcount", "country"], "note": "small"},
+    )
 
     assert after["abm_stage"] == "excluded"
     assert after["screening"]["outcome"] == "excluded"
@@ -33,8 +37,13 @@ def test_rating_by_bant_scores_the_product_and_prioritises(client):
 
     response = client.put(
         f"/accounts/{account['id']}/bant",
-        json={"budget": 4, "authority": 3, "need": 5, "timing": 2,
-              "notes": {"budget": "approved for Q3"}},
+        json={
+            "budget": 4,
+            "authority": 3,
+            "need": 5,
+            "timing": 2,
+            "notes": {"budget": "approved for Q3"},
+        },
     )
 
     assert response.status_code == 200
@@ -48,8 +57,10 @@ def test_rating_by_bant_scores_the_product_and_prioritises(client):
 def test_rating_an_unscreened_account_is_refused_by_rule_and_stores_nothing(client):
     account = register(client)
 
-    response = client.put(f"/accounts/{account['id']}/bant",
-                          json={"budget": 4, "authority": 3, "need": 5, "timing": 2})
+    response = client.put(
+        f"/accounts/{account['id']}/bant",
+        json={"budget": 4, "authority": 3, "need": 5, "timing": 2},
+    )
 
     assert response.status_code == 409
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -60,8 +71,9 @@ def test_rating_an_unscreened_account_is_refused_by_rule_and_stores_nothing(clie
 def test_a_re_rating_keeps_the_earlier_rating_in_history(client):
     account = rated(client, ratings=(1, 1, 1, 1))
 
-    after = command(client, account, "bant",
-                    {"budget": 5, "authority": 5, "need": 5, "timing": 5}, "PUT")
+    after = command(
+        client, account, "bant", {"budget": 5, "authority": 5, "need": 5, "timing": 5}, "PUT"
+    )
 
     assert after["bant"]["score"] == 625
     scores = [
@@ -75,14 +87,28 @@ def test_a_re_rating_keeps_the_earlier_rating_in_history(client):
 def test_contacts_show_which_buying_roles_are_covered_and_missing(client):
     account = register(client)
 
-    after = command(client, account, "contacts", {
-        "name": "Jane Roe", "title": "CEO", "email": "jane@acme-tooling.com",
-        "buying_role": "economic", "decision_power": "decision_maker",
-    })
-    duplicate = client.post(f"/accounts/{account['id']}/contacts", json={
-        "name": "J. Roe", "title": "Owner", "email": "JANE@acme-tooling.com",
-        "buying_role": "technical", "decision_power": "influencer",
-    })
+    after = command(
+        client,
+        account,
+        "contacts",
+        {
+            "name": "Jane Roe",
+            "title": "CEO",
+            "email": "jane@acme-tooling.com",
+            "buying_role": "economic",
+            "decision_power": "decision_maker",
+        },
+    )
+    duplicate = client.post(
+        f"/accounts/{account['id']}/contacts",
+        json={
+            "name": "J. Roe",
+            "title": "Owner",
+            "email": "JANE@acme-tooling.com",
+            "buying_role": "technical",
+            "decision_power": "influencer",
+        },
+    )
 
     assert after["contacts"][0]["name"] == "Jane Roe"
     assert after["contacts"][0]["buying_role"] == "economic"
@@ -95,16 +121,20 @@ def test_outreach_moves_a_rated_account_through_outreach_to_warm_up(client):
     account = rated(client)
 
     sent = command(client, account, "outreach", MATERIAL)
-    neutral = command(client, account, "outreach",
-                      {"kind": "response_received", "reaction": "neutral"})
-    positive = command(client, account, "outreach",
-                       {"kind": "response_received", "reaction": "positive"})
+    neutral = command(
+        client, account, "outreach", {"kind": "response_received", "reaction": "neutral"}
+    )
+    positive = command(
+        client, account, "outreach", {"kind": "response_received", "reaction": "positive"}
+    )
 
     assert sent["abm_stage"] == "outreach"
     assert neutral["abm_stage"] == "outreach"
     assert positive["abm_stage"] == "warm_up"
     assert positive["outreach"] == {
-        "materials_sent": 1, "responses_received": 2, "meetings_held": 0,
+        "materials_sent": 1,
+        "responses_received": 2,
+        "meetings_held": 0,
         "last_reaction": "positive",
     }
 
@@ -159,8 +189,9 @@ def test_a_lost_deal_needs_a_reason(client):
     account = rated(client)
 
     without = client.post(f"/accounts/{account['id']}/deal", json={"outcome": "lost"})
-    with_reason = command(client, account, "deal",
-                          {"outcome": "lost", "reason": "chose a competitor"})
+    with_reason = command(
+        client, account, "deal", {"outcome": "lost", "reason": "chose a competitor"}
+    )
 
     assert without.status_code == 409
     assert without.json()["rule"] == "reason_required"
@@ -172,8 +203,9 @@ def test_a_manual_stage_move_goes_back_with_a_reason_and_not_forward_past_a_fact
     account = rated(client)
 
     back = command(client, account, "stage", {"to": "identified", "reason": "budget frozen"})
-    skip = client.post(f"/accounts/{account['id']}/stage",
-                       json={"to": "outreach", "reason": "eager"})
+    skip = client.post(
+        f"/accounts/{account['id']}/stage", json={"to": "outreach", "reason": "eager"}
+    )
     no_reason = client.post(f"/accounts/{account['id']}/stage", json={"to": "prioritized"})
 
     assert back["abm_stage"] == "identified"
@@ -200,10 +232,16 @@ def test_if_match_with_the_current_version_applies_and_a_stale_one_is_412(client
     account = qualified(client)
     body = {"budget": 2, "authority": 2, "need": 2, "timing": 2}
 
-    current = client.put(f"/accounts/{account['id']}/bant", json=body,
-                         headers={"If-Match": f'"{account["version"]}"'})
-    stale = client.put(f"/accounts/{account['id']}/bant", json=body,
-                       headers={"If-Match": f'"{account["version"]}"'})
+    current = client.put(
+        f"/accounts/{account['id']}/bant",
+        json=body,
+        headers={"If-Match": f'"{account["version"]}"'},
+    )
+    stale = client.put(
+        f"/accounts/{account['id']}/bant",
+        json=body,
+        headers={"If-Match": f'"{account["version"]}"'},
+    )
 
     assert current.status_code == 200
     assert stale.status_code == 412
@@ -231,11 +269,17 @@ def test_the_same_idempotency_key_and_body_returns_the_first_response_and_stores
 def test_the_same_idempotency_key_with_another_body_is_refused(client):
     account = qualified(client)
     headers = {"Idempotency-Key": "rate-2"}
-    client.put(f"/accounts/{account['id']}/bant",
-               json={"budget": 3, "authority": 3, "need": 3, "timing": 3}, headers=headers)
+    client.put(
+        f"/accounts/{account['id']}/bant",
+        json={"budget": 3, "authority": 3, "need": 3, "timing": 3},
+        headers=headers,
+    )
 
-    other = client.put(f"/accounts/{account['id']}/bant",
-                       json={"budget": 1, "authority": 3, "need": 3, "timing": 3}, headers=headers)
+    other = client.put(
+        f"/accounts/{account['id']}/bant",
+        json={"budget": 1, "authority": 3, "need": 3, "timing": 3},
+        headers=headers,
+    )
 
     assert other.status_code == 422
     assert other.json()["rule"] == "idempotency_key_reused"
@@ -259,8 +303,10 @@ def test_concurrent_re_ratings_of_one_account_are_all_kept(client):
     statuses: list[int] = []
 
     def rate(budget: int) -> None:
-        response = client.put(f"/accounts/{account['id']}/bant",
-                              json={"budget": budget, "authority": 1, "need": 1, "timing": 1})
+        response = client.put(
+            f"/accounts/{account['id']}/bant",
+            json={"budget": budget, "authority": 1, "need": 1, "timing": 1},
+        )
         statuses.append(response.status_code)
 
     threads = [threading.Thread(target=rate, args=(1 + i % 5,)) for i in range(8)]

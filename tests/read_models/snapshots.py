@@ -13,9 +13,7 @@ def rows_of(projector: Projector, name: str) -> list[tuple]:
     with projector.database.read() as conn:
         gen = live_generation(conn, name)
         assert gen is not None
-        return sorted(
-            tuple(row) for row in conn.execute(text(f"SELECT * FROM {model.table(gen)}"))
-        )
+        return sorted(tuple(row) for row in conn.execute(text(f"SELECT * FROM {model.table(gen)}")))
 
 
 def all_rows(projector: Projector) -> dict[str, list[tuple]]:

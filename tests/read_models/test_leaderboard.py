@@ -8,8 +8,10 @@ from tests.api.requests import command, qualified, register
 
 
 def rate(client, account, b, a, n, t):
-    response = client.put(f"/accounts/{account['id']}/bant",
-                          json={"budget": b, "authority": a, "need": n, "timing": t})
+    response = client.put(
+        f"/accounts/{account['id']}/bant",
+        json={"budget": b, "authority": a, "need": n, "timing": t},
+    )
     assert response.status_code == 200, response.text
     return int(response.headers["crm-position"])
 
@@ -37,7 +39,10 @@ def test_the_leaderboard_ranks_by_score_then_name_then_id(client):
     assert page["min_position_reached"] is True
     assert page["position"] >= last
     assert [(e["rank"], e["name"], e["score"]) for e in page["items"]] == [
-        (1, "Beta", 625), (2, "Delta", 81), (3, "Alpha", 16), (4, "Gamma", 16),
+        (1, "Beta", 625),
+        (2, "Delta", 81),
+        (3, "Alpha", 16),
+        (4, "Gamma", 16),
     ]
     first = page["items"][0]
     assert (first["budget"], first["authority"], first["need"], first["timing"]) == (5, 5, 5, 5)
@@ -49,8 +54,9 @@ def test_only_rated_accounts_in_active_stages_by_default_and_filters_narrow(clie
     make(client, "Active", "active.com", (4, 4, 4, 4), industry="software", country="FR")
     lost, _ = make(client, "Lost", "lost.com", (5, 5, 5, 5))
     qualified(client, name="Unrated", domain="unrated.com")
-    response = client.post(f"/accounts/{lost['id']}/deal",
-                           json={"outcome": "lost", "reason": "budget cut"})
+    response = client.post(
+        f"/accounts/{lost['id']}/deal", json={"outcome": "lost", "reason": "budget cut"}
+    )
     last = int(response.headers["crm-position"])
 
     default = board(client, min_position=last)
@@ -107,7 +113,9 @@ def test_as_of_shows_the_ranking_as_it_stood_then(client, clock):
 
 
 def test_a_bad_cursor_or_filter_is_400(client):
-    assert client.get("/leaderboards/bant", params={"cursor": "bm90IGEgY3Vyc29y"}).status_code == 400
+    assert (
+        client.get("/leaderboards/bant", params={"cursor": "bm90IGEgY3Vyc29y"}).status_code == 400
+    )
     assert client.get("/leaderboards/bant", params={"cursor": "%%%"}).status_code == 400
     assert client.get("/leaderboards/bant", params={"stage": "negotiation"}).status_code == 400
     assert client.get("/leaderboards/bant", params={"limit": 10_000}).status_code == 400
@@ -118,10 +126,20 @@ def test_a_bad_cursor_or_filter_is_400(client):
 def test_the_account_list_filters_searches_and_pages(client):
     register(client, name="Zeta Works", domain="zeta.io", country="FR")
     register(client, name="acme labs", domain="acmelabs.com")
-    created = client.post("/accounts", json={
-        "name": "Acme Tooling", "domain": "acme-tooling.com", "industry": "manufacturing",
-        "headcount": 250, "annual_revenue": 1, "revenue_currency": "EUR", "country": "DE",
-        "growth_rate": 1.0, "source": "web"})
+    created = client.post(
+        "/accounts",
+        json={
+            "name": "Acme Tooling",
+            "domain": "acme-tooling.com",
+            "industry": "manufacturing",
+            "headcount": 250,
+            "annual_revenue": 1,
+            "revenue_currency": "EUR",
+            "country": "DE",
+            "growth_rate": 1.0,
+            "source": "web",
+        },
+    )
     last = int(created.headers["crm-position"])
 
     everything = client.get("/accounts", params={"min_position": last, "limit": 2}).json()
@@ -132,7 +150,10 @@ def test_the_account_list_filters_searches_and_pages(client):
     like_chars = client.get("/accounts", params={"q": "%"}).json()
 
     assert [a["name"] for a in everything["items"] + rest["items"]] == [
-        "acme labs", "Acme Tooling", "Zeta Works"]
+        "acme labs",
+        "Acme Tooling",
+        "Zeta Works",
+    ]
     assert rest["next_cursor"] is None
     assert [a["name"] for a in search["items"]] == ["acme labs", "Acme Tooling"]
     assert [a["name"] for a in by_domain["items"]] == ["Zeta Works"]
@@ -142,8 +163,11 @@ def test_the_account_list_filters_searches_and_pages(client):
 
 def test_a_read_says_when_it_did_not_reach_min_position(client):
     account = register(client)
-    position = int(client.post(f"/accounts/{account['id']}/screening",
-                               json={"outcome": "qualified"}).headers["crm-position"])
+    position = int(
+        client.post(f"/accounts/{account['id']}/screening", json={"outcome": "qualified"}).headers[
+            "crm-position"
+        ]
+    )
 
     ahead = client.get("/leaderboards/bant", params={"min_position": position + 1000})
 

@@ -22,8 +22,9 @@ META = CommandMeta("seed")
 
 def seed(ledger, accounts: int) -> int:
     for i in range(accounts):
-        details = Firmographics(f"Co {i}", f"{uuid.uuid4().hex}.com", "it", 10, 1, "EUR", "DE",
-                                1.0, "test")
+        details = Firmographics(
+            f"Co {i}", f"{uuid.uuid4().hex}.com", "it", 10, 1, "EUR", "DE", 1.0, "test"
+        )
         account_id = ledger.register(details, META).account.id
         ledger.screen(account_id, ScreeningOutcome.QUALIFIED, [], None, META)
         ledger.score_bant(account_id, BantRating(1 + i % 5, 2, 3, 4), META)
@@ -31,11 +32,16 @@ def seed(ledger, accounts: int) -> int:
 
 
 def start_projector(settings, batch_size: int) -> subprocess.Popen:
-    env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir),
-           "CRM_PROJECTOR_BATCH_SIZE": str(batch_size)}
+    env = {
+        **os.environ,
+        "CRM_DATA_DIR": str(settings.data_dir),
+        "CRM_PROJECTOR_BATCH_SIZE": str(batch_size),
+    }
     if settings.database_url:
-        env |= {"CRM_DATABASE_URL": settings.database_url,
-                "CRM_DATABASE_SCHEMA": settings.database_schema}
+        env |= {
+            "CRM_DATABASE_URL": settings.database_url,
+            "CRM_DATABASE_SCHEMA": settings.database_schema,
+        }
     return subprocess.Popen([sys.executable, "-m", "services.cli", "project"], env=env, cwd=ROOT)
 
 
@@ -88,11 +94,19 @@ def test_crm_rebuild_replays_into_fresh_tables_and_reports_progress(ledger, proj
     before = all_rows(projector)
     env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir)}
     if settings.database_url:
-        env |= {"CRM_DATABASE_URL": settings.database_url,
-                "CRM_DATABASE_SCHEMA": settings.database_schema}
+        env |= {
+            "CRM_DATABASE_URL": settings.database_url,
+            "CRM_DATABASE_SCHEMA": settings.database_schema,
+        }
 
-    done = subprocess.run([sys.executable, "-m", "services.cli", "rebuild", "accounts"], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "rebuild", "accounts"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert done.returncode == 0, done.stderr
     assert f"accounts: rebuilt from {head} events and made live" in done.stdout

@@ -56,16 +56,29 @@ def run(ledger, projector, account_ids, step) -> None:
         pass  # a refused command is part of a realistic history
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(history=steps, industries=st.lists(st.sampled_from(["it", "retail"]), min_size=4,
-                                          max_size=4))
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    history=steps, industries=st.lists(st.sampled_from(["it", "retail"]), min_size=4, max_size=4)
+)
 def test_incremental_read_models_equal_rebuilt_ones(ledger, projector, history, industries):
     projector.batch_size = 3  # batch boundaries fall inside commands, too
     account_ids = []
     for industry in industries:
-        details = Firmographics(f"Co {uuid.uuid4().hex[:6]}", f"{uuid.uuid4().hex}.com",
-                                industry, 10, 1000, "EUR", "DE", 1.0, "test")
+        details = Firmographics(
+            f"Co {uuid.uuid4().hex[:6]}",
+            f"{uuid.uuid4().hex}.com",
+            industry,
+            10,
+            1000,
+            "EUR",
+            "DE",
+            1.0,
+            "test",
+        )
         account_ids.append(ledger.register(details, META).account.id)
     for step in history:
         run(ledger, projector, account_ids, step)

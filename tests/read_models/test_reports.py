@@ -1,10 +1,10 @@
 """Stage and funnel reports against a history built by hand, day by day, on both stores.
 
-    A (software): registered 5 Jan, prioritized 6 Jan, outreach 8 Jan, warm_up 15 Jan, won 4 Feb
-    B (software): registered 5 Jan, prioritized 7 Jan, outreach 8 Jan, back to prioritized
-                  9 Jan, outreach again 10 Jan, lost 14 Feb
-    C (retail):   registered 5 Jan, excluded 6 Jan, re-qualified (identified) 20 Feb
-    Funnel: A see→think 6 Jan, →do 15 Jan, →care 5 Feb; B see→do 7 Jan, back to think 9 Jan.
+A (software): registered 5 Jan, prioritized 6 Jan, outreach 8 Jan, warm_up 15 Jan, won 4 Feb
+B (software): registered 5 Jan, prioritized 7 Jan, outreach 8 Jan, back to prioritized
+              9 Jan, outreach again 10 Jan, lost 14 Feb
+C (retail):   registered 5 Jan, excluded 6 Jan, re-qualified (identified) 20 Feb
+Funnel: A see→think 6 Jan, →do 15 Jan, →care 5 Feb; B see→do 7 Jan, back to think 9 Jan.
 """
 
 from __future__ import annotations
@@ -30,12 +30,15 @@ def history(client, clock):
         return command(client, account, path, body, method)
 
     on(0)
-    a = client.post("/accounts", json=registration(name="A", domain="a.com",
-                                                   industry="software")).json()
-    b = client.post("/accounts", json=registration(name="B", domain="b.com",
-                                                   industry="software")).json()
-    c = client.post("/accounts", json=registration(name="C", domain="c.com",
-                                                   industry="retail")).json()
+    a = client.post(
+        "/accounts", json=registration(name="A", domain="a.com", industry="software")
+    ).json()
+    b = client.post(
+        "/accounts", json=registration(name="B", domain="b.com", industry="software")
+    ).json()
+    c = client.post(
+        "/accounts", json=registration(name="C", domain="c.com", industry="retail")
+    ).json()
     on(1)
     post(a, "screening", {"outcome": "qualified"})
     post(a, "bant", RATING, "PUT")
@@ -69,8 +72,13 @@ def history(client, clock):
 
 
 def stage_report(client, history, **params):
-    params = {"from": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z", "period": "month",
-              "min_position": history["position"], **params}
+    params = {
+        "from": "2026-01-01T00:00:00Z",
+        "to": "2026-03-01T00:00:00Z",
+        "period": "month",
+        "min_position": history["position"],
+        **params,
+    }
     response = client.get("/reports/stages", params=params)
     assert response.status_code == 200, response.text
     assert response.json()["min_position_reached"] is True
@@ -90,21 +98,36 @@ def test_current_counts_and_moves_per_month(client, history):
     january, february = group["periods"]
     assert january["period"] == "2026-01"
     assert {k: v for k, v in january["entered"].items() if v} == {
-        "identified": 3, "prioritized": 3, "outreach": 3, "warm_up": 1, "excluded": 1}
+        "identified": 3,
+        "prioritized": 3,
+        "outreach": 3,
+        "warm_up": 1,
+        "excluded": 1,
+    }
     assert {k: v for k, v in january["left"].items() if v} == {
-        "identified": 3, "prioritized": 3, "outreach": 2}
+        "identified": 3,
+        "prioritized": 3,
+        "outreach": 2,
+    }
     assert february["period"] == "2026-02"
     assert {k: v for k, v in february["entered"].items() if v} == {
-        "won": 1, "lost": 1, "identified": 1}
+        "won": 1,
+        "lost": 1,
+        "identified": 1,
+    }
     assert {k: v for k, v in february["left"].items() if v} == {
-        "warm_up": 1, "outreach": 1, "excluded": 1}
+        "warm_up": 1,
+        "outreach": 1,
+        "excluded": 1,
+    }
 
 
 def test_conversion_win_rate_and_time_in_stage(client, history):
     (group,) = stage_report(client, history)["groups"]
 
-    conversion = {(c["from"], c["to"]): (c["entered"], c["converted"], c["rate"])
-                  for c in group["conversion"]}
+    conversion = {
+        (c["from"], c["to"]): (c["entered"], c["converted"], c["rate"]) for c in group["conversion"]
+    }
     assert conversion == {
         ("identified", "prioritized"): (3, 2, 0.6667),
         ("prioritized", "outreach"): (2, 2, 1.0),
@@ -117,9 +140,13 @@ def test_conversion_win_rate_and_time_in_stage(client, history):
     assert times["identified"]["median_seconds"] == days(1)
     assert times["identified"]["p90_seconds"] == days(2)
     assert (times["prioritized"]["median_seconds"], times["prioritized"]["p90_seconds"]) == (
-        days(1), days(2))
+        days(1),
+        days(2),
+    )
     assert (times["outreach"]["median_seconds"], times["outreach"]["p90_seconds"]) == (
-        days(7), days(35))
+        days(7),
+        days(35),
+    )
     assert times["warm_up"] == {"visits": 1, "median_seconds": days(20), "p90_seconds": days(20)}
     assert times["excluded"]["median_seconds"] == days(45)
 
@@ -137,36 +164,68 @@ def test_as_of_reports_what_was_known_then(client, history):
     (group,) = stage_report(client, history, as_of="2026-01-20T00:00:00Z")["groups"]
 
     assert {k: v for k, v in group["current"].items() if v} == {
-        "warm_up": 1, "outreach": 1, "excluded": 1}
+        "warm_up": 1,
+        "outreach": 1,
+        "excluded": 1,
+    }
     assert [p["period"] for p in group["periods"]] == ["2026-01"]
     assert group["win_rate"]["rate"] is None
 
 
 def test_daily_periods_and_the_window(client, history):
-    (group,) = stage_report(client, history, period="day", **{
-        "from": "2026-01-08T00:00:00Z", "to": "2026-01-09T00:00:00Z"})["groups"]
+    (group,) = stage_report(
+        client,
+        history,
+        period="day",
+        **{"from": "2026-01-08T00:00:00Z", "to": "2026-01-09T00:00:00Z"},
+    )["groups"]
 
     assert [p["period"] for p in group["periods"]] == ["2026-01-08"]
     assert group["periods"][0]["entered"]["outreach"] == 2
 
 
 def test_objectives_show_actuals_against_three_levels(client, history):
-    response = client.put("/objectives/2026-02", json={"targets": [
-        {"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3},
-        {"metric": "entered_warm_up", "acceptable": 1, "optimal": 2, "best": 4},
-    ]})
+    response = client.put(
+        "/objectives/2026-02",
+        json={
+            "targets": [
+                {"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3},
+                {"metric": "entered_warm_up", "acceptable": 1, "optimal": 2, "best": 4},
+            ]
+        },
+    )
     assert response.status_code == 200, response.text
-    assert client.put("/objectives/2026-03", json={"targets": [
-        {"metric": "accounts_won", "acceptable": 3, "optimal": 2, "best": 1}]}
-    ).json()["rule"] == "objective_levels_order"
+    assert (
+        client.put(
+            "/objectives/2026-03",
+            json={
+                "targets": [{"metric": "accounts_won", "acceptable": 3, "optimal": 2, "best": 1}]
+            },
+        ).json()["rule"]
+        == "objective_levels_order"
+    )
 
     report = stage_report(client, history)
 
     assert report["objectives"] == [
-        {"period": "2026-02", "metric": "accounts_won", "actual": 1, "acceptable": 1,
-         "optimal": 2, "best": 3, "level": "acceptable"},
-        {"period": "2026-02", "metric": "entered_warm_up", "actual": 0, "acceptable": 1,
-         "optimal": 2, "best": 4, "level": "below"},
+        {
+            "period": "2026-02",
+            "metric": "accounts_won",
+            "actual": 1,
+            "acceptable": 1,
+            "optimal": 2,
+            "best": 3,
+            "level": "acceptable",
+        },
+        {
+            "period": "2026-02",
+            "metric": "entered_warm_up",
+            "actual": 0,
+            "acceptable": 1,
+            "optimal": 2,
+            "best": 4,
+            "level": "below",
+        },
     ]
     stored = client.get("/objectives/2026-02").json()
     assert [t["metric"] for t in stored["targets"]] == ["accounts_won", "entered_warm_up"]
@@ -175,14 +234,18 @@ def test_objectives_show_actuals_against_three_levels(client, history):
 
 
 def test_the_funnel_report(client, history):
-    response = client.get("/reports/funnel", params={
-        "from": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z",
-        "min_position": history["position"]})
+    response = client.get(
+        "/reports/funnel",
+        params={
+            "from": "2026-01-01T00:00:00Z",
+            "to": "2026-03-01T00:00:00Z",
+            "min_position": history["position"],
+        },
+    )
     (group,) = response.json()["groups"]
 
     assert {k: v for k, v in group["current"].items() if v} == {"see": 1, "think": 1, "care": 1}
-    conversion = {(c["from"], c["to"]): (c["entered"], c["converted"])
-                  for c in group["conversion"]}
+    conversion = {(c["from"], c["to"]): (c["entered"], c["converted"]) for c in group["conversion"]}
     assert conversion[("see", "think")] == (3, 2)
     assert conversion[("do", "care")] == (2, 1)
     assert "win_rate" not in group
@@ -192,5 +255,9 @@ def test_the_funnel_report(client, history):
 def test_bad_report_parameters_are_400(client):
     assert client.get("/reports/stages", params={"period": "week"}).status_code == 400
     assert client.get("/reports/stages", params={"group_by": "city"}).status_code == 400
-    assert client.get("/reports/stages", params={
-        "from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}).status_code == 400
+    assert (
+        client.get(
+            "/reports/stages", params={"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
+        ).status_code
+        == 400
+    )
