@@ -107,17 +107,17 @@ class Projector:
     # Running ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Catches up, then follows new events until `stop` is set."""
-        self.setup()
-        with self._waiter() as waiter:
-            while not stop.is_set():
-                try:
-                    self.catch_up()
-                except Exception:
-                    log.exception("projector step failed; retrying")
-                    stop.wait(1.0)
-                    continue
-                waiter.wait()
+        """Catches up, then follows new events until `stop` is set; survives store outages."""
+        while not stop.is_set():
+            try:
+                self.setup()
+                with self._waiter() as waiter:
+                    while not stop.is_set():
+                        self.catch_up()
+                        waiter.wait()
+            except Exception:
+                log.exception("projector failed; starting again in a second")
+                stop.wait(1.0)
 
     def _waiter(self) -> _Polling:
         channel = getattr(self.ledger.recorder, "channel_name", None)
