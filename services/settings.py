@@ -16,6 +16,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     read_wait_seconds: float = 2.0  # how long a read with min_position waits at most
     projector_batch_size: int = 1000  # events applied per read-model transaction
+    nats_url: str | None = None  # None: `crm serve` starts an embedded nats-server
+    nats_stream: str = "CRM"
+    nats_max_age_seconds: float = 0  # 0 keeps every message, so subscribers can replay all
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -32,6 +35,11 @@ class Settings:
             read_wait_seconds=float(env.get("CRM_READ_WAIT_SECONDS", defaults.read_wait_seconds)),
             projector_batch_size=int(
                 env.get("CRM_PROJECTOR_BATCH_SIZE", defaults.projector_batch_size)
+            ),
+            nats_url=env.get("CRM_NATS_URL") or None,
+            nats_stream=env.get("CRM_NATS_STREAM", defaults.nats_stream),
+            nats_max_age_seconds=float(
+                env.get("CRM_NATS_MAX_AGE_SECONDS", defaults.nats_max_age_seconds)
             ),
             host=env.get("CRM_HOST", defaults.host),
             port=int(env.get("CRM_PORT", defaults.port)),

@@ -1,0 +1,142 @@
+"""Integration events: what the CRM publishes on NATS JetStream for other services.
+
+They are not the stored domain events: the publisher maps each stored event onto one of
+these explicitly, so storage can evolve without breaking subscribers. Every type is versioned
+in its tag (`crm.account.bant_scored.v1`); a version only ever gains fields with defaults, and
+a breaking change is a new type (`…v2`) published beside the old one.
+Decode any message body with `decode_event(body)`.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+from msgspec import Struct
+
+from contracts.accounts import (
+    AbmStageName,
+    BuyingRoleName,
+    DecisionPowerName,
+    FunnelStateName,
+    ReactionName,
+    ScreeningOutcomeName,
+)
+
+
+class AccountEvent(Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Fields every account event carries."""
+
+    id: str  # `<account_id>:<version>`, also the message's Nats-Msg-Id and ce-id
+    account_id: UUID
+    version: int  # the account's version after this event: per-account order
+    position: int  # the event's global position in the CRM's event log
+    occurred_at: datetime
+    actor: str
+    reason: str | None = None
+    request_id: str | None = None
+
+
+class AccountRegisteredV1(AccountEvent, frozen=True, tag="crm.account.registered.v1"):
+    name: str
+    domain: str
+    industry: str
+    headcount: int
+    annual_revenue: int
+    revenue_currency: str
+    country: str
+    region: str | None
+    growth_rate: float
+    source: str
+
+
+class AccountScreenedV1(AccountEvent, frozen=True, tag="crm.account.screened.v1"):
+    outcome: ScreeningOutcomeName
+    criteria: list[str]
+    note: str | None
+
+
+class BantScoredV1(AccountEvent, frozen=True, tag="crm.account.bant_scored.v1"):
+    budget: int
+    authority: int
+    need: int
+    timing: int
+    score: int
+    notes: dict[str, str]
+
+
+class ContactAddedV1(AccountEvent, frozen=True, tag="crm.account.contact_added.v1"):
+    contact_id: UUID
+    name: str
+    title: str
+    email: str | None
+    buying_role: BuyingRoleName
+    decision_power: DecisionPowerName
+
+
+class MaterialSentV1(AccountEvent, frozen=True, tag="crm.account.material_sent.v1"):
+    material: str
+    channel: str
+    note: str | None
+
+
+class ResponseReceivedV1(AccountEvent, frozen=True, tag="crm.account.response_received.v1"):
+    reaction: ReactionName
+    note: str | None
+
+
+class MeetingHeldV1(AccountEvent, frozen=True, tag="crm.account.meeting_held.v1"):
+    note: str | None
+
+
+class DealWonV1(AccountEvent, frozen=True, tag="crm.account.deal_won.v1"):
+    amount: int | None
+    currency: str | None
+
+
+class DealLostV1(AccountEvent, frozen=True, tag="crm.account.deal_lost.v1"):
+    pass
+
+
+class StageChangedV1(AccountEvent, frozen=True, tag="crm.account.stage_changed.v1"):
+    from_stage: AbmStageName
+    to_stage: AbmStageName
+    cause: str
+
+
+class FunnelStateChangedV1(AccountEvent, frozen=True, tag="crm.account.funnel_state_changed.v1"):
+    from_state: FunnelStateName
+    to_state: FunnelStateName
+    cause: str
+
+
+IntegrationEvent = (
+    AccountRegisteredV1
+    | AccountScreenedV1
+    | BantScoredV1
+    | ContactAddedV1
+    | MaterialSentV1
+    | ResponseReceivedV1
+    | MeetingHeldV1
+    | DealWonV1
+    | DealLostV1
+    | StageChangedV1
+    | FunnelStateChangedV1
+)
+EVENT_TYPES: tuple[type[AccountEvent], ...] = IntegrationEvent.__args__  # type: ignore[attr-defined]
+
+_decoder = msgspec.json.Decoder(IntegrationEvent)
+
+
+def decode_event(body: bytes) -> IntegrationEvent:
+    return _decoder.decode(body)
+
+
+def type_name(event_type: type[AccountEvent]) -> str:
+    """`crm.account.bant_scored.v1` → `bant_scored`, the last token of the NATS subject."""
+    tag = event_type.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag.split(".")[2]
+
+
+def subject(event: AccountEvent, prefix: str = "crm.accounts") -> str:
+    return f"{prefix}.{event.account_id}.{type_name(type(event))}"

@@ -1,0 +1,274 @@
+"""Publishes every account event to NATS JetStream: complete, never twice, in order per account.
+
+The event store is the outbox: the publisher follows its notification log, never a request.
+It publishes a batch of consecutive log positions concurrently, with at most one event per
+account in a batch, and starts the next batch only when JetStream has acknowledged all of
+them; a failed publish is retried with the same `Nats-Msg-Id` (JetStream drops a copy).
+It keeps no position of its own: on start it reads where the stream ends and replays the last
+batch's range, skipping what each account's last message shows was already stored. So a
+publisher killed at any moment resumes exactly, however long it was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import nats
+from nats.errors import NoServersError, TimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from contracts.events import AccountEvent, subject
+from domain.ledger import AccountLedger
+from services.integration_events import to_integration_event
+
+log = logging.getLogger("crm.publisher")
+
+POSITION_HEADER = "CRM-Position"
+MIN_SERVER = (2, 10, 0)
+DUPLICATE_WINDOW_SECONDS = 120.0
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    name: str = "CRM"
+    subject_prefix: str = "crm.accounts"
+    max_age_seconds: float = 0  # 0 keeps messages for ever, so a subscriber can replay all
+    replicas: int = 1
+    source: str = "urn:crm"  # CloudEvents source
+
+
+@dataclass
+class PublisherStatus:
+    connected: bool = False
+    published_position: int = 0  # every event up to here is in the stream
+    head_position: int = 0  # the last position in the event log
+    last_lag_ms: float | None = None  # commit → ack of the latest published event
+    published: int = 0
+
+    @property
+    def backlog(self) -> int:
+        return max(self.head_position - self.published_position, 0)
+
+
+class ServerTooOld(RuntimeError):
+    pass
+
+
+class Publisher:
+    def __init__(
+        self,
+        ledger: AccountLedger,
+        nats_url: str,
+        stream: StreamSettings | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        self.ledger = ledger
+        self.nats_url = nats_url
+        self.stream = stream or StreamSettings()
+        self.batch_size = batch_size
+        self.status = PublisherStatus()
+        self._wake: asyncio.Event | None = None
+
+    # Running ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publishes until `stop` is set; survives broker and store outages."""
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        wake = self._wake
+        self.ledger.on_saved.append(lambda _p: loop.call_soon_threadsafe(wake.set))
+        while not stop.is_set():
+            nc = None
+            try:
+                nc = await nats.connect(
+                    self.nats_url,
+                    connect_timeout=2,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    allow_reconnect=True,
+                )
+                check_server(nc)
+                js = nc.jetstream(timeout=5)
+                await self.ensure_stream(js)
+                position = await self.resume_position(js)
+                self.status.connected = True
+                while not stop.is_set():
+                    position = await self._publish_next(js, position, stop)
+            except ServerTooOld:
+                raise
+            except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
+                log.warning("NATS unavailable (%s); events wait in the log", type(exc).__name__)
+            except Exception:
+                log.exception("publisher failed; starting again")
+            finally:
+                self.status.connected = False
+                if nc is not None and not nc.is_closed:
+                    try:
+                        await nc.close()
+                    except Exception:  # closing a broken connection may fail too
+                        pass
+            if not stop.is_set():
+                await _sleep_unless(stop, 0.5)
+
+    async def _publish_next(self, js: JetStreamContext, position: int, stop: asyncio.Event) -> int:
+        batch, end = await asyncio.to_thread(self._read, position)
+        self.status.head_position = max(self.status.head_position, end)
+        if end == position:
+            assert self._wake is not None
+            self._wake.clear()
+            await _sleep_unless(stop, POLL_SECONDS, self._wake)
+            self.status.head_position = await asyncio.to_thread(self._head)
+            return position
+        await self._publish_all(js, batch)
+        self.status.published_position = end
+        return end
+
+    def _read(self, after: int) -> tuple[list[AccountEvent], int]:
+        """Integration events of the next batch, and the last log position it covers.
+
+        The batch stops before a second event of the same account, so that concurrent
+        publishes can never reorder one account's events.
+        """
+        notifications = self.ledger.recorder.select_notifications(after + 1, self.batch_size)
+        events: list[AccountEvent] = []
+        accounts: set[Any] = set()
+        end = after
+        for n in notifications:
+            event = (
+                to_integration_event(self.ledger.mapper.to_domain_event(n), n.id)
+                if n.topic.startswith("domain.account:Account.")
+                else None
+            )
+            if event is not None:
+                if event.account_id in accounts:
+                    break
+                accounts.add(event.account_id)
+                events.append(event)
+            end = n.id
+        return events, end
+
+    def _head(self) -> int:
+        return self.ledger.recorder.max_notification_id() or 0
+
+    async def _publish_all(self, js: JetStreamContext, events: list[AccountEvent]) -> None:
+        pending = list(events)
+        attempt = 0
+        while pending:
+            results = await asyncio.gather(
+                *(self._publish_one(js, e) for e in pending), return_exceptions=True
+            )
+            failed = [e for e, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
+            if failed:
+                attempt += 1
+                log.warning("%d publishes failed; retrying with the same ids", len(failed))
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+            pending = failed
+
+    async def _publish_one(self, js: JetStreamContext, event: AccountEvent) -> None:
+        await js.publish(
+            subject(event, self.stream.subject_prefix),
+            msgspec.json.encode(event),
+            stream=self.stream.name,
+            headers=self.headers(event),
+        )
+        self.status.published += 1
+        lag = (time.time() - event.occurred_at.timestamp()) * 1000
+        self.status.last_lag_ms = lag
+
+    def headers(self, event: AccountEvent) -> dict[str, str]:
+        tag = type(event).__struct_config__.tag
+        return {
+            "Nats-Msg-Id": event.id,
+            "ce-specversion": "1.0",
+            "ce-id": event.id,
+            "ce-type": str(tag),
+            "ce-source": self.stream.source,
+            "ce-time": event.occurred_at.isoformat(),
+            "ce-subject": f"accounts/{event.account_id}",
+            "ce-datacontenttype": "application/json",
+            POSITION_HEADER: str(event.position),
+        }
+
+    # The stream ----------------------------------------------------------------------------
+
+    async def ensure_stream(self, js: JetStreamContext) -> None:
+        try:
+            await js.stream_info(self.stream.name)
+        except NotFoundError:
+            await js.add_stream(
+                StreamConfig(
+                    name=self.stream.name,
+                    subjects=[f"{self.stream.subject_prefix}.>"],
+                    storage=StorageType.FILE,
+                    retention=RetentionPolicy.LIMITS,
+                    discard=DiscardPolicy.OLD,
+                    max_age=self.stream.max_age_seconds or None,
+                    duplicate_window=DUPLICATE_WINDOW_SECONDS,
+                    num_replicas=self.stream.replicas,
+                )
+            )
+            log.info("created stream %s", self.stream.name)
+
+    async def resume_position(self, js: JetStreamContext) -> int:
+        """The log position up to which every event is certainly in the stream."""
+        info = await js.stream_info(self.stream.name)
+        if info.state.last_seq == 0:
+            return 0
+        last = await js.get_msg(self.stream.name, seq=info.state.last_seq)
+        last_position = int((last.headers or {}).get(POSITION_HEADER, "0"))
+        # Batches are published whole before the next begins, so everything before the last
+        # batch's range is stored; within it, each account's last message says what is.
+        start = max(last_position - self.batch_size, 0)
+        position = start
+        while position < last_position:
+            events, end = await asyncio.to_thread(self._read, position)
+            missing = []
+            for event in events:
+                if await self._stored_version(js, event) < event.version:
+                    missing.append(event)
+            await self._publish_all(js, missing)
+            position = end
+        self.status.published_position = position
+        return position
+
+    async def _stored_version(self, js: JetStreamContext, event: AccountEvent) -> int:
+        try:
+            msg = await js.get_last_msg(
+                self.stream.name, f"{self.stream.subject_prefix}.{event.account_id}.*"
+            )
+        except NotFoundError:
+            return 0
+        return int(str((msg.headers or {}).get("Nats-Msg-Id", ":0")).rsplit(":", 1)[1])
+
+
+def check_server(nc: Any) -> None:
+    server = nc.connected_server_version
+    version = (server.major, server.minor, server.patch)
+    problems = []
+    if version < MIN_SERVER:
+        problems.append(
+            f"nats-server {'.'.join(map(str, version))} is older than "
+            f"{'.'.join(map(str, MIN_SERVER))}: it cannot look up an account's last message by a "
+            "wildcard subject, which the publisher needs to resume exactly"
+        )
+    if not nc._server_info.get("jetstream"):
+        problems.append("JetStream is not enabled on the server (start it with -js)")
+    if problems:
+        raise ServerTooOld("; ".join(problems))
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float, *others: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in (stop, *others)]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

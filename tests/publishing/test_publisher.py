@@ -1,0 +1,98 @@
+"""Every stored account event reaches JetStream once, in order per account."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from domain.account import BantRating, Firmographics
+from domain.ledger import CommandMeta
+from domain.vocabulary import ScreeningOutcome
+from tests.publishing.conftest import stream_messages, wait_for_stream_count
+
+META = CommandMeta("tester", reason="test", request_id="req-1")
+
+
+def stored_history(ledger) -> list[tuple[str, int]]:
+    """(account id, version) of every stored account event, in log order."""
+    return [
+        (str(n.originator_id), n.originator_version)
+        for n in ledger.recorder.select_notifications(1, 100_000)
+        if n.topic.startswith("domain.account:Account.")
+    ]
+
+
+def make_accounts(ledger, count: int) -> list:
+    ids = []
+    for i in range(count):
+        details = Firmographics(
+            f"Co {i}", f"{uuid.uuid4().hex}.com", "it", 10, 1, "EUR", "DE", 1.0, "test"
+        )
+        account_id = ledger.register(details, META).account.id
+        ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+        ledger.score_bant(account_id, BantRating(1 + i % 5, 2, 3, 4), META)
+        ids.append(account_id)
+    return ids
+
+
+def assert_exactly(messages, history) -> None:
+    published = [(str(e.account_id), e.version) for _, _, e in messages]
+    assert len(published) == len(set(published)), "an event was published twice"
+    assert sorted(published) == sorted(history), "the stream differs from the stored history"
+    by_account: dict[str, list[int]] = {}
+    for account_id, version in published:
+        by_account.setdefault(account_id, []).append(version)
+    for versions in by_account.values():
+        assert versions == sorted(versions), "an account's events are out of order"
+
+
+async def test_every_stored_event_is_published_once_in_order(ledger, broker, running_publisher):
+    await asyncio.to_thread(make_accounts, ledger, 20)
+    history = stored_history(ledger)
+
+    await wait_for_stream_count(broker.url, len(history))
+    messages = await stream_messages(broker.url)
+
+    assert_exactly(messages, history)
+    assert [(str(e.account_id), e.version) for _, _, e in messages] == history
+
+
+async def test_messages_carry_dedupe_id_cloudevents_headers_and_position(
+    ledger, broker, running_publisher
+):
+    (account_id,) = await asyncio.to_thread(make_accounts, ledger, 1)
+    await wait_for_stream_count(broker.url, 4)
+
+    subject, headers, event = (await stream_messages(broker.url))[2]
+
+    assert subject == f"crm.accounts.{account_id}.bant_scored"
+    assert headers["Nats-Msg-Id"] == f"{account_id}:3"
+    assert headers["ce-specversion"] == "1.0"
+    assert headers["ce-id"] == f"{account_id}:3"
+    assert headers["ce-type"] == "crm.account.bant_scored.v1"
+    assert headers["ce-source"]
+    assert headers["ce-subject"] == f"accounts/{account_id}"
+    assert headers["ce-time"].startswith(event.occurred_at.isoformat()[:19])
+    assert int(headers["CRM-Position"]) == event.position
+    assert (event.score, event.actor, event.reason, event.request_id) == (
+        24,
+        "tester",
+        "test",
+        "req-1",
+    )
+
+
+async def test_a_broker_outage_loses_nothing_and_duplicates_nothing(
+    ledger, broker, running_publisher
+):
+    await asyncio.to_thread(make_accounts, ledger, 10)
+    broker.kill()
+    # Commands go on while the broker is down: they neither fail nor wait for it.
+    await asyncio.to_thread(make_accounts, ledger, 10)
+    broker.start()
+    await asyncio.to_thread(make_accounts, ledger, 5)
+    history = stored_history(ledger)
+
+    await wait_for_stream_count(broker.url, len(history))
+    assert_exactly(await stream_messages(broker.url), history)
+    assert running_publisher.status.backlog == 0 or running_publisher.status.head_position > 0
