@@ -131,7 +131,6 @@ _STAGE_FACTS = {
     AbmStage.PRIORITIZED: ("stage_requires_bant", "a BANT rating"),
     AbmStage.OUTREACH: ("stage_requires_material_sent", "a material sent"),
     AbmStage.WARM_UP: ("stage_requires_warm_response", "a positive response or a meeting held"),
-    AbmStage.WON: ("stage_requires_deal", "a won deal"),
 }
 
 
@@ -315,6 +314,10 @@ class Account(Aggregate):
             raise RuleViolation(
                 "screening_after_win", "A won account is a customer; it is not screened again."
             )
+        if outcome is ScreeningOutcome.EXCLUDED and not criteria:
+            raise RuleViolation(
+                "exclusion_requires_criteria", "An exclusion names the criteria that decided it."
+            )
         self._trigger(self.Screened, by, outcome=outcome.value, criteria=list(criteria), note=note)
         if outcome is ScreeningOutcome.EXCLUDED and self.stage is not AbmStage.EXCLUDED:
             self._change_stage(AbmStage.EXCLUDED, "screened", by)
@@ -387,6 +390,8 @@ class Account(Aggregate):
             )
         if (amount is None) != (currency is None):
             raise InvalidValue("currency", "A deal amount and its currency go together.")
+        if amount is not None and amount < 0:
+            raise InvalidValue("amount", "A deal amount is not negative.")
         self._trigger(self.DealWon, by, amount=amount, currency=currency)
         self._change_stage(AbmStage.WON, "deal_won", by)
 

@@ -1,4 +1,4 @@
-"""The `crm` command: serve the API, run the read-model projector, rebuild a read model."""
+"""The `crm` command: serve the API, run the projector or the publisher, rebuild a read model."""
 
 from __future__ import annotations
 
@@ -30,23 +30,58 @@ def _projector(settings: Settings):  # type: ignore[no-untyped-def]
     )
 
 
+def _publisher(settings: Settings, ledger, nats_url: str):  # type: ignore[no-untyped-def]
+    from services.publisher import Publisher, StreamSettings
+
+    stream = StreamSettings(
+        name=settings.nats_stream, max_age_seconds=settings.nats_max_age_seconds
+    )
+    return Publisher(ledger, nats_url, stream)
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     import uvicorn
 
     from services.api.app import create_app
+    from services.nats_server import EmbeddedNats
     from services.projector import BackgroundProjector
 
+    broker = None
+    nats_url = settings.nats_url
+    if nats_url is None:
+        broker = EmbeddedNats(settings.data_dir / "nats")
+        nats_url = broker.start()
+        print(f"Embedded NATS with JetStream for subscribers: {nats_url}", flush=True)
     projector = _projector(settings)
     background = BackgroundProjector(projector)
+    publisher = _publisher(settings, projector.ledger, nats_url)
+    stop_publishing = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
 
-    def close() -> None:
+    async def start_publishing() -> None:
+        await publisher.check_broker()  # a broker too old to serve is an error at start-up
+        tasks.append(asyncio.get_running_loop().create_task(publisher.run(stop_publishing)))
+
+    async def close() -> None:
+        stop_publishing.set()
+        for task in tasks:
+            await asyncio.wait_for(task, 15)
         background.stop()
         projector.database.dispose()
         projector.ledger.close()
+        if broker is not None:
+            broker.stop()
 
     # Closed by the app's shutdown, which uvicorn runs before it re-raises SIGTERM/SIGINT.
     app = create_app(
-        projector.ledger, projector, settings, on_startup=[background.start], on_shutdown=[close]
+        projector.ledger,
+        projector,
+        settings,
+        publisher=publisher,
+        on_startup=[background.start, start_publishing],
+        on_shutdown=[close],
     )
     print(
         f"CRM listening on http://{args.host}:{args.port} (store: {_describe(settings)})",
@@ -75,6 +110,34 @@ def _project(_args: argparse.Namespace, settings: Settings) -> int:
     finally:
         projector.database.dispose()
         projector.ledger.close()
+    return 0
+
+
+def _publish(_args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from services.store import open_ledger
+
+    if settings.nats_url is None:
+        print(
+            "crm publish needs CRM_NATS_URL (crm serve embeds a broker of its own)", file=sys.stderr
+        )
+        return 2
+    ledger = open_ledger(settings)
+    publisher = _publisher(settings, ledger, settings.nats_url)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await publisher.run(stop)
+
+    log.info("publishing %s to %s", _describe(settings), settings.nats_url)
+    try:
+        asyncio.run(run())
+    finally:
+        ledger.close()
     return 0
 
 
@@ -125,6 +188,8 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
     project = commands.add_parser("project", help="keep the read models up to date")
     project.set_defaults(run=_project)
+    publish = commands.add_parser("publish", help="publish account events to NATS JetStream")
+    publish.set_defaults(run=_publish)
     from services.projector import READ_MODELS
 
     rebuild = commands.add_parser("rebuild", help="replay read models into fresh tables")

@@ -79,6 +79,14 @@ class Publisher:
 
     # Running ---------------------------------------------------------------------------------
 
+    async def check_broker(self) -> None:
+        """Raises ServerTooOld when the broker lacks what the publisher needs."""
+        nc = await nats.connect(self.nats_url, connect_timeout=5, max_reconnect_attempts=0)
+        try:
+            check_server(nc)
+        finally:
+            await nc.close()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set; survives broker and store outages."""
         loop = asyncio.get_running_loop()

@@ -18,11 +18,12 @@ from litestar.types import Message, Scope
 from domain.ledger import AccountLedger
 from services.api.accounts import AccountController
 from services.api.command_meta import command_headers
-from services.api.health import health, ready
+from services.api.health import health, ready, status
 from services.api.objectives import ObjectivesController
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, ReadOptions
 from services.projector import Projector
+from services.publisher import Publisher
 from services.settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -46,6 +47,7 @@ def create_app(
     ledger: AccountLedger,
     projector: Projector,
     settings: Settings | None = None,
+    publisher: Publisher | None = None,
     on_startup: Sequence[Callable[[], Any]] = (),
     on_shutdown: Sequence[Callable[[], Any]] = (),
 ) -> Litestar:
@@ -58,11 +60,13 @@ def create_app(
             *READ_MODEL_HANDLERS,
             health,
             ready,
+            status,
         ],
         dependencies={
             "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),
             "projector": Provide(lambda: projector, use_cache=True, sync_to_thread=False),
             "read_options": Provide(lambda: read_options, use_cache=True, sync_to_thread=False),
+            "publisher": Provide(lambda: publisher, use_cache=True, sync_to_thread=False),
             "command_headers": Provide(command_headers, sync_to_thread=False),
         },
         plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],

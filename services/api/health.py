@@ -9,6 +9,8 @@ from litestar.di import NamedDependency
 from msgspec import Struct
 
 from domain.ledger import AccountLedger
+from services.projector import Projector
+from services.publisher import Publisher
 
 log = logging.getLogger("crm.api")
 
@@ -35,3 +37,41 @@ def ready(ledger: NamedDependency[AccountLedger]) -> Response[Readiness]:
         log.warning("readiness: store check failed: %s", type(exc).__name__)
         return Response(Readiness("unavailable", {"store": "unavailable"}), status_code=503)
     return Response(Readiness("ready", {"store": "ok"}))
+
+
+class PublisherView(Struct, frozen=True):
+    connected: bool
+    published_position: int
+    head_position: int
+    backlog: int
+    last_lag_ms: float | None
+
+
+class Status(Struct, frozen=True):
+    log_position: int
+    read_models: dict[str, int]
+    publisher: PublisherView | None
+
+
+@get(
+    "/status",
+    summary="How far the read models and the publisher are",
+    tags=["operations"],
+    sync_to_thread=True,
+)
+def status(
+    ledger: NamedDependency[AccountLedger],
+    projector: NamedDependency[Projector],
+    publisher: NamedDependency[Publisher | None],
+) -> Status:
+    view = None
+    if publisher is not None:
+        s = publisher.status
+        view = PublisherView(
+            s.connected, s.published_position, s.head_position, s.backlog, s.last_lag_ms
+        )
+    return Status(
+        log_position=ledger.recorder.max_notification_id() or 0,
+        read_models={name: projector.position(name) for name in projector.read_models},
+        publisher=view,
+    )

@@ -1,0 +1,340 @@
+"""The ledger over a real store (SQLite and PostgreSQL): natural keys, optimistic concurrency,
+idempotent retries, and reading an account as it was."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+import pytest
+
+from domain.account import BantRating, Firmographics, account_id_for
+from domain.errors import (
+    AccountNotFound,
+    DomainAlreadyRegistered,
+    IdempotencyKeyReused,
+    InvalidValue,
+    RuleViolation,
+    VersionMismatch,
+)
+from domain.ledger import AccountLedger, CommandMeta
+from domain.receipts import IdempotencyKey
+from domain.vocabulary import AbmStage, BuyingRole, DecisionPower, ScreeningOutcome
+from tests.domain.scenario import ACME
+
+META = CommandMeta("marta@sales", reason="planning", request_id="req-1")
+
+
+def company(domain: str) -> Firmographics:
+    return Firmographics(**{**vars(ACME), "domain": domain})
+
+
+def registered(ledger: AccountLedger, domain: str = "acme.com") -> UUID:
+    return ledger.register(company(domain), META).account.id
+
+
+def qualified(ledger: AccountLedger, domain: str = "acme.com") -> UUID:
+    account_id = registered(ledger, domain)
+    ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+    return account_id
+
+
+def stored_position(ledger: AccountLedger) -> int:
+    return ledger.recorder.max_notification_id() or 0
+
+
+def versions(events) -> list[int]:
+    return [e.originator_version for e in events]
+
+
+def keyed(key: str, fingerprint: str = "sha256:aa", actor: str = "marta@sales") -> CommandMeta:
+    return CommandMeta(actor, reason="planning", idempotency=IdempotencyKey(key, fingerprint))
+
+
+# The web domain is the natural key ---------------------------------------------------------
+
+
+def test_a_registered_account_is_stored_under_its_normalised_domain(ledger):
+    result = ledger.register(company("WWW.Acme.COM."), META)
+
+    account = ledger.account(result.account.id)
+    assert account.firmographics.domain == "acme.com"
+    assert account.id == account_id_for("acme.com")
+    assert account.stage is AbmStage.IDENTIFIED
+    assert result.position == stored_position(ledger)
+    assert not result.replayed
+
+
+@pytest.mark.parametrize("written", ["acme.com", "WWW.ACME.COM", "www.acme.com.", "Acme.Com"])
+def test_a_second_registration_of_a_domain_is_refused_naming_the_existing_account(ledger, written):
+    first = registered(ledger, "acme.com")
+    position = stored_position(ledger)
+
+    with pytest.raises(DomainAlreadyRegistered) as refusal:
+        ledger.register(company(written), META)
+
+    assert refusal.value.account_id == first
+    assert refusal.value.domain == "acme.com"
+    assert str(first) in refusal.value.detail
+    assert stored_position(ledger) == position
+
+
+def test_another_domain_is_another_account(ledger):
+    assert registered(ledger, "acme.com") != registered(ledger, "acme.de")
+
+
+def test_a_registration_with_something_that_is_not_a_domain_is_refused_and_stores_nothing(ledger):
+    with pytest.raises(InvalidValue):
+        ledger.register(company("https://acme.com/"), META)
+
+    assert stored_position(ledger) == 0
+
+
+def test_a_command_for_an_unknown_account_is_refused(ledger):
+    unknown = uuid4()
+
+    with pytest.raises(AccountNotFound) as refusal:
+        ledger.screen(unknown, ScreeningOutcome.QUALIFIED, [], None, META)
+
+    assert refusal.value.account_id == unknown
+
+
+def test_a_command_refused_by_a_rule_stores_nothing(ledger):
+    account_id = registered(ledger)
+    position = stored_position(ledger)
+
+    with pytest.raises(RuleViolation) as refusal:
+        ledger.score_bant(account_id, BantRating(4, 4, 4, 4), META)
+
+    assert refusal.value.rule == "bant_requires_qualified"
+    assert stored_position(ledger) == position
+    assert ledger.account(account_id).version == 1
+
+
+# Optimistic concurrency ------------------------------------------------------------------
+
+
+def test_a_command_with_the_current_version_expected_is_applied(ledger):
+    account_id = registered(ledger)
+
+    result = ledger.screen(
+        account_id,
+        ScreeningOutcome.EXCLUDED,
+        ["country"],
+        None,
+        CommandMeta("marta@sales", expected_version=1),
+    )
+
+    assert result.account.version == 3
+    assert ledger.account(account_id).stage is AbmStage.EXCLUDED
+
+
+def test_a_command_expecting_an_old_version_is_refused_and_stores_nothing(ledger):
+    account_id = qualified(ledger)  # version 2
+    position = stored_position(ledger)
+
+    with pytest.raises(VersionMismatch) as refusal:
+        ledger.score_bant(
+            account_id, BantRating(4, 4, 4, 4), CommandMeta("marta@sales", expected_version=1)
+        )
+
+    assert (refusal.value.expected, refusal.value.actual) == (1, 2)
+    assert stored_position(ledger) == position
+    account = ledger.account(account_id)
+    assert account.version == 2
+    assert account.bant is None
+
+
+# Idempotent retries ----------------------------------------------------------------------
+
+
+def test_a_registration_retried_with_the_same_key_is_replayed_and_stored_once(ledger):
+    first = ledger.register(company("acme.com"), keyed("k-1"))
+    position = stored_position(ledger)
+
+    retry = ledger.register(company("acme.com"), keyed("k-1"))
+
+    assert retry.replayed and retry.position is None
+    assert not first.replayed and first.position is not None
+    assert retry.account.id == first.account.id
+    assert retry.account.version == 1
+    assert stored_position(ledger) == position
+
+
+def test_a_command_retried_with_the_same_key_is_applied_once(ledger):
+    account_id = qualified(ledger)
+    first = ledger.add_contact(
+        account_id,
+        "Ann",
+        "CFO",
+        BuyingRole.ECONOMIC,
+        DecisionPower.DECISION_MAKER,
+        None,
+        keyed("k"),
+    )
+    position = stored_position(ledger)
+
+    retry = ledger.add_contact(
+        account_id,
+        "Ann",
+        "CFO",
+        BuyingRole.ECONOMIC,
+        DecisionPower.DECISION_MAKER,
+        None,
+        keyed("k"),
+    )
+
+    assert retry.replayed
+    assert retry.account.version == first.account.version
+    assert stored_position(ledger) == position
+    assert len(ledger.account(account_id).contacts) == 1
+    assert versions(ledger.history(account_id)) == [1, 2, 3]
+
+
+def test_a_retry_after_later_commands_replays_the_account_as_the_first_attempt_left_it(ledger):
+    account_id = qualified(ledger)
+    first = ledger.score_bant(account_id, BantRating(2, 2, 2, 2), keyed("k-rate"))
+    ledger.score_bant(account_id, BantRating(5, 5, 5, 5), META)
+
+    retry = ledger.score_bant(account_id, BantRating(2, 2, 2, 2), keyed("k-rate"))
+
+    assert retry.replayed
+    assert retry.account.version == first.account.version == 4
+    assert retry.account.bant.score == 16
+    assert ledger.account(account_id).bant.score == 625
+    assert ledger.account(account_id).version == 5
+
+
+def test_the_same_key_for_a_different_request_is_refused_and_stores_nothing(ledger):
+    account_id = qualified(ledger)
+    ledger.score_bant(account_id, BantRating(2, 2, 2, 2), keyed("k-rate", "sha256:aa"))
+    position = stored_position(ledger)
+
+    with pytest.raises(IdempotencyKeyReused):
+        ledger.score_bant(account_id, BantRating(3, 3, 3, 3), keyed("k-rate", "sha256:bb"))
+
+    assert stored_position(ledger) == position
+    assert ledger.account(account_id).bant.score == 16
+
+
+def test_the_same_key_sent_by_another_actor_is_another_command(ledger):
+    account_id = registered(ledger)
+    for actor in ("marta@sales", "li@marketing"):
+        ledger.add_contact(
+            account_id,
+            "Ann",
+            "CFO",
+            BuyingRole.ECONOMIC,
+            DecisionPower.DECISION_MAKER,
+            None,
+            keyed("k", actor=actor),
+        )
+
+    assert len(ledger.account(account_id).contacts) == 2
+
+
+def test_a_refused_command_leaves_its_key_free_for_a_retry(ledger):
+    account_id = registered(ledger)
+    with pytest.raises(RuleViolation):
+        ledger.score_bant(account_id, BantRating(3, 3, 3, 3), keyed("k-rate"))
+    ledger.screen(account_id, ScreeningOutcome.QUALIFIED, [], None, META)
+
+    result = ledger.score_bant(account_id, BantRating(3, 3, 3, 3), keyed("k-rate"))
+
+    assert not result.replayed
+    assert ledger.account(account_id).bant.score == 81
+
+
+# Reading the past ------------------------------------------------------------------------
+
+
+def test_an_account_as_of_an_instant_shows_what_was_recorded_up_to_it(ledger, clock):
+    before_registration = clock.advance(seconds=1)
+    account_id = qualified(ledger)
+    after_screening = clock.advance(days=1)
+    ledger.score_bant(account_id, BantRating(4, 3, 5, 2), META)
+    after_rating = clock.advance(days=1)
+    ledger.send_material(account_id, "white paper", "email", None, META)
+
+    then = ledger.account_as_of(account_id, after_screening)
+    assert (then.version, then.stage, then.bant) == (2, AbmStage.IDENTIFIED, None)
+    assert then.is_qualified
+
+    later = ledger.account_as_of(account_id, after_rating)
+    assert (later.version, later.stage, later.bant.score) == (4, AbmStage.PRIORITIZED, 120)
+
+    now = ledger.account_as_of(account_id, clock.advance(seconds=1))
+    assert (now.version, now.stage) == (6, AbmStage.OUTREACH)
+
+    with pytest.raises(AccountNotFound):
+        ledger.account_as_of(account_id, before_registration)
+
+
+def test_an_account_at_a_version_is_the_state_after_that_many_events(ledger):
+    account_id = qualified(ledger)
+    ledger.score_bant(account_id, BantRating(4, 3, 5, 2), META)  # versions 3 and 4
+
+    assert ledger.account(account_id, version=1).screening is None
+    assert ledger.account(account_id, version=2).is_qualified
+    at_three = ledger.account(account_id, version=3)
+    assert (at_three.bant.score, at_three.stage) == (120, AbmStage.IDENTIFIED)
+    assert ledger.account(account_id, version=4).stage is AbmStage.PRIORITIZED
+    assert ledger.account(account_id).version == 4
+
+
+@pytest.mark.parametrize("version", [0, 5, 99])
+def test_an_account_at_a_version_it_has_not_reached_is_not_found(ledger, version):
+    account_id = qualified(ledger)
+    ledger.score_bant(account_id, BantRating(4, 3, 5, 2), META)
+
+    with pytest.raises(AccountNotFound):
+        ledger.account(account_id, version=version)
+
+
+def test_history_pages_through_the_events_after_a_version(ledger):
+    account_id = qualified(ledger)  # 1 registered, 2 screened
+    ledger.score_bant(account_id, BantRating(1, 1, 1, 1), META)  # 3 scored, 4 stage changed
+    for email in ("a@acme.com", "b@acme.com", "c@acme.com"):  # 5, 6, 7
+        ledger.add_contact(
+            account_id, "X", "Y", BuyingRole.END_USER, DecisionPower.INFLUENCER, email, META
+        )
+
+    assert versions(ledger.history(account_id)) == [1, 2, 3, 4, 5, 6, 7]
+    assert versions(ledger.history(account_id, limit=2)) == [1, 2]
+    assert versions(ledger.history(account_id, after=2, limit=3)) == [3, 4, 5]
+    assert versions(ledger.history(account_id, after=5, limit=3)) == [6, 7]
+    assert versions(ledger.history(account_id, after=7)) == []
+
+
+def test_history_keeps_every_rating_with_who_gave_it_and_why(ledger):
+    account_id = qualified(ledger)
+    ledger.score_bant(account_id, BantRating(1, 2, 3, 4), META)
+    ledger.score_bant(
+        account_id, BantRating(5, 5, 4, 4), CommandMeta("li@marketing", reason="budget approved")
+    )
+
+    ratings = [
+        (e.budget, e.authority, e.need, e.timing, e.actor, e.reason)
+        for e in ledger.history(account_id)
+        if type(e).__name__ == "BantScored"
+    ]
+    assert ratings == [
+        (1, 2, 3, 4, "marta@sales", "planning"),
+        (5, 5, 4, 4, "li@marketing", "budget approved"),
+    ]
+    assert ledger.account(account_id).bant.score == 400
+
+
+def test_the_history_of_an_unknown_account_is_not_found(ledger):
+    with pytest.raises(AccountNotFound):
+        ledger.history(uuid4())
+
+
+def test_events_carry_the_ledger_clock_and_the_command_meta(ledger, clock):
+    at = clock.advance(hours=3)
+    account_id = registered(ledger)
+
+    [event] = ledger.history(account_id)
+
+    assert event.timestamp > at
+    assert event.timestamp == ledger.account(account_id).created_on
+    assert (event.actor, event.reason, event.request_id) == ("marta@sales", "planning", "req-1")

@@ -1,0 +1,130 @@
+"""Research and outreach: a material sent, the reaction to it, meetings held."""
+
+from __future__ import annotations
+
+from domain.vocabulary import AbmStage, Reaction, ScreeningOutcome
+from tests.domain.scenario import (
+    EXCLUDED,
+    IN_OUTREACH,
+    PRIORITIZED,
+    QUALIFIED,
+    WARMED_UP,
+    given,
+    kinds,
+    material_sent,
+    meeting_held,
+    refused,
+    response_received,
+    screened,
+    stage_changes,
+    when,
+)
+
+POSITIVE, NEUTRAL, NEGATIVE = Reaction.POSITIVE, Reaction.NEUTRAL, Reaction.NEGATIVE
+
+
+def test_sending_a_material_before_a_bant_rating_is_refused():
+    account = given(*QUALIFIED)
+
+    assert refused(account, material_sent()).rule == "outreach_requires_bant"
+    assert account.materials_sent == 0
+
+
+def test_sending_a_material_to_an_excluded_account_is_refused():
+    account = given(*EXCLUDED)
+
+    assert refused(account, material_sent()).rule == "account_excluded"
+
+
+def test_sending_a_material_to_an_account_excluded_after_rating_is_refused():
+    account = given(*PRIORITIZED, screened(ScreeningOutcome.EXCLUDED))
+
+    assert refused(account, material_sent()).rule == "account_excluded"
+
+
+def test_the_first_material_sent_moves_a_prioritized_account_to_outreach():
+    account = given(*PRIORITIZED)
+
+    events = when(account, material_sent("market white paper"))
+
+    assert kinds(events) == ["material_sent", "stage_changed"]
+    assert events[0].material == "market white paper"
+    assert events[0].channel == "email"
+    assert stage_changes(events) == [("prioritized", "outreach", "material_sent")]
+    assert account.materials_sent == 1
+
+
+def test_another_material_in_outreach_is_counted_without_a_stage_change():
+    account = given(*IN_OUTREACH)
+
+    events = when(account, material_sent("case list"))
+
+    assert kinds(events) == ["material_sent"]
+    assert account.materials_sent == 2
+    assert account.stage is AbmStage.OUTREACH
+
+
+def test_a_response_before_any_material_is_refused():
+    account = given(*PRIORITIZED)
+
+    assert refused(account, response_received(POSITIVE)).rule == "outreach_not_started"
+    assert account.responses_received == 0
+
+
+def test_a_meeting_before_any_material_is_refused():
+    account = given(*PRIORITIZED)
+
+    assert refused(account, meeting_held()).rule == "outreach_not_started"
+    assert account.meetings_held == 0
+
+
+def test_a_positive_response_moves_outreach_to_warm_up():
+    account = given(*IN_OUTREACH)
+
+    events = when(account, response_received(POSITIVE))
+
+    assert kinds(events) == ["response_received", "stage_changed"]
+    assert stage_changes(events) == [("outreach", "warm_up", "response_received")]
+    assert account.last_reaction is POSITIVE
+    assert account.responses_received == 1
+
+
+def test_a_meeting_held_moves_outreach_to_warm_up():
+    account = given(*IN_OUTREACH)
+
+    events = when(account, meeting_held())
+
+    assert kinds(events) == ["meeting_held", "stage_changed"]
+    assert stage_changes(events) == [("outreach", "warm_up", "meeting_held")]
+    assert account.meetings_held == 1
+
+
+def test_a_neutral_or_negative_response_is_recorded_but_does_not_move_the_account():
+    for reaction in (NEUTRAL, NEGATIVE):
+        account = given(*IN_OUTREACH)
+
+        events = when(account, response_received(reaction))
+
+        assert kinds(events) == ["response_received"]
+        assert events[0].reaction == reaction.value
+        assert account.stage is AbmStage.OUTREACH
+        assert account.last_reaction is reaction
+        assert account.responses_received == 1
+
+
+def test_a_positive_response_after_a_negative_one_still_warms_the_account_up():
+    account = given(*IN_OUTREACH, response_received(NEGATIVE))
+
+    events = when(account, response_received(POSITIVE))
+
+    assert stage_changes(events) == [("outreach", "warm_up", "response_received")]
+    assert account.responses_received == 2
+
+
+def test_responses_and_meetings_in_warm_up_are_counted_without_a_stage_change():
+    account = given(*WARMED_UP)
+
+    assert kinds(when(account, meeting_held())) == ["meeting_held"]
+    assert kinds(when(account, response_received(NEGATIVE))) == ["response_received"]
+    assert account.stage is AbmStage.WARM_UP
+    assert account.last_reaction is NEGATIVE

@@ -1,0 +1,99 @@
+"""The publisher as users run it: inside `crm serve`, and as `crm publish`, killed mid-backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.requests import registration
+from tests.publishing.conftest import stream_messages, wait_for_stream_count
+from tests.publishing.test_publisher import assert_exactly, make_accounts, stored_history
+from tests.test_serve import free_port
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+def crm_env(settings, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir), **extra}
+    if settings.database_url:
+        env |= {
+            "CRM_DATABASE_URL": settings.database_url,
+            "CRM_DATABASE_SCHEMA": settings.database_schema,
+        }
+    return env
+
+
+async def test_crm_publish_killed_mid_backlog_resumes_without_loss_or_duplicates(
+    ledger, settings, broker
+):
+    await asyncio.to_thread(make_accounts, ledger, 150)  # a backlog of 600 events
+    history = stored_history(ledger)
+    command = [sys.executable, "-m", "services.cli", "publish"]
+    env = crm_env(settings, CRM_NATS_URL=broker.url)
+
+    first = subprocess.Popen(command, env=env, cwd=ROOT)
+    try:
+        await wait_for_stream_count(broker.url, 100)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    stored_at_kill = len(await stream_messages(broker.url))
+    assert stored_at_kill < len(history), "the kill should land in the middle of the backlog"
+
+    second = subprocess.Popen(command, env=env, cwd=ROOT)
+    try:
+        await wait_for_stream_count(broker.url, len(history))
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0
+    assert_exactly(await stream_messages(broker.url), history)
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_crm_serve_embeds_a_broker_and_publishes_what_it_stores(settings):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
+        env=crm_env(settings),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        nats_url = None
+        for line in process.stdout:  # the broker's URL is printed before the API starts
+            if match := re.search(r"(nats://127\.0\.0\.1:\d+)", line):
+                nats_url = match.group(1)
+            if "CRM listening" in line:
+                break
+        assert nats_url is not None
+        api = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{api}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            asyncio.run(asyncio.sleep(0.05))  # waiting for the server to accept connections
+        created = httpx.post(f"{api}/accounts", json=registration())
+        assert created.status_code == 201
+
+        asyncio.run(wait_for_stream_count(nats_url, 1))
+        ((subject, headers, event),) = asyncio.run(stream_messages(nats_url))
+        assert subject == f"crm.accounts.{created.json()['id']}.registered"
+        assert event.domain == "acme-tooling.com"
+        status = httpx.get(f"{api}/status").json()
+        assert status["publisher"]["connected"] is True
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) in (0, -signal.SIGTERM)
+    data_dir = Path(settings.data_dir)
+    assert (data_dir / "nats").is_dir()
