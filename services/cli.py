@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from services.settings import Settings
 
@@ -178,6 +179,42 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _tail(args: argparse.Namespace, settings: Settings) -> int:
+    from services.tail import deliver_from, run_tail
+
+    url = args.url or settings.nats_url
+    if url is None:
+        print(
+            "crm tail needs --url or CRM_NATS_URL (crm serve prints its broker's URL)",
+            file=sys.stderr,
+        )
+        return 2
+    config = deliver_from(args.from_start, args.from_seq, args.since)
+    return run_tail(url, args.subject, config, args.limit, args.idle)
+
+
+def _export_contracts(args: argparse.Namespace, _settings: Settings) -> int:
+    import json
+
+    from contracts.asyncapi import asyncapi_document, event_schemas
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    for name, schema in event_schemas().items():
+        (args.dir / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
+    (args.dir / "asyncapi.json").write_text(json.dumps(asyncapi_document(), indent=2) + "\n")
+    print(f"wrote {len(event_schemas())} JSON Schemas and asyncapi.json to {args.dir}")
+    return 0
+
+
+def _instant(value: str):  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if instant.tzinfo is None:
+        raise argparse.ArgumentTypeError("give an offset, e.g. 2026-01-31T12:00:00Z")
+    return instant
+
+
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     settings = settings or Settings.from_env()
     parser = argparse.ArgumentParser(prog="crm", description="Event-sourced ABM CRM.")
@@ -190,6 +227,25 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     project.set_defaults(run=_project)
     publish = commands.add_parser("publish", help="publish account events to NATS JetStream")
     publish.set_defaults(run=_publish)
+    tail = commands.add_parser("tail", help="print account events from NATS, live or replayed")
+    tail.add_argument("--url", help="NATS URL (default: CRM_NATS_URL)")
+    tail.add_argument("--subject", default="crm.accounts.>", help="default: %(default)s")
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument("--from-start", action="store_true", help="replay from the first event")
+    start.add_argument("--from-seq", type=int, metavar="N", help="replay from stream sequence N")
+    start.add_argument("--since", type=_instant, metavar="TIME", help="replay from an instant")
+    tail.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+    tail.add_argument(
+        "--idle", type=float, metavar="SECONDS", help="stop when no event came for this long"
+    )
+    tail.set_defaults(run=_tail)
+    contracts = commands.add_parser("contracts", help="the published contracts")
+    contracts_commands = contracts.add_subparsers(dest="contracts_command", required=True)
+    export = contracts_commands.add_parser(
+        "export", help="write a JSON Schema per integration event and the AsyncAPI document"
+    )
+    export.add_argument("dir", type=Path)
+    export.set_defaults(run=_export_contracts)
     from services.projector import READ_MODELS
 
     rebuild = commands.add_parser("rebuild", help="replay read models into fresh tables")

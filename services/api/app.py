@@ -18,7 +18,7 @@ from litestar.types import Message, Scope
 from domain.ledger import AccountLedger
 from services.api.accounts import AccountController
 from services.api.command_meta import command_headers
-from services.api.health import health, ready, status
+from services.api.health import asyncapi, health, ready, status
 from services.api.objectives import ObjectivesController
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, ReadOptions
@@ -61,6 +61,7 @@ def create_app(
             health,
             ready,
             status,
+            asyncapi,
         ],
         dependencies={
             "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),

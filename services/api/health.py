@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Response, get
 from litestar.di import NamedDependency
 from msgspec import Struct
 
+from contracts.asyncapi import asyncapi_document
 from domain.ledger import AccountLedger
 from services.projector import Projector
 from services.publisher import Publisher
 
 log = logging.getLogger("crm.api")
+ASYNCAPI = asyncapi_document()
 
 
 class Health(Struct, frozen=True):
@@ -75,3 +78,13 @@ def status(
         read_models={name: projector.position(name) for name in projector.read_models},
         publisher=view,
     )
+
+
+@get(
+    "/asyncapi.json",
+    summary="The AsyncAPI 3.0 document of the published events",
+    tags=["operations"],
+    sync_to_thread=False,
+)
+def asyncapi() -> dict[str, Any]:
+    return ASYNCAPI

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contracts.events import decode_event
 from tests.api.requests import registration
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 from tests.publishing.test_publisher import assert_exactly, make_accounts, stored_history
@@ -97,3 +98,33 @@ def test_crm_serve_embeds_a_broker_and_publishes_what_it_stores(settings):
         assert process.wait(20) in (0, -signal.SIGTERM)
     data_dir = Path(settings.data_dir)
     assert (data_dir / "nats").is_dir()
+
+
+async def test_a_subscriber_replaying_from_the_start_receives_exactly_the_stored_history(
+    ledger, broker, running_publisher
+):
+    await asyncio.to_thread(make_accounts, ledger, 5)
+    history = stored_history(ledger)
+    await wait_for_stream_count(broker.url, len(history))
+
+    def tail(*args: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", "tail", "--url", broker.url, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    replayed = tail("--from-start", "--limit", str(len(history)))
+    from_seq = tail("--from-seq", "5", "--idle", "1")
+    one_account = tail(
+        "--from-start", "--subject", f"crm.accounts.{history[0][0]}.>", "--idle", "1"
+    )
+
+    events = [decode_event(line.split(" ", 2)[2].encode()) for line in replayed]
+    assert [(str(e.account_id), e.version) for e in events] == history
+    assert [int(line.split(" ")[0]) for line in from_seq] == list(range(5, len(history) + 1))
+    assert len(one_account) == 4

@@ -1,0 +1,713 @@
+"""Write-path speed: BANT re-ratings per second through `crm serve`, beside a bare endpoint that
+only decodes the same body. A script, not a test.
+
+    .venv/bin/python bench/write_path.py [--accounts 1000] [--clients 64] [--seconds 10]
+        [--postgres URL] [--client-processes 1] [--json OUT]
+
+Every target runs alone, one after another, as a subprocess on a free loopback port:
+
+* the bare endpoint (bench/bare_endpoint.py): strict msgspec decode into `ScoreBant`, a small
+  JSON answer, nothing stored; uvicorn with loop uvloop, http httptools, log level warning;
+* `python -m services.cli serve` on a fresh SQLite file (a temporary CRM_DATA_DIR), with its
+  projector, publisher and embedded nats-server, as deployed;
+* the same on PostgreSQL, in a fresh schema bench_<random> that is dropped afterwards, when
+  --postgres URL (or CRM_BENCH_DATABASE_URL) is given.
+
+For a CRM, N accounts are registered and screened "qualified" through the HTTP API first, and
+the read models and publisher are let catch up. Then C clients on keep-alive connections (one
+aiohttp session, connector limit C) send `PUT /accounts/{id}/bant` with random ratings to random
+seeded accounts, without If-Match: a 2 s warm-up, then a fixed measured window. Commands/s and
+latencies count the 2xx answers completed inside the window; every other answer is an error.
+On a 2-core machine the load generator competes with the server for CPU, so it is kept lean
+(uvloop, bodies and URLs prepared beforehand) and the ratio to the bare endpoint, measured in
+the same run under the same handicap, is the figure to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import random
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+ROOT = Path(__file__).resolve().parent.parent
+INDUSTRIES = ["software", "manufacturing", "retail", "logistics", "energy"]
+COUNTRIES = ["DE", "FR", "NL", "PL", "SE"]
+JSON_HEADERS = {"Content-Type": "application/json"}
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# Servers ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("wb")
+        try:
+            # A session of its own: Ctrl-C reaches only this script, which then stops the server
+            # (and, through its process group, a nats-server the CRM started) itself.
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    def wait_ready(self, timeout: float) -> float:
+        """Polls GET /health until it answers 200; returns the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                with _NO_PROXY.open(f"{self.base}/health", timeout=1) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - started
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.name} did not answer /health within {timeout:.0f} s:\n{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def get_json(self, path: str) -> Any:
+        with _NO_PROXY.open(f"{self.base}{path}", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, a bounded wait, then SIGKILL to the server's process group."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        # Whatever the server started and left behind in its group (its nats-server).
+        _signal_group(proc.pid, signal.SIGKILL)
+        self.process = None
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def crm_env(data_dir: Path, database_url: str | None, schema: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env["CRM_DATA_DIR"] = str(data_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    if database_url:
+        env["CRM_DATABASE_URL"] = database_url
+        env["CRM_DATABASE_SCHEMA"] = schema or "public"
+    return env
+
+
+def crm_argv(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def wait_settled(server: Server, timeout: float) -> dict[str, Any] | None:
+    """Waits until the read models and the publisher have caught up with the log (bounded)."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        try:
+            status = server.get_json("/status")
+        except (OSError, urllib.error.URLError, ValueError):
+            return None  # no /status: nothing to wait for
+        if _backlog(status) == (0, 0):
+            return status
+        time.sleep(0.2)
+    return status
+
+
+def _backlog(status: dict[str, Any]) -> tuple[int, int]:
+    """(events the slowest read model is behind, events the publisher is behind)."""
+    head = status.get("log_position", 0)
+    models = status.get("read_models") or {}
+    projector = max((head - p for p in models.values()), default=0)
+    publisher = (status.get("publisher") or {}).get("backlog", 0)
+    return max(projector, 0), max(publisher, 0)
+
+
+# Seeding ------------------------------------------------------------------------------------
+
+
+def account_body(i: int, run: str, rng: random.Random) -> bytes:
+    return json.dumps(
+        {
+            "name": f"Bench {run} {i:06d}",
+            "domain": f"account{i}.{run}.bench.example",
+            "industry": rng.choice(INDUSTRIES),
+            "headcount": rng.randint(10, 5000),
+            "annual_revenue": rng.randint(10**5, 10**9),
+            "revenue_currency": "EUR",
+            "country": rng.choice(COUNTRIES),
+            "growth_rate": round(rng.uniform(-5, 40), 2),
+            "source": "bench",
+        }
+    ).encode()
+
+
+async def seed_accounts(base: str, count: int, concurrency: int, progress: Any) -> list[str]:
+    """Registers and screens `count` accounts over HTTP; returns their ids."""
+    import aiohttp
+
+    run = secrets.token_hex(3)
+    rng = random.Random(run)
+    bodies = [account_body(i, run, rng) for i in range(count)]
+    screening = json.dumps({"outcome": "qualified"}).encode()
+    task = progress.add_task(f"seed {count:,} accounts", total=count)
+    ids: list[str] = []
+    indexes = iter(range(count))
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=JSON_HEADERS
+    ) as session:
+
+        async def worker() -> None:
+            for i in indexes:
+                async with session.post(f"{base}/accounts", data=bodies[i]) as resp:
+                    if resp.status != 201:
+                        raise RuntimeError(
+                            f"POST /accounts answered {resp.status}: {await resp.text()}"
+                        )
+                    account_id = (await resp.json())["id"]
+                url = f"{base}/accounts/{account_id}/screening"
+                async with session.post(url, data=screening) as resp:
+                    if resp.status != 200:
+                        raise RuntimeError(
+                            f"POST {url} answered {resp.status}: {await resp.text()}"
+                        )
+                    await resp.read()
+                ids.append(account_id)
+                progress.advance(task)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    progress.remove_task(task)
+    return ids
+
+
+# Load ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    latencies: array = field(default_factory=lambda: array("d"))  # seconds, 2xx in the window
+    errors: Counter = field(default_factory=Counter)  # "503 Busy", "timeout", …
+    seconds: float = 0.0
+    late: int = 0  # answers that came after the window closed (not counted)
+
+    def merge(self, other: LoadResult) -> None:
+        self.latencies.extend(other.latencies)
+        self.errors.update(other.errors)
+        self.late += other.late
+        self.seconds = max(self.seconds, other.seconds)
+
+
+def bant_bodies() -> list[bytes]:
+    """All 625 rating combinations, encoded once."""
+    return [
+        json.dumps({"budget": b, "authority": a, "need": n, "timing": t}).encode()
+        for b, a, n, t in itertools.product(range(1, 6), repeat=4)
+    ]
+
+
+async def _describe_error(resp: Any) -> str:
+    try:
+        body = await resp.json(content_type=None)
+        title = body.get("title") if isinstance(body, dict) else None
+    except Exception:  # an error page that is not JSON
+        title = None
+    return f"{resp.status} {title}" if title else str(resp.status)
+
+
+async def generate_load(
+    base: str,
+    account_ids: list[str],
+    clients: int,
+    warmup: float,
+    seconds: float,
+    seed: int,
+    barrier: Any = None,
+) -> LoadResult:
+    import aiohttp
+    from yarl import URL
+
+    urls = [URL(f"{base}/accounts/{i}/bant") for i in account_ids]
+    bodies = bant_bodies()
+    result = LoadResult(seconds=seconds)
+    latencies, errors = result.latencies, result.errors
+    connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients)
+    # A request that takes this long is counted as a timeout; the run stays bounded.
+    timeout = aiohttp.ClientTimeout(total=max(10.0, seconds))
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=JSON_HEADERS
+    ) as session:
+        if barrier is not None:  # client processes start their clocks together
+            await asyncio.get_running_loop().run_in_executor(None, barrier.wait, 60)
+        clock = time.perf_counter
+        measure_from = clock() + warmup
+        stop = measure_from + seconds
+
+        async def client(client_seed: int) -> None:
+            pick = random.Random(client_seed).randrange
+            n_urls, n_bodies = len(urls), len(bodies)
+            put = session.put
+            while (started := clock()) < stop:
+                try:
+                    async with put(urls[pick(n_urls)], data=bodies[pick(n_bodies)]) as resp:
+                        if 200 <= resp.status < 300:
+                            await resp.read()
+                            outcome = None
+                        else:
+                            outcome = await _describe_error(resp)
+                except TimeoutError:
+                    outcome = "timeout"
+                except aiohttp.ClientError as exc:
+                    outcome = type(exc).__name__
+                    await asyncio.sleep(0.01)  # a refusing server must not spin the client
+                ended = clock()
+                if ended < measure_from:
+                    continue
+                if ended >= stop:
+                    result.late += 1
+                elif outcome is None:
+                    latencies.append(ended - started)
+                else:
+                    errors[outcome] += 1
+
+        tasks = [asyncio.ensure_future(client(seed * 1000 + c)) for c in range(clients)]
+        done, pending = await asyncio.wait(tasks, timeout=warmup + seconds + 15)
+        for task in pending:
+            task.cancel()
+        if pending:
+            errors["still running at the end (cancelled)"] += len(pending)
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()  # a bug in the client must not pass silently
+    return result
+
+
+def _run_loop(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def _client_process(
+    base: str,
+    ids: list[str],
+    clients: int,
+    warmup: float,
+    seconds: float,
+    seed: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    try:
+        result = _run_loop(generate_load(base, ids, clients, warmup, seconds, seed, barrier))
+        results.put((result.latencies.tobytes(), dict(result.errors), result.late))
+    except BaseException as exc:  # the parent must hear of it, not wait forever
+        results.put(exc.__class__.__name__ + ": " + str(exc))
+        raise
+
+
+def run_load(
+    base: str, ids: list[str], clients: int, warmup: float, seconds: float, processes: int
+) -> LoadResult:
+    if processes <= 1:
+        return _run_loop(generate_load(base, ids, clients, warmup, seconds, 1))
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    results = ctx.Queue()
+    shares = [
+        clients // processes + (1 if k < clients % processes else 0) for k in range(processes)
+    ]
+    workers = [
+        ctx.Process(
+            target=_client_process,
+            args=(base, ids, share, warmup, seconds, k + 1, barrier, results),
+            daemon=True,
+        )
+        for k, share in enumerate(shares)
+    ]
+    total = LoadResult(seconds=seconds)
+    try:
+        for w in workers:
+            w.start()
+        for _ in workers:
+            got = results.get(timeout=60 + warmup + seconds + 30)
+            if isinstance(got, str):
+                raise RuntimeError(f"a client process failed: {got}")
+            raw, errors, late = got
+            part = LoadResult(seconds=seconds, errors=Counter(errors), late=late)
+            part.latencies.frombytes(raw)
+            total.merge(part)
+        for w in workers:
+            w.join(10)
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+                w.join(5)
+            if w.is_alive():
+                w.kill()
+    return total
+
+
+# Figures ------------------------------------------------------------------------------------
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def figures(name: str, store: str | None, result: LoadResult) -> dict[str, Any]:
+    values = sorted(result.latencies)
+    ok = len(values)
+    return {
+        "target": name,
+        "store": store,
+        "commands": ok,
+        "commands_per_s": round(ok / result.seconds, 1),
+        "p50_ms": round(percentile(values, 0.50) * 1000, 3),
+        "p90_ms": round(percentile(values, 0.90) * 1000, 3),
+        "p99_ms": round(percentile(values, 0.99) * 1000, 3),
+        "max_ms": round(values[-1] * 1000, 3) if values else None,
+        "errors": sum(result.errors.values()),
+        "error_kinds": dict(result.errors),
+        "answered_after_window": result.late,
+    }
+
+
+def postgres_version(url: str) -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            return str(row[0]) if row else None
+    except Exception:
+        return None
+
+
+def drop_schema(url: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+# Main ---------------------------------------------------------------------------------------
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1000, help="default: %(default)s")
+    parser.add_argument("--clients", type=int, default=64, help="default: %(default)s")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="measured window, default: %(default)s"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="default: %(default)s")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("CRM_BENCH_DATABASE_URL") or None,
+        help="a PostgreSQL URL; a fresh schema is used and dropped (env CRM_BENCH_DATABASE_URL)",
+    )
+    parser.add_argument("--keep-schema", action="store_true", help="do not drop the schema")
+    parser.add_argument(
+        "--client-processes", type=int, default=1, help="spread the clients over K processes"
+    )
+    parser.add_argument("--seed-concurrency", type=int, default=16, help="default: %(default)s")
+    parser.add_argument("--ready-timeout", type=float, default=60.0, help="default: %(default)s")
+    parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=60.0,
+        help="how long to let read models and publisher catch up after seeding",
+    )
+    parser.add_argument("--skip-bare", action="store_true", help="do not measure the bare endpoint")
+    parser.add_argument("--skip-sqlite", action="store_true", help="do not measure CRM on SQLite")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+    if args.accounts < 1 or args.clients < 1 or args.seconds <= 0 or args.client_processes < 1:
+        parser.error("--accounts, --clients, --seconds and --client-processes must be positive")
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    # SIGTERM unwinds like Ctrl-C, so the servers are stopped either way.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    console = Console(width=150)
+    workdir = Path(tempfile.mkdtemp(prefix="crm-bench-write-"))
+    plan: list[tuple[str, str | None]] = []
+    if not args.skip_bare:
+        plan.append(("bare endpoint", None))
+    if not args.skip_sqlite:
+        plan.append(("CRM on SQLite", "sqlite"))
+    if args.postgres:
+        plan.append(("CRM on PostgreSQL", "postgresql"))
+    results: list[dict[str, Any]] = []
+    servers: list[Server] = []
+    schemas: list[str] = []
+    started_at = datetime.now(UTC)
+    try:
+        for name, store in plan:
+            port = free_port()
+            log_path = workdir / f"{store or 'bare'}.log"
+            if store is None:
+                env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+                argv = [
+                    sys.executable,
+                    str(ROOT / "bench" / "bare_endpoint.py"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ]
+            elif store == "sqlite":
+                env = crm_env(workdir / "sqlite-data", None, None)
+                argv = crm_argv(port)
+            else:
+                schema = f"bench_{secrets.token_hex(4)}"
+                schemas.append(schema)
+                env = crm_env(workdir / "postgres-data", args.postgres, schema)
+                argv = crm_argv(port)
+            server = Server(name, argv, env, log_path, port)
+            servers.append(server)
+            console.print(f"[bold]{name}[/]: starting on {server.base} …")
+            server.start()
+            took = server.wait_ready(args.ready_timeout)
+            console.print(f"  ready after {took:.1f} s")
+            settled_status = None
+            if store is None:
+                ids = [str(uuid4()) for _ in range(args.accounts)]
+            else:
+                seed_started = time.perf_counter()
+                with Progress(
+                    TextColumn("  {task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=True,
+                ) as progress:
+                    ids = _run_loop(
+                        seed_accounts(server.base, args.accounts, args.seed_concurrency, progress)
+                    )
+                seed_s = time.perf_counter() - seed_started
+                console.print(
+                    f"  seeded {len(ids):,} accounts in {seed_s:.1f} s "
+                    f"({2 * len(ids) / seed_s:,.0f} commands/s at concurrency "
+                    f"{args.seed_concurrency})"
+                )
+                settled_status = wait_settled(server, args.settle_timeout)
+                if settled_status is not None:
+                    projector_behind, publisher_behind = _backlog(settled_status)
+                    console.print(
+                        f"  read models and publisher settled: log position "
+                        f"{settled_status['log_position']:,}, behind {projector_behind} / "
+                        f"{publisher_behind}"
+                    )
+            console.print(
+                f"  load: {args.clients} clients, {args.warmup:g} s warm-up + "
+                f"{args.seconds:g} s measured, {args.client_processes} client process(es) …"
+            )
+            load = run_load(
+                server.base, ids, args.clients, args.warmup, args.seconds, args.client_processes
+            )
+            row = figures(name, store, load)
+            if store is not None:
+                # How far the projector and publisher were behind when the load stopped.
+                try:
+                    after = server.get_json("/status")
+                    behind = _backlog(after)
+                    row["after_load"] = {
+                        "log_position": after.get("log_position"),
+                        "read_models_behind": behind[0],
+                        "publisher_behind": behind[1],
+                    }
+                except (OSError, urllib.error.URLError, ValueError):
+                    pass
+            if server.process is not None and server.process.poll() is not None:
+                row["server_exited"] = server.process.returncode
+            results.append(row)
+            console.print(
+                f"  {row['commands_per_s']:,.0f} commands/s, p50 {row['p50_ms']:.1f} ms, "
+                f"p99 {row['p99_ms']:.1f} ms, errors {row['errors']}"
+            )
+            server.stop()
+            if "Traceback" in log_path.read_text(errors="replace"):
+                row["server_log_has_traceback"] = True
+                console.print(f"  [yellow]the server logged a traceback[/]:\n{server.log_tail()}")
+    finally:
+        for server in servers:
+            server.stop()
+        if args.postgres and not args.keep_schema:
+            for schema in schemas:
+                try:
+                    drop_schema(args.postgres, schema)
+                except Exception as exc:
+                    console.print(f"[yellow]could not drop schema {schema}: {exc}[/]")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    bare = next((r for r in results if r["store"] is None), None)
+    for row in results:
+        if row["store"] is not None and bare and bare["commands_per_s"]:
+            row["ratio_to_bare"] = round(row["commands_per_s"] / bare["commands_per_s"], 3)
+
+    table = Table(
+        title=(
+            f"Write path: PUT /accounts/{{id}}/bant, {args.clients} clients, "
+            f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.accounts:,} accounts"
+        )
+    )
+    for column in ("target", "commands/s", "p50 ms", "p99 ms", "errors", "CRM / bare"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for row in results:
+        table.add_row(
+            row["target"],
+            f"{row['commands_per_s']:,.0f}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['errors']:,}",
+            f"{row['ratio_to_bare']:.3f}" if "ratio_to_bare" in row else "-",
+        )
+    console.print(table)
+    for row in results:
+        if row["error_kinds"]:
+            kinds = ", ".join(f"{k}: {v}" for k, v in sorted(row["error_kinds"].items()))
+            console.print(f"[yellow]{row['target']} errors[/]: {kinds}")
+        if "after_load" in row:
+            a = row["after_load"]
+            console.print(
+                f"{row['target']}: when the load stopped, read models were "
+                f"{a['read_models_behind']:,} events and the publisher {a['publisher_behind']:,} "
+                f"events behind the log (position {a['log_position']:,})"
+            )
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": postgres_version(args.postgres) if args.postgres else None,
+    }
+    console.print(
+        f"{machine['cpu_count']} CPUs ({machine['processor']}), {machine['platform']}, "
+        f"Python {machine['python']}, SQLite {machine['sqlite']}"
+        + (f", PostgreSQL {machine['postgresql']}" if machine["postgresql"] else "")
+        + f", {started_at:%Y-%m-%d %H:%M} UTC; load generator: aiohttp on uvloop, "
+        f"{args.client_processes} process(es) on the same machine"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": started_at.isoformat(timespec="seconds"),
+                    "machine": machine,
+                    "settings": {
+                        "accounts": args.accounts,
+                        "clients": args.clients,
+                        "seconds": args.seconds,
+                        "warmup": args.warmup,
+                        "client_processes": args.client_processes,
+                    },
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
+        console.print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The AsyncAPI 3.0 document of the account event stream, generated from the contracts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from contracts.events import EVENT_TYPES, AccountEvent, type_name
+
+
+def event_schemas() -> dict[str, dict[str, Any]]:
+    """A JSON Schema for every integration event, keyed by its versioned type."""
+    return {
+        str(t.__struct_config__.tag): msgspec.json.schema(t)  # type: ignore[misc]
+        for t in EVENT_TYPES
+    }
+
+
+def asyncapi_document(stream: str = "CRM", subject_prefix: str = "crm.accounts") -> dict[str, Any]:
+    (_, components) = msgspec.json.schema_components(
+        EVENT_TYPES, ref_template="#/components/schemas/{name}"
+    )
+    messages = {}
+    for event_type in EVENT_TYPES:
+        tag = str(event_type.__struct_config__.tag)
+        messages[event_type.__name__] = {
+            "name": tag,
+            "title": event_type.__name__,
+            "summary": (event_type.__doc__ or AccountEvent.__doc__ or "").strip(),
+            "contentType": "application/json",
+            "headers": {
+                "type": "object",
+                "properties": {
+                    "Nats-Msg-Id": {"type": "string", "description": "<account_id>:<version>"},
+                    "ce-specversion": {"type": "string", "const": "1.0"},
+                    "ce-id": {"type": "string"},
+                    "ce-type": {"type": "string", "const": tag},
+                    "ce-source": {"type": "string"},
+                    "ce-time": {"type": "string", "format": "date-time"},
+                    "ce-subject": {"type": "string"},
+                    "CRM-Position": {"type": "string", "description": "global log position"},
+                },
+            },
+            "payload": {"$ref": f"#/components/schemas/{event_type.__name__}"},
+            "x-subject-event-type": type_name(event_type),
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "ABM CRM account events",
+            "version": "1",
+            "description": (
+                f"Every change to an account, published on JetStream stream `{stream}` in the "
+                "order of the account's versions, once (Nats-Msg-Id dedupes retries). Replay "
+                "from the first message to rebuild everything a subscriber knows."
+            ),
+        },
+        "channels": {
+            "accountEvents": {
+                "address": f"{subject_prefix}.{{account_id}}.{{event_type}}",
+                "parameters": {
+                    "account_id": {"description": "The account id (a UUID)."},
+                    "event_type": {
+                        "enum": [type_name(t) for t in EVENT_TYPES],
+                        "description": "The event type in snake_case.",
+                    },
+                },
+                "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in messages},
+            }
+        },
+        "operations": {
+            "publishAccountEvents": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/accountEvents"},
+                "messages": [
+                    {"$ref": f"#/channels/accountEvents/messages/{name}"} for name in messages
+                ],
+            }
+        },
+        "components": {"messages": messages, "schemas": components},
+    }
