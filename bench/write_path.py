@@ -155,6 +155,98 @@ def _signal_group(pgid: int, signum: int) -> None:
         pass
 
 
+def cpu_busy(seconds: float) -> float | None:
+    """The fraction of all CPUs busy over `seconds`, from /proc/stat (None where there is none)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def _process_cpu() -> dict[int, tuple[int, int, int, str]]:
+    """pid -> (CPU jiffies, ppid, process group, name) of every process, from /proc."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # fields[1] ppid, fields[2] pgrp, [11] utime, [12] stime, [13] cutime, [14] cstime:
+        # the children's times count the work of processes that came and went meanwhile.
+        found[int(entry.name)] = (
+            sum(int(v) for v in fields[11:15]),
+            int(fields[1]),
+            int(fields[2]),
+            name,
+        )
+    return found
+
+
+class ForeignCpu:
+    """CPU that processes other than this benchmark's used meanwhile, as a share of the machine.
+
+    Ours: this process and its descendants (client processes), the server's process group (its
+    nats-server too), PostgreSQL's backends (which serve the CRM; on a shared PostgreSQL they
+    would hide other work) and kernel threads (which carry loopback traffic and disk writes for
+    whoever asks). Linux only; None elsewhere.
+    """
+
+    def __init__(self, server_pgid: int) -> None:
+        self.server_pgid = server_pgid
+        try:
+            self.before = _process_cpu()
+        except OSError:
+            self.before = None
+        self.started = time.monotonic()
+
+    def _ours(self, pid: int, snapshot: dict[int, tuple[int, int, int, str]]) -> bool:
+        _, ppid, pgrp, name = snapshot[pid]
+        if pgrp == self.server_pgid or name == "postgres" or pid == 2 or ppid == 2:
+            return True  # kernel threads (children of kthreadd) also work for our traffic
+        seen = 0
+        while pid > 1 and seen < 64:
+            if pid == os.getpid():
+                return True
+            pid = snapshot.get(pid, (0, 0, 0, ""))[1]
+            seen += 1
+        return False
+
+    def share(self) -> float | None:
+        if self.before is None:
+            return None
+        after = _process_cpu()
+        elapsed = time.monotonic() - self.started
+        ticks = os.sysconf("SC_CLK_TCK")
+        machine = ticks * elapsed * (os.cpu_count() or 1)
+        used = 0
+        self.top: list[tuple[float, str]] = []
+        for pid, (cpu, *_rest) in after.items():
+            if self._ours(pid, after):
+                continue
+            earlier = self.before.get(pid)
+            delta = cpu - (earlier[0] if earlier and earlier[3] == after[pid][3] else 0)
+            used += delta
+            if delta:
+                self.top.append((delta / machine, f"{after[pid][3]} ({pid})"))
+        self.top.sort(reverse=True)
+        return used / machine
+
+
 def crm_env(data_dir: Path, database_url: str | None, schema: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
     env["CRM_DATA_DIR"] = str(data_dir)
@@ -562,7 +654,14 @@ def main() -> int:
                 argv = crm_argv(port)
             server = Server(name, argv, env, log_path, port)
             servers.append(server)
-            console.print(f"[bold]{name}[/]: starting on {server.base} …")
+            busy_before = cpu_busy(1.0)  # nothing of ours runs now: this is other work
+            console.print(
+                f"[bold]{name}[/]: starting on {server.base} (CPU busy before: "
+                + (f"{busy_before:.0%}" if busy_before is not None else "?")
+                + ") …"
+            )
+            if busy_before is not None and busy_before > 0.10:
+                console.print("  [yellow]the machine is busy: other work will skew the figures[/]")
             server.start()
             took = server.wait_ready(args.ready_timeout)
             console.print(f"  ready after {took:.1f} s")
@@ -600,10 +699,17 @@ def main() -> int:
                 f"  load: {args.clients} clients, {args.warmup:g} s warm-up + "
                 f"{args.seconds:g} s measured, {args.client_processes} client process(es) …"
             )
+            assert server.process is not None
+            foreign = ForeignCpu(server.process.pid)
             load = run_load(
                 server.base, ids, args.clients, args.warmup, args.seconds, args.client_processes
             )
+            foreign_share = foreign.share()
             row = figures(name, store, load)
+            row["foreign_cpu_share"] = (
+                round(foreign_share, 3) if foreign_share is not None else None
+            )
+            row["cpu_busy_before"] = round(busy_before, 3) if busy_before is not None else None
             if store is not None:
                 # How far the projector and publisher were behind when the load stopped.
                 try:
@@ -622,7 +728,18 @@ def main() -> int:
             console.print(
                 f"  {row['commands_per_s']:,.0f} commands/s, p50 {row['p50_ms']:.1f} ms, "
                 f"p99 {row['p99_ms']:.1f} ms, errors {row['errors']}"
+                + (
+                    f"; other processes used {foreign_share:.0%} of the CPUs meanwhile"
+                    if foreign_share is not None
+                    else ""
+                )
             )
+            if foreign_share is not None and foreign_share > 0.05:
+                top = ", ".join(f"{who} {share:.0%}" for share, who in foreign.top[:3])
+                row["foreign_cpu_top"] = top
+                console.print(
+                    f"  [yellow]other work ran during the load ({top}): these figures are skewed[/]"
+                )
             server.stop()
             if "Traceback" in log_path.read_text(errors="replace"):
                 row["server_log_has_traceback"] = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ from domain.vocabulary import (
     ScreeningOutcome,
 )
 from domain.web_domain import normalise_domain
+
+log = logging.getLogger("crm.ledger")
 
 # Concurrent writers to one account collide on its next version; a retry reloads and
 # re-checks the rules, and this many attempts make a persistent collision very unlikely.
@@ -79,7 +82,10 @@ class AccountLedger(Application):
         recordings = super().save(*objs, **kwargs)
         if recordings:
             for callback in self.on_saved:
-                callback(recordings[-1].notification.id)
+                try:
+                    callback(recordings[-1].notification.id)
+                except Exception:  # the events are committed: a listener must not fail the command
+                    log.exception("a listener of saved events failed")
         return recordings
 
     # Commands ----------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Publishes every account event to NATS JetStream: complete, never twice, in order per account.
 
 The event store is the outbox: the publisher follows its notification log, never a request.
-It publishes a batch of consecutive log positions concurrently, with at most one event per
-account in a batch, and starts the next batch only when JetStream has acknowledged all of
-them; a failed publish is retried with the same `Nats-Msg-Id` (JetStream drops a copy).
+It publishes a batch of consecutive log positions: accounts concurrently, each account's
+events one after the other, and starts the next batch only when JetStream has acknowledged
+all of them; a failed publish is retried with the same `Nats-Msg-Id` (JetStream drops a copy).
 It keeps no position of its own: on start it reads where the stream ends and replays the last
 batch's range, skipping what each account's last message shows was already stored. So a
 publisher killed at any moment resumes exactly, however long it was down.
@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -34,6 +35,7 @@ POSITION_HEADER = "CRM-Position"
 MIN_SERVER = (2, 10, 0)
 DUPLICATE_WINDOW_SECONDS = 120.0
 POLL_SECONDS = 0.2
+ACCOUNT_TOPIC_PREFIX = "domain.account:Account."
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,23 @@ class PublisherStatus:
     connected: bool = False
     published_position: int = 0  # every event up to here is in the stream
     head_position: int = 0  # the last position in the event log
-    last_lag_ms: float | None = None  # commit → ack of the latest published event
     published: int = 0
+    # Commit → ack of recently published events, in milliseconds (a bounded window).
+    lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
     @property
     def backlog(self) -> int:
         return max(self.head_position - self.published_position, 0)
+
+    @property
+    def last_lag_ms(self) -> float | None:
+        return self.lags_ms[-1] if self.lags_ms else None
+
+    def lag_percentile(self, fraction: float) -> float | None:
+        if not self.lags_ms:
+            return None
+        ordered = sorted(self.lags_ms)
+        return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
 
 
 class ServerTooOld(RuntimeError):
@@ -92,7 +105,19 @@ class Publisher:
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         wake = self._wake
-        self.ledger.on_saved.append(lambda _p: loop.call_soon_threadsafe(wake.set))
+
+        def wake_up(_position: int) -> None:
+            # Called by the writing thread after its commit; must never fail the command.
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(wake.set)
+
+        self.ledger.on_saved.append(wake_up)
+        try:
+            await self._run(stop)
+        finally:
+            self.ledger.on_saved.remove(wake_up)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             nc = None
             try:
@@ -142,43 +167,47 @@ class Publisher:
     def _read(self, after: int) -> tuple[list[AccountEvent], int]:
         """Integration events of the next batch, and the last log position it covers.
 
-        The batch stops before a second event of the same account, so that concurrent
-        publishes can never reorder one account's events.
+        A batch spans at most `batch_size` positions (not events: positions may have gaps),
+        which is what lets `resume_position` bound the range it must check.
         """
-        notifications = self.ledger.recorder.select_notifications(after + 1, self.batch_size)
-        events: list[AccountEvent] = []
-        accounts: set[Any] = set()
-        end = after
-        for n in notifications:
-            event = (
-                to_integration_event(self.ledger.mapper.to_domain_event(n), n.id)
-                if n.topic.startswith("domain.account:Account.")
-                else None
-            )
-            if event is not None:
-                if event.account_id in accounts:
-                    break
-                accounts.add(event.account_id)
-                events.append(event)
-            end = n.id
-        return events, end
+        stop = after + self.batch_size
+        head = self._head()  # read first: a position committed later is never skipped
+        notifications = self.ledger.recorder.select_notifications(
+            after + 1, self.batch_size, stop=stop
+        )
+        mapper = self.ledger.mapper
+        events = [
+            event
+            for n in notifications
+            if n.topic.startswith(ACCOUNT_TOPIC_PREFIX)
+            and (event := to_integration_event(mapper.to_domain_event(n), n.id)) is not None
+        ]
+        if notifications:
+            return events, notifications[-1].id
+        # Nothing in the range although the log goes beyond it: the whole range is a gap.
+        return events, stop if head >= stop else after
 
     def _head(self) -> int:
         return self.ledger.recorder.max_notification_id() or 0
 
     async def _publish_all(self, js: JetStreamContext, events: list[AccountEvent]) -> None:
-        pending = list(events)
-        attempt = 0
-        while pending:
-            results = await asyncio.gather(
-                *(self._publish_one(js, e) for e in pending), return_exceptions=True
-            )
-            failed = [e for e, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
-            if failed:
-                attempt += 1
-                log.warning("%d publishes failed; retrying with the same ids", len(failed))
-                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-            pending = failed
+        """Publishes accounts concurrently, and each account's events one after the other."""
+        by_account: dict[Any, list[AccountEvent]] = {}
+        for event in events:
+            by_account.setdefault(event.account_id, []).append(event)
+        await asyncio.gather(*(self._publish_in_order(js, chain) for chain in by_account.values()))
+
+    async def _publish_in_order(self, js: JetStreamContext, chain: list[AccountEvent]) -> None:
+        for event in chain:
+            attempt = 0
+            while True:
+                try:
+                    await self._publish_one(js, event)
+                    break
+                except (TimeoutError, nats.errors.Error, OSError):
+                    # It may have been stored all the same: the same Nats-Msg-Id dedupes it.
+                    attempt += 1
+                    await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
 
     async def _publish_one(self, js: JetStreamContext, event: AccountEvent) -> None:
         await js.publish(
@@ -188,8 +217,7 @@ class Publisher:
             headers=self.headers(event),
         )
         self.status.published += 1
-        lag = (time.time() - event.occurred_at.timestamp()) * 1000
-        self.status.last_lag_ms = lag
+        self.status.lags_ms.append((time.time() - event.occurred_at.timestamp()) * 1000)
 
     def headers(self, event: AccountEvent) -> dict[str, str]:
         tag = type(event).__struct_config__.tag

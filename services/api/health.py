@@ -48,6 +48,8 @@ class PublisherView(Struct, frozen=True):
     head_position: int
     backlog: int
     last_lag_ms: float | None
+    lag_p50_ms: float | None
+    lag_p99_ms: float | None
 
 
 class Status(Struct, frozen=True):
@@ -71,7 +73,13 @@ def status(
     if publisher is not None:
         s = publisher.status
         view = PublisherView(
-            s.connected, s.published_position, s.head_position, s.backlog, s.last_lag_ms
+            connected=s.connected,
+            published_position=s.published_position,
+            head_position=s.head_position,
+            backlog=s.backlog,
+            last_lag_ms=s.last_lag_ms,
+            lag_p50_ms=s.lag_percentile(0.5),
+            lag_p99_ms=s.lag_percentile(0.99),
         )
     return Status(
         log_position=ledger.recorder.max_notification_id() or 0,
