@@ -36,8 +36,11 @@ def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
 class EmbeddedNats:
     """A private nats-server on loopback, storing its streams under `store_dir`."""
 
-    def __init__(self, store_dir: Path, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, store_dir: Path, port: int = 0, host: str = "127.0.0.1", jetstream: bool = True
+    ) -> None:
         self.store_dir = store_dir
+        self.jetstream = jetstream
         self.host = host
         self.port = port or free_port(DEFAULT_PORT, host)
         self.process: subprocess.Popen[bytes] | None = None
@@ -51,13 +54,8 @@ class EmbeddedNats:
         self.process = subprocess.Popen(
             [
                 nats_server_binary(),
-                "-js",
-                "-a",
-                self.host,
-                "-p",
-                str(self.port),
-                "-sd",
-                str(self.store_dir),
+                *("-a", self.host, "-p", str(self.port)),
+                *(("-js", "-sd", str(self.store_dir)) if self.jetstream else ()),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from domain.account import BantRating, Firmographics
 from domain.ledger import CommandMeta
 from domain.vocabulary import ScreeningOutcome
@@ -95,3 +97,16 @@ async def test_a_broker_outage_loses_nothing_and_duplicates_nothing(
     await wait_for_stream_count(broker.url, len(history))
     assert_exactly(await stream_messages(broker.url), history)
     assert running_publisher.status.backlog == 0 or running_publisher.status.head_position > 0
+
+
+async def test_a_broker_without_jetstream_is_refused_at_start_up_saying_why(ledger, tmp_path):
+    from services.nats_server import EmbeddedNats
+    from services.publisher import Publisher, ServerTooOld
+
+    plain = EmbeddedNats(tmp_path / "plain", jetstream=False)
+    plain.start()
+    try:
+        with pytest.raises(ServerTooOld, match="JetStream is not enabled"):
+            await Publisher(ledger, plain.url).check_broker()
+    finally:
+        plain.stop()
