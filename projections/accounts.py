@@ -90,6 +90,10 @@ def create_tables(conn: Connection, gen: Generation) -> None:
         conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_{index} ON {t} {columns}"))
 
 
+def analyze(conn: Connection, gen: Generation) -> None:
+    conn.execute(text(f"ANALYZE {table(gen)}"))
+
+
 def drop_tables(conn: Connection, gen: Generation) -> None:
     conn.execute(text(f"DROP TABLE IF EXISTS {table(gen)}"))
 

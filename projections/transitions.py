@@ -44,6 +44,10 @@ def create_tables(conn: Connection, gen: Generation) -> None:
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_at ON {t} (kind, at)"))
 
 
+def analyze(conn: Connection, gen: Generation) -> None:
+    conn.execute(text(f"ANALYZE {table(gen)}"))
+
+
 def drop_tables(conn: Connection, gen: Generation) -> None:
     conn.execute(text(f"DROP TABLE IF EXISTS {table(gen)}"))
 

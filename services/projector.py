@@ -179,6 +179,7 @@ class Projector:
                 applied += len(batch)
             for old in make_live(conn, current):
                 model.drop_tables(conn, Generation(name, old, 0))
+            model.analyze(conn, current)  # fresh statistics for the planner after a bulk load
         if progress:
             progress(applied, applied)
         return applied
