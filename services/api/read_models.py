@@ -10,7 +10,7 @@ from uuid import UUID
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from contracts.accounts import AbmStageName, FunnelStateName, Problem
 from contracts.read_models import (
@@ -189,13 +189,15 @@ GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
 
 
 @get(
-    "/reports/stages",
+    "/reports/{kind:str}",
     sync_to_thread=True,
     tags=["read models"],
     responses=_PROBLEMS,
-    summary="ABM stages: counts, moves per period, conversion, win rate, time in stage",
+    summary="ABM stages or See-Think-Do-Care: counts, moves per period, conversion, time in "
+    "state, and for stages the win rate and objectives",
 )
-def stage_report(
+def stage_or_funnel_report(
+    kind: Annotated[Literal["stages", "funnel"], PathParameter()],
     projector: NamedDependency[Projector],
     read_options: NamedDependency[ReadOptions],
     start: From = None,
@@ -206,7 +208,7 @@ def stage_report(
     min_position: MinPosition = None,
 ) -> Response[Report]:
     return _report(
-        transitions.STAGE,
+        transitions.STAGE if kind == "stages" else transitions.FUNNEL,
         projector,
         read_options,
         start,
@@ -218,34 +220,4 @@ def stage_report(
     )
 
 
-@get(
-    "/reports/funnel",
-    sync_to_thread=True,
-    tags=["read models"],
-    responses=_PROBLEMS,
-    summary="See-Think-Do-Care: counts, moves per period, conversion, time in state",
-)
-def funnel_report(
-    projector: NamedDependency[Projector],
-    read_options: NamedDependency[ReadOptions],
-    start: From = None,
-    end: To = None,
-    period: PeriodParam = "month",
-    group_by: GroupBy = None,
-    as_of: AsOf = None,
-    min_position: MinPosition = None,
-) -> Response[Report]:
-    return _report(
-        transitions.FUNNEL,
-        projector,
-        read_options,
-        start,
-        end,
-        period,
-        group_by,
-        as_of,
-        min_position,
-    )
-
-
-READ_MODEL_HANDLERS = [bant_leaderboard, stage_report, funnel_report]
+READ_MODEL_HANDLERS = [bant_leaderboard, stage_or_funnel_report]
