@@ -495,3 +495,7 @@ class Account(Aggregate):
     def _require_reason(by: Attribution, detail: str) -> None:
         if not (by.reason and by.reason.strip()):
             raise RuleViolation("reason_required", detail)
+
+
+# Stored topics of the account's events begin with this (it tells them from other aggregates').
+EVENT_TOPIC_PREFIX = f"{Account.__module__}:{Account.__qualname__}."

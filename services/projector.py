@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import AccountLedger
 from projections import accounts, transitions
 from projections.database import ReadModelDatabase
@@ -34,7 +35,6 @@ from projections.generations import (
 log = logging.getLogger("crm.projector")
 
 READ_MODELS: dict[str, ModuleType] = {accounts.NAME: accounts, transitions.NAME: transitions}
-ACCOUNT_TOPIC_PREFIX = "domain.account:Account."
 POLL_SECONDS = 0.2
 
 
@@ -96,7 +96,7 @@ class Projector:
         notifications = self.ledger.recorder.select_notifications(after + 1, self.batch_size)
         mapper = self.ledger.mapper
         return [
-            (n.id, mapper.to_domain_event(n) if n.topic.startswith(ACCOUNT_TOPIC_PREFIX) else None)
+            (n.id, mapper.to_domain_event(n) if n.topic.startswith(EVENT_TOPIC_PREFIX) else None)
             for n in notifications
         ]
 

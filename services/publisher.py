@@ -26,6 +26,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from contracts.events import AccountEvent, subject
+from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import AccountLedger
 from services.integration_events import to_integration_event
 
@@ -35,7 +36,6 @@ POSITION_HEADER = "CRM-Position"
 MIN_SERVER = (2, 10, 0)
 DUPLICATE_WINDOW_SECONDS = 120.0
 POLL_SECONDS = 0.2
-ACCOUNT_TOPIC_PREFIX = "domain.account:Account."
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ class Publisher:
         events = [
             event
             for n in notifications
-            if n.topic.startswith(ACCOUNT_TOPIC_PREFIX)
+            if n.topic.startswith(EVENT_TOPIC_PREFIX)
             and (event := to_integration_event(mapper.to_domain_event(n), n.id)) is not None
         ]
         if notifications:
