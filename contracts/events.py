@@ -53,6 +53,14 @@ class AccountScreenedV1(AccountEvent, frozen=True, tag="crm.account.screened.v1"
     outcome: ScreeningOutcomeName
     criteria: list[str]
     note: str | None
+    policy_version: int | None = None  # added later: the screening policy that decided it
+
+
+class ScreeningOverriddenV1(AccountEvent, frozen=True, tag="crm.account.screening_overridden.v1"):
+    """A person overrode the screening policy's decision; `reason` says why."""
+
+    outcome: ScreeningOutcomeName
+    policy_version: int | None
 
 
 class BantScoredV1(AccountEvent, frozen=True, tag="crm.account.bant_scored.v1"):
@@ -112,6 +120,7 @@ class FunnelStateChangedV1(AccountEvent, frozen=True, tag="crm.account.funnel_st
 IntegrationEvent = (
     AccountRegisteredV1
     | AccountScreenedV1
+    | ScreeningOverriddenV1
     | BantScoredV1
     | ContactAddedV1
     | MaterialSentV1

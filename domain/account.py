@@ -115,6 +115,8 @@ class Screening:
     criteria: tuple[str, ...]
     note: str | None
     at: datetime
+    policy_version: int | None = None  # the screening policy that decided it, if one did
+    overridden: bool = False  # a person overrode the policy; re-applying it leaves this alone
 
 
 @dataclass(frozen=True)
@@ -158,10 +160,35 @@ class Account(Aggregate):
         outcome: str
         criteria: list[str]
         note: str | None
+        policy_version: int | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["policy_version"] = None  # screened by hand, before policies existed
 
         def apply(self, account: Account) -> None:
             account.screening = Screening(
-                ScreeningOutcome(self.outcome), tuple(self.criteria), self.note, self.timestamp
+                ScreeningOutcome(self.outcome),
+                tuple(self.criteria),
+                self.note,
+                self.timestamp,
+                self.policy_version,
+            )
+
+    class ScreeningOverridden(Event):
+        outcome: str
+        policy_version: int | None
+
+        def apply(self, account: Account) -> None:
+            account.screening = Screening(
+                ScreeningOutcome(self.outcome),
+                ("override",),
+                self.reason,
+                self.timestamp,
+                self.policy_version,
+                overridden=True,
             )
 
     class BantScored(Event):
@@ -308,21 +335,49 @@ class Account(Aggregate):
         return cls._create(cls.Registered, **vars(details), **by.event_fields())
 
     def screen(
-        self, outcome: ScreeningOutcome, criteria: list[str], note: str | None, by: Attribution
+        self,
+        outcome: ScreeningOutcome,
+        criteria: list[str],
+        note: str | None,
+        by: Attribution,
+        policy_version: int | None = None,
     ) -> None:
-        if self.stage is AbmStage.WON:
-            raise RuleViolation(
-                "screening_after_win", "A won account is a customer; it is not screened again."
-            )
+        self._refuse_if_won()
         if outcome is ScreeningOutcome.EXCLUDED and not criteria:
             raise RuleViolation(
                 "exclusion_requires_criteria", "An exclusion names the criteria that decided it."
             )
-        self._trigger(self.Screened, by, outcome=outcome.value, criteria=list(criteria), note=note)
+        self._trigger(
+            self.Screened,
+            by,
+            outcome=outcome.value,
+            criteria=list(criteria),
+            note=note,
+            policy_version=policy_version,
+        )
+        self._follow_screening(outcome, "screened", by)
+
+    def override_screening(self, outcome: ScreeningOutcome, by: Attribution) -> None:
+        """A person's decision against the policy; policies applied later leave it alone."""
+        self._refuse_if_won()
+        self._require_reason(by, "An override needs a reason.")
+        policy = self.screening.policy_version if self.screening else None
+        self._trigger(
+            self.ScreeningOverridden, by, outcome=outcome.value, policy_version=policy
+        )
+        self._follow_screening(outcome, "screening_overridden", by)
+
+    def _follow_screening(self, outcome: ScreeningOutcome, cause: str, by: Attribution) -> None:
         if outcome is ScreeningOutcome.EXCLUDED and self.stage is not AbmStage.EXCLUDED:
-            self._change_stage(AbmStage.EXCLUDED, "screened", by)
+            self._change_stage(AbmStage.EXCLUDED, cause, by)
         elif outcome is ScreeningOutcome.QUALIFIED and self.stage is AbmStage.EXCLUDED:
-            self._change_stage(AbmStage.IDENTIFIED, "screened", by)
+            self._change_stage(AbmStage.IDENTIFIED, cause, by)
+
+    def _refuse_if_won(self) -> None:
+        if self.stage is AbmStage.WON:
+            raise RuleViolation(
+                "screening_after_win", "A won account is a customer; it is not screened again."
+            )
 
     def score_bant(self, rating: BantRating, by: Attribution) -> None:
         if not self.is_qualified:

@@ -47,7 +47,15 @@ def to_integration_event(event: Any, position: int) -> published.IntegrationEven
             )
         case Account.Screened():
             return published.AccountScreenedV1(
-                **common, outcome=event.outcome, criteria=list(event.criteria), note=event.note
+                **common,
+                outcome=event.outcome,
+                criteria=list(event.criteria),
+                note=event.note,
+                policy_version=event.policy_version,
+            )
+        case Account.ScreeningOverridden():
+            return published.ScreeningOverriddenV1(
+                **common, outcome=event.outcome, policy_version=event.policy_version
             )
         case Account.BantScored():
             return published.BantScoredV1(

@@ -39,6 +39,7 @@ def sample_events() -> list[tuple[object, int]]:
             outcome="qualified",
             criteria=["industry", "headcount"],
             note="fits",
+            policy_version=3,
         ),
         make(
             Account.BantScored, 3, budget=4, authority=3, need=5, timing=2, notes={"budget": "Q3"}
@@ -61,4 +62,5 @@ def sample_events() -> list[tuple[object, int]]:
         make(Account.StageChanged, 10, from_stage="warm_up", to_stage="won", cause="deal_won"),
         make(Account.FunnelStateChanged, 11, from_state="do", to_state="care", cause="manual"),
     ]
+    events.append(make(Account.ScreeningOverridden, 12, outcome="qualified", policy_version=3))
     return [(event, 100 + i) for i, event in enumerate(events)]

@@ -1,0 +1,120 @@
+"""Screening policies: versioned sets of exclusion criteria for ABM stage 1.
+
+All versions live in one `ScreeningPolicies` aggregate; creating a version is an event of its
+own, so an old version is never rewritten and a decision can always say which one it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from domain.account import Attribution, Firmographics
+from domain.errors import InvalidValue
+
+POLICIES_ID: UUID = uuid5(NAMESPACE_URL, "urn:abm-crm:screening-policies")
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What a target company must be; an empty field does not screen."""
+
+    industries_included: tuple[str, ...] = ()
+    industries_excluded: tuple[str, ...] = ()
+    headcount_min: int | None = None
+    headcount_max: int | None = None
+    revenue_min: int | None = None
+    revenue_max: int | None = None
+    revenue_currency: str | None = None
+    countries_included: tuple[str, ...] = ()
+    countries_excluded: tuple[str, ...] = ()
+    regions_included: tuple[str, ...] = ()
+    growth_rate_min: float | None = None
+
+    def __post_init__(self) -> None:
+        for low, high in (("headcount_min", "headcount_max"), ("revenue_min", "revenue_max")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise InvalidValue(low, f"{low} is above {high}.")
+        if (self.revenue_min is not None or self.revenue_max is not None) and not (
+            self.revenue_currency
+        ):
+            raise InvalidValue("revenue_currency", "A revenue range needs its currency.")
+
+    def failed(self, company: Firmographics) -> list[str]:
+        """The names of the criteria the company fails, in a fixed order."""
+        industry = company.industry.casefold()
+        failures = []
+        if (
+            self.industries_included
+            and industry not in {i.casefold() for i in self.industries_included}
+        ) or industry in {i.casefold() for i in self.industries_excluded}:
+            failures.append("industry")
+        if (self.headcount_min is not None and company.headcount < self.headcount_min) or (
+            self.headcount_max is not None and company.headcount > self.headcount_max
+        ):
+            failures.append("headcount")
+        if self.revenue_min is not None or self.revenue_max is not None:
+            if (
+                company.revenue_currency != self.revenue_currency
+                or (self.revenue_min is not None and company.annual_revenue < self.revenue_min)
+                or (self.revenue_max is not None and company.annual_revenue > self.revenue_max)
+            ):
+                failures.append("annual_revenue")
+        if (self.countries_included and company.country not in self.countries_included) or (
+            company.country in self.countries_excluded
+        ):
+            failures.append("country")
+        if self.regions_included and company.region not in self.regions_included:
+            failures.append("region")
+        if self.growth_rate_min is not None and company.growth_rate < self.growth_rate_min:
+            failures.append("growth_rate")
+        return failures
+
+    def as_event_data(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_event_data(cls, data: dict[str, Any]) -> Criteria:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class ScreeningPolicies(Aggregate):
+    """Every version of the screening policy, numbered from 1."""
+
+    class Event(Aggregate.Event):
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class Started(Event, Aggregate.Created):
+        pass
+
+    class VersionCreated(Event):
+        version: int
+        criteria: dict[str, Any]
+
+        def apply(self, policies: ScreeningPolicies) -> None:
+            policies.versions[self.version] = Criteria.from_event_data(self.criteria)
+            policies.created_at[self.version] = self.timestamp
+
+    def __init__(self, *, actor: str, reason: str | None, request_id: str | None) -> None:
+        self.versions: dict[int, Criteria] = {}
+        self.created_at: dict[int, Any] = {}
+
+    @classmethod
+    def start(cls, by: Attribution) -> ScreeningPolicies:
+        return cls._create(cls.Started, id=POLICIES_ID, **by.event_fields())
+
+    def create_version(self, criteria: Criteria, by: Attribution) -> int:
+        version = max(self.versions, default=0) + 1
+        self.trigger_event(
+            self.VersionCreated,
+            version=version,
+            criteria=criteria.as_event_data(),
+            **by.event_fields(),
+        )
+        return version
