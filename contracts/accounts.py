@@ -128,6 +128,8 @@ class ScreeningView(Struct, frozen=True):
     criteria: list[str]
     note: str | None
     screened_at: datetime
+    policy_version: int | None = None
+    overridden: bool = False
 
 
 class BantView(Struct, frozen=True):

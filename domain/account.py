@@ -362,9 +362,7 @@ class Account(Aggregate):
         self._refuse_if_won()
         self._require_reason(by, "An override needs a reason.")
         policy = self.screening.policy_version if self.screening else None
-        self._trigger(
-            self.ScreeningOverridden, by, outcome=outcome.value, policy_version=policy
-        )
+        self._trigger(self.ScreeningOverridden, by, outcome=outcome.value, policy_version=policy)
         self._follow_screening(outcome, "screening_overridden", by)
 
     def _follow_screening(self, outcome: ScreeningOutcome, cause: str, by: Attribution) -> None:

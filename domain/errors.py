@@ -60,3 +60,9 @@ class Contention(LedgerError):
     def __init__(self, account_id: UUID) -> None:
         super().__init__(f"Account {account_id} is changing too fast to apply the command; retry.")
         self.account_id = account_id
+
+
+class PolicyNotFound(LedgerError):
+    def __init__(self, version: int) -> None:
+        super().__init__(f"There is no screening policy version {version}.")
+        self.version = version

@@ -25,10 +25,12 @@ from domain.errors import (
     Contention,
     DomainAlreadyRegistered,
     IdempotencyKeyReused,
+    PolicyNotFound,
     VersionMismatch,
 )
 from domain.objectives import Objectives, Target, objectives_id
 from domain.receipts import CommandReceipt, IdempotencyKey
+from domain.screening_policy import POLICIES_ID, Criteria, ScreeningDecision, ScreeningPolicies
 from domain.vocabulary import (
     AbmStage,
     BuyingRole,
@@ -173,6 +175,87 @@ class AccountLedger(Application):
                 continue
             return objectives
         raise Contention(objectives_id(period))
+
+    def override_screening(
+        self, account_id: UUID, outcome: ScreeningOutcome, meta: CommandMeta
+    ) -> CommandResult:
+        return self._update(account_id, meta, lambda a, by: a.override_screening(outcome, by))
+
+    # Screening policies --------------------------------------------------------------------
+
+    def create_policy(self, criteria: Criteria, meta: CommandMeta) -> int:
+        """Adds a new version of the screening policy; returns its number."""
+        for _ in range(MAX_ATTEMPTS):
+            by = self._attribute(meta)
+            policies = self.screening_policies() or ScreeningPolicies.start(by)
+            version = policies.create_version(criteria, by)
+            try:
+                self.save(policies)
+            except IntegrityError:
+                continue  # another version was created meanwhile: number this one after it
+            return version
+        raise Contention(POLICIES_ID)
+
+    def screening_policies(self) -> ScreeningPolicies | None:
+        found = self._get(POLICIES_ID)
+        return found if isinstance(found, ScreeningPolicies) else None
+
+    def policy(self, version: int) -> Criteria:
+        policies = self.screening_policies()
+        if policies is None or version not in policies.versions:
+            raise PolicyNotFound(version)
+        return policies.versions[version]
+
+    def screening_decisions(self, version: int, account_ids: list[UUID]) -> list[ScreeningDecision]:
+        """What applying the policy would decide for each account; nothing is stored."""
+        criteria = self.policy(version)
+        decisions = []
+        for account_id in account_ids:
+            account = self._find(account_id)
+            if account is None:
+                raise AccountNotFound(account_id)
+            decisions.append(ScreeningDecision.of(account, criteria))
+        return decisions
+
+    def apply_policy(
+        self, version: int, account_ids: list[UUID], meta: CommandMeta
+    ) -> list[ScreeningDecision]:
+        """Screens each account whose outcome the policy changes; the others get no event.
+
+        Overridden accounts and accounts past stage 1 are left alone and reported, so applying
+        the same version twice adds nothing, and a run cut short can simply be run again.
+        """
+        self.policy(version)
+        decisions = []
+        for account_id in account_ids:
+            decision = self._update_decision(account_id, version, meta)
+            decisions.append(decision)
+        return decisions
+
+    def _update_decision(
+        self, account_id: UUID, version: int, meta: CommandMeta
+    ) -> ScreeningDecision:
+        criteria = self.policy(version)
+        for _ in range(MAX_ATTEMPTS):
+            account = self._find(account_id)
+            if account is None:
+                raise AccountNotFound(account_id)
+            decision = ScreeningDecision.of(account, criteria)
+            if not decision.applies:
+                return decision
+            account.screen(
+                decision.outcome,
+                decision.failed,
+                f"screening policy v{version}",
+                self._attribute(meta),
+                policy_version=version,
+            )
+            try:
+                self.save(account)
+            except IntegrityError:
+                continue
+            return decision
+        raise Contention(account_id)
 
     # Queries -----------------------------------------------------------------------------
 

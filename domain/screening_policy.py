@@ -12,8 +12,12 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.account import Attribution, Firmographics
+from domain.account import Account, Attribution, Firmographics
 from domain.errors import InvalidValue
+from domain.vocabulary import AbmStage, ScreeningOutcome
+
+# Stage 1 of ABM: a policy screens only accounts that have not gone further.
+SCREENABLE_STAGES = frozenset({AbmStage.IDENTIFIED, AbmStage.EXCLUDED})
 
 POLICIES_ID: UUID = uuid5(NAMESPACE_URL, "urn:abm-crm:screening-policies")
 
@@ -80,6 +84,43 @@ class Criteria:
     @classmethod
     def from_event_data(cls, data: dict[str, Any]) -> Criteria:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class ScreeningDecision:
+    """What a policy decides for one account, and whether applying it would change anything."""
+
+    account_id: UUID
+    name: str
+    stage: AbmStage
+    current: ScreeningOutcome | None
+    outcome: ScreeningOutcome
+    failed: list[str]
+    overridden: bool
+    screenable: bool
+
+    @property
+    def changes(self) -> bool:
+        return self.current is not self.outcome
+
+    @property
+    def applies(self) -> bool:
+        return self.screenable and not self.overridden and self.changes
+
+    @classmethod
+    def of(cls, account: Account, criteria: Criteria) -> ScreeningDecision:
+        failed = criteria.failed(account.firmographics)
+        screening = account.screening
+        return cls(
+            account_id=account.id,
+            name=account.firmographics.name,
+            stage=account.stage,
+            current=screening.outcome if screening else None,
+            outcome=ScreeningOutcome.EXCLUDED if failed else ScreeningOutcome.QUALIFIED,
+            failed=failed,
+            overridden=bool(screening and screening.overridden),
+            screenable=account.stage in SCREENABLE_STAGES,
+        )
 
 
 class ScreeningPolicies(Aggregate):

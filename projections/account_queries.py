@@ -188,3 +188,15 @@ def _decode(cursor: str) -> dict[str, Any]:
     ):
         raise BadCursor("The cursor is not one this service issued.")
     return state
+
+
+def account_ids_in_stages(conn: Connection, stages: tuple[str, ...]) -> list[str]:
+    """Ids of the accounts currently in one of `stages`, by name."""
+    gen = live_generation(conn, accounts.NAME)
+    if gen is None:
+        return []
+    statement = text(
+        f"SELECT account_id FROM {accounts.table(gen)} "
+        "WHERE to_pos IS NULL AND abm_stage IN :stages ORDER BY name_key, account_id"
+    ).bindparams(bindparam("stages", expanding=True))
+    return [row[0] for row in conn.execute(statement, {"stages": list(stages)})]

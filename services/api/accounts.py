@@ -28,6 +28,7 @@ from contracts.accounts import (
     ScreenAccount,
 )
 from contracts.read_models import AccountPage, AccountSummary
+from contracts.screening import OverrideScreening
 from domain.account import BantRating, Firmographics
 from domain.ledger import AccountLedger, CommandResult
 from domain.vocabulary import (
@@ -251,6 +252,24 @@ class AccountController(Controller):
                 list(data.criteria),
                 data.note,
                 command_headers.meta(data),
+            )
+        )
+
+    @_command(
+        "/{account_id:uuid}/screening/override",
+        OverrideScreening,
+        summary="Override the screening policy's decision for this account, with a reason",
+    )
+    def override_screening(
+        self,
+        command_headers: Headers,
+        account_id: AccountId,
+        data: JSONBody[OverrideScreening],
+        ledger: Ledger,
+    ) -> Response[AccountView]:
+        return _command_response(
+            ledger.override_screening(
+                account_id, ScreeningOutcome(data.outcome), command_headers.meta(data)
             )
         )
 

@@ -22,6 +22,7 @@ from services.api.health import asyncapi, health, ready, status
 from services.api.objectives import ObjectivesController
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, ReadOptions
+from services.api.screening_policies import ScreeningPolicyController
 from services.projector import Projector
 from services.publisher import Publisher
 from services.settings import Settings
@@ -57,6 +58,7 @@ def create_app(
         route_handlers=[
             AccountController,
             ObjectivesController,
+            ScreeningPolicyController,
             *READ_MODEL_HANDLERS,
             health,
             ready,

@@ -20,6 +20,7 @@ from domain.errors import (
     IdempotencyKeyReused,
     InvalidValue,
     LedgerError,
+    PolicyNotFound,
     RuleViolation,
     VersionMismatch,
 )
@@ -57,6 +58,8 @@ def _from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
         return problem(409, "Refused by a rule", exc.detail, kind="rule-violation", rule=exc.rule)
     if isinstance(exc, AccountNotFound):
         return problem(404, "Account not found", exc.detail, kind="not-found")
+    if isinstance(exc, PolicyNotFound):
+        return problem(404, "Policy not found", exc.detail, kind="not-found")
     if isinstance(exc, DomainAlreadyRegistered):
         return problem(
             409,

@@ -60,6 +60,8 @@ def account_view(account: Account) -> AccountView:
             criteria=list(screening.criteria),
             note=screening.note,
             screened_at=screening.at,
+            policy_version=screening.policy_version,
+            overridden=screening.overridden,
         ),
         bant=None
         if bant is None or account.bant_scored_at is None

@@ -129,7 +129,12 @@ def test_history_lists_every_event_with_who_when_why(client):
     assert screened["actor"] == "bob"
     assert screened["reason"] == "not our market"
     assert screened["request_id"] == "req-42"
-    assert screened["data"] == {"outcome": "excluded", "criteria": ["industry"], "note": "retail"}
+    assert screened["data"] == {
+        "outcome": "excluded",
+        "criteria": ["industry"],
+        "note": "retail",
+        "policy_version": None,
+    }
     assert stage_changed["data"] == {
         "from_stage": "identified",
         "to_stage": "excluded",

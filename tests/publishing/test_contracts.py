@@ -53,6 +53,7 @@ def test_subjects_name_the_account_and_the_event_type():
         type_name(t) for t in EVENT_TYPES
     }
 
+
 def test_crm_contracts_export_writes_a_schema_per_event_and_asyncapi(tmp_path, capsys):
     assert main(["contracts", "export", str(tmp_path)]) == 0
 

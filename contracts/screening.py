@@ -1,0 +1,89 @@
+"""HTTP bodies of screening policies (ABM stage 1): versions, dry runs and applies."""
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from msgspec import Meta, Struct
+
+from contracts.accounts import (
+    AbmStageName,
+    Amount,
+    CountryCode,
+    CurrencyCode,
+    Name,
+    Reason,
+    ScreeningOutcomeName,
+)
+
+Names = Annotated[list[Name], Meta(max_length=200)]
+Countries = Annotated[list[CountryCode], Meta(max_length=250)]
+Headcount = Annotated[int, Meta(ge=0, le=10_000_000)]
+
+
+class PolicyCriteria(Struct, frozen=True, forbid_unknown_fields=True):
+    """Exclusion criteria; a field left empty does not screen."""
+
+    industries_included: Names = []
+    industries_excluded: Names = []
+    headcount_min: Headcount | None = None
+    headcount_max: Headcount | None = None
+    revenue_min: Amount | None = None
+    revenue_max: Amount | None = None
+    revenue_currency: CurrencyCode | None = None
+    countries_included: Countries = []
+    countries_excluded: Countries = []
+    regions_included: Names = []
+    growth_rate_min: Annotated[float, Meta(ge=-100, le=100_000)] | None = None
+
+
+class CreatePolicy(PolicyCriteria, frozen=True, forbid_unknown_fields=True):
+    reason: Reason | None = None
+
+
+class PolicyView(Struct, frozen=True):
+    version: int
+    created_at: datetime
+    criteria: PolicyCriteria
+
+
+class PolicyList(Struct, frozen=True):
+    items: list[PolicyView]
+
+
+class ScreenAccounts(Struct, frozen=True, forbid_unknown_fields=True):
+    """Which accounts: the named ones, or (when absent) every account in stage 1."""
+
+    account_ids: Annotated[list[UUID], Meta(max_length=10_000)] | None = None
+    reason: Reason | None = None
+
+
+class OverrideScreening(Struct, frozen=True, forbid_unknown_fields=True):
+    outcome: ScreeningOutcomeName
+    reason: Reason
+
+
+class DecisionView(Struct, frozen=True):
+    account_id: UUID
+    name: str
+    abm_stage: AbmStageName
+    current_outcome: ScreeningOutcomeName | None
+    outcome: ScreeningOutcomeName
+    failed_criteria: list[str]
+    changes: bool
+    overridden: bool
+    skipped: str | None  # why the policy leaves the account alone, if it does
+
+
+class ScreeningRun(Struct, frozen=True):
+    """The outcome of a dry run (nothing stored) or an apply (`applied` events written)."""
+
+    version: int
+    dry_run: bool
+    qualified: int
+    excluded: int
+    changes: int
+    applied: int
+    overridden: int
+    skipped: int
+    decisions: list[DecisionView]

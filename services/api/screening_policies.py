@@ -1,0 +1,185 @@
+"""Screening policies: create versions, read them, dry-run and apply them to stage-1 accounts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody, PathParameter
+
+from contracts.accounts import Problem
+from contracts.screening import (
+    CreatePolicy,
+    DecisionView,
+    PolicyCriteria,
+    PolicyList,
+    PolicyView,
+    ScreenAccounts,
+    ScreeningRun,
+)
+from domain.ledger import AccountLedger
+from domain.screening_policy import SCREENABLE_STAGES, Criteria, ScreeningDecision
+from projections.account_queries import account_ids_in_stages
+from services.api.command_meta import CommandHeaders
+from services.api.read_models import ReadOptions
+from services.api.strict_json import StrictJSON
+from services.projector import Projector
+
+Version = Annotated[int, PathParameter(ge=1, description="The policy version.")]
+_PROBLEMS = {
+    400: ResponseSpec(Problem, description="Malformed JSON or parameter."),
+    404: ResponseSpec(Problem, description="No such policy version or account."),
+    422: ResponseSpec(Problem, description="A field is invalid (see `field`)."),
+}
+
+
+def _criteria(body: PolicyCriteria) -> Criteria:
+    return Criteria(
+        industries_included=tuple(body.industries_included),
+        industries_excluded=tuple(body.industries_excluded),
+        headcount_min=body.headcount_min,
+        headcount_max=body.headcount_max,
+        revenue_min=body.revenue_min,
+        revenue_max=body.revenue_max,
+        revenue_currency=body.revenue_currency,
+        countries_included=tuple(body.countries_included),
+        countries_excluded=tuple(body.countries_excluded),
+        regions_included=tuple(body.regions_included),
+        growth_rate_min=body.growth_rate_min,
+    )
+
+
+def _policy_view(ledger: AccountLedger, version: int) -> PolicyView:
+    criteria = ledger.policy(version)
+    policies = ledger.screening_policies()
+    assert policies is not None
+    return PolicyView(
+        version=version,
+        created_at=policies.created_at[version],
+        criteria=PolicyCriteria(**criteria.as_event_data()),
+    )
+
+
+def _candidates(projector: Projector, wait: float, named: list[UUID] | None) -> list[UUID]:
+    """The named accounts, or every account in stage 1 once the read model has caught up."""
+    if named is not None:
+        return list(dict.fromkeys(named))
+    head = projector.ledger.recorder.max_notification_id() or 0
+    projector.wait_for("accounts", head, wait)
+    with projector.database.read() as conn:
+        ids = account_ids_in_stages(conn, tuple(s.value for s in SCREENABLE_STAGES))
+    return [UUID(i) for i in ids]
+
+
+def _run(version: int, decisions: list[ScreeningDecision], dry_run: bool) -> ScreeningRun:
+    views = [
+        DecisionView(
+            account_id=d.account_id,
+            name=d.name,
+            abm_stage=d.stage.value,  # type: ignore[arg-type]
+            current_outcome=d.current.value if d.current else None,  # type: ignore[arg-type]
+            outcome=d.outcome.value,  # type: ignore[arg-type]
+            failed_criteria=list(d.failed),
+            changes=d.changes,
+            overridden=d.overridden,
+            skipped=None
+            if d.screenable and not d.overridden
+            else ("overridden" if d.overridden else f"in stage {d.stage.value}"),
+        )
+        for d in decisions
+    ]
+    return ScreeningRun(
+        version=version,
+        dry_run=dry_run,
+        qualified=sum(1 for d in decisions if d.outcome.value == "qualified"),
+        excluded=sum(1 for d in decisions if d.outcome.value == "excluded"),
+        changes=sum(1 for d in decisions if d.applies),
+        applied=0 if dry_run else sum(1 for d in decisions if d.applies),
+        overridden=sum(1 for d in decisions if d.overridden),
+        skipped=sum(1 for v in views if v.skipped),
+        decisions=views,
+    )
+
+
+class ScreeningPolicyController(Controller):
+    path = "/screening-policies"
+    tags = ["screening"]
+
+    @post(
+        "/",
+        dto=StrictJSON[CreatePolicy],
+        return_dto=None,
+        sync_to_thread=True,
+        status_code=201,
+        summary="Create a new version of the screening policy",
+        responses=_PROBLEMS,
+    )
+    def create(
+        self,
+        data: JSONBody[CreatePolicy],
+        ledger: NamedDependency[AccountLedger],
+        command_headers: NamedDependency[CommandHeaders],
+    ) -> Response[PolicyView]:
+        version = ledger.create_policy(_criteria(data), command_headers.meta(data))
+        return Response(
+            _policy_view(ledger, version),
+            status_code=201,
+            headers={"Location": f"/screening-policies/{version}"},
+        )
+
+    @get("/", sync_to_thread=True, summary="Every version of the screening policy")
+    def list_versions(self, ledger: NamedDependency[AccountLedger]) -> PolicyList:
+        policies = ledger.screening_policies()
+        versions = sorted(policies.versions) if policies else []
+        return PolicyList(items=[_policy_view(ledger, v) for v in versions])
+
+    @get("/{version:int}", sync_to_thread=True, summary="One version", responses=_PROBLEMS)
+    def read(self, version: Version, ledger: NamedDependency[AccountLedger]) -> PolicyView:
+        return _policy_view(ledger, version)
+
+    @post(
+        "/{version:int}/dry-run",
+        dto=StrictJSON[ScreenAccounts],
+        return_dto=None,
+        sync_to_thread=True,
+        status_code=200,
+        summary="What applying the version would change; nothing is stored",
+        responses=_PROBLEMS,
+    )
+    def dry_run(
+        self,
+        version: Version,
+        data: JSONBody[ScreenAccounts],
+        ledger: NamedDependency[AccountLedger],
+        projector: NamedDependency[Projector],
+        read_options: NamedDependency[ReadOptions],
+    ) -> ScreeningRun:
+        ledger.policy(version)
+        accounts = _candidates(projector, read_options.wait_seconds, data.account_ids)
+        return _run(version, ledger.screening_decisions(version, accounts), dry_run=True)
+
+    @post(
+        "/{version:int}/apply",
+        dto=StrictJSON[ScreenAccounts],
+        return_dto=None,
+        sync_to_thread=True,
+        status_code=200,
+        summary="Screen stage-1 accounts (or the named ones) by the version",
+        responses=_PROBLEMS,
+    )
+    def apply(
+        self,
+        version: Version,
+        data: JSONBody[ScreenAccounts],
+        ledger: NamedDependency[AccountLedger],
+        projector: NamedDependency[Projector],
+        read_options: NamedDependency[ReadOptions],
+        command_headers: NamedDependency[CommandHeaders],
+    ) -> ScreeningRun:
+        ledger.policy(version)
+        accounts = _candidates(projector, read_options.wait_seconds, data.account_ids)
+        decisions = ledger.apply_policy(version, accounts, command_headers.meta(data))
+        return _run(version, decisions, dry_run=False)

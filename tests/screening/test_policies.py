@@ -1,0 +1,136 @@
+"""Screening policies over HTTP: versions, dry run, apply, overrides, on both stores."""
+
+from __future__ import annotations
+
+from tests.api.requests import command, rated, register
+
+POLICY = {
+    "industries_excluded": ["retail"],
+    "headcount_min": 50,
+    "countries_included": ["DE", "AT"],
+}
+
+
+def create_policy(client, **criteria) -> dict:
+    response = client.post("/screening-policies", json=criteria)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def history_length(client, account) -> int:
+    page = client.get(f"/accounts/{account['id']}/history", params={"limit": 1000}).json()
+    return len(page["items"])
+
+
+def companies(client) -> dict[str, dict]:
+    return {
+        "fit": register(client, name="Fit", domain="fit.com", industry="software"),
+        "small": register(client, name="Small", domain="small.com", headcount=10),
+        "shop": register(client, name="Shop", domain="shop.com", industry="Retail", country="FR"),
+    }
+
+
+def test_policy_versions_are_kept_side_by_side(client):
+    first = create_policy(client, **POLICY)
+    second = create_policy(client, headcount_min=500)
+
+    listed = client.get("/screening-policies").json()["items"]
+
+    assert (first["version"], second["version"]) == (1, 2)
+    assert [p["version"] for p in listed] == [1, 2]
+    assert client.get("/screening-policies/1").json()["criteria"]["headcount_min"] == 50
+    assert client.get("/screening-policies/2").json()["criteria"]["headcount_min"] == 500
+    assert client.get("/screening-policies/3").status_code == 404
+
+
+def test_dry_run_and_apply_agree_account_for_account_and_a_second_apply_adds_nothing(client):
+    accounts = companies(client)
+    create_policy(client, **POLICY)
+    before = {k: history_length(client, a) for k, a in accounts.items()}
+
+    dry = client.post("/screening-policies/1/dry-run", json={}).json()
+    assert {k: history_length(client, a) for k, a in accounts.items()} == before
+    applied = client.post("/screening-policies/1/apply", json={}).json()
+    again = client.post("/screening-policies/1/apply", json={}).json()
+
+    def decisions(run):
+        return {d["name"]: (d["outcome"], d["failed_criteria"]) for d in run["decisions"]}
+
+    assert (
+        decisions(dry)
+        == decisions(applied)
+        == {
+            "Fit": ("qualified", []),
+            "Small": ("excluded", ["headcount"]),
+            "Shop": ("excluded", ["industry", "country"]),
+        }
+    )
+    assert (dry["dry_run"], dry["applied"], dry["changes"]) == (True, 0, 3)
+    assert (applied["applied"], again["applied"], again["changes"]) == (3, 0, 0)
+    small = client.get(f"/accounts/{accounts['small']['id']}").json()
+    assert small["abm_stage"] == "excluded"
+    assert small["screening"]["policy_version"] == 1
+    assert small["screening"]["criteria"] == ["headcount"]
+    after = {k: history_length(client, a) for k, a in accounts.items()}
+    assert after == {
+        "fit": before["fit"] + 1,
+        "small": before["small"] + 2,
+        "shop": before["shop"] + 2,
+    }
+
+
+def test_an_override_survives_a_re_apply_and_is_reported(client):
+    accounts = companies(client)
+    create_policy(client, **POLICY)
+    client.post("/screening-policies/1/apply", json={})
+    small = accounts["small"]
+    overridden = command(
+        client, small, "screening/override", {"outcome": "qualified", "reason": "strategic partner"}
+    )
+    length = history_length(client, small)
+
+    rerun = client.post("/screening-policies/1/apply", json={}).json()
+
+    assert overridden["abm_stage"] == "identified"
+    assert overridden["screening"]["overridden"] is True
+    decision = next(d for d in rerun["decisions"] if d["name"] == "Small")
+    assert (decision["overridden"], decision["skipped"]) == (True, "overridden")
+    assert rerun["overridden"] == 1
+    assert history_length(client, small) == length
+    types = [e["type"] for e in client.get(f"/accounts/{small['id']}/history").json()["items"]]
+    assert "screening_overridden" in types
+
+
+def test_named_accounts_past_stage_one_are_left_alone(client):
+    create_policy(client, headcount_min=100_000)
+    prioritized = rated(client, name="Rated", domain="rated.com")
+
+    run = client.post(
+        "/screening-policies/1/apply", json={"account_ids": [prioritized["id"]]}
+    ).json()
+
+    (decision,) = run["decisions"]
+    assert decision["skipped"] == "in stage prioritized"
+    assert run["applied"] == 0
+    assert client.get(f"/accounts/{prioritized['id']}").json()["abm_stage"] == "prioritized"
+
+
+def test_bad_policies_and_runs_are_refused(client):
+    register(client)
+
+    assert client.post("/screening-policies", json={"colour": "red"}).json()["field"] == "colour"
+    inverted = client.post("/screening-policies", json={"headcount_min": 9, "headcount_max": 1})
+    assert (inverted.status_code, inverted.json()["field"]) == (422, "headcount_min")
+    no_currency = client.post("/screening-policies", json={"revenue_min": 5})
+    assert (no_currency.status_code, no_currency.json()["field"]) == (422, "revenue_currency")
+    assert client.get("/screening-policies").json()["items"] == []
+    assert client.post("/screening-policies/7/dry-run", json={}).status_code == 404
+    assert client.post("/screening-policies/1/apply", json={"account_ids": ["x"]}).status_code in (
+        404,
+        422,
+    )
+    override = client.post(
+        "/accounts/00000000-0000-0000-0000-000000000000/screening/override",
+        json={"outcome": "qualified", "reason": "x"},
+    )
+    assert override.status_code == 404
