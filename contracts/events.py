@@ -56,6 +56,12 @@ class AccountScreenedV1(AccountEvent, frozen=True, tag="crm.account.screened.v1"
     policy_version: int | None = None  # added later: the screening policy that decided it
 
 
+class FirmographicsUpdatedV1(AccountEvent, frozen=True, tag="crm.account.firmographics_updated.v1"):
+    """Only the fields that changed, with their new values (names as in `registered`)."""
+
+    changes: dict[str, str | int | float | None]
+
+
 class ScreeningOverriddenV1(AccountEvent, frozen=True, tag="crm.account.screening_overridden.v1"):
     """A person overrode the screening policy's decision; `reason` says why."""
 
@@ -121,6 +127,7 @@ IntegrationEvent = (
     AccountRegisteredV1
     | AccountScreenedV1
     | ScreeningOverriddenV1
+    | FirmographicsUpdatedV1
     | BantScoredV1
     | ContactAddedV1
     | MaterialSentV1

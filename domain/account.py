@@ -8,7 +8,7 @@ events of their own, triggered beside the fact that caused them and saved with i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -271,6 +271,12 @@ class Account(Aggregate):
             if account.stage not in (AbmStage.WON, AbmStage.LOST):
                 account.deal = None  # a reopened account has no deal until it closes again
 
+    class FirmographicsUpdated(Event):
+        changes: dict[str, Any]  # only the fields that changed, with their new values
+
+        def apply(self, account: Account) -> None:
+            account.firmographics = replace(account.firmographics, **self.changes)
+
     class FunnelStateChanged(Event):
         from_state: str
         to_state: str
@@ -394,6 +400,21 @@ class Account(Aggregate):
         )
         if self.stage is AbmStage.IDENTIFIED:
             self._change_stage(AbmStage.PRIORITIZED, "bant_scored", by)
+
+    def update_firmographics(self, details: Firmographics, by: Attribution) -> bool:
+        """Records what changed (the web domain, the natural key, never does); False if nothing."""
+        if details.domain != self.firmographics.domain:
+            raise InvalidValue(
+                "domain", "The web domain identifies the account; it is not changed."
+            )
+        changes = {
+            name: value
+            for name, value in vars(details).items()
+            if value != getattr(self.firmographics, name)
+        }
+        if changes:
+            self._trigger(self.FirmographicsUpdated, by, changes=changes)
+        return bool(changes)
 
     def add_contact(self, contact: Contact, by: Attribution) -> None:
         if contact.email and any(

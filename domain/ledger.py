@@ -105,6 +105,27 @@ class AccountLedger(Application):
                 return result
         raise Contention(account_id)
 
+    def import_account(self, details: Firmographics, meta: CommandMeta) -> tuple[str, UUID]:
+        """Registers the company, or updates it when known: `registered`, `updated` or
+        `unchanged` (which stores nothing, so importing the same list again adds nothing)."""
+        details = replace(details, domain=normalise_domain(details.domain))
+        account_id = account_id_for(details.domain)
+        for _ in range(MAX_ATTEMPTS):
+            by = self._attribute(meta)
+            account = self._find(account_id)
+            if account is None:
+                account, outcome = Account.register(details, by), "registered"
+            elif account.update_firmographics(details, by):
+                outcome = "updated"
+            else:
+                return "unchanged", account_id
+            try:
+                self.save(account)
+            except IntegrityError:
+                continue  # registered or changed meanwhile: compare again
+            return outcome, account_id
+        raise Contention(account_id)
+
     def screen(
         self,
         account_id: UUID,

@@ -180,6 +180,11 @@ def _changes(event: Any, at: int) -> dict[str, Any]:
             "score": event.budget * event.authority * event.need * event.timing,
             "scored_at": at,
         }
+    if isinstance(event, Account.FirmographicsUpdated):
+        changes = {k: v for k, v in event.changes.items() if k in COLUMNS}
+        if "name" in changes:
+            changes["name_key"] = changes["name"].casefold()
+        return changes
     if isinstance(event, Account.StageChanged):
         return {"abm_stage": event.to_stage}
     if isinstance(event, Account.FunnelStateChanged):

@@ -206,6 +206,67 @@ def _export_contracts(args: argparse.Namespace, _settings: Settings) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from domain.ledger import CommandMeta
+    from services.importing import import_rows
+    from services.store import open_ledger
+
+    console = Console()
+    ledger = open_ledger(settings)
+    meta = CommandMeta(args.actor, reason=f"import of {args.file.name}")
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"import {args.file.name}", total=None)
+            report = import_rows(
+                ledger,
+                args.file.read_bytes(),
+                meta,
+                strict=args.strict,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        if report.errors:
+            table = Table("line", "column", "reason", title="rows not imported")
+            for error in report.errors:
+                table.add_row(str(error.line), error.column, error.reason)
+            console.print(table)
+        if report.refused:
+            console.print(f"[red]refused:[/red] {report.refused}")
+            return 2
+        console.print(
+            f"{report.registered} registered, {report.updated} updated, "
+            f"{report.unchanged} unchanged, {report.rejected} rejected"
+        )
+        if args.screen_with is not None and report.account_ids:
+            decisions = ledger.apply_policy(args.screen_with, report.account_ids, meta)
+            applied = sum(1 for d in decisions if d.applies)
+            console.print(f"screened by policy v{args.screen_with}: {applied} decisions recorded")
+    finally:
+        ledger.close()
+    return 1 if report.errors else 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from services.exporting import render
+
+    projector = _projector(settings)
+    try:
+        projector.setup()
+        projector.catch_up()  # export what the log holds now, even where no projector runs
+        out = args.out.open("w", encoding="utf-8", newline="") if args.out else sys.stdout
+        for chunk in render(projector.database, args.kind, args.format):
+            out.write(chunk)
+        if args.out:
+            out.close()
+    finally:
+        projector.database.dispose()
+        projector.ledger.close()
+    return 0
+
+
 def _instant(value: str):  # type: ignore[no-untyped-def]
     from datetime import datetime
 
@@ -239,13 +300,29 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         "--idle", type=float, metavar="SECONDS", help="stop when no event came for this long"
     )
     tail.set_defaults(run=_tail)
+    importing = commands.add_parser("import", help="register or update accounts from a CSV file")
+    importing.add_argument("file", type=Path)
+    importing.add_argument("--strict", action="store_true", help="refuse the file on a bad row")
+    importing.add_argument(
+        "--screen-with",
+        type=int,
+        metavar="VERSION",
+        help="then screen the imported accounts by this policy version",
+    )
+    importing.add_argument("--actor", default="import", help="default: %(default)s")
+    importing.set_defaults(run=_import)
+    export = commands.add_parser("export", help="write the account list or the leaderboard")
+    export.add_argument("kind", choices=["accounts", "leaderboard"])
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("--out", type=Path, help="a file (default: standard output)")
+    export.set_defaults(run=_export)
     contracts = commands.add_parser("contracts", help="the published contracts")
     contracts_commands = contracts.add_subparsers(dest="contracts_command", required=True)
-    export = contracts_commands.add_parser(
+    schemas = contracts_commands.add_parser(
         "export", help="write a JSON Schema per integration event and the AsyncAPI document"
     )
-    export.add_argument("dir", type=Path)
-    export.set_defaults(run=_export_contracts)
+    schemas.add_argument("dir", type=Path)
+    schemas.set_defaults(run=_export_contracts)
     from services.projector import READ_MODELS
 
     rebuild = commands.add_parser("rebuild", help="replay read models into fresh tables")

@@ -53,6 +53,8 @@ def to_integration_event(event: Any, position: int) -> published.IntegrationEven
                 note=event.note,
                 policy_version=event.policy_version,
             )
+        case Account.FirmographicsUpdated():
+            return published.FirmographicsUpdatedV1(**common, changes=dict(event.changes))
         case Account.ScreeningOverridden():
             return published.ScreeningOverriddenV1(
                 **common, outcome=event.outcome, policy_version=event.policy_version

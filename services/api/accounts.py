@@ -10,6 +10,7 @@ from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.response import Stream
 
 from contracts.accounts import (
     AbmStageName,
@@ -47,11 +48,13 @@ from services.api.problems import etag, invalid_field
 from services.api.read_models import (
     AsOf,
     Cursor,
+    ExportFormat,
     Limit,
     MinPosition,
     ReadOptions,
     Text,
     aware,
+    download,
     position_headers,
     read_page,
     wait_for_position,
@@ -193,6 +196,16 @@ class AccountController(Controller):
             min_position_reached=reached,
         )
         return Response(body, headers=position_headers(page.position, reached))
+
+    @get(
+        "/export",
+        sync_to_thread=False,
+        tags=["read models"],
+        summary="The whole account list as CSV or JSON Lines",
+        media_type="text/csv",
+    )
+    def export(self, projector: ProjectorDependency, format: ExportFormat = "csv") -> Stream:
+        return download(projector, "accounts", format)
 
     @get(
         "/{account_id:uuid}",

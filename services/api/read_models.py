@@ -11,6 +11,7 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
+from litestar.response import Stream
 
 from contracts.accounts import AbmStageName, FunnelStateName, Problem
 from contracts.read_models import (
@@ -24,6 +25,7 @@ from projections.database import from_micros
 from projections.reports import Window, periods_between, report
 from services.api.objectives import objective_results
 from services.api.problems import invalid_field
+from services.exporting import render
 from services.projector import Projector
 
 PAGE_MAX = 200
@@ -220,4 +222,30 @@ def stage_or_funnel_report(
     )
 
 
-READ_MODEL_HANDLERS = [bant_leaderboard, stage_or_funnel_report]
+ExportFormat = Annotated[Literal["csv", "jsonl"], QueryParameter(description="csv or jsonl.")]
+_MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+
+def download(projector: Projector, kind: Literal["accounts", "leaderboard"], fmt: str) -> Stream:
+    """The whole list as a file to open in a spreadsheet (CSV) or to load elsewhere (JSON Lines)."""
+    return Stream(
+        render(projector.database, kind, fmt),  # type: ignore[arg-type]
+        media_type=_MEDIA[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{kind}.{fmt}"'},
+    )
+
+
+@get(
+    "/leaderboards/bant/export",
+    sync_to_thread=False,
+    tags=["read models"],
+    summary="The whole BANT leaderboard as CSV or JSON Lines",
+    media_type="text/csv",
+)
+def leaderboard_export(
+    projector: NamedDependency[Projector], format: ExportFormat = "csv"
+) -> Stream:
+    return download(projector, "leaderboard", format)
+
+
+READ_MODEL_HANDLERS = [bant_leaderboard, leaderboard_export, stage_or_funnel_report]

@@ -63,4 +63,5 @@ def sample_events() -> list[tuple[object, int]]:
         make(Account.FunnelStateChanged, 11, from_state="do", to_state="care", cause="manual"),
     ]
     events.append(make(Account.ScreeningOverridden, 12, outcome="qualified", policy_version=3))
+    events.append(make(Account.FirmographicsUpdated, 13, changes={"headcount": 300}))
     return [(event, 100 + i) for i, event in enumerate(events)]

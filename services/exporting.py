@@ -1,0 +1,89 @@
+"""Exports of the account list and the BANT leaderboard, as a spreadsheet would open them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from projections.account_queries import Filters, Page, account_list, leaderboard
+from projections.database import ReadModelDatabase, from_micros
+
+Kind = Literal["accounts", "leaderboard"]
+Format = Literal["csv", "jsonl"]
+PAGE = 1000
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "accounts": (
+        "account_id",
+        "name",
+        "domain",
+        "industry",
+        "country",
+        "region",
+        "headcount",
+        "annual_revenue",
+        "revenue_currency",
+        "abm_stage",
+        "funnel_state",
+        "score",
+        "registered_at",
+    ),
+    "leaderboard": (
+        "rank",
+        "account_id",
+        "name",
+        "score",
+        "budget",
+        "authority",
+        "need",
+        "timing",
+        "abm_stage",
+        "funnel_state",
+        "industry",
+        "country",
+        "scored_at",
+    ),
+}
+
+
+def rows(database: ReadModelDatabase, kind: Kind) -> Iterator[dict[str, Any]]:
+    """Every row, page by page from one snapshot of the read model."""
+    query = account_list if kind == "accounts" else leaderboard
+    cursor = None
+    while True:
+        with database.read() as conn:
+            page: Page = query(conn, Filters(), PAGE, cursor)
+        for offset, row in enumerate(page.rows):
+            yield _row(kind, row, page.first_rank + offset)
+        cursor = page.next_cursor
+        if cursor is None:
+            return
+
+
+def _row(kind: Kind, row: dict[str, Any], rank: int) -> dict[str, Any]:
+    out = {c: row.get(c) for c in COLUMNS[kind] if c != "rank"}
+    for instant in ("registered_at", "scored_at"):
+        if out.get(instant) is not None:
+            out[instant] = from_micros(out[instant]).isoformat()
+    return {"rank": rank, **out} if kind == "leaderboard" else out
+
+
+def render(database: ReadModelDatabase, kind: Kind, fmt: Format) -> Iterator[str]:
+    """The export as text chunks: CSV with a header row, or one JSON object per line."""
+    if fmt == "jsonl":
+        for row in rows(database, kind):
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS[kind], lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows(database, kind):
+        writer.writerow(row)
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -1,0 +1,228 @@
+"""Bulk import of target lists from CSV: register new companies, update known ones by domain.
+
+Every row is checked before anything is stored; each bad row is reported with its line,
+column and reason and is not imported. A row is stored in one transaction (or not at all), a
+row that changes nothing stores nothing, and so a re-import, or a re-run after an import was
+cut short, adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from contracts.accounts import RegisterAccount
+from domain.account import Firmographics
+from domain.errors import InvalidValue, LedgerError
+from domain.ledger import AccountLedger, CommandMeta
+from domain.web_domain import normalise_domain
+from services.api.problems import field_from_msgspec
+
+FIELDS = (
+    "name",
+    "domain",
+    "industry",
+    "headcount",
+    "annual_revenue",
+    "revenue_currency",
+    "country",
+    "region",
+    "growth_rate",
+    "source",
+)
+REQUIRED = tuple(f for f in FIELDS if f != "region")
+# Header names users' spreadsheets commonly carry, mapped onto the fields.
+ALIASES = {
+    "company": "name",
+    "company name": "name",
+    "account": "name",
+    "website": "domain",
+    "web domain": "domain",
+    "url": "domain",
+    "sector": "industry",
+    "employees": "headcount",
+    "employee count": "headcount",
+    "revenue": "annual_revenue",
+    "annual revenue": "annual_revenue",
+    "currency": "revenue_currency",
+    "growth": "growth_rate",
+    "growth rate": "growth_rate",
+    "state": "region",
+    "channel": "source",
+}
+_INTEGERS = {"headcount", "annual_revenue"}
+_FLOATS = {"growth_rate"}
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    column: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    registered: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    refused: str | None = None  # why the whole file was refused, if it was
+    account_ids: list[Any] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len({e.line for e in self.errors})
+
+
+class FileRefused(ValueError):
+    pass
+
+
+def column_mapping(header: list[str]) -> dict[int, str]:
+    """Which field each column holds; raises FileRefused when a required one is missing."""
+    mapping: dict[int, str] = {}
+    for index, title in enumerate(header):
+        key = " ".join(title.strip().lstrip("\ufeff").casefold().replace("_", " ").split())
+        name = key.replace(" ", "_") if key.replace(" ", "_") in FIELDS else ALIASES.get(key)
+        if name is not None and name not in mapping.values():
+            mapping[index] = name
+    missing = [f for f in REQUIRED if f not in mapping.values()]
+    if missing:
+        raise FileRefused(f"missing column(s): {', '.join(missing)}")
+    return mapping
+
+
+def parse(data: bytes) -> tuple[list[tuple[int, Firmographics]], list[RowError]]:
+    """Good rows (with their line numbers) and the errors of the bad ones."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise FileRefused("the file is empty") from None
+    mapping = column_mapping(header)
+    titles = {i: header[i].strip().lstrip("\ufeff") for i in mapping}
+    good: list[tuple[int, Firmographics]] = []
+    errors: list[RowError] = []
+    first_line: dict[str, int] = {}
+    for cells in reader:
+        line = reader.line_num
+        if not any(c.strip() for c in cells):
+            continue
+        row, row_errors = _row(cells, mapping, titles, line)
+        if row is not None and row.domain in first_line:
+            row_errors.append(
+                RowError(
+                    line,
+                    titles[_index(mapping, "domain")],
+                    f"duplicate of line {first_line[row.domain]}",
+                )
+            )
+        if row_errors:
+            errors.extend(row_errors)
+        elif row is not None:
+            first_line[row.domain] = line
+            good.append((line, row))
+    return good, errors
+
+
+def _index(mapping: dict[int, str], name: str) -> int:
+    return next(i for i, f in mapping.items() if f == name)
+
+
+def _row(
+    cells: list[str], mapping: dict[int, str], titles: dict[int, str], line: int
+) -> tuple[Firmographics | None, list[RowError]]:
+    values: dict[str, Any] = {}
+    errors: list[RowError] = []
+    for index, name in mapping.items():
+        raw = cells[index].strip() if index < len(cells) else ""
+        column = titles[index]
+        if any("\udc80" <= ch <= "\udcff" for ch in raw):
+            errors.append(RowError(line, column, "not valid UTF-8 text"))
+            continue
+        if raw == "":
+            if name in REQUIRED:
+                errors.append(RowError(line, column, "empty"))
+            continue
+        try:
+            values[name] = (
+                int(raw.replace(",", "").replace("_", ""))
+                if name in _INTEGERS
+                else float(raw.rstrip("%").replace(",", "."))
+                if name in _FLOATS
+                else raw
+            )
+        except ValueError:
+            errors.append(RowError(line, column, f"{raw!r} is not a number"))
+    if errors:
+        return None, errors
+    try:
+        body = msgspec.convert(values, RegisterAccount)
+        domain = normalise_domain(body.domain)
+    except msgspec.ValidationError as exc:
+        name = field_from_msgspec(str(exc)) or "row"
+        column = titles.get(_index(mapping, name), name) if name in mapping.values() else name
+        return None, [RowError(line, column, str(exc).split(" - at ")[0])]
+    except InvalidValue as exc:
+        return None, [RowError(line, titles[_index(mapping, "domain")], exc.detail)]
+    return Firmographics(
+        name=body.name,
+        domain=domain,
+        industry=body.industry,
+        headcount=body.headcount,
+        annual_revenue=body.annual_revenue,
+        revenue_currency=body.revenue_currency,
+        country=body.country,
+        region=body.region,
+        growth_rate=body.growth_rate,
+        source=body.source,
+    ), []
+
+
+def import_rows(
+    ledger: AccountLedger,
+    data: bytes,
+    meta: CommandMeta,
+    strict: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Parses the whole file first, then stores the good rows (in strict mode: all or none)."""
+    report = ImportReport()
+    try:
+        good, report.errors = parse(data)
+    except FileRefused as exc:
+        report.refused = str(exc)
+        return report
+    report.rows = len(good) + report.rejected
+    if strict and report.errors:
+        report.refused = f"{report.rejected} bad row(s) and --strict: nothing was imported"
+        return report
+    for done, outcome in enumerate(_store(ledger, good, meta, report), start=1):
+        setattr(report, outcome, getattr(report, outcome) + 1)
+        if progress:
+            progress(done, len(good))
+    return report
+
+
+def _store(
+    ledger: AccountLedger,
+    rows: list[tuple[int, Firmographics]],
+    meta: CommandMeta,
+    report: ImportReport,
+) -> Iterator[str]:
+    for line, details in rows:
+        try:
+            outcome, account_id = ledger.import_account(details, meta)
+        except LedgerError as exc:
+            report.errors.append(RowError(line, "row", exc.detail))
+            continue
+        report.account_ids.append(account_id)
+        yield outcome

@@ -1,0 +1,140 @@
+"""Bulk import of target lists, and exports, on both stores."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from domain.ledger import CommandMeta
+from services.importing import import_rows
+
+ROOT = Path(__file__).parent.parent.parent
+META = CommandMeta("importer")
+HEADER = "Company,Website,Industry,Employees,Revenue,Currency,Country,Region,Growth,Source\n"
+
+
+def good_rows(count: int, start: int = 0) -> str:
+    return "".join(
+        f"Company {i},company{i}.example,software,{10 + i % 900},{1000 * i},EUR,DE,,2.5,list\n"
+        for i in range(start, start + count)
+    )
+
+
+def messy_file() -> bytes:
+    text = (
+        HEADER
+        + good_rows(2000)
+        + "Twin,company5.example,software,10,1,EUR,DE,,1,list\n"  # duplicate domain
+        + "No Size,nosize.example,software,,1,EUR,DE,,1,list\n"  # empty required cell
+        + "Bad Number,badnumber.example,software,many,1,EUR,DE,,1,list\n"
+        + "Bad Country,badcountry.example,software,5,1,EUR,Germany,,1,list\n"
+        + "Bad Domain,https://bad/domain,software,5,1,EUR,DE,,1,list\n"
+    )
+    return text.encode() + "Caf\xe9 Latin1,latin.example,food,5,1,EUR,FR,,1,list\n".encode(
+        "latin-1"
+    )
+
+
+def events_in_store(ledger) -> int:
+    return ledger.recorder.max_notification_id() or 0
+
+
+def test_good_rows_land_and_every_bad_row_is_reported_by_line_column_and_reason(ledger):
+    report = import_rows(ledger, messy_file(), META)
+
+    assert report.registered == 2000
+    errors = {(e.line, e.column) for e in report.errors}
+    assert errors == {
+        (2002, "Website"),
+        (2003, "Employees"),
+        (2004, "Employees"),
+        (2005, "Country"),
+        (2006, "Website"),
+        (2007, "Company"),
+    }
+    reasons = {e.line: e.reason for e in report.errors}
+    assert reasons[2002] == "duplicate of line 7"
+    assert reasons[2003] == "empty"
+    assert "not a number" in reasons[2004]
+    assert "UTF-8" in reasons[2007]
+    assert report.rejected == 6
+    assert events_in_store(ledger) == 2000
+
+
+def test_a_re_import_changes_nothing_and_a_changed_row_updates_only_it(ledger):
+    import_rows(ledger, messy_file(), META)
+    stored = events_in_store(ledger)
+
+    again = import_rows(ledger, messy_file(), META)
+    changed = import_rows(ledger, (HEADER + good_rows(1).replace(",10,", ",11,")).encode(), META)
+
+    assert (again.registered, again.updated, again.unchanged) == (0, 0, 2000)
+    assert (changed.updated, changed.unchanged) == (1, 0)
+    assert events_in_store(ledger) == stored + 1
+    (account_id,) = changed.account_ids
+    last = ledger.history(account_id)[-1]
+    assert type(last).__name__ == "FirmographicsUpdated"
+    assert last.changes == {"headcount": 11}
+
+
+def test_strict_refuses_the_whole_file_and_a_missing_column_refuses_it_too(ledger):
+    strict = import_rows(ledger, messy_file(), META, strict=True)
+    no_country = import_rows(ledger, b"name,domain,industry\nA,a.com,it\n", META)
+
+    assert strict.refused and strict.registered == 0
+    assert no_country.refused.startswith("missing column(s): headcount")
+    assert events_in_store(ledger) == 0
+
+
+def test_an_import_killed_midway_and_run_again_doubles_nothing(ledger, settings, tmp_path):
+    path = tmp_path / "targets.csv"
+    path.write_text(HEADER + good_rows(3000))
+    env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir)}
+    if settings.database_url:
+        env |= {
+            "CRM_DATABASE_URL": settings.database_url,
+            "CRM_DATABASE_SCHEMA": settings.database_schema,
+        }
+    command = [sys.executable, "-m", "services.cli", "import", str(path)]
+
+    first = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while events_in_store(ledger) < 200:
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)  # polling the store for the other process's progress
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert events_in_store(ledger) < 3000
+
+    second = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    assert second.returncode == 0, second.stderr
+    assert events_in_store(ledger) == 3000
+    assert "0 rejected" in second.stdout
+
+
+def test_exports_write_what_a_spreadsheet_opens(client, ledger, projector):
+    import_rows(ledger, (HEADER + good_rows(30)).encode(), META)
+    head = events_in_store(ledger)
+    projector.wait_for("accounts", head, 10)
+
+    as_csv = client.get("/accounts/export", params={"format": "csv"})
+    as_jsonl = client.get("/accounts/export", params={"format": "jsonl"})
+    board = client.get("/leaderboards/bant/export")
+
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert "attachment" in as_csv.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert len(rows) == 30
+    assert rows[0]["name"] == "Company 0" and rows[0]["abm_stage"] == "identified"
+    lines = [json.loads(line) for line in as_jsonl.text.splitlines()]
+    assert [r["domain"] for r in lines] == [r["domain"] for r in rows]
+    assert board.text.splitlines()[0].startswith("rank,account_id,name,score")
+    assert client.get("/accounts/export", params={"format": "xlsx"}).status_code == 400
