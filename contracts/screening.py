@@ -1,7 +1,7 @@
 """HTTP bodies of screening policies (ABM stage 1): versions, dry runs and applies."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from msgspec import Meta, Struct
@@ -87,3 +87,16 @@ class ScreeningRun(Struct, frozen=True):
     overridden: int
     skipped: int
     decisions: list[DecisionView]
+
+
+class JobView(Struct, frozen=True):
+    """A background job: a bulk import or a policy apply. Poll it until `status` is not running."""
+
+    id: UUID
+    kind: str
+    status: str  # running, finished or failed
+    done: int
+    total: int
+    started_at: datetime
+    result: dict[str, Any] | None = None
+    error: str | None = None

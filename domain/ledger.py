@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from domain.account import (
     Account,
@@ -28,6 +29,7 @@ from domain.errors import (
     PolicyNotFound,
     VersionMismatch,
 )
+from domain.jobs import RUNNING, Job
 from domain.objectives import Objectives, Target, objectives_id
 from domain.receipts import CommandReceipt, IdempotencyKey
 from domain.screening_policy import POLICIES_ID, Criteria, ScreeningDecision, ScreeningPolicies
@@ -42,6 +44,7 @@ from domain.vocabulary import (
 from domain.web_domain import normalise_domain
 
 log = logging.getLogger("crm.ledger")
+JOB_STARTED_TOPIC = get_topic(Job.Started)
 
 # Concurrent writers to one account collide on its next version; a retry reloads and
 # re-checks the rules, and this many attempts make a persistent collision very unlikely.
@@ -277,6 +280,32 @@ class AccountLedger(Application):
                 continue
             return decision
         raise Contention(account_id)
+
+    # Jobs ----------------------------------------------------------------------------------
+
+    def start_job(
+        self, kind: str, params: dict[str, Any], meta: CommandMeta, job_id: UUID | None = None
+    ) -> Job:
+        job = Job.start(job_id or uuid4(), kind, params, self._attribute(meta))
+        self.save(job)
+        return job
+
+    def job(self, job_id: UUID) -> Job | None:
+        found = self._get(job_id)
+        return found if isinstance(found, Job) else None
+
+    def record_job(self, job_id: UUID, change: Callable[[Job, Attribution], None]) -> Job:
+        """Records progress or the end of a job (its only writer is the process running it)."""
+        job = self.job(job_id)
+        assert job is not None
+        change(job, self._attribute(CommandMeta(job.actor)))
+        self.save(job)
+        return job
+
+    def unfinished_jobs(self) -> list[Job]:
+        started = self.recorder.select_notifications(1, 1_000_000, topics=[JOB_STARTED_TOPIC])
+        jobs = [self.job(n.originator_id) for n in started]
+        return [j for j in jobs if j is not None and j.status == RUNNING]
 
     # Queries -----------------------------------------------------------------------------
 

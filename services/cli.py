@@ -46,6 +46,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from services.api.app import create_app
+    from services.jobs import JobRunner
     from services.nats_server import EmbeddedNats
     from services.projector import BackgroundProjector
 
@@ -58,6 +59,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     projector = _projector(settings)
     background = BackgroundProjector(projector)
     publisher = _publisher(settings, projector.ledger, nats_url)
+    jobs = JobRunner(projector.ledger, settings.data_dir)
     stop_publishing = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
@@ -81,7 +83,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         projector,
         settings,
         publisher=publisher,
-        on_startup=[background.start, start_publishing],
+        jobs=jobs,
+        on_startup=[background.start, start_publishing, jobs.resume],
         on_shutdown=[close],
     )
     print(

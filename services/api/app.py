@@ -19,10 +19,12 @@ from domain.ledger import AccountLedger
 from services.api.accounts import AccountController
 from services.api.command_meta import command_headers
 from services.api.health import asyncapi, health, ready, status
+from services.api.jobs import read_job, upload_import
 from services.api.objectives import ObjectivesController
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, ReadOptions
 from services.api.screening_policies import ScreeningPolicyController
+from services.jobs import JobRunner
 from services.projector import Projector
 from services.publisher import Publisher
 from services.settings import Settings
@@ -49,16 +51,20 @@ def create_app(
     projector: Projector,
     settings: Settings | None = None,
     publisher: Publisher | None = None,
+    jobs: JobRunner | None = None,
     on_startup: Sequence[Callable[[], Any]] = (),
     on_shutdown: Sequence[Callable[[], Any]] = (),
 ) -> Litestar:
     settings = settings or Settings()
+    jobs = jobs or JobRunner(ledger, settings.data_dir)
     read_options = ReadOptions(wait_seconds=settings.read_wait_seconds)
     return Litestar(
         route_handlers=[
             AccountController,
             ObjectivesController,
             ScreeningPolicyController,
+            upload_import,
+            read_job,
             *READ_MODEL_HANDLERS,
             health,
             ready,
@@ -70,6 +76,7 @@ def create_app(
             "projector": Provide(lambda: projector, use_cache=True, sync_to_thread=False),
             "read_options": Provide(lambda: read_options, use_cache=True, sync_to_thread=False),
             "publisher": Provide(lambda: publisher, use_cache=True, sync_to_thread=False),
+            "jobs": Provide(lambda: jobs, use_cache=True, sync_to_thread=False),
             "command_headers": Provide(command_headers, sync_to_thread=False),
         },
         plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],

@@ -8,12 +8,13 @@ from uuid import UUID
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import JSONBody, PathParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from contracts.accounts import Problem
 from contracts.screening import (
     CreatePolicy,
     DecisionView,
+    JobView,
     PolicyCriteria,
     PolicyList,
     PolicyView,
@@ -24,11 +25,14 @@ from domain.ledger import AccountLedger
 from domain.screening_policy import SCREENABLE_STAGES, Criteria, ScreeningDecision
 from projections.account_queries import account_ids_in_stages
 from services.api.command_meta import CommandHeaders
+from services.api.jobs import accepted
 from services.api.read_models import ReadOptions
 from services.api.strict_json import StrictJSON
+from services.jobs import JobRunner
 from services.projector import Projector
 
 Version = Annotated[int, PathParameter(ge=1, description="The policy version.")]
+INLINE_APPLY_LIMIT = 500  # larger applies run as a background job
 _PROBLEMS = {
     400: ResponseSpec(Problem, description="Malformed JSON or parameter."),
     404: ResponseSpec(Problem, description="No such policy version or account."),
@@ -167,7 +171,8 @@ class ScreeningPolicyController(Controller):
         return_dto=None,
         sync_to_thread=True,
         status_code=200,
-        summary="Screen stage-1 accounts (or the named ones) by the version",
+        summary="Screen stage-1 accounts (or the named ones) by the version; 202 with a job when "
+        "run in the background",
         responses=_PROBLEMS,
     )
     def apply(
@@ -178,8 +183,16 @@ class ScreeningPolicyController(Controller):
         projector: NamedDependency[Projector],
         read_options: NamedDependency[ReadOptions],
         command_headers: NamedDependency[CommandHeaders],
-    ) -> ScreeningRun:
+        jobs: NamedDependency[JobRunner],
+        background: Annotated[
+            bool,
+            QueryParameter(description="Run as a job (always when over 500 accounts)."),
+        ] = False,
+    ) -> Response[ScreeningRun | JobView]:
         ledger.policy(version)
         accounts = _candidates(projector, read_options.wait_seconds, data.account_ids)
-        decisions = ledger.apply_policy(version, accounts, command_headers.meta(data))
-        return _run(version, decisions, dry_run=False)
+        meta = command_headers.meta(data)
+        if background or len(accounts) > INLINE_APPLY_LIMIT:
+            return accepted(jobs.submit_apply(version, accounts, meta))
+        decisions = ledger.apply_policy(version, accounts, meta)
+        return Response(_run(version, decisions, dry_run=False))

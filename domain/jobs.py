@@ -1,0 +1,75 @@
+"""Background jobs (bulk imports, policy applies): their progress is recorded as events, so a
+job that a restart interrupted is found and run again. Every job is safe to run again: what it
+already did changes nothing the second time."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.account import Attribution
+
+RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+
+
+class Job(Aggregate):
+    class Event(Aggregate.Event):
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class Started(Event, Aggregate.Created):
+        kind: str
+        params: dict[str, Any]
+
+    class Progressed(Event):
+        done: int
+        total: int
+
+        def apply(self, job: Job) -> None:
+            job.done, job.total = self.done, self.total
+
+    class Finished(Event):
+        result: dict[str, Any]
+
+        def apply(self, job: Job) -> None:
+            job.status, job.result = FINISHED, self.result
+
+    class Failed(Event):
+        error: str
+
+        def apply(self, job: Job) -> None:
+            job.status, job.error = FAILED, self.error
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        params: dict[str, Any],
+        actor: str,
+        reason: str | None,
+        request_id: str | None,
+    ) -> None:
+        self.kind = kind
+        self.params = params
+        self.actor = actor
+        self.status = RUNNING
+        self.done = 0
+        self.total = 0
+        self.result: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    @classmethod
+    def start(cls, job_id: UUID, kind: str, params: dict[str, Any], by: Attribution) -> Job:
+        return cls._create(cls.Started, id=job_id, kind=kind, params=params, **by.event_fields())
+
+    def progress(self, done: int, total: int, by: Attribution) -> None:
+        self.trigger_event(self.Progressed, done=done, total=total, **by.event_fields())
+
+    def finish(self, result: dict[str, Any], by: Attribution) -> None:
+        self.trigger_event(self.Finished, result=result, **by.event_fields())
+
+    def fail(self, error: str, by: Attribution) -> None:
+        self.trigger_event(self.Failed, error=error, **by.event_fields())

@@ -1,0 +1,91 @@
+"""Background jobs over HTTP: CSV uploads for bulk import, and the progress of any job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import anyio
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import PathParameter, QueryParameter
+
+from contracts.accounts import Problem
+from contracts.screening import JobView
+from domain.jobs import Job
+from domain.ledger import AccountLedger
+from services.api.command_meta import CommandHeaders
+from services.api.problems import problem
+from services.jobs import JobRunner
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+def job_view(job: Job) -> JobView:
+    return JobView(
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
+        done=job.done,
+        total=job.total,
+        started_at=job.created_on,
+        result=job.result,
+        error=job.error,
+    )
+
+
+def accepted(job: Job) -> Response[JobView]:
+    return Response(job_view(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+
+@post(
+    "/imports",
+    status_code=202,
+    request_max_body_size=MAX_UPLOAD_BYTES,
+    tags=["screening"],
+    summary="Upload a CSV target list (see docs/IMPORT.md); answered with the import's job",
+    responses={
+        400: ResponseSpec(Problem, description="An empty body or a bad parameter."),
+        413: ResponseSpec(Problem, description="The file is over 50 MiB."),
+        415: ResponseSpec(Problem, description="The body is not text/csv."),
+    },
+)
+async def upload_import(
+    request: Request[Any, Any, Any],
+    command_headers: NamedDependency[CommandHeaders],
+    jobs: NamedDependency[JobRunner],
+    strict: Annotated[bool, QueryParameter(description="Refuse the file on a bad row.")] = False,
+    screen_with: Annotated[
+        int | None, QueryParameter(ge=1, description="Then screen by this policy version.")
+    ] = None,
+) -> Response[JobView]:
+    if request.headers.get("content-type", "").split(";")[0].strip() not in ("text/csv", ""):
+        raise problem(
+            415,
+            "Unsupported media type",
+            "Send the file as text/csv.",
+            kind="unsupported-media-type",
+        )
+    data = await request.body()
+    if not data.strip():
+        raise problem(400, "Empty file", "The CSV file is empty.", kind="empty-file")
+    meta = command_headers.meta(None)
+    job = await anyio.to_thread.run_sync(jobs.submit_import, data, meta, strict, screen_with)
+    return accepted(job)
+
+
+@get(
+    "/jobs/{job_id:uuid}",
+    sync_to_thread=True,
+    tags=["screening"],
+    summary="A background job's progress and result",
+    responses={404: ResponseSpec(Problem, description="No such job.")},
+)
+def read_job(
+    job_id: Annotated[UUID, PathParameter()], ledger: NamedDependency[AccountLedger]
+) -> JobView:
+    job = ledger.job(job_id)
+    if job is None:
+        raise problem(404, "Not found", f"No job has id {job_id}.", kind="not-found")
+    return job_view(job)

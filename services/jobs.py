@@ -1,0 +1,148 @@
+"""Runs background jobs in threads of the serving process, and resumes the unfinished ones at
+start-up. Jobs are safe to run again from the start: an import stores nothing for a row that
+changes nothing, and a policy apply records nothing for an account whose outcome stands."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+from domain.jobs import Job
+from domain.ledger import AccountLedger, CommandMeta
+from services.importing import import_rows
+
+log = logging.getLogger("crm.jobs")
+
+IMPORT, APPLY_POLICY = "import", "apply_policy"
+PROGRESS_SECONDS = 1.0  # how often a running job records its progress
+APPLY_CHUNK = 200
+
+
+class JobRunner:
+    def __init__(self, ledger: AccountLedger, data_dir: Path) -> None:
+        self.ledger = ledger
+        self.uploads = data_dir / "imports"
+        self._threads: list[threading.Thread] = []
+
+    def submit_import(
+        self, data: bytes, meta: CommandMeta, strict: bool, screen_with: int | None
+    ) -> Job:
+        job_id = uuid4()
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        path = self.uploads / f"{job_id}.csv"
+        path.write_bytes(data)  # kept before the job exists, so a resumed job finds its file
+        params = {
+            "file": str(path),
+            "strict": strict,
+            "screen_with": screen_with,
+            "reason": meta.reason,
+        }
+        return self._start(IMPORT, params, meta, job_id)
+
+    def submit_apply(self, version: int, account_ids: list[UUID], meta: CommandMeta) -> Job:
+        params = {
+            "version": version,
+            "account_ids": [str(a) for a in account_ids],
+            "reason": meta.reason,
+        }
+        return self._start(APPLY_POLICY, params, meta)
+
+    def resume(self) -> int:
+        """Runs again every job that a stop interrupted; returns how many."""
+        jobs = self.ledger.unfinished_jobs()
+        for job in jobs:
+            log.info("resuming %s job %s", job.kind, job.id)
+            self._spawn(job.id)
+        return len(jobs)
+
+    def wait(self, timeout: float | None = None) -> None:
+        for thread in list(self._threads):
+            thread.join(timeout)
+
+    def _start(
+        self, kind: str, params: dict[str, Any], meta: CommandMeta, job_id: UUID | None = None
+    ) -> Job:
+        job = self.ledger.start_job(kind, params, meta, job_id)
+        self._spawn(job.id)
+        return job
+
+    def _spawn(self, job_id: UUID) -> None:
+        thread = threading.Thread(
+            target=self.run, args=(job_id,), name=f"job-{job_id}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def run(self, job_id: UUID) -> None:
+        job = self.ledger.job(job_id)
+        assert job is not None
+        meta = CommandMeta(job.actor, reason=job.params.get("reason"))
+        progress = _Progress(self.ledger, job_id)
+        try:
+            if job.kind == IMPORT:
+                result = self._import(job, meta, progress)
+            else:
+                result = self._apply(job, meta, progress)
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            error = type(exc).__name__  # the log has the details; a job view shows no paths
+            self.ledger.record_job(job_id, lambda j, by: j.fail(error, by))
+            return
+        self.ledger.record_job(job_id, lambda j, by: j.finish(result, by))
+
+    def _import(self, job: Job, meta: CommandMeta, progress: _Progress) -> dict[str, Any]:
+        data = Path(job.params["file"]).read_bytes()
+        report = import_rows(self.ledger, data, meta, job.params["strict"], progress)
+        result: dict[str, Any] = {
+            "registered": report.registered,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "rejected": report.rejected,
+            "refused": report.refused,
+            "errors": [
+                {"line": e.line, "column": e.column, "reason": e.reason} for e in report.errors
+            ],
+        }
+        if job.params.get("screen_with") and report.account_ids:
+            decisions = self.ledger.apply_policy(
+                job.params["screen_with"], report.account_ids, meta
+            )
+            result["screened"] = sum(1 for d in decisions if d.applies)
+        return result
+
+    def _apply(self, job: Job, meta: CommandMeta, progress: _Progress) -> dict[str, Any]:
+        ids = [UUID(a) for a in job.params["account_ids"]]
+        applied = overridden = skipped = 0
+        for start in range(0, len(ids), APPLY_CHUNK):
+            for d in self.ledger.apply_policy(
+                job.params["version"], ids[start : start + APPLY_CHUNK], meta
+            ):
+                applied += d.applies
+                overridden += d.overridden
+                skipped += not d.screenable
+            progress(min(start + APPLY_CHUNK, len(ids)), len(ids))
+        return {
+            "accounts": len(ids),
+            "applied": applied,
+            "overridden": overridden,
+            "skipped": skipped,
+        }
+
+
+class _Progress:
+    """Records a job's progress at most every PROGRESS_SECONDS, and at its end."""
+
+    def __init__(self, ledger: AccountLedger, job_id: UUID) -> None:
+        self.ledger = ledger
+        self.job_id = job_id
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - self.last >= PROGRESS_SECONDS:
+            self.last = now
+            self.ledger.record_job(self.job_id, lambda j, by: j.progress(done, total, by))

@@ -1,0 +1,108 @@
+"""Background jobs: CSV uploads and large policy applies, resumed after a restart."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from domain.ledger import CommandMeta
+from services.importing import import_rows
+from services.jobs import IMPORT, JobRunner
+from tests.screening.test_import import HEADER, good_rows
+
+
+def finished(client, location: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(location)
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["status"] != "running":
+            return job
+        assert time.monotonic() < deadline, "the job did not finish in time"
+        time.sleep(0.05)  # polling the job as a client would
+
+
+def test_an_uploaded_csv_is_imported_by_a_job_with_progress_and_a_result(client):
+    body = (HEADER + good_rows(300) + "Bad,bad.example,it,many,1,EUR,DE,,1,x\n").encode()
+
+    response = client.post("/imports", content=body, headers={"Content-Type": "text/csv"})
+
+    assert response.status_code == 202
+    job = finished(client, response.headers["location"])
+    assert job["status"] == "finished"
+    assert (job["done"], job["total"]) == (300, 300)
+    result = job["result"]
+    assert (result["registered"], result["rejected"]) == (300, 1)
+    assert result["errors"] == [
+        {"line": 302, "column": "Employees", "reason": "'many' is not a number"}
+    ]
+    again = finished(
+        client,
+        client.post("/imports", content=body, headers={"Content-Type": "text/csv"}).headers[
+            "location"
+        ],
+    )
+    assert (again["result"]["registered"], again["result"]["unchanged"]) == (0, 300)
+
+
+def test_bad_uploads_are_refused(client):
+    assert (
+        client.post("/imports", content=b"", headers={"Content-Type": "text/csv"}).status_code
+        == 400
+    )
+    assert client.post("/imports", json={"a": 1}).status_code == 415
+    assert client.get(f"/jobs/{uuid.uuid4()}").status_code == 404
+
+
+def test_a_policy_apply_can_run_as_a_job(client):
+    upload = client.post(
+        "/imports", content=(HEADER + good_rows(50)).encode(), headers={"Content-Type": "text/csv"}
+    )
+    imported = finished(client, upload.headers["location"])
+    assert imported["status"] == "finished", imported
+    client.post("/screening-policies", json={"headcount_min": 30})
+    head = client.get("/status").json()["log_position"]
+    listed = client.get("/accounts", params={"limit": 200, "min_position": head}).json()
+    ids = [a["account_id"] for a in listed["items"]]
+    assert len(ids) == 50
+
+    response = client.post("/screening-policies/1/apply?background=true", json={"account_ids": ids})
+
+    assert response.status_code == 202
+    job = finished(client, response.headers["location"])
+    assert job["result"]["applied"] == len(ids)
+    rerun = client.post("/screening-policies/1/apply", json={"account_ids": ids}).json()
+    assert rerun["applied"] == 0
+
+
+def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(ledger, settings):
+    data = (HEADER + good_rows(400)).encode()
+    runner = JobRunner(ledger, settings.data_dir)
+    runner.uploads.mkdir(parents=True)
+    job_id = uuid.uuid4()
+    path = runner.uploads / f"{job_id}.csv"
+    path.write_bytes(data)
+    ledger.start_job(
+        IMPORT,
+        {"file": str(path), "strict": False, "screen_with": None, "reason": None},
+        CommandMeta("importer"),
+        job_id,
+    )
+    # The process stopped after storing the first half of the rows.
+    import_rows(ledger, (HEADER + good_rows(200)).encode(), CommandMeta("importer"))
+
+    restarted = JobRunner(ledger, settings.data_dir)
+    assert restarted.resume() == 1
+    restarted.wait(60)
+
+    job = ledger.job(job_id)
+    assert job.status == "finished"
+    assert (job.result["registered"], job.result["unchanged"]) == (200, 200)
+    assert ledger.unfinished_jobs() == []
+    registrations = [
+        n
+        for n in ledger.recorder.select_notifications(1, 100_000)
+        if n.topic.endswith("Account.Registered")
+    ]
+    assert len(registrations) == 400
