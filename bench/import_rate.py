@@ -1,0 +1,94 @@
+"""Bulk import speed: rows per second for a generated target list. A script, not a test.
+
+    uv run python bench/import_rate.py [--rows 100000] [--postgres URL]
+
+Imports the file into a fresh store (every row new), then again (every row unchanged), and
+prints both rates beside the rate of parsing and checking the file alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from domain.ledger import CommandMeta  # noqa: E402
+from services.importing import FIELDS, import_rows, parse  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from services.store import open_ledger  # noqa: E402
+
+HEADER = ",".join(FIELDS) + "\n"
+
+
+def target_list(rows: int) -> bytes:
+    lines = [HEADER]
+    for i in range(rows):
+        lines.append(
+            f"Company {i},company{i}.example,{('software', 'retail', 'energy')[i % 3]},"
+            f"{10 + i % 5000},{1000 * i},EUR,{('DE', 'FR', 'PL')[i % 3]},,{i % 40 / 2},list\n"
+        )
+    return "".join(lines).encode()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used")
+    args = parser.parse_args()
+    data = target_list(args.rows)
+    workdir = Path(tempfile.mkdtemp(prefix="crm-bench-import-"))
+    settings = Settings(data_dir=workdir)
+    if args.postgres:
+        settings = Settings(
+            data_dir=workdir,
+            database_url=args.postgres,
+            database_schema=f"bench_{secrets.token_hex(4)}",
+        )
+    ledger = open_ledger(settings)
+    console = Console(width=120)
+    started = time.perf_counter()
+    parse(data)
+    parse_rate = args.rows / (time.perf_counter() - started)
+    rates = {}
+    try:
+        for run in ("first import (all new)", "second import (all unchanged)"):
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task(run, total=args.rows)
+                started = time.perf_counter()
+                report = import_rows(
+                    ledger,
+                    data,
+                    CommandMeta("bench"),
+                    progress=lambda done, total, t=task: progress.update(t, completed=done),
+                )
+                rates[run] = args.rows / (time.perf_counter() - started)
+            assert report.rejected == 0
+    finally:
+        ledger.close()
+    table = Table(title=f"Import of {args.rows:,} rows on {settings.store_name}")
+    table.add_column("run")
+    table.add_column("rows/s", justify="right")
+    table.add_row("parse and check only", f"{parse_rate:,.0f}")
+    for run, rate in rates.items():
+        table.add_row(run, f"{rate:,.0f}")
+    console.print(table)
+    console.print(
+        f"{platform.machine()}, Python {platform.python_version()}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
