@@ -138,3 +138,31 @@ def test_exports_write_what_a_spreadsheet_opens(client, ledger, projector):
     assert [r["domain"] for r in lines] == [r["domain"] for r in rows]
     assert board.text.splitlines()[0].startswith("rank,account_id,name,score")
     assert client.get("/accounts/export", params={"format": "xlsx"}).status_code == 400
+
+
+def test_crm_export_writes_the_account_list_as_csv_and_jsonl(ledger, settings, tmp_path):
+    import_rows(ledger, (HEADER + good_rows(3)).encode(), META)
+    env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir)}
+    if settings.database_url:
+        env |= {
+            "CRM_DATABASE_URL": settings.database_url,
+            "CRM_DATABASE_SCHEMA": settings.database_schema,
+        }
+    out = tmp_path / "accounts.csv"
+
+    for args in (["--format", "csv", "--out", str(out)], ["--format", "jsonl"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", "export", "accounts", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        if "--out" not in args:
+            lines = [json.loads(line) for line in done.stdout.splitlines()]
+
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["name"] for r in rows] == ["Company 0", "Company 1", "Company 2"]
+    assert [r["domain"] for r in lines] == [r["domain"] for r in rows]

@@ -106,3 +106,27 @@ def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(le
         if n.topic.endswith("Account.Registered")
     ]
     assert len(registrations) == 400
+
+
+def test_an_upload_can_screen_what_it_imports_by_a_policy(client):
+    client.post("/screening-policies", json={"headcount_min": 100})
+    body = (HEADER + good_rows(5, start=85)).encode()  # headcounts 95 to 99: all under 100
+
+    upload = client.post(
+        "/imports?screen_with=1", content=body, headers={"Content-Type": "text/csv"}
+    )
+    job = finished(client, upload.headers["location"])
+
+    assert job["result"]["registered"] == 5
+    assert job["result"]["screened"] == 5
+    listed = client.get(
+        "/accounts", params={"min_position": client.get("/status").json()["log_position"]}
+    ).json()["items"]
+    stages = {a["name"]: a["abm_stage"] for a in listed}
+    assert stages == {
+        "Company 85": "excluded",
+        "Company 86": "excluded",
+        "Company 87": "excluded",
+        "Company 88": "excluded",
+        "Company 89": "excluded",
+    }
