@@ -202,8 +202,7 @@ class ForeignCpu:
 
     Ours: this process and its descendants (client processes), the server's process group (its
     nats-server too), PostgreSQL's backends (which serve the CRM; on a shared PostgreSQL they
-    would hide other work) and kernel threads (which carry loopback traffic and disk writes for
-    whoever asks). Linux only; None elsewhere.
+    would hide other work) and kernel threads. Linux only; None elsewhere.
     """
 
     def __init__(self, server_pgid: int) -> None:
@@ -214,37 +213,43 @@ class ForeignCpu:
             self.before = None
         self.started = time.monotonic()
 
-    def _ours(self, pid: int, snapshot: dict[int, tuple[int, int, int, str]]) -> bool:
+    def _whose(self, pid: int, snapshot: dict[int, tuple[int, int, int, str]]) -> str | None:
+        """Which part of the benchmark a process is, or None when it is other work."""
         _, ppid, pgrp, name = snapshot[pid]
-        if pgrp == self.server_pgid or name == "postgres" or pid == 2 or ppid == 2:
-            return True  # kernel threads (children of kthreadd) also work for our traffic
+        if pgrp == self.server_pgid:
+            return "server"
+        if name == "postgres":
+            return "postgres"
+        if pid == 2 or ppid == 2:
+            return "kernel"  # kernel threads carry loopback traffic and disk writes for anyone
         seen = 0
         while pid > 1 and seen < 64:
             if pid == os.getpid():
-                return True
+                return "client"
             pid = snapshot.get(pid, (0, 0, 0, ""))[1]
             seen += 1
-        return False
+        return None
 
     def share(self) -> float | None:
+        """Other work's share of all CPUs; also fills `cores` (CPUs busy, per part) and `top`."""
+        self.cores: dict[str, float] = {}
+        self.top: list[tuple[float, str]] = []
         if self.before is None:
             return None
         after = _process_cpu()
         elapsed = time.monotonic() - self.started
-        ticks = os.sysconf("SC_CLK_TCK")
-        machine = ticks * elapsed * (os.cpu_count() or 1)
-        used = 0
-        self.top: list[tuple[float, str]] = []
+        per_second = os.sysconf("SC_CLK_TCK") * elapsed
+        used: Counter = Counter()
         for pid, (cpu, *_rest) in after.items():
-            if self._ours(pid, after):
-                continue
             earlier = self.before.get(pid)
             delta = cpu - (earlier[0] if earlier and earlier[3] == after[pid][3] else 0)
-            used += delta
-            if delta:
-                self.top.append((delta / machine, f"{after[pid][3]} ({pid})"))
+            whose = self._whose(pid, after) or "other"
+            used[whose] += delta
+            if whose == "other" and delta:
+                self.top.append((delta / per_second, f"{after[pid][3]} ({pid})"))
         self.top.sort(reverse=True)
-        return used / machine
+        self.cores = {k: round(v / per_second, 2) for k, v in sorted(used.items())}
+        return used["other"] / per_second / (os.cpu_count() or 1)
 
 
 def crm_env(data_dir: Path, database_url: str | None, schema: str | None) -> dict[str, str]:
@@ -709,6 +714,7 @@ def main() -> int:
             row["foreign_cpu_share"] = (
                 round(foreign_share, 3) if foreign_share is not None else None
             )
+            row["cpus_busy_during_load"] = foreign.cores
             row["cpu_busy_before"] = round(busy_before, 3) if busy_before is not None else None
             if store is not None:
                 # How far the projector and publisher were behind when the load stopped.
@@ -720,6 +726,13 @@ def main() -> int:
                         "read_models_behind": behind[0],
                         "publisher_behind": behind[1],
                     }
+                    # …and how long they took to catch up once it stopped (bounded).
+                    catch_up_started = time.perf_counter()
+                    settled = wait_settled(server, args.settle_timeout)
+                    if settled is not None and _backlog(settled) == (0, 0):
+                        row["after_load"]["caught_up_s"] = round(
+                            time.perf_counter() - catch_up_started, 2
+                        )
                 except (OSError, urllib.error.URLError, ValueError):
                     pass
             if server.process is not None and server.process.poll() is not None:
@@ -734,8 +747,13 @@ def main() -> int:
                     else ""
                 )
             )
+            if foreign.cores:
+                console.print(
+                    "  CPUs busy during warm-up and load: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in foreign.cores.items())
+                )
             if foreign_share is not None and foreign_share > 0.05:
-                top = ", ".join(f"{who} {share:.0%}" for share, who in foreign.top[:3])
+                top = ", ".join(f"{who} {share:.2f} CPUs" for share, who in foreign.top[:3])
                 row["foreign_cpu_top"] = top
                 console.print(
                     f"  [yellow]other work ran during the load ({top}): these figures are skewed[/]"
@@ -787,7 +805,12 @@ def main() -> int:
             console.print(
                 f"{row['target']}: when the load stopped, read models were "
                 f"{a['read_models_behind']:,} events and the publisher {a['publisher_behind']:,} "
-                f"events behind the log (position {a['log_position']:,})"
+                f"events behind the log (position {a['log_position']:,}); "
+                + (
+                    f"caught up {a['caught_up_s']:.1f} s later"
+                    if "caught_up_s" in a
+                    else f"not caught up within {args.settle_timeout:g} s"
+                )
             )
     machine = {
         "cpu_count": os.cpu_count(),

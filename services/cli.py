@@ -12,6 +12,7 @@ from pathlib import Path
 from services.settings import Settings
 
 log = logging.getLogger("crm")
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 def _describe(settings: Settings) -> str:
@@ -46,10 +47,27 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from services.api.app import create_app
+    from services.api.auth import load_keys
     from services.jobs import JobRunner
     from services.nats_server import EmbeddedNats
     from services.projector import BackgroundProjector
 
+    keys = load_keys(settings.api_keys, settings.api_keys_file)
+    if not keys:
+        if args.host not in LOOPBACK:
+            print(
+                f"refusing to listen on {args.host}: no API keys are configured "
+                "(set CRM_API_KEYS or CRM_API_KEYS_FILE), and without keys the CRM serves "
+                "loopback only",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            "DEVELOPMENT MODE: no API keys are configured, so nobody is authenticated and "
+            "X-Actor names the actor. Serving on loopback only.",
+            file=sys.stderr,
+            flush=True,
+        )
     broker = None
     nats_url = settings.nats_url
     if nats_url is None:
@@ -84,6 +102,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         publisher=publisher,
         jobs=jobs,
+        keys=keys,
         on_startup=[background.start, start_publishing, jobs.resume],
         on_shutdown=[close],
     )

@@ -16,6 +16,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     read_wait_seconds: float = 2.0  # how long a read with min_position waits at most
     projector_batch_size: int = 1000  # events applied per read-model transaction
+    api_keys: str | None = None  # name:role:secret,…; none (and no file) is development mode
+    api_keys_file: Path | None = None
     nats_url: str | None = None  # None: `crm serve` starts an embedded nats-server
     nats_stream: str = "CRM"
     nats_max_age_seconds: float = 0  # 0 keeps every message, so subscribers can replay all
@@ -36,6 +38,8 @@ class Settings:
             projector_batch_size=int(
                 env.get("CRM_PROJECTOR_BATCH_SIZE", defaults.projector_batch_size)
             ),
+            api_keys=env.get("CRM_API_KEYS") or None,
+            api_keys_file=Path(env["CRM_API_KEYS_FILE"]) if env.get("CRM_API_KEYS_FILE") else None,
             nats_url=env.get("CRM_NATS_URL") or None,
             nats_stream=env.get("CRM_NATS_STREAM", defaults.nats_stream),
             nats_max_age_seconds=float(

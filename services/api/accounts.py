@@ -43,6 +43,7 @@ from domain.vocabulary import (
 )
 from projections.account_queries import Filters, account_list
 from projections.database import from_micros
+from services.api.auth import Permission, guard, past_reads_need_audit
 from services.api.command_meta import CommandHeaders
 from services.api.problems import etag, invalid_field
 from services.api.read_models import (
@@ -98,6 +99,7 @@ def _command(path: str, body: type, *, method: Any = post, summary: str) -> Any:
     """Decorates a command handler: strict JSON body, problem responses, run in a thread."""
     return method(
         path,
+        guards=[guard(Permission.WRITE)],
         dto=StrictJSON[body],
         return_dto=None,
         sync_to_thread=True,
@@ -113,6 +115,7 @@ class AccountController(Controller):
 
     @post(
         "/",
+        guards=[guard(Permission.WRITE)],
         dto=StrictJSON[RegisterAccount],
         return_dto=None,
         sync_to_thread=True,
@@ -139,6 +142,7 @@ class AccountController(Controller):
 
     @get(
         "/",
+        guards=[past_reads_need_audit],
         sync_to_thread=True,
         summary="The account list, filtered and searched",
         tags=["read models"],
@@ -199,6 +203,7 @@ class AccountController(Controller):
 
     @get(
         "/export",
+        guards=[guard(Permission.AUDIT)],
         sync_to_thread=False,
         tags=["read models"],
         summary="The whole account list as CSV or JSON Lines",
@@ -209,6 +214,7 @@ class AccountController(Controller):
 
     @get(
         "/{account_id:uuid}",
+        guards=[past_reads_need_audit],
         sync_to_thread=True,
         summary="The account now, or as it was at a version or an instant",
         responses=_PROBLEMS,
@@ -232,6 +238,7 @@ class AccountController(Controller):
 
     @get(
         "/{account_id:uuid}/history",
+        guards=[guard(Permission.AUDIT)],
         sync_to_thread=True,
         summary="The account's events in order",
         responses=_PROBLEMS,

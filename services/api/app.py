@@ -17,6 +17,7 @@ from litestar.types import Message, Scope
 
 from domain.ledger import AccountLedger
 from services.api.accounts import AccountController
+from services.api.auth import ApiKey, Permission, authentication, guard
 from services.api.command_meta import command_headers
 from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
@@ -52,6 +53,7 @@ def create_app(
     settings: Settings | None = None,
     publisher: Publisher | None = None,
     jobs: JobRunner | None = None,
+    keys: list[ApiKey] | None = None,
     on_startup: Sequence[Callable[[], Any]] = (),
     on_shutdown: Sequence[Callable[[], Any]] = (),
 ) -> Litestar:
@@ -80,6 +82,8 @@ def create_app(
             "command_headers": Provide(command_headers, sync_to_thread=False),
         },
         plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],
+        middleware=authentication(keys or []),
+        guards=[guard(Permission.READ)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=_assign_request_id,
         before_send=[_echo_request_id],

@@ -17,6 +17,7 @@ from litestar.params import HeaderParameter
 
 from domain.ledger import CommandMeta
 from domain.receipts import IdempotencyKey
+from services.api.auth import caller
 from services.api.problems import invalid_field
 
 ANONYMOUS = "anonymous"
@@ -72,8 +73,11 @@ def command_headers(
         str | None, HeaderParameter(name="X-Actor", required=False, description="Who sends it.")
     ] = None,
 ) -> CommandHeaders:
+    key = caller(request)
     return CommandHeaders(
-        actor=_actor(x_actor),
+        # An authenticated caller is recorded by its key's name; X-Actor counts only in
+        # development mode, where there are no keys.
+        actor=key.name if key is not None else _actor(x_actor),
         request_id=request.state.get("request_id"),
         expected_version=_expected_version(if_match),
         idempotency_key=_idempotency_key(idempotency_key),

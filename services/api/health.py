@@ -11,6 +11,7 @@ from msgspec import Struct
 
 from contracts.asyncapi import asyncapi_document
 from domain.ledger import AccountLedger
+from services.api.auth import Permission, guard
 from services.projector import Projector
 from services.publisher import Publisher
 
@@ -60,6 +61,7 @@ class Status(Struct, frozen=True):
 
 @get(
     "/status",
+    guards=[guard(Permission.OPERATE)],
     summary="How far the read models and the publisher are",
     tags=["operations"],
     sync_to_thread=True,

@@ -23,6 +23,7 @@ from projections import transitions
 from projections.account_queries import BadCursor, Filters, Page, leaderboard
 from projections.database import from_micros
 from projections.reports import Window, periods_between, report
+from services.api.auth import Permission, guard, past_reads_need_audit
 from services.api.objectives import objective_results
 from services.api.problems import invalid_field
 from services.exporting import render
@@ -83,6 +84,7 @@ def position_headers(position: int, reached: bool | None) -> dict[str, str]:
 
 @get(
     "/leaderboards/bant",
+    guards=[past_reads_need_audit],
     sync_to_thread=True,
     tags=["read models"],
     responses=_PROBLEMS,
@@ -192,6 +194,7 @@ GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
 
 @get(
     "/reports/{kind:str}",
+    guards=[past_reads_need_audit],
     sync_to_thread=True,
     tags=["read models"],
     responses=_PROBLEMS,
@@ -237,6 +240,7 @@ def download(projector: Projector, kind: Literal["accounts", "leaderboard"], fmt
 
 @get(
     "/leaderboards/bant/export",
+    guards=[guard(Permission.AUDIT)],
     sync_to_thread=False,
     tags=["read models"],
     summary="The whole BANT leaderboard as CSV or JSON Lines",

@@ -24,6 +24,7 @@ from contracts.screening import (
 from domain.ledger import AccountLedger
 from domain.screening_policy import SCREENABLE_STAGES, Criteria, ScreeningDecision
 from projections.account_queries import account_ids_in_stages
+from services.api.auth import Permission, guard
 from services.api.command_meta import CommandHeaders
 from services.api.jobs import accepted
 from services.api.read_models import ReadOptions
@@ -111,9 +112,11 @@ def _run(version: int, decisions: list[ScreeningDecision], dry_run: bool) -> Scr
 class ScreeningPolicyController(Controller):
     path = "/screening-policies"
     tags = ["screening"]
+    # Reading policies is for everyone who reads; creating, trying and applying them is sales'.
 
     @post(
         "/",
+        guards=[guard(Permission.WRITE)],
         dto=StrictJSON[CreatePolicy],
         return_dto=None,
         sync_to_thread=True,
@@ -146,6 +149,7 @@ class ScreeningPolicyController(Controller):
 
     @post(
         "/{version:int}/dry-run",
+        guards=[guard(Permission.WRITE)],
         dto=StrictJSON[ScreenAccounts],
         return_dto=None,
         sync_to_thread=True,
@@ -167,6 +171,7 @@ class ScreeningPolicyController(Controller):
 
     @post(
         "/{version:int}/apply",
+        guards=[guard(Permission.WRITE)],
         dto=StrictJSON[ScreenAccounts],
         return_dto=None,
         sync_to_thread=True,

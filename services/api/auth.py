@@ -1,0 +1,159 @@
+"""API keys and roles.
+
+Keys come from `CRM_API_KEYS` (`name:role:secret`, comma-separated) and/or the file named by
+`CRM_API_KEYS_FILE` (one such entry a line). Only a hash of each secret is kept, and a
+presented key is compared with every hash in constant time. With no keys configured the
+service runs in development mode: no authentication, loopback only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.middleware.base import DefineMiddleware
+
+# Paths anyone may reach: liveness for load balancers and the API's own documentation.
+PUBLIC_PATHS = ["^/health$", "^/schema"]
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"  # reads current state, lists, leaderboards, reports
+    SALES = "sales"  # viewer + every command
+    AUDITOR = "auditor"  # viewer + history, as-of, exports
+    ADMIN = "admin"  # everything, operations included
+
+
+class Permission(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    AUDIT = "audit"
+    OPERATE = "operate"
+
+
+GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: frozenset({Permission.READ}),
+    Role.SALES: frozenset({Permission.READ, Permission.WRITE}),
+    Role.AUDITOR: frozenset({Permission.READ, Permission.AUDIT}),
+    Role.ADMIN: frozenset(Permission),
+}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    role: Role
+    secret_sha256: bytes
+
+    def allows(self, permission: Permission) -> bool:
+        return permission in GRANTS[self.role]
+
+
+class KeyConfigError(ValueError):
+    pass
+
+
+def parse_keys(spec: str, source: str) -> list[ApiKey]:
+    keys = []
+    for number, entry in enumerate(spec.replace("\n", ",").split(","), start=1):
+        entry = entry.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        parts = entry.split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            raise KeyConfigError(f"{source}: entry {number} is not name:role:secret")
+        name, role, secret = parts
+        if role not in Role.__members__.values():
+            raise KeyConfigError(f"{source}: key {name!r} has unknown role {role!r}")
+        if len(secret) < 16:
+            raise KeyConfigError(f"{source}: the secret of key {name!r} is under 16 characters")
+        keys.append(ApiKey(name, Role(role), hashlib.sha256(secret.encode()).digest()))
+    return keys
+
+
+def load_keys(inline: str | None, file: Path | None) -> list[ApiKey]:
+    keys = parse_keys(inline, "CRM_API_KEYS") if inline else []
+    if file is not None:
+        keys += parse_keys(file.read_text(), str(file))
+    names = [k.name for k in keys]
+    if len(names) != len(set(names)):
+        raise KeyConfigError("two API keys have the same name")
+    return keys
+
+
+class KeyRing:
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self.keys = keys
+
+    def find(self, presented: str) -> ApiKey | None:
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = None
+        for key in self.keys:  # every hash is compared, so timing says nothing about which
+            if hmac.compare_digest(digest, key.secret_sha256):
+                found = key
+        return found
+
+
+class BearerKeyMiddleware(AbstractAuthenticationMiddleware):
+    def __init__(self, app: Any, ring: KeyRing, **kwargs: Any) -> None:
+        super().__init__(app, exclude=PUBLIC_PATHS, **kwargs)
+        self.ring = ring
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]):
+        header = connection.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise NotAuthorizedException(
+                "Send Authorization: Bearer <key>.", headers={"WWW-Authenticate": "Bearer"}
+            )
+        key = self.ring.find(presented.strip())
+        if key is None:
+            raise NotAuthorizedException(
+                "The key is not valid.", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return AuthenticationResult(user=key, auth=key.role)
+
+
+def authentication(keys: list[ApiKey]) -> list[DefineMiddleware]:
+    """The middleware to install: none in development mode (no keys)."""
+    if not keys:
+        return []
+    return [DefineMiddleware(BearerKeyMiddleware, ring=KeyRing(keys))]
+
+
+def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiKey | None:
+    """The authenticated key, or None in development mode."""
+    return connection.scope.get("user")  # type: ignore[return-value]
+
+
+def require(permission: Permission, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    key = caller(connection)
+    if key is not None and not key.allows(permission):
+        raise PermissionDeniedException(
+            f"The {key.role} role may not {permission.value} here.",
+        )
+
+
+def guard(permission: Permission):  # type: ignore[no-untyped-def]
+    """A Litestar guard: the caller's role must grant `permission`."""
+
+    def check(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        require(permission, connection)
+
+    return check
+
+
+def past_reads_need_audit(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Looking into the past (`as_of`, `version`) is the auditor's part of reading."""
+    if "as_of" in connection.query_params or "version" in connection.query_params:
+        require(Permission.AUDIT, connection)

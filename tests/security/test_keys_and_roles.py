@@ -1,0 +1,111 @@
+"""API keys and roles: no key 401, a key without the role 403, the actor is the key's name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from services.api.app import create_app
+from services.api.auth import KeyConfigError, load_keys, parse_keys
+from tests.api.requests import registration
+
+ROOT = Path(__file__).parent.parent.parent
+SECRETS = {
+    "vera": "viewer-secret-0123456789",
+    "sam": "sales-secret-0123456789",
+    "ada": "auditor-secret-0123456789",
+    "root": "admin-secret-0123456789",
+}
+KEYS = (
+    f"vera:viewer:{SECRETS['vera']},sam:sales:{SECRETS['sam']},"
+    f"ada:auditor:{SECRETS['ada']},root:admin:{SECRETS['root']}"
+)
+
+
+@pytest.fixture
+def secured(ledger, projector, settings):
+    app = create_app(ledger, projector, settings, keys=parse_keys(KEYS, "test"))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def as_(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {SECRETS[name]}"}
+
+
+def test_no_key_or_a_wrong_key_is_401_and_health_stays_open(secured):
+    missing = secured.get("/accounts")
+    wrong = secured.get("/accounts", headers={"Authorization": "Bearer not-a-key-at-all-0000"})
+
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert secured.get("/health").status_code == 200
+    assert secured.get("/schema/openapi.json").status_code == 200
+
+
+def test_each_role_may_do_its_part_and_no_more(secured):
+    viewer_write = secured.post("/accounts", json=registration(), headers=as_("vera"))
+    auditor_write = secured.post("/accounts", json=registration(), headers=as_("ada"))
+    created = secured.post("/accounts", json=registration(), headers=as_("sam"))
+    account = f"/accounts/{created.json()['id']}"
+
+    assert (viewer_write.status_code, auditor_write.status_code) == (403, 403)
+    assert created.status_code == 201
+    assert secured.get(account, headers=as_("vera")).status_code == 200
+    assert secured.get(f"{account}/history", headers=as_("vera")).status_code == 403
+    assert secured.get(account, params={"version": 1}, headers=as_("vera")).status_code == 403
+    assert secured.get(f"{account}/history", headers=as_("ada")).status_code == 200
+    assert secured.get(account, params={"version": 1}, headers=as_("ada")).status_code == 200
+    assert secured.get("/accounts/export", headers=as_("sam")).status_code == 403
+    assert secured.get("/status", headers=as_("ada")).status_code == 403
+    assert secured.get("/status", headers=as_("root")).status_code == 200
+    assert (
+        secured.post(
+            "/accounts", json=registration(domain="root.com"), headers=as_("root")
+        ).status_code
+        == 201
+    )
+
+
+def test_the_actor_is_the_keys_name_and_x_actor_is_ignored(secured):
+    created = secured.post(
+        "/accounts", json=registration(), headers={**as_("sam"), "X-Actor": "somebody-else"}
+    )
+
+    history = secured.get(f"/accounts/{created.json()['id']}/history", headers=as_("ada"))
+
+    assert history.json()["items"][0]["actor"] == "sam"
+
+
+def test_bad_key_configuration_is_refused_clearly(tmp_path):
+    with pytest.raises(KeyConfigError, match="not name:role:secret"):
+        parse_keys("just-a-secret", "CRM_API_KEYS")
+    with pytest.raises(KeyConfigError, match="unknown role 'boss'"):
+        parse_keys("x:boss:0123456789abcdef", "CRM_API_KEYS")
+    with pytest.raises(KeyConfigError, match="under 16"):
+        parse_keys("x:viewer:short", "CRM_API_KEYS")
+    file = tmp_path / "keys"
+    file.write_text("# team keys\nvera:viewer:viewer-secret-0123456789\n")
+    assert [k.name for k in load_keys(None, file)] == ["vera"]
+    with pytest.raises(KeyConfigError, match="same name"):
+        load_keys("vera:viewer:another-secret-0123456", file)
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_without_keys_crm_serve_refuses_any_host_but_loopback(settings):
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env={"PATH": "/usr/bin:/bin", "CRM_DATA_DIR": str(settings.data_dir)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2
+    assert "no API keys are configured" in done.stderr
