@@ -759,7 +759,19 @@ def main() -> int:
                     f"  [yellow]other work ran during the load ({top}): these figures are skewed[/]"
                 )
             server.stop()
-            if "Traceback" in log_path.read_text(errors="replace"):
+            log_text = log_path.read_text(errors="replace")
+            complaints = [
+                line
+                for line in log_text.splitlines()
+                if " WARNING " in line or " ERROR " in line or " CRITICAL " in line
+            ]
+            if complaints:
+                row["server_log_warnings"] = len(complaints)
+                console.print(
+                    f"  [yellow]the server logged {len(complaints)} warnings or errors[/], first:\n"
+                    + "\n".join(complaints[:5])
+                )
+            if "Traceback" in log_text:
                 row["server_log_has_traceback"] = True
                 console.print(f"  [yellow]the server logged a traceback[/]:\n{server.log_tail()}")
     finally:

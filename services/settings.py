@@ -18,6 +18,8 @@ class Settings:
     projector_batch_size: int = 1000  # events applied per read-model transaction
     api_keys: str | None = None  # name:role:secret,…; none (and no file) is development mode
     api_keys_file: Path | None = None
+    rate_limit_per_minute: int = 6000  # per API key; keys only (development mode has none)
+    cors_origins: tuple[str, ...] = ()  # CORS stays off unless origins are named
     nats_url: str | None = None  # None: `crm serve` starts an embedded nats-server
     nats_stream: str = "CRM"
     nats_max_age_seconds: float = 0  # 0 keeps every message, so subscribers can replay all
@@ -40,6 +42,12 @@ class Settings:
             ),
             api_keys=env.get("CRM_API_KEYS") or None,
             api_keys_file=Path(env["CRM_API_KEYS_FILE"]) if env.get("CRM_API_KEYS_FILE") else None,
+            rate_limit_per_minute=int(
+                env.get("CRM_RATE_LIMIT_PER_MINUTE", defaults.rate_limit_per_minute)
+            ),
+            cors_origins=tuple(
+                o.strip() for o in env.get("CRM_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
             nats_url=env.get("CRM_NATS_URL") or None,
             nats_stream=env.get("CRM_NATS_STREAM", defaults.nats_stream),
             nats_max_age_seconds=float(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -40,11 +41,24 @@ def _assign_request_id(request: Request[Any, Any, Any]) -> None:
     request.state.request_id = sent if sent and _REQUEST_ID.match(sent) else uuid.uuid4().hex
 
 
-def _echo_request_id(message: Message, scope: Scope) -> None:
-    if message["type"] == "http.response.start":
-        request_id = scope.get("state", {}).get("request_id")
-        if request_id:
-            MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+# What a browser must not do with a CRM's answers: sniff types, frame them, leak the URL.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _response_headers(message: Message, scope: Scope) -> None:
+    """Echoes the request id and adds the security headers to every answer, errors included."""
+    if message["type"] != "http.response.start":
+        return
+    headers = MutableScopeHeaders.from_message(message)
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    for name, value in SECURITY_HEADERS.items():
+        headers[name] = value
 
 
 def create_app(
@@ -82,11 +96,14 @@ def create_app(
             "command_headers": Provide(command_headers, sync_to_thread=False),
         },
         plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],
-        middleware=authentication(keys or []),
+        middleware=authentication(keys or [], settings.rate_limit_per_minute),
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        if settings.cors_origins
+        else None,
         guards=[guard(Permission.READ)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=_assign_request_id,
-        before_send=[_echo_request_id],
+        before_send=[_response_headers],
         request_max_body_size=settings.max_body_bytes,
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),

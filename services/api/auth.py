@@ -15,11 +15,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from litestar.connection import ASGIConnection
+from litestar.connection import ASGIConnection, Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.middleware.base import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
 
 # Paths anyone may reach: liveness for load balancers and the API's own documentation.
 PUBLIC_PATHS = ["^/health$", "^/schema"]
@@ -122,11 +123,24 @@ class BearerKeyMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=key, auth=key.role)
 
 
-def authentication(keys: list[ApiKey]) -> list[DefineMiddleware]:
-    """The middleware to install: none in development mode (no keys)."""
+def authentication(keys: list[ApiKey], per_minute: int) -> list[Any]:
+    """The middleware to install: authentication, then a rate limit per key; none without keys."""
     if not keys:
         return []
-    return [DefineMiddleware(BearerKeyMiddleware, ring=KeyRing(keys))]
+    middleware: list[Any] = [DefineMiddleware(BearerKeyMiddleware, ring=KeyRing(keys))]
+    if per_minute > 0:
+        limit = RateLimitConfig(
+            rate_limit=("minute", per_minute),
+            identifier_for_request=_key_name,
+            exclude=PUBLIC_PATHS,
+        )
+        middleware.append(limit.middleware)
+    return middleware
+
+
+def _key_name(request: Request[Any, Any, Any]) -> str:
+    key = caller(request)
+    return f"key:{key.name}" if key else f"address:{request.client.host if request.client else ''}"
 
 
 def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiKey | None:

@@ -119,12 +119,15 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
             field=errors[0]["field"] if len(errors) == 1 else None,
             errors=errors,
         )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 429 and "RateLimit-Reset" in headers:
+        headers["Retry-After"] = str(max(int(headers["RateLimit-Reset"]), 1))
     return problem(
         exc.status_code,
         _title(exc.status_code),
         str(exc.detail),
         kind=_title(exc.status_code).lower().replace(" ", "-"),
-        headers=exc.headers,
+        headers=headers or None,
     )
 
 

@@ -109,3 +109,38 @@ def test_without_keys_crm_serve_refuses_any_host_but_loopback(settings):
 
     assert done.returncode == 2
     assert "no API keys are configured" in done.stderr
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(ledger, projector, settings):
+    from dataclasses import replace
+
+    limited = replace(settings, rate_limit_per_minute=3)
+    app = create_app(ledger, projector, limited, keys=parse_keys(KEYS, "test"))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answers = [client.get("/accounts", headers=as_("vera")).status_code for _ in range(4)]
+        other_key = client.get("/accounts", headers=as_("ada"))
+        throttled = client.get("/accounts", headers=as_("vera"))
+
+    assert answers == [200, 200, 200, 429]
+    assert other_key.status_code == 200  # the limit is per key
+    assert int(throttled.headers["retry-after"]) >= 1
+    assert throttled.headers["content-type"].startswith("application/problem+json")
+
+
+def test_every_answer_carries_security_headers_and_cors_is_off_unless_configured(
+    secured, ledger, projector, settings
+):
+    from dataclasses import replace
+
+    denied = secured.get("/accounts")
+    plain = secured.get("/health", headers={"Origin": "https://app.example"})
+    app = create_app(ledger, projector, replace(settings, cors_origins=("https://app.example",)))
+    with TestClient(app) as client:
+        allowed = client.get("/health", headers={"Origin": "https://app.example"})
+
+    for response in (denied, plain):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    assert "access-control-allow-origin" not in plain.headers
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
