@@ -173,8 +173,8 @@ def cpu_busy(seconds: float) -> float | None:
     return 1 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
-def _process_cpu() -> dict[int, tuple[int, int, int, str]]:
-    """pid -> (CPU jiffies, ppid, process group, name) of every process, from /proc."""
+def _process_cpu() -> dict[int, tuple[int, int, int, str, int]]:
+    """pid -> (CPU jiffies, ppid, process group, name, start time) of every process."""
     found = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -186,13 +186,15 @@ def _process_cpu() -> dict[int, tuple[int, int, int, str]]:
             continue
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
-        # fields[1] ppid, fields[2] pgrp, [11] utime, [12] stime, [13] cutime, [14] cstime:
-        # the children's times count the work of processes that came and went meanwhile.
+        # fields[1] ppid, fields[2] pgrp, [11] utime, [12] stime, [13] cutime, [14] cstime,
+        # [19] start time (a pid's identity; a kernel worker's name changes with its work).
+        # The children's times count the work of processes that came and went meanwhile.
         found[int(entry.name)] = (
             sum(int(v) for v in fields[11:15]),
             int(fields[1]),
             int(fields[2]),
             name,
+            int(fields[19]),
         )
     return found
 
@@ -213,9 +215,9 @@ class ForeignCpu:
             self.before = None
         self.started = time.monotonic()
 
-    def _whose(self, pid: int, snapshot: dict[int, tuple[int, int, int, str]]) -> str | None:
+    def _whose(self, pid: int, snapshot: dict[int, tuple[int, int, int, str, int]]) -> str | None:
         """Which part of the benchmark a process is, or None when it is other work."""
-        _, ppid, pgrp, name = snapshot[pid]
+        _, ppid, pgrp, name, _started = snapshot[pid]
         if pgrp == self.server_pgid:
             return "server"
         if name == "postgres":
@@ -226,7 +228,7 @@ class ForeignCpu:
         while pid > 1 and seen < 64:
             if pid == os.getpid():
                 return "client"
-            pid = snapshot.get(pid, (0, 0, 0, ""))[1]
+            pid = snapshot.get(pid, (0, 0, 0, "", 0))[1]
             seen += 1
         return None
 
@@ -242,7 +244,7 @@ class ForeignCpu:
         used: Counter = Counter()
         for pid, (cpu, *_rest) in after.items():
             earlier = self.before.get(pid)
-            delta = cpu - (earlier[0] if earlier and earlier[3] == after[pid][3] else 0)
+            delta = cpu - (earlier[0] if earlier and earlier[4] == after[pid][4] else 0)
             whose = self._whose(pid, after) or "other"
             used[whose] += delta
             if whose == "other" and delta:
@@ -725,6 +727,10 @@ def main() -> int:
                         "log_position": after.get("log_position"),
                         "read_models_behind": behind[0],
                         "publisher_behind": behind[1],
+                        "behind_each": {
+                            model: after.get("log_position", 0) - position
+                            for model, position in (after.get("read_models") or {}).items()
+                        },
                     }
                     # …and how long they took to catch up once it stopped (bounded).
                     catch_up_started = time.perf_counter()
@@ -815,8 +821,10 @@ def main() -> int:
         if "after_load" in row:
             a = row["after_load"]
             console.print(
-                f"{row['target']}: when the load stopped, read models were "
-                f"{a['read_models_behind']:,} events and the publisher {a['publisher_behind']:,} "
+                f"{row['target']}: when the load stopped, the slowest read model was "
+                f"{a['read_models_behind']:,} events behind ("
+                + ", ".join(f"{m} {b:,}" for m, b in a.get("behind_each", {}).items())
+                + f") and the publisher {a['publisher_behind']:,} "
                 f"events behind the log (position {a['log_position']:,}); "
                 + (
                     f"caught up {a['caught_up_s']:.1f} s later"
