@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from domain.ledger import CommandMeta  # noqa: E402
 from services.importing import FIELDS, import_rows, parse  # noqa: E402
 from services.settings import Settings  # noqa: E402
-from services.store import open_ledger  # noqa: E402
+from services.store import drop_schema, open_ledger  # noqa: E402
 
 HEADER = ",".join(FIELDS) + "\n"
 
@@ -44,7 +44,7 @@ def target_list(rows: int) -> bytes:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used")
+    parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used, then dropped")
     args = parser.parse_args()
     data = target_list(args.rows)
     workdir = Path(tempfile.mkdtemp(prefix="crm-bench-import-"))
@@ -76,6 +76,8 @@ def main() -> int:
             assert report.rejected == 0
     finally:
         ledger.close()
+        if args.postgres:
+            drop_schema(args.postgres, settings.database_schema)
     table = Table(title=f"Import of {args.rows:,} rows on {settings.store_name}")
     table.add_column("run")
     table.add_column("rows/s", justify="right")

@@ -32,7 +32,7 @@ from domain.vocabulary import ScreeningOutcome  # noqa: E402
 from projections.account_queries import Filters, leaderboard  # noqa: E402
 from services.projector import Projector  # noqa: E402
 from services.settings import Settings  # noqa: E402
-from services.store import open_ledger, open_read_models  # noqa: E402
+from services.store import drop_schema, open_ledger, open_read_models  # noqa: E402
 
 INDUSTRIES = ["software", "manufacturing", "retail", "logistics", "energy"]
 COUNTRIES = ["DE", "FR", "NL", "PL", "SE"]
@@ -112,7 +112,7 @@ def main() -> int:
         default="10000,100000",
         help="comma-separated sizes, grown in one store (default: %(default)s)",
     )
-    parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used")
+    parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used, then dropped")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.accounts.split(","))
@@ -181,6 +181,8 @@ def main() -> int:
         )
     projector.database.dispose()
     ledger.close()
+    if args.postgres:
+        drop_schema(args.postgres, settings.database_schema)
     return 0
 
 

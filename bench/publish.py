@@ -35,7 +35,7 @@ from domain.vocabulary import ScreeningOutcome  # noqa: E402
 from services.nats_server import EmbeddedNats  # noqa: E402
 from services.publisher import Publisher  # noqa: E402
 from services.settings import Settings  # noqa: E402
-from services.store import open_ledger  # noqa: E402
+from services.store import drop_schema, open_ledger  # noqa: E402
 
 
 def seed(ledger, count: int) -> list:
@@ -110,7 +110,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--accounts", type=int, default=2000)
-    parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used")
+    parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used, then dropped")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="crm-bench-publish-"))
     settings = (
@@ -136,6 +136,8 @@ def main() -> int:
         )
     finally:
         ledger.close()
+        if args.postgres:
+            drop_schema(args.postgres, settings.database_schema)
         broker.stop()
     table = Table(
         title=f"Publishing on {settings.store_name} (nats-server, JetStream file storage)"

@@ -1,5 +1,6 @@
-"""Write-path speed: BANT re-ratings per second through `crm serve`, beside a bare endpoint that
-only decodes the same body. A script, not a test.
+"""Write-path speed: BANT re-ratings per second through `crm serve`, beside a bare endpoint.
+
+The bare endpoint only decodes the same body. A script, not a test.
 
     .venv/bin/python bench/write_path.py [--accounts 1000] [--clients 64] [--seconds 10]
         [--postgres URL] [--client-processes 1] [--json OUT]
@@ -54,6 +55,10 @@ from typing import Any
 from uuid import uuid4
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.store import drop_schema  # noqa: E402
+
 INDUSTRIES = ["software", "manufacturing", "retail", "logistics", "energy"]
 COUNTRIES = ["DE", "FR", "NL", "PL", "SE"]
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -568,14 +573,6 @@ def postgres_version(url: str) -> str | None:
             return str(row[0]) if row else None
     except Exception:
         return None
-
-
-def drop_schema(url: str, schema: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 # Main ---------------------------------------------------------------------------------------
