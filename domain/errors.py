@@ -66,3 +66,15 @@ class PolicyNotFound(LedgerError):
     def __init__(self, version: int) -> None:
         super().__init__(f"There is no screening policy version {version}.")
         self.version = version
+
+
+class ChainBroken(LedgerError):
+    """A stored chain no longer matches what was written, so no checkpoint can vouch for it."""
+
+    def __init__(self, originator_id: UUID, version: int, problem: str) -> None:
+        super().__init__(
+            f"The hash chain of {originator_id} breaks: {problem}. "
+            "`crm audit verify` lists every break."
+        )
+        self.originator_id = originator_id
+        self.version = version

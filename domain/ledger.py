@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.utils import get_topic
 
 from domain.account import (
@@ -21,6 +21,7 @@ from domain.account import (
     Firmographics,
     account_id_for,
 )
+from domain.chain import ChainingMapper
 from domain.errors import (
     AccountNotFound,
     Contention,
@@ -76,15 +77,24 @@ class CommandResult:
 
 class AccountLedger(Application):
     name = "crm"
+    mapper: ChainingMapper
 
     def __init__(self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now):
         super().__init__(env)
         self.clock = clock
+        self.mapper.read_stored = self.stored_event
         # Called with the global position of the last event of every save (read models wake).
         self.on_saved: list[Callable[[int], None]] = []
 
+    def construct_mapper(self) -> ChainingMapper:
+        return ChainingMapper(transcoder=self.construct_transcoder())
+
     def save(self, *objs: Any, **kwargs: Any) -> Any:
-        recordings = super().save(*objs, **kwargs)
+        try:
+            recordings = super().save(*objs, **kwargs)
+        except BaseException:
+            self.mapper.forget()  # the heads it linked to were not stored
+            raise
         if recordings:
             for callback in self.on_saved:
                 try:
@@ -103,7 +113,7 @@ class AccountLedger(Application):
                 return replayed
             if (existing := self._find(account_id)) is not None:
                 raise DomainAlreadyRegistered(details.domain, existing.id)
-            account = Account.register(details, self._attribute(meta))
+            account = Account.register(details, self.attribution(meta))
             if (result := self._save(account, meta)) is not None:
                 return result
         raise Contention(account_id)
@@ -114,7 +124,7 @@ class AccountLedger(Application):
         details = replace(details, domain=normalise_domain(details.domain))
         account_id = account_id_for(details.domain)
         for _ in range(MAX_ATTEMPTS):
-            by = self._attribute(meta)
+            by = self.attribution(meta)
             account = self._find(account_id)
             if account is None:
                 account, outcome = Account.register(details, by), "registered"
@@ -187,7 +197,7 @@ class AccountLedger(Application):
     def set_objectives(self, period: str, targets: list[Target], meta: CommandMeta) -> Objectives:
         """Sets targets for a period; other metrics of the period keep theirs."""
         for _ in range(MAX_ATTEMPTS):
-            by = self._attribute(meta)
+            by = self.attribution(meta)
             objectives = self._get(objectives_id(period))
             if not isinstance(objectives, Objectives):
                 objectives = Objectives.open(period, by)
@@ -210,7 +220,7 @@ class AccountLedger(Application):
     def create_policy(self, criteria: Criteria, meta: CommandMeta) -> int:
         """Adds a new version of the screening policy; returns its number."""
         for _ in range(MAX_ATTEMPTS):
-            by = self._attribute(meta)
+            by = self.attribution(meta)
             policies = self.screening_policies() or ScreeningPolicies.start(by)
             version = policies.create_version(criteria, by)
             try:
@@ -271,7 +281,7 @@ class AccountLedger(Application):
                 decision.outcome,
                 decision.failed,
                 f"screening policy v{version}",
-                self._attribute(meta),
+                self.attribution(meta),
                 policy_version=version,
             )
             try:
@@ -286,7 +296,7 @@ class AccountLedger(Application):
     def start_job(
         self, kind: str, params: dict[str, Any], meta: CommandMeta, job_id: UUID | None = None
     ) -> Job:
-        job = Job.start(job_id or uuid4(), kind, params, self._attribute(meta))
+        job = Job.start(job_id or uuid4(), kind, params, self.attribution(meta))
         self.save(job)
         return job
 
@@ -298,7 +308,7 @@ class AccountLedger(Application):
         """Records progress or the end of a job (its only writer is the process running it)."""
         job = self.job(job_id)
         assert job is not None
-        change(job, self._attribute(CommandMeta(job.actor)))
+        change(job, self.attribution(CommandMeta(job.actor)))
         self.save(job)
         return job
 
@@ -335,6 +345,14 @@ class AccountLedger(Application):
             raise AccountNotFound(account_id)
         return list(self.events.get(account_id, gt=after or None, limit=limit))
 
+    def stored_event(self, originator_id: UUID, version: int) -> StoredEvent | None:
+        """One event as it is stored, before any upcasting."""
+        found = self.recorder.select_events(originator_id, gt=version - 1, lte=version)
+        return found[0] if found else None
+
+    def stored_events(self, originator_id: UUID) -> list[StoredEvent]:
+        return list(self.recorder.select_events(originator_id))
+
     def ping(self) -> None:
         """Touches the store; raises when it does not answer."""
         self.recorder.max_notification_id()
@@ -355,7 +373,7 @@ class AccountLedger(Application):
                 raise AccountNotFound(account_id)
             if meta.expected_version is not None and account.version != meta.expected_version:
                 raise VersionMismatch(meta.expected_version, account.version)
-            command(account, self._attribute(meta))
+            command(account, self.attribution(meta))
             if (result := self._save(account, meta)) is not None:
                 return result
         raise Contention(account_id)
@@ -369,7 +387,7 @@ class AccountLedger(Application):
                 meta.idempotency.fingerprint,
                 account.id,
                 account.version,
-                self.clock(),
+                self.attribution(meta),
             )
         try:
             recordings = self.save(account, receipt)
@@ -389,7 +407,11 @@ class AccountLedger(Application):
         account = self.repository.get(receipt.account_id, version=receipt.account_version)
         return CommandResult(account, position=None, replayed=True)
 
-    def _attribute(self, meta: CommandMeta) -> Attribution:
+    def find_aggregate(self, aggregate_id: UUID) -> Any:
+        """Any aggregate by id (a checkpoint, a job…), or None."""
+        return self._get(aggregate_id)
+
+    def attribution(self, meta: CommandMeta) -> Attribution:
         return Attribution(meta.actor, self.clock(), meta.reason, meta.request_id)
 
     def _find(self, account_id: UUID, version: int | None = None) -> Account | None:

@@ -7,10 +7,11 @@ first receipt (or collides with it on save), so a command is never applied twice
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
+
+from domain.account import Attribution
 
 RECEIPT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:abm-crm:command-receipt")
 
@@ -29,8 +30,18 @@ class CommandReceipt(Aggregate):
         fingerprint: str
         account_id: UUID
         account_version: int
+        actor: str
+        request_id: str | None
 
-    def __init__(self, *, fingerprint: str, account_id: UUID, account_version: int) -> None:
+    def __init__(
+        self,
+        *,
+        fingerprint: str,
+        account_id: UUID,
+        account_version: int,
+        actor: str,
+        request_id: str | None,
+    ) -> None:
         self.fingerprint = fingerprint
         self.account_id = account_id
         self.account_version = account_version
@@ -42,7 +53,7 @@ class CommandReceipt(Aggregate):
         fingerprint: str,
         account_id: UUID,
         account_version: int,
-        at: datetime,
+        by: Attribution,
     ) -> CommandReceipt:
         return cls._create(
             cls.Issued,
@@ -50,5 +61,7 @@ class CommandReceipt(Aggregate):
             fingerprint=fingerprint,
             account_id=account_id,
             account_version=account_version,
-            timestamp=at,
+            actor=by.actor,
+            request_id=by.request_id,
+            timestamp=by.at,
         )

@@ -1,4 +1,5 @@
-"""The `crm` command: serve the API, run the projector or the publisher, rebuild a read model."""
+"""The `crm` command: serve the API, run the projector or the publisher, rebuild a read model,
+and the auditors' commands (services/audit_cli.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from services.audit_cli import add_audit_commands
 from services.settings import Settings
 
 log = logging.getLogger("crm")
@@ -48,6 +50,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from services.api.app import create_app
     from services.api.auth import load_keys
+    from services.audit import Audit, PeriodicCheckpoints
     from services.jobs import JobRunner
     from services.nats_server import EmbeddedNats
     from services.projector import BackgroundProjector
@@ -76,6 +79,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Embedded NATS with JetStream for subscribers: {nats_url}", flush=True)
     projector = _projector(settings)
     background = BackgroundProjector(projector)
+    checkpoints = PeriodicCheckpoints(Audit(projector.ledger), settings.audit_checkpoint_seconds)
     publisher = _publisher(settings, projector.ledger, nats_url)
     jobs = JobRunner(projector.ledger, settings.data_dir)
     stop_publishing = asyncio.Event()
@@ -90,6 +94,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         for task in tasks:
             await asyncio.wait_for(task, 15)
         background.stop()
+        checkpoints.stop()
         projector.database.dispose()
         projector.ledger.close()
         if broker is not None:
@@ -103,7 +108,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         publisher=publisher,
         jobs=jobs,
         keys=keys,
-        on_startup=[background.start, start_publishing, jobs.resume],
+        on_startup=[background.start, checkpoints.start, start_publishing, jobs.resume],
         on_shutdown=[close],
     )
     print(
@@ -123,14 +128,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _project(_args: argparse.Namespace, settings: Settings) -> int:
+    from services.audit import Audit, PeriodicCheckpoints
+
     projector = _projector(settings)
+    checkpoints = PeriodicCheckpoints(Audit(projector.ledger), settings.audit_checkpoint_seconds)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     log.info("projector following %s", _describe(settings))
+    checkpoints.start()
     try:
         projector.run(stop)
     finally:
+        checkpoints.stop()
         projector.database.dispose()
         projector.ledger.close()
     return 0
@@ -306,7 +316,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     serve.add_argument("--host", default=settings.host, help="default: %(default)s")
     serve.add_argument("--port", type=int, default=settings.port, help="default: %(default)s")
     serve.set_defaults(run=_serve)
-    project = commands.add_parser("project", help="keep the read models up to date")
+    project = commands.add_parser(
+        "project", help="keep the read models up to date (and record audit checkpoints)"
+    )
     project.set_defaults(run=_project)
     publish = commands.add_parser("publish", help="publish account events to NATS JetStream")
     publish.set_defaults(run=_publish)
@@ -352,6 +364,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         "name", nargs="?", choices=sorted(READ_MODELS), help="one read model (default: all)"
     )
     rebuild.set_defaults(run=_rebuild)
+    add_audit_commands(commands)
     return parser
 
 

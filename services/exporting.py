@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from projections.account_queries import Filters, Page, account_list, leaderboard
@@ -72,16 +72,30 @@ def _row(kind: Kind, row: dict[str, Any], rank: int) -> dict[str, Any]:
 
 
 def render(database: ReadModelDatabase, kind: Kind, fmt: Format) -> Iterator[str]:
-    """The export as text chunks: CSV with a header row, or one JSON object per line."""
+    return as_text(rows(database, kind), fmt, COLUMNS[kind])
+
+
+def as_text(
+    records: Iterable[dict[str, Any]], fmt: Format, columns: Sequence[str]
+) -> Iterator[str]:
+    """Records as text chunks: CSV with a header row, or one JSON object per line.
+
+    In CSV a nested value (a list or a mapping) is written as JSON in its cell.
+    """
     if fmt == "jsonl":
-        for row in rows(database, kind):
-            yield json.dumps(row, ensure_ascii=False) + "\n"
+        for record in records:
+            yield json.dumps(record, ensure_ascii=False) + "\n"
         return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS[kind], lineterminator="\r\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\r\n")
     writer.writeheader()
-    for row in rows(database, kind):
-        writer.writerow(row)
+    for record in records:
+        writer.writerow(
+            {
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
+                for k, v in record.items()
+            }
+        )
         if buffer.tell() > 64_000:
             yield buffer.getvalue()
             buffer.seek(0)

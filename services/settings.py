@@ -23,6 +23,7 @@ class Settings:
     nats_url: str | None = None  # None: `crm serve` starts an embedded nats-server
     nats_stream: str = "CRM"
     nats_max_age_seconds: float = 0  # 0 keeps every message, so subscribers can replay all
+    audit_checkpoint_seconds: float = 3600  # how often the workers record a checkpoint; 0: never
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -52,6 +53,9 @@ class Settings:
             nats_stream=env.get("CRM_NATS_STREAM", defaults.nats_stream),
             nats_max_age_seconds=float(
                 env.get("CRM_NATS_MAX_AGE_SECONDS", defaults.nats_max_age_seconds)
+            ),
+            audit_checkpoint_seconds=float(
+                env.get("CRM_AUDIT_CHECKPOINT_SECONDS", defaults.audit_checkpoint_seconds)
             ),
             host=env.get("CRM_HOST", defaults.host),
             port=int(env.get("CRM_PORT", defaults.port)),

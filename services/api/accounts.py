@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from litestar import Controller, Response, get, post, put
@@ -28,6 +28,7 @@ from contracts.accounts import (
     ScoreBant,
     ScreenAccount,
 )
+from contracts.audit import AccountDiff, ChainAudit
 from contracts.read_models import AccountPage, AccountSummary
 from contracts.screening import OverrideScreening
 from domain.account import BantRating, Firmographics
@@ -43,6 +44,7 @@ from domain.vocabulary import (
 )
 from projections.account_queries import Filters, account_list
 from projections.database import from_micros
+from services.api.audit import audit_download
 from services.api.auth import Permission, guard, past_reads_need_audit
 from services.api.command_meta import CommandHeaders
 from services.api.problems import etag, invalid_field
@@ -61,7 +63,8 @@ from services.api.read_models import (
     wait_for_position,
 )
 from services.api.strict_json import StrictJSON
-from services.api.views import account_view, history_event
+from services.api.views import account_diff, account_view, chain_audit, history_event
+from services.audit import Audit
 from services.projector import Projector
 
 HISTORY_PAGE_MAX = 1000
@@ -81,6 +84,7 @@ AccountId = Annotated[UUID, PathParameter(description="The account id.")]
 Ledger = NamedDependency[AccountLedger]
 ProjectorDependency = NamedDependency[Projector]
 Headers = NamedDependency[CommandHeaders]
+AuditDependency = NamedDependency[Audit]
 
 
 def _command_response(result: CommandResult, status_code: int = 200) -> Response[AccountView]:
@@ -247,15 +251,65 @@ class AccountController(Controller):
         self,
         account_id: AccountId,
         ledger: Ledger,
+        audit: AuditDependency,
         after: Annotated[
             int, QueryParameter(ge=0, description="Only events after this version.")
         ] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=HISTORY_PAGE_MAX)] = 100,
-    ) -> HistoryPage:
+        format: Annotated[
+            Literal["json", "jsonl", "csv"],
+            QueryParameter(
+                description="json: a page of events. jsonl or csv: every event with its "
+                "chain hashes and the latest checkpoint, for offline verification."
+            ),
+        ] = "json",
+    ) -> HistoryPage | Stream:
+        if format != "json":
+            if ledger.stored_event(account_id, 1) is None:
+                ledger.account(account_id)  # an unknown id is a 404, not an empty file
+            return audit_download(audit.export_records(account_id), format, str(account_id))
         events = ledger.history(account_id, after=after, limit=limit)
         items = [history_event(e) for e in events]
         next_after = items[-1].version if len(items) == limit else None
         return HistoryPage(account_id=account_id, items=items, next_after=next_after)
+
+    @get(
+        "/{account_id:uuid}/audit",
+        guards=[guard(Permission.AUDIT)],
+        sync_to_thread=True,
+        summary="Verify the account's hash chain, against the latest checkpoint",
+        responses=_PROBLEMS,
+    )
+    def audit(self, account_id: AccountId, audit: AuditDependency) -> ChainAudit:
+        return chain_audit(audit.verify_account(account_id))
+
+    @get(
+        "/{account_id:uuid}/diff",
+        guards=[guard(Permission.AUDIT)],
+        sync_to_thread=True,
+        summary="Which fields changed between two versions or instants, and the events that did it",
+        responses=_PROBLEMS,
+    )
+    def diff(
+        self,
+        account_id: AccountId,
+        audit: AuditDependency,
+        from_: Annotated[
+            str,
+            QueryParameter(
+                name="from",
+                max_length=64,
+                description="A version (0: before registration) or an RFC 3339 instant.",
+            ),
+        ],
+        to: Annotated[
+            str | None,
+            QueryParameter(max_length=64, description="A version or an instant; default: now."),
+        ] = None,
+    ) -> AccountDiff:
+        from_version = _moment(audit, account_id, "from", from_)
+        to_version = None if to is None else _moment(audit, account_id, "to", to)
+        return account_diff(account_id, audit.diff(account_id, from_version, to_version))
 
     @_command("/{account_id:uuid}/screening", ScreenAccount, summary="Record a screening")
     def screen(
@@ -408,3 +462,16 @@ def _only_fields_of(data: Any, required: tuple[str, ...], optional: tuple[str, .
             raise invalid_field(name, f"{name} is required here.")
         if name not in required and value is not None:
             raise invalid_field(name, f"{name} does not apply here.")
+
+
+def _moment(audit: Audit, account_id: UUID, name: str, value: str) -> int:
+    """A version number as given, or the account's version at an instant."""
+    if value.isdigit():
+        return int(value)
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise invalid_field(
+            name, f"{name} must be a version or an RFC 3339 instant.", 400
+        ) from None
+    return audit.version_at(account_id, aware(at, name))

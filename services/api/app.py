@@ -18,6 +18,7 @@ from litestar.types import Message, Scope
 
 from domain.ledger import AccountLedger
 from services.api.accounts import AccountController
+from services.api.audit import AUDIT_HANDLERS
 from services.api.auth import ApiKey, Permission, authentication, guard
 from services.api.command_meta import command_headers
 from services.api.health import asyncapi, health, ready, status
@@ -26,6 +27,7 @@ from services.api.objectives import ObjectivesController
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, ReadOptions
 from services.api.screening_policies import ScreeningPolicyController
+from services.audit import Audit
 from services.jobs import JobRunner
 from services.projector import Projector
 from services.publisher import Publisher
@@ -74,6 +76,7 @@ def create_app(
     settings = settings or Settings()
     jobs = jobs or JobRunner(ledger, settings.data_dir)
     read_options = ReadOptions(wait_seconds=settings.read_wait_seconds)
+    audit = Audit(ledger)
     return Litestar(
         route_handlers=[
             AccountController,
@@ -82,6 +85,7 @@ def create_app(
             upload_import,
             read_job,
             *READ_MODEL_HANDLERS,
+            *AUDIT_HANDLERS,
             health,
             ready,
             status,
@@ -93,6 +97,7 @@ def create_app(
             "read_options": Provide(lambda: read_options, use_cache=True, sync_to_thread=False),
             "publisher": Provide(lambda: publisher, use_cache=True, sync_to_thread=False),
             "jobs": Provide(lambda: jobs, use_cache=True, sync_to_thread=False),
+            "audit": Provide(lambda: audit, use_cache=True, sync_to_thread=False),
             "command_headers": Provide(command_headers, sync_to_thread=False),
         },
         plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],

@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from domain.errors import (
     AccountNotFound,
+    ChainBroken,
     Contention,
     DomainAlreadyRegistered,
     IdempotencyKeyReused,
@@ -88,6 +89,16 @@ def _from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
         )
     if isinstance(exc, InvalidValue):
         return invalid_field(exc.field, exc.detail)
+    if isinstance(exc, ChainBroken):
+        return problem(
+            409,
+            "Hash chain broken",
+            exc.detail,
+            kind="chain-broken",
+            rule="chain_intact",
+            account_id=str(exc.originator_id),
+            first_bad_version=exc.version,
+        )
     if isinstance(exc, Contention):
         return problem(
             503,

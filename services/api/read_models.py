@@ -226,14 +226,14 @@ def stage_or_funnel_report(
 
 
 ExportFormat = Annotated[Literal["csv", "jsonl"], QueryParameter(description="csv or jsonl.")]
-_MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
 def download(projector: Projector, kind: Literal["accounts", "leaderboard"], fmt: str) -> Stream:
     """The whole list as a file to open in a spreadsheet (CSV) or to load elsewhere (JSON Lines)."""
     return Stream(
         render(projector.database, kind, fmt),  # type: ignore[arg-type]
-        media_type=_MEDIA[fmt],
+        media_type=MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{kind}.{fmt}"'},
     )
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from contracts.accounts import (
     AccountView,
@@ -15,7 +16,18 @@ from contracts.accounts import (
     OutreachView,
     ScreeningView,
 )
+from contracts.audit import (
+    AccountDiff,
+    ChainAudit,
+    ChangingEvent,
+    CheckpointView,
+    FieldChangeView,
+)
 from domain.account import Account, event_type
+from domain.checkpoints import CheckpointEntry
+
+if TYPE_CHECKING:
+    from services.audit import ChainReport, Diff
 
 # Attributes every stored event has; the rest is the event's own data.
 _ENVELOPE = frozenset(
@@ -121,4 +133,60 @@ def history_event(event: Account.Event) -> HistoryEvent:
         reason=event.reason,
         request_id=event.request_id,
         data=data,
+    )
+
+
+def checkpoint_view(entry: CheckpointEntry) -> CheckpointView:
+    return CheckpointView(
+        number=entry.number,
+        position=entry.position,
+        root=entry.root,
+        accounts=entry.accounts,
+        recorded_at=entry.at,
+    )
+
+
+def chain_audit(report: ChainReport) -> ChainAudit:
+    broken = report.broken
+    return ChainAudit(
+        account_id=report.account_id,
+        verified=report.verified,
+        events=report.events,
+        head=report.head,
+        first_bad_version=1 if report.missing else broken.version if broken else None,
+        problem=f"no events are stored; the checkpoint recorded {report.checkpoint_version} of them"
+        if report.missing
+        else broken.problem
+        if broken
+        else None,
+        missing=report.missing,
+        checkpoint=checkpoint_view(report.checkpoint) if report.checkpoint else None,
+        checkpoint_version=report.checkpoint_version,
+    )
+
+
+def account_diff(account_id: UUID, diff: Diff) -> AccountDiff:
+    return AccountDiff(
+        account_id=account_id,
+        from_version=diff.from_version,
+        to_version=diff.to_version,
+        changes=[
+            FieldChangeView(
+                field=change.field,
+                before=change.before,
+                after=change.after,
+                events=[
+                    ChangingEvent(
+                        version=e.originator_version,
+                        type=event_type(e),
+                        recorded_at=e.timestamp,
+                        actor=e.actor,
+                        reason=e.reason,
+                        request_id=e.request_id,
+                    )
+                    for e in change.events
+                ],
+            )
+            for change in diff.changes
+        ],
     )

@@ -144,3 +144,23 @@ def test_every_answer_carries_security_headers_and_cors_is_off_unless_configured
         assert response.headers["referrer-policy"] == "no-referrer"
     assert "access-control-allow-origin" not in plain.headers
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_only_auditors_and_admins_verify_diff_checkpoint_and_export(secured):
+    created = secured.post("/accounts", json=registration(), headers=as_("sam"))
+    account = f"/accounts/{created.json()['id']}"
+    reads = [
+        ("get", f"{account}/audit", {}),
+        ("get", f"{account}/diff", {"from": "0"}),
+        ("get", f"{account}/history", {"format": "jsonl"}),
+        ("get", "/audit/export", {}),
+        ("post", "/audit/checkpoints", {}),
+    ]
+
+    for method, path, params in reads:
+        for name in ("vera", "sam"):
+            answer = secured.request(method, path, params=params, headers=as_(name))
+            assert answer.status_code == 403, (name, path)
+        for name in ("ada", "root"):
+            answer = secured.request(method, path, params=params, headers=as_(name))
+            assert answer.status_code in (200, 201), (name, path, answer.text)

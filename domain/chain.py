@@ -1,0 +1,178 @@
+"""Tamper evidence: every aggregate's stored events form a hash chain.
+
+Each stored event's state carries `previous_hash`, the hash of the event before it in the
+same aggregate (64 zeros for the first). An event's hash covers its aggregate id, version and
+topic and the exact bytes of its stored state, so it covers what was written, not what an
+upcaster later makes of it. Changing, removing or reordering an event breaks the link that
+the next event holds; a removed tail or a removed aggregate shows against a checkpoint.
+docs/AUDIT.md defines the same hash for readers outside Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.utils import get_topic
+
+GENESIS = "0" * 64
+PREVIOUS_HASH = "previous_hash"
+
+
+def event_hash(originator_id: UUID | str, version: int, topic: str, state: bytes) -> str:
+    header = f"{originator_id}\n{version}\n{topic}\n".encode()
+    return hashlib.sha256(header + state).hexdigest()
+
+
+def stored_hash(stored: StoredEvent) -> str:
+    return event_hash(
+        stored.originator_id, stored.originator_version, stored.topic, bytes(stored.state)
+    )
+
+
+def linked_hash(state: bytes) -> str | None:
+    """The `previous_hash` a stored state carries, or None when it has none or is unreadable."""
+    try:
+        value = json.loads(state).get(PREVIOUS_HASH)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def root_of(heads: Iterable[tuple[str, int, str]]) -> str:
+    """One hash over many chain heads `(id, version, hash)`, in the order of their ids."""
+    digest = hashlib.sha256()
+    for originator_id, version, head in sorted(heads):
+        digest.update(f"{originator_id}:{version}:{head}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    version: int  # the first version that is not what was written
+    problem: str
+
+
+class ChainWalk:
+    """Follows one aggregate's stored events in version order and finds where its chain breaks.
+
+    `checkpoint` is the `(version, hash)` a checkpoint recorded for this aggregate, if any: the
+    event at that version must still hash to it, and no version up to it may be missing.
+    """
+
+    def __init__(self, checkpoint: tuple[int, str] | None = None) -> None:
+        self.version = 0
+        self.head = GENESIS
+        self.checkpoint = checkpoint
+        self.broken: ChainBreak | None = None
+
+    @classmethod
+    def resume(cls, version: int, head: str) -> ChainWalk:
+        """A walk that continues from a head a checkpoint recorded."""
+        walk = cls()
+        walk.version, walk.head = version, head
+        return walk
+
+    def add(self, stored: StoredEvent) -> None:
+        if self.broken is not None:
+            return
+        version = stored.originator_version
+        if version != self.version + 1:
+            self.broken = ChainBreak(self.version + 1, f"version {self.version + 1} is missing")
+            return
+        link = linked_hash(bytes(stored.state))
+        if link is None:
+            self.broken = ChainBreak(version, f"version {version} is unreadable or has no link")
+            return
+        if link != self.head:
+            # This event's link no longer matches the event before it: that one was changed.
+            bad = max(version - 1, 1)
+            self.broken = ChainBreak(bad, f"version {bad} differs from what was written")
+            return
+        self.version, self.head = version, stored_hash(stored)
+        if self.checkpoint is not None and self.checkpoint[0] == version:
+            if self.head != self.checkpoint[1]:
+                self.broken = ChainBreak(
+                    version, f"version {version} differs from the hash the checkpoint recorded"
+                )
+
+    def finish(self) -> ChainBreak | None:
+        if self.broken is None and self.checkpoint is not None:
+            recorded = self.checkpoint[0]
+            if self.version < recorded:
+                self.broken = ChainBreak(
+                    self.version + 1,
+                    f"versions {self.version + 1} to {recorded} are missing "
+                    "(the checkpoint recorded them)",
+                )
+        return self.broken
+
+
+class ChainingMapper(Mapper[UUID]):
+    """Writes each new event's `previous_hash` into its stored state and reads it back out.
+
+    The head an aggregate's next event links to is remembered per thread from the events that
+    thread last read or wrote; a thread loads an aggregate before it changes it, so this is
+    the head of what it loaded. Without it the head is read back from the store.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_stored: Callable[[UUID, int], StoredEvent | None] | None = None
+        self._local = threading.local()
+
+    def _heads(self) -> dict[UUID, tuple[int, str]]:
+        heads = getattr(self._local, "heads", None)
+        if heads is None or len(heads) > 10_000:
+            heads = self._local.heads = {}
+        return heads
+
+    def forget(self) -> None:
+        """Drops what this thread remembers (after a save that did not commit)."""
+        self._local.heads = {}
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        # The base class's mapping, with the link added to the state before it is encoded.
+        assert self.compressor is None and self.cipher is None, "the chain hashes plain JSON"
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        version = state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        state[PREVIOUS_HASH] = self._head_before(originator_id, version)
+        stored = StoredEvent(
+            originator_id=originator_id,
+            originator_version=version,
+            topic=get_topic(type(domain_event)),
+            state=self.transcoder.encode(state),
+        )
+        self._heads()[originator_id] = (version, stored_hash(stored))
+        return stored
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        event = super().to_domain_event(stored_event)
+        vars(event).pop(PREVIOUS_HASH, None)
+        self._heads()[stored_event.originator_id] = (
+            stored_event.originator_version,
+            stored_hash(stored_event),
+        )
+        return event
+
+    def _head_before(self, originator_id: UUID, version: int) -> str:
+        if version == 1:
+            return GENESIS
+        known = self._heads().get(originator_id)
+        if known is not None and known[0] == version - 1:
+            return known[1]
+        assert self.read_stored is not None, "the ledger gives the mapper a way to read"
+        stored = self.read_stored(originator_id, version - 1)
+        if stored is None:
+            raise LookupError(f"{originator_id} has no version {version - 1} to link to")
+        return stored_hash(stored)

@@ -1,0 +1,376 @@
+"""What auditors ask of the ledger: is the record intact, what changed between two moments, and
+the record itself, exported with its hashes for checking without the service."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from domain.account import EVENT_TOPIC_PREFIX, Account, event_type
+from domain.chain import ChainBreak, ChainWalk, linked_hash, stored_hash
+from domain.checkpoints import (
+    CHECKPOINT_LOG_ID,
+    Checkpoint,
+    CheckpointEntry,
+    CheckpointLog,
+    Head,
+)
+from domain.errors import AccountNotFound, ChainBroken, Contention, InvalidValue
+from domain.ledger import MAX_ATTEMPTS, AccountLedger, CommandMeta
+from services.api.views import account_view, history_event
+
+log = logging.getLogger("crm.audit")
+PAGE = 1000
+# Fields of the account view that change with every event, so a diff leaves them out.
+_EVERY_EVENT = frozenset({"version", "updated_at"})
+
+
+@dataclass
+class ChainReport:
+    """One account's chain: intact, broken at a version, or missing though a checkpoint has it."""
+
+    account_id: UUID
+    events: int
+    head: str
+    broken: ChainBreak | None = None
+    missing: bool = False
+    checkpoint: CheckpointEntry | None = None
+    checkpoint_version: int | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.broken is None and not self.missing
+
+
+@dataclass
+class StoreReport:
+    accounts: int = 0
+    events: int = 0
+    checkpoint: CheckpointEntry | None = None
+    broken: list[ChainReport] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return not self.broken
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    before: Any
+    after: Any
+    events: list[Account.Event]
+
+
+@dataclass(frozen=True)
+class Diff:
+    from_version: int
+    to_version: int
+    changes: list[FieldChange]
+
+
+class Audit:
+    def __init__(self, ledger: AccountLedger) -> None:
+        self.ledger = ledger
+
+    # Checkpoints -------------------------------------------------------------------------
+
+    def latest_checkpoint(self) -> CheckpointEntry | None:
+        log = self.ledger.find_aggregate(CHECKPOINT_LOG_ID)
+        return log.latest if isinstance(log, CheckpointLog) else None
+
+    def checkpoint_heads(self, entry: CheckpointEntry) -> dict[str, tuple[int, str]]:
+        checkpoint = self.ledger.repository.get(entry.checkpoint_id)
+        return {account_id: (version, head) for account_id, version, head in checkpoint.heads()}
+
+    def recorded_head(self, entry: CheckpointEntry, account_id: UUID) -> tuple[int, str] | None:
+        """The head a checkpoint recorded for one account, read from the one chunk holding it."""
+        version = entry.chunk_version(account_id)
+        stored = None if version is None else self.ledger.stored_event(entry.checkpoint_id, version)
+        if stored is None:
+            return None
+        chunk = self.ledger.mapper.to_domain_event(stored)
+        for head_id, head_version, head in chunk.heads:
+            if head_id == str(account_id):
+                return int(head_version), str(head)
+        return None
+
+    def checkpoint(self, meta: CommandMeta) -> CheckpointEntry:
+        """Records the heads of every account chain now; refuses when a chain is broken.
+
+        Starts from the previous checkpoint's heads and follows only the events after it,
+        checking each new event's link as it goes. When no account changed since the latest
+        checkpoint, returns that one and stores nothing.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            log = self.ledger.find_aggregate(CHECKPOINT_LOG_ID)
+            if not isinstance(log, CheckpointLog):
+                log = CheckpointLog.start(self.ledger.attribution(meta))
+            previous = log.latest
+            position = self.ledger.recorder.max_notification_id() or 0
+            walks: dict[str, ChainWalk] = {}
+            if previous is not None:
+                for account_id, (version, head) in self.checkpoint_heads(previous).items():
+                    walks[account_id] = ChainWalk.resume(version, head)
+            start = previous.position + 1 if previous is not None else 1
+            new_events = 0
+            for stored in self._account_events(start, position):
+                new_events += 1
+                walk = walks.setdefault(str(stored.originator_id), ChainWalk())
+                walk.add(stored)
+                if walk.broken is not None:
+                    raise ChainBroken(
+                        stored.originator_id, walk.broken.version, walk.broken.problem
+                    )
+            if previous is not None and not new_events:
+                return previous  # no account changed (checkpoints' own events do not count)
+            heads: list[Head] = [(i, w.version, w.head) for i, w in walks.items()]
+            number = previous.number + 1 if previous is not None else 1
+            by = self.ledger.attribution(meta)
+            checkpoint = Checkpoint.record(number, position, heads, by)
+            entry = log.add(checkpoint, by)
+            try:
+                self.ledger.save(checkpoint, log)
+            except IntegrityError:
+                continue  # another checkpoint was recorded meanwhile: start from it
+            return entry
+        raise Contention(CHECKPOINT_LOG_ID)
+
+    # Verification ------------------------------------------------------------------------
+
+    def verify_account(self, account_id: UUID) -> ChainReport:
+        entry = self.latest_checkpoint()
+        recorded = self.recorded_head(entry, account_id) if entry is not None else None
+        stored = self.ledger.stored_events(account_id)
+        if not stored and recorded is None:
+            raise AccountNotFound(account_id)
+        walk = ChainWalk(recorded)
+        for event in stored:
+            walk.add(event)
+        return ChainReport(
+            account_id,
+            events=len(stored),
+            head=walk.head,
+            broken=walk.finish() if stored else None,
+            missing=not stored,
+            checkpoint=entry if recorded is not None else None,
+            checkpoint_version=recorded[0] if recorded is not None else None,
+        )
+
+    def verify_all(self, progress: Callable[[int, int], None] | None = None) -> StoreReport:
+        """Walks the whole log once: every account chain, against the latest checkpoint."""
+        entry = self.latest_checkpoint()
+        recorded = self.checkpoint_heads(entry) if entry is not None else {}
+        walks: dict[str, ChainWalk] = {}
+        events = 0
+        end = self.ledger.recorder.max_notification_id() or 0
+        for stored in self._account_events(1, end, progress):
+            account_id = str(stored.originator_id)
+            walk = walks.get(account_id)
+            if walk is None:
+                walk = walks[account_id] = ChainWalk(recorded.get(account_id))
+            walk.add(stored)
+            events += 1
+        report = StoreReport(accounts=len(walks), events=events, checkpoint=entry)
+        for account_id, walk in walks.items():
+            if (broken := walk.finish()) is not None:
+                report.broken.append(
+                    ChainReport(UUID(account_id), walk.version, walk.head, broken=broken)
+                )
+        for account_id in recorded.keys() - walks.keys():
+            report.broken.append(
+                ChainReport(UUID(account_id), 0, "", missing=True, checkpoint=entry)
+            )
+        report.broken.sort(key=lambda r: str(r.account_id))
+        return report
+
+    def _account_events(
+        self, start: int, end: int, progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[StoredEvent]:
+        position = start
+        while position <= end:
+            page = self.ledger.recorder.select_notifications(position, PAGE, stop=end)
+            if not page:
+                break
+            for notification in page:
+                if notification.topic.startswith(EVENT_TOPIC_PREFIX):
+                    yield notification
+            position = page[-1].id + 1
+            if progress is not None:
+                progress(min(position - 1, end), end)
+
+    # As of, diff and export --------------------------------------------------------------
+
+    def version_at(self, account_id: UUID, at: datetime) -> int:
+        """The account's version at an instant: 0 before it was registered."""
+        version = 0
+        for event in self.ledger.events.get(account_id):
+            if event.timestamp > at:
+                break
+            version = event.originator_version
+        return version
+
+    def diff(self, account_id: UUID, from_version: int, to_version: int | None) -> Diff:
+        """Which fields of the account view changed between two versions, and by which events."""
+        current = self.ledger.account(account_id).version
+        to_version = current if to_version is None else to_version
+        if not 0 <= to_version <= current:
+            raise InvalidValue("to", f"The account has versions 1 to {current}.")
+        if not 0 <= from_version <= to_version:
+            raise InvalidValue(
+                "from", f"from must be a version or instant before to ({to_version})."
+            )
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        touched: dict[str, list[Account.Event]] = {}
+        for event, _, after, changed in self.story(account_id, to_version):
+            if event.originator_version == from_version:
+                before = after
+            elif event.originator_version > from_version:
+                for name in changed:
+                    touched.setdefault(name, []).append(event)
+        changes = [
+            FieldChange(name, before.get(name), after[name], touched[name])
+            for name in sorted(touched)
+            if before.get(name) != after[name]
+        ]
+        return Diff(from_version, to_version, changes)
+
+    def story(
+        self, account_id: UUID, to_version: int | None = None
+    ) -> Iterator[tuple[Account.Event, dict[str, Any], dict[str, Any], list[str]]]:
+        """Each event with the account view before and after it and the fields it changed."""
+        account: Any = None
+        before: dict[str, Any] = {}
+        for event in self.ledger.events.get(account_id, lte=to_version):
+            account = event.mutate(account)
+            after = _view(account)
+            changed = [n for n in after if n not in _EVERY_EVENT and after[n] != before.get(n)]
+            yield event, before, after, changed
+            before = after
+
+    def export_records(self, account_id: UUID | None = None) -> Iterator[dict[str, Any]]:
+        """The export: the latest checkpoint and its heads, then every event with its hashes."""
+        entry = self.latest_checkpoint()
+        if entry is not None:
+            yield {
+                "record": "checkpoint",
+                "number": entry.number,
+                "position": entry.position,
+                "root": entry.root,
+                "accounts": entry.accounts,
+                "recorded_at": entry.at.isoformat(),
+            }
+            if account_id is None:
+                heads = sorted(self.checkpoint_heads(entry).items())
+            else:
+                head = self.recorded_head(entry, account_id)
+                heads = [] if head is None else [(str(account_id), head)]
+            for head_id, (version, head_hash) in heads:
+                yield {
+                    "record": "head",
+                    "account_id": head_id,
+                    "version": version,
+                    "hash": head_hash,
+                }
+        if account_id is not None:
+            stored_events: Iterator[StoredEvent] = iter(self.ledger.stored_events(account_id))
+        else:
+            end = self.ledger.recorder.max_notification_id() or 0
+            stored_events = self._account_events(1, end)
+        for stored in stored_events:
+            yield self._event_record(stored)
+
+    def _event_record(self, stored: StoredEvent) -> dict[str, Any]:
+        state = bytes(stored.state)
+        record: dict[str, Any] = {
+            "record": "event",
+            "account_id": str(stored.originator_id),
+            "version": stored.originator_version,
+            "topic": stored.topic,
+            "previous_hash": linked_hash(state),
+            "hash": stored_hash(stored),
+            "state": state.decode("utf-8", errors="replace"),
+        }
+        try:
+            event = self.ledger.mapper.to_domain_event(stored)
+        except Exception:  # an altered event may no longer decode; its bytes are still exported
+            return record
+        view = msgspec.to_builtins(history_event(event))
+        record.update(
+            type=event_type(event),
+            recorded_at=view["recorded_at"],
+            actor=view["actor"],
+            reason=view["reason"],
+            request_id=view["request_id"],
+            data=view["data"],
+        )
+        return record
+
+
+EXPORT_FIELDS = [
+    "record",
+    "account_id",
+    "version",
+    "hash",
+    "previous_hash",
+    "type",
+    "recorded_at",
+    "actor",
+    "reason",
+    "request_id",
+    "topic",
+    "state",
+    "data",
+    "number",
+    "position",
+    "root",
+    "accounts",
+]
+
+
+class PeriodicCheckpoints:
+    """Records a checkpoint every `interval` seconds in a thread of a worker process.
+
+    A checkpoint with nothing new to cover stores nothing; a broken chain is logged as an
+    error at every attempt, and no checkpoint is recorded until it is dealt with.
+    """
+
+    def __init__(self, audit: Audit, interval: float) -> None:
+        self.audit = audit
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        meta = CommandMeta("crm", reason="periodic checkpoint")
+        while not self._stop.wait(self.interval):
+            try:
+                entry = self.audit.checkpoint(meta)
+                log.info("checkpoint %s covers position %s", entry.number, entry.position)
+            except ChainBroken as error:
+                log.error("no checkpoint: %s", error.detail)
+            except Exception:  # the store may be away for a while; try again next time
+                log.exception("recording a checkpoint failed")
+
+
+def _view(account: Account) -> dict[str, Any]:
+    return msgspec.to_builtins(account_view(account))

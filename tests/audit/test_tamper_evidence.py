@@ -1,0 +1,176 @@
+"""Tamper evidence: a changed byte, a deleted event, a deleted tail or a deleted account is found
+by the API, by `crm audit verify` and by the offline verifier, on both stores."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from domain.account import BantRating, Firmographics
+from domain.ledger import CommandMeta
+from domain.vocabulary import ScreeningOutcome
+from tests.audit.tampering import RawStore, crm, flip_a_byte, verify_offline
+
+META = CommandMeta("marta", reason="quarterly review", request_id="req-1")
+
+
+def _account(ledger, domain: str) -> object:
+    """An account with five events: registered, screened, rated, prioritised, re-rated."""
+    details = Firmographics("Acme", domain, "it", 200, 9_000_000, "EUR", "DE", 0.1, "fair")
+    account_id = ledger.register(details, META).account.id
+    ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+    ledger.score_bant(account_id, BantRating(3, 3, 3, 3, {}), META)
+    ledger.score_bant(account_id, BantRating(4, 3, 3, 3, {}), META)
+    assert ledger.account(account_id).version == 5
+    return account_id
+
+
+@pytest.fixture
+def accounts(ledger):
+    return _account(ledger, "acme.com"), _account(ledger, "globex.com")
+
+
+def _export(settings, tmp_path, *argv):
+    out = tmp_path / "export.jsonl"
+    assert crm(settings, "audit", "export", "--out", str(out), *argv) == 0
+    return out
+
+
+def test_an_untouched_store_verifies_in_the_api_the_cli_and_offline(
+    client, ledger, settings, accounts, tmp_path, capsys
+):
+    acme, _ = accounts
+    checkpoint = client.post("/audit/checkpoints")
+    audit = client.get(f"/accounts/{acme}/audit").json()
+    exported = client.get(f"/accounts/{acme}/history", params={"format": "jsonl"})
+    (tmp_path / "acme.jsonl").write_text(exported.text)
+
+    assert checkpoint.status_code == 201 and checkpoint.json()["accounts"] == 2
+    assert audit["verified"] is True and audit["events"] == 5
+    assert audit["checkpoint"]["number"] == 1 and audit["checkpoint_version"] == 5
+    last = json.loads(exported.text.splitlines()[-1])
+    assert last["version"] == 5 and last["hash"] == audit["head"]
+    assert crm(settings, "audit", "verify") == 0
+    assert "verified 2 accounts, 10 events" in capsys.readouterr().out
+    assert verify_offline(tmp_path / "acme.jsonl").returncode == 0
+    whole = verify_offline(_export(settings, tmp_path))
+    assert whole.returncode == 0, whole.stdout
+    assert checkpoint.json()["root"] in whole.stdout
+
+
+@pytest.mark.parametrize("version", [2, 5])
+def test_a_changed_byte_is_found_with_its_version(
+    client, ledger, settings, accounts, tmp_path, capsys, version
+):
+    acme, globex = accounts
+    client.post("/audit/checkpoints")  # the last event is only vouched for by a checkpoint
+    RawStore(settings, ledger).change_state(acme, version, flip_a_byte)
+
+    audit = client.get(f"/accounts/{acme}/audit").json()
+    untouched = client.get(f"/accounts/{globex}/audit").json()
+    cli = crm(settings, "audit", "verify")
+    said = capsys.readouterr()
+    offline = verify_offline(_export(settings, tmp_path))
+
+    assert (audit["verified"], audit["first_bad_version"]) == (False, version)
+    assert untouched["verified"] is True
+    assert cli == 1 and f"account {acme}: first bad version {version}" in said.err
+    assert str(globex) not in said.err
+    assert offline.returncode == 1
+    assert f"account {acme}: first bad version {version}" in offline.stdout
+
+
+def test_a_changed_event_stops_the_next_checkpoint(client, ledger, settings, accounts):
+    acme, _ = accounts
+    RawStore(settings, ledger).change_state(acme, 3, flip_a_byte)
+
+    refused = client.post("/audit/checkpoints")
+
+    assert refused.status_code == 409
+    assert refused.json()["rule"] == "chain_intact"
+    assert refused.json()["account_id"] == str(acme)
+    assert refused.json()["first_bad_version"] == 3
+
+
+def test_a_deleted_event_is_found(client, ledger, settings, accounts, tmp_path, capsys):
+    acme, _ = accounts
+    raw = RawStore(settings, ledger)
+    kept = raw._one(
+        "SELECT state FROM {table} WHERE originator_id = {} AND originator_version = {}", acme, 4
+    )
+    raw.delete(acme, from_version=3)
+    raw._execute("INSERT INTO {table} VALUES ({}, {}, {}, {})", acme, 4, _topic(ledger), kept[0])
+
+    audit = client.get(f"/accounts/{acme}/audit").json()
+
+    assert (audit["verified"], audit["first_bad_version"]) == (False, 3)
+    assert crm(settings, "audit", "verify", "--account", str(acme)) == 1
+    assert f"account {acme}: first bad version 3" in capsys.readouterr().err
+    offline = verify_offline(_export(settings, tmp_path))
+    assert f"account {acme}: first bad version 3" in offline.stdout
+
+
+def test_a_deleted_tail_is_found_against_the_checkpoint(
+    client, ledger, settings, accounts, tmp_path, capsys
+):
+    acme, _ = accounts
+    client.post("/audit/checkpoints")
+    RawStore(settings, ledger).delete(acme, from_version=4)
+
+    audit = client.get(f"/accounts/{acme}/audit").json()
+
+    assert (audit["verified"], audit["first_bad_version"], audit["events"]) == (False, 4, 3)
+    assert crm(settings, "audit", "verify") == 1
+    assert f"account {acme}: first bad version 4" in capsys.readouterr().err
+    offline = verify_offline(_export(settings, tmp_path))
+    assert f"account {acme}: first bad version 4" in offline.stdout
+
+
+def test_a_deleted_account_is_named(client, ledger, settings, accounts, tmp_path, capsys):
+    acme, globex = accounts
+    client.post("/audit/checkpoints")
+    RawStore(settings, ledger).delete(acme)
+
+    audit = client.get(f"/accounts/{acme}/audit").json()
+    cli = crm(settings, "audit", "verify")
+    said = capsys.readouterr().err
+    offline = verify_offline(_export(settings, tmp_path))
+
+    assert (audit["verified"], audit["missing"], audit["events"]) == (False, True, 0)
+    assert cli == 1 and f"account {acme}: missing" in said
+    assert offline.returncode == 1 and f"account {acme}: missing" in offline.stdout
+    assert str(globex) not in offline.stdout
+
+
+def test_an_unknown_account_has_no_audit(client):
+    assert client.get("/accounts/00000000-0000-0000-0000-000000000001/audit").status_code == 404
+
+
+def _topic(ledger) -> str:
+    from eventsourcing.utils import get_topic
+
+    from domain.account import Account
+
+    return get_topic(Account.StageChanged)
+
+
+def test_checkpoints_are_recorded_periodically_and_only_when_something_changed(ledger, accounts):
+    import time
+
+    from services.audit import Audit, PeriodicCheckpoints
+
+    audit = Audit(ledger)
+    periodic = PeriodicCheckpoints(audit, interval=0.01)
+    periodic.start()
+    try:
+        deadline = time.monotonic() + 30
+        while audit.latest_checkpoint() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        periodic.stop()
+    first = audit.latest_checkpoint()
+    again = audit.checkpoint(META)
+
+    assert first is not None and first.accounts == 2
+    assert again == first  # nothing new: nothing stored
