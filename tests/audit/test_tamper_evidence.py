@@ -57,6 +57,11 @@ def test_an_untouched_store_verifies_in_the_api_the_cli_and_offline(
     whole = verify_offline(_export(settings, tmp_path))
     assert whole.returncode == 0, whole.stdout
     assert checkpoint.json()["root"] in whole.stdout
+    out = tmp_path / "export.csv"
+    assert crm(settings, "audit", "export", "--format", "csv", "--out", str(out)) == 0
+    spreadsheet = verify_offline(out)
+    assert spreadsheet.returncode == 0, spreadsheet.stdout
+    assert checkpoint.json()["root"] in spreadsheet.stdout
 
 
 @pytest.mark.parametrize("version", [2, 5])
