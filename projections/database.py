@@ -51,8 +51,9 @@ class ReadModelDatabase:
                 pool_size=size,
                 max_overflow=0,
                 pool_pre_ping=True,
+                pool_timeout=5,  # then the request answers 503 rather than wait on
                 isolation_level=isolation_level,
-                connect_args={"options": f"-c search_path={schema}"},
+                connect_args={"options": f"-c search_path={schema}", "connect_timeout": 5},
             )
 
         # A read sees one snapshot: the read model's position and its rows agree.

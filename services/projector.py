@@ -108,15 +108,23 @@ class Projector:
 
     def run(self, stop: threading.Event) -> None:
         """Catches up, then follows new events until `stop` is set; survives store outages."""
+        failing = False
         while not stop.is_set():
             try:
                 self.setup()
                 with self._waiter() as waiter:
+                    if failing:
+                        log.info("projector running again")
+                        failing = False
                     while not stop.is_set():
                         self.catch_up()
                         waiter.wait()
-            except Exception:
-                log.exception("projector failed; starting again in a second")
+            except Exception as error:
+                if failing:  # the same outage: one line a second, not a traceback
+                    log.warning("projector still failing: %s", type(error).__name__)
+                else:
+                    log.exception("projector failed; starting again in a second")
+                failing = True
                 stop.wait(1.0)
 
     def _waiter(self) -> _Polling:

@@ -6,8 +6,11 @@ from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
+from eventsourcing.utils import get_topic
+
 from domain.ledger import AccountLedger, utc_now
 from projections.database import ReadModelDatabase
+from services.postgres_recorder import FailFastRecorder
 from services.settings import Settings
 
 
@@ -41,8 +44,11 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_SCHEMA": settings.database_schema,
         "POSTGRES_POOL_SIZE": str(settings.database_pool_size),
         "POSTGRES_MAX_OVERFLOW": "0",
-        "POSTGRES_CONNECT_TIMEOUT": "5",
+        # How long a statement waits for a pooled connection; with FailFastRecorder's two
+        # attempts, a request learns within seconds that the database is away (503).
+        "POSTGRES_CONNECT_TIMEOUT": "2",
         "POSTGRES_PRE_PING": "y",
+        "APPLICATION_RECORDER_TOPIC": get_topic(FailFastRecorder),
     }
 
 

@@ -466,7 +466,7 @@ def _only_fields_of(data: Any, required: tuple[str, ...], optional: tuple[str, .
 
 def _moment(audit: Audit, account_id: UUID, name: str, value: str) -> int:
     """A version number as given, or the account's version at an instant."""
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     try:
         at = datetime.fromisoformat(value)

@@ -24,6 +24,7 @@ from services.api.command_meta import command_headers
 from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
 from services.api.objectives import ObjectivesController
+from services.api.openapi import document_problems
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, ReadOptions
 from services.api.screening_policies import ScreeningPolicyController
@@ -77,7 +78,7 @@ def create_app(
     jobs = jobs or JobRunner(ledger, settings.data_dir)
     read_options = ReadOptions(wait_seconds=settings.read_wait_seconds)
     audit = Audit(ledger)
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             AccountController,
             ObjectivesController,
@@ -120,3 +121,5 @@ def create_app(
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
     )
+    document_problems(app.openapi_schema)
+    return app

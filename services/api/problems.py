@@ -7,6 +7,7 @@ import re
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy.exc
 from eventsourcing.persistence import OperationalError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -142,12 +143,13 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
     )
 
 
-def _from_operational_error(exc: OperationalError) -> ProblemDetailsException:
-    log.warning("event store unavailable: %s", type(exc).__name__)
+def _from_operational_error(exc: Exception) -> ProblemDetailsException:
+    """The event store or the read models' database does not answer."""
+    log.warning("store unavailable: %s", type(exc).__name__)
     return problem(
         503,
         "Store unavailable",
-        "The event store does not answer; retry shortly.",
+        "The database does not answer; retry shortly.",
         kind="store-unavailable",
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
@@ -188,6 +190,7 @@ PROBLEM_DETAILS = ProblemDetailsConfig(
         LedgerError: _from_ledger_error,
         HTTPException: _from_http_exception,
         OperationalError: _from_operational_error,
+        sqlalchemy.exc.OperationalError: _from_operational_error,
     },
 )
 EXCEPTION_HANDLERS = {HTTP_500_INTERNAL_SERVER_ERROR: _internal_error}

@@ -1,0 +1,83 @@
+"""PostgreSQL goes away under the running service: requests answer 503 with Retry-After, and
+the service recovers by itself when the database is back, with no restart."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import pgserver
+import pytest
+from litestar.testing import TestClient
+from pgserver._commands import pg_ctl
+
+from services.api.app import create_app
+from services.projector import BackgroundProjector, Projector
+from services.settings import Settings
+from services.store import open_ledger, open_read_models
+from tests.api.requests import registration
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL of this test's own, so it can be stopped and started again."""
+    server = pgserver.get_server(Path(tempfile.mkdtemp(prefix="crm-outage-")), cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+def _stop(server) -> None:
+    pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+
+def _until(condition, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back(
+    own_postgres, tmp_path
+):
+    settings = Settings(
+        data_dir=tmp_path, database_url=own_postgres.get_uri(), database_pool_size=4
+    )
+    ledger = open_ledger(settings)
+    projector = Projector(ledger, open_read_models(settings), listen_url=settings.database_url)
+    projector.setup()
+    background = BackgroundProjector(projector)
+    app = create_app(
+        ledger, projector, settings, on_startup=[background.start], on_shutdown=[background.stop]
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        account = client.post("/accounts", json=registration(domain="before.com")).json()["id"]
+
+        _stop(own_postgres)
+        started = time.monotonic()
+        write = client.put(
+            f"/accounts/{account}/bant", json={"budget": 1, "authority": 1, "need": 1, "timing": 1}
+        )
+        read = client.get(f"/accounts/{account}")
+        listing = client.get("/accounts")
+        ready = client.get("/ready")
+        print(f"four requests answered in {time.monotonic() - started:.1f}s while away")
+
+        for answer in (write, read, listing):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"].isdigit()
+            assert answer.json()["type"] == "urn:crm:problem:store-unavailable"
+        assert ready.status_code == 503
+
+        own_postgres.ensure_postgres_running()
+        assert _until(lambda: client.get("/ready").status_code == 200)
+        after = client.post("/accounts", json=registration(domain="after.com"))
+        assert after.status_code == 201, after.text
+        position = int(after.headers["crm-position"])
+        listed = client.get("/accounts", params={"min_position": position})
+        assert {a["domain"] for a in listed.json()["items"]} == {"before.com", "after.com"}
+    projector.database.dispose()
+    ledger.close()
