@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +13,13 @@ import time
 from pathlib import Path
 
 DEFAULT_PORT = 4222
+PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent() -> None:
+    """Runs in the child before exec (Linux): the broker is sent SIGTERM when the process that
+    started it dies, even by SIGKILL, so no orphan keeps its port and its store directory."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def nats_server_binary() -> str:
@@ -59,6 +68,7 @@ class EmbeddedNats:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_stop_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
         deadline = time.monotonic() + timeout
         while True:

@@ -22,7 +22,25 @@ from services.projector import Projector
 from services.settings import Settings
 from services.store import open_ledger, open_read_models
 
-CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+ROOT = Path(__file__).parent.parent.parent
+
+# What an error must never show: a stack trace, SQL, the driver, or where the code lives.
+LEAKS = ("Traceback", 'File "', "SELECT ", "INSERT ", "psycopg", "sqlite3", str(ROOT))
+
+
+def no_leaks(ctx, response, case) -> bool | None:
+    found = [leak for leak in LEAKS if leak in response.text]
+    if found:
+        raise AssertionError(f"the answer shows {found}")
+    return None
+
+
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    content_type_conformance,
+    no_leaks,
+]
 
 
 def _app():

@@ -15,9 +15,9 @@ import pytest
 
 from contracts.events import decode_event
 from tests.api.requests import registration
+from tests.processes import free_port
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 from tests.publishing.test_publisher import assert_exactly, make_accounts, stored_history
-from tests.test_serve import free_port
 
 ROOT = Path(__file__).parent.parent.parent
 
