@@ -43,8 +43,12 @@ CHECKS = [
 ]
 
 
+# Removed when the test run ends.
+_DATA = tempfile.TemporaryDirectory(prefix="crm-fuzz-")
+
+
 def _app():
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="crm-fuzz-")))
+    settings = Settings(data_dir=Path(_DATA.name))
     ledger = open_ledger(settings)
     projector = Projector(ledger, open_read_models(settings))
     projector.setup()
