@@ -117,25 +117,36 @@ class ChainWalk:
 class ChainingMapper(Mapper[UUID]):
     """Writes each new event's `previous_hash` into its stored state and reads it back out.
 
-    The head an aggregate's next event links to is remembered per thread from the events that
-    thread last read or wrote; a thread loads an aggregate before it changes it, so this is
-    the head of what it loaded. Without it the head is read back from the store.
+    The head a new event links to is known without a query when it is stored for certain: read
+    back from the store, or written by a save that committed. Heads of a save in progress stay
+    with the thread making it until the ledger says it committed (`saved`) or failed (`forget`).
+    Otherwise the head is read from the store.
     """
+
+    MAX_KNOWN = 100_000
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.read_stored: Callable[[UUID, int], StoredEvent | None] | None = None
+        self._stored_heads: dict[UUID, tuple[int, str]] = {}
         self._local = threading.local()
 
-    def _heads(self) -> dict[UUID, tuple[int, str]]:
-        heads = getattr(self._local, "heads", None)
-        if heads is None or len(heads) > 10_000:
-            heads = self._local.heads = {}
-        return heads
+    def _pending(self) -> dict[UUID, tuple[int, str]]:
+        pending = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = {}
+        return pending
+
+    def saved(self) -> None:
+        """The save this thread made committed: its heads are stored now."""
+        pending = self._pending()
+        for originator_id, head in pending.items():
+            self._remember(originator_id, head)
+        pending.clear()
 
     def forget(self) -> None:
-        """Drops what this thread remembers (after a save that did not commit)."""
-        self._local.heads = {}
+        """The save this thread made did not commit: the heads it linked to are not stored."""
+        self._pending().clear()
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         # The base class's mapping, with the link added to the state before it is encoded.
@@ -153,26 +164,34 @@ class ChainingMapper(Mapper[UUID]):
             topic=get_topic(type(domain_event)),
             state=self.transcoder.encode(state),
         )
-        self._heads()[originator_id] = (version, stored_hash(stored))
+        self._pending()[originator_id] = (version, stored_hash(stored))
         return stored
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         event = super().to_domain_event(stored_event)
         vars(event).pop(PREVIOUS_HASH, None)
-        self._heads()[stored_event.originator_id] = (
-            stored_event.originator_version,
-            stored_hash(stored_event),
+        self._remember(
+            stored_event.originator_id, (stored_event.originator_version, stored_hash(stored_event))
         )
         return event
+
+    def _remember(self, originator_id: UUID, head: tuple[int, str]) -> None:
+        known = self._stored_heads.get(originator_id)
+        if known is None or known[0] < head[0]:
+            if len(self._stored_heads) >= self.MAX_KNOWN:
+                self._stored_heads.clear()
+            self._stored_heads[originator_id] = head
 
     def _head_before(self, originator_id: UUID, version: int) -> str:
         if version == 1:
             return GENESIS
-        known = self._heads().get(originator_id)
-        if known is not None and known[0] == version - 1:
-            return known[1]
+        for known in (self._stored_heads.get(originator_id), self._pending().get(originator_id)):
+            if known is not None and known[0] == version - 1:
+                return known[1]
         assert self.read_stored is not None, "the ledger gives the mapper a way to read"
         stored = self.read_stored(originator_id, version - 1)
         if stored is None:
             raise LookupError(f"{originator_id} has no version {version - 1} to link to")
-        return stored_hash(stored)
+        head = stored_hash(stored)
+        self._remember(originator_id, (version - 1, head))
+        return head

@@ -90,11 +90,13 @@ class AccountLedger(Application):
         return ChainingMapper(transcoder=self.construct_transcoder())
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
+        self.mapper.forget()  # heads mapped outside a save are not stored
         try:
             recordings = super().save(*objs, **kwargs)
         except BaseException:
-            self.mapper.forget()  # the heads it linked to were not stored
+            self.mapper.forget()
             raise
+        self.mapper.saved()
         if recordings:
             for callback in self.on_saved:
                 try:

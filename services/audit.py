@@ -88,7 +88,7 @@ class Audit:
         return log.latest if isinstance(log, CheckpointLog) else None
 
     def checkpoint_heads(self, entry: CheckpointEntry) -> dict[str, tuple[int, str]]:
-        checkpoint = self.ledger.repository.get(entry.checkpoint_id)
+        checkpoint = self.ledger.repository.get(entry.checkpoint_id, deepcopy_from_cache=False)
         return {account_id: (version, head) for account_id, version, head in checkpoint.heads()}
 
     def recorded_head(self, entry: CheckpointEntry, account_id: UUID) -> tuple[int, str] | None:

@@ -16,6 +16,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     read_wait_seconds: float = 2.0  # how long a read with min_position waits at most
     projector_batch_size: int = 1000  # events applied per read-model transaction
+    aggregate_cache_size: int = 10_000  # accounts kept loaded between commands; 0: none
     api_keys: str | None = None  # name:role:secret,…; none (and no file) is development mode
     api_keys_file: Path | None = None
     rate_limit_per_minute: int = 6000  # per API key; keys only (development mode has none)
@@ -40,6 +41,9 @@ class Settings:
             read_wait_seconds=float(env.get("CRM_READ_WAIT_SECONDS", defaults.read_wait_seconds)),
             projector_batch_size=int(
                 env.get("CRM_PROJECTOR_BATCH_SIZE", defaults.projector_batch_size)
+            ),
+            aggregate_cache_size=int(
+                env.get("CRM_AGGREGATE_CACHE_SIZE", defaults.aggregate_cache_size)
             ),
             api_keys=env.get("CRM_API_KEYS") or None,
             api_keys_file=Path(env["CRM_API_KEYS_FILE"]) if env.get("CRM_API_KEYS_FILE") else None,

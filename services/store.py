@@ -54,6 +54,11 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
 
 def open_ledger(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AccountLedger:
     env = eventsourcing_env(settings)
+    if settings.aggregate_cache_size > 0:
+        # Loaded accounts are kept, and brought up to date with the events stored since
+        # (by any process) before each use, so a command costs the same at any history length.
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
+        env["AGGREGATE_CACHE_FASTFORWARD"] = "y"
     if (
         env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
         and settings.database_schema != "public"
