@@ -21,6 +21,7 @@ test: install
 
 bench: install
 	$(UV) run --no-sync python bench/write_path.py
+	$(UV) run --no-sync python bench/command_latency.py
 
 clean:
 	rm -rf .venv .tools var

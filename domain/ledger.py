@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from domain.errors import (
     PolicyNotFound,
     VersionMismatch,
 )
+from domain.group_commit import GroupCommit
 from domain.jobs import RUNNING, Job
 from domain.objectives import Objectives, Target, objectives_id
 from domain.receipts import CommandReceipt, IdempotencyKey
@@ -85,6 +87,13 @@ class AccountLedger(Application):
         self.mapper.read_stored = self.stored_event
         # Called with the global position of the last event of every save (read models wake).
         self.on_saved: list[Callable[[int], None]] = []
+        # Commands' events are stored together with those of concurrent commands.
+        self.group_commit = GroupCommit(self.save)
+        self._turns = [threading.Lock() for _ in range(1024)]  # by account id
+
+    def close(self) -> None:
+        self.group_commit.close()
+        super().close()
 
     def construct_mapper(self) -> ChainingMapper:
         return ChainingMapper(transcoder=self.construct_transcoder())
@@ -367,17 +376,20 @@ class AccountLedger(Application):
         meta: CommandMeta,
         command: Callable[[Account, Attribution], None],
     ) -> CommandResult:
-        for _ in range(MAX_ATTEMPTS):
-            if (replayed := self._replay(meta)) is not None:
-                return replayed
-            account = self._find(account_id)
-            if account is None:
-                raise AccountNotFound(account_id)
-            if meta.expected_version is not None and account.version != meta.expected_version:
-                raise VersionMismatch(meta.expected_version, account.version)
-            command(account, self.attribution(meta))
-            if (result := self._save(account, meta)) is not None:
-                return result
+        # Commands on one account in this process take turns, so they do not collide in a
+        # shared commit; other processes' writes are still caught by the version check.
+        with self._turns[account_id.int % len(self._turns)]:
+            for _ in range(MAX_ATTEMPTS):
+                if (replayed := self._replay(meta)) is not None:
+                    return replayed
+                account = self._find(account_id)
+                if account is None:
+                    raise AccountNotFound(account_id)
+                if meta.expected_version is not None and account.version != meta.expected_version:
+                    raise VersionMismatch(meta.expected_version, account.version)
+                command(account, self.attribution(meta))
+                if (result := self._save(account, meta)) is not None:
+                    return result
         raise Contention(account_id)
 
     def _save(self, account: Account, meta: CommandMeta) -> CommandResult | None:
@@ -392,7 +404,7 @@ class AccountLedger(Application):
                 self.attribution(meta),
             )
         try:
-            recordings = self.save(account, receipt)
+            recordings = self.group_commit.save(account, receipt)
         except IntegrityError:
             return None
         return CommandResult(account, recordings[-1].notification.id if recordings else None)
