@@ -20,8 +20,7 @@ test: install
 	$(UV) run --no-sync pytest
 
 bench: install
-	$(UV) run --no-sync python bench/write_path.py
-	$(UV) run --no-sync python bench/command_latency.py
+	$(UV) run --no-sync python bench/targets.py
 
 clean:
 	rm -rf .venv .tools var

@@ -12,6 +12,7 @@ service runs with and, for comparison, without it.
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import statistics
 import sys
@@ -91,17 +92,20 @@ def main() -> int:
     parser.add_argument("--long", type=int, default=10_000, help="events of the long account")
     parser.add_argument("--commands", type=int, default=300)
     parser.add_argument("--postgres", metavar="URL", help="also measure on this PostgreSQL")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
+    results = []
     stores = [("sqlite", Settings(data_dir=Path(tempfile.mkdtemp(prefix="crm-w2-"))))]
     if args.postgres:
         schema = f"bench_w2_{secrets.token_hex(3)}"
-        stores.append(("postgres", Settings(database_url=args.postgres, database_schema=schema)))
+        stores.append(("postgresql", Settings(database_url=args.postgres, database_schema=schema)))
     print(f"W2: a command on an account with {args.long:,} events against one with {SHORT}")
     print("store     cache  short p50/p99 ms  long p50/p99 ms  long/short p50  target <= 1.5")
     try:
         for name, settings in stores:
             for cache in (True, False):
                 r = run(settings, args.long, args.commands, cache)
+                results.append({"store": name, "cache": cache, **r})
                 verdict = "met" if r["ratio_p50"] <= 1.5 else "not met"
                 print(
                     f"{name:9} {'on' if cache else 'off':5}  "
@@ -111,8 +115,10 @@ def main() -> int:
                 )
     finally:
         for name, settings in stores:
-            if name == "postgres":
+            if name == "postgresql":
                 drop_schema(args.postgres, settings.database_schema)
+    if args.json:
+        args.json.write_text(json.dumps({"long_events": args.long, "results": results}, indent=2))
     return 0
 
 

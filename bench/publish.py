@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import platform
 import random
 import secrets
@@ -111,6 +112,7 @@ def main() -> int:
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used, then dropped")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="crm-bench-publish-"))
     settings = (
@@ -159,6 +161,17 @@ def main() -> int:
         f"{platform.machine()}, Python {platform.python_version()}, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.writers} writers"
     )
+    if args.json:
+        figures = {
+            "store": settings.store_name,
+            "command_rate": command_rate,
+            "publish_rate": publish_rate,
+            "publish_to_command_rate": publish_rate / command_rate,
+            "command_rate_with_publisher": rate_together,
+            "lag_p50_ms": p50,
+            "lag_p99_ms": p99,
+        }
+        args.json.write_text(json.dumps(figures, indent=2))
     return 0
 
 

@@ -1,0 +1,149 @@
+"""Runs every benchmark against its target and rewrites the summary at the top of BENCHMARKS.md.
+What `make bench` runs. A script, not a test.
+
+    uv run python bench/targets.py [--postgres URL] [--sizes 10000,100000] [--no-write]
+
+Each script runs as its own process, one after another, and leaves its figures as JSON; this
+script reads them, prints the summary and puts it between the markers in BENCHMARKS.md (the
+dated sections below the summary keep the notes of earlier runs). PostgreSQL comes from
+--postgres or CRM_BENCH_DATABASE_URL, else a private server is started with `pgserver`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- targets:start -->", "<!-- targets:end -->"
+
+
+def run(script: str, out: Path, *args: str) -> Any:
+    print(f"running bench/{script} {' '.join(args)}", flush=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--json", str(out), *args],
+        check=True,
+        cwd=ROOT,
+    )
+    return json.loads(out.read_text())
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else "met" if ok else "not met"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", default=os.environ.get("CRM_BENCH_DATABASE_URL"))
+    parser.add_argument(
+        "--sizes", default="10000,100000", help="accounts for the read-model figures"
+    )
+    parser.add_argument("--no-write", action="store_true", help="print, do not touch the file")
+    args = parser.parse_args()
+    server = None
+    url = args.postgres
+    if url is None:
+        import pgserver
+
+        server = pgserver.get_server(tempfile.mkdtemp(prefix="crm-bench-pg-"), cleanup_mode="stop")
+        url = server.get_uri()
+    work = Path(tempfile.mkdtemp(prefix="crm-targets-"))
+    try:
+        write = run("write_path.py", work / "w1.json", "--postgres", url)
+        latency = run("command_latency.py", work / "w2.json", "--postgres", url)
+        reads = {
+            store: run("projections.py", work / f"r-{store}.json", "--accounts", args.sizes, *extra)
+            for store, extra in (("sqlite", ()), ("postgresql", ("--postgres", url)))
+        }
+        publish = {
+            store: run("publish.py", work / f"p-{store}.json", *extra)
+            for store, extra in (("sqlite", ()), ("postgresql", ("--postgres", url)))
+        }
+    finally:
+        if server is not None:
+            server.cleanup()
+    summary = render(write, latency, reads, publish)
+    print(summary)
+    if not args.no_write:
+        path = ROOT / "BENCHMARKS.md"
+        text = path.read_text()
+        head, _, rest = text.partition(START)
+        _, _, tail = rest.partition(END)
+        path.write_text(f"{head}{START}\n{summary}\n{END}{tail}")
+        print(f"summary written to {path}")
+    return 0
+
+
+def render(write: Any, latency: Any, reads: Any, publish: Any) -> str:
+    rows = {r["store"] or "bare": r for r in write["results"]}
+    bare = rows["bare"]["commands_per_s"]
+    lines = [
+        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} CPUs "
+        f"({platform.machine()}), Python {platform.python_version()}, SQLite "
+        f"{sqlite3.sqlite_version}, PostgreSQL {write['machine'].get('postgresql') or '?'}.",
+        "",
+        "| id | store | figure | target | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for store in ("sqlite", "postgresql"):
+        row = rows.get(store)
+        if row is None:
+            continue
+        ratio = row["commands_per_s"] / bare
+        lines.append(
+            f"| W1 | {store} | {row['commands_per_s']:,.0f} commands/s = {ratio:.3f}× the bare "
+            f"endpoint ({bare:,.0f}/s); p99 {row['p99_ms']:,.0f} ms | ≥ 0.5×, p99 < 100 ms | "
+            f"{verdict(ratio >= 0.5 and row['p99_ms'] < 100)} |"
+        )
+    for r in latency["results"]:
+        if r["cache"]:
+            lines.append(
+                f"| W2 | {r['store']} | p50 {r['long_p50']:.2f} ms at {latency['long_events']:,} "
+                f"events, {r['short_p50']:.2f} ms at 10: {r['ratio_p50']:.2f}× | ≤ 1.5× | "
+                f"{verdict(r['ratio_p50'] <= 1.5)} |"
+            )
+    for store, result in reads.items():
+        largest = result["figures"][-1]
+        lines.append(
+            f"| R1 | {store} | top 50 p99 {largest['leaderboard_top50_p99_ms']:.2f} ms at "
+            f"{largest['accounts']:,} accounts | p99 < 10 ms at 1,000,000 | "
+            f"{verdict(largest['leaderboard_top50_p99_ms'] < 10) if largest['accounts'] >= 10**6 else 'n/a (smaller run)'} |"  # noqa: E501
+        )
+        lines.append(
+            f"| R2 | {store} | rebuild / raw read {largest['rebuild_to_raw_ratio']:.3f} at "
+            f"{largest['events']:,} events | ≥ 0.25 | "
+            f"{verdict(largest['rebuild_to_raw_ratio'] >= 0.25)} |"
+        )
+    for store, p in publish.items():
+        ok = p["publish_to_command_rate"] >= 1.5 and p["lag_p99_ms"] < 250
+        lines.append(
+            f"| P1 | {store} | publishes {p['publish_to_command_rate']:.2f}× the command rate; "
+            f"commit → ack p99 {p['lag_p99_ms']:,.0f} ms | ≥ 1.5×, p99 < 250 ms | {verdict(ok)} |"
+        )
+    lines.append("| M1 | – | not measured by these scripts | < 300 MB at 1M accounts | n/a |")
+    lines += ["", "How the read-model figures grow with size:", ""]
+    lines += [
+        "| store | accounts | events | leaderboard p50 / p99 ms | slowest rebuild ev/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for store, result in reads.items():
+        for f in result["figures"]:
+            lines.append(
+                f"| {store} | {f['accounts']:,} | {f['events']:,} | "
+                f"{f['leaderboard_top50_p50_ms']:.2f} / {f['leaderboard_top50_p99_ms']:.2f} | "
+                f"{min(f['rebuild_events_per_s'].values()):,} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
