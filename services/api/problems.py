@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
@@ -191,6 +192,7 @@ PROBLEM_DETAILS = ProblemDetailsConfig(
         HTTPException: _from_http_exception,
         OperationalError: _from_operational_error,
         sqlalchemy.exc.OperationalError: _from_operational_error,
+        sqlite3.OperationalError: _from_operational_error,  # e.g. the file cannot be opened
     },
 )
 EXCEPTION_HANDLERS = {HTTP_500_INTERNAL_SERVER_ERROR: _internal_error}
