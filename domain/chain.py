@@ -118,8 +118,8 @@ class ChainingMapper(Mapper[UUID]):
     """Writes each new event's `previous_hash` into its stored state and reads it back out.
 
     The head a new event links to is known without a query when it is stored for certain: read
-    back from the store, or written by a save that committed. Heads of a save in progress stay
-    with the thread making it until the ledger says it committed (`saved`) or failed (`forget`).
+    from the store before, or written by a save that committed. Heads of a save in progress stay
+    with the thread making it until the ledger says it committed (`saved`); `forget` drops them.
     Otherwise the head is read from the store.
     """
 
@@ -145,7 +145,7 @@ class ChainingMapper(Mapper[UUID]):
         pending.clear()
 
     def forget(self) -> None:
-        """The save this thread made did not commit: the heads it linked to are not stored."""
+        """Drops this thread's uncommitted heads (the ledger does so before every save)."""
         self._pending().clear()
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
@@ -168,11 +168,10 @@ class ChainingMapper(Mapper[UUID]):
         return stored
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        # No hashing here: the projector and the publisher decode every event, and a writer
+        # learns a head from its own commits or, once, from the store.
         event = super().to_domain_event(stored_event)
         vars(event).pop(PREVIOUS_HASH, None)
-        self._remember(
-            stored_event.originator_id, (stored_event.originator_version, stored_hash(stored_event))
-        )
         return event
 
     def _remember(self, originator_id: UUID, head: tuple[int, str]) -> None:

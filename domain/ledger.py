@@ -99,12 +99,8 @@ class AccountLedger(Application):
         return ChainingMapper(transcoder=self.construct_transcoder())
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
-        self.mapper.forget()  # heads mapped outside a save are not stored
-        try:
-            recordings = super().save(*objs, **kwargs)
-        except BaseException:
-            self.mapper.forget()
-            raise
+        self.mapper.forget()  # heads of a save that failed, or mapped outside a save
+        recordings = super().save(*objs, **kwargs)
         self.mapper.saved()
         if recordings:
             for callback in self.on_saved:

@@ -32,6 +32,7 @@ from contracts.audit import AccountDiff, ChainAudit
 from contracts.read_models import AccountPage, AccountSummary
 from contracts.screening import OverrideScreening
 from domain.account import BantRating, Firmographics
+from domain.errors import AccountNotFound
 from domain.ledger import AccountLedger, CommandResult
 from domain.vocabulary import (
     BANT_DIMENSIONS,
@@ -266,7 +267,7 @@ class AccountController(Controller):
     ) -> HistoryPage | Stream:
         if format != "json":
             if ledger.stored_event(account_id, 1) is None:
-                ledger.account(account_id)  # an unknown id is a 404, not an empty file
+                raise AccountNotFound(account_id)  # a 404, not an empty file
             return audit_download(audit.export_records(account_id), format, str(account_id))
         events = ledger.history(account_id, after=after, limit=limit)
         items = [history_event(e) for e in events]

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from contracts.events import decode_event
+from services.nats_server import free_port
 from tests.api.requests import registration
-from tests.processes import free_port
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 from tests.publishing.test_publisher import assert_exactly, make_accounts, stored_history
 
