@@ -43,7 +43,9 @@ def messy_file() -> bytes:
 
 
 def events_in_store(ledger) -> int:
-    return ledger.recorder.max_notification_id() or 0
+    # Counted, not read off the last position: on PostgreSQL a transaction cut short by a
+    # killed process still used up its positions, leaving a gap.
+    return len(ledger.recorder.select_notifications(1, 1_000_000))
 
 
 def test_good_rows_land_and_every_bad_row_is_reported_by_line_column_and_reason(ledger):
