@@ -1,18 +1,23 @@
-"""The floor for the write path: one Litestar endpoint that decodes a BANT re-rating exactly as
-the CRM does (strict msgspec decode of the raw body into `contracts.accounts.ScoreBant`) and
-answers with a small JSON body, storing nothing. Served by uvicorn with the CRM's settings.
+"""The floors for the CRM's endpoints, served by uvicorn with the CRM's settings:
+
+* `PUT /accounts/{id}/bant` decodes a BANT re-rating exactly as the CRM does (strict msgspec
+  decode of the raw body into `contracts.accounts.ScoreBant`) and answers with a small JSON
+  body, storing nothing;
+* `GET /leaderboards/bant` answers a page of 50 leaderboard entries (the CRM's contract, built
+  once at start), encoding it on every request but reading nothing.
 
     python bench/bare_endpoint.py --host 127.0.0.1 --port 8001
 
-`bench/write_path.py` starts it and compares the CRM's commands/s against it.
+`bench/write_path.py` and `bench/scale.py` start it and compare the CRM against it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 from litestar import Litestar, Request, Response, get, put
@@ -20,6 +25,28 @@ from litestar import Litestar, Request, Response, get, put
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from contracts.accounts import ScoreBant  # noqa: E402
+from contracts.read_models import LeaderboardEntry, LeaderboardPage  # noqa: E402
+
+PAGE = LeaderboardPage(
+    [
+        LeaderboardEntry(
+            rank,
+            uuid4(),
+            f"Company {rank:07d}",
+            20,
+            5,
+            5,
+            5,
+            5,
+            "prioritise",
+            "think",
+            datetime.now(UTC),
+        )
+        for rank in range(1, 51)
+    ],
+    position=1_000_000,
+    next_cursor="20:00000000-0000-0000-0000-000000000000",
+)
 
 
 class Rated(msgspec.Struct, frozen=True):
@@ -41,12 +68,17 @@ async def score_bant(account_id: UUID, request: Request) -> Response[Rated]:
     return Response(Rated(account_id, score))
 
 
+@get("/leaderboards/bant", sync_to_thread=False)
+def leaderboard() -> LeaderboardPage:
+    return PAGE
+
+
 @get("/health", sync_to_thread=False)
 def health() -> Health:
     return Health("ok")
 
 
-app = Litestar(route_handlers=[score_bant, health], openapi_config=None)
+app = Litestar(route_handlers=[score_bant, leaderboard, health], openapi_config=None)
 
 
 def main() -> int:

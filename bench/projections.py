@@ -39,7 +39,9 @@ COUNTRIES = ["DE", "FR", "NL", "PL", "SE"]
 SAVE_BATCH = 500
 
 
-def seed(ledger, start: int, count: int, progress: Progress) -> None:
+def seed(ledger, start: int, count: int, progress: Progress, re_ratings: int = 0) -> None:
+    """Registers, screens and rates accounts start…start+count-1 (4 events each), then rates
+    each of them `re_ratings` more times (one event each)."""
     task = progress.add_task(f"seed {count:,} accounts", total=count)
     rng = random.Random(start)
     by = Attribution("bench", datetime.now(UTC))
@@ -60,7 +62,8 @@ def seed(ledger, start: int, count: int, progress: Progress) -> None:
             by,
         )
         account.screen(ScreeningOutcome.QUALIFIED, ["industry"], None, by)
-        account.score_bant(BantRating(*(rng.randint(1, 5) for _ in range(4))), by)
+        for _ in range(1 + re_ratings):
+            account.score_bant(BantRating(*(rng.randint(1, 5) for _ in range(4))), by)
         batch.append(account)
         if len(batch) == SAVE_BATCH:
             ledger.save(*batch)

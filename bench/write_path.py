@@ -302,7 +302,9 @@ def _backlog(status: dict[str, Any]) -> tuple[int, int]:
     head = status.get("log_position", 0)
     models = status.get("read_models") or {}
     projector = max((head - p for p in models.values()), default=0)
-    publisher = (status.get("publisher") or {}).get("backlog", 0)
+    published = (status.get("publisher") or {}).get("published_position")
+    # The publisher's own backlog counts only what it has read of the log so far.
+    publisher = head - published if published is not None else 0
     return max(projector, 0), max(publisher, 0)
 
 
@@ -382,12 +384,25 @@ class LoadResult:
         self.seconds = max(self.seconds, other.seconds)
 
 
-def bant_bodies() -> list[bytes]:
-    """All 625 rating combinations, encoded once."""
-    return [
-        json.dumps({"budget": b, "authority": a, "need": n, "timing": t}).encode()
-        for b, a, n, t in itertools.product(range(1, 6), repeat=4)
-    ]
+@dataclass(frozen=True)
+class Requests:
+    """What the clients send: `method` to a random one of `paths` with a random one of `bodies`."""
+
+    method: str
+    paths: list[str]
+    bodies: list[bytes | None]
+
+
+def bant_ratings(account_ids: list[str]) -> Requests:
+    """BANT re-ratings of the given accounts, with all 625 rating combinations encoded once."""
+    return Requests(
+        "PUT",
+        [f"/accounts/{i}/bant" for i in account_ids],
+        [
+            json.dumps({"budget": b, "authority": a, "need": n, "timing": t}).encode()
+            for b, a, n, t in itertools.product(range(1, 6), repeat=4)
+        ],
+    )
 
 
 async def _describe_error(resp: Any) -> str:
@@ -401,7 +416,7 @@ async def _describe_error(resp: Any) -> str:
 
 async def generate_load(
     base: str,
-    account_ids: list[str],
+    requests: Requests,
     clients: int,
     warmup: float,
     seconds: float,
@@ -411,8 +426,8 @@ async def generate_load(
     import aiohttp
     from yarl import URL
 
-    urls = [URL(f"{base}/accounts/{i}/bant") for i in account_ids]
-    bodies = bant_bodies()
+    urls = [URL(f"{base}{path}") for path in requests.paths]
+    bodies = requests.bodies
     result = LoadResult(seconds=seconds)
     latencies, errors = result.latencies, result.errors
     connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients)
@@ -430,10 +445,12 @@ async def generate_load(
         async def client(client_seed: int) -> None:
             pick = random.Random(client_seed).randrange
             n_urls, n_bodies = len(urls), len(bodies)
-            put = session.put
+            send = session.request
+            method = requests.method
             while (started := clock()) < stop:
                 try:
-                    async with put(urls[pick(n_urls)], data=bodies[pick(n_bodies)]) as resp:
+                    url, body = urls[pick(n_urls)], bodies[pick(n_bodies)]
+                    async with send(method, url, data=body) as resp:
                         if 200 <= resp.status < 300:
                             await resp.read()
                             outcome = None
@@ -478,7 +495,7 @@ def _run_loop(coro: Any) -> Any:
 
 def _client_process(
     base: str,
-    ids: list[str],
+    requests: Requests,
     clients: int,
     warmup: float,
     seconds: float,
@@ -487,7 +504,7 @@ def _client_process(
     results: Any,
 ) -> None:
     try:
-        result = _run_loop(generate_load(base, ids, clients, warmup, seconds, seed, barrier))
+        result = _run_loop(generate_load(base, requests, clients, warmup, seconds, seed, barrier))
         results.put((result.latencies.tobytes(), dict(result.errors), result.late))
     except BaseException as exc:  # the parent must hear of it, not wait forever
         results.put(exc.__class__.__name__ + ": " + str(exc))
@@ -495,10 +512,10 @@ def _client_process(
 
 
 def run_load(
-    base: str, ids: list[str], clients: int, warmup: float, seconds: float, processes: int
+    base: str, requests: Requests, clients: int, warmup: float, seconds: float, processes: int
 ) -> LoadResult:
     if processes <= 1:
-        return _run_loop(generate_load(base, ids, clients, warmup, seconds, 1))
+        return _run_loop(generate_load(base, requests, clients, warmup, seconds, 1))
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(processes)
     results = ctx.Queue()
@@ -508,7 +525,7 @@ def run_load(
     workers = [
         ctx.Process(
             target=_client_process,
-            args=(base, ids, share, warmup, seconds, k + 1, barrier, results),
+            args=(base, requests, share, warmup, seconds, k + 1, barrier, results),
             daemon=True,
         )
         for k, share in enumerate(shares)
@@ -706,7 +723,12 @@ def main() -> int:
             assert server.process is not None
             foreign = ForeignCpu(server.process.pid)
             load = run_load(
-                server.base, ids, args.clients, args.warmup, args.seconds, args.client_processes
+                server.base,
+                bant_ratings(ids),
+                args.clients,
+                args.warmup,
+                args.seconds,
+                args.client_processes,
             )
             foreign_share = foreign.share()
             row = figures(name, store, load)

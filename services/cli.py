@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from services.audit_cli import add_audit_commands
+from services.logs import configure as configure_logs
 from services.settings import Settings
 
 log = logging.getLogger("crm")
@@ -35,42 +36,52 @@ def _projector(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def _publisher(settings: Settings, ledger, nats_url: str):  # type: ignore[no-untyped-def]
+    from services.leadership import Leadership
     from services.publisher import Publisher, StreamSettings
 
     stream = StreamSettings(
-        name=settings.nats_stream, max_age_seconds=settings.nats_max_age_seconds
+        name=settings.nats_stream,
+        max_age_seconds=settings.nats_max_age_seconds,
+        replicas=settings.nats_replicas,
     )
-    return Publisher(ledger, nats_url, stream)
+    return Publisher(ledger, nats_url, stream, leadership=Leadership(settings, "publisher"))
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
+def _api_only(settings: Settings, keys):  # type: ignore[no-untyped-def]
+    """The API alone: `crm project` and `crm publish` run as processes of their own."""
+    from services.api.app import create_app
+    from services.jobs import JobRunner
+
+    projector = _projector(settings)
+    jobs = JobRunner(projector.ledger, settings)
+
+    def close() -> None:
+        projector.database.dispose()
+        projector.ledger.close()
+
+    return create_app(
+        projector.ledger,
+        projector,
+        settings,
+        jobs=jobs,
+        keys=keys,
+        on_startup=[projector.setup, jobs.resume],
+        on_shutdown=[close],
+    )
+
+
+def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
+    """The API with the projector and the publisher inside, each active only while this
+    process holds its lock, and an embedded nats-server unless CRM_NATS_URL names one."""
     import asyncio
 
-    import uvicorn
-
     from services.api.app import create_app
-    from services.api.auth import load_keys
     from services.audit import Audit, PeriodicCheckpoints
     from services.jobs import JobRunner
+    from services.leadership import Leadership
     from services.nats_server import EmbeddedNats
     from services.projector import BackgroundProjector
 
-    keys = load_keys(settings.api_keys, settings.api_keys_file)
-    if not keys:
-        if args.host not in LOOPBACK:
-            print(
-                f"refusing to listen on {args.host}: no API keys are configured "
-                "(set CRM_API_KEYS or CRM_API_KEYS_FILE), and without keys the CRM serves "
-                "loopback only",
-                file=sys.stderr,
-            )
-            return 2
-        print(
-            "DEVELOPMENT MODE: no API keys are configured, so nobody is authenticated and "
-            "X-Actor names the actor. Serving on loopback only.",
-            file=sys.stderr,
-            flush=True,
-        )
     broker = None
     nats_url = settings.nats_url
     if nats_url is None:
@@ -78,10 +89,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         nats_url = broker.start()
         print(f"Embedded NATS with JetStream for subscribers: {nats_url}", flush=True)
     projector = _projector(settings)
-    background = BackgroundProjector(projector)
+    background = BackgroundProjector(projector, Leadership(settings, "projector"))
     checkpoints = PeriodicCheckpoints(Audit(projector.ledger), settings.audit_checkpoint_seconds)
     publisher = _publisher(settings, projector.ledger, nats_url)
-    jobs = JobRunner(projector.ledger, settings.data_dir)
+    jobs = JobRunner(projector.ledger, settings)
     stop_publishing = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
@@ -101,7 +112,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             broker.stop()
 
     # Closed by the app's shutdown, which uvicorn runs before it re-raises SIGTERM/SIGINT.
-    app = create_app(
+    return create_app(
         projector.ledger,
         projector,
         settings,
@@ -111,6 +122,33 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         on_startup=[background.start, checkpoints.start, start_publishing, jobs.resume],
         on_shutdown=[close],
     )
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from services.api.auth import load_keys
+
+    keys = load_keys(settings.api_keys, settings.api_keys_file)
+    if not keys:
+        if args.host not in LOOPBACK:
+            print(
+                f"refusing to listen on {args.host}: no API keys are configured "
+                "(set CRM_API_KEYS or CRM_API_KEYS_FILE), and without keys the CRM serves "
+                "loopback only",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            "DEVELOPMENT MODE: no API keys are configured, so nobody is authenticated and "
+            "X-Actor names the actor. Serving on loopback only.",
+            file=sys.stderr,
+            flush=True,
+        )
+    if args.no_workers:
+        app = _api_only(settings, keys)
+    else:
+        app = _api_with_workers(settings, keys)
     print(
         f"CRM listening on http://{args.host}:{args.port} (store: {_describe(settings)})",
         flush=True,
@@ -127,8 +165,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _project(_args: argparse.Namespace, settings: Settings) -> int:
+def _serve_metrics(args: argparse.Namespace, *collectors) -> None:  # type: ignore[no-untyped-def]
+    """Prometheus metrics on a port of their own, for the processes that serve no API."""
+    if not args.metrics_port:
+        return
+    from prometheus_client import REGISTRY, start_http_server
+
+    for collector in collectors:
+        REGISTRY.register(collector)
+    start_http_server(args.metrics_port, addr=args.metrics_host)
+    log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
+
+
+def _project(args: argparse.Namespace, settings: Settings) -> int:
+    from services.api.metrics import StoreCollector
     from services.audit import Audit, PeriodicCheckpoints
+    from services.leadership import Leadership, lead_in_thread
 
     projector = _projector(settings)
     checkpoints = PeriodicCheckpoints(Audit(projector.ledger), settings.audit_checkpoint_seconds)
@@ -136,9 +188,10 @@ def _project(_args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     log.info("projector following %s", _describe(settings))
+    _serve_metrics(args, StoreCollector(projector))
     checkpoints.start()
     try:
-        projector.run(stop)
+        lead_in_thread(Leadership(settings, "projector"), stop, projector.run)
     finally:
         checkpoints.stop()
         projector.database.dispose()
@@ -146,7 +199,7 @@ def _project(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _publish(_args: argparse.Namespace, settings: Settings) -> int:
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from services.store import open_ledger
@@ -167,6 +220,7 @@ def _publish(_args: argparse.Namespace, settings: Settings) -> int:
         await publisher.run(stop)
 
     log.info("publishing %s to %s", _describe(settings), settings.nats_url)
+    _serve_metrics(args)
     try:
         asyncio.run(run())
     finally:
@@ -315,6 +369,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API (with the projector inside)")
     serve.add_argument("--host", default=settings.host, help="default: %(default)s")
     serve.add_argument("--port", type=int, default=settings.port, help="default: %(default)s")
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="the API only: run `crm project` and `crm publish` as processes of their own",
+    )
     serve.set_defaults(run=_serve)
     project = commands.add_parser(
         "project", help="keep the read models up to date (and record audit checkpoints)"
@@ -322,6 +381,16 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     project.set_defaults(run=_project)
     publish = commands.add_parser("publish", help="publish account events to NATS JetStream")
     publish.set_defaults(run=_publish)
+    for worker in (project, publish):
+        worker.add_argument(
+            "--metrics-port",
+            type=int,
+            default=settings.metrics_port,
+            help="serve Prometheus metrics on this port (CRM_METRICS_PORT; default: none)",
+        )
+        worker.add_argument(
+            "--metrics-host", default=settings.host, help="default: CRM_HOST, %(default)s"
+        )
     tail = commands.add_parser("tail", help="print account events from NATS, live or replayed")
     tail.add_argument("--url", help="NATS URL (default: CRM_NATS_URL)")
     tail.add_argument("--subject", default="crm.accounts.>", help="default: %(default)s")
@@ -371,7 +440,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     args = build_parser(settings).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        configure_logs(settings.log_format)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     return args.run(args, settings)
 
 

@@ -14,6 +14,8 @@ from uuid import UUID, uuid4
 from domain.jobs import Job
 from domain.ledger import AccountLedger, CommandMeta
 from services.importing import import_rows
+from services.leadership import Leadership
+from services.settings import Settings
 
 log = logging.getLogger("crm.jobs")
 
@@ -23,9 +25,10 @@ APPLY_CHUNK = 200
 
 
 class JobRunner:
-    def __init__(self, ledger: AccountLedger, data_dir: Path) -> None:
+    def __init__(self, ledger: AccountLedger, settings: Settings) -> None:
         self.ledger = ledger
-        self.uploads = data_dir / "imports"
+        self.settings = settings
+        self.uploads = settings.data_dir / "imports"
         self._threads: list[threading.Thread] = []
 
     def submit_import(
@@ -78,6 +81,18 @@ class JobRunner:
         thread.start()
 
     def run(self, job_id: UUID) -> None:
+        # Every replica resumes the unfinished jobs it finds at start: the job's own lock
+        # keeps a job that runs in another process (or already here) from running twice.
+        claim = Leadership(self.settings, f"jobs/{job_id}")
+        if not claim.try_acquire():
+            log.info("job %s runs in another process", job_id)
+            return
+        try:
+            self._run(job_id)
+        finally:
+            claim.release()
+
+    def _run(self, job_id: UUID) -> None:
         job = self.ledger.job(job_id)
         assert job is not None
         meta = CommandMeta(job.actor, reason=job.params.get("reason"))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import AccountLedger
@@ -31,11 +31,13 @@ from projections.generations import (
     make_live,
     record_position,
 )
+from services.leadership import Leadership, lead_in_thread, lock_key
 
 log = logging.getLogger("crm.projector")
 
 READ_MODELS: dict[str, ModuleType] = {accounts.NAME: accounts, transitions.NAME: transitions}
 POLL_SECONDS = 0.2
+SETUP_LOCK = lock_key("any", "read-model-setup")
 
 
 class Projector:
@@ -61,6 +63,9 @@ class Projector:
     def setup(self) -> None:
         """Creates the registry and a first live generation of every read model."""
         with self.database.write() as conn:
+            if conn.dialect.name == "postgresql":
+                # API replicas and projectors start together: one creates, the others wait.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SETUP_LOCK})
             ensure_registry(conn)
             for name, model in self.read_models.items():
                 if live_generation(conn, name) is None:
@@ -89,6 +94,13 @@ class Projector:
             self._apply(conn, gen, batch)
         with self._progress:
             self._progress.notify_all()
+        log.info(
+            "%s: applied %d events up to %d",
+            name,
+            len(batch),
+            batch[-1][0],
+            extra={"fields": {"read_model": name, "events": len(batch), "position": batch[-1][0]}},
+        )
         return len(batch)
 
     def _read(self, after: int) -> list[tuple[int, Any]]:
@@ -194,17 +206,22 @@ class Projector:
 
 
 class BackgroundProjector:
-    """Runs a projector in a thread of the serving process (the embedded default)."""
+    """Runs a projector in a thread of the serving process (the embedded default), while this
+    process holds the projector's lock (another may be the active one)."""
 
-    def __init__(self, projector: Projector) -> None:
+    def __init__(self, projector: Projector, leadership: Leadership) -> None:
         self.projector = projector
+        self.leadership = leadership
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.projector.setup()
         self._thread = threading.Thread(
-            target=self.projector.run, args=(self._stop,), name="projector", daemon=True
+            target=lead_in_thread,
+            args=(self.leadership, self._stop, self.projector.run),
+            name="projector",
+            daemon=True,
         )
         self._thread.start()
 

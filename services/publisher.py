@@ -24,13 +24,25 @@ from nats.errors import NoServersError, TimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Gauge, Histogram
 
 from contracts.events import AccountEvent, subject
 from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import AccountLedger
 from services.integration_events import to_integration_event
+from services.leadership import Leadership, lead_in_loop
 
 log = logging.getLogger("crm.publisher")
+
+# In the process that publishes (crm serve with workers, or crm publish).
+PUBLISHED = Counter("crm_events_published", "Account events acknowledged by JetStream")
+PUBLISH_LAG = Histogram(
+    "crm_publish_lag_seconds",
+    "From an event's commit to JetStream's acknowledgement",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+PUBLISH_BACKLOG = Gauge("crm_publish_backlog_events", "Log positions not yet in the stream")
+PUBLISHER_ACTIVE = Gauge("crm_publisher_active", "1 while this process is the active publisher")
 
 POSITION_HEADER = "CRM-Position"
 MIN_SERVER = (2, 10, 0)
@@ -49,7 +61,7 @@ class StreamSettings:
 
 @dataclass
 class PublisherStatus:
-    connected: bool = False
+    connected: bool = False  # connected, and the active publisher
     published_position: int = 0  # every event up to here is in the stream
     head_position: int = 0  # the last position in the event log
     published: int = 0
@@ -82,19 +94,29 @@ class Publisher:
         nats_url: str,
         stream: StreamSettings | None = None,
         batch_size: int = 256,
+        leadership: Leadership | None = None,
     ) -> None:
         self.ledger = ledger
+        self.leadership = leadership  # None: publish without asking (one publisher is known)
         self.nats_url = nats_url
         self.stream = stream or StreamSettings()
         self.batch_size = batch_size
         self.status = PublisherStatus()
         self._wake: asyncio.Event | None = None
+        self._nc: Any = None  # the live connection, while this process is the active publisher
+
+    @property
+    def connected(self) -> bool:
+        """Active, and connected to the broker right now (not reconnecting)."""
+        return self.status.connected and self._nc is not None and self._nc.is_connected
 
     # Running ---------------------------------------------------------------------------------
 
     async def check_broker(self) -> None:
         """Raises ServerTooOld when the broker lacks what the publisher needs."""
-        nc = await nats.connect(self.nats_url, connect_timeout=5, max_reconnect_attempts=0)
+        nc = await nats.connect(
+            nats_servers(self.nats_url), connect_timeout=5, max_reconnect_attempts=0
+        )
         try:
             check_server(nc)
         finally:
@@ -113,7 +135,10 @@ class Publisher:
 
         self.ledger.on_saved.append(wake_up)
         try:
-            await self._run(stop)
+            if self.leadership is None:
+                await self._run(stop)
+            else:
+                await lead_in_loop(self.leadership, stop, self._run)
         finally:
             self.ledger.on_saved.remove(wake_up)
 
@@ -122,7 +147,7 @@ class Publisher:
             nc = None
             try:
                 nc = await nats.connect(
-                    self.nats_url,
+                    nats_servers(self.nats_url),
                     connect_timeout=2,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
@@ -133,6 +158,8 @@ class Publisher:
                 await self.ensure_stream(js)
                 position = await self.resume_position(js)
                 self.status.connected = True
+                self._nc = nc
+                PUBLISHER_ACTIVE.set(1)
                 while not stop.is_set():
                     position = await self._publish_next(js, position, stop)
             except ServerTooOld:
@@ -143,6 +170,8 @@ class Publisher:
                 log.exception("publisher failed; starting again")
             finally:
                 self.status.connected = False
+                self._nc = None
+                PUBLISHER_ACTIVE.set(0)
                 if nc is not None and not nc.is_closed:
                     try:
                         await nc.close()
@@ -159,9 +188,19 @@ class Publisher:
             self._wake.clear()
             await _sleep_unless(stop, POLL_SECONDS, self._wake)
             self.status.head_position = await asyncio.to_thread(self._head)
+            PUBLISH_BACKLOG.set(self.status.backlog)
             return position
         await self._publish_all(js, batch)
         self.status.published_position = end
+        PUBLISH_BACKLOG.set(self.status.backlog)
+        log.info(
+            "published %d events up to %d",
+            len(batch),
+            end,
+            extra={
+                "fields": {"events": len(batch), "position": end, "backlog": self.status.backlog}
+            },
+        )
         return end
 
     def _read(self, after: int) -> tuple[list[AccountEvent], int]:
@@ -217,7 +256,10 @@ class Publisher:
             headers=self.headers(event),
         )
         self.status.published += 1
-        self.status.lags_ms.append((time.time() - event.occurred_at.timestamp()) * 1000)
+        lag = time.time() - event.occurred_at.timestamp()
+        self.status.lags_ms.append(lag * 1000)
+        PUBLISHED.inc()
+        PUBLISH_LAG.observe(lag)
 
     def headers(self, event: AccountEvent) -> dict[str, str]:
         tag = type(event).__struct_config__.tag
@@ -283,6 +325,11 @@ class Publisher:
         except NotFoundError:
             return 0
         return int(str((msg.headers or {}).get("Nats-Msg-Id", ":0")).rsplit(":", 1)[1])
+
+
+def nats_servers(url: str) -> list[str]:
+    """CRM_NATS_URL may list a cluster's members, comma-separated."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 def check_server(nc: Any) -> None:

@@ -24,7 +24,10 @@ class Settings:
     nats_url: str | None = None  # None: `crm serve` starts an embedded nats-server
     nats_stream: str = "CRM"
     nats_max_age_seconds: float = 0  # 0 keeps every message, so subscribers can replay all
+    nats_replicas: int = 1  # of the stream, when the publisher creates it
     audit_checkpoint_seconds: float = 3600  # how often the workers record a checkpoint; 0: never
+    log_format: str = "json"  # json: one object per line; text: for a terminal
+    metrics_port: int = 0  # crm project / crm publish: serve /metrics here; 0: do not
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -58,9 +61,12 @@ class Settings:
             nats_max_age_seconds=float(
                 env.get("CRM_NATS_MAX_AGE_SECONDS", defaults.nats_max_age_seconds)
             ),
+            nats_replicas=int(env.get("CRM_NATS_REPLICAS", defaults.nats_replicas)),
             audit_checkpoint_seconds=float(
                 env.get("CRM_AUDIT_CHECKPOINT_SECONDS", defaults.audit_checkpoint_seconds)
             ),
+            log_format=env.get("CRM_LOG_FORMAT", defaults.log_format),
+            metrics_port=int(env.get("CRM_METRICS_PORT", defaults.metrics_port)),
             host=env.get("CRM_HOST", defaults.host),
             port=int(env.get("CRM_PORT", defaults.port)),
         )

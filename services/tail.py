@@ -11,6 +11,7 @@ import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.events import decode_event
+from services.publisher import nats_servers
 
 
 def deliver_from(from_start: bool, from_seq: int | None, since: datetime | None) -> ConsumerConfig:
@@ -40,7 +41,7 @@ async def tail(
     Stops after `limit` messages, or when no message came for `idle_seconds`, else runs until
     cancelled. Every body is decoded against the contracts first, as a subscriber would.
     """
-    nc = await nats.connect(url)
+    nc = await nats.connect(nats_servers(url))
     printed = 0
     try:
         js = nc.jetstream()

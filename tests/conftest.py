@@ -21,6 +21,8 @@ from litestar.testing import TestClient
 
 from domain.ledger import AccountLedger
 from services.api.app import create_app
+from services.leadership import Leadership
+from services.nats_server import EmbeddedNats
 from services.projector import BackgroundProjector, Projector
 from services.settings import Settings
 from services.store import open_ledger, open_read_models
@@ -85,6 +87,15 @@ def settings(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> Sett
 
 
 @pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A real nats-server per test, on a free loopback port, that tests can kill and restart."""
+    server = EmbeddedNats(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
@@ -106,7 +117,7 @@ def projector(ledger: AccountLedger, settings: Settings) -> Iterator[Projector]:
 
 @pytest.fixture
 def client(ledger: AccountLedger, projector: Projector, settings: Settings) -> Iterator[TestClient]:
-    background = BackgroundProjector(projector)
+    background = BackgroundProjector(projector, Leadership(settings, "projector"))
     app = create_app(
         ledger, projector, settings, on_startup=[background.start], on_shutdown=[background.stop]
     )

@@ -1,12 +1,17 @@
-"""`crm serve` as a real process on a free loopback port, for tests that restart or kill it."""
+"""`crm` commands as real processes, for tests that restart or kill them.
+
+Each process writes its standard error (its JSON log lines) to a file the test can read.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -16,33 +21,51 @@ from services.settings import Settings
 ROOT = Path(__file__).parent.parent
 
 
-class CrmServe:
-    def __init__(self, settings: Settings, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        environment = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir), **env}
-        if settings.database_url:
-            environment |= {
-                "CRM_DATABASE_URL": settings.database_url,
-                "CRM_DATABASE_SCHEMA": settings.database_schema,
-            }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", "--port", str(self.port)],
-            env=environment,
-            cwd=ROOT,
-        )
+def crm_environment(settings: Settings, **env: str) -> dict[str, str]:
+    environment = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir), **env}
+    if settings.database_url:
+        environment |= {
+            "CRM_DATABASE_URL": settings.database_url,
+            "CRM_DATABASE_SCHEMA": settings.database_schema,
+        }
+    return environment
 
-    def wait_ready(self, seconds: float = 30) -> CrmServe:
+
+class CrmProcess:
+    """`python -m services.cli <args>`, its log lines in `log_path`."""
+
+    def __init__(self, settings: Settings, *args: str, log_path: Path | None = None, **env: str):
+        default = Path(settings.data_dir).parent / f"crm-{time.monotonic_ns()}.log"
+        self.log_path = log_path or default
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *args],
+                env=crm_environment(settings, **env),
+                cwd=ROOT,
+                stderr=log,
+            )
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far (other lines, such as a banner, are skipped)."""
+        lines = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    lines.append(json.loads(line))
+                except ValueError:
+                    pass  # a line cut short by a kill
+        return lines
+
+    def logged(self, message: str) -> bool:
+        return any(line.get("message") == message for line in self.log_lines())
+
+    def wait_logged(self, message: str, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
-        while True:
-            assert self.process.poll() is None, "crm serve exited early"
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "crm serve did not become ready"
-            time.sleep(0.1)  # polling a starting process; readiness is checked, not assumed
+        while not self.logged(message):
+            assert self.process.poll() is None, f"exited early:\n{self.log_path.read_text()}"
+            assert time.monotonic() < deadline, f"never logged {message!r}"
+            time.sleep(0.05)  # polling a log file another process writes
 
     def kill(self) -> None:
         self.process.kill()
@@ -53,3 +76,25 @@ class CrmServe:
         if self.process.poll() is None:
             self.process.terminate()
         return self.process.wait(timeout=30)
+
+
+class CrmServe(CrmProcess):
+    def __init__(self, settings: Settings, *args: str, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(settings, "serve", "--port", str(self.port), *args, **env)
+
+    def wait_ready(self, seconds: float = 30) -> CrmServe:
+        deadline = time.monotonic() + seconds
+        while True:
+            assert self.process.poll() is None, f"crm serve exited early:\n{self.log_tail()}"
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"not ready in time:\n{self.log_tail()}"
+            time.sleep(0.1)  # polling a starting process; readiness is checked, not assumed
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,5 +1,6 @@
 """compose.yaml is for users (no Docker engine runs here), so it is checked by parsing."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -7,18 +8,43 @@ import yaml
 from services.cli import build_parser
 
 ROOT = Path(__file__).parent.parent
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+OURS = {name: s for name, s in SERVICES.items() if s.get("build") == "."}
 
 
-def test_compose_file_parses_and_runs_only_commands_that_exist():
-    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+def test_compose_runs_the_api_replicas_and_one_of_each_worker_standing_by():
+    commands = {name: s["command"][:3] for name, s in OURS.items()}
+    assert commands["api"] == ["crm", "serve", "--no-workers"]
+    assert commands["projector"][:2] == ["crm", "project"]
+    assert commands["publisher"][:2] == ["crm", "publish"]
+    for service in OURS.values():
+        assert "healthcheck" in service
+        assert service["environment"]["CRM_DATABASE_URL"].startswith("postgresql://")
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
 
-    services = compose["services"]
-    assert {"postgres", "nats", "api"} <= set(services)
-    assert services["api"]["environment"]["CRM_DATABASE_URL"].startswith("postgresql://")
-    assert services["api"]["environment"]["CRM_NATS_URL"].startswith("nats://")
-    for service in services.values():
-        if service.get("build") == ".":  # our image: its commands must exist
-            command = service["command"]
-            assert command[0] == "crm"
-            build_parser().parse_args(command[1:])  # exits with an error on an unknown command
+
+def test_compose_runs_only_commands_that_exist_with_settings_that_exist():
+    known = set(re.findall(r'"(CRM_[A-Z_]+)"', (ROOT / "services" / "settings.py").read_text()))
+    for service in OURS.values():
+        command = service["command"]
+        assert command[0] == "crm"
+        build_parser().parse_args(command[1:])  # exits with an error on an unknown option
+        assert set(service["environment"]) <= known, set(service["environment"]) - known
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_compose_offers_a_single_nats_node_and_a_three_node_cluster_profile():
+    assert "-js" in SERVICES["nats"]["command"]
+    cluster = {name: s for name, s in SERVICES.items() if "cluster" in s.get("profiles", [])}
+    assert sorted(cluster) == ["nats-1", "nats-2", "nats-3"]
+    names = set()
+    for service in cluster.values():
+        command = service["command"]
+        assert "-js" in command and "--cluster_name" in command
+        names.add(command[command.index("--name") + 1])  # JetStream needs distinct names
+        routes = command[command.index("--routes") + 1].split(",")
+        assert {r.split("//")[1].split(":")[0] for r in routes} == set(cluster)
+    assert len(names) == 3
+    for service in [SERVICES["postgres"], SERVICES["nats"], *cluster.values()]:
+        assert "healthcheck" in service and service["volumes"]

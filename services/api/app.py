@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import MutableScopeHeaders
+from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
-from litestar.types import Message, Scope
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.ledger import AccountLedger
+from services.api import metrics
 from services.api.accounts import AccountController
 from services.api.audit import AUDIT_HANDLERS
 from services.api.auth import ApiKey, Permission, authentication, guard
@@ -34,15 +37,11 @@ from services.projector import Projector
 from services.publisher import Publisher
 from services.settings import Settings
 
+log = logging.getLogger("crm.requests")
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def _assign_request_id(request: Request[Any, Any, Any]) -> None:
-    """Keeps a sane client-sent request id (for tracing across services), else makes one."""
-    sent = request.headers.get(REQUEST_ID_HEADER)
-    request.state.request_id = sent if sent and _REQUEST_ID.match(sent) else uuid.uuid4().hex
-
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 # What a browser must not do with a CRM's answers: sniff types, frame them, leak the URL.
 SECURITY_HEADERS = {
@@ -52,16 +51,63 @@ SECURITY_HEADERS = {
 }
 
 
-def _response_headers(message: Message, scope: Scope) -> None:
-    """Echoes the request id and adds the security headers to every answer, errors included."""
-    if message["type"] != "http.response.start":
+def _request_id(scope: Scope) -> str:
+    """Keeps a sane client-sent request id (for tracing across services), else makes one."""
+    sent = Headers.from_scope(scope).get(REQUEST_ID_HEADER)
+    return sent if sent and _REQUEST_ID.match(sent) else uuid.uuid4().hex
+
+
+class RequestContext:
+    """The outermost middleware of every route: gives the request its id (which the events it
+    causes record) and notes when it began, before authentication can refuse it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+        state.setdefault("request_id", _request_id(scope))
+        state.setdefault("started", time.perf_counter())
+        await self.app(scope, receive, send)
+
+
+def _on_response_start(message: Message, scope: Scope) -> None:
+    """Echoes the request id, adds the security headers, counts an accepted command and
+    writes the request's one log line, for every answer (errors and unknown paths too)."""
+    if message["type"] != "http.response.start" or scope["type"] != "http":
         return
+    state = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    request_id = state.setdefault("request_id", _request_id(scope))  # unrouted: no middleware
     headers = MutableScopeHeaders.from_message(message)
-    request_id = scope.get("state", {}).get("request_id")
-    if request_id:
-        headers[REQUEST_ID_HEADER] = request_id
+    headers[REQUEST_ID_HEADER] = request_id
     for name, value in SECURITY_HEADERS.items():
         headers[name] = value
+    status = message["status"]
+    handler = scope.get("route_handler")
+    route = scope.get("path_template") or None
+    if handler is not None and scope["method"] not in SAFE_METHODS and status < 400:
+        metrics.COMMANDS.labels(handler.handler_name).inc()
+    started = state.get("started")
+    user = scope.get("user")
+    log.info(
+        "%s %s %s",
+        scope["method"],
+        scope["path"],
+        status,
+        extra={
+            "fields": {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "route": route,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2)
+                if started
+                else None,
+                "key": getattr(user, "name", None),
+            }
+        },
+    )
 
 
 def create_app(
@@ -75,7 +121,7 @@ def create_app(
     on_shutdown: Sequence[Callable[[], Any]] = (),
 ) -> Litestar:
     settings = settings or Settings()
-    jobs = jobs or JobRunner(ledger, settings.data_dir)
+    jobs = jobs or JobRunner(ledger, settings)
     read_options = ReadOptions(wait_seconds=settings.read_wait_seconds)
     audit = Audit(ledger)
     app = Litestar(
@@ -91,6 +137,7 @@ def create_app(
             ready,
             status,
             asyncapi,
+            metrics.metrics,
         ],
         dependencies={
             "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),
@@ -102,14 +149,18 @@ def create_app(
             "command_headers": Provide(command_headers, sync_to_thread=False),
         },
         plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],
-        middleware=authentication(keys or [], settings.rate_limit_per_minute),
+        middleware=[
+            RequestContext,
+            metrics.REQUESTS.middleware,
+            *authentication(keys or [], settings.rate_limit_per_minute),
+        ],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
         if settings.cors_origins
         else None,
         guards=[guard(Permission.READ)],
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=_assign_request_id,
-        before_send=[_response_headers],
+        before_send=[_on_response_start],
+        logging_config=None,  # records go to the root logger, which services/logs.py formats
         request_max_body_size=settings.max_body_bytes,
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),

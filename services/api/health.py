@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Response, get
@@ -33,17 +34,53 @@ def health() -> Health:
     return Health(status="ok")
 
 
-@get("/ready", summary="The store answers", tags=["operations"], sync_to_thread=True)
-def ready(ledger: NamedDependency[AccountLedger]) -> Response[Readiness]:
+@get(
+    "/ready",
+    summary="Whether each dependency answers: the store, the read models, the broker",
+    tags=["operations"],
+    sync_to_thread=True,
+)
+def ready(
+    ledger: NamedDependency[AccountLedger],
+    projector: NamedDependency[Projector],
+    publisher: NamedDependency[Publisher | None],
+) -> Response[Readiness]:
+    checks = {
+        "store": _check("store", ledger.ping),
+        "read_models": _check(
+            "read models", lambda: [projector.position(n) for n in projector.read_models]
+        ),
+    }
+    if publisher is not None:  # only a process that publishes depends on the broker
+        checks["broker"] = broker_state(publisher)
+    if all(state in READY_STATES for state in checks.values()):
+        return Response(Readiness("ready", checks))
+    return Response(Readiness("unavailable", checks), status_code=503)
+
+
+READY_STATES = {"ok", "standby"}
+
+
+def _check(what: str, probe: Callable[[], object]) -> str:
     try:
-        ledger.ping()
-    except Exception as exc:  # any failure of the store means not ready, whatever its kind
-        log.warning("readiness: store check failed: %s", type(exc).__name__)
-        return Response(Readiness("unavailable", {"store": "unavailable"}), status_code=503)
-    return Response(Readiness("ready", {"store": "ok"}))
+        probe()
+    except Exception as exc:  # any failure of a dependency means not ready, whatever its kind
+        log.warning("readiness: %s check failed: %s", what, type(exc).__name__)
+        return "unavailable"
+    return "ok"
+
+
+def broker_state(publisher: Publisher) -> str:
+    """ok: connected; standby: another process publishes; unavailable: ours cannot reach it."""
+    if publisher.connected:
+        return "ok"
+    if publisher.leadership is not None and not publisher.leadership.active:
+        return "standby"
+    return "unavailable"
 
 
 class PublisherView(Struct, frozen=True):
+    state: str  # ok, standby or unavailable, as in /ready
     connected: bool
     published_position: int
     head_position: int
@@ -75,7 +112,8 @@ def status(
     if publisher is not None:
         s = publisher.status
         view = PublisherView(
-            connected=s.connected,
+            state=broker_state(publisher),
+            connected=publisher.connected,
             published_position=s.published_position,
             head_position=s.head_position,
             backlog=s.backlog,

@@ -27,6 +27,7 @@ from domain.errors import (
     RuleViolation,
     VersionMismatch,
 )
+from services.api import metrics
 
 log = logging.getLogger("crm.api")
 
@@ -57,6 +58,14 @@ def invalid_field(field: str, detail: str, status: int = 422) -> ProblemDetailsE
 
 
 def _from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
+    answer = _problem_for(exc)
+    rule = answer.extra.get("rule") if isinstance(answer.extra, dict) else None
+    if rule is not None or isinstance(exc, VersionMismatch):
+        metrics.REFUSED.labels(rule or "if_match").inc()
+    return answer
+
+
+def _problem_for(exc: LedgerError) -> ProblemDetailsException:
     if isinstance(exc, RuleViolation):
         return problem(409, "Refused by a rule", exc.detail, kind="rule-violation", rule=exc.rule)
     if isinstance(exc, AccountNotFound):

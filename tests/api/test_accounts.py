@@ -184,7 +184,7 @@ def test_health_and_readiness(client):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"store": "ok"}}
+    assert ready.json() == {"status": "ready", "checks": {"store": "ok", "read_models": "ok"}}
 
 
 def test_the_openapi_document_describes_every_endpoint_and_its_problems(client):

@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 from pgserver._commands import pg_ctl
 
 from services.api.app import create_app
+from services.leadership import Leadership
 from services.projector import BackgroundProjector, Projector
 from services.settings import Settings
 from services.store import open_ledger, open_read_models
@@ -49,7 +50,7 @@ def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back
     ledger = open_ledger(settings)
     projector = Projector(ledger, open_read_models(settings), listen_url=settings.database_url)
     projector.setup()
-    background = BackgroundProjector(projector)
+    background = BackgroundProjector(projector, Leadership(settings, "projector"))
     app = create_app(
         ledger, projector, settings, on_startup=[background.start], on_shutdown=[background.stop]
     )

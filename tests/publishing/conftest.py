@@ -1,25 +1,15 @@
-"""A real nats-server per test, on a free loopback port, that tests can kill and restart."""
+"""The publisher running in the test process, and reading what the stream holds."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import nats
 import pytest
 
 from contracts.events import decode_event
-from services.nats_server import EmbeddedNats
 from services.publisher import Publisher, StreamSettings
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

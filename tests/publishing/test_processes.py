@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -16,20 +15,11 @@ import pytest
 from contracts.events import decode_event
 from services.nats_server import free_port
 from tests.api.requests import registration
+from tests.processes import crm_environment
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 from tests.publishing.test_publisher import assert_exactly, make_accounts, stored_history
 
 ROOT = Path(__file__).parent.parent.parent
-
-
-def crm_env(settings, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir), **extra}
-    if settings.database_url:
-        env |= {
-            "CRM_DATABASE_URL": settings.database_url,
-            "CRM_DATABASE_SCHEMA": settings.database_schema,
-        }
-    return env
 
 
 async def test_crm_publish_killed_mid_backlog_resumes_without_loss_or_duplicates(
@@ -38,7 +28,7 @@ async def test_crm_publish_killed_mid_backlog_resumes_without_loss_or_duplicates
     await asyncio.to_thread(make_accounts, ledger, 150)  # a backlog of 600 events
     history = stored_history(ledger)
     command = [sys.executable, "-m", "services.cli", "publish"]
-    env = crm_env(settings, CRM_NATS_URL=broker.url)
+    env = crm_environment(settings, CRM_NATS_URL=broker.url)
 
     first = subprocess.Popen(command, env=env, cwd=ROOT)
     try:
@@ -63,7 +53,7 @@ def test_crm_serve_embeds_a_broker_and_publishes_what_it_stores(settings):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
-        env=crm_env(settings),
+        env=crm_environment(settings),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

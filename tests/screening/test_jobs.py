@@ -78,7 +78,7 @@ def test_a_policy_apply_can_run_as_a_job(client):
 
 def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(ledger, settings):
     data = (HEADER + good_rows(400)).encode()
-    runner = JobRunner(ledger, settings.data_dir)
+    runner = JobRunner(ledger, settings)
     runner.uploads.mkdir(parents=True)
     job_id = uuid.uuid4()
     path = runner.uploads / f"{job_id}.csv"
@@ -92,7 +92,7 @@ def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(le
     # The process stopped after storing the first half of the rows.
     import_rows(ledger, (HEADER + good_rows(200)).encode(), CommandMeta("importer"))
 
-    restarted = JobRunner(ledger, settings.data_dir)
+    restarted = JobRunner(ledger, settings)
     assert restarted.resume() == 1
     restarted.wait(60)
 

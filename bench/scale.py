@@ -1,0 +1,234 @@
+"""The service at scale: leaderboard latency and requests/s through `crm serve` beside a bare
+Litestar GET (R1), and the resident memory of `crm serve` (M1), on a store of N accounts.
+A script, not a test.
+
+    uv run python bench/scale.py [--accounts 1000000] [--events-per-account 5]
+        [--data-dir DIR] [--postgres URL] [--clients 16] [--seconds 10] [--json OUT]
+
+1. N accounts are seeded through the domain in bulk (bench/projections.py: registered,
+   screened, rated, moved to "prioritized", then re-rated until each has E events), and the
+   read models catch up in this process (their rate is printed). With --data-dir an existing
+   SQLite store that already holds them is used as it is, and kept.
+2. The bare endpoint (bench/bare_endpoint.py, `GET /leaderboards/bant` answering a fixed page of
+   50 entries) and then `crm serve` on that store each run alone on a free loopback port. For
+   each: one client on one keep-alive connection asks for the top 50 N times in a row (the
+   latency inside the service, plus a loopback round trip), then C clients ask as fast as they
+   can for a fixed window (requests/s).
+3. The CRM then takes BANT re-ratings of random accounts from C clients for the same window
+   (which fills its account cache), and the resident memory (RSS) of the `crm serve` process is
+   read after start, after the reads and after the writes. The embedded nats-server is a child
+   process of its own and is reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import platform
+import random
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.progress import Progress
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.projections import seed  # noqa: E402
+from bench.write_path import (  # noqa: E402
+    ROOT,
+    Requests,
+    Server,
+    bant_ratings,
+    crm_argv,
+    crm_env,
+    figures,
+    free_port,
+    run_load,
+    wait_settled,
+)
+from domain.account import account_id_for  # noqa: E402
+from services.projector import Projector  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from services.store import drop_schema, open_ledger, open_read_models  # noqa: E402
+
+TOP_50 = "/leaderboards/bant?limit=50"
+
+
+def prepare(settings: Settings, accounts: int, events_per_account: int, console: Console) -> dict:
+    ledger = open_ledger(settings)
+    projector = Projector(ledger, open_read_models(settings), listen_url=settings.database_url)
+    projector.setup()
+    figures: dict[str, Any] = {}
+    with Progress(console=console, transient=True) as progress:
+        started = time.perf_counter()
+        seed(ledger, 0, accounts, progress, re_ratings=max(0, events_per_account - 4))
+        figures["seed_s"] = round(time.perf_counter() - started, 1)
+    console.print(f"  seeded {accounts:,} accounts in {figures['seed_s']:,} s; catching up …")
+    started = time.perf_counter()
+    events = projector.catch_up() // len(projector.read_models)
+    seconds = time.perf_counter() - started
+    figures["events"] = events
+    figures["catch_up_s"] = round(seconds, 1)
+    figures["catch_up_events_per_s"] = round(events / seconds)
+    console.print(
+        f"  read models caught up with {events:,} events in {seconds:,.1f} s "
+        f"({events / seconds:,.0f} events/s for each of {len(projector.read_models)})"
+    )
+    projector.database.dispose()
+    ledger.close()
+    return figures
+
+
+def sequential_latency(port: int, path: str, runs: int) -> tuple[float, float]:
+    """(p50, p99) in ms of `runs` GETs in a row on one keep-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    timings = []
+    try:
+        for _ in range(runs + 20):  # the first 20 warm up
+            started = time.perf_counter()
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            timings.append((time.perf_counter() - started) * 1000)
+            if resp.status != 200:
+                raise RuntimeError(f"GET {path}: {resp.status} {body[:300]!r}")
+    finally:
+        conn.close()
+    timings = sorted(timings[20:])
+    return statistics.median(timings), timings[max(0, int(0.99 * len(timings)) - 1)]
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(MB of the process, MB of its children) resident."""
+    proc = psutil.Process(pid)
+    own = proc.memory_info().rss
+    children = sum(c.memory_info().rss for c in proc.children(recursive=True))
+    return round(own / 2**20, 1), round(children / 2**20, 1)
+
+
+def measure_reads(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    p50, p99 = sequential_latency(server.port, TOP_50, args.runs)
+    load = run_load(
+        server.base, Requests("GET", [TOP_50], [None]), args.clients, 2.0, args.seconds, 1
+    )
+    row = figures(server.name, None, load)
+    return {
+        "top50_p50_ms": round(p50, 3),
+        "top50_p99_ms": round(p99, 3),
+        "requests_per_s": row["commands_per_s"],
+        "load_p99_ms": row["p99_ms"],
+        "errors": row["errors"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1_000_000, help="default: %(default)s")
+    parser.add_argument("--events-per-account", type=int, default=5, help="default: %(default)s")
+    parser.add_argument("--data-dir", type=Path, help="an already seeded SQLite store to use")
+    parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used, then dropped")
+    parser.add_argument("--clients", type=int, default=16, help="default: %(default)s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="default: %(default)s")
+    parser.add_argument("--runs", type=int, default=500, help="sequential GETs (default: 500)")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+    console = Console(width=150)
+    schema = None
+    if args.postgres:
+        schema = f"bench_{secrets.token_hex(4)}"
+        settings = Settings(database_url=args.postgres, database_schema=schema)
+    else:
+        settings = Settings(data_dir=args.data_dir or Path(tempfile.mkdtemp(prefix="crm-scale-")))
+    result: dict[str, Any] = {
+        "store": settings.store_name,
+        "accounts": args.accounts,
+        "events_per_account": args.events_per_account,
+    }
+    work = Path(tempfile.mkdtemp(prefix="crm-scale-logs-"))
+    try:
+        if args.data_dir is None:
+            console.print(f"[bold]{settings.store_name}[/]: seeding {args.accounts:,} accounts")
+            result["prepare"] = prepare(settings, args.accounts, args.events_per_account, console)
+
+        port = free_port()
+        bare = Server(
+            "bare GET",
+            [sys.executable, str(ROOT / "bench" / "bare_endpoint.py"), "--port", str(port)],
+            dict(crm_env(settings.data_dir, None, None)),
+            work / "bare.log",
+            port,
+        )
+        bare.start()
+        try:
+            bare.wait_ready(30)
+            result["bare"] = measure_reads(bare, args)
+        finally:
+            bare.stop()
+        console.print(f"  bare: {result['bare']}")
+
+        port = free_port()
+        crm = Server(
+            "crm serve",
+            crm_argv(port),
+            crm_env(settings.data_dir, args.postgres, schema),
+            work / "crm.log",
+            port,
+        )
+        crm.start()
+        try:
+            result["crm_ready_s"] = round(crm.wait_ready(600), 1)
+            wait_settled(crm, 600)
+            assert crm.process is not None
+            memory = {"after_start": rss_mb(crm.process.pid)}
+            result["crm"] = measure_reads(crm, args)
+            memory["after_reads"] = rss_mb(crm.process.pid)
+            rng = random.Random(7)
+            sample = rng.sample(range(args.accounts), min(args.accounts, 20_000))
+            ids = [str(account_id_for(f"company{i}.example")) for i in sample]
+            writes = run_load(crm.base, bant_ratings(ids), args.clients, 2.0, args.seconds, 1)
+            result["crm_writes"] = figures("crm serve", settings.store_name, writes)
+            memory["after_writes"] = rss_mb(crm.process.pid)
+            wait_settled(crm, 120)
+            memory["after_catching_up"] = rss_mb(crm.process.pid)
+            result["rss_mb"] = {k: v[0] for k, v in memory.items()}
+            result["children_rss_mb"] = {k: v[1] for k, v in memory.items()}
+        finally:
+            crm.stop()
+        console.print(f"  crm: {result['crm']}")
+        console.print(f"  crm serve resident MB: {result['rss_mb']}")
+        console.print(f"  its children (nats-server) MB: {result['children_rss_mb']}")
+        result["read_ratio"] = round(
+            result["crm"]["requests_per_s"] / result["bare"]["requests_per_s"], 3
+        )
+        console.print(
+            f"  requests/s {result['crm']['requests_per_s']:,} = {result['read_ratio']}× "
+            f"the bare GET ({result['bare']['requests_per_s']:,}); "
+            f"top-50 p99 {result['crm']['top50_p99_ms']} ms"
+        )
+        console.print(
+            f"{platform.node()}: Python {platform.python_version()}, "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+    finally:
+        if args.postgres and schema:
+            drop_schema(args.postgres, schema)
+        elif args.data_dir is None:
+            shutil.rmtree(settings.data_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

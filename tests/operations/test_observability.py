@@ -1,0 +1,117 @@
+"""What an operator sees: Prometheus metrics, one JSON log line per request with the request
+id that the events record, and readiness per dependency."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.api.requests import qualified, register, registration
+from tests.processes import CrmServe
+
+
+def samples(text: str) -> dict[str, float]:
+    """`name{labels}` -> value, for every sample line of an exposition."""
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def test_metrics_count_requests_by_route_commands_by_type_and_refusals_by_rule(client, ledger):
+    account = qualified(client)
+    rating = {"budget": 4, "authority": 3, "need": 5, "timing": 2}
+    assert client.put(f"/accounts/{account['id']}/bant", json=rating).status_code == 200
+    unscreened = register(client, domain="not-screened.example")
+    assert client.put(f"/accounts/{unscreened['id']}/bant", json=rating).status_code == 409
+
+    answer = client.get("/metrics")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    found = samples(answer.text)
+    assert found['crm_commands_total{command="score_bant"}'] >= 1
+    assert found['crm_commands_refused_total{rule="bant_requires_qualified"}'] >= 1
+    route = 'path="/accounts/{account_id}/bant"'
+    assert any(route in k and 'status_code="409"' in k for k in found if "requests_total" in k)
+    assert any(route in k and k.startswith("crm_request_duration_seconds_bucket") for k in found), (
+        "no latency histogram by route"
+    )
+    head = found["crm_event_log_position"]
+    assert head == ledger.recorder.max_notification_id()
+    for model in ("accounts", "transitions"):
+        position = found[f'crm_read_model_position{{read_model="{model}"}}']
+        assert found[f'crm_read_model_lag_events{{read_model="{model}"}}'] == head - position
+    assert found['crm_db_pool_size{pool="read_models"}'] >= 1
+    assert found["crm_store_up"] == 1
+
+
+def test_every_request_logs_one_json_line_with_its_id_which_its_events_record(settings):
+    server = CrmServe(settings, CRM_LOG_FORMAT="json").wait_ready()
+    try:
+        made = httpx.post(
+            f"{server.url}/accounts",
+            json=registration(domain="logged.example"),
+            headers={"X-Request-ID": "trace-42"},
+        )
+        assert made.status_code == 201
+        assert made.headers["x-request-id"] == "trace-42"
+        missing = httpx.get(f"{server.url}/nowhere")
+        assert missing.status_code == 404
+        history = httpx.get(f"{server.url}/accounts/{made.json()['id']}/history").json()
+    finally:
+        assert server.stop() in (0, -15)
+
+    assert history["items"][0]["request_id"] == "trace-42"
+    lines = [line for line in server.log_lines() if line.get("logger") == "crm.requests"]
+    (mine,) = [line for line in lines if line.get("request_id") == "trace-42"]
+    assert mine["method"] == "POST" and mine["route"] == "/accounts" and mine["status"] == 201
+    assert mine["duration_ms"] > 0 and mine["level"] == "info"
+    unknown = [line for line in lines if line["path"] == "/nowhere"]
+    assert len(unknown) == 1 and unknown[0]["status"] == 404
+    assert unknown[0]["request_id"] == missing.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("store", ["postgresql"])
+def test_ready_reports_each_dependency_and_turns_unready_while_the_broker_is_down(settings, broker):
+    active = CrmServe(settings, CRM_NATS_URL=broker.url).wait_ready()
+    second = CrmServe(settings, CRM_NATS_URL=broker.url).wait_ready()
+    api_only = CrmServe(settings, "--no-workers").wait_ready()
+    try:
+        assert httpx.get(f"{active.url}/ready").json()["checks"] == {
+            "store": "ok",
+            "read_models": "ok",
+            "broker": "ok",
+        }
+        # The second process's publisher stands by while the first publishes: still ready.
+        assert httpx.get(f"{second.url}/ready").json()["checks"]["broker"] == "standby"
+        assert httpx.get(f"{api_only.url}/ready").json()["checks"] == {
+            "store": "ok",
+            "read_models": "ok",
+        }
+
+        broker.stop()
+        down = _until(active.url, lambda r: r.status_code == 503)
+        assert down.json()["checks"]["broker"] == "unavailable"
+        assert down.json()["checks"]["store"] == "ok"
+        assert httpx.get(f"{api_only.url}/ready").status_code == 200  # it needs no broker
+
+        broker.start()
+        assert _until(active.url, lambda r: r.status_code == 200).json()["status"] == "ready"
+    finally:
+        for server in (active, second, api_only):
+            server.stop()
+
+
+def _until(url: str, condition, seconds: float = 30) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = httpx.get(f"{url}/ready")
+        if condition(answer):
+            return answer
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.1)  # polling another process's readiness
