@@ -1,23 +1,26 @@
-"""The service at scale: leaderboard latency and requests/s through `crm serve` beside a bare
+"""The service at scale: leaderboard latency and requests/s through the API beside a bare
 Litestar GET (R1), and the resident memory of `crm serve` (M1), on a store of N accounts.
 A script, not a test.
 
     uv run python bench/scale.py [--accounts 1000000] [--events-per-account 5]
-        [--data-dir DIR] [--postgres URL] [--clients 16] [--seconds 10] [--json OUT]
+        [--data-dir DIR] [--postgres URL] [--clients 16] [--seconds 10] [--memory-seconds 120]
+        [--json OUT]
 
 1. N accounts are seeded through the domain in bulk (bench/projections.py: registered,
    screened, rated, moved to "prioritized", then re-rated until each has E events), and the
    read models catch up in this process (their rate is printed). With --data-dir an existing
    SQLite store that already holds them is used as it is, and kept.
 2. The bare endpoint (bench/bare_endpoint.py, `GET /leaderboards/bant` answering a fixed page of
-   50 entries) and then `crm serve` on that store each run alone on a free loopback port. For
-   each: one client on one keep-alive connection asks for the top 50 N times in a row (the
-   latency inside the service, plus a loopback round trip), then C clients ask as fast as they
-   can for a fixed window (requests/s).
-3. The CRM then takes BANT re-ratings of random accounts from C clients for the same window
-   (which fills its account cache), and the resident memory (RSS) of the `crm serve` process is
-   read after start, after the reads and after the writes. The embedded nats-server is a child
-   process of its own and is reported apart.
+   50 entries) and then `crm serve --no-workers` (the API as a read replica runs it) each run
+   alone on a free loopback port. For each: one client on one keep-alive connection asks for
+   the top 50 N times in a row (the latency inside the service, plus a loopback round trip),
+   then C clients ask as fast as they can for a fixed window (requests/s). The API then takes
+   BANT re-ratings of random accounts from C clients for the same window (which fills its
+   account cache); its resident memory (RSS) is read after start, reads and writes.
+3. `crm serve` with its workers, as `make run` starts it, on the same store: its projector
+   catches up with those writes and its publisher starts on the whole log (its embedded
+   broker is new). Its RSS is sampled every half second for --memory-seconds, with reads
+   meanwhile; the peak is reported, the embedded nats-server's apart.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ from bench.write_path import (  # noqa: E402
     figures,
     free_port,
     run_load,
-    wait_settled,
 )
 from domain.account import account_id_for  # noqa: E402
 from services.projector import Projector  # noqa: E402
@@ -140,6 +142,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16, help="default: %(default)s")
     parser.add_argument("--seconds", type=float, default=10.0, help="default: %(default)s")
     parser.add_argument("--runs", type=int, default=500, help="sequential GETs (default: 500)")
+    parser.add_argument(
+        "--memory-seconds",
+        type=float,
+        default=120.0,
+        help="how long to watch the memory of crm serve with its workers (default: 120)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     console = Console(width=150)
@@ -177,6 +185,33 @@ def main() -> int:
         console.print(f"  bare: {result['bare']}")
 
         port = free_port()
+        api = Server(
+            "crm serve --no-workers",
+            [*crm_argv(port), "--no-workers"],
+            crm_env(settings.data_dir, args.postgres, schema),
+            work / "api.log",
+            port,
+        )
+        api.start()
+        try:
+            result["api_ready_s"] = round(api.wait_ready(600), 1)
+            assert api.process is not None
+            memory = {"after_start": rss_mb(api.process.pid)[0]}
+            result["crm"] = measure_reads(api, args)
+            memory["after_reads"] = rss_mb(api.process.pid)[0]
+            rng = random.Random(7)
+            sample = rng.sample(range(args.accounts), min(args.accounts, 20_000))
+            ids = [str(account_id_for(f"company{i}.example")) for i in sample]
+            writes = run_load(api.base, bant_ratings(ids), args.clients, 2.0, args.seconds, 1)
+            result["api_writes"] = figures(api.name, settings.store_name, writes)
+            memory["after_writes"] = rss_mb(api.process.pid)[0]
+            result["api_rss_mb"] = memory
+        finally:
+            api.stop()
+
+        # The whole service, as `make run` starts it: its projector catches up with the writes
+        # above and its publisher starts on the whole log (the embedded broker is new).
+        port = free_port()
         crm = Server(
             "crm serve",
             crm_argv(port),
@@ -187,26 +222,28 @@ def main() -> int:
         crm.start()
         try:
             result["crm_ready_s"] = round(crm.wait_ready(600), 1)
-            wait_settled(crm, 600)
             assert crm.process is not None
-            memory = {"after_start": rss_mb(crm.process.pid)}
-            result["crm"] = measure_reads(crm, args)
-            memory["after_reads"] = rss_mb(crm.process.pid)
-            rng = random.Random(7)
-            sample = rng.sample(range(args.accounts), min(args.accounts, 20_000))
-            ids = [str(account_id_for(f"company{i}.example")) for i in sample]
-            writes = run_load(crm.base, bant_ratings(ids), args.clients, 2.0, args.seconds, 1)
-            result["crm_writes"] = figures("crm serve", settings.store_name, writes)
-            memory["after_writes"] = rss_mb(crm.process.pid)
-            wait_settled(crm, 120)
-            memory["after_catching_up"] = rss_mb(crm.process.pid)
-            result["rss_mb"] = {k: v[0] for k, v in memory.items()}
-            result["children_rss_mb"] = {k: v[1] for k, v in memory.items()}
+            peak, children = 0.0, 0.0
+            deadline = time.monotonic() + args.memory_seconds
+            rng = random.Random(8)
+            while time.monotonic() < deadline:
+                own, kids = rss_mb(crm.process.pid)
+                peak, children = max(peak, own), max(children, kids)
+                sequential_latency(crm.port, TOP_50, 20)  # and some reads meanwhile
+                time.sleep(0.5)
+            status = crm.get_json("/status")
+            result["crm_serve"] = {
+                "rss_peak_mb": peak,
+                "nats_server_rss_peak_mb": children,
+                "seconds_watched": args.memory_seconds,
+                "published_position": (status.get("publisher") or {}).get("published_position"),
+                "log_position": status.get("log_position"),
+            }
         finally:
             crm.stop()
-        console.print(f"  crm: {result['crm']}")
-        console.print(f"  crm serve resident MB: {result['rss_mb']}")
-        console.print(f"  its children (nats-server) MB: {result['children_rss_mb']}")
+        console.print(f"  crm serve --no-workers: {result['crm']}")
+        console.print(f"  crm serve --no-workers resident MB: {result['api_rss_mb']}")
+        console.print(f"  crm serve (with workers): {result['crm_serve']}")
         result["read_ratio"] = round(
             result["crm"]["requests_per_s"] / result["bare"]["requests_per_s"], 3
         )

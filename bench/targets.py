@@ -47,6 +47,11 @@ def main() -> int:
     parser.add_argument(
         "--sizes", default="10000,100000", help="accounts for the read-model figures"
     )
+    parser.add_argument(
+        "--scale-sizes",
+        default="10000,100000,1000000",
+        help="accounts for the service figures (R1, M1, growth), each in a fresh SQLite store",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, do not touch the file")
     args = parser.parse_args()
     server = None
@@ -68,10 +73,22 @@ def main() -> int:
             store: run("publish.py", work / f"p-{store}.json", *extra)
             for store, extra in (("sqlite", ()), ("postgresql", ("--postgres", url)))
         }
+        sizes = sorted(int(n) for n in args.scale_sizes.split(","))
+        scale = [
+            run(
+                "scale.py",
+                work / f"s-{n}.json",
+                "--accounts",
+                str(n),
+                "--memory-seconds",
+                "120" if n == sizes[-1] else "10",
+            )
+            for n in sizes
+        ]
     finally:
         if server is not None:
             server.cleanup()
-    summary = render(write, latency, reads, publish)
+    summary = render(write, latency, reads, publish, scale)
     print(summary)
     if not args.no_write:
         path = ROOT / "BENCHMARKS.md"
@@ -83,7 +100,7 @@ def main() -> int:
     return 0
 
 
-def render(write: Any, latency: Any, reads: Any, publish: Any) -> str:
+def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any]) -> str:
     rows = {r["store"] or "bare": r for r in write["results"]}
     bare = rows["bare"]["commands_per_s"]
     lines = [
@@ -114,7 +131,7 @@ def render(write: Any, latency: Any, reads: Any, publish: Any) -> str:
     for store, result in reads.items():
         largest = result["figures"][-1]
         lines.append(
-            f"| R1 | {store} | top 50 p99 {largest['leaderboard_top50_p99_ms']:.2f} ms at "
+            f"| R1 | {store}, query | top 50 p99 {largest['leaderboard_top50_p99_ms']:.2f} ms at "
             f"{largest['accounts']:,} accounts | p99 < 10 ms at 1,000,000 | "
             f"{verdict(largest['leaderboard_top50_p99_ms'] < 10) if largest['accounts'] >= 10**6 else 'n/a (smaller run)'} |"  # noqa: E501
         )
@@ -129,7 +146,39 @@ def render(write: Any, latency: Any, reads: Any, publish: Any) -> str:
             f"| P1 | {store} | publishes {p['publish_to_command_rate']:.2f}× the command rate; "
             f"commit → ack p99 {p['lag_p99_ms']:,.0f} ms | ≥ 1.5×, p99 < 250 ms | {verdict(ok)} |"
         )
-    lines.append("| M1 | – | not measured by these scripts | < 300 MB at 1M accounts | n/a |")
+    big = scale[-1]
+    at_scale = big["accounts"] >= 10**6
+    api = big["crm"]
+    lines.append(
+        f"| R1 | {big['store']}, service | top 50 p99 {api['top50_p99_ms']:.2f} ms through "
+        f"`crm serve --no-workers` at {big['accounts']:,} accounts; {api['requests_per_s']:,.0f} "
+        f"requests/s = {big['read_ratio']:.3f}× a bare GET ({big['bare']['requests_per_s']:,.0f}/s)"
+        f" | p99 < 10 ms, ≥ 0.6× | "
+        f"{verdict(api['top50_p99_ms'] < 10 and big['read_ratio'] >= 0.6) if at_scale else 'n/a (smaller run)'} |"  # noqa: E501
+    )
+    events = big["accounts"] * big["events_per_account"]
+    peak = big["crm_serve"]["rss_peak_mb"]
+    lines.append(
+        f"| M1 | {big['store']} | `crm serve` peak {peak:,.0f} MB at {big['accounts']:,} accounts "
+        f"/ {events:,} events (its nats-server {big['crm_serve']['nats_server_rss_peak_mb']:,.0f}"
+        f" MB apart); `--no-workers` {max(big['api_rss_mb'].values()):,.0f} MB | < 300 MB | "
+        f"{verdict(peak < 300) if at_scale else 'n/a (smaller run)'} |"
+    )
+    lines += ["", "How the service figures grow with size (SQLite, each size a fresh store):", ""]
+    lines += [
+        "| accounts | events | read models built ev/s | top 50 p50 / p99 ms | "
+        "re-rating p50 / p99 ms (16 clients) | `crm serve` peak MB |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in scale:
+        prepared = r.get("prepare", {})
+        lines.append(
+            f"| {r['accounts']:,} | {prepared.get('events', 0):,} | "
+            f"{prepared.get('catch_up_events_per_s', 0):,} | "
+            f"{r['crm']['top50_p50_ms']:.2f} / {r['crm']['top50_p99_ms']:.2f} | "
+            f"{r['api_writes']['p50_ms']:.1f} / {r['api_writes']['p99_ms']:.1f} | "
+            f"{r['crm_serve']['rss_peak_mb']:,.0f} |"
+        )
     lines += ["", "How the read-model figures grow with size:", ""]
     lines += [
         "| store | accounts | events | leaderboard p50 / p99 ms | slowest rebuild ev/s |",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
@@ -10,6 +11,7 @@ from eventsourcing.utils import get_topic
 
 from domain.ledger import AccountLedger, utc_now
 from projections.database import ReadModelDatabase
+from services.leadership import lock_key
 from services.postgres_recorder import FailFastRecorder
 from services.settings import Settings
 
@@ -59,19 +61,21 @@ def open_ledger(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         # (by any process) before each use, so a command costs the same at any history length.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
         env["AGGREGATE_CACHE_FASTFORWARD"] = "y"
-    if (
-        env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
-        and settings.database_schema != "public"
-    ):
-        _create_schema(env)
-    return AccountLedger(env=env, clock=clock)
+    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+        return AccountLedger(env=env, clock=clock)
+    with _setting_up(env):
+        return AccountLedger(env=env, clock=clock)  # creates the tables that are missing
 
 
-def _create_schema(env: dict[str, str]) -> None:
-    """The library creates its tables but not a schema that is not there yet."""
+@contextmanager
+def _setting_up(env: dict[str, str]) -> Iterator[None]:
+    """Holds the schema's set-up lock, with the schema created: API replicas and workers
+    starting together on a new database create its tables one after the other, not at once
+    (PostgreSQL's CREATE … IF NOT EXISTS is not safe against a concurrent create)."""
     import psycopg
     from psycopg import sql
 
+    schema = env["POSTGRES_SCHEMA"]
     with psycopg.connect(
         dbname=env["POSTGRES_DBNAME"],
         host=env["POSTGRES_HOST"],
@@ -79,10 +83,12 @@ def _create_schema(env: dict[str, str]) -> None:
         user=env["POSTGRES_USER"],
         password=env["POSTGRES_PASSWORD"],
         autocommit=True,
+        connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")),
     ) as conn:
-        conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(env["POSTGRES_SCHEMA"]))
-        )
+        conn.execute("SELECT pg_advisory_lock(%s)", (lock_key(schema, "store-setup"),))
+        if schema != "public":  # the library creates its tables, not a missing schema
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        yield  # the lock goes with the connection
 
 
 def drop_schema(url: str, schema: str) -> None:

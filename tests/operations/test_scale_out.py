@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from domain.account import Account
+from services.nats_server import free_port
 from tests.api.requests import qualified
+from tests.operations.test_observability import samples
 from tests.processes import CrmProcess, CrmServe
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 from tests.publishing.test_publisher import assert_exactly, stored_history
@@ -29,7 +31,14 @@ ENV = {"CRM_LOG_FORMAT": "json", "CRM_DATABASE_POOL_SIZE": "4"}
 
 
 def start_worker(settings, kind: str, broker_url: str) -> CrmProcess:
-    return CrmProcess(settings, kind, CRM_NATS_URL=broker_url, **ENV)
+    port = free_port()
+    worker = CrmProcess(settings, kind, "--metrics-port", str(port), CRM_NATS_URL=broker_url, **ENV)
+    worker.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    return worker
+
+
+def scrape(worker: CrmProcess) -> dict[str, float]:
+    return samples(httpx.get(worker.metrics_url, timeout=5).text)
 
 
 def active_and_standby(first: CrmProcess, second: CrmProcess, kind: str):
@@ -160,10 +169,43 @@ def test_two_apis_with_a_projector_and_a_publisher_killed_mid_load_lose_nothing(
                 account = ledger.account(uuid.UUID(row["account_id"]))
                 assert row["score"] == account.bant.score
                 assert row["abm_stage"] == account.stage.value
+
+        # Each worker serves its metrics: one publisher is active, the read models have no lag.
+        living = [p for p in processes if p.process.poll() is None]
+        publishing = [p for p in living if p in publishers or p is restarted_publisher]
+        active = [p for p in publishing if scrape(p)["crm_publisher_active"] == 1]
+        assert len(active) == 1
+        assert scrape(active[0])["crm_events_published_total"] > 0
+        for projector in [p for p in living if p in projectors or p is restarted_projector]:
+            assert scrape(projector)['crm_read_model_lag_events{read_model="accounts"}'] == 0
     finally:
         for process in processes:
             if process.process.poll() is None:
                 process.stop()
+
+
+@pytest.mark.parametrize("store", ["postgresql"])
+def test_an_api_replica_sees_what_another_replica_wrote_to_an_account_it_has_cached(settings):
+    one, two = (CrmServe(settings, "--no-workers", **ENV) for _ in range(2))
+    try:
+        with (
+            httpx.Client(base_url=one.wait_ready().url) as a,
+            httpx.Client(base_url=two.wait_ready().url) as b,
+        ):
+            account = qualified(a)
+            path = f"/accounts/{account['id']}"
+            seen = a.get(path)  # now in replica one's cache
+            rating = {"budget": 5, "authority": 5, "need": 5, "timing": 5}
+            assert b.put(f"{path}/bant", json=rating).status_code == 200
+
+            fresh = a.get(path)
+            assert fresh.headers["etag"] != seen.headers["etag"]
+            assert fresh.json()["bant"]["budget"] == 5
+            stale = a.put(f"{path}/bant", json=rating, headers={"If-Match": seen.headers["etag"]})
+            assert stale.status_code == 412
+    finally:
+        one.stop()
+        two.stop()
 
 
 def _is_rating(event: Account.Event) -> bool:
