@@ -9,9 +9,10 @@ position) while writes go on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
 from domain.account import Account
 from projections.database import to_micros
@@ -107,9 +108,15 @@ class _Open:
 
 
 def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> None:
-    """Applies (position, event) pairs in order; one command's events share one row."""
+    """Applies (position, event) pairs in order; one command's events share one row.
+
+    Every row is written once per batch, when it is closed or at the end; the writes go to the
+    database together (one INSERT and one UPDATE statement, each with many rows), since no row
+    is read back within the batch.
+    """
     t = table(gen)
     open_rows: dict[str, _Open] = {}
+    writes = _Writes()
     for position, event in batch:
         if not isinstance(event, Account.Event):
             continue
@@ -127,7 +134,7 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
         if current.row["from_at"] == at:
             current.row.update(changes)  # the same command: one row for its events
         else:
-            _flush(conn, t, current, close_at=(position, at))
+            writes.add(current, close_at=(position, at))
             row = {
                 **current.row,
                 **changes,
@@ -139,7 +146,8 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
             current = _Open(row, stored=False)
         open_rows[account_id] = current
     for current in open_rows.values():
-        _flush(conn, t, current)
+        writes.add(current)
+    writes.flush(conn, t)
 
 
 def _registered_row(event: Account.Registered, position: int, at: int) -> dict[str, Any]:
@@ -193,38 +201,43 @@ def _changes(event: Any, at: int) -> dict[str, Any]:
 
 
 def _load_open(conn: Connection, t: str, account_id: str) -> _Open | None:
-    row = (
-        conn.execute(
-            text(f"SELECT {', '.join(COLUMNS)} FROM {t} WHERE account_id = :a AND to_pos IS NULL"),
-            {"a": account_id},
-        )
-        .mappings()
-        .first()
-    )
+    row = conn.execute(_select_open(t), {"a": account_id}).mappings().first()
     return _Open(dict(row), stored=True) if row else None
 
 
-def _flush(conn: Connection, t: str, current: _Open, close_at: tuple[int, int] | None = None):
-    row = current.row
-    if close_at is not None:
-        row = {**row, "to_pos": close_at[0], "to_at": close_at[1]}
-    if current.stored:
-        assignments = ", ".join(
-            f"{c} = :{c}" for c in COLUMNS if c not in ("account_id", "from_pos")
-        )
-        conn.execute(
-            text(
-                f"UPDATE {t} SET {assignments} WHERE account_id = :account_id "
-                "AND from_pos = :from_pos"
-            ),
-            row,
-        )
-    else:
-        conn.execute(
-            text(
-                f"INSERT INTO {t} ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join(':' + c for c in COLUMNS)})"
-            ),
-            row,
-        )
-    current.stored = True
+class _Writes:
+    def __init__(self) -> None:
+        self.inserts: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
+
+    def add(self, current: _Open, close_at: tuple[int, int] | None = None) -> None:
+        row = current.row
+        if close_at is not None:
+            row = {**row, "to_pos": close_at[0], "to_at": close_at[1]}
+        (self.updates if current.stored else self.inserts).append(row)
+
+    def flush(self, conn: Connection, t: str) -> None:
+        if self.inserts:
+            conn.execute(_insert(t), self.inserts)
+        if self.updates:
+            conn.execute(_update(t), self.updates)
+
+
+@cache
+def _select_open(t: str) -> TextClause:
+    return text(f"SELECT {', '.join(COLUMNS)} FROM {t} WHERE account_id = :a AND to_pos IS NULL")
+
+
+@cache
+def _insert(t: str) -> TextClause:
+    return text(
+        f"INSERT INTO {t} ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
+    )
+
+
+@cache
+def _update(t: str) -> TextClause:
+    assignments = ", ".join(f"{c} = :{c}" for c in COLUMNS if c not in ("account_id", "from_pos"))
+    return text(
+        f"UPDATE {t} SET {assignments} WHERE account_id = :account_id AND from_pos = :from_pos"
+    )
