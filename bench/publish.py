@@ -7,7 +7,9 @@ Commands (BANT re-ratings over seeded accounts) run in threads through the ledge
 runs them; the publisher and a private nats-server (JetStream, file storage) run beside them.
 1. command rate: writers alone, publisher stopped (the backlog builds up in the log);
 2. publish rate: the publisher drains that backlog alone;
-3. lag: writers and publisher together; commit → ack p50/p99 from the publisher.
+3. lag: writers and publisher together, the writers paced at --rate commands/s (the highest
+   sustained command rate over HTTP, W1, which `make bench` passes; unpaced without it);
+   commit → ack p50/p99 from the publisher.
 """
 
 from __future__ import annotations
@@ -56,15 +58,23 @@ def seed(ledger, count: int) -> list:
     return [a.id for a in accounts]
 
 
-def command_load(ledger, ids: list, writers: int, seconds: float) -> tuple[int, float]:
-    """Runs BANT re-ratings from `writers` threads for `seconds`; returns (count, rate)."""
+def command_load(
+    ledger, ids: list, writers: int, seconds: float, rate: float | None = None
+) -> tuple[int, float]:
+    """Runs BANT re-ratings from `writers` threads for `seconds`, together at most `rate` a
+    second when given; returns (count, rate)."""
     stop = time.monotonic() + seconds
     counts = [0] * writers
     meta = CommandMeta("bench")
+    interval = writers / rate if rate else 0.0  # each writer's share of the pace
 
     def write(slot: int) -> None:
         rng = random.Random(slot)
+        due = time.monotonic() + interval * slot / writers
         while time.monotonic() < stop:
+            if interval:
+                time.sleep(max(0.0, due - time.monotonic()))  # pacing, not synchronisation
+                due += interval
             rating = BantRating(*(rng.randint(1, 5) for _ in range(4)))
             ledger.score_bant(rng.choice(ids), rating, meta)
             counts[slot] += 1
@@ -93,11 +103,13 @@ async def drain(publisher: Publisher, head: int) -> tuple[int, float]:
     return events, events / elapsed
 
 
-async def together(publisher: Publisher, ledger, ids, writers: int, seconds: float):
+async def together(
+    publisher: Publisher, ledger, ids, writers: int, seconds: float, pace: float | None
+):
     stop = asyncio.Event()
     publisher.status.lags_ms.clear()
     task = asyncio.create_task(publisher.run(stop))
-    count, rate = await asyncio.to_thread(command_load, ledger, ids, writers, seconds)
+    count, rate = await asyncio.to_thread(command_load, ledger, ids, writers, seconds, pace)
     head = ledger.recorder.max_notification_id()
     while publisher.status.published_position < head:
         await asyncio.sleep(0.01)
@@ -111,6 +123,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument(
+        "--rate", type=float, help="commands/s while the lag is measured (default: unpaced)"
+    )
     parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used, then dropped")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
@@ -134,7 +149,7 @@ def main() -> int:
         commands, command_rate = command_load(ledger, ids, args.writers, args.seconds)
         events, publish_rate = asyncio.run(drain(publisher, ledger.recorder.max_notification_id()))
         rate_together, p50, p99 = asyncio.run(
-            together(publisher, ledger, ids, args.writers, args.seconds)
+            together(publisher, ledger, ids, args.writers, args.seconds, args.rate)
         )
     finally:
         ledger.close()
@@ -153,7 +168,10 @@ def main() -> int:
         f"{publish_rate / (command_rate * events / max(commands, 1)):.2f}",
     )
     table.add_row("publish rate / command rate", f"{publish_rate / command_rate:.2f}")
-    table.add_row("commands/s with the publisher running", f"{rate_together:,.0f}")
+    table.add_row(
+        "commands/s with the publisher running",
+        f"{rate_together:,.0f}" + (f" (paced at {args.rate:,.0f})" if args.rate else ""),
+    )
     table.add_row("commit → ack p50 / p99 (ms)", f"{p50:.1f} / {p99:.1f}")
     console = Console(width=120)
     console.print(table)
@@ -168,6 +186,7 @@ def main() -> int:
             "publish_rate": publish_rate,
             "publish_to_command_rate": publish_rate / command_rate,
             "command_rate_with_publisher": rate_together,
+            "paced_at": args.rate,
             "lag_p50_ms": p50,
             "lag_p99_ms": p99,
         }
