@@ -63,13 +63,17 @@ def main() -> int:
         url = server.get_uri()
     work = Path(tempfile.mkdtemp(prefix="crm-targets-"))
     try:
-        write = run("write_path.py", work / "w1.json", "--postgres", url)
+        write = run("write_path.py", work / "w1.json", "--postgres", url, "--split")
         latency = run("command_latency.py", work / "w2.json", "--postgres", url)
         reads = {
             store: run("projections.py", work / f"r-{store}.json", "--accounts", args.sizes, *extra)
             for store, extra in (("sqlite", ()), ("postgresql", ("--postgres", url)))
         }
-        w1 = {r["store"]: r["commands_per_s"] for r in write["results"] if r["store"]}
+        w1: dict[str, float] = {}  # the highest sustained rate of each store, either way run
+        for r in write["results"]:
+            if r["store"]:
+                store = r["store"].removesuffix("-split")
+                w1[store] = max(w1.get(store, 0.0), r["commands_per_s"])
         publish = {
             store: run("publish.py", work / f"p-{store}.json", "--rate", str(w1[store]), *extra)
             for store, extra in (("sqlite", ()), ("postgresql", ("--postgres", url)))
@@ -112,13 +116,14 @@ def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any])
         "| id | store | figure | target | verdict |",
         "|---|---|---|---|---|",
     ]
-    for store in ("sqlite", "postgresql"):
+    for store in ("sqlite", "postgresql", "sqlite-split", "postgresql-split"):
         row = rows.get(store)
         if row is None:
             continue
         ratio = row["commands_per_s"] / bare
+        label = store.replace("-split", ", separate processes")
         lines.append(
-            f"| W1 | {store} | {row['commands_per_s']:,.0f} commands/s = {ratio:.3f}× the bare "
+            f"| W1 | {label} | {row['commands_per_s']:,.0f} commands/s = {ratio:.3f}× the bare "
             f"endpoint ({bare:,.0f}/s); p99 {row['p99_ms']:,.0f} ms | ≥ 0.5×, p99 < 100 ms | "
             f"{verdict(ratio >= 0.5 and row['p99_ms'] < 100)} |"
         )

@@ -36,6 +36,7 @@ import os
 import platform
 import random
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -62,6 +63,8 @@ from services.store import drop_schema  # noqa: E402
 INDUSTRIES = ["software", "manufacturing", "retail", "logistics", "energy"]
 COUNTRIES = ["DE", "FR", "NL", "PL", "SE"]
 JSON_HEADERS = {"Content-Type": "application/json"}
+# A warning or worse in the server's log, in the JSON or the text format.
+COMPLAINTS = ('"level":"warning"', '"level":"error"', '"level":"critical"', " WARNING ", " ERROR ")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -280,6 +283,29 @@ def crm_argv(port: int) -> list[str]:
         "--port",
         str(port),
     ]
+
+
+SPLIT = "-split"
+
+
+def split_processes(
+    serve_argv: list[str], env: dict[str, str], nats_dir: Path
+) -> tuple[list[str], dict[str, str]]:
+    """One shell that starts a nats-server, `crm project` and `crm publish` in the background
+    and then becomes `crm serve --no-workers`: all in the server's process group, so they are
+    counted as the server's CPU and stopped with it."""
+    from services.nats_server import nats_server_binary
+
+    nats_port = free_port()
+    nats_dir.mkdir(parents=True, exist_ok=True)
+    env = {**env, "CRM_NATS_URL": f"nats://127.0.0.1:{nats_port}"}
+    crm = f"{shlex.quote(sys.executable)} -m services.cli"
+    script = (
+        f"{shlex.quote(nats_server_binary())} -a 127.0.0.1 -p {nats_port} -js "
+        f"-sd {shlex.quote(str(nats_dir))} & {crm} project & {crm} publish & "
+        f"exec {shlex.join(serve_argv)} --no-workers"
+    )
+    return ["sh", "-c", script], env
 
 
 def wait_settled(server: Server, timeout: float) -> dict[str, Any] | None:
@@ -625,6 +651,12 @@ def main() -> int:
         help="how long to let read models and publisher catch up after seeding",
     )
     parser.add_argument("--skip-bare", action="store_true", help="do not measure the bare endpoint")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="also measure each store with `crm serve --no-workers`, `crm project` and "
+        "`crm publish` as separate processes (and a nats-server of their own)",
+    )
     parser.add_argument("--skip-sqlite", action="store_true", help="do not measure CRM on SQLite")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
@@ -647,6 +679,12 @@ def main() -> int:
         plan.append(("CRM on SQLite", "sqlite"))
     if args.postgres:
         plan.append(("CRM on PostgreSQL", "postgresql"))
+    if args.split:
+        plan += [
+            (f"{name}, as separate processes", f"{store}{SPLIT}")
+            for name, store in list(plan)
+            if store is not None
+        ]
     results: list[dict[str, Any]] = []
     servers: list[Server] = []
     schemas: list[str] = []
@@ -665,14 +703,16 @@ def main() -> int:
                     "--port",
                     str(port),
                 ]
-            elif store == "sqlite":
-                env = crm_env(workdir / "sqlite-data", None, None)
+            elif store.startswith("sqlite"):
+                env = crm_env(workdir / f"{store}-data", None, None)
                 argv = crm_argv(port)
             else:
                 schema = f"bench_{secrets.token_hex(4)}"
                 schemas.append(schema)
-                env = crm_env(workdir / "postgres-data", args.postgres, schema)
+                env = crm_env(workdir / f"{store}-data", args.postgres, schema)
                 argv = crm_argv(port)
+            if store is not None and store.endswith(SPLIT):
+                argv, env = split_processes(argv, env, workdir / f"{store}-nats")
             server = Server(name, argv, env, log_path, port)
             servers.append(server)
             busy_before = cpu_busy(1.0)  # nothing of ours runs now: this is other work
@@ -786,9 +826,7 @@ def main() -> int:
             server.stop()
             log_text = log_path.read_text(errors="replace")
             complaints = [
-                line
-                for line in log_text.splitlines()
-                if " WARNING " in line or " ERROR " in line or " CRITICAL " in line
+                line for line in log_text.splitlines() if any(level in line for level in COMPLAINTS)
             ]
             if complaints:
                 row["server_log_warnings"] = len(complaints)

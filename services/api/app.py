@@ -22,7 +22,7 @@ from domain.ledger import AccountLedger
 from services.api import metrics
 from services.api.accounts import AccountController
 from services.api.audit import AUDIT_HANDLERS
-from services.api.auth import ApiKey, Permission, authentication, guard
+from services.api.auth import ApiKey, authentication, route_permission
 from services.api.command_meta import command_headers
 from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
@@ -157,7 +157,7 @@ def create_app(
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
         if settings.cors_origins
         else None,
-        guards=[guard(Permission.READ)],
+        guards=[route_permission],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[_on_response_start],
         logging_config=None,  # records go to the root logger, which services/logs.py formats

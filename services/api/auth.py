@@ -23,7 +23,9 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 
 # Paths anyone may reach: liveness for load balancers and the API's own documentation.
-PUBLIC_PATHS = ["^/health$", "^/schema"]
+# Load balancers and orchestrators probe /health and /ready without a key; both say no more
+# than whether the process and its dependencies answer.
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema"]
 
 
 class Role(StrEnum):
@@ -31,6 +33,7 @@ class Role(StrEnum):
     SALES = "sales"  # viewer + every command
     AUDITOR = "auditor"  # viewer + history, as-of, exports
     ADMIN = "admin"  # everything, operations included
+    MONITOR = "monitor"  # /status and /metrics only: the key a metrics scraper holds
 
 
 class Permission(StrEnum):
@@ -45,6 +48,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
     Role.SALES: frozenset({Permission.READ, Permission.WRITE}),
     Role.AUDITOR: frozenset({Permission.READ, Permission.AUDIT}),
     Role.ADMIN: frozenset(Permission),
+    Role.MONITOR: frozenset({Permission.OPERATE}),
 }
 
 
@@ -163,6 +167,12 @@ def guard(permission: Permission):  # type: ignore[no-untyped-def]
         require(permission, connection)
 
     return check
+
+
+def route_permission(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler):
+    """The app-wide guard: a route needs READ unless it names another permission in its `opt`
+    (the operations endpoints need OPERATE alone, so a monitor key reads no accounts)."""
+    require(handler.opt.get("permission", Permission.READ), connection)
 
 
 def past_reads_need_audit(

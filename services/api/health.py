@@ -12,7 +12,7 @@ from msgspec import Struct
 
 from contracts.asyncapi import asyncapi_document
 from domain.ledger import AccountLedger
-from services.api.auth import Permission, guard
+from services.api.auth import Permission
 from services.projector import Projector
 from services.publisher import Publisher
 
@@ -98,7 +98,7 @@ class Status(Struct, frozen=True):
 
 @get(
     "/status",
-    guards=[guard(Permission.OPERATE)],
+    opt={"permission": Permission.OPERATE},
     summary="How far the read models and the publisher are",
     tags=["operations"],
     sync_to_thread=True,

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.api.auth import Permission, guard
+from services.api.auth import Permission
 from services.projector import Projector
 
 log = logging.getLogger("crm.metrics")
@@ -107,7 +107,7 @@ def exposition(projector: Projector) -> bytes:
 
 @get(
     "/metrics",
-    guards=[guard(Permission.OPERATE)],
+    opt={"permission": Permission.OPERATE},
     summary="Prometheus metrics",
     tags=["operations"],
     sync_to_thread=True,

@@ -19,10 +19,11 @@ SECRETS = {
     "sam": "sales-secret-0123456789",
     "ada": "auditor-secret-0123456789",
     "root": "admin-secret-0123456789",
+    "prom": "monitor-secret-0123456789",
 }
 KEYS = (
     f"vera:viewer:{SECRETS['vera']},sam:sales:{SECRETS['sam']},"
-    f"ada:auditor:{SECRETS['ada']},root:admin:{SECRETS['root']}"
+    f"ada:auditor:{SECRETS['ada']},root:admin:{SECRETS['root']},prom:monitor:{SECRETS['prom']}"
 )
 
 
@@ -37,7 +38,7 @@ def as_(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {SECRETS[name]}"}
 
 
-def test_no_key_or_a_wrong_key_is_401_and_health_stays_open(secured):
+def test_no_key_or_a_wrong_key_is_401_and_health_and_readiness_stay_open(secured):
     missing = secured.get("/accounts")
     wrong = secured.get("/accounts", headers={"Authorization": "Bearer not-a-key-at-all-0000"})
 
@@ -45,7 +46,17 @@ def test_no_key_or_a_wrong_key_is_401_and_health_stays_open(secured):
     assert missing.headers["www-authenticate"] == "Bearer"
     assert missing.headers["content-type"].startswith("application/problem+json")
     assert secured.get("/health").status_code == 200
+    assert secured.get("/ready").status_code == 200
     assert secured.get("/schema/openapi.json").status_code == 200
+    assert secured.get("/metrics").status_code == 401
+
+
+def test_a_monitor_key_reads_metrics_and_status_and_nothing_else(secured):
+    assert secured.get("/metrics", headers=as_("prom")).status_code == 200
+    assert secured.get("/status", headers=as_("prom")).status_code == 200
+    assert secured.get("/accounts", headers=as_("prom")).status_code == 403
+    assert secured.post("/accounts", json=registration(), headers=as_("prom")).status_code == 403
+    assert secured.get("/metrics", headers=as_("vera")).status_code == 403
 
 
 def test_each_role_may_do_its_part_and_no_more(secured):
