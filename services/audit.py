@@ -26,6 +26,7 @@ from domain.checkpoints import (
 from domain.errors import AccountNotFound, ChainBroken, Contention, InvalidValue
 from domain.ledger import MAX_ATTEMPTS, AccountLedger, CommandMeta
 from services.api.views import account_view, history_event
+from services.leadership import Leadership
 
 log = logging.getLogger("crm.audit")
 PAGE = 1000
@@ -338,15 +339,17 @@ EXPORT_FIELDS = [
 
 
 class PeriodicCheckpoints:
-    """Records a checkpoint every `interval` seconds in a thread of a worker process.
+    """Records a checkpoint every `interval` seconds in a thread of a worker process, while
+    that process is the active projector (`leadership`), so that standbys record none.
 
     A checkpoint with nothing new to cover stores nothing; a broken chain is logged as an
     error at every attempt, and no checkpoint is recorded until it is dealt with.
     """
 
-    def __init__(self, audit: Audit, interval: float) -> None:
+    def __init__(self, audit: Audit, interval: float, leadership: Leadership | None = None):
         self.audit = audit
         self.interval = interval
+        self.leadership = leadership
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -363,6 +366,8 @@ class PeriodicCheckpoints:
     def _run(self) -> None:
         meta = CommandMeta("crm", reason="periodic checkpoint")
         while not self._stop.wait(self.interval):
+            if self.leadership is not None and not self.leadership.active:
+                continue
             try:
                 entry = self.audit.checkpoint(meta)
                 log.info("checkpoint %s covers position %s", entry.number, entry.position)

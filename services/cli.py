@@ -89,8 +89,11 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         nats_url = broker.start()
         print(f"Embedded NATS with JetStream for subscribers: {nats_url}", flush=True)
     projector = _projector(settings)
-    background = BackgroundProjector(projector, Leadership(settings, "projector"))
-    checkpoints = PeriodicCheckpoints(Audit(projector.ledger), settings.audit_checkpoint_seconds)
+    leadership = Leadership(settings, "projector")
+    background = BackgroundProjector(projector, leadership)
+    checkpoints = PeriodicCheckpoints(
+        Audit(projector.ledger), settings.audit_checkpoint_seconds, leadership
+    )
     publisher = _publisher(settings, projector.ledger, nats_url)
     jobs = JobRunner(projector.ledger, settings)
     stop_publishing = asyncio.Event()
@@ -183,7 +186,10 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
     from services.leadership import Leadership, lead_in_thread
 
     projector = _projector(settings)
-    checkpoints = PeriodicCheckpoints(Audit(projector.ledger), settings.audit_checkpoint_seconds)
+    leadership = Leadership(settings, "projector")
+    checkpoints = PeriodicCheckpoints(
+        Audit(projector.ledger), settings.audit_checkpoint_seconds, leadership
+    )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -191,7 +197,7 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
     _serve_metrics(args, StoreCollector(projector))
     checkpoints.start()
     try:
-        lead_in_thread(Leadership(settings, "projector"), stop, projector.run)
+        lead_in_thread(leadership, stop, projector.run)
     finally:
         checkpoints.stop()
         projector.database.dispose()

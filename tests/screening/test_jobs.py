@@ -8,6 +8,7 @@ import uuid
 from domain.ledger import CommandMeta
 from services.importing import import_rows
 from services.jobs import IMPORT, JobRunner
+from services.leadership import Leadership
 from tests.screening.test_import import HEADER, good_rows
 
 
@@ -130,3 +131,29 @@ def test_an_upload_can_screen_what_it_imports_by_a_policy(client):
         "Company 88": "excluded",
         "Company 89": "excluded",
     }
+
+
+def test_a_job_that_another_process_is_running_is_not_resumed_twice(ledger, settings):
+    runner = JobRunner(ledger, settings)
+    runner.uploads.mkdir(parents=True)
+    job_id = uuid.uuid4()
+    path = runner.uploads / f"{job_id}.csv"
+    path.write_bytes((HEADER + good_rows(20)).encode())
+    ledger.start_job(
+        IMPORT,
+        {"file": str(path), "strict": False, "screen_with": None, "reason": None},
+        CommandMeta("importer"),
+        job_id,
+    )
+    elsewhere = Leadership(settings, f"jobs/{job_id}")  # as the replica running it holds it
+    assert elsewhere.try_acquire()
+    try:
+        runner.resume()
+        runner.wait(60)
+        assert ledger.job(job_id).status == "running"  # left to the process that runs it
+    finally:
+        elsewhere.release()
+
+    runner.resume()  # that process died: the job is free to resume
+    runner.wait(60)
+    assert ledger.job(job_id).status == "finished"
