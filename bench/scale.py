@@ -184,14 +184,13 @@ def main() -> int:
             bare.stop()
         console.print(f"  bare: {result['bare']}")
 
-        port = free_port()
-        api = Server(
-            "crm serve --no-workers",
-            [*crm_argv(port), "--no-workers"],
-            crm_env(settings.data_dir, args.postgres, schema),
-            work / "api.log",
-            port,
-        )
+        def crm_server(log_name: str, *extra: str) -> Server:
+            port = free_port()
+            argv = [*crm_argv(port), *extra]
+            env = crm_env(settings.data_dir, args.postgres, schema)
+            return Server(" ".join(["crm serve", *extra]), argv, env, work / log_name, port)
+
+        api = crm_server("api.log", "--no-workers")
         api.start()
         try:
             result["api_ready_s"] = round(api.wait_ready(600), 1)
@@ -211,21 +210,13 @@ def main() -> int:
 
         # The whole service, as `make run` starts it: its projector catches up with the writes
         # above and its publisher starts on the whole log (the embedded broker is new).
-        port = free_port()
-        crm = Server(
-            "crm serve",
-            crm_argv(port),
-            crm_env(settings.data_dir, args.postgres, schema),
-            work / "crm.log",
-            port,
-        )
+        crm = crm_server("crm.log")
         crm.start()
         try:
             result["crm_ready_s"] = round(crm.wait_ready(600), 1)
             assert crm.process is not None
             peak, children = 0.0, 0.0
             deadline = time.monotonic() + args.memory_seconds
-            rng = random.Random(8)
             while time.monotonic() < deadline:
                 own, kids = rss_mb(crm.process.pid)
                 peak, children = max(peak, own), max(children, kids)
