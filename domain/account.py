@@ -1,8 +1,10 @@
 """The Account aggregate: one target company's way through the ABM stages and the funnel.
 
 Each command method checks its rules first and then triggers events; each event's `apply`
-only assigns state, because it runs again on every replay. Stage and funnel changes are
-events of their own, triggered beside the fact that caused them and saved with it.
+only assigns state, because it runs again on every replay, and it rebinds attributes rather
+than changing their values in place (the account writer decides on shallow copies). Stage and
+funnel changes are events of their own, triggered beside the fact that caused them and saved
+with it.
 """
 
 from __future__ import annotations
@@ -213,7 +215,9 @@ class Account(Aggregate):
         decision_power: str
 
         def apply(self, account: Account) -> None:
-            account.contacts.append(
+            # A new list, not an append: the account writer decides on shallow copies.
+            account.contacts = [
+                *account.contacts,
                 Contact(
                     contact_id=self.contact_id,
                     name=self.name,
@@ -221,8 +225,8 @@ class Account(Aggregate):
                     email=self.email,
                     buying_role=BuyingRole(self.buying_role),
                     decision_power=DecisionPower(self.decision_power),
-                )
-            )
+                ),
+            ]
 
     class MaterialSent(Event):
         material: str

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,7 @@ from domain.account import (
     Firmographics,
     account_id_for,
 )
+from domain.account_writer import MAX_ATTEMPTS, AccountWriter, Change
 from domain.chain import ChainingMapper
 from domain.errors import (
     AccountNotFound,
@@ -31,7 +32,6 @@ from domain.errors import (
     PolicyNotFound,
     VersionMismatch,
 )
-from domain.group_commit import GroupCommit
 from domain.jobs import RUNNING, Job
 from domain.objectives import Objectives, Target, objectives_id
 from domain.receipts import CommandReceipt, IdempotencyKey
@@ -48,10 +48,6 @@ from domain.web_domain import normalise_domain
 
 log = logging.getLogger("crm.ledger")
 JOB_STARTED_TOPIC = get_topic(Job.Started)
-
-# Concurrent writers to one account collide on its next version; a retry reloads and
-# re-checks the rules, and this many attempts make a persistent collision very unlikely.
-MAX_ATTEMPTS = 8
 
 
 def utc_now() -> datetime:
@@ -72,7 +68,8 @@ class CommandMeta:
 @dataclass(frozen=True)
 class CommandResult:
     account: Account
-    # Global position of the command's last event; None when a retry replayed a stored result.
+    # Global position of the command's last event; None when it stored nothing (a retry that
+    # replayed a stored result, or a command that changed nothing).
     position: int | None
     replayed: bool = False
 
@@ -81,18 +78,22 @@ class AccountLedger(Application):
     name = "crm"
     mapper: ChainingMapper
 
-    def __init__(self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        cache_size: int = 10_000,
+    ):
         super().__init__(env)
         self.clock = clock
         self.mapper.read_stored = self.stored_event
         # Called with the global position of the last event of every save (read models wake).
         self.on_saved: list[Callable[[int], None]] = []
-        # Commands' events are stored together with those of concurrent commands.
-        self.group_commit = GroupCommit(self.save)
-        self._turns = [threading.Lock() for _ in range(1024)]  # by account id
+        # Every account command of this process is decided and stored there, many together.
+        self.writer = AccountWriter(self, cache_size)
 
     def close(self) -> None:
-        self.group_commit.close()
+        self.writer.close()
         super().close()
 
     def construct_mapper(self) -> ChainingMapper:
@@ -111,40 +112,57 @@ class AccountLedger(Application):
         return recordings
 
     # Commands ----------------------------------------------------------------------------
+    # Each returns when its events are stored. `submit` and `submit_registration` return at
+    # once, with a future of the same result, for callers that must not block (the HTTP API).
+
+    def submit(
+        self, account_id: UUID, meta: CommandMeta, command: Callable[..., None], *args: Any
+    ) -> Future[CommandResult]:
+        """Queues `command(account, *args, by)`, an Account command method, for the writer."""
+
+        def decide(account: Account | None, by: Attribution) -> Account:
+            if account is None:
+                raise AccountNotFound(account_id)
+            if meta.expected_version is not None and account.version != meta.expected_version:
+                raise VersionMismatch(meta.expected_version, account.version)
+            command(account, *args, by)
+            return account
+
+        return self.writer.submit(Change(account_id, meta, decide))
+
+    def submit_registration(
+        self, details: Firmographics, meta: CommandMeta
+    ) -> Future[CommandResult]:
+        details = replace(details, domain=normalise_domain(details.domain))
+
+        def decide(account: Account | None, by: Attribution) -> Account:
+            if account is not None:
+                raise DomainAlreadyRegistered(details.domain, account.id)
+            return Account.register(details, by)
+
+        return self.writer.submit(Change(account_id_for(details.domain), meta, decide))
 
     def register(self, details: Firmographics, meta: CommandMeta) -> CommandResult:
-        details = replace(details, domain=normalise_domain(details.domain))
-        account_id = account_id_for(details.domain)
-        for _ in range(MAX_ATTEMPTS):
-            if (replayed := self._replay(meta)) is not None:
-                return replayed
-            if (existing := self._find(account_id)) is not None:
-                raise DomainAlreadyRegistered(details.domain, existing.id)
-            account = Account.register(details, self.attribution(meta))
-            if (result := self._save(account, meta)) is not None:
-                return result
-        raise Contention(account_id)
+        return self.submit_registration(details, meta).result()
 
     def import_account(self, details: Firmographics, meta: CommandMeta) -> tuple[str, UUID]:
         """Registers the company, or updates it when known: `registered`, `updated` or
         `unchanged` (which stores nothing, so importing the same list again adds nothing)."""
         details = replace(details, domain=normalise_domain(details.domain))
         account_id = account_id_for(details.domain)
-        for _ in range(MAX_ATTEMPTS):
-            by = self.attribution(meta)
-            account = self._find(account_id)
+        known: list[bool] = []  # whether the account existed when the writer last decided
+
+        def decide(account: Account | None, by: Attribution) -> Account:
+            known[:] = [account is not None]
             if account is None:
-                account, outcome = Account.register(details, by), "registered"
-            elif account.update_firmographics(details, by):
-                outcome = "updated"
-            else:
-                return "unchanged", account_id
-            try:
-                self.save(account)
-            except IntegrityError:
-                continue  # registered or changed meanwhile: compare again
-            return outcome, account_id
-        raise Contention(account_id)
+                return Account.register(details, by)
+            account.update_firmographics(details, by)
+            return account
+
+        result = self.writer.submit(Change(account_id, meta, decide)).result()
+        if result.position is None:
+            return "unchanged", account_id
+        return ("updated" if known[0] else "registered"), account_id
 
     def screen(
         self,
@@ -154,10 +172,10 @@ class AccountLedger(Application):
         note: str | None,
         meta: CommandMeta,
     ) -> CommandResult:
-        return self._update(account_id, meta, lambda a, by: a.screen(outcome, criteria, note, by))
+        return self.submit(account_id, meta, Account.screen, outcome, criteria, note).result()
 
     def score_bant(self, account_id: UUID, rating: BantRating, meta: CommandMeta) -> CommandResult:
-        return self._update(account_id, meta, lambda a, by: a.score_bant(rating, by))
+        return self.submit(account_id, meta, Account.score_bant, rating).result()
 
     def add_contact(
         self,
@@ -170,36 +188,41 @@ class AccountLedger(Application):
         meta: CommandMeta,
     ) -> CommandResult:
         contact = Contact(uuid4(), name, title, buying_role, decision_power, email)
-        return self._update(account_id, meta, lambda a, by: a.add_contact(contact, by))
+        return self.submit(account_id, meta, Account.add_contact, contact).result()
 
     def send_material(
         self, account_id: UUID, material: str, channel: str, note: str | None, meta: CommandMeta
     ) -> CommandResult:
-        return self._update(
-            account_id, meta, lambda a, by: a.send_material(material, channel, note, by)
-        )
+        return self.submit(
+            account_id, meta, Account.send_material, material, channel, note
+        ).result()
 
     def receive_response(
         self, account_id: UUID, reaction: Reaction, note: str | None, meta: CommandMeta
     ) -> CommandResult:
-        return self._update(account_id, meta, lambda a, by: a.receive_response(reaction, note, by))
+        return self.submit(account_id, meta, Account.receive_response, reaction, note).result()
 
     def hold_meeting(self, account_id: UUID, note: str | None, meta: CommandMeta) -> CommandResult:
-        return self._update(account_id, meta, lambda a, by: a.hold_meeting(note, by))
+        return self.submit(account_id, meta, Account.hold_meeting, note).result()
 
     def win_deal(
         self, account_id: UUID, amount: int | None, currency: str | None, meta: CommandMeta
     ) -> CommandResult:
-        return self._update(account_id, meta, lambda a, by: a.win_deal(amount, currency, by))
+        return self.submit(account_id, meta, Account.win_deal, amount, currency).result()
 
     def lose_deal(self, account_id: UUID, meta: CommandMeta) -> CommandResult:
-        return self._update(account_id, meta, lambda a, by: a.lose_deal(by))
+        return self.submit(account_id, meta, Account.lose_deal).result()
 
     def move_stage(self, account_id: UUID, to: AbmStage, meta: CommandMeta) -> CommandResult:
-        return self._update(account_id, meta, lambda a, by: a.move_stage(to, by))
+        return self.submit(account_id, meta, Account.move_stage, to).result()
 
     def move_funnel(self, account_id: UUID, to: FunnelState, meta: CommandMeta) -> CommandResult:
-        return self._update(account_id, meta, lambda a, by: a.move_funnel(to, by))
+        return self.submit(account_id, meta, Account.move_funnel, to).result()
+
+    def override_screening(
+        self, account_id: UUID, outcome: ScreeningOutcome, meta: CommandMeta
+    ) -> CommandResult:
+        return self.submit(account_id, meta, Account.override_screening, outcome).result()
 
     def set_objectives(self, period: str, targets: list[Target], meta: CommandMeta) -> Objectives:
         """Sets targets for a period; other metrics of the period keep theirs."""
@@ -216,11 +239,6 @@ class AccountLedger(Application):
                 continue
             return objectives
         raise Contention(objectives_id(period))
-
-    def override_screening(
-        self, account_id: UUID, outcome: ScreeningOutcome, meta: CommandMeta
-    ) -> CommandResult:
-        return self._update(account_id, meta, lambda a, by: a.override_screening(outcome, by))
 
     # Screening policies --------------------------------------------------------------------
 
@@ -277,26 +295,25 @@ class AccountLedger(Application):
         self, account_id: UUID, version: int, meta: CommandMeta
     ) -> ScreeningDecision:
         criteria = self.policy(version)
-        for _ in range(MAX_ATTEMPTS):
-            account = self._find(account_id)
+        decided: list[ScreeningDecision] = []  # by the writer's last attempt
+
+        def decide(account: Account | None, by: Attribution) -> Account:
             if account is None:
                 raise AccountNotFound(account_id)
             decision = ScreeningDecision.of(account, criteria)
-            if not decision.applies:
-                return decision
-            account.screen(
-                decision.outcome,
-                decision.failed,
-                f"screening policy v{version}",
-                self.attribution(meta),
-                policy_version=version,
-            )
-            try:
-                self.save(account)
-            except IntegrityError:
-                continue
-            return decision
-        raise Contention(account_id)
+            decided[:] = [decision]
+            if decision.applies:
+                account.screen(
+                    decision.outcome,
+                    decision.failed,
+                    f"screening policy v{version}",
+                    by,
+                    policy_version=version,
+                )
+            return account
+
+        self.writer.submit(Change(account_id, meta, decide)).result()
+        return decided[0]
 
     # Jobs ----------------------------------------------------------------------------------
 
@@ -366,46 +383,10 @@ class AccountLedger(Application):
 
     # Internals ---------------------------------------------------------------------------
 
-    def _update(
-        self,
-        account_id: UUID,
-        meta: CommandMeta,
-        command: Callable[[Account, Attribution], None],
-    ) -> CommandResult:
-        # Commands on one account in this process take turns, so they do not collide in a
-        # shared commit; other processes' writes are still caught by the version check.
-        with self._turns[account_id.int % len(self._turns)]:
-            for _ in range(MAX_ATTEMPTS):
-                if (replayed := self._replay(meta)) is not None:
-                    return replayed
-                account = self._find(account_id)
-                if account is None:
-                    raise AccountNotFound(account_id)
-                if meta.expected_version is not None and account.version != meta.expected_version:
-                    raise VersionMismatch(meta.expected_version, account.version)
-                command(account, self.attribution(meta))
-                if (result := self._save(account, meta)) is not None:
-                    return result
-        raise Contention(account_id)
+    def result(self, account: Account, position: int | None) -> CommandResult:
+        return CommandResult(account, position)
 
-    def _save(self, account: Account, meta: CommandMeta) -> CommandResult | None:
-        """Saves the account's new events with the command's receipt; None on a collision."""
-        receipt = None
-        if meta.idempotency is not None:
-            receipt = CommandReceipt.issue(
-                meta.idempotency.receipt_id(meta.actor),
-                meta.idempotency.fingerprint,
-                account.id,
-                account.version,
-                self.attribution(meta),
-            )
-        try:
-            recordings = self.group_commit.save(account, receipt)
-        except IntegrityError:
-            return None
-        return CommandResult(account, recordings[-1].notification.id if recordings else None)
-
-    def _replay(self, meta: CommandMeta) -> CommandResult | None:
+    def replay(self, meta: CommandMeta) -> CommandResult | None:
         """The stored result of an earlier command sent with the same idempotency key."""
         if meta.idempotency is None:
             return None

@@ -61,10 +61,11 @@ def open_ledger(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         # (by any process) before each use, so a command costs the same at any history length.
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
         env["AGGREGATE_CACHE_FASTFORWARD"] = "y"
+    cache = settings.aggregate_cache_size
     if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
-        return AccountLedger(env=env, clock=clock)
+        return AccountLedger(env=env, clock=clock, cache_size=cache)
     with _setting_up(env):
-        return AccountLedger(env=env, clock=clock)  # creates the tables that are missing
+        return AccountLedger(env=env, clock=clock, cache_size=cache)  # creates missing tables
 
 
 @contextmanager

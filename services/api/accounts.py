@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
@@ -31,7 +33,7 @@ from contracts.accounts import (
 from contracts.audit import AccountDiff, ChainAudit
 from contracts.read_models import AccountPage, AccountSummary
 from contracts.screening import OverrideScreening
-from domain.account import BantRating, Firmographics
+from domain.account import Account, BantRating, Contact, Firmographics
 from domain.errors import AccountNotFound
 from domain.ledger import AccountLedger, CommandResult
 from domain.vocabulary import (
@@ -88,7 +90,11 @@ Headers = NamedDependency[CommandHeaders]
 AuditDependency = NamedDependency[Audit]
 
 
-def _command_response(result: CommandResult, status_code: int = 200) -> Response[AccountView]:
+async def _command_response(
+    submitted: Future[CommandResult], status_code: int = 200
+) -> Response[AccountView]:
+    """Waits, without holding a thread, for the account writer to store the command."""
+    result = await asyncio.wrap_future(submitted)
     account = result.account
     headers = {"ETag": etag(account.version)}
     if result.position is not None:
@@ -101,13 +107,13 @@ def _command_response(result: CommandResult, status_code: int = 200) -> Response
 
 
 def _command(path: str, body: type, *, method: Any = post, summary: str) -> Any:
-    """Decorates a command handler: strict JSON body, problem responses, run in a thread."""
+    """Decorates a command handler: strict JSON body, problem responses. Handlers only queue
+    their command for the account writer, so they run on the event loop, not in a thread."""
     return method(
         path,
         guards=[guard(Permission.WRITE)],
         dto=StrictJSON[body],
         return_dto=None,
-        sync_to_thread=True,
         summary=summary,
         responses=_PROBLEMS,
         status_code=200,
@@ -123,12 +129,11 @@ class AccountController(Controller):
         guards=[guard(Permission.WRITE)],
         dto=StrictJSON[RegisterAccount],
         return_dto=None,
-        sync_to_thread=True,
         summary="Register a target account",
         responses=_PROBLEMS,
         status_code=201,
     )
-    def register(
+    async def register(
         self, command_headers: Headers, data: JSONBody[RegisterAccount], ledger: Ledger
     ) -> Response[AccountView]:
         details = Firmographics(
@@ -143,7 +148,8 @@ class AccountController(Controller):
             growth_rate=data.growth_rate,
             source=data.source,
         )
-        return _command_response(ledger.register(details, command_headers.meta(data)), 201)
+        submitted = ledger.submit_registration(details, command_headers.meta(data))
+        return await _command_response(submitted, 201)
 
     @get(
         "/",
@@ -313,21 +319,17 @@ class AccountController(Controller):
         return account_diff(account_id, audit.diff(account_id, from_version, to_version))
 
     @_command("/{account_id:uuid}/screening", ScreenAccount, summary="Record a screening")
-    def screen(
+    async def screen(
         self,
         command_headers: Headers,
         account_id: AccountId,
         data: JSONBody[ScreenAccount],
         ledger: Ledger,
     ) -> Response[AccountView]:
-        return _command_response(
-            ledger.screen(
-                account_id,
-                ScreeningOutcome(data.outcome),
-                list(data.criteria),
-                data.note,
-                command_headers.meta(data),
-            )
+        outcome, criteria = ScreeningOutcome(data.outcome), list(data.criteria)
+        meta = command_headers.meta(data)
+        return await _command_response(
+            ledger.submit(account_id, meta, Account.screen, outcome, criteria, data.note)
         )
 
     @_command(
@@ -335,21 +337,20 @@ class AccountController(Controller):
         OverrideScreening,
         summary="Override the screening policy's decision for this account, with a reason",
     )
-    def override_screening(
+    async def override_screening(
         self,
         command_headers: Headers,
         account_id: AccountId,
         data: JSONBody[OverrideScreening],
         ledger: Ledger,
     ) -> Response[AccountView]:
-        return _command_response(
-            ledger.override_screening(
-                account_id, ScreeningOutcome(data.outcome), command_headers.meta(data)
-            )
+        outcome, meta = ScreeningOutcome(data.outcome), command_headers.meta(data)
+        return await _command_response(
+            ledger.submit(account_id, meta, Account.override_screening, outcome)
         )
 
     @_command("/{account_id:uuid}/bant", ScoreBant, method=put, summary="Rate the account by BANT")
-    def score_bant(
+    async def score_bant(
         self,
         command_headers: Headers,
         account_id: AccountId,
@@ -364,30 +365,32 @@ class AccountController(Controller):
             timing=data.timing,
             notes={d: n for d in BANT_DIMENSIONS if (n := getattr(notes, d)) is not None},
         )
-        return _command_response(ledger.score_bant(account_id, rating, command_headers.meta(data)))
+        meta = command_headers.meta(data)
+        return await _command_response(ledger.submit(account_id, meta, Account.score_bant, rating))
 
     @_command("/{account_id:uuid}/contacts", AddContact, summary="Add a contact")
-    def add_contact(
+    async def add_contact(
         self,
         command_headers: Headers,
         account_id: AccountId,
         data: JSONBody[AddContact],
         ledger: Ledger,
     ) -> Response[AccountView]:
-        return _command_response(
-            ledger.add_contact(
-                account_id,
-                name=data.name,
-                title=data.title,
-                buying_role=BuyingRole(data.buying_role),
-                decision_power=DecisionPower(data.decision_power),
-                email=data.email,
-                meta=command_headers.meta(data),
-            )
+        contact = Contact(
+            uuid4(),
+            data.name,
+            data.title,
+            BuyingRole(data.buying_role),
+            DecisionPower(data.decision_power),
+            data.email,
+        )
+        meta = command_headers.meta(data)
+        return await _command_response(
+            ledger.submit(account_id, meta, Account.add_contact, contact)
         )
 
     @_command("/{account_id:uuid}/outreach", RecordOutreach, summary="Record an outreach fact")
-    def record_outreach(
+    async def record_outreach(
         self,
         command_headers: Headers,
         account_id: AccountId,
@@ -406,40 +409,46 @@ class AccountController(Controller):
         )
         if data.kind == "material_sent":
             assert data.material is not None and data.channel is not None
-            result = ledger.send_material(account_id, data.material, data.channel, data.note, meta)
+            submitted = ledger.submit(
+                account_id, meta, Account.send_material, data.material, data.channel, data.note
+            )
         elif data.kind == "response_received":
             assert data.reaction is not None
-            result = ledger.receive_response(account_id, Reaction(data.reaction), data.note, meta)
+            submitted = ledger.submit(
+                account_id, meta, Account.receive_response, Reaction(data.reaction), data.note
+            )
         else:
-            result = ledger.hold_meeting(account_id, data.note, meta)
-        return _command_response(result)
+            submitted = ledger.submit(account_id, meta, Account.hold_meeting, data.note)
+        return await _command_response(submitted)
 
     @_command("/{account_id:uuid}/stage", MoveStage, summary="Move the ABM stage by hand")
-    def move_stage(
+    async def move_stage(
         self,
         command_headers: Headers,
         account_id: AccountId,
         data: JSONBody[MoveStage],
         ledger: Ledger,
     ) -> Response[AccountView]:
-        return _command_response(
-            ledger.move_stage(account_id, AbmStage(data.to), command_headers.meta(data))
+        meta = command_headers.meta(data)
+        return await _command_response(
+            ledger.submit(account_id, meta, Account.move_stage, AbmStage(data.to))
         )
 
     @_command("/{account_id:uuid}/funnel", MoveFunnel, summary="Move the See-Think-Do-Care state")
-    def move_funnel(
+    async def move_funnel(
         self,
         command_headers: Headers,
         account_id: AccountId,
         data: JSONBody[MoveFunnel],
         ledger: Ledger,
     ) -> Response[AccountView]:
-        return _command_response(
-            ledger.move_funnel(account_id, FunnelState(data.to), command_headers.meta(data))
+        meta = command_headers.meta(data)
+        return await _command_response(
+            ledger.submit(account_id, meta, Account.move_funnel, FunnelState(data.to))
         )
 
     @_command("/{account_id:uuid}/deal", CloseDeal, summary="Close the deal as won or lost")
-    def close_deal(
+    async def close_deal(
         self,
         command_headers: Headers,
         account_id: AccountId,
@@ -450,9 +459,11 @@ class AccountController(Controller):
         if data.outcome == "won":
             if (data.amount is None) != (data.currency is None):
                 raise invalid_field("currency", "amount and currency are given together.")
-            return _command_response(ledger.win_deal(account_id, data.amount, data.currency, meta))
+            return await _command_response(
+                ledger.submit(account_id, meta, Account.win_deal, data.amount, data.currency)
+            )
         _only_fields_of(data, (), optional=("amount", "currency"))
-        return _command_response(ledger.lose_deal(account_id, meta))
+        return await _command_response(ledger.submit(account_id, meta, Account.lose_deal))
 
 
 def _only_fields_of(data: Any, required: tuple[str, ...], optional: tuple[str, ...]) -> None:

@@ -1,0 +1,269 @@
+"""The account writer: one thread decides every account command of this process and stores
+many of them in one transaction.
+
+Every transaction costs a wait for the disk (SQLite's fsync of the WAL) and, on PostgreSQL, a
+turn at the event table's lock; both cost per transaction, not per event. So commands queue
+here, and the writer takes all that are waiting: it decides each against the account as last
+committed (kept in memory, so a command costs the same at any history length), stores their
+events together, and answers each only after that transaction committed.
+
+Being the only writer in the process, it never races itself: a batch holds at most one command
+per account (a second one waits for the next batch), and a cached account is never changed in
+place, only replaced by a copy that carries the command's events once they are stored. Other
+processes may write the same accounts: the store refuses an event whose version is taken, and
+then each command of the batch is decided again, alone, against the account reloaded from the
+store. A refusal decided against a cached account is checked once more against the store, so
+a rule never refuses on stale state.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import queue
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from domain.account import Account, Attribution
+from domain.errors import Contention, LedgerError
+from domain.receipts import CommandReceipt
+
+if TYPE_CHECKING:
+    from domain.ledger import AccountLedger, CommandMeta, CommandResult
+
+log = logging.getLogger("crm.writer")
+
+MAX_BATCH = 200  # commands in one transaction
+# Other processes' writes to the same account collide on its next version; each collision
+# reloads the account and decides again, and this many attempts make a persistent one unlikely.
+MAX_ATTEMPTS = 8
+
+# Decides a command: gets the account as it stands (None when there is none yet) and returns
+# the account carrying the command's new events (none: the command changes nothing).
+Decide = Callable[[Account | None, Attribution], Account]
+
+
+@dataclass
+class Change:
+    account_id: UUID
+    meta: CommandMeta
+    decide: Decide
+    done: Future[CommandResult] = field(default_factory=Future)
+
+    def keys(self) -> set[UUID]:
+        """What the change writes: its account, and its receipt when it has an idempotency key."""
+        if self.meta.idempotency is None:
+            return {self.account_id}
+        return {self.account_id, self.meta.idempotency.receipt_id(self.meta.actor)}
+
+
+@dataclass
+class _Decided:
+    change: Change
+    account: Account
+    receipt: CommandReceipt | None
+
+
+class AccountWriter:
+    def __init__(self, ledger: AccountLedger, cache_size: int) -> None:
+        self._ledger = ledger
+        self._cache_size = cache_size
+        self._cache: OrderedDict[UUID, Account] = OrderedDict()  # as last committed
+        self._queue: queue.SimpleQueue[Change | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, change: Change) -> Future[CommandResult]:
+        if self._closed:
+            raise RuntimeError("the ledger is closed")
+        self._start()
+        self._queue.put(change)
+        return change.done
+
+    def close(self) -> None:
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _start(self) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="account-writer", daemon=True
+                    )
+                    self._thread.start()
+
+    # The writer's loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        waiting: deque[Change] = deque()  # deferred from the last batch: they go first
+        stopping = False
+        while not (stopping and not waiting):
+            if not waiting:
+                item = self._queue.get()
+                if item is None:
+                    return
+                waiting.append(item)
+            while len(waiting) < MAX_BATCH and not stopping:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                else:
+                    waiting.append(item)
+            batch = [waiting.popleft() for _ in range(min(len(waiting), MAX_BATCH))]
+            try:
+                waiting.extendleft(reversed(self._write(batch)))
+            except BaseException as error:  # a bug here must not leave callers waiting
+                log.exception("the account writer failed a batch")
+                for change in batch:
+                    if not change.done.done():
+                        change.done.set_exception(error)
+
+    def _write(self, batch: list[Change]) -> list[Change]:
+        """Decides and stores a batch; returns the changes deferred to the next batch."""
+        decided: list[_Decided] = []
+        claimed: set[UUID] = set()
+        deferred: list[Change] = []
+        for change in batch:
+            keys = change.keys()
+            if keys & claimed:
+                deferred.append(change)  # an earlier change of this batch writes the same
+                continue
+            outcome = self._decide(change, fresh=False)
+            if outcome is not None:
+                claimed |= keys
+                decided.append(outcome)
+        if decided:
+            self._store(decided)
+        return deferred
+
+    def _store(self, decided: list[_Decided]) -> None:
+        try:
+            positions = self._save(decided)
+        except IntegrityError:
+            # Another process wrote one of these accounts (or receipts) first.
+            for outcome in decided:
+                self._cache.pop(outcome.account.id, None)
+            for outcome in decided:
+                self._write_alone(outcome.change)
+            return
+        except BaseException as error:  # the store is away: every command in it learns so
+            for outcome in decided:
+                self._cache.pop(outcome.account.id, None)
+                outcome.change.done.set_exception(error)
+            return
+        for outcome in decided:
+            self._answer(outcome, positions)
+
+    def _write_alone(self, change: Change) -> None:
+        for _ in range(MAX_ATTEMPTS):
+            outcome = self._decide(change, fresh=True)
+            if outcome is None:
+                return
+            try:
+                positions = self._save([outcome])
+            except IntegrityError:
+                self._cache.pop(change.account_id, None)
+                continue
+            except BaseException as error:
+                change.done.set_exception(error)
+                return
+            self._answer(outcome, positions)
+            return
+        change.done.set_exception(Contention(change.account_id))
+
+    # One change ----------------------------------------------------------------------------
+
+    def _decide(self, change: Change, *, fresh: bool) -> _Decided | None:
+        """Decides a change; None when it is answered already (refused, replayed, unchanged)."""
+        ledger = self._ledger
+        try:
+            if (replayed := ledger.replay(change.meta)) is not None:
+                change.done.set_result(replayed)
+                return None
+            current = None if fresh else self._cache.get(change.account_id)
+            from_cache = current is not None
+            if current is None:
+                current = self._load(change.account_id)
+            by = ledger.attribution(change.meta)
+            try:
+                account = change.decide(_copy(current), by)
+                settled = not from_cache or bool(account.pending_events)
+            except LedgerError:
+                if not from_cache:
+                    raise
+                settled = False
+            if not settled:
+                # Refused, or nothing to change, on the cached account: the store may know
+                # more (another process's writes), so that stands only if the store agrees.
+                self._cache.pop(change.account_id, None)
+                account = change.decide(_copy(self._load(change.account_id)), by)
+            if not account.pending_events:
+                change.done.set_result(ledger.result(account, position=None))
+                return None
+            receipt = None
+            if (key := change.meta.idempotency) is not None:
+                receipt = CommandReceipt.issue(
+                    key.receipt_id(change.meta.actor),
+                    key.fingerprint,
+                    account.id,
+                    account.version,
+                    by,
+                )
+            return _Decided(change, account, receipt)
+        except BaseException as error:
+            change.done.set_exception(error)
+            return None
+
+    def _load(self, account_id: UUID) -> Account | None:
+        try:
+            found = self._ledger.repository.get(account_id)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, Account) else None
+
+    def _save(self, decided: list[_Decided]) -> dict[UUID, int]:
+        """Stores the batch in one transaction; returns each account's last position."""
+        aggregates: list[Any] = []
+        for outcome in decided:
+            aggregates.append(outcome.account)
+            if outcome.receipt is not None:
+                aggregates.append(outcome.receipt)
+        recordings = self._ledger.save(*aggregates)
+        return {r.domain_event.originator_id: r.notification.id for r in recordings}
+
+    def _answer(self, outcome: _Decided, positions: dict[UUID, int]) -> None:
+        account = outcome.account
+        if self._cache_size > 0:
+            self._cache[account.id] = account
+            self._cache.move_to_end(account.id)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        outcome.change.done.set_result(
+            self._ledger.result(account, position=positions.get(account.id))
+        )
+
+
+def _copy(account: Account | None) -> Account | None:
+    """A copy to decide on: the account's state is only ever rebound, never changed in place,
+    so a shallow copy leaves the cached one as it was whatever the command does."""
+    if account is None:
+        return None
+    work = copy.copy(account)
+    work._pending_events = []
+    return work

@@ -1,0 +1,174 @@
+"""The account writer: many commands to a transaction, each with its own outcome, and cached
+accounts that never make a command act on stale state (other processes write the same store)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from domain.account import Account, BantRating, Firmographics
+from domain.errors import RuleViolation, VersionMismatch
+from domain.ledger import AccountLedger, CommandMeta
+from domain.receipts import IdempotencyKey
+from domain.vocabulary import AbmStage, ScreeningOutcome
+from services.audit import Audit
+from services.store import open_ledger
+
+META = CommandMeta("marta")
+
+
+def _company(name: str) -> Firmographics:
+    return Firmographics(name, f"{name}.com", "it", 50, 10**6, "EUR", "DE", 0.1, "fair")
+
+
+def _registered(ledger: AccountLedger, name: str):
+    return ledger.register(_company(name), META).account.id
+
+
+def _qualified(ledger: AccountLedger, name: str):
+    account_id = _registered(ledger, name)
+    ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+    return account_id
+
+
+def _rating(budget: int) -> BantRating:
+    return BantRating(budget, 3, 3, 3, {})
+
+
+@pytest.fixture
+def other_process(settings, clock):
+    """A second ledger on the same store, as another API replica would be."""
+    other = open_ledger(settings, clock=clock)
+    yield other
+    other.close()
+
+
+def test_commands_waiting_together_are_stored_in_few_transactions(ledger):
+    accounts = [_qualified(ledger, f"acct{i}") for i in range(40)]
+    saves: list[int] = []
+    ledger.on_saved.append(saves.append)
+
+    futures = [
+        ledger.submit(a, META, Account.score_bant, _rating(1 + i % 5))
+        for i, a in enumerate(accounts)
+    ]
+    results = [f.result(timeout=30) for f in futures]
+
+    assert [r.account.bant.budget for r in results] == [1 + i % 5 for i in range(40)]
+    assert len(saves) <= len(accounts) // 2
+    assert sorted(r.position for r in results) == sorted({r.position for r in results})
+
+
+def test_a_refused_command_does_not_hold_back_the_others_of_its_batch(ledger):
+    ready, fresh = _qualified(ledger, "ready"), _registered(ledger, "fresh")
+    also = _qualified(ledger, "also")
+
+    futures = [
+        ledger.submit(account_id, META, Account.score_bant, _rating(4))
+        for account_id in (ready, fresh, also)
+    ]
+
+    assert futures[0].result(timeout=30).account.bant.budget == 4
+    with pytest.raises(RuleViolation) as refusal:
+        futures[1].result(timeout=30)
+    assert refusal.value.rule == "bant_requires_qualified"
+    assert futures[2].result(timeout=30).account.bant.budget == 4
+    assert ledger.account(fresh).version == 1
+
+
+def test_two_commands_on_one_account_are_applied_one_after_the_other(ledger):
+    account_id = _qualified(ledger, "twice")
+    version = ledger.account(account_id).version
+
+    first = ledger.submit(account_id, META, Account.score_bant, _rating(2))
+    second = ledger.submit(account_id, META, Account.score_bant, _rating(5))
+
+    assert first.result(timeout=30).account.version == version + 2  # rated, then prioritised
+    assert first.result().account.bant.budget == 2  # as the first command left it
+    assert second.result(timeout=30).account.version == version + 3
+    assert ledger.account(account_id).bant.budget == 5
+
+
+def test_a_key_sent_twice_in_one_batch_is_applied_once(ledger):
+    account_id = _qualified(ledger, "keyed")
+    meta = CommandMeta("marta", idempotency=IdempotencyKey("k-1", "sha256:aa"))
+
+    first = ledger.submit(account_id, meta, Account.score_bant, _rating(3))
+    retry = ledger.submit(account_id, meta, Account.score_bant, _rating(3))
+
+    assert not first.result(timeout=30).replayed
+    assert retry.result(timeout=30).replayed
+    assert retry.result().account.version == first.result().account.version
+    ratings = [e for e in ledger.history(account_id) if isinstance(e, Account.BantScored)]
+    assert len(ratings) == 1
+
+
+def test_a_cached_account_written_by_another_process_is_rated_on_top_of_that_write(
+    ledger, other_process
+):
+    account_id = _qualified(ledger, "shared")
+    ledger.score_bant(account_id, _rating(1), META)  # cached here
+    moved_on = other_process.score_bant(account_id, _rating(2), META).account.version
+
+    result = ledger.score_bant(account_id, _rating(3), META)
+
+    assert result.account.version == moved_on + 1
+    assert ledger.account(account_id).bant.budget == 3
+    assert Audit(ledger).verify_account(account_id).verified
+
+
+def test_a_version_expected_from_another_process_is_accepted_and_an_old_one_refused(
+    ledger, other_process
+):
+    account_id = _qualified(ledger, "expected")
+    ledger.score_bant(account_id, _rating(1), META)
+    cached = ledger.account(account_id).version
+    moved_on = other_process.score_bant(account_id, _rating(2), META).account.version
+
+    with pytest.raises(VersionMismatch):
+        ledger.score_bant(account_id, _rating(3), CommandMeta("marta", expected_version=cached))
+    result = ledger.score_bant(
+        account_id, _rating(4), CommandMeta("marta", expected_version=moved_on)
+    )
+    assert result.account.version == moved_on + 1
+
+
+def test_a_rule_is_not_decided_on_a_cached_account_another_process_has_moved_on(
+    ledger, other_process
+):
+    account_id = _registered(ledger, "screened-elsewhere")  # cached here, not yet qualified
+    other_process.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+
+    result = ledger.score_bant(account_id, _rating(5), META)
+
+    assert result.account.stage is AbmStage.PRIORITIZED
+
+
+def test_concurrent_commands_are_all_stored_and_their_chains_hold(ledger):
+    accounts = [_qualified(ledger, f"acct{i}") for i in range(6)]
+    errors: list[BaseException] = []
+
+    def rate(writer: int) -> None:
+        try:
+            for n in range(15):
+                account_id = accounts[(writer + n) % len(accounts)]
+                ledger.score_bant(account_id, BantRating(1 + n % 5, 2, 3, 4, {}), META)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=rate, args=(w,)) for w in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    ratings = sum(
+        1
+        for a in accounts
+        for e in ledger.history(a, limit=1000)
+        if type(e).__name__ == "BantScored"
+    )
+    assert ratings == 16 * 15
+    assert all(Audit(ledger).verify_account(a).verified for a in accounts)
