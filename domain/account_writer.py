@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -51,12 +51,29 @@ MAX_ATTEMPTS = 8
 Decide = Callable[[Account | None, Attribution], Account]
 
 
+class Reply(Protocol):
+    """Where a command's outcome goes: a Future, or whatever an event loop waits on."""
+
+    def set_result(self, result: CommandResult) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
 @dataclass
 class Change:
     account_id: UUID
     meta: CommandMeta
     decide: Decide
-    done: Future[CommandResult] = field(default_factory=Future)
+    reply: Reply = field(default_factory=Future)
+    answered: bool = False
+
+    def answer(self, result: CommandResult) -> None:
+        self.answered = True
+        self.reply.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        self.answered = True
+        self.reply.set_exception(error)
 
     def keys(self) -> set[UUID]:
         """What the change writes: its account, and its receipt when it has an idempotency key."""
@@ -82,12 +99,12 @@ class AccountWriter:
         self._start_lock = threading.Lock()
         self._closed = False
 
-    def submit(self, change: Change) -> Future[CommandResult]:
+    def submit(self, change: Change) -> Reply:
         if self._closed:
             raise RuntimeError("the ledger is closed")
         self._start()
         self._queue.put(change)
-        return change.done
+        return change.reply
 
     def close(self) -> None:
         self._closed = True
@@ -131,8 +148,8 @@ class AccountWriter:
             except BaseException as error:  # a bug here must not leave callers waiting
                 log.exception("the account writer failed a batch")
                 for change in batch:
-                    if not change.done.done():
-                        change.done.set_exception(error)
+                    if not change.answered:
+                        change.fail(error)
 
     def _write(self, batch: list[Change]) -> list[Change]:
         """Decides and stores a batch; returns the changes deferred to the next batch."""
@@ -165,7 +182,7 @@ class AccountWriter:
         except BaseException as error:  # the store is away: every command in it learns so
             for outcome in decided:
                 self._cache.pop(outcome.account.id, None)
-                outcome.change.done.set_exception(error)
+                outcome.change.fail(error)
             return
         for outcome in decided:
             self._answer(outcome, positions)
@@ -181,11 +198,11 @@ class AccountWriter:
                 self._cache.pop(change.account_id, None)
                 continue
             except BaseException as error:
-                change.done.set_exception(error)
+                change.fail(error)
                 return
             self._answer(outcome, positions)
             return
-        change.done.set_exception(Contention(change.account_id))
+        change.fail(Contention(change.account_id))
 
     # One change ----------------------------------------------------------------------------
 
@@ -194,7 +211,7 @@ class AccountWriter:
         ledger = self._ledger
         try:
             if (replayed := ledger.replay(change.meta)) is not None:
-                change.done.set_result(replayed)
+                change.answer(replayed)
                 return None
             current = None if fresh else self._cache.get(change.account_id)
             from_cache = current is not None
@@ -214,7 +231,7 @@ class AccountWriter:
                 self._cache.pop(change.account_id, None)
                 account = change.decide(_copy(self._load(change.account_id)), by)
             if not account.pending_events:
-                change.done.set_result(ledger.result(account, position=None))
+                change.answer(ledger.result(account, position=None))
                 return None
             receipt = None
             if (key := change.meta.idempotency) is not None:
@@ -227,7 +244,7 @@ class AccountWriter:
                 )
             return _Decided(change, account, receipt)
         except BaseException as error:
-            change.done.set_exception(error)
+            change.fail(error)
             return None
 
     def _load(self, account_id: UUID) -> Account | None:
@@ -254,9 +271,7 @@ class AccountWriter:
             self._cache.move_to_end(account.id)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        outcome.change.done.set_result(
-            self._ledger.result(account, position=positions.get(account.id))
-        )
+        outcome.change.answer(self._ledger.result(account, position=positions.get(account.id)))
 
 
 def _copy(account: Account | None) -> Account | None:

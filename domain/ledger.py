@@ -22,7 +22,7 @@ from domain.account import (
     Firmographics,
     account_id_for,
 )
-from domain.account_writer import MAX_ATTEMPTS, AccountWriter, Change
+from domain.account_writer import MAX_ATTEMPTS, AccountWriter, Change, Reply
 from domain.chain import ChainingMapper
 from domain.errors import (
     AccountNotFound,
@@ -52,6 +52,12 @@ JOB_STARTED_TOPIC = get_topic(Job.Started)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _wait(reply: Reply) -> CommandResult:
+    """The result of a command submitted without a reply of the caller's own."""
+    assert isinstance(reply, Future)
+    return reply.result()
 
 
 @dataclass(frozen=True)
@@ -113,11 +119,17 @@ class AccountLedger(Application):
 
     # Commands ----------------------------------------------------------------------------
     # Each returns when its events are stored. `submit` and `submit_registration` return at
-    # once, with a future of the same result, for callers that must not block (the HTTP API).
+    # once, for callers that must not block (the HTTP API): the result goes to `reply`, a new
+    # Future unless the caller brings its own, which they return.
 
     def submit(
-        self, account_id: UUID, meta: CommandMeta, command: Callable[..., None], *args: Any
-    ) -> Future[CommandResult]:
+        self,
+        account_id: UUID,
+        meta: CommandMeta,
+        command: Callable[..., None],
+        *args: Any,
+        reply: Reply | None = None,
+    ) -> Reply:
         """Queues `command(account, *args, by)`, an Account command method, for the writer."""
 
         def decide(account: Account | None, by: Attribution) -> Account:
@@ -128,11 +140,11 @@ class AccountLedger(Application):
             command(account, *args, by)
             return account
 
-        return self.writer.submit(Change(account_id, meta, decide))
+        return self.writer.submit(Change(account_id, meta, decide, reply or Future()))
 
     def submit_registration(
-        self, details: Firmographics, meta: CommandMeta
-    ) -> Future[CommandResult]:
+        self, details: Firmographics, meta: CommandMeta, reply: Reply | None = None
+    ) -> Reply:
         details = replace(details, domain=normalise_domain(details.domain))
 
         def decide(account: Account | None, by: Attribution) -> Account:
@@ -140,10 +152,12 @@ class AccountLedger(Application):
                 raise DomainAlreadyRegistered(details.domain, account.id)
             return Account.register(details, by)
 
-        return self.writer.submit(Change(account_id_for(details.domain), meta, decide))
+        return self.writer.submit(
+            Change(account_id_for(details.domain), meta, decide, reply or Future())
+        )
 
     def register(self, details: Firmographics, meta: CommandMeta) -> CommandResult:
-        return self.submit_registration(details, meta).result()
+        return _wait(self.submit_registration(details, meta))
 
     def import_account(self, details: Firmographics, meta: CommandMeta) -> tuple[str, UUID]:
         """Registers the company, or updates it when known: `registered`, `updated` or
@@ -159,7 +173,7 @@ class AccountLedger(Application):
             account.update_firmographics(details, by)
             return account
 
-        result = self.writer.submit(Change(account_id, meta, decide)).result()
+        result = _wait(self.writer.submit(Change(account_id, meta, decide)))
         if result.position is None:
             return "unchanged", account_id
         return ("updated" if known[0] else "registered"), account_id
@@ -172,10 +186,10 @@ class AccountLedger(Application):
         note: str | None,
         meta: CommandMeta,
     ) -> CommandResult:
-        return self.submit(account_id, meta, Account.screen, outcome, criteria, note).result()
+        return _wait(self.submit(account_id, meta, Account.screen, outcome, criteria, note))
 
     def score_bant(self, account_id: UUID, rating: BantRating, meta: CommandMeta) -> CommandResult:
-        return self.submit(account_id, meta, Account.score_bant, rating).result()
+        return _wait(self.submit(account_id, meta, Account.score_bant, rating))
 
     def add_contact(
         self,
@@ -188,41 +202,39 @@ class AccountLedger(Application):
         meta: CommandMeta,
     ) -> CommandResult:
         contact = Contact(uuid4(), name, title, buying_role, decision_power, email)
-        return self.submit(account_id, meta, Account.add_contact, contact).result()
+        return _wait(self.submit(account_id, meta, Account.add_contact, contact))
 
     def send_material(
         self, account_id: UUID, material: str, channel: str, note: str | None, meta: CommandMeta
     ) -> CommandResult:
-        return self.submit(
-            account_id, meta, Account.send_material, material, channel, note
-        ).result()
+        return _wait(self.submit(account_id, meta, Account.send_material, material, channel, note))
 
     def receive_response(
         self, account_id: UUID, reaction: Reaction, note: str | None, meta: CommandMeta
     ) -> CommandResult:
-        return self.submit(account_id, meta, Account.receive_response, reaction, note).result()
+        return _wait(self.submit(account_id, meta, Account.receive_response, reaction, note))
 
     def hold_meeting(self, account_id: UUID, note: str | None, meta: CommandMeta) -> CommandResult:
-        return self.submit(account_id, meta, Account.hold_meeting, note).result()
+        return _wait(self.submit(account_id, meta, Account.hold_meeting, note))
 
     def win_deal(
         self, account_id: UUID, amount: int | None, currency: str | None, meta: CommandMeta
     ) -> CommandResult:
-        return self.submit(account_id, meta, Account.win_deal, amount, currency).result()
+        return _wait(self.submit(account_id, meta, Account.win_deal, amount, currency))
 
     def lose_deal(self, account_id: UUID, meta: CommandMeta) -> CommandResult:
-        return self.submit(account_id, meta, Account.lose_deal).result()
+        return _wait(self.submit(account_id, meta, Account.lose_deal))
 
     def move_stage(self, account_id: UUID, to: AbmStage, meta: CommandMeta) -> CommandResult:
-        return self.submit(account_id, meta, Account.move_stage, to).result()
+        return _wait(self.submit(account_id, meta, Account.move_stage, to))
 
     def move_funnel(self, account_id: UUID, to: FunnelState, meta: CommandMeta) -> CommandResult:
-        return self.submit(account_id, meta, Account.move_funnel, to).result()
+        return _wait(self.submit(account_id, meta, Account.move_funnel, to))
 
     def override_screening(
         self, account_id: UUID, outcome: ScreeningOutcome, meta: CommandMeta
     ) -> CommandResult:
-        return self.submit(account_id, meta, Account.override_screening, outcome).result()
+        return _wait(self.submit(account_id, meta, Account.override_screening, outcome))
 
     def set_objectives(self, period: str, targets: list[Target], meta: CommandMeta) -> Objectives:
         """Sets targets for a period; other metrics of the period keep theirs."""
@@ -312,7 +324,7 @@ class AccountLedger(Application):
                 )
             return account
 
-        self.writer.submit(Change(account_id, meta, decide)).result()
+        _wait(self.writer.submit(Change(account_id, meta, decide)))
         return decided[0]
 
     # Jobs ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""SQL access for the read models: the same SQLite file or PostgreSQL database as the events.
+"""SQL access for the read models: a SQLite file beside the events' one, or the PostgreSQL
+database of the events.
 
 Queries are plain SQL through SQLAlchemy's `text()`, in the dialect both stores share
 (`ON CONFLICT`, partial indexes, `LIMIT`). Instants are stored as integer microseconds since
@@ -82,6 +83,11 @@ def _sqlite_engine(path: str, begin: str) -> Engine:
         # Take transaction control from the driver, so BEGIN is ours (see the "begin" hook).
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA busy_timeout = 10000")
+        # Readers never block the projector's writes. A commit need not reach the disk at once:
+        # read models are rebuilt from the event log, and a transaction lost to a power cut
+        # takes its tracking position with it, so its events are applied again.
+        dbapi_connection.execute("PRAGMA journal_mode = WAL")
+        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:

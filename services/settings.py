@@ -76,5 +76,11 @@ class Settings:
         return self.data_dir / "crm.sqlite3"
 
     @property
+    def read_models_path(self) -> Path:
+        """The read models' own SQLite file: the projector's transactions then never wait for
+        the event store's write lock, nor commands for theirs."""
+        return self.data_dir / "read_models.sqlite3"
+
+    @property
     def store_name(self) -> str:
         return "postgresql" if self.database_url else "sqlite"

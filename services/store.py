@@ -14,6 +14,7 @@ from projections.database import ReadModelDatabase
 from services.leadership import lock_key
 from services.postgres_recorder import FailFastRecorder
 from services.settings import Settings
+from services.sqlite_recorder import MultiRowRecorder
 
 
 class StoreConfigError(ValueError):
@@ -28,6 +29,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(settings.sqlite_path),
             "SQLITE_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": get_topic(MultiRowRecorder),
         }
     url = urlsplit(settings.database_url)
     if url.scheme not in ("postgresql", "postgres"):
@@ -102,10 +104,11 @@ def drop_schema(url: str, schema: str) -> None:
 
 
 def open_read_models(settings: Settings) -> ReadModelDatabase:
-    """The read models live beside the events: the same SQLite file or PostgreSQL schema."""
+    """The read models live beside the events: a SQLite file of their own in the same folder,
+    or the same PostgreSQL schema."""
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return ReadModelDatabase.sqlite(str(settings.sqlite_path))
+        return ReadModelDatabase.sqlite(str(settings.read_models_path))
     return ReadModelDatabase.postgres(
         settings.database_url, settings.database_schema, settings.database_pool_size
     )

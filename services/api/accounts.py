@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
@@ -48,8 +47,8 @@ from domain.vocabulary import (
 from projections.account_queries import Filters, account_list
 from projections.database import from_micros
 from services.api.audit import audit_download
-from services.api.auth import Permission, guard, past_reads_need_audit
-from services.api.command_meta import CommandHeaders
+from services.api.auth import Permission, past_reads_need_audit
+from services.api.command_meta import AccountCommand, LoopReply
 from services.api.problems import etag, invalid_field
 from services.api.read_models import (
     AsOf,
@@ -86,15 +85,15 @@ _PROBLEMS = {
 AccountId = Annotated[UUID, PathParameter(description="The account id.")]
 Ledger = NamedDependency[AccountLedger]
 ProjectorDependency = NamedDependency[Projector]
-Headers = NamedDependency[CommandHeaders]
+Command = NamedDependency[AccountCommand]
 AuditDependency = NamedDependency[Audit]
 
 
 async def _command_response(
-    submitted: Future[CommandResult], status_code: int = 200
+    submitted: asyncio.Future[CommandResult], status_code: int = 200
 ) -> Response[AccountView]:
     """Waits, without holding a thread, for the account writer to store the command."""
-    result = await asyncio.wrap_future(submitted)
+    result = await submitted
     account = result.account
     headers = {"ETag": etag(account.version)}
     if result.position is not None:
@@ -111,7 +110,7 @@ def _command(path: str, body: type, *, method: Any = post, summary: str) -> Any:
     their command for the account writer, so they run on the event loop, not in a thread."""
     return method(
         path,
-        guards=[guard(Permission.WRITE)],
+        opt={"permission": Permission.WRITE},
         dto=StrictJSON[body],
         return_dto=None,
         summary=summary,
@@ -126,7 +125,7 @@ class AccountController(Controller):
 
     @post(
         "/",
-        guards=[guard(Permission.WRITE)],
+        opt={"permission": Permission.WRITE},
         dto=StrictJSON[RegisterAccount],
         return_dto=None,
         summary="Register a target account",
@@ -134,7 +133,7 @@ class AccountController(Controller):
         status_code=201,
     )
     async def register(
-        self, command_headers: Headers, data: JSONBody[RegisterAccount], ledger: Ledger
+        self, command: Command, data: JSONBody[RegisterAccount]
     ) -> Response[AccountView]:
         details = Firmographics(
             name=data.name,
@@ -148,8 +147,9 @@ class AccountController(Controller):
             growth_rate=data.growth_rate,
             source=data.source,
         )
-        submitted = ledger.submit_registration(details, command_headers.meta(data))
-        return await _command_response(submitted, 201)
+        reply = LoopReply()
+        command.ledger.submit_registration(details, command.headers.meta(data), reply)
+        return await _command_response(reply.future, 201)
 
     @get(
         "/",
@@ -214,7 +214,7 @@ class AccountController(Controller):
 
     @get(
         "/export",
-        guards=[guard(Permission.AUDIT)],
+        opt={"permission": Permission.AUDIT},
         sync_to_thread=False,
         tags=["read models"],
         summary="The whole account list as CSV or JSON Lines",
@@ -249,7 +249,7 @@ class AccountController(Controller):
 
     @get(
         "/{account_id:uuid}/history",
-        guards=[guard(Permission.AUDIT)],
+        opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="The account's events in order",
         responses=_PROBLEMS,
@@ -282,7 +282,7 @@ class AccountController(Controller):
 
     @get(
         "/{account_id:uuid}/audit",
-        guards=[guard(Permission.AUDIT)],
+        opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="Verify the account's hash chain, against the latest checkpoint",
         responses=_PROBLEMS,
@@ -292,7 +292,7 @@ class AccountController(Controller):
 
     @get(
         "/{account_id:uuid}/diff",
-        guards=[guard(Permission.AUDIT)],
+        opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="Which fields changed between two versions or instants, and the events that did it",
         responses=_PROBLEMS,
@@ -321,15 +321,13 @@ class AccountController(Controller):
     @_command("/{account_id:uuid}/screening", ScreenAccount, summary="Record a screening")
     async def screen(
         self,
-        command_headers: Headers,
+        command: Command,
         account_id: AccountId,
         data: JSONBody[ScreenAccount],
-        ledger: Ledger,
     ) -> Response[AccountView]:
         outcome, criteria = ScreeningOutcome(data.outcome), list(data.criteria)
-        meta = command_headers.meta(data)
         return await _command_response(
-            ledger.submit(account_id, meta, Account.screen, outcome, criteria, data.note)
+            command.submit(data, account_id, Account.screen, outcome, criteria, data.note)
         )
 
     @_command(
@@ -339,23 +337,21 @@ class AccountController(Controller):
     )
     async def override_screening(
         self,
-        command_headers: Headers,
+        command: Command,
         account_id: AccountId,
         data: JSONBody[OverrideScreening],
-        ledger: Ledger,
     ) -> Response[AccountView]:
-        outcome, meta = ScreeningOutcome(data.outcome), command_headers.meta(data)
+        outcome = ScreeningOutcome(data.outcome)
         return await _command_response(
-            ledger.submit(account_id, meta, Account.override_screening, outcome)
+            command.submit(data, account_id, Account.override_screening, outcome)
         )
 
     @_command("/{account_id:uuid}/bant", ScoreBant, method=put, summary="Rate the account by BANT")
     async def score_bant(
         self,
-        command_headers: Headers,
+        command: Command,
         account_id: AccountId,
         data: JSONBody[ScoreBant],
-        ledger: Ledger,
     ) -> Response[AccountView]:
         notes = data.notes or BantNotes()
         rating = BantRating(
@@ -365,16 +361,14 @@ class AccountController(Controller):
             timing=data.timing,
             notes={d: n for d in BANT_DIMENSIONS if (n := getattr(notes, d)) is not None},
         )
-        meta = command_headers.meta(data)
-        return await _command_response(ledger.submit(account_id, meta, Account.score_bant, rating))
+        return await _command_response(command.submit(data, account_id, Account.score_bant, rating))
 
     @_command("/{account_id:uuid}/contacts", AddContact, summary="Add a contact")
     async def add_contact(
         self,
-        command_headers: Headers,
+        command: Command,
         account_id: AccountId,
         data: JSONBody[AddContact],
-        ledger: Ledger,
     ) -> Response[AccountView]:
         contact = Contact(
             uuid4(),
@@ -384,20 +378,17 @@ class AccountController(Controller):
             DecisionPower(data.decision_power),
             data.email,
         )
-        meta = command_headers.meta(data)
         return await _command_response(
-            ledger.submit(account_id, meta, Account.add_contact, contact)
+            command.submit(data, account_id, Account.add_contact, contact)
         )
 
     @_command("/{account_id:uuid}/outreach", RecordOutreach, summary="Record an outreach fact")
     async def record_outreach(
         self,
-        command_headers: Headers,
+        command: Command,
         account_id: AccountId,
         data: JSONBody[RecordOutreach],
-        ledger: Ledger,
     ) -> Response[AccountView]:
-        meta = command_headers.meta(data)
         _only_fields_of(
             data,
             {
@@ -409,61 +400,55 @@ class AccountController(Controller):
         )
         if data.kind == "material_sent":
             assert data.material is not None and data.channel is not None
-            submitted = ledger.submit(
-                account_id, meta, Account.send_material, data.material, data.channel, data.note
+            submitted = command.submit(
+                data, account_id, Account.send_material, data.material, data.channel, data.note
             )
         elif data.kind == "response_received":
             assert data.reaction is not None
-            submitted = ledger.submit(
-                account_id, meta, Account.receive_response, Reaction(data.reaction), data.note
+            submitted = command.submit(
+                data, account_id, Account.receive_response, Reaction(data.reaction), data.note
             )
         else:
-            submitted = ledger.submit(account_id, meta, Account.hold_meeting, data.note)
+            submitted = command.submit(data, account_id, Account.hold_meeting, data.note)
         return await _command_response(submitted)
 
     @_command("/{account_id:uuid}/stage", MoveStage, summary="Move the ABM stage by hand")
     async def move_stage(
         self,
-        command_headers: Headers,
+        command: Command,
         account_id: AccountId,
         data: JSONBody[MoveStage],
-        ledger: Ledger,
     ) -> Response[AccountView]:
-        meta = command_headers.meta(data)
         return await _command_response(
-            ledger.submit(account_id, meta, Account.move_stage, AbmStage(data.to))
+            command.submit(data, account_id, Account.move_stage, AbmStage(data.to))
         )
 
     @_command("/{account_id:uuid}/funnel", MoveFunnel, summary="Move the See-Think-Do-Care state")
     async def move_funnel(
         self,
-        command_headers: Headers,
+        command: Command,
         account_id: AccountId,
         data: JSONBody[MoveFunnel],
-        ledger: Ledger,
     ) -> Response[AccountView]:
-        meta = command_headers.meta(data)
         return await _command_response(
-            ledger.submit(account_id, meta, Account.move_funnel, FunnelState(data.to))
+            command.submit(data, account_id, Account.move_funnel, FunnelState(data.to))
         )
 
     @_command("/{account_id:uuid}/deal", CloseDeal, summary="Close the deal as won or lost")
     async def close_deal(
         self,
-        command_headers: Headers,
+        command: Command,
         account_id: AccountId,
         data: JSONBody[CloseDeal],
-        ledger: Ledger,
     ) -> Response[AccountView]:
-        meta = command_headers.meta(data)
         if data.outcome == "won":
             if (data.amount is None) != (data.currency is None):
                 raise invalid_field("currency", "amount and currency are given together.")
             return await _command_response(
-                ledger.submit(account_id, meta, Account.win_deal, data.amount, data.currency)
+                command.submit(data, account_id, Account.win_deal, data.amount, data.currency)
             )
         _only_fields_of(data, (), optional=("amount", "currency"))
-        return await _command_response(ledger.submit(account_id, meta, Account.lose_deal))
+        return await _command_response(command.submit(data, account_id, Account.lose_deal))
 
 
 def _only_fields_of(data: Any, required: tuple[str, ...], optional: tuple[str, ...]) -> None:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import Headers, MutableScopeHeaders
-from litestar.di import Provide
+from litestar.datastructures import MutableScopeHeaders
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
@@ -23,7 +23,7 @@ from services.api import metrics
 from services.api.accounts import AccountController
 from services.api.audit import AUDIT_HANDLERS
 from services.api.auth import ApiKey, authentication, route_permission
-from services.api.command_meta import command_headers
+from services.api.command_meta import AccountCommand, CommandHeaders, command_headers
 from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
 from services.api.objectives import ObjectivesController
@@ -40,6 +40,7 @@ from services.settings import Settings
 log = logging.getLogger("crm.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()  # as ASGI servers pass header names
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -53,8 +54,13 @@ SECURITY_HEADERS = {
 
 def _request_id(scope: Scope) -> str:
     """Keeps a sane client-sent request id (for tracing across services), else makes one."""
-    sent = Headers.from_scope(scope).get(REQUEST_ID_HEADER)
-    return sent if sent and _REQUEST_ID.match(sent) else uuid.uuid4().hex
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID_KEY:
+            sent = value.decode("latin-1")
+            if _REQUEST_ID.match(sent):
+                return sent
+            break
+    return os.urandom(16).hex()  # as random as a UUID4, without building one
 
 
 class RequestContext:
@@ -71,9 +77,10 @@ class RequestContext:
         await self.app(scope, receive, send)
 
 
-def _on_response_start(message: Message, scope: Scope) -> None:
+async def _on_response_start(message: Message, scope: Scope) -> None:
     """Echoes the request id, adds the security headers, counts an accepted command and
-    writes the request's one log line, for every answer (errors and unknown paths too)."""
+    writes the request's one log line, for every answer (errors and unknown paths too).
+    A coroutine: Litestar runs a plain function hook in a worker thread, for every message."""
     if message["type"] != "http.response.start" or scope["type"] != "http":
         return
     state = scope.setdefault("state", {})  # type: ignore[typeddict-item]
@@ -124,6 +131,10 @@ def create_app(
     jobs = jobs or JobRunner(ledger, settings)
     read_options = ReadOptions(wait_seconds=settings.read_wait_seconds)
     audit = Audit(ledger)
+
+    def account_command(command_headers: NamedDependency[CommandHeaders]) -> AccountCommand:
+        return AccountCommand(ledger, command_headers)
+
     app = Litestar(
         route_handlers=[
             AccountController,
@@ -147,6 +158,7 @@ def create_app(
             "jobs": Provide(lambda: jobs, use_cache=True, sync_to_thread=False),
             "audit": Provide(lambda: audit, use_cache=True, sync_to_thread=False),
             "command_headers": Provide(command_headers, sync_to_thread=False),
+            "command": Provide(account_command, sync_to_thread=False),
         },
         plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],
         middleware=[

@@ -11,7 +11,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Stream
 
 from contracts.audit import CheckpointView
-from services.api.auth import Permission, guard
+from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
 from services.api.read_models import MEDIA_TYPES, ExportFormat
 from services.api.views import checkpoint_view
@@ -29,7 +29,7 @@ def audit_download(records: Iterator[dict[str, Any]], fmt: str, name: str) -> St
 
 @post(
     "/audit/checkpoints",
-    guards=[guard(Permission.AUDIT)],
+    opt={"permission": Permission.AUDIT},
     sync_to_thread=True,
     tags=["audit"],
     summary="Record a checkpoint of every account chain now (the latest, if nothing changed)",
@@ -43,7 +43,7 @@ def create_checkpoint(
 
 @get(
     "/audit/checkpoints/latest",
-    guards=[guard(Permission.AUDIT)],
+    opt={"permission": Permission.AUDIT},
     sync_to_thread=True,
     tags=["audit"],
     summary="The latest checkpoint: its root hash and the log position it covers",
@@ -57,7 +57,7 @@ def latest_checkpoint(audit: NamedDependency[Audit]) -> CheckpointView:
 
 @get(
     "/audit/export",
-    guards=[guard(Permission.AUDIT)],
+    opt={"permission": Permission.AUDIT},
     sync_to_thread=False,
     tags=["audit"],
     summary="Every account's events with their chain hashes, and the latest checkpoint",

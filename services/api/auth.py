@@ -160,22 +160,20 @@ def require(permission: Permission, connection: ASGIConnection[Any, Any, Any, An
         )
 
 
-def guard(permission: Permission):  # type: ignore[no-untyped-def]
-    """A Litestar guard: the caller's role must grant `permission`."""
-
-    def check(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        require(permission, connection)
-
-    return check
+# Guards are coroutines: Litestar runs a plain function guard in a worker thread, which would
+# cost every request a thread hop for a check of a few attributes. A route names the
+# permission it needs in its `opt`, so one guard serves them all.
 
 
-def route_permission(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler):
+async def route_permission(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """The app-wide guard: a route needs READ unless it names another permission in its `opt`
     (the operations endpoints need OPERATE alone, so a monitor key reads no accounts)."""
     require(handler.opt.get("permission", Permission.READ), connection)
 
 
-def past_reads_need_audit(
+async def past_reads_need_audit(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
     """Looking into the past (`as_of`, `version`) is the auditor's part of reading."""

@@ -15,7 +15,7 @@ from contracts.accounts import Problem
 from contracts.screening import JobView
 from domain.jobs import Job
 from domain.ledger import AccountLedger
-from services.api.auth import Permission, guard
+from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
 from services.api.problems import problem
 from services.jobs import JobRunner
@@ -42,7 +42,7 @@ def accepted(job: Job) -> Response[JobView]:
 
 @post(
     "/imports",
-    guards=[guard(Permission.WRITE)],
+    opt={"permission": Permission.WRITE},
     status_code=202,
     request_max_body_size=MAX_UPLOAD_BYTES,
     tags=["screening"],

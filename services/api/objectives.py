@@ -15,7 +15,7 @@ from domain import objectives as domain_objectives
 from domain.ledger import AccountLedger
 from domain.objectives import Objectives
 from domain.objectives import Target as DomainTarget
-from services.api.auth import Permission, guard
+from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
 from services.api.problems import problem
 from services.api.strict_json import StrictJSON
@@ -100,7 +100,7 @@ class ObjectivesController(Controller):
 
     @put(
         "/{period:str}",
-        guards=[guard(Permission.WRITE)],
+        opt={"permission": Permission.WRITE},
         dto=StrictJSON[SetObjectives],
         return_dto=None,
         sync_to_thread=True,

@@ -23,7 +23,7 @@ from projections import transitions
 from projections.account_queries import BadCursor, Filters, Page, leaderboard
 from projections.database import from_micros
 from projections.reports import Window, periods_between, report
-from services.api.auth import Permission, guard, past_reads_need_audit
+from services.api.auth import Permission, past_reads_need_audit
 from services.api.objectives import objective_results
 from services.api.problems import invalid_field
 from services.exporting import render
@@ -240,7 +240,7 @@ def download(projector: Projector, kind: Literal["accounts", "leaderboard"], fmt
 
 @get(
     "/leaderboards/bant/export",
-    guards=[guard(Permission.AUDIT)],
+    opt={"permission": Permission.AUDIT},
     sync_to_thread=False,
     tags=["read models"],
     summary="The whole BANT leaderboard as CSV or JSON Lines",

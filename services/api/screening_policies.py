@@ -24,7 +24,7 @@ from contracts.screening import (
 from domain.ledger import AccountLedger
 from domain.screening_policy import SCREENABLE_STAGES, Criteria, ScreeningDecision
 from projections.account_queries import account_ids_in_stages
-from services.api.auth import Permission, guard
+from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
 from services.api.jobs import accepted
 from services.api.read_models import ReadOptions
@@ -116,7 +116,7 @@ class ScreeningPolicyController(Controller):
 
     @post(
         "/",
-        guards=[guard(Permission.WRITE)],
+        opt={"permission": Permission.WRITE},
         dto=StrictJSON[CreatePolicy],
         return_dto=None,
         sync_to_thread=True,
@@ -149,7 +149,7 @@ class ScreeningPolicyController(Controller):
 
     @post(
         "/{version:int}/dry-run",
-        guards=[guard(Permission.WRITE)],
+        opt={"permission": Permission.WRITE},
         dto=StrictJSON[ScreenAccounts],
         return_dto=None,
         sync_to_thread=True,
@@ -171,7 +171,7 @@ class ScreeningPolicyController(Controller):
 
     @post(
         "/{version:int}/apply",
-        guards=[guard(Permission.WRITE)],
+        opt={"permission": Permission.WRITE},
         dto=StrictJSON[ScreenAccounts],
         return_dto=None,
         sync_to_thread=True,
