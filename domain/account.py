@@ -23,6 +23,7 @@ from domain.vocabulary import (
     BANT_DIMENSIONS,
     BANT_MAX,
     BANT_MIN,
+    BUYING_ROLES,
     FUNNEL,
     PIPELINE,
     AbmStage,
@@ -531,12 +532,12 @@ class Account(Aggregate):
     @property
     def buying_roles_covered(self) -> list[BuyingRole]:
         covered = {c.buying_role for c in self.contacts}
-        return [role for role in BuyingRole if role in covered]
+        return [role for role in BUYING_ROLES if role in covered]
 
     @property
     def buying_roles_missing(self) -> list[BuyingRole]:
         covered = {c.buying_role for c in self.contacts}
-        return [role for role in BuyingRole if role not in covered]
+        return [role for role in BUYING_ROLES if role not in covered]
 
     # Internals ---------------------------------------------------------------------------
 

@@ -105,9 +105,18 @@ class AccountLedger(Application):
     def construct_mapper(self) -> ChainingMapper:
         return ChainingMapper(transcoder=self.construct_transcoder())
 
-    def save(self, *objs: Any, **kwargs: Any) -> Any:
+    def save(self, *aggregates: Any) -> Any:
+        """Stores the aggregates' new events in one transaction.
+
+        The library's own `save` checks every object against runtime-checkable Protocols
+        first, which costs more than mapping the events; the ledger saves aggregates only,
+        and keeps no snapshots, so it puts their events in the store itself.
+        """
+        events = [e for a in aggregates if a is not None for e in a.collect_events()]
+        if not events:
+            return []
         self.mapper.forget()  # heads of a save that failed, or mapped outside a save
-        recordings = super().save(*objs, **kwargs)
+        recordings = self.events.put(events)
         self.mapper.saved()
         if recordings:
             for callback in self.on_saved:

@@ -45,6 +45,9 @@ class BuyingRole(StrEnum):
     END_USER = "end_user"
 
 
+BUYING_ROLES = tuple(BuyingRole)  # in their order; iterating the Enum itself is slow
+
+
 class DecisionPower(StrEnum):
     DECISION_MAKER = "decision_maker"
     INFLUENCER = "influencer"

@@ -17,7 +17,6 @@ from typing import Any
 
 from litestar.connection import ASGIConnection, Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
@@ -124,7 +123,31 @@ class BearerKeyMiddleware(AbstractAuthenticationMiddleware):
             raise NotAuthorizedException(
                 "The key is not valid.", headers={"WWW-Authenticate": "Bearer"}
             )
+        authorize(key, connection)
         return AuthenticationResult(user=key, auth=key.role)
+
+
+# Authorization happens here, once the key is known, rather than in Litestar guards: the
+# router has picked the route handler by now, and a guard would cost every request a copy of
+# that handler (Litestar passes each guard its own).
+PAST_READS = "past_reads_need_audit"  # in a route's `opt`: as_of and version need AUDIT
+
+
+def authorize(key: ApiKey, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """A route needs READ unless it names another permission in its `opt` (the operations
+    endpoints need OPERATE alone, so a monitor key reads no accounts); looking into the past
+    (`as_of`, `version`) is the auditor's part of reading."""
+    opt = connection.scope["route_handler"].opt
+    _require(key, opt.get("permission", Permission.READ))
+    if opt.get(PAST_READS) and (
+        "as_of" in connection.query_params or "version" in connection.query_params
+    ):
+        _require(key, Permission.AUDIT)
+
+
+def _require(key: ApiKey, permission: Permission) -> None:
+    if not key.allows(permission):
+        raise PermissionDeniedException(f"The {key.role} role may not {permission.value} here.")
 
 
 def authentication(keys: list[ApiKey], per_minute: int) -> list[Any]:
@@ -150,32 +173,3 @@ def _key_name(request: Request[Any, Any, Any]) -> str:
 def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiKey | None:
     """The authenticated key, or None in development mode."""
     return connection.scope.get("user")  # type: ignore[return-value]
-
-
-def require(permission: Permission, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-    key = caller(connection)
-    if key is not None and not key.allows(permission):
-        raise PermissionDeniedException(
-            f"The {key.role} role may not {permission.value} here.",
-        )
-
-
-# Guards are coroutines: Litestar runs a plain function guard in a worker thread, which would
-# cost every request a thread hop for a check of a few attributes. A route names the
-# permission it needs in its `opt`, so one guard serves them all.
-
-
-async def route_permission(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """The app-wide guard: a route needs READ unless it names another permission in its `opt`
-    (the operations endpoints need OPERATE alone, so a monitor key reads no accounts)."""
-    require(handler.opt.get("permission", Permission.READ), connection)
-
-
-async def past_reads_need_audit(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
-) -> None:
-    """Looking into the past (`as_of`, `version`) is the auditor's part of reading."""
-    if "as_of" in connection.query_params or "version" in connection.query_params:
-        require(Permission.AUDIT, connection)

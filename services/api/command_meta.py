@@ -1,9 +1,10 @@
 """Reads who sent a command and its guards (If-Match, Idempotency-Key) from the request.
 
-`command_headers` is a Litestar dependency, so these headers appear in the OpenAPI document of
-every command that uses it. Account commands take it inside `AccountCommand`: one dependency
-chain rather than two dependencies side by side, which Litestar would resolve in a task group
-of their own on every request.
+Handlers get them through the `command_headers` dependency, or inside the `command` one
+(`AccountCommand`, which also carries the ledger). The headers are read from the request here
+rather than declared as Litestar header parameters, whose parsing cost every command more than
+its domain logic; `document_command_headers` adds them to the OpenAPI document of every
+operation that takes either dependency.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import msgspec
-from litestar import Request
-from litestar.params import HeaderParameter
+from litestar import Litestar, Request
+from litestar.openapi.spec import OpenAPIType, Parameter, Schema
 
 from domain.ledger import AccountLedger, CommandMeta, CommandResult
 from domain.receipts import IdempotencyKey
@@ -101,39 +102,57 @@ def _settle(
         future.set_result(result)  # type: ignore[arg-type]
 
 
-def command_headers(
-    request: Request[Any, Any, Any],
-    if_match: Annotated[
-        str | None,
-        HeaderParameter(
-            name="If-Match",
-            required=False,
-            description='The account version the command expects, as in the ETag: "3".',
-        ),
-    ] = None,
-    idempotency_key: Annotated[
-        str | None,
-        HeaderParameter(
-            name="Idempotency-Key",
-            required=False,
-            description="Sending the same key and body again returns the first response.",
-        ),
-    ] = None,
-    x_actor: Annotated[
-        str | None, HeaderParameter(name="X-Actor", required=False, description="Who sends it.")
-    ] = None,
-) -> CommandHeaders:
+def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
+    sent: dict[bytes, str] = {}
+    for name, value in request.scope["headers"]:
+        if name in _HEADER_KEYS and name not in sent:  # the first of repeated headers counts
+            sent[name] = value.decode("latin-1")
     key = caller(request)
     return CommandHeaders(
         # An authenticated caller is recorded by its key's name; X-Actor counts only in
         # development mode, where there are no keys.
-        actor=key.name if key is not None else _actor(x_actor),
-        request_id=request.state.get("request_id"),
-        expected_version=_expected_version(if_match),
-        idempotency_key=_idempotency_key(idempotency_key),
-        method=request.method,
+        actor=key.name if key is not None else _actor(sent.get(b"x-actor")),
+        request_id=request.scope["state"].get("request_id"),
+        expected_version=_expected_version(sent.get(b"if-match")),
+        idempotency_key=_idempotency_key(sent.get(b"idempotency-key")),
+        method=request.scope["method"],
         path=request.scope["path"],
     )
+
+
+COMMAND_HEADERS = {
+    "If-Match": 'The account version the command expects, as in the ETag: "3".',
+    "Idempotency-Key": "Sending the same key and body again returns the first response.",
+    "X-Actor": "Who sends it (development mode only; with API keys, the key's name).",
+}
+_HEADER_KEYS = {name.lower().encode() for name in COMMAND_HEADERS}  # as ASGI names them
+
+
+def document_command_headers(app: Litestar) -> None:
+    """Lists the command headers among the parameters of every operation that reads them."""
+    document = app.openapi_schema
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not {"command", "command_headers"} & set(handler.parsed_fn_signature.parameters):
+                continue
+            item = (document.paths or {}).get(route.path_format or "/")
+            for method in handler.http_methods:
+                operation = getattr(item, method.lower(), None)
+                if operation is None:
+                    continue
+                operation.parameters = [
+                    *(
+                        Parameter(
+                            name=name,
+                            param_in="header",
+                            schema=Schema(type=OpenAPIType.STRING),
+                            description=description,
+                            required=False,
+                        )
+                        for name, description in COMMAND_HEADERS.items()
+                    ),
+                    *(operation.parameters or ()),
+                ]
 
 
 def _actor(header: str | None) -> str:

@@ -1,9 +1,9 @@
 """Prometheus metrics at `GET /metrics`.
 
-Counted as they happen, in this process: HTTP requests by route and status with latency
-histograms (Litestar's Prometheus middleware, paths grouped by route template), accepted
-commands by type, refused commands by rule, and, where this process publishes, events
-published and the commit → ack lag (services/publisher.py).
+Counted as they happen, in this process: HTTP requests by route template and status with
+latency histograms, and accepted commands by type (services/api/telemetry.py), refused commands
+by rule, and, where this process publishes, events published and the commit → ack lag
+(services/publisher.py).
 
 Read from the store at each scrape, so that every process reports the same truth whichever
 of them runs the workers: the event log's head, each read model's position and lag, and the
@@ -17,7 +17,6 @@ from collections.abc import Iterator
 
 from litestar import Response, get
 from litestar.di import NamedDependency
-from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -27,13 +26,6 @@ from services.projector import Projector
 
 log = logging.getLogger("crm.metrics")
 
-REQUESTS = PrometheusConfig(
-    app_name="crm",
-    prefix="crm",
-    group_path=True,  # label by route template: one series per route, not per account id
-    exclude=["^/metrics$"],
-)
-COMMANDS = Counter("crm_commands", "Commands accepted, by command", ["command"])
 REFUSED = Counter("crm_commands_refused", "Commands refused, by the rule that refused", ["rule"])
 CONTENT_TYPE = "text/plain; version=0.0.4"  # Litestar adds the charset
 

@@ -29,8 +29,10 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
         return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.model_type))
 
     def decode_bytes(self, value: bytes) -> Any:
-        content_type = self.asgi_connection.headers.get("content-type", "")
-        if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+        content_type = next(
+            (v for k, v in self.asgi_connection.scope["headers"] if k == b"content-type"), b""
+        )
+        if content_type.split(b";")[0].strip().lower() not in (b"application/json", b""):
             raise problem(
                 415,
                 "Unsupported media type",
