@@ -37,10 +37,11 @@ class ReadModelDatabase:
 
     writer: Engine
     reader: Engine
+    sqlite_path: str | None = None
 
     @classmethod
     def sqlite(cls, path: str) -> ReadModelDatabase:
-        return cls(_sqlite_engine(path, "BEGIN IMMEDIATE"), _sqlite_engine(path, "BEGIN"))
+        return cls(_sqlite_engine(path, "BEGIN IMMEDIATE"), _sqlite_engine(path, "BEGIN"), path)
 
     @classmethod
     def postgres(cls, url: str, schema: str, pool_size: int) -> ReadModelDatabase:

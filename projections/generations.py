@@ -47,6 +47,17 @@ def live_generation(conn: Connection, name: str, *, lock: bool = False) -> Gener
     return Generation(name, row[0], row[1]) if row else None
 
 
+# Every live generation's number and position: they move with every batch a projector
+# commits, and only then, so they say whether the read models changed.
+LIVE_POSITIONS = (
+    "SELECT name, generation, position FROM rm_generations WHERE live = 1 ORDER BY name"
+)
+
+
+def live_positions(conn: Connection) -> tuple[tuple[str, int, int], ...]:
+    return tuple((r[0], r[1], r[2]) for r in conn.exec_driver_sql(LIVE_POSITIONS))
+
+
 def generation(conn: Connection, name: str, number: int) -> Generation | None:
     row = conn.execute(
         text("SELECT position FROM rm_generations WHERE name = :n AND generation = :g"),

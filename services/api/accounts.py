@@ -56,13 +56,11 @@ from services.api.read_models import (
     ExportFormat,
     Limit,
     MinPosition,
-    ReadOptions,
+    Reads,
     Text,
+    account_rows,
     aware,
     download,
-    position_headers,
-    read_page,
-    wait_for_position,
 )
 from services.api.strict_json import StrictJSON
 from services.api.views import account_diff, account_view, chain_audit, history_event
@@ -154,15 +152,13 @@ class AccountController(Controller):
     @get(
         "/",
         opt={PAST_READS: True},
-        sync_to_thread=True,
         summary="The account list, filtered and searched",
         tags=["read models"],
         responses=_PROBLEMS,
     )
-    def list_accounts(
+    async def list_accounts(
         self,
-        projector: ProjectorDependency,
-        read_options: NamedDependency[ReadOptions],
+        reads: NamedDependency[Reads],
         stage: Annotated[AbmStageName | None, QueryParameter()] = None,
         funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
         industry: Text = None,
@@ -176,7 +172,6 @@ class AccountController(Controller):
         as_of: AsOf = None,
         min_position: MinPosition = None,
     ) -> Response[AccountPage]:
-        reached = wait_for_position(projector, "accounts", min_position, read_options.wait_seconds)
         filters = Filters(
             stages=(stage,) if stage else (),
             funnel=funnel,
@@ -184,9 +179,12 @@ class AccountController(Controller):
             country=country,
             search=q,
         )
-        page = read_page(projector, account_list, filters, limit, cursor, aware(as_of, "as_of"))
-        items = [
-            AccountSummary(
+
+        return await account_rows(
+            reads,
+            account_list,
+            AccountPage,
+            lambda _, r: AccountSummary(
                 account_id=UUID(r["account_id"]),
                 name=r["name"],
                 domain=r["domain"],
@@ -200,17 +198,13 @@ class AccountController(Controller):
                 funnel_state=r["funnel_state"],
                 score=r["score"],
                 registered_at=from_micros(r["registered_at"]),
-            )
-            for r in page.rows
-        ]
-        body = AccountPage(
-            items=items,
-            position=page.position,
-            next_cursor=page.next_cursor,
-            as_of=as_of,
-            min_position_reached=reached,
+            ),
+            filters,
+            limit,
+            cursor,
+            as_of,
+            min_position,
         )
-        return Response(body, headers=position_headers(page.position, reached))
 
     @get(
         "/export",

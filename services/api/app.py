@@ -26,8 +26,9 @@ from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
 from services.api.objectives import ObjectivesController
 from services.api.openapi import document_problems
+from services.api.page_cache import PageCache
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
-from services.api.read_models import READ_MODEL_HANDLERS, ReadOptions
+from services.api.read_models import READ_MODEL_HANDLERS, Reads
 from services.api.screening_policies import ScreeningPolicyController
 from services.api.telemetry import RequestContext, on_response_start
 from services.audit import Audit
@@ -49,7 +50,8 @@ def create_app(
 ) -> Litestar:
     settings = settings or Settings()
     jobs = jobs or JobRunner(ledger, settings)
-    read_options = ReadOptions(wait_seconds=settings.read_wait_seconds)
+    pages = PageCache(projector.database)
+    reads = Reads(projector, settings.read_wait_seconds, pages)
     audit = Audit(ledger)
 
     def account_command(request: Request[Any, Any, Any]) -> AccountCommand:
@@ -73,7 +75,7 @@ def create_app(
         dependencies={
             "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),
             "projector": Provide(lambda: projector, use_cache=True, sync_to_thread=False),
-            "read_options": Provide(lambda: read_options, use_cache=True, sync_to_thread=False),
+            "reads": Provide(lambda: reads, use_cache=True, sync_to_thread=False),
             "publisher": Provide(lambda: publisher, use_cache=True, sync_to_thread=False),
             "jobs": Provide(lambda: jobs, use_cache=True, sync_to_thread=False),
             "audit": Provide(lambda: audit, use_cache=True, sync_to_thread=False),
@@ -93,7 +95,7 @@ def create_app(
         logging_config=None,  # records go to the root logger, which services/logs.py formats
         request_max_body_size=settings.max_body_bytes,
         on_startup=list(on_startup),
-        on_shutdown=list(on_shutdown),
+        on_shutdown=[*on_shutdown, pages.close],
         openapi_config=OpenAPIConfig(
             title="ABM CRM",
             version="0.1.0",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from litestar import Response, get
+import anyio.to_thread
+import msgspec
+from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
@@ -19,12 +22,13 @@ from contracts.read_models import (
     LeaderboardPage,
     Report,
 )
-from projections import transitions
+from projections import accounts, transitions
 from projections.account_queries import BadCursor, Filters, Page, leaderboard
 from projections.database import from_micros
 from projections.reports import Window, periods_between, report
 from services.api.auth import PAST_READS, Permission
 from services.api.objectives import objective_results
+from services.api.page_cache import Answer, PageCache
 from services.api.problems import invalid_field
 from services.exporting import render
 from services.projector import Projector
@@ -47,10 +51,33 @@ Text = Annotated[str | None, QueryParameter(min_length=1, max_length=200)]
 
 
 @dataclass(frozen=True)
-class ReadOptions:
-    """How long a read waits for `min_position` (a bound, so a read never hangs)."""
+class Reads:
+    """What the read endpoints read with: the projector's read models, how long a read with
+    `min_position` may wait, and the answers kept until the read models change."""
 
-    wait_seconds: float = 2.0
+    projector: Projector
+    wait_seconds: float
+    pages: PageCache
+
+    async def page(
+        self, key: Hashable, name: str, min_position: int | None, render: Render
+    ) -> Response[Any]:
+        """The answer `render(reached)` gives, kept while `name` and the others do not move;
+        a read that waits for `min_position` is answered afresh."""
+        if min_position is None:
+            answer = await self.pages.answer(key, lambda: render(None))
+        else:
+
+            def waited() -> Answer:
+                return render(
+                    wait_for_position(self.projector, name, min_position, self.wait_seconds)
+                )
+
+            answer = await anyio.to_thread.run_sync(waited)
+        return Response(answer.body, media_type=MediaType.JSON, headers=answer.headers)
+
+
+Render = Callable[[bool | None], Answer]
 
 
 def aware(value: datetime | None, field: str) -> datetime | None:
@@ -85,14 +112,12 @@ def position_headers(position: int, reached: bool | None) -> dict[str, str]:
 @get(
     "/leaderboards/bant",
     opt={PAST_READS: True},
-    sync_to_thread=True,
     tags=["read models"],
     responses=_PROBLEMS,
     summary="Accounts ranked by BANT score",
 )
-def bant_leaderboard(
-    projector: NamedDependency[Projector],
-    read_options: NamedDependency[ReadOptions],
+async def bant_leaderboard(
+    reads: NamedDependency[Reads],
     stage: Annotated[AbmStageName | None, QueryParameter()] = None,
     funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
     industry: Text = None,
@@ -102,14 +127,15 @@ def bant_leaderboard(
     as_of: AsOf = None,
     min_position: MinPosition = None,
 ) -> Response[LeaderboardPage]:
-    reached = wait_for_position(projector, "accounts", min_position, read_options.wait_seconds)
     filters = Filters(
         stages=(stage,) if stage else (), funnel=funnel, industry=industry, country=country
     )
-    page = read_page(projector, leaderboard, filters, limit, cursor, aware(as_of, "as_of"))
-    items = [
-        LeaderboardEntry(
-            rank=page.first_rank + i,
+    return await account_rows(
+        reads,
+        leaderboard,
+        LeaderboardPage,
+        lambda rank, r: LeaderboardEntry(
+            rank=rank,
             account_id=UUID(r["account_id"]),
             name=r["name"],
             score=r["score"],
@@ -120,23 +146,46 @@ def bant_leaderboard(
             abm_stage=r["abm_stage"],
             funnel_state=r["funnel_state"],
             scored_at=from_micros(r["scored_at"]),
-        )
-        for i, r in enumerate(page.rows)
-    ]
-    body = LeaderboardPage(
-        items=items,
-        position=page.position,
-        next_cursor=page.next_cursor,
-        as_of=as_of,
-        min_position_reached=reached,
+        ),
+        filters,
+        limit,
+        cursor,
+        as_of,
+        min_position,
     )
-    return Response(body, headers=position_headers(page.position, reached))
+
+
+async def account_rows(
+    reads: Reads,
+    query: Callable[..., Page],
+    page_type: Callable[..., Any],
+    entry: Callable[[int, dict[str, Any]], Any],
+    filters: Filters,
+    limit: int,
+    cursor: str | None,
+    as_of: datetime | None,
+    min_position: int | None,
+) -> Response[Any]:
+    """A page of `query` over the accounts read model, each row made `entry(rank, row)`."""
+
+    def render(reached: bool | None) -> Answer:
+        page = read_page(reads.projector, query, filters, limit, cursor, aware(as_of, "as_of"))
+        body = page_type(
+            items=[entry(page.first_rank + i, r) for i, r in enumerate(page.rows)],
+            position=page.position,
+            next_cursor=page.next_cursor,
+            as_of=as_of,
+            min_position_reached=reached,
+        )
+        return Answer(msgspec.json.encode(body), position_headers(page.position, reached))
+
+    key = (query.__name__, filters, limit, cursor, as_of)
+    return await reads.page(key, accounts.NAME, min_position, render)
 
 
 def _report(
     kind: str,
-    projector: Projector,
-    read_options: ReadOptions,
+    reads: Reads,
     start: datetime | None,
     end: datetime | None,
     period: Literal["day", "month", "year"],
@@ -144,9 +193,8 @@ def _report(
     as_of: datetime | None,
     min_position: int | None,
 ) -> Response[Report]:
-    reached = wait_for_position(
-        projector, transitions.NAME, min_position, read_options.wait_seconds
-    )
+    projector = reads.projector
+    reached = wait_for_position(projector, transitions.NAME, min_position, reads.wait_seconds)
     as_of = aware(as_of, "as_of") or datetime.now(UTC)
     window = Window(
         # By default the year so far, as a strategist looks at it.
@@ -203,8 +251,7 @@ GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
 )
 def stage_or_funnel_report(
     kind: Annotated[Literal["stages", "funnel"], PathParameter()],
-    projector: NamedDependency[Projector],
-    read_options: NamedDependency[ReadOptions],
+    reads: NamedDependency[Reads],
     start: From = None,
     end: To = None,
     period: PeriodParam = "month",
@@ -214,8 +261,7 @@ def stage_or_funnel_report(
 ) -> Response[Report]:
     return _report(
         transitions.STAGE if kind == "stages" else transitions.FUNNEL,
-        projector,
-        read_options,
+        reads,
         start,
         end,
         period,

@@ -27,7 +27,7 @@ from projections.account_queries import account_ids_in_stages
 from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
 from services.api.jobs import accepted
-from services.api.read_models import ReadOptions
+from services.api.read_models import Reads
 from services.api.strict_json import StrictJSON
 from services.jobs import JobRunner
 from services.projector import Projector
@@ -162,11 +162,10 @@ class ScreeningPolicyController(Controller):
         version: Version,
         data: JSONBody[ScreenAccounts],
         ledger: NamedDependency[AccountLedger],
-        projector: NamedDependency[Projector],
-        read_options: NamedDependency[ReadOptions],
+        reads: NamedDependency[Reads],
     ) -> ScreeningRun:
         ledger.policy(version)
-        accounts = _candidates(projector, read_options.wait_seconds, data.account_ids)
+        accounts = _candidates(reads.projector, reads.wait_seconds, data.account_ids)
         return _run(version, ledger.screening_decisions(version, accounts), dry_run=True)
 
     @post(
@@ -185,8 +184,7 @@ class ScreeningPolicyController(Controller):
         version: Version,
         data: JSONBody[ScreenAccounts],
         ledger: NamedDependency[AccountLedger],
-        projector: NamedDependency[Projector],
-        read_options: NamedDependency[ReadOptions],
+        reads: NamedDependency[Reads],
         command_headers: NamedDependency[CommandHeaders],
         jobs: NamedDependency[JobRunner],
         background: Annotated[
@@ -195,7 +193,7 @@ class ScreeningPolicyController(Controller):
         ] = False,
     ) -> Response[ScreeningRun | JobView]:
         ledger.policy(version)
-        accounts = _candidates(projector, read_options.wait_seconds, data.account_ids)
+        accounts = _candidates(reads.projector, reads.wait_seconds, data.account_ids)
         meta = command_headers.meta(data)
         if background or len(accounts) > INLINE_APPLY_LIMIT:
             return accepted(jobs.submit_apply(version, accounts, meta))
