@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, TextClause, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 
 from domain.account import Account
 from projections.database import to_micros
@@ -116,6 +116,11 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
     """
     t = table(gen)
     open_rows: dict[str, _Open] = {}
+    stored = _load_open(
+        conn,
+        t,
+        {str(e.originator_id) for _, e in batch if isinstance(e, CHANGING_ROWS)},
+    )
     writes = _Writes()
     for position, event in batch:
         if not isinstance(event, Account.Event):
@@ -128,7 +133,7 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
         changes = _changes(event, at)
         if not changes:
             continue
-        current = open_rows.get(account_id) or _load_open(conn, t, account_id)
+        current = open_rows.get(account_id) or stored.get(account_id)
         if current is None:
             continue  # an account registered before this generation's first event cannot exist
         if current.row["from_at"] == at:
@@ -178,6 +183,15 @@ def _registered_row(event: Account.Registered, position: int, at: int) -> dict[s
     }
 
 
+# The events `_changes` reads: of accounts already in the table, only these need their row.
+CHANGING_ROWS = (
+    Account.BantScored,
+    Account.FirmographicsUpdated,
+    Account.StageChanged,
+    Account.FunnelStateChanged,
+)
+
+
 def _changes(event: Any, at: int) -> dict[str, Any]:
     if isinstance(event, Account.BantScored):
         return {
@@ -200,9 +214,15 @@ def _changes(event: Any, at: int) -> dict[str, Any]:
     return {}
 
 
-def _load_open(conn: Connection, t: str, account_id: str) -> _Open | None:
-    row = conn.execute(_select_open(t), {"a": account_id}).mappings().first()
-    return _Open(dict(row), stored=True) if row else None
+def _load_open(conn: Connection, t: str, account_ids: set[str]) -> dict[str, _Open]:
+    """The current rows of these accounts, read together rather than one query each."""
+    ids = sorted(account_ids)
+    found = {}
+    for start in range(0, len(ids), LOAD_CHUNK):
+        chunk = ids[start : start + LOAD_CHUNK]
+        for row in conn.execute(_select_open(t), {"ids": chunk}).mappings():
+            found[row["account_id"]] = _Open(dict(row), stored=True)
+    return found
 
 
 class _Writes:
@@ -223,9 +243,14 @@ class _Writes:
             conn.execute(_update(t), self.updates)
 
 
+LOAD_CHUNK = 500  # accounts a query reads, well under SQLite's limit of bound parameters
+
+
 @cache
 def _select_open(t: str) -> TextClause:
-    return text(f"SELECT {', '.join(COLUMNS)} FROM {t} WHERE account_id = :a AND to_pos IS NULL")
+    return text(
+        f"SELECT {', '.join(COLUMNS)} FROM {t} WHERE account_id IN :ids AND to_pos IS NULL"
+    ).bindparams(bindparam("ids", expanding=True))
 
 
 @cache

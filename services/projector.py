@@ -72,36 +72,54 @@ class Projector:
                     model.create_tables(conn, add_generation(conn, name, live=True))
 
     def catch_up(self) -> int:
-        """Applies every event recorded so far to every read model; returns how many it read."""
+        """Applies every event recorded so far to every read model; returns how many events
+        the read models applied, together."""
         total = 0
-        # A batch for each read model in turn, so under steady writes none falls behind.
-        while applied := sum(self._step(name) for name in self.read_models):
+        while applied := self._step():
             total += applied
         return total
 
-    def _step(self, name: str) -> int:
+    def _step(self) -> int:
+        """Reads the next batch after the read model furthest behind, and applies it, in one
+        transaction, to every read model at that position: they share the reading and the
+        decoding of each event. Under steady writes the one behind catches up with the others,
+        then they go on together."""
         with self.database.read() as conn:
-            gen = live_generation(conn, name)
-        if gen is None:
-            raise RuntimeError(f"read model {name} has no live generation; run setup first")
-        batch = self._read(gen.position)
+            gens = {name: live_generation(conn, name) for name in self.read_models}
+        missing = [name for name, gen in gens.items() if gen is None]
+        if missing:
+            raise RuntimeError(f"read model {missing[0]} has no live generation; run setup first")
+        behind = min(gen.position for gen in gens.values() if gen is not None)
+        batch = self._read(behind)
         if not batch:
             return 0
+        applied = []
         with self.database.write() as conn:
-            locked = live_generation(conn, name, lock=True)
-            if locked != gen:
-                return 1  # another projector or a rebuild moved it on: read again from there
-            self._apply(conn, gen, batch)
+            for name, gen in gens.items():
+                if gen is None or gen.position != behind:
+                    continue
+                if live_generation(conn, name, lock=True) != gen:
+                    continue  # another projector or a rebuild moved it on: read again
+                self._apply(conn, gen, batch)
+                applied.append(name)
         with self._progress:
             self._progress.notify_all()
+        if not applied:
+            return 1  # nothing applied, but the positions moved: look again
         log.info(
-            "%s: applied %d events up to %d",
-            name,
+            "applied %d events up to %d to %s",
             len(batch),
             batch[-1][0],
-            extra={"fields": {"read_model": name, "events": len(batch), "position": batch[-1][0]}},
+            ", ".join(applied),
+            extra={
+                "fields": {
+                    "read_models": applied,
+                    "events": len(batch),
+                    "position": batch[-1][0],
+                }
+            },
         )
-        return len(batch)
+        return len(batch) * len(applied)
 
     def _read(self, after: int) -> list[tuple[int, Any]]:
         """The next batch as (position, event); events of other aggregates count as read."""
