@@ -48,6 +48,11 @@ def main() -> int:
         "--sizes", default="10000,100000", help="accounts for the read-model figures"
     )
     parser.add_argument(
+        "--pg-sizes",
+        default="10000,100000,250000",
+        help="accounts for the read-model figures on PostgreSQL (250,000: a million events)",
+    )
+    parser.add_argument(
         "--scale-sizes",
         default="10000,100000,1000000",
         help="accounts for the service figures (R1, M1, growth), each in a fresh SQLite store",
@@ -63,11 +68,16 @@ def main() -> int:
         url = server.get_uri()
     work = Path(tempfile.mkdtemp(prefix="crm-targets-"))
     try:
-        write = run("write_path.py", work / "w1.json", "--postgres", url, "--split")
+        write = run(
+            "write_path.py", work / "w1.json", "--postgres", url, "--split", "--accounts", "10000"
+        )
         latency = run("command_latency.py", work / "w2.json", "--postgres", url)
         reads = {
-            store: run("projections.py", work / f"r-{store}.json", "--accounts", args.sizes, *extra)
-            for store, extra in (("sqlite", ()), ("postgresql", ("--postgres", url)))
+            store: run("projections.py", work / f"r-{store}.json", "--accounts", sizes, *extra)
+            for store, sizes, extra in (
+                ("sqlite", args.sizes, ()),
+                ("postgresql", args.pg_sizes, ("--postgres", url)),
+            )
         }
         w1: dict[str, float] = {}  # the highest sustained rate of each store, either way run
         for r in write["results"]:
@@ -141,10 +151,15 @@ def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any])
             f"{largest['accounts']:,} accounts | p99 < 10 ms at 1,000,000 | "
             f"{verdict(largest['leaderboard_top50_p99_ms'] < 10) if largest['accounts'] >= 10**6 else 'n/a (smaller run)'} |"  # noqa: E501
         )
+        ok = largest["rebuild_to_raw_ratio"] >= 0.25
+        timed = ""
+        if store == "postgresql" and largest["events"] >= 10**6:
+            ok = ok and largest["rebuild_seconds"] < 60
+            timed = f", {largest['rebuild_seconds']:,.0f} s"
         lines.append(
-            f"| R2 | {store} | rebuild / raw read {largest['rebuild_to_raw_ratio']:.3f} at "
-            f"{largest['events']:,} events | ≥ 0.25 | "
-            f"{verdict(largest['rebuild_to_raw_ratio'] >= 0.25)} |"
+            f"| R2 | {store} | rebuild of every read model / raw read "
+            f"{largest['rebuild_to_raw_ratio']:.3f} at {largest['events']:,} events{timed} | "
+            f"≥ 0.25; 1M events < 60 s on PostgreSQL | {verdict(ok)} |"
         )
     for store, p in publish.items():
         ok = p["publish_to_command_rate"] >= 1.5 and p["lag_p99_ms"] < 250
@@ -188,15 +203,15 @@ def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any])
         )
     lines += ["", "How the read-model figures grow with size:", ""]
     lines += [
-        "| store | accounts | events | leaderboard p50 / p99 ms | slowest rebuild ev/s |",
-        "|---|---:|---:|---:|---:|",
+        "| store | accounts | events | leaderboard p50 / p99 ms | rebuild ev/s | rebuild s |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for store, result in reads.items():
         for f in result["figures"]:
             lines.append(
                 f"| {store} | {f['accounts']:,} | {f['events']:,} | "
                 f"{f['leaderboard_top50_p50_ms']:.2f} / {f['leaderboard_top50_p99_ms']:.2f} | "
-                f"{min(f['rebuild_events_per_s'].values()):,} |"
+                f"{f['rebuild_events_per_s']:,} | {f['rebuild_seconds']:,.1f} |"
             )
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, bindparam, text
 
 from domain.account import Account
-from projections.database import to_micros
+from projections.database import insert_rows, placeholder, to_micros
 from projections.generations import Generation
 
 NAME = "accounts"
@@ -51,7 +51,9 @@ def table(gen: Generation) -> str:
     return gen.table("rows")
 
 
-def create_tables(conn: Connection, gen: Generation) -> None:
+def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = True) -> None:
+    """The table, with the indexes the queries read by unless a rebuild adds them after its
+    bulk load (building an index once is far quicker than keeping it up row by row)."""
     t = table(gen)
     conn.execute(
         text(f"""
@@ -82,6 +84,13 @@ def create_tables(conn: Connection, gen: Generation) -> None:
             PRIMARY KEY (account_id, from_pos)
         )""")
     )
+    if query_indexes:
+        create_query_indexes(conn, gen)
+
+
+def create_query_indexes(conn: Connection, gen: Generation) -> None:
+    # The projector finds an account's rows by the primary key; these serve the queries.
+    t = table(gen)
     for index, columns in (
         ("open", "(account_id) WHERE to_pos IS NULL"),
         ("score", "(score DESC, name ASC, account_id ASC) WHERE to_pos IS NULL"),
@@ -237,10 +246,15 @@ class _Writes:
         (self.updates if current.stored else self.inserts).append(row)
 
     def flush(self, conn: Connection, t: str) -> None:
-        if self.inserts:
-            conn.execute(_insert(t), self.inserts)
+        insert_rows(conn, t, COLUMNS, [tuple(r[c] for c in COLUMNS) for r in self.inserts])
         if self.updates:
-            conn.execute(_update(t), self.updates)
+            conn.exec_driver_sql(
+                _update(t, placeholder(conn)),
+                [
+                    tuple(r[c] for c in _UPDATED) + (r["account_id"], r["from_pos"])
+                    for r in self.updates
+                ],
+            )
 
 
 LOAD_CHUNK = 500  # accounts a query reads, well under SQLite's limit of bound parameters
@@ -253,16 +267,10 @@ def _select_open(t: str) -> TextClause:
     ).bindparams(bindparam("ids", expanding=True))
 
 
-@cache
-def _insert(t: str) -> TextClause:
-    return text(
-        f"INSERT INTO {t} ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
-    )
+_UPDATED = tuple(c for c in COLUMNS if c not in ("account_id", "from_pos"))
 
 
 @cache
-def _update(t: str) -> TextClause:
-    assignments = ", ".join(f"{c} = :{c}" for c in COLUMNS if c not in ("account_id", "from_pos"))
-    return text(
-        f"UPDATE {t} SET {assignments} WHERE account_id = :account_id AND from_pos = :from_pos"
-    )
+def _update(t: str, mark: str) -> str:
+    assignments = ", ".join(f"{c} = {mark}" for c in _UPDATED)
+    return f"UPDATE {t} SET {assignments} WHERE account_id = {mark} AND from_pos = {mark}"

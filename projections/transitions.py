@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 from domain.account import Account
-from projections.database import to_micros
+from projections.database import insert_rows, to_micros
 from projections.generations import Generation
 
 NAME = "transitions"
@@ -24,7 +24,9 @@ def table(gen: Generation) -> str:
     return gen.table("rows")
 
 
-def create_tables(conn: Connection, gen: Generation) -> None:
+def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = True) -> None:
+    """The table, with the indexes the reports read by unless a rebuild adds them after its
+    bulk load (building an index once is far quicker than keeping it up row by row)."""
     t = table(gen)
     conn.execute(
         text(f"""
@@ -40,7 +42,14 @@ def create_tables(conn: Connection, gen: Generation) -> None:
             PRIMARY KEY (position, kind)
         )""")
     )
+    # The projector finds an account's industry and country by this one.
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_account ON {t} (account_id, position)"))
+    if query_indexes:
+        create_query_indexes(conn, gen)
+
+
+def create_query_indexes(conn: Connection, gen: Generation) -> None:
+    t = table(gen)
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_at ON {t} (kind, at)"))
 
 
@@ -54,32 +63,24 @@ def drop_tables(conn: Connection, gen: Generation) -> None:
 
 def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> None:
     t = table(gen)
-    groups: dict[str, tuple[str, str]] = {}
-    rows: list[dict[str, Any]] = []
+    groups = _groups(
+        conn,
+        t,
+        {
+            str(e.originator_id)
+            for _, e in batch
+            if isinstance(e, Account.StageChanged | Account.FunnelStateChanged)
+        },
+    )
+    rows: list[tuple[Any, ...]] = []
 
     def row(position: int, kind: str, event: Any, from_state: str | None, to_state: str):
         account_id = str(event.originator_id)
         if account_id not in groups:
-            found = conn.execute(
-                text(f"SELECT industry, country FROM {t} WHERE account_id = :a LIMIT 1"),
-                {"a": account_id},
-            ).first()
-            if found is None:
-                return  # registered before this generation began: cannot happen on a replay
-            groups[account_id] = (found[0], found[1])
+            return  # registered before this generation began: cannot happen on a replay
         industry, country = groups[account_id]
-        rows.append(
-            {
-                "position": position,
-                "kind": kind,
-                "account_id": account_id,
-                "at": to_micros(event.timestamp),
-                "from_state": from_state,
-                "to_state": to_state,
-                "industry": industry,
-                "country": country,
-            }
-        )
+        at = to_micros(event.timestamp)
+        rows.append((position, kind, account_id, at, from_state, to_state, industry, country))
 
     for position, event in batch:
         if isinstance(event, Account.Registered):
@@ -90,11 +91,17 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
             row(position, STAGE, event, event.from_stage, event.to_stage)
         elif isinstance(event, Account.FunnelStateChanged):
             row(position, FUNNEL, event, event.from_state, event.to_state)
-    if rows:
-        conn.execute(
-            text(
-                f"INSERT INTO {t} ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join(':' + c for c in COLUMNS)})"
-            ),
-            rows,
-        )
+    insert_rows(conn, t, COLUMNS, rows)
+
+
+def _groups(conn: Connection, t: str, account_ids: set[str]) -> dict[str, tuple[str, str]]:
+    """The industry and country of these accounts, read together rather than one at a time."""
+    ids = sorted(account_ids)
+    found: dict[str, tuple[str, str]] = {}
+    for start in range(0, len(ids), 500):
+        query = text(
+            f"SELECT DISTINCT account_id, industry, country FROM {t} WHERE account_id IN :ids"
+        ).bindparams(bindparam("ids", expanding=True))
+        for account_id, industry, country in conn.execute(query, {"ids": ids[start : start + 500]}):
+            found[account_id] = (industry, country)
+    return found

@@ -250,23 +250,22 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     names = [args.name] if args.name else list(READ_MODELS)
     projector = _projector(settings)
     try:
-        for name in names:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} events/s"),
-                TimeRemainingColumn(),
-            ) as progress:
-                task = progress.add_task(f"rebuild {name}", total=None, rate="-")
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} events/s"),
+            TimeRemainingColumn(),
+        ) as progress:
+            task = progress.add_task(f"rebuild {', '.join(names)}", total=None, rate="-")
 
-                def update(done: int, total: int, task=task, progress=progress) -> None:
-                    progress.update(task, completed=done, total=max(total, done))
-                    speed = progress.tasks[task].speed
-                    progress.update(task, rate=f"{speed:,.0f}" if speed else "-")
+            def update(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=max(total, done))
+                speed = progress.tasks[task].speed
+                progress.update(task, rate=f"{speed:,.0f}" if speed else "-")
 
-                applied = projector.rebuild(name, update)
-            print(f"{name}: rebuilt from {applied} events and made live")
+            applied = projector.rebuild(*names, progress=update)
+        print(f"{', '.join(names)}: rebuilt from {applied} events and made live")
     finally:
         projector.database.dispose()
         projector.ledger.close()

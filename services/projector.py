@@ -26,7 +26,6 @@ from projections.generations import (
     Generation,
     add_generation,
     ensure_registry,
-    generation,
     live_generation,
     make_live,
     record_position,
@@ -37,6 +36,7 @@ log = logging.getLogger("crm.projector")
 
 READ_MODELS: dict[str, ModuleType] = {accounts.NAME: accounts, transitions.NAME: transitions}
 POLL_SECONDS = 0.2
+REBUILD_BATCH = 5000  # events a rebuild applies per transaction
 SETUP_LOCK = lock_key("any", "read-model-setup")
 
 
@@ -53,6 +53,7 @@ class Projector:
         self.listen_url = listen_url  # PostgreSQL: wake on the event table's NOTIFY
         self.database = database
         self.batch_size = batch_size
+        self.rebuild_batch_size = max(batch_size, REBUILD_BATCH)
         self.read_models = read_models or READ_MODELS
         self._progress = threading.Condition()
         self._wake = threading.Event()
@@ -121,9 +122,11 @@ class Projector:
         )
         return len(batch) * len(applied)
 
-    def _read(self, after: int) -> list[tuple[int, Any]]:
+    def _read(self, after: int, limit: int | None = None) -> list[tuple[int, Any]]:
         """The next batch as (position, event); events of other aggregates count as read."""
-        notifications = self.ledger.recorder.select_notifications(after + 1, self.batch_size)
+        notifications = self.ledger.recorder.select_notifications(
+            after + 1, limit or self.batch_size
+        )
         mapper = self.ledger.mapper
         return [
             (n.id, mapper.to_domain_event(n) if n.topic.startswith(EVENT_TOPIC_PREFIX) else None)
@@ -185,39 +188,47 @@ class Projector:
 
     # Rebuilding -------------------------------------------------------------------------------
 
-    def rebuild(self, name: str, progress: Callable[[int, int], None] | None = None) -> int:
-        """Replays `name` from the first event into new tables, then makes them live.
+    def rebuild(self, *names: str, progress: Callable[[int, int], None] | None = None) -> int:
+        """Replays the read models named (all of them by default) from the first event into
+        new tables, then makes them live; returns how many events were replayed.
 
-        The live tables keep serving until the new ones have caught up; the switch happens in
-        one transaction that first applies whatever was recorded meanwhile.
+        The log is read and decoded once for all of them, each batch applied to every new
+        generation in one transaction, into tables whose query indexes are built after the
+        bulk load. The live tables keep serving until the new ones have caught up; the switch
+        happens in one transaction that first applies whatever was recorded meanwhile.
         """
-        model = self.read_models[name]
+        names = names or tuple(self.read_models)
         self.setup()
         with self.database.write() as conn:
-            new = add_generation(conn, name, live=False)
-            model.create_tables(conn, new)
-        applied = 0
-        while True:
-            batch = self._read(new.position)
-            if not batch:
-                break
+            new = {name: add_generation(conn, name, live=False) for name in names}
+            for name, gen in new.items():
+                self.read_models[name].create_tables(conn, gen, query_indexes=False)
+        position = applied = 0
+        # Bigger batches than the live projector's: nobody waits on a rebuild's transactions.
+        while batch := self._read(position, self.rebuild_batch_size):
             with self.database.write() as conn:
-                self._apply(conn, new, batch)
-            new = Generation(name, new.generation, batch[-1][0])
+                for gen in new.values():
+                    self._apply(conn, gen, batch)
+            position = batch[-1][0]
             applied += len(batch)
             if progress:
                 progress(applied, self.ledger.recorder.max_notification_id() or 0)
         with self.database.write() as conn:
-            live_generation(conn, name, lock=True)  # holds off the live projector meanwhile
-            current = generation(conn, name, new.generation)
-            assert current is not None
-            while batch := self._read(current.position):
-                self._apply(conn, current, batch)
-                current = Generation(name, current.generation, batch[-1][0])
+            for name, gen in new.items():
+                self.read_models[name].create_query_indexes(conn, gen)
+        with self.database.write() as conn:
+            for name in names:
+                live_generation(conn, name, lock=True)  # holds off the live projector meanwhile
+            while batch := self._read(position):
+                for gen in new.values():
+                    self._apply(conn, gen, batch)
+                position = batch[-1][0]
                 applied += len(batch)
-            for old in make_live(conn, current):
-                model.drop_tables(conn, Generation(name, old, 0))
-            model.analyze(conn, current)  # fresh statistics for the planner after a bulk load
+            for name, gen in new.items():
+                current = Generation(name, gen.generation, position)
+                for old in make_live(conn, current):
+                    self.read_models[name].drop_tables(conn, Generation(name, old, 0))
+                self.read_models[name].analyze(conn, current)  # statistics after a bulk load
         if progress:
             progress(applied, applied)
         return applied
