@@ -188,7 +188,7 @@ def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any])
     )
     lines += ["", "How the service figures grow with size (SQLite, each size a fresh store):", ""]
     lines += [
-        "| accounts | events | read models built ev/s | top 50 p50 / p99 ms | "
+        "| accounts | events | rebuild s (ev/s) | top 50 p50 / p99 ms | "
         "re-rating p50 / p99 ms (16 clients) | `crm serve` peak MB |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
@@ -196,7 +196,7 @@ def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any])
         prepared = r.get("prepare", {})
         lines.append(
             f"| {r['accounts']:,} | {prepared.get('events', 0):,} | "
-            f"{prepared.get('catch_up_events_per_s', 0):,} | "
+            f"{prepared.get('rebuild_s', 0):,.1f} ({prepared.get('rebuild_events_per_s', 0):,}) | "
             f"{r['crm']['top50_p50_ms']:.2f} / {r['crm']['top50_p99_ms']:.2f} | "
             f"{r['api_writes']['p50_ms']:.1f} / {r['api_writes']['p99_ms']:.1f} | "
             f"{r['crm_serve']['rss_peak_mb']:,.0f} |"

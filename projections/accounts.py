@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, bindparam, text
 
 from domain.account import Account
+from projections.batch import stored_accounts
 from projections.database import insert_rows, placeholder, to_micros
 from projections.generations import Generation
 
@@ -128,7 +129,7 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
     stored = _load_open(
         conn,
         t,
-        {str(e.originator_id) for _, e in batch if isinstance(e, CHANGING_ROWS)},
+        stored_accounts(batch, CHANGING_ROWS),
     )
     writes = _Writes()
     for position, event in batch:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, text
 
 from domain.account import Account
+from projections.batch import stored_accounts
 from projections.database import insert_rows, to_micros
 from projections.generations import Generation
 
@@ -64,13 +65,7 @@ def drop_tables(conn: Connection, gen: Generation) -> None:
 def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> None:
     t = table(gen)
     groups = _groups(
-        conn,
-        t,
-        {
-            str(e.originator_id)
-            for _, e in batch
-            if isinstance(e, Account.StageChanged | Account.FunnelStateChanged)
-        },
+        conn, t, stored_accounts(batch, (Account.StageChanged, Account.FunnelStateChanged))
     )
     rows: list[tuple[Any, ...]] = []
 
