@@ -5,8 +5,10 @@ and commit → ack lag while commands run at that rate. A script, not a test.
 
 Commands (BANT re-ratings over seeded accounts) run in threads through the ledger, as the API
 runs them; the publisher and a private nats-server (JetStream, file storage) run beside them.
-1. command rate: writers alone, publisher stopped (the backlog builds up in the log);
-2. publish rate: the publisher drains that backlog alone;
+1. command rate: writers alone, publisher stopped (the backlog builds up in the log): the
+   ledger's own rate, without HTTP, above what the API sustains;
+2. publish rate: the publisher drains that backlog alone, set beside both the ledger's rate
+   and --rate;
 3. lag: writers and publisher together, the writers paced at --rate commands/s (the highest
    sustained command rate over HTTP, W1, which `make bench` passes; unpaced without it);
    commit → ack p50/p99 from the publisher.
@@ -168,6 +170,8 @@ def main() -> int:
         f"{publish_rate / (command_rate * events / max(commands, 1)):.2f}",
     )
     table.add_row("publish rate / command rate", f"{publish_rate / command_rate:.2f}")
+    if args.rate:
+        table.add_row("publish rate / the --rate (W1)", f"{publish_rate / args.rate:.2f}")
     table.add_row(
         "commands/s with the publisher running",
         f"{rate_together:,.0f}" + (f" (paced at {args.rate:,.0f})" if args.rate else ""),
@@ -185,6 +189,7 @@ def main() -> int:
             "command_rate": command_rate,
             "publish_rate": publish_rate,
             "publish_to_command_rate": publish_rate / command_rate,
+            "publish_to_paced_rate": publish_rate / args.rate if args.rate else None,
             "command_rate_with_publisher": rate_together,
             "paced_at": args.rate,
             "lag_p50_ms": p50,

@@ -162,11 +162,14 @@ def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any])
             f"≥ 0.25; 1M events < 60 s on PostgreSQL | {verdict(ok)} |"
         )
     for store, p in publish.items():
-        ok = p["publish_to_command_rate"] >= 1.5 and p["lag_p99_ms"] < 250
+        ratio = p["publish_rate"] / p["paced_at"]
+        ok = ratio >= 1.5 and p["lag_p99_ms"] < 250
         lines.append(
-            f"| P1 | {store} | publishes {p['publish_to_command_rate']:.2f}× the command rate; "
-            f"commit → ack p99 {p['lag_p99_ms']:,.0f} ms with commands at the W1 rate "
-            f"({p['paced_at']:,.0f}/s) | ≥ 1.5×, p99 < 250 ms | {verdict(ok)} |"
+            f"| P1 | {store} | publishes {p['publish_rate']:,.0f} events/s = {ratio:.2f}× the "
+            f"W1 rate ({p['paced_at']:,.0f} commands/s; {p['publish_to_command_rate']:.2f}× the "
+            f"ledger's own {p['command_rate']:,.0f}/s without HTTP); commit → ack p99 "
+            f"{p['lag_p99_ms']:,.0f} ms with commands at the W1 rate | ≥ 1.5×, p99 < 250 ms | "
+            f"{verdict(ok)} |"
         )
     big = scale[-1]
     at_scale = big["accounts"] >= 10**6

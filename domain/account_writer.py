@@ -131,7 +131,7 @@ class AccountWriter:
             if not waiting:
                 item = self._queue.get()
                 if item is None:
-                    return
+                    break
                 waiting.append(item)
             while len(waiting) < MAX_BATCH and not stopping:
                 try:
@@ -150,6 +150,14 @@ class AccountWriter:
                 for change in batch:
                     if not change.answered:
                         change.fail(error)
+        # Submitted while the ledger was closing: answered, so that nobody waits for ever.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item.fail(RuntimeError("the ledger is closed"))
 
     def _write(self, batch: list[Change]) -> list[Change]:
         """Decides and stores a batch; returns the changes deferred to the next batch."""
@@ -169,15 +177,21 @@ class AccountWriter:
             self._store(decided)
         return deferred
 
-    def _store(self, decided: list[_Decided]) -> None:
+    def _store(self, decided: list[_Decided], *, again: bool = False) -> None:
         try:
             positions = self._save(decided)
         except IntegrityError:
-            # Another process wrote one of these accounts (or receipts) first.
+            # Another process wrote one of these accounts (or receipts) first: decide them
+            # all again on the accounts as stored, together once more, then one by one.
             for outcome in decided:
                 self._cache.pop(outcome.account.id, None)
-            for outcome in decided:
-                self._write_alone(outcome.change)
+            if again:
+                for outcome in decided:
+                    self._write_alone(outcome.change)
+                return
+            redecided = [self._decide(outcome.change, fresh=True) for outcome in decided]
+            if retry := [outcome for outcome in redecided if outcome is not None]:
+                self._store(retry, again=True)
             return
         except BaseException as error:  # the store is away: every command in it learns so
             for outcome in decided:

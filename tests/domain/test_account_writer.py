@@ -118,6 +118,25 @@ def test_a_cached_account_written_by_another_process_is_rated_on_top_of_that_wri
     assert Audit(ledger).verify_account(account_id).verified
 
 
+def test_commands_colliding_with_another_process_are_stored_together_once_decided_again(
+    ledger, other_process
+):
+    accounts = [_qualified(ledger, f"shared{i}") for i in range(30)]
+    for account_id in accounts:
+        ledger.score_bant(account_id, _rating(1), META)  # cached here
+        other_process.score_bant(account_id, _rating(2), META)  # then moved on elsewhere
+    moved_on = [other_process.account(a).version for a in accounts]
+    saves: list[int] = []
+    ledger.on_saved.append(saves.append)
+
+    futures = [ledger.submit(a, META, Account.score_bant, _rating(3)) for a in accounts]
+    results = [f.result(timeout=30) for f in futures]
+
+    assert all(r.account.bant.budget == 3 for r in results)
+    assert [r.account.version for r in results] == [v + 1 for v in moved_on]
+    assert len(saves) <= len(accounts) // 2
+
+
 def test_a_version_expected_from_another_process_is_accepted_and_an_old_one_refused(
     ledger, other_process
 ):
