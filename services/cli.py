@@ -4,6 +4,7 @@ and the auditors' commands (services/audit_cli.py)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -127,6 +128,17 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     )
 
 
+def _collect_garbage_rarely() -> None:
+    """A long-running process holds many long-lived objects (accounts kept by the writer and
+    for reads, the read models' pages, the libraries' own), and with Python's default
+    thresholds a full collection walks them all every few hundred requests, stalling every
+    request in flight. Objects alive at start-up are frozen out of collections, and
+    collections run less often; reference counting frees memory as before. Measured on the
+    write path: p99 halved, a third more commands/s (BENCHMARKS.md)."""
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -156,6 +168,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         f"CRM listening on http://{args.host}:{args.port} (store: {_describe(settings)})",
         flush=True,
     )
+    _collect_garbage_rarely()
     uvicorn.run(
         app,
         host=args.host,
@@ -197,6 +210,7 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
     _serve_metrics(args, StoreCollector(projector))
     checkpoints.start()
     try:
+        _collect_garbage_rarely()
         lead_in_thread(leadership, stop, projector.run)
     finally:
         checkpoints.stop()
@@ -230,6 +244,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     log.info("publishing %s to %s", _describe(settings), settings.nats_url)
     _serve_metrics(args)
     try:
+        _collect_garbage_rarely()
         uvloop.run(run())  # the loop `crm serve` runs on too: a JetStream publish costs less
     finally:
         ledger.close()
