@@ -61,16 +61,21 @@ class StandardError(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self._pending: list[str] = []
+        self._pending_to: Any = None  # the standard error of when they were logged
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + self.terminator
+            stream = sys.stderr
             loop = asyncio._get_running_loop()
             if loop is None:
-                self._write(line)
+                self._write(stream, line)
                 return
+            if self._pending and stream is not self._pending_to:
+                self.flush()
             if not self._pending:
                 loop.call_soon(self.flush)
+                self._pending_to = stream
             self._pending.append(line)
         except Exception:
             self.handleError(record)
@@ -80,14 +85,14 @@ class StandardError(logging.Handler):
         try:
             lines, self._pending = self._pending, []
             if lines:
-                self._write("".join(lines))
+                self._write(self._pending_to, "".join(lines))
         except Exception:  # as a line's own write would: reported, not raised into the loop
             self.handleError(logging.makeLogRecord({"msg": "%d log lines", "args": (len(lines),)}))
         finally:
             self.release()
 
-    def _write(self, text: str) -> None:
-        stream = sys.stderr
+    @staticmethod
+    def _write(stream: Any, text: str) -> None:
         stream.write(text)
         stream.flush()
 
