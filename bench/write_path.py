@@ -5,14 +5,20 @@ The bare endpoint only decodes the same body. A script, not a test.
     .venv/bin/python bench/write_path.py [--accounts 1000] [--clients 64] [--seconds 10]
         [--postgres URL] [--client-processes 1] [--json OUT]
 
-Every target runs alone, one after another, as a subprocess on a free loopback port:
+Each target is a subprocess on a free loopback port:
 
 * the bare endpoint (bench/bare_endpoint.py): strict msgspec decode into `ScoreBant`, a small
-  JSON answer, nothing stored; uvicorn with loop uvloop, http httptools, log level warning;
+  JSON answer, nothing stored; uvicorn with loop uvloop, http httptools, log level warning. It
+  runs for the whole script and is measured right before and right after each CRM target: a
+  CRM target's ratio is to the mean of those two rounds, since the load of a shared machine
+  drifts from one minute to the next;
 * `python -m services.cli serve` on a fresh SQLite file (a temporary CRM_DATA_DIR), with its
   projector, publisher and embedded nats-server, as deployed;
 * the same on PostgreSQL, in a fresh schema bench_<random> that is dropped afterwards, when
   --postgres URL (or CRM_BENCH_DATABASE_URL) is given.
+
+The CRM targets run one after another; only the one measured (or the bare endpoint, idle
+meanwhile) takes load.
 
 For a CRM, N accounts are registered and screened "qualified" through the HTTP API first, and
 the read models and publisher are let catch up. Then C clients on keep-alive connections (one
@@ -672,157 +678,177 @@ def main() -> int:
 
     console = Console(width=150)
     workdir = Path(tempfile.mkdtemp(prefix="crm-bench-write-"))
-    plan: list[tuple[str, str | None]] = []
-    if not args.skip_bare:
-        plan.append(("bare endpoint", None))
+    plan: list[tuple[str, str]] = []
     if not args.skip_sqlite:
         plan.append(("CRM on SQLite", "sqlite"))
     if args.postgres:
         plan.append(("CRM on PostgreSQL", "postgresql"))
     if args.split:
-        plan += [
-            (f"{name}, as separate processes", f"{store}{SPLIT}")
-            for name, store in list(plan)
-            if store is not None
-        ]
+        plan += [(f"{name}, as separate processes", f"{store}{SPLIT}") for name, store in plan]
     results: list[dict[str, Any]] = []
     servers: list[Server] = []
     schemas: list[str] = []
+    bare_rounds: list[LoadResult] = []
+    bare_ids = [str(uuid4()) for _ in range(args.accounts)]
     started_at = datetime.now(UTC)
+
+    def start(server: Server) -> None:
+        servers.append(server)
+        busy_before = cpu_busy(1.0)  # nothing of ours runs now: this is other work
+        console.print(
+            f"[bold]{server.name}[/]: starting on {server.base} (CPU busy before: "
+            + (f"{busy_before:.0%}" if busy_before is not None else "?")
+            + ") …"
+        )
+        if busy_before is not None and busy_before > 0.10:
+            console.print("  [yellow]the machine is busy: other work will skew the figures[/]")
+        server.start()
+        console.print(f"  ready after {server.wait_ready(args.ready_timeout):.1f} s")
+
+    def measure(server: Server, ids: list[str], store: str | None) -> tuple[LoadResult, dict]:
+        """One measured load on `server`; its figures, with the CPU each part used."""
+        console.print(
+            f"  {server.name}: {args.clients} clients, {args.warmup:g} s warm-up + "
+            f"{args.seconds:g} s measured, {args.client_processes} client process(es) …"
+        )
+        assert server.process is not None
+        foreign = ForeignCpu(server.process.pid)
+        load = run_load(
+            server.base,
+            bant_ratings(ids),
+            args.clients,
+            args.warmup,
+            args.seconds,
+            args.client_processes,
+        )
+        foreign_share = foreign.share()
+        row = figures(server.name, store, load)
+        row["foreign_cpu_share"] = round(foreign_share, 3) if foreign_share is not None else None
+        row["cpus_busy_during_load"] = foreign.cores
+        console.print(
+            f"    {row['commands_per_s']:,.0f} commands/s, p50 {row['p50_ms']:.1f} ms, "
+            f"p99 {row['p99_ms']:.1f} ms, errors {row['errors']}"
+            + (
+                f"; other processes used {foreign_share:.0%} of the CPUs meanwhile"
+                if foreign_share is not None
+                else ""
+            )
+        )
+        if foreign.cores:
+            console.print(
+                "    CPUs busy during warm-up and load: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in foreign.cores.items())
+            )
+        if foreign_share is not None and foreign_share > 0.05:
+            top = ", ".join(f"{who} {share:.2f} CPUs" for share, who in foreign.top[:3])
+            row["foreign_cpu_top"] = top
+            console.print(
+                f"    [yellow]other work ran during the load ({top}): these figures are skewed[/]"
+            )
+        return load, row
+
+    def measure_bare() -> float | None:
+        """A round on the bare endpoint, which runs beside every CRM target; its rate."""
+        if bare is None:
+            return None
+        load, row = measure(bare, bare_ids, None)
+        bare_rounds.append(load)
+        return row["commands_per_s"]
+
+    bare: Server | None = None
     try:
-        for name, store in plan:
+        if not args.skip_bare:
+            # Measured right before and right after each CRM target, so that each ratio sets
+            # figures from the same minute side by side on a machine whose load drifts.
             port = free_port()
-            log_path = workdir / f"{store or 'bare'}.log"
-            if store is None:
-                env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-                argv = [
+            bare = Server(
+                "bare endpoint",
+                [
                     sys.executable,
                     str(ROOT / "bench" / "bare_endpoint.py"),
                     "--host",
                     "127.0.0.1",
                     "--port",
                     str(port),
-                ]
-            elif store.startswith("sqlite"):
+                ],
+                {**os.environ, "PYTHONUNBUFFERED": "1"},
+                workdir / "bare.log",
+                port,
+            )
+            start(bare)
+            if not plan:
+                measure_bare()
+        for name, store in plan:
+            port = free_port()
+            if store.startswith("sqlite"):
                 env = crm_env(workdir / f"{store}-data", None, None)
-                argv = crm_argv(port)
             else:
                 schema = f"bench_{secrets.token_hex(4)}"
                 schemas.append(schema)
                 env = crm_env(workdir / f"{store}-data", args.postgres, schema)
-                argv = crm_argv(port)
-            if store is not None and store.endswith(SPLIT):
+            argv = crm_argv(port)
+            if store.endswith(SPLIT):
                 argv, env = split_processes(argv, env, workdir / f"{store}-nats")
+            log_path = workdir / f"{store}.log"
             server = Server(name, argv, env, log_path, port)
-            servers.append(server)
-            busy_before = cpu_busy(1.0)  # nothing of ours runs now: this is other work
-            console.print(
-                f"[bold]{name}[/]: starting on {server.base} (CPU busy before: "
-                + (f"{busy_before:.0%}" if busy_before is not None else "?")
-                + ") …"
-            )
-            if busy_before is not None and busy_before > 0.10:
-                console.print("  [yellow]the machine is busy: other work will skew the figures[/]")
-            server.start()
-            took = server.wait_ready(args.ready_timeout)
-            console.print(f"  ready after {took:.1f} s")
-            settled_status = None
-            if store is None:
-                ids = [str(uuid4()) for _ in range(args.accounts)]
-            else:
-                seed_started = time.perf_counter()
-                with Progress(
-                    TextColumn("  {task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=console,
-                    transient=True,
-                ) as progress:
-                    ids = _run_loop(
-                        seed_accounts(server.base, args.accounts, args.seed_concurrency, progress)
-                    )
-                seed_s = time.perf_counter() - seed_started
-                console.print(
-                    f"  seeded {len(ids):,} accounts in {seed_s:.1f} s "
-                    f"({2 * len(ids) / seed_s:,.0f} commands/s at concurrency "
-                    f"{args.seed_concurrency})"
+            start(server)
+            seed_started = time.perf_counter()
+            with Progress(
+                TextColumn("  {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as progress:
+                ids = _run_loop(
+                    seed_accounts(server.base, args.accounts, args.seed_concurrency, progress)
                 )
-                settled_status = wait_settled(server, args.settle_timeout)
-                if settled_status is not None:
-                    projector_behind, publisher_behind = _backlog(settled_status)
-                    console.print(
-                        f"  read models and publisher settled: log position "
-                        f"{settled_status['log_position']:,}, behind {projector_behind} / "
-                        f"{publisher_behind}"
-                    )
+            seed_s = time.perf_counter() - seed_started
             console.print(
-                f"  load: {args.clients} clients, {args.warmup:g} s warm-up + "
-                f"{args.seconds:g} s measured, {args.client_processes} client process(es) …"
+                f"  seeded {len(ids):,} accounts in {seed_s:.1f} s "
+                f"({2 * len(ids) / seed_s:,.0f} commands/s at concurrency "
+                f"{args.seed_concurrency})"
             )
-            assert server.process is not None
-            foreign = ForeignCpu(server.process.pid)
-            load = run_load(
-                server.base,
-                bant_ratings(ids),
-                args.clients,
-                args.warmup,
-                args.seconds,
-                args.client_processes,
-            )
-            foreign_share = foreign.share()
-            row = figures(name, store, load)
-            row["foreign_cpu_share"] = (
-                round(foreign_share, 3) if foreign_share is not None else None
-            )
-            row["cpus_busy_during_load"] = foreign.cores
-            row["cpu_busy_before"] = round(busy_before, 3) if busy_before is not None else None
-            if store is not None:
-                # How far the projector and publisher were behind when the load stopped.
-                try:
-                    after = server.get_json("/status")
-                    behind = _backlog(after)
-                    row["after_load"] = {
-                        "log_position": after.get("log_position"),
-                        "read_models_behind": behind[0],
-                        "publisher_behind": behind[1],
-                        "behind_each": {
-                            model: after.get("log_position", 0) - position
-                            for model, position in (after.get("read_models") or {}).items()
-                        },
-                    }
-                    # …and how long they took to catch up once it stopped (bounded).
-                    catch_up_started = time.perf_counter()
-                    settled = wait_settled(server, args.settle_timeout)
-                    if settled is not None and _backlog(settled) == (0, 0):
-                        row["after_load"]["caught_up_s"] = round(
-                            time.perf_counter() - catch_up_started, 2
-                        )
-                except (OSError, urllib.error.URLError, ValueError):
-                    pass
+            settled_status = wait_settled(server, args.settle_timeout)
+            if settled_status is not None:
+                projector_behind, publisher_behind = _backlog(settled_status)
+                console.print(
+                    f"  read models and publisher settled: log position "
+                    f"{settled_status['log_position']:,}, behind {projector_behind} / "
+                    f"{publisher_behind}"
+                )
+            bare_before = measure_bare()
+            _load, row = measure(server, ids, store)
+            # How far the projector and publisher were behind when the load stopped…
+            try:
+                after = server.get_json("/status")
+                behind = _backlog(after)
+                row["after_load"] = {
+                    "log_position": after.get("log_position"),
+                    "read_models_behind": behind[0],
+                    "publisher_behind": behind[1],
+                    "behind_each": {
+                        model: after.get("log_position", 0) - position
+                        for model, position in (after.get("read_models") or {}).items()
+                    },
+                }
+                # …and how long they took to catch up once it stopped (bounded).
+                catch_up_started = time.perf_counter()
+                settled = wait_settled(server, args.settle_timeout)
+                if settled is not None and _backlog(settled) == (0, 0):
+                    row["after_load"]["caught_up_s"] = round(
+                        time.perf_counter() - catch_up_started, 2
+                    )
+            except (OSError, urllib.error.URLError, ValueError):
+                pass
             if server.process is not None and server.process.poll() is not None:
                 row["server_exited"] = server.process.returncode
+            bare_after = measure_bare()
+            if bare_before and bare_after:
+                row["bare_commands_per_s"] = round((bare_before + bare_after) / 2, 1)
+                row["ratio_to_bare"] = round(row["commands_per_s"] / row["bare_commands_per_s"], 3)
             results.append(row)
-            console.print(
-                f"  {row['commands_per_s']:,.0f} commands/s, p50 {row['p50_ms']:.1f} ms, "
-                f"p99 {row['p99_ms']:.1f} ms, errors {row['errors']}"
-                + (
-                    f"; other processes used {foreign_share:.0%} of the CPUs meanwhile"
-                    if foreign_share is not None
-                    else ""
-                )
-            )
-            if foreign.cores:
-                console.print(
-                    "  CPUs busy during warm-up and load: "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in foreign.cores.items())
-                )
-            if foreign_share is not None and foreign_share > 0.05:
-                top = ", ".join(f"{who} {share:.2f} CPUs" for share, who in foreign.top[:3])
-                row["foreign_cpu_top"] = top
-                console.print(
-                    f"  [yellow]other work ran during the load ({top}): these figures are skewed[/]"
-                )
             server.stop()
             log_text = log_path.read_text(errors="replace")
             complaints = [
@@ -848,10 +874,15 @@ def main() -> int:
                     console.print(f"[yellow]could not drop schema {schema}: {exc}[/]")
         shutil.rmtree(workdir, ignore_errors=True)
 
-    bare = next((r for r in results if r["store"] is None), None)
-    for row in results:
-        if row["store"] is not None and bare and bare["commands_per_s"]:
-            row["ratio_to_bare"] = round(row["commands_per_s"] / bare["commands_per_s"], 3)
+    if bare_rounds:
+        every = LoadResult(seconds=args.seconds * len(bare_rounds))
+        for load in bare_rounds:
+            every.latencies.extend(load.latencies)
+            every.errors.update(load.errors)
+            every.late += load.late
+        bare_row = figures("bare endpoint", None, every)
+        bare_row["rounds"] = len(bare_rounds)
+        results.insert(0, bare_row)
 
     table = Table(
         title=(
@@ -859,15 +890,17 @@ def main() -> int:
             f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.accounts:,} accounts"
         )
     )
-    for column in ("target", "commands/s", "p50 ms", "p99 ms", "errors", "CRM / bare"):
+    columns = ("target", "commands/s", "p50 ms", "p99 ms", "errors", "bare beside", "CRM / bare")
+    for column in columns:
         table.add_column(column, justify="left" if column == "target" else "right")
     for row in results:
         table.add_row(
-            row["target"],
+            row["target"] + (f" ({row['rounds']} rounds)" if "rounds" in row else ""),
             f"{row['commands_per_s']:,.0f}",
             f"{row['p50_ms']:.2f}",
             f"{row['p99_ms']:.2f}",
             f"{row['errors']:,}",
+            f"{row['bare_commands_per_s']:,.0f}" if "bare_commands_per_s" in row else "-",
             f"{row['ratio_to_bare']:.3f}" if "ratio_to_bare" in row else "-",
         )
     console.print(table)
