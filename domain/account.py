@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -56,6 +56,16 @@ class Attribution:
     at: datetime
     reason: str | None = None
     request_id: str | None = None
+
+    def after(self, account: Account | None) -> Attribution:
+        """This attribution, at the microsecond after the account's last event if its clock
+        reads no later: an account's events must follow each other in time as they do in
+        order, or `as_of` would see a later change before an earlier one. Clocks disagree
+        when API processes on several hosts write one account, or when a host's clock is
+        set back."""
+        if account is None or self.at > account.modified_on:
+            return self
+        return replace(self, at=account.modified_on + timedelta(microseconds=1))
 
     def event_fields(self) -> dict[str, Any]:
         return {

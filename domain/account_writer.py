@@ -233,7 +233,7 @@ class AccountWriter:
                 current = self._load(change.account_id)
             by = ledger.attribution(change.meta)
             try:
-                account = change.decide(_copy(current), by)
+                account = change.decide(_copy(current), by.after(current))
                 settled = not from_cache or bool(account.pending_events)
             except LedgerError:
                 if not from_cache:
@@ -243,7 +243,8 @@ class AccountWriter:
                 # Refused, or nothing to change, on the cached account: the store may know
                 # more (another process's writes), so that stands only if the store agrees.
                 self._cache.pop(change.account_id, None)
-                account = change.decide(_copy(self._load(change.account_id)), by)
+                stored = self._load(change.account_id)
+                account = change.decide(_copy(stored), by.after(stored))
             if not account.pending_events:
                 change.answer(ledger.result(account, position=None))
                 return None

@@ -3,6 +3,7 @@ idempotent retries, and reading an account as it was."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
@@ -267,6 +268,21 @@ def test_an_account_as_of_an_instant_shows_what_was_recorded_up_to_it(ledger, cl
 
     with pytest.raises(AccountNotFound):
         ledger.account_as_of(account_id, before_registration)
+
+
+def test_a_clock_set_back_still_stamps_an_accounts_change_after_its_last_one(ledger, clock):
+    account_id = qualified(ledger)
+    screened_at = ledger.account(account_id).modified_on
+    clock.advance(hours=-1)  # another host's clock behind this one's, or this one set back
+
+    ledger.score_bant(account_id, BantRating(4, 3, 5, 2), META)
+
+    rated = ledger.history(account_id)[-2:]  # bant_scored and the stage change it caused
+    assert [e.timestamp for e in rated] == [screened_at + timedelta(microseconds=1)] * 2
+    then = ledger.account_as_of(account_id, screened_at)
+    assert (then.version, then.stage, then.bant) == (2, AbmStage.IDENTIFIED, None)
+    now = ledger.account_as_of(account_id, rated[0].timestamp)
+    assert (now.version, now.stage, now.bant.score) == (4, AbmStage.PRIORITIZED, 120)
 
 
 def test_an_account_at_a_version_is_the_state_after_that_many_events(ledger):

@@ -112,6 +112,18 @@ def test_as_of_shows_the_ranking_as_it_stood_then(client, clock):
     assert before_everything["items"] == []
 
 
+def test_as_of_keeps_an_accounts_changes_in_order_when_a_clock_goes_back(client, clock):
+    a, _ = make(client, "Alpha", "alpha.com", (2, 2, 2, 2))
+    first = board(client, min_position=rate(client, a, 3, 3, 3, 3))
+    clock.advance(hours=-1)  # another host's clock behind this one's, or this one set back
+
+    last = rate(client, a, 5, 5, 5, 5)
+
+    assert [e["score"] for e in board(client, min_position=last)["items"]] == [625]
+    scored_at = first["items"][0]["scored_at"]
+    assert [e["score"] for e in board(client, as_of=scored_at)["items"]] == [81]
+
+
 def test_a_bad_cursor_or_filter_is_400(client):
     assert (
         client.get("/leaderboards/bant", params={"cursor": "bm90IGEgY3Vyc29y"}).status_code == 400
