@@ -460,11 +460,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings.from_env()
-    args = build_parser(settings).parse_args(argv)
     try:
-        configure_logs(settings.log_format)
-    except ValueError as exc:
+        settings = Settings.from_env()
+        args = build_parser(settings).parse_args(argv)
+        configure_logs(settings.log_format, settings.log_level)
+    except ValueError as exc:  # a setting that cannot be used: named, not a traceback
         print(exc, file=sys.stderr)
         return 2
     return args.run(args, settings)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T", int, float)
+
+
+class SettingError(ValueError):
+    """A `CRM_…` variable whose value cannot be used; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class Settings:
     nats_replicas: int = 1  # of the stream, when the publisher creates it
     audit_checkpoint_seconds: float = 3600  # how often the workers record a checkpoint; 0: never
     log_format: str = "json"  # json: one object per line; text: for a terminal
+    log_level: str = "info"  # debug, info, warning or error
     metrics_port: int = 0  # crm project / crm publish: serve /metrics here; 0: do not
     host: str = "127.0.0.1"
     port: int = 8000
@@ -39,36 +49,41 @@ class Settings:
             data_dir=Path(env.get("CRM_DATA_DIR", str(defaults.data_dir))),
             database_url=env.get("CRM_DATABASE_URL") or None,
             database_schema=env.get("CRM_DATABASE_SCHEMA", defaults.database_schema),
-            database_pool_size=int(env.get("CRM_DATABASE_POOL_SIZE", defaults.database_pool_size)),
-            max_body_bytes=int(env.get("CRM_MAX_BODY_BYTES", defaults.max_body_bytes)),
-            read_wait_seconds=float(env.get("CRM_READ_WAIT_SECONDS", defaults.read_wait_seconds)),
-            projector_batch_size=int(
-                env.get("CRM_PROJECTOR_BATCH_SIZE", defaults.projector_batch_size)
+            database_pool_size=number(
+                env, "CRM_DATABASE_POOL_SIZE", int, defaults.database_pool_size
             ),
-            aggregate_cache_size=int(
-                env.get("CRM_AGGREGATE_CACHE_SIZE", defaults.aggregate_cache_size)
+            max_body_bytes=number(env, "CRM_MAX_BODY_BYTES", int, defaults.max_body_bytes),
+            read_wait_seconds=number(
+                env, "CRM_READ_WAIT_SECONDS", float, defaults.read_wait_seconds
+            ),
+            projector_batch_size=number(
+                env, "CRM_PROJECTOR_BATCH_SIZE", int, defaults.projector_batch_size
+            ),
+            aggregate_cache_size=number(
+                env, "CRM_AGGREGATE_CACHE_SIZE", int, defaults.aggregate_cache_size
             ),
             api_keys=env.get("CRM_API_KEYS") or None,
             api_keys_file=Path(env["CRM_API_KEYS_FILE"]) if env.get("CRM_API_KEYS_FILE") else None,
-            rate_limit_per_minute=int(
-                env.get("CRM_RATE_LIMIT_PER_MINUTE", defaults.rate_limit_per_minute)
+            rate_limit_per_minute=number(
+                env, "CRM_RATE_LIMIT_PER_MINUTE", int, defaults.rate_limit_per_minute
             ),
             cors_origins=tuple(
                 o.strip() for o in env.get("CRM_CORS_ORIGINS", "").split(",") if o.strip()
             ),
             nats_url=env.get("CRM_NATS_URL") or None,
             nats_stream=env.get("CRM_NATS_STREAM", defaults.nats_stream),
-            nats_max_age_seconds=float(
-                env.get("CRM_NATS_MAX_AGE_SECONDS", defaults.nats_max_age_seconds)
+            nats_max_age_seconds=number(
+                env, "CRM_NATS_MAX_AGE_SECONDS", float, defaults.nats_max_age_seconds
             ),
-            nats_replicas=int(env.get("CRM_NATS_REPLICAS", defaults.nats_replicas)),
-            audit_checkpoint_seconds=float(
-                env.get("CRM_AUDIT_CHECKPOINT_SECONDS", defaults.audit_checkpoint_seconds)
+            nats_replicas=number(env, "CRM_NATS_REPLICAS", int, defaults.nats_replicas),
+            audit_checkpoint_seconds=number(
+                env, "CRM_AUDIT_CHECKPOINT_SECONDS", float, defaults.audit_checkpoint_seconds
             ),
             log_format=env.get("CRM_LOG_FORMAT", defaults.log_format),
-            metrics_port=int(env.get("CRM_METRICS_PORT", defaults.metrics_port)),
+            log_level=env.get("CRM_LOG_LEVEL", defaults.log_level),
+            metrics_port=number(env, "CRM_METRICS_PORT", int, defaults.metrics_port),
             host=env.get("CRM_HOST", defaults.host),
-            port=int(env.get("CRM_PORT", defaults.port)),
+            port=number(env, "CRM_PORT", int, defaults.port),
         )
 
     @property
@@ -84,3 +99,18 @@ class Settings:
     @property
     def store_name(self) -> str:
         return "postgresql" if self.database_url else "sqlite"
+
+
+def number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default: T) -> T:
+    """The variable as a non-negative number, or its default when unset or empty."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    what = "a whole number" if kind is int else "a number"
+    try:
+        parsed = kind(value)
+    except ValueError:
+        raise SettingError(f"{name} must be {what}, not {value!r}") from None
+    if not (math.isfinite(parsed) and parsed >= 0):
+        raise SettingError(f"{name} must be {what} of at least 0, not {value!r}")
+    return parsed
