@@ -20,6 +20,8 @@ from typing import Any
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 
+from services.logs import log_fields
+
 log = logging.getLogger("crm.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -101,22 +103,19 @@ async def on_response_start(message: Message, scope: Scope) -> None:
             name = handler.handler_name
             counter = _commands.get(name) or _commands.setdefault(name, COMMANDS.labels(name))
             counter.inc()
-    user = scope.get("user")
-    log.info(
-        "%s %s %s",
-        method,
-        scope["path"],
-        status,
-        extra={
-            "fields": {
-                "request_id": rid,
-                "method": method,
-                "path": scope["path"],
-                "route": route,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
-                "key": getattr(user, "name", None),
-            }
+    path = scope["path"]
+    log_fields(
+        log,
+        logging.INFO,
+        f"{method} {path} {status}",
+        {
+            "request_id": rid,
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
+            "key": getattr(scope.get("user"), "name", None),
         },
     )
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from services.logs import configure
+from services.logs import configure, log_fields
 
 
 @pytest.fixture
@@ -56,6 +56,45 @@ def test_lines_logged_outside_an_event_loop_are_written_at_once(stderr):
     logging.getLogger("crm.projector").info("applied %d events", 5)
     (line,) = lines(stderr())
     assert line["message"] == "applied 5 events" and line["logger"] == "crm.projector"
+
+
+def test_a_request_line_built_directly_reads_as_the_same_line_logged_as_a_record(stderr):
+    log = logging.getLogger("crm.requests")
+    fields = {"request_id": "r1", "status": 200, "duration_ms": 0.25, "key": None}
+
+    log_fields(log, logging.INFO, "GET /health 200", fields)
+    log.info("GET /health 200", extra={"fields": fields})
+
+    direct, record = lines(stderr())
+    assert direct.keys() == record.keys()
+    assert {k: v for k, v in direct.items() if k != "time"} == {
+        "level": "info",
+        "logger": "crm.requests",
+        "message": "GET /health 200",
+        **fields,
+    }
+    assert record["time"] >= direct["time"]
+
+
+def test_request_lines_honour_the_level_and_reach_a_filter_added_on_the_way(stderr):
+    log = logging.getLogger("crm.requests")
+    seen: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        seen.append(record.getMessage())
+        return record.fields["status"] >= 500  # type: ignore[attr-defined]
+
+    log.addFilter(keep)
+    try:
+        log_fields(log, logging.INFO, "GET /a 200", {"status": 200})
+        log_fields(log, logging.INFO, "GET /b 503", {"status": 503})
+    finally:
+        log.removeFilter(keep)
+    logging.getLogger().setLevel(logging.WARNING)
+    log_fields(log, logging.INFO, "GET /c 200", {"status": 200})
+
+    assert seen == ["GET /a 200", "GET /b 503"]
+    assert [line["message"] for line in lines(stderr())] == ["GET /b 503"]
 
 
 def test_lines_still_waiting_for_their_loop_are_written_at_exit():
