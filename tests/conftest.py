@@ -7,6 +7,7 @@ database of its own, and each test a schema of its own. A missing server fails t
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import tempfile
@@ -43,6 +44,17 @@ class Clock:
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """A test that runs a command in-process (`main([...])`) sets up the process's logging;
+    left so, later tests' background threads would log onto the run's own output."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

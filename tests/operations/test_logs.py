@@ -18,8 +18,6 @@ from services.logs import configure, log_fields
 @pytest.fixture
 def stderr(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
     """What the process's log has written so far (the handler writes to `sys.stderr`)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
     configure("json")
     written: list[str] = []
 
@@ -28,8 +26,6 @@ def stderr(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
         return "".join(written)
 
     yield so_far
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def lines(text: str) -> list[dict]:

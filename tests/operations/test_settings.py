@@ -31,13 +31,7 @@ def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
 ):
     monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv(name, value)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        code = main(["rebuild"])
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    code = main(["rebuild"])
 
     err = capsys.readouterr().err
     assert code == 2
@@ -54,16 +48,10 @@ def test_unset_or_empty_settings_take_their_defaults():
 
 
 def test_the_log_level_leaves_out_what_is_below_it(capsys):
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        configure("text", "warning")
-        log = logging.getLogger("crm.requests")
-        log.info("GET /leaderboards/bant 200")
-        log.warning("the projector is behind")
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    configure("text", "warning")
+    log = logging.getLogger("crm.requests")
+    log.info("GET /leaderboards/bant 200")
+    log.warning("the projector is behind")
 
     err = capsys.readouterr().err
     assert "the projector is behind" in err
