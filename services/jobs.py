@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-from domain.jobs import Job
+from domain.jobs import RUNNING, Job
 from domain.ledger import AccountLedger, CommandMeta
 from services.importing import import_rows
 from services.leadership import Leadership
@@ -82,19 +82,24 @@ class JobRunner:
 
     def run(self, job_id: UUID) -> None:
         # Every replica resumes the unfinished jobs it finds at start: the job's own lock
-        # keeps a job that runs in another process (or already here) from running twice.
+        # keeps a job that runs in another process (or already here) from running twice, and
+        # one that ended between the listing and the lock is left as it ended.
         claim = Leadership(self.settings, f"jobs/{job_id}")
         if not claim.try_acquire():
             log.info("job %s runs in another process", job_id)
             return
         try:
-            self._run(job_id)
+            job = self.ledger.job(job_id)
+            if job is None or job.status != RUNNING:
+                log.info("job %s has ended already", job_id)
+            else:
+                self._run(job)
         finally:
             claim.release()
+        claim.discard()  # nobody takes an ended job's lock again
 
-    def _run(self, job_id: UUID) -> None:
-        job = self.ledger.job(job_id)
-        assert job is not None
+    def _run(self, job: Job) -> None:
+        job_id = job.id
         meta = CommandMeta(job.actor, reason=job.params.get("reason"))
         progress = _Progress(self.ledger, job_id)
         try:

@@ -97,6 +97,13 @@ class Leadership:
         except Exception:  # already broken: nothing left to release
             pass
 
+    def discard(self) -> None:
+        """Removes the lock's file (on SQLite) once its name will not be asked for again, as a
+        job's when it has ended; a process that opened it before then takes a lock on the
+        removed file, alone, and finds the job ended."""
+        if self._url is None:
+            self._path.unlink(missing_ok=True)
+
     def try_acquire(self) -> bool:
         """Takes the lock if it is free, without waiting."""
         if self._url is None:

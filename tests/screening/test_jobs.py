@@ -24,6 +24,21 @@ def finished(client, location: str, timeout: float = 60.0) -> dict:
         time.sleep(0.05)  # polling the job as a client would
 
 
+def stored_import_job(runner: JobRunner, rows: int) -> uuid.UUID:
+    """An import job as the API stores it (its upload kept, the job started), not yet run."""
+    runner.uploads.mkdir(parents=True, exist_ok=True)
+    job_id = uuid.uuid4()
+    path = runner.uploads / f"{job_id}.csv"
+    path.write_bytes((HEADER + good_rows(rows)).encode())
+    runner.ledger.start_job(
+        IMPORT,
+        {"file": str(path), "strict": False, "screen_with": None, "reason": None},
+        CommandMeta("importer"),
+        job_id,
+    )
+    return job_id
+
+
 def test_an_uploaded_csv_is_imported_by_a_job_with_progress_and_a_result(client):
     body = (HEADER + good_rows(300) + "Bad,bad.example,it,many,1,EUR,DE,,1,x\n").encode()
 
@@ -78,18 +93,7 @@ def test_a_policy_apply_can_run_as_a_job(client):
 
 
 def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(ledger, settings):
-    data = (HEADER + good_rows(400)).encode()
-    runner = JobRunner(ledger, settings)
-    runner.uploads.mkdir(parents=True)
-    job_id = uuid.uuid4()
-    path = runner.uploads / f"{job_id}.csv"
-    path.write_bytes(data)
-    ledger.start_job(
-        IMPORT,
-        {"file": str(path), "strict": False, "screen_with": None, "reason": None},
-        CommandMeta("importer"),
-        job_id,
-    )
+    job_id = stored_import_job(JobRunner(ledger, settings), 400)
     # The process stopped after storing the first half of the rows.
     import_rows(ledger, (HEADER + good_rows(200)).encode(), CommandMeta("importer"))
 
@@ -135,16 +139,7 @@ def test_an_upload_can_screen_what_it_imports_by_a_policy(client):
 
 def test_a_job_that_another_process_is_running_is_not_resumed_twice(ledger, settings):
     runner = JobRunner(ledger, settings)
-    runner.uploads.mkdir(parents=True)
-    job_id = uuid.uuid4()
-    path = runner.uploads / f"{job_id}.csv"
-    path.write_bytes((HEADER + good_rows(20)).encode())
-    ledger.start_job(
-        IMPORT,
-        {"file": str(path), "strict": False, "screen_with": None, "reason": None},
-        CommandMeta("importer"),
-        job_id,
-    )
+    job_id = stored_import_job(runner, 20)
     elsewhere = Leadership(settings, f"jobs/{job_id}")  # as the replica running it holds it
     assert elsewhere.try_acquire()
     try:
@@ -157,3 +152,21 @@ def test_a_job_that_another_process_is_running_is_not_resumed_twice(ledger, sett
     runner.resume()  # that process died: the job is free to resume
     runner.wait(60)
     assert ledger.job(job_id).status == "finished"
+
+
+def test_a_job_that_ended_before_a_replica_took_its_lock_is_left_as_it_ended(ledger, settings):
+    runner = JobRunner(ledger, settings)
+    job_id = stored_import_job(runner, 20)
+    runner.resume()
+    runner.wait(60)
+    ended = ledger.job(job_id)
+    assert (ended.status, ended.result["registered"]) == ("finished", 20)
+    events = len(ledger.stored_events(job_id))
+
+    # A replica that found the job unfinished at its start, and took its lock once it ended.
+    JobRunner(ledger, settings).run(job_id)
+
+    assert len(ledger.stored_events(job_id)) == events
+    assert ledger.job(job_id).result == ended.result
+    if settings.database_url is None:  # an ended job leaves no lock file behind
+        assert list(settings.data_dir.glob("jobs/*.lock")) == []
