@@ -46,9 +46,9 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         return cls(
-            data_dir=Path(env.get("CRM_DATA_DIR", str(defaults.data_dir))),
+            data_dir=Path(env.get("CRM_DATA_DIR") or defaults.data_dir),
             database_url=env.get("CRM_DATABASE_URL") or None,
-            database_schema=env.get("CRM_DATABASE_SCHEMA", defaults.database_schema),
+            database_schema=env.get("CRM_DATABASE_SCHEMA") or defaults.database_schema,
             database_pool_size=number(
                 env, "CRM_DATABASE_POOL_SIZE", int, defaults.database_pool_size
             ),
@@ -71,7 +71,7 @@ class Settings:
                 o.strip() for o in env.get("CRM_CORS_ORIGINS", "").split(",") if o.strip()
             ),
             nats_url=env.get("CRM_NATS_URL") or None,
-            nats_stream=env.get("CRM_NATS_STREAM", defaults.nats_stream),
+            nats_stream=env.get("CRM_NATS_STREAM") or defaults.nats_stream,
             nats_max_age_seconds=number(
                 env, "CRM_NATS_MAX_AGE_SECONDS", float, defaults.nats_max_age_seconds
             ),
@@ -79,10 +79,10 @@ class Settings:
             audit_checkpoint_seconds=number(
                 env, "CRM_AUDIT_CHECKPOINT_SECONDS", float, defaults.audit_checkpoint_seconds
             ),
-            log_format=env.get("CRM_LOG_FORMAT", defaults.log_format),
-            log_level=env.get("CRM_LOG_LEVEL", defaults.log_level),
+            log_format=env.get("CRM_LOG_FORMAT") or defaults.log_format,
+            log_level=env.get("CRM_LOG_LEVEL") or defaults.log_level,
             metrics_port=number(env, "CRM_METRICS_PORT", int, defaults.metrics_port),
-            host=env.get("CRM_HOST", defaults.host),
+            host=env.get("CRM_HOST") or defaults.host,
             port=number(env, "CRM_PORT", int, defaults.port),
         )
 

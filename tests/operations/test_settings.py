@@ -41,7 +41,9 @@ def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
 
 
 def test_unset_or_empty_settings_take_their_defaults():
-    assert Settings.from_env({"CRM_PORT": "", "CRM_READ_WAIT_SECONDS": " "}) == Settings()
+    empty = ["CRM_PORT", "CRM_READ_WAIT_SECONDS", "CRM_LOG_LEVEL", "CRM_HOST", "CRM_DATA_DIR"]
+    assert Settings.from_env(dict.fromkeys(empty, "")) == Settings()
+    assert Settings.from_env({"CRM_READ_WAIT_SECONDS": " "}) == Settings()
     assert Settings.from_env({"CRM_PORT": "9000", "CRM_READ_WAIT_SECONDS": "0.5"}) == Settings(
         port=9000, read_wait_seconds=0.5
     )
