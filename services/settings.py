@@ -12,10 +12,6 @@ from typing import TypeVar
 T = TypeVar("T", int, float)
 
 
-class SettingError(ValueError):
-    """A `CRM_…` variable whose value cannot be used; the message names it."""
-
-
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("var")
@@ -45,45 +41,36 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
+
+        def num(name: str, kind: Callable[[str], T]) -> T:
+            # The default is that of the field the variable names: CRM_PORT, port.
+            return number(env, name, kind, getattr(defaults, name.removeprefix("CRM_").lower()))
+
         return cls(
             data_dir=Path(env.get("CRM_DATA_DIR") or defaults.data_dir),
             database_url=env.get("CRM_DATABASE_URL") or None,
             database_schema=env.get("CRM_DATABASE_SCHEMA") or defaults.database_schema,
-            database_pool_size=number(
-                env, "CRM_DATABASE_POOL_SIZE", int, defaults.database_pool_size
-            ),
-            max_body_bytes=number(env, "CRM_MAX_BODY_BYTES", int, defaults.max_body_bytes),
-            read_wait_seconds=number(
-                env, "CRM_READ_WAIT_SECONDS", float, defaults.read_wait_seconds
-            ),
-            projector_batch_size=number(
-                env, "CRM_PROJECTOR_BATCH_SIZE", int, defaults.projector_batch_size
-            ),
-            aggregate_cache_size=number(
-                env, "CRM_AGGREGATE_CACHE_SIZE", int, defaults.aggregate_cache_size
-            ),
+            database_pool_size=num("CRM_DATABASE_POOL_SIZE", int),
+            max_body_bytes=num("CRM_MAX_BODY_BYTES", int),
+            read_wait_seconds=num("CRM_READ_WAIT_SECONDS", float),
+            projector_batch_size=num("CRM_PROJECTOR_BATCH_SIZE", int),
+            aggregate_cache_size=num("CRM_AGGREGATE_CACHE_SIZE", int),
             api_keys=env.get("CRM_API_KEYS") or None,
             api_keys_file=Path(env["CRM_API_KEYS_FILE"]) if env.get("CRM_API_KEYS_FILE") else None,
-            rate_limit_per_minute=number(
-                env, "CRM_RATE_LIMIT_PER_MINUTE", int, defaults.rate_limit_per_minute
-            ),
+            rate_limit_per_minute=num("CRM_RATE_LIMIT_PER_MINUTE", int),
             cors_origins=tuple(
                 o.strip() for o in env.get("CRM_CORS_ORIGINS", "").split(",") if o.strip()
             ),
             nats_url=env.get("CRM_NATS_URL") or None,
             nats_stream=env.get("CRM_NATS_STREAM") or defaults.nats_stream,
-            nats_max_age_seconds=number(
-                env, "CRM_NATS_MAX_AGE_SECONDS", float, defaults.nats_max_age_seconds
-            ),
-            nats_replicas=number(env, "CRM_NATS_REPLICAS", int, defaults.nats_replicas),
-            audit_checkpoint_seconds=number(
-                env, "CRM_AUDIT_CHECKPOINT_SECONDS", float, defaults.audit_checkpoint_seconds
-            ),
+            nats_max_age_seconds=num("CRM_NATS_MAX_AGE_SECONDS", float),
+            nats_replicas=num("CRM_NATS_REPLICAS", int),
+            audit_checkpoint_seconds=num("CRM_AUDIT_CHECKPOINT_SECONDS", float),
             log_format=env.get("CRM_LOG_FORMAT") or defaults.log_format,
             log_level=env.get("CRM_LOG_LEVEL") or defaults.log_level,
-            metrics_port=number(env, "CRM_METRICS_PORT", int, defaults.metrics_port),
+            metrics_port=num("CRM_METRICS_PORT", int),
             host=env.get("CRM_HOST") or defaults.host,
-            port=number(env, "CRM_PORT", int, defaults.port),
+            port=num("CRM_PORT", int),
         )
 
     @property
@@ -110,7 +97,7 @@ def number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default:
     try:
         parsed = kind(value)
     except ValueError:
-        raise SettingError(f"{name} must be {what}, not {value!r}") from None
+        raise ValueError(f"{name} must be {what}, not {value!r}") from None
     if not (math.isfinite(parsed) and parsed >= 0):
-        raise SettingError(f"{name} must be {what} of at least 0, not {value!r}")
+        raise ValueError(f"{name} must be {what} of at least 0, not {value!r}")
     return parsed
