@@ -13,7 +13,7 @@ from pathlib import Path
 
 from services.audit_cli import add_audit_commands
 from services.logs import configure as configure_logs
-from services.settings import Settings
+from services.settings import SettingError, Settings
 
 log = logging.getLogger("crm")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -464,10 +464,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         args = build_parser(settings).parse_args(argv)
         configure_logs(settings.log_format, settings.log_level)
-    except ValueError as exc:  # a setting that cannot be used: named, not a traceback
+        return args.run(args, settings)  # which may read a setting's file (the API keys)
+    except SettingError as exc:  # a setting that cannot be used: named, not a traceback
         print(exc, file=sys.stderr)
         return 2
-    return args.run(args, settings)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from services.settings import SettingError
+
 FORMATS = ("json", "text")
 LEVELS = ("debug", "info", "warning", "error")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -187,9 +189,9 @@ def configure(fmt: str = "json", level: str = "info") -> None:
     """Sends every log record of the process at `level` or above to standard error in the
     chosen format (`info` has a line per request; `warning` keeps the problems alone)."""
     if fmt not in FORMATS:
-        raise ValueError(f"CRM_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise SettingError(f"CRM_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if level.lower() not in LEVELS:
-        raise ValueError(f"CRM_LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
+        raise SettingError(f"CRM_LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
     # Neither format shows the caller's file, thread or process, so the records need not
     # look them up: the logging docs' optimisations, worth it for a line per request.
     logging._srcfile = None  # type: ignore[attr-defined]

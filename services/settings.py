@@ -8,8 +8,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T", int, float)
+
+
+class SettingError(ValueError):
+    """A `CRM_…` setting that cannot be used; the message names the variable. `crm` stops
+    with exit status 2 and the message, not a traceback."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class Settings:
 
         return cls(
             data_dir=Path(env.get("CRM_DATA_DIR") or defaults.data_dir),
-            database_url=env.get("CRM_DATABASE_URL") or None,
+            database_url=postgres_url(env.get("CRM_DATABASE_URL")),
             database_schema=env.get("CRM_DATABASE_SCHEMA") or defaults.database_schema,
             database_pool_size=num("CRM_DATABASE_POOL_SIZE", int),
             max_body_bytes=num("CRM_MAX_BODY_BYTES", int),
@@ -88,6 +94,21 @@ class Settings:
         return "postgresql" if self.database_url else "sqlite"
 
 
+def postgres_url(value: str | None) -> str | None:
+    """CRM_DATABASE_URL when it can be used (None when unset or empty); the message of a bad
+    one leaves out the URL, which may hold a password."""
+    if not value or not value.strip():
+        return None
+    url = urlsplit(value.strip())
+    if url.scheme not in ("postgresql", "postgres"):
+        raise SettingError(f"CRM_DATABASE_URL must start with postgresql://, not {url.scheme}:")
+    try:
+        url.port  # noqa: B018 (urlsplit checks the port only when asked)
+    except ValueError:
+        raise SettingError("CRM_DATABASE_URL has a port that is not a number") from None
+    return value.strip()
+
+
 def number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default: T) -> T:
     """The variable as a non-negative number, or its default when unset or empty."""
     value = env.get(name, "").strip()
@@ -97,7 +118,7 @@ def number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default:
     try:
         parsed = kind(value)
     except ValueError:
-        raise ValueError(f"{name} must be {what}, not {value!r}") from None
+        raise SettingError(f"{name} must be {what}, not {value!r}") from None
     if not (math.isfinite(parsed) and parsed >= 0):
-        raise ValueError(f"{name} must be {what} of at least 0, not {value!r}")
+        raise SettingError(f"{name} must be {what} of at least 0, not {value!r}")
     return parsed

@@ -17,10 +17,6 @@ from services.settings import Settings
 from services.sqlite_recorder import MultiRowRecorder
 
 
-class StoreConfigError(ValueError):
-    pass
-
-
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """The `eventsourcing` library is configured by environment; this builds it from Settings."""
     if settings.database_url is None:
@@ -31,11 +27,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
             "SQLITE_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": get_topic(MultiRowRecorder),
         }
-    url = urlsplit(settings.database_url)
-    if url.scheme not in ("postgresql", "postgres"):
-        raise StoreConfigError(
-            f"CRM_DATABASE_URL must start with postgresql://, not {url.scheme}://"
-        )
+    url = urlsplit(settings.database_url)  # checked by Settings
     query = dict(part.split("=", 1) for part in url.query.split("&") if "=" in part)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",

@@ -21,6 +21,8 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 
+from services.settings import SettingError
+
 # Paths anyone may reach: liveness for load balancers and the API's own documentation.
 # Load balancers and orchestrators probe /health and /ready without a key; both say no more
 # than whether the process and its dependencies answer.
@@ -61,7 +63,7 @@ class ApiKey:
         return permission in GRANTS[self.role]
 
 
-class KeyConfigError(ValueError):
+class KeyConfigError(SettingError):
     pass
 
 
@@ -86,7 +88,11 @@ def parse_keys(spec: str, source: str) -> list[ApiKey]:
 def load_keys(inline: str | None, file: Path | None) -> list[ApiKey]:
     keys = parse_keys(inline, "CRM_API_KEYS") if inline else []
     if file is not None:
-        keys += parse_keys(file.read_text(), str(file))
+        try:
+            spec = file.read_text()
+        except OSError as exc:
+            raise KeyConfigError(f"CRM_API_KEYS_FILE {file}: {exc.strerror}") from None
+        keys += parse_keys(spec, str(file))
     names = [k.name for k in keys]
     if len(names) != len(set(names)):
         raise KeyConfigError("two API keys have the same name")

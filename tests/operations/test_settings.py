@@ -4,12 +4,17 @@ variable, and stores nothing; the log level leaves out what is below it."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
 from services.cli import main
 from services.logs import configure
+from services.nats_server import free_port
 from services.settings import Settings
+from tests.processes import ROOT
 
 
 @pytest.mark.parametrize(
@@ -24,6 +29,16 @@ from services.settings import Settings
         ("CRM_READ_WAIT_SECONDS", "nan", "CRM_READ_WAIT_SECONDS must be a number of at least 0"),
         ("CRM_LOG_LEVEL", "loud", "CRM_LOG_LEVEL must be one of debug, info, warning, error"),
         ("CRM_LOG_FORMAT", "xml", "CRM_LOG_FORMAT must be one of json, text"),
+        (
+            "CRM_DATABASE_URL",
+            "mysql://crm:hunter2@db/crm",
+            "CRM_DATABASE_URL must start with postgresql://, not mysql:",
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@db:five/crm",
+            "CRM_DATABASE_URL has a port that is not a number",
+        ),
     ],
 )
 def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
@@ -37,6 +52,31 @@ def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
     assert code == 2
     assert says in err
     assert "Traceback" not in err
+    assert "hunter2" not in err  # a database password is not echoed
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CRM_API_KEYS": "ops:boss:0123456789abcdef"}, "key 'ops' has unknown role 'boss'"),
+        ({"CRM_API_KEYS": "ops:admin:short"}, "the secret of key 'ops' is under 16 characters"),
+        ({"CRM_API_KEYS_FILE": "/nonexistent/keys"}, "CRM_API_KEYS_FILE /nonexistent/keys: No"),
+    ],
+)
+def test_api_keys_that_cannot_be_used_stop_crm_serve_naming_them(env, says, tmp_path):
+    # A process of its own: were the keys taken, the server would run until the timeout.
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "--port", str(free_port())],
+        env={**os.environ, "CRM_DATA_DIR": str(tmp_path / "data"), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
     assert not (tmp_path / "data").exists()
 
 
