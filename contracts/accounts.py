@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import pycountry
 from msgspec import Meta, Struct
 
 AbmStageName = Literal[
@@ -22,12 +23,25 @@ ReactionName = Literal["positive", "neutral", "negative"]
 OutreachKind = Literal["material_sent", "response_received", "meeting_held"]
 DealOutcomeName = Literal["won", "lost"]
 
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
+# A name or reason has a character other than white space (msgspec searches the pattern).
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
 Note = Annotated[str, Meta(max_length=2000)]
-Reason = Annotated[str, Meta(min_length=1, max_length=1000, description="Why the change is made.")]
+Reason = Annotated[
+    str, Meta(min_length=1, max_length=1000, pattern=r"\S", description="Why the change is made.")
+]
 Rating = Annotated[int, Meta(ge=1, le=5)]
-CurrencyCode = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217, e.g. EUR.")]
-CountryCode = Annotated[str, Meta(pattern="^[A-Z]{2}$", description="ISO 3166-1 alpha-2.")]
+# The codes ISO 4217 and ISO 3166-1 assign, from pycountry's copy of the ISO tables: a code
+# of the right shape that names no currency or country ("XYZ", "XX") is refused.
+CURRENCY_CODES = tuple(sorted(c.alpha_3 for c in pycountry.currencies))
+COUNTRY_CODES = tuple(sorted(c.alpha_2 for c in pycountry.countries))
+CurrencyCode = Annotated[
+    Literal[CURRENCY_CODES],  # type: ignore[valid-type]
+    Meta(description="ISO 4217, e.g. EUR."),
+]
+CountryCode = Annotated[
+    Literal[COUNTRY_CODES],  # type: ignore[valid-type]
+    Meta(description="ISO 3166-1 alpha-2, e.g. DE."),
+]
 WebDomain = Annotated[
     str,
     Meta(
@@ -38,6 +52,8 @@ WebDomain = Annotated[
 ]
 Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Amount = Annotated[int, Meta(ge=0, le=10**15, description="Whole units of the currency.")]
+# The largest version or log position a request may name: both stores keep 64-bit integers.
+STORED_INT_MAX = 2**63 - 1
 
 
 class Body(Struct, frozen=True, forbid_unknown_fields=True):

@@ -250,7 +250,7 @@ class AccountWriter:
                 return None
             receipt = None
             if (key := change.meta.idempotency) is not None:
-                receipt = CommandReceipt.issue(
+                receipt = CommandReceipt.record(
                     key.receipt_id(change.meta.actor),
                     key.fingerprint,
                     account.id,

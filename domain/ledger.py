@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -33,7 +33,7 @@ from domain.errors import (
     VersionMismatch,
 )
 from domain.jobs import RUNNING, Job
-from domain.objectives import Objectives, Target, objectives_id
+from domain.objectives import Objectives, Target, check_period, objectives_id
 from domain.receipts import CommandReceipt, IdempotencyKey
 from domain.screening_policy import POLICIES_ID, Criteria, ScreeningDecision, ScreeningPolicies
 from domain.vocabulary import (
@@ -48,6 +48,7 @@ from domain.web_domain import normalise_domain
 
 log = logging.getLogger("crm.ledger")
 JOB_STARTED_TOPIC = get_topic(Job.Started)
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -77,6 +78,23 @@ class CommandResult:
     # Global position of the command's last event; None when it stored nothing (a retry that
     # replayed a stored result, or a command that changed nothing).
     position: int | None
+    replayed: bool = False
+    # A replay's: the log's head when it was answered, which is at or after the first
+    # command's events, so a read that reaches it reflects them.
+    replay_position: int | None = None
+
+    @property
+    def visible_at(self) -> int | None:
+        """The log position a read model must reach to reflect this result, when known."""
+        return self.position if self.position is not None else self.replay_position
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What a command on policies, objectives or jobs answers; `replayed` when it is the first
+    answer to a command sent with the same idempotency key (then nothing was stored now)."""
+
+    value: T
     replayed: bool = False
 
 
@@ -245,9 +263,14 @@ class AccountLedger(Application):
     ) -> CommandResult:
         return _wait(self.submit(account_id, meta, Account.override_screening, outcome))
 
-    def set_objectives(self, period: str, targets: list[Target], meta: CommandMeta) -> Objectives:
+    def set_objectives(
+        self, period: str, targets: list[Target], meta: CommandMeta
+    ) -> Outcome[Objectives]:
         """Sets targets for a period; other metrics of the period keep theirs."""
+        check_period(period)
         for _ in range(MAX_ATTEMPTS):
+            if (answered := self.answered(meta)) is not None:
+                return Outcome(answered, replayed=True)
             by = self.attribution(meta)
             objectives = self._get(objectives_id(period))
             if not isinstance(objectives, Objectives):
@@ -255,25 +278,30 @@ class AccountLedger(Application):
             for target in targets:
                 objectives.set_target(target, by)
             try:
-                self.save(objectives)
+                # A key is kept even when no target changed, so that it still refuses
+                # another request.
+                self.save(objectives, self._receipt_for(meta, objectives, by))
             except IntegrityError:
-                continue
-            return objectives
+                continue  # written meanwhile (the objectives, or the receipt by a retry)
+            return Outcome(objectives)
         raise Contention(objectives_id(period))
 
     # Screening policies --------------------------------------------------------------------
 
-    def create_policy(self, criteria: Criteria, meta: CommandMeta) -> int:
-        """Adds a new version of the screening policy; returns its number."""
+    def create_policy(self, criteria: Criteria, meta: CommandMeta) -> Outcome[int]:
+        """Adds a new version of the screening policy, or answers with the version that the
+        command first sent with the same idempotency key created."""
         for _ in range(MAX_ATTEMPTS):
+            if (answered := self.answered(meta)) is not None:
+                return Outcome(max(answered.versions), replayed=True)
             by = self.attribution(meta)
             policies = self.screening_policies() or ScreeningPolicies.start(by)
             version = policies.create_version(criteria, by)
             try:
-                self.save(policies)
+                self.save(policies, self._receipt_for(meta, policies, by))
             except IntegrityError:
                 continue  # another version was created meanwhile: number this one after it
-            return version
+            return Outcome(version)
         raise Contention(POLICIES_ID)
 
     def screening_policies(self) -> ScreeningPolicies | None:
@@ -340,20 +368,37 @@ class AccountLedger(Application):
 
     def start_job(
         self, kind: str, params: dict[str, Any], meta: CommandMeta, job_id: UUID | None = None
-    ) -> Job:
-        job = Job.start(job_id or uuid4(), kind, params, self.attribution(meta))
-        self.save(job)
-        return job
+    ) -> Outcome[Job]:
+        """Starts a job, or answers with the job (as it started) that the command first sent
+        with the same idempotency key started."""
+        job_id = job_id or uuid4()
+        for _ in range(MAX_ATTEMPTS):
+            if (answered := self.answered(meta)) is not None:
+                return Outcome(answered, replayed=True)
+            by = self.attribution(meta)
+            job = Job.start(job_id, kind, params, by)
+            try:
+                self.save(job, self._receipt_for(meta, job, by))
+            except IntegrityError:
+                continue  # a retry with the same key stored its receipt first
+            return Outcome(job)
+        raise Contention(job_id)
 
     def job(self, job_id: UUID) -> Job | None:
         found = self._get(job_id)
         return found if isinstance(found, Job) else None
 
-    def record_job(self, job_id: UUID, change: Callable[[Job, Attribution], None]) -> Job:
-        """Records progress or the end of a job (its only writer is the process running it)."""
+    def record_job(
+        self,
+        job_id: UUID,
+        change: Callable[[Job, Attribution], None],
+        meta: CommandMeta | None = None,
+    ) -> Job:
+        """Records progress or the end of a job (its only writer is the process running it),
+        attributed as `meta` says (by default, to the job's actor)."""
         job = self.job(job_id)
         assert job is not None
-        change(job, self.attribution(CommandMeta(job.actor)))
+        change(job, self.attribution(meta or CommandMeta(job.actor)))
         self.save(job)
         return job
 
@@ -408,7 +453,18 @@ class AccountLedger(Application):
         return CommandResult(account, position)
 
     def replay(self, meta: CommandMeta) -> CommandResult | None:
-        """The stored result of an earlier command sent with the same idempotency key."""
+        """The stored result of an earlier account command sent with the same idempotency key."""
+        account = self.answered(meta)
+        if account is None:
+            return None
+        # The exact position of the first command's events is not kept anywhere a query can
+        # reach without SQL; the log's head is at or after it, and that is what reads need.
+        head = self.recorder.max_notification_id()
+        return CommandResult(account, position=None, replayed=True, replay_position=head)
+
+    def answered(self, meta: CommandMeta) -> Any:
+        """What an earlier command sent with the same idempotency key wrote, as it left it;
+        None when there was none. Raises IdempotencyKeyReused when that was another request."""
         if meta.idempotency is None:
             return None
         receipt = self._find_receipt(meta.idempotency.receipt_id(meta.actor))
@@ -416,8 +472,7 @@ class AccountLedger(Application):
             return None
         if receipt.fingerprint != meta.idempotency.fingerprint:
             raise IdempotencyKeyReused()
-        account = self.repository.get(receipt.account_id, version=receipt.account_version)
-        return CommandResult(account, position=None, replayed=True)
+        return self.repository.get(receipt.subject_id, version=receipt.subject_version)
 
     def find_aggregate(self, aggregate_id: UUID) -> Any:
         """Any aggregate by id (a checkpoint, a job…), or None."""
@@ -429,6 +484,18 @@ class AccountLedger(Application):
     def _find(self, account_id: UUID, version: int | None = None) -> Account | None:
         found = self._get(account_id, version)
         return found if isinstance(found, Account) else None
+
+    def _receipt_for(self, meta: CommandMeta, subject: Any, by: Attribution) -> Any:
+        """The receipt to save with a command's events when it came with an idempotency key."""
+        if meta.idempotency is None:
+            return None
+        return CommandReceipt.record(
+            meta.idempotency.receipt_id(meta.actor),
+            meta.idempotency.fingerprint,
+            subject.id,
+            subject.version,
+            by,
+        )
 
     def _find_receipt(self, receipt_id: UUID) -> CommandReceipt | None:
         found = self._get(receipt_id)

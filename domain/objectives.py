@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -24,6 +25,27 @@ METRICS = (
     "accounts_won",
     "accounts_lost",
 )
+
+
+def is_period(text: str) -> bool:
+    """A year, a month or a day of the calendar: 2026, 2026-03, 2024-02-29; not 2026-02-30, not
+    year 0000."""
+    if not PERIOD.match(text):
+        return False
+    year, month, day = (*map(int, text.split("-")), 1, 1)[:3]
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def check_period(text: str) -> None:
+    if not is_period(text):
+        raise InvalidValue(
+            "period",
+            f"{text!r} is not a period of the calendar such as 2026, 2026-03 or 2026-03-15.",
+        )
 
 
 def objectives_id(period: str) -> UUID:
@@ -70,10 +92,7 @@ class Objectives(Aggregate):
 
     @classmethod
     def open(cls, period: str, by: Attribution) -> Objectives:
-        if not PERIOD.match(period):
-            raise InvalidValue(
-                "period", f"{period!r} is not a period such as 2026, 2026-03 or 2026-03-15."
-            )
+        check_period(period)
         return cls._create(cls.Opened, period=period, **by.event_fields())
 
     def set_target(self, target: Target, by: Attribution) -> None:

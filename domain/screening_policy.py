@@ -104,8 +104,13 @@ class ScreeningDecision:
         return self.current is not self.outcome
 
     @property
+    def skipped(self) -> bool:
+        """Left alone by the policy: overridden, or in a stage past screening."""
+        return self.overridden or not self.screenable
+
+    @property
     def applies(self) -> bool:
-        return self.screenable and not self.overridden and self.changes
+        return not self.skipped and self.changes
 
     @classmethod
     def of(cls, account: Account, criteria: Criteria) -> ScreeningDecision:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
+from contracts.accounts import STORED_INT_MAX
 from projections import accounts
 from projections.database import to_micros
 from projections.generations import live_generation
@@ -104,7 +105,11 @@ def _page(
     gen = live_generation(conn, accounts.NAME)
     if gen is None:
         return Page(rows=[], position=0)
-    state = _decode(cursor) if cursor else {"p": gen.position, "r": 0, "k": None}
+    state = (
+        _decode(cursor, [c for c, _ in order], gen.position)
+        if cursor
+        else {"p": gen.position, "r": 0, "k": None}
+    )
     if as_of is not None and cursor is None:
         state["t"] = to_micros(as_of)
     conditions = list(where)
@@ -174,20 +179,40 @@ def _encode(state: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> dict[str, Any]:
+def _decode(cursor: str, columns: list[str], position: int) -> dict[str, Any]:
+    """A cursor's state, checked as far as it can be without a signature: a made-up one may
+    ask for a page of data the caller could read anyway, never for a position the read model
+    has not reached, nor for values the database cannot take."""
     try:
         state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError) as exc:
         raise BadCursor("The cursor is not one this service issued.") from exc
     if not (
         isinstance(state, dict)
-        and isinstance(state.get("p"), int)
-        and isinstance(state.get("r"), int)
+        and _whole(state.get("p"), position)
+        and _whole(state.get("r"), STORED_INT_MAX)
+        and (state.get("t") is None or _whole(state.get("t"), STORED_INT_MAX, -STORED_INT_MAX))
         and isinstance(state.get("k"), list)
-        and (state.get("t") is None or isinstance(state.get("t"), int))
+        and len(state["k"]) == len(columns)
+        and all(_key_value(c, v) for c, v in zip(columns, state["k"], strict=True))
     ):
         raise BadCursor("The cursor is not one this service issued.")
     return state
+
+
+def _whole(value: Any, most: int, least: int = 0) -> bool:
+    return type(value) is int and least <= value <= most
+
+
+def _key_value(column: str, value: Any) -> bool:
+    if value is None:
+        return True
+    if column in _INTEGER_KEYS:
+        return _whole(value, STORED_INT_MAX, -STORED_INT_MAX)
+    return isinstance(value, str)
+
+
+_INTEGER_KEYS = {"score"}  # the other sort keys are text columns
 
 
 def account_ids_in_stages(conn: Connection, stages: tuple[str, ...]) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from services.audit_cli import add_audit_commands
 from services.logs import configure as configure_logs
-from services.settings import SettingError, Settings
+from services.settings import PORT_MAX, SettingError, Settings
 
 log = logging.getLogger("crm")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -176,6 +176,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         loop="uvloop",
         http="httptools",
         log_level="warning",
+        log_config=None,  # uvicorn's own lines go to the root logger, in the CRM's format
+        server_header=False,  # no "server: uvicorn" on every answer
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -390,7 +392,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the HTTP API (with the projector inside)")
     serve.add_argument("--host", default=settings.host, help="default: %(default)s")
-    serve.add_argument("--port", type=int, default=settings.port, help="default: %(default)s")
+    serve.add_argument("--port", type=port, default=settings.port, help="default: %(default)s")
     serve.add_argument(
         "--no-workers",
         action="store_true",
@@ -406,7 +408,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     for worker in (project, publish):
         worker.add_argument(
             "--metrics-port",
-            type=int,
+            type=port,
             default=settings.metrics_port,
             help="serve Prometheus metrics on this port (CRM_METRICS_PORT; default: none)",
         )
@@ -457,6 +459,14 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     rebuild.set_defaults(run=_rebuild)
     add_audit_commands(commands)
     return parser
+
+
+def port(text: str) -> int:
+    """A port number for argparse, which names the option and this function on an error."""
+    number = int(text)
+    if not 0 <= number <= PORT_MAX:
+        raise argparse.ArgumentTypeError(f"a port is from 0 to {PORT_MAX}, not {number}")
+    return number
 
 
 def main(argv: list[str] | None = None) -> int:

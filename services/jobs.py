@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from domain.jobs import RUNNING, Job
-from domain.ledger import AccountLedger, CommandMeta
+from domain.ledger import AccountLedger, CommandMeta, Outcome
 from services.importing import import_rows
 from services.leadership import Leadership
 from services.settings import Settings
@@ -33,7 +33,12 @@ class JobRunner:
 
     def submit_import(
         self, data: bytes, meta: CommandMeta, strict: bool, screen_with: int | None
-    ) -> Job:
+    ) -> Outcome[Job]:
+        """Starts an import job; a retry with the same idempotency key gets the first job."""
+        if screen_with is not None:
+            self.ledger.policy(screen_with)  # PolicyNotFound now, not once the rows are stored
+        if (answered := self.ledger.answered(meta)) is not None:
+            return Outcome(answered, replayed=True)  # nothing kept, no job started
         job_id = uuid4()
         self.uploads.mkdir(parents=True, exist_ok=True)
         path = self.uploads / f"{job_id}.csv"
@@ -43,16 +48,21 @@ class JobRunner:
             "strict": strict,
             "screen_with": screen_with,
             "reason": meta.reason,
+            "request_id": meta.request_id,
         }
-        return self._start(IMPORT, params, meta, job_id)
+        started = self._start(IMPORT, params, meta, job_id)
+        if started.replayed:  # a retry with the same key started its job first
+            path.unlink(missing_ok=True)
+        return started
 
     def submit_apply(self, version: int, account_ids: list[UUID], meta: CommandMeta) -> Job:
         params = {
             "version": version,
             "account_ids": [str(a) for a in account_ids],
             "reason": meta.reason,
+            "request_id": meta.request_id,
         }
-        return self._start(APPLY_POLICY, params, meta)
+        return self._start(APPLY_POLICY, params, meta).value
 
     def resume(self) -> int:
         """Runs again every job that a stop interrupted; returns how many."""
@@ -68,10 +78,11 @@ class JobRunner:
 
     def _start(
         self, kind: str, params: dict[str, Any], meta: CommandMeta, job_id: UUID | None = None
-    ) -> Job:
-        job = self.ledger.start_job(kind, params, meta, job_id)
-        self._spawn(job.id)
-        return job
+    ) -> Outcome[Job]:
+        started = self.ledger.start_job(kind, params, meta, job_id)
+        if not started.replayed:
+            self._spawn(started.value.id)
+        return started
 
     def _spawn(self, job_id: UUID) -> None:
         thread = threading.Thread(
@@ -100,8 +111,11 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         job_id = job.id
-        meta = CommandMeta(job.actor, reason=job.params.get("reason"))
-        progress = _Progress(self.ledger, job_id)
+        # Everything the job stores is attributed to the request that started it.
+        meta = CommandMeta(
+            job.actor, reason=job.params.get("reason"), request_id=job.params.get("request_id")
+        )
+        progress = _Progress(self.ledger, job_id, meta)
         try:
             if job.kind == IMPORT:
                 result = self._import(job, meta, progress)
@@ -110,9 +124,9 @@ class JobRunner:
         except Exception as exc:
             log.exception("job %s failed", job_id)
             error = type(exc).__name__  # the log has the details; a job view shows no paths
-            self.ledger.record_job(job_id, lambda j, by: j.fail(error, by))
+            self.ledger.record_job(job_id, lambda j, by: j.fail(error, by), meta)
             return
-        self.ledger.record_job(job_id, lambda j, by: j.finish(result, by))
+        self.ledger.record_job(job_id, lambda j, by: j.finish(result, by), meta)
 
     def _import(self, job: Job, meta: CommandMeta, progress: _Progress) -> dict[str, Any]:
         data = Path(job.params["file"]).read_bytes()
@@ -143,7 +157,7 @@ class JobRunner:
             ):
                 applied += d.applies
                 overridden += d.overridden
-                skipped += not d.screenable
+                skipped += d.skipped
             progress(min(start + APPLY_CHUNK, len(ids)), len(ids))
         return {
             "accounts": len(ids),
@@ -156,13 +170,16 @@ class JobRunner:
 class _Progress:
     """Records a job's progress at most every PROGRESS_SECONDS, and at its end."""
 
-    def __init__(self, ledger: AccountLedger, job_id: UUID) -> None:
+    def __init__(self, ledger: AccountLedger, job_id: UUID, meta: CommandMeta) -> None:
         self.ledger = ledger
         self.job_id = job_id
+        self.meta = meta
         self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         if done == total or now - self.last >= PROGRESS_SECONDS:
             self.last = now
-            self.ledger.record_job(self.job_id, lambda j, by: j.progress(done, total, by))
+            self.ledger.record_job(
+                self.job_id, lambda j, by: j.progress(done, total, by), self.meta
+            )

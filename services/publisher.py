@@ -104,6 +104,7 @@ class Publisher:
         self.status = PublisherStatus()
         self._wake: asyncio.Event | None = None
         self._nc: Any = None  # the live connection, while this process is the active publisher
+        self._broker_failing = False
 
     @property
     def connected(self) -> bool:
@@ -115,7 +116,10 @@ class Publisher:
     async def check_broker(self) -> None:
         """Raises ServerTooOld when the broker lacks what the publisher needs."""
         nc = await nats.connect(
-            nats_servers(self.nats_url), connect_timeout=5, max_reconnect_attempts=0
+            nats_servers(self.nats_url),
+            connect_timeout=5,
+            max_reconnect_attempts=0,
+            error_cb=self._broker_error,
         )
         try:
             check_server(nc)
@@ -152,8 +156,11 @@ class Publisher:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     allow_reconnect=True,
+                    error_cb=self._broker_error,
+                    reconnected_cb=self._broker_back,
                 )
                 check_server(nc)
+                self._broker_failing = False
                 js = nc.jetstream(timeout=5)
                 await self.ensure_stream(js)
                 position = await self.resume_position(js)
@@ -179,6 +186,17 @@ class Publisher:
                         pass
             if not stop.is_set():
                 await _sleep_unless(stop, 0.5)
+
+    async def _broker_error(self, error: Exception) -> None:
+        # nats-py reports every failed reconnect, by default with a traceback: one line an
+        # outage (or a shutdown that stopped the broker first) says as much.
+        if not self._broker_failing:
+            self._broker_failing = True
+            log.warning("NATS connection lost (%s: %s); reconnecting", type(error).__name__, error)
+
+    async def _broker_back(self) -> None:
+        self._broker_failing = False
+        log.info("NATS connection back")
 
     async def _publish_next(self, js: JetStreamContext, position: int, stop: asyncio.Event) -> int:
         batch, end = await asyncio.to_thread(self._read, position)

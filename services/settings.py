@@ -13,6 +13,9 @@ from urllib.parse import urlsplit
 T = TypeVar("T", int, float)
 
 
+PORT_MAX = 65535
+
+
 class SettingError(ValueError):
     """A `CRM_…` setting that cannot be used; the message names the variable. `crm` stops
     with exit status 2 and the message, not a traceback."""
@@ -48,9 +51,10 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
 
-        def num(name: str, kind: Callable[[str], T]) -> T:
+        def num(name: str, kind: Callable[[str], T], most: T | None = None) -> T:
             # The default is that of the field the variable names: CRM_PORT, port.
-            return number(env, name, kind, getattr(defaults, name.removeprefix("CRM_").lower()))
+            default = getattr(defaults, name.removeprefix("CRM_").lower())
+            return number(env, name, kind, default, most)
 
         return cls(
             data_dir=Path(env.get("CRM_DATA_DIR") or defaults.data_dir),
@@ -74,9 +78,9 @@ class Settings:
             audit_checkpoint_seconds=num("CRM_AUDIT_CHECKPOINT_SECONDS", float),
             log_format=env.get("CRM_LOG_FORMAT") or defaults.log_format,
             log_level=env.get("CRM_LOG_LEVEL") or defaults.log_level,
-            metrics_port=num("CRM_METRICS_PORT", int),
+            metrics_port=num("CRM_METRICS_PORT", int, PORT_MAX),
             host=env.get("CRM_HOST") or defaults.host,
-            port=num("CRM_PORT", int),
+            port=num("CRM_PORT", int, PORT_MAX),
         )
 
     @property
@@ -109,8 +113,15 @@ def postgres_url(value: str | None) -> str | None:
     return value.strip()
 
 
-def number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default: T) -> T:
-    """The variable as a non-negative number, or its default when unset or empty."""
+def number(
+    env: Mapping[str, str],
+    name: str,
+    kind: Callable[[str], T],
+    default: T,
+    most: T | None = None,
+) -> T:
+    """The variable as a non-negative number (up to `most`), or its default when unset or
+    empty."""
     value = env.get(name, "").strip()
     if not value:
         return default
@@ -121,4 +132,6 @@ def number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default:
         raise SettingError(f"{name} must be {what}, not {value!r}") from None
     if not (math.isfinite(parsed) and parsed >= 0):
         raise SettingError(f"{name} must be {what} of at least 0, not {value!r}")
+    if most is not None and parsed > most:
+        raise SettingError(f"{name} must be {what} of at most {most}, not {value!r}")
     return parsed

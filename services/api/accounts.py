@@ -14,6 +14,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from contracts.accounts import (
+    STORED_INT_MAX,
     AbmStageName,
     AccountView,
     AddContact,
@@ -49,7 +50,7 @@ from projections.database import from_micros
 from services.api.audit import audit_download
 from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import AccountCommand, LoopReply
-from services.api.problems import etag, invalid_field
+from services.api.problems import etag, invalid_field, problem
 from services.api.read_models import (
     AsOf,
     Cursor,
@@ -59,8 +60,8 @@ from services.api.read_models import (
     Reads,
     Text,
     account_rows,
-    aware,
     download,
+    instant,
 )
 from services.api.strict_json import StrictJSON
 from services.api.views import account_diff, account_view, chain_audit, history_event
@@ -94,8 +95,8 @@ async def _command_response(
     result = await submitted
     account = result.account
     headers = {"ETag": etag(account.version)}
-    if result.position is not None:
-        headers["CRM-Position"] = str(result.position)
+    if result.visible_at is not None:
+        headers["CRM-Position"] = str(result.visible_at)
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
     if status_code == 201:
@@ -228,17 +229,17 @@ class AccountController(Controller):
         self,
         account_id: AccountId,
         ledger: Ledger,
-        version: Annotated[int | None, QueryParameter(ge=1, description="A past version.")] = None,
-        as_of: Annotated[
-            datetime | None, QueryParameter(description="An RFC 3339 instant with its offset.")
+        version: Annotated[
+            int | None, QueryParameter(ge=1, le=STORED_INT_MAX, description="A past version.")
         ] = None,
+        as_of: AsOf = None,
     ) -> Response[AccountView]:
         if version is not None and as_of is not None:
             raise invalid_field("as_of", "Give either version or as_of, not both.", 400)
-        if aware(as_of, "as_of") is not None:
-            account = ledger.account_as_of(account_id, as_of)
+        if (at := instant(as_of, "as_of")) is not None:
+            account = ledger.account_as_of(account_id, at)
         else:
-            account = ledger.account(account_id, version)
+            account = _at_version(ledger, account_id, version)
         return Response(account_view(account), headers={"ETag": etag(account.version)})
 
     @get(
@@ -254,7 +255,8 @@ class AccountController(Controller):
         ledger: Ledger,
         audit: AuditDependency,
         after: Annotated[
-            int, QueryParameter(ge=0, description="Only events after this version.")
+            int,
+            QueryParameter(ge=0, le=STORED_INT_MAX, description="Only events after this version."),
         ] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=HISTORY_PAGE_MAX)] = 100,
         format: Annotated[
@@ -455,14 +457,27 @@ def _only_fields_of(data: Any, required: tuple[str, ...], optional: tuple[str, .
             raise invalid_field(name, f"{name} does not apply here.")
 
 
+def _at_version(ledger: AccountLedger, account_id: UUID, version: int | None) -> Account:
+    try:
+        return ledger.account(account_id, version)
+    except AccountNotFound:
+        if version is None:
+            raise
+        latest = ledger.account(account_id).version  # AccountNotFound when there is no account
+        detail = f"The account has no version {version}: it is at version {latest}."
+        raise problem(404, "Version not found", detail, kind="not-found", field="version") from None
+
+
 def _moment(audit: Audit, account_id: UUID, name: str, value: str) -> int:
     """A version number as given, or the account's version at an instant."""
     if value.isascii() and value.isdigit():
+        if int(value) > STORED_INT_MAX:
+            raise invalid_field(name, f"{name} is not a version this service can hold.", 400)
         return int(value)
     try:
-        at = datetime.fromisoformat(value)
+        datetime.fromisoformat(value)
     except ValueError:
         raise invalid_field(
             name, f"{name} must be a version or an RFC 3339 instant.", 400
         ) from None
-    return audit.version_at(account_id, aware(at, name))
+    return audit.version_at(account_id, instant(value, name))

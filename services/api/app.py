@@ -25,7 +25,7 @@ from services.api.command_meta import (
 from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
 from services.api.objectives import ObjectivesController
-from services.api.openapi import document_problems
+from services.api.openapi import document_downloads, document_problems
 from services.api.page_cache import PageCache
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, Reads
@@ -106,4 +106,5 @@ def create_app(
     )
     document_command_headers(app)
     document_problems(app.openapi_schema)
+    document_downloads(app.openapi_schema)
     return app

@@ -5,26 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from litestar import get, post
+from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 
 from contracts.audit import CheckpointView
 from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
-from services.api.read_models import MEDIA_TYPES, ExportFormat
+from services.api.read_models import ExportFormat, attachment
 from services.api.views import checkpoint_view
 from services.audit import EXPORT_FIELDS, Audit
 from services.exporting import as_text
 
 
 def audit_download(records: Iterator[dict[str, Any]], fmt: str, name: str) -> Stream:
-    return Stream(
-        as_text(records, fmt, EXPORT_FIELDS),  # type: ignore[arg-type]
-        media_type=MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
-    )
+    return attachment(as_text(records, fmt, EXPORT_FIELDS), fmt, name)  # type: ignore[arg-type]
 
 
 @post(
@@ -32,13 +29,18 @@ def audit_download(records: Iterator[dict[str, Any]], fmt: str, name: str) -> St
     opt={"permission": Permission.AUDIT},
     sync_to_thread=True,
     tags=["audit"],
-    summary="Record a checkpoint of every account chain now (the latest, if nothing changed)",
+    summary="Record a checkpoint of every account chain now (201), or answer the latest when "
+    "no account changed since (200)",
     status_code=201,
+    responses={200: ResponseSpec(CheckpointView, description="No account changed: the latest.")},
 )
 def create_checkpoint(
     audit: NamedDependency[Audit], command_headers: NamedDependency[CommandHeaders]
-) -> CheckpointView:
-    return checkpoint_view(audit.checkpoint(command_headers.meta(None)))
+) -> Response[CheckpointView]:
+    before = audit.latest_checkpoint()
+    entry = audit.checkpoint(command_headers.meta(None))
+    new = before is None or entry.number != before.number
+    return Response(checkpoint_view(entry), status_code=201 if new else 200)
 
 
 @get(

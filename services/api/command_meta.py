@@ -5,6 +5,12 @@ Handlers get them through the `command_headers` dependency, or inside the `comma
 rather than declared as Litestar header parameters, whose parsing cost every command more than
 its domain logic; `document_command_headers` adds them to the OpenAPI document of every
 operation that takes either dependency.
+
+Account commands honour both guards. Other commands honour Idempotency-Key when their handler
+says so with `opt={IDEMPOTENT: True}` (their use case keeps a receipt in the same transaction
+as what it stores), and If-Match never (they have no account version to expect). A handler
+neither documents a guard it does not honour nor accepts it: a request that sends one there
+is refused (400), rather than the guard silently ignored.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from services.api.auth import caller
 from services.api.problems import invalid_field
 
 ANONYMOUS = "anonymous"
+IDEMPOTENT = "idempotent"  # handler opt: its command honours Idempotency-Key
 _IF_MATCH = re.compile(r'^\s*(?:"(\d{1,18})"|(\d{1,18})|(\*))\s*$')
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ACTOR = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
@@ -108,13 +115,18 @@ def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
         if name in _HEADER_KEYS and name not in sent:  # the first of repeated headers counts
             sent[name] = value.decode("latin-1")
     key = caller(request)
+    honoured = _guards(request.route_handler)
+    for guard in GUARDS - honoured:
+        if guard.lower().encode() in sent:
+            raise invalid_field(guard, f"This command does not take {guard}.", 400)
+    idempotency_key = _idempotency_key(sent.get(b"idempotency-key"))
     return CommandHeaders(
         # An authenticated caller is recorded by its key's name; X-Actor counts only in
         # development mode, where there are no keys.
         actor=key.name if key is not None else _actor(sent.get(b"x-actor")),
         request_id=request.scope["state"].get("request_id"),
         expected_version=_expected_version(sent.get(b"if-match")),
-        idempotency_key=_idempotency_key(sent.get(b"idempotency-key")),
+        idempotency_key=idempotency_key,
         method=request.scope["method"],
         path=request.scope["path"],
     )
@@ -126,6 +138,14 @@ COMMAND_HEADERS = {
     "X-Actor": "Who sends it (development mode only; with API keys, the key's name).",
 }
 _HEADER_KEYS = {name.lower().encode() for name in COMMAND_HEADERS}  # as ASGI names them
+GUARDS = frozenset({"If-Match", "Idempotency-Key"})
+
+
+def _guards(handler: Any) -> frozenset[str]:
+    """The guard headers a handler's command honours."""
+    if "command" in handler.parsed_fn_signature.parameters:
+        return GUARDS
+    return frozenset({"Idempotency-Key"}) if handler.opt.get(IDEMPOTENT) else frozenset()
 
 
 def document_command_headers(app: Litestar) -> None:
@@ -135,6 +155,8 @@ def document_command_headers(app: Litestar) -> None:
         for handler in getattr(route, "route_handlers", ()):
             if not {"command", "command_headers"} & set(handler.parsed_fn_signature.parameters):
                 continue
+            left_out = GUARDS - _guards(handler)
+            headers = {n: d for n, d in COMMAND_HEADERS.items() if n not in left_out}
             item = (document.paths or {}).get(route.path_format or "/")
             for method in handler.http_methods:
                 operation = getattr(item, method.lower(), None)
@@ -149,7 +171,7 @@ def document_command_headers(app: Litestar) -> None:
                             description=description,
                             required=False,
                         )
-                        for name, description in COMMAND_HEADERS.items()
+                        for name, description in headers.items()
                     ),
                     *(operation.parameters or ()),
                 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -16,7 +17,7 @@ from contracts.screening import JobView
 from domain.jobs import Job
 from domain.ledger import AccountLedger
 from services.api.auth import Permission
-from services.api.command_meta import CommandHeaders
+from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.problems import problem
 from services.jobs import JobRunner
 
@@ -36,21 +37,30 @@ def job_view(job: Job) -> JobView:
     )
 
 
-def accepted(job: Job) -> Response[JobView]:
-    return Response(job_view(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
+    headers = {"Location": f"/jobs/{job.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(job_view(job), status_code=202, headers=headers)
 
 
 @post(
     "/imports",
-    opt={"permission": Permission.WRITE},
+    opt={"permission": Permission.WRITE, IDEMPOTENT: True},
     status_code=202,
     request_max_body_size=MAX_UPLOAD_BYTES,
     tags=["screening"],
     summary="Upload a CSV target list (see docs/IMPORT.md); answered with the import's job",
     responses={
         400: ResponseSpec(Problem, description="An empty body or a bad parameter."),
+        404: ResponseSpec(Problem, description="No such policy version as `screen_with`."),
         413: ResponseSpec(Problem, description="The file is over 50 MiB."),
         415: ResponseSpec(Problem, description="The body is not text/csv."),
+        422: ResponseSpec(
+            Problem,
+            description="The Idempotency-Key was used for another request "
+            "(rule `idempotency_key_reused`).",
+        ),
     },
 )
 async def upload_import(
@@ -72,9 +82,19 @@ async def upload_import(
     data = await request.body()
     if not data.strip():
         raise problem(400, "Empty file", "The CSV file is empty.", kind="empty-file")
-    meta = command_headers.meta(None)
-    job = await anyio.to_thread.run_sync(jobs.submit_import, data, meta, strict, screen_with)
-    return accepted(job)
+
+    def submit() -> Any:
+        # What makes a retry the same request: the file and the options.
+        upload = {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "strict": strict,
+            "screen_with": screen_with,
+        }
+        meta = command_headers.meta(upload)
+        return jobs.submit_import(data, meta, strict, screen_with)
+
+    started = await anyio.to_thread.run_sync(submit)
+    return accepted(started.value, started.replayed)
 
 
 @get(

@@ -16,8 +16,8 @@ from domain.ledger import AccountLedger
 from domain.objectives import Objectives
 from domain.objectives import Target as DomainTarget
 from services.api.auth import Permission
-from services.api.command_meta import CommandHeaders
-from services.api.problems import problem
+from services.api.command_meta import IDEMPOTENT, CommandHeaders
+from services.api.problems import invalid_field, problem
 from services.api.strict_json import StrictJSON
 
 # Which stage's entries each metric counts.
@@ -39,11 +39,32 @@ PeriodPath = Annotated[
     ),
 ]
 _PROBLEMS = {
-    400: ResponseSpec(Problem, description="Malformed period, JSON or header."),
+    400: ResponseSpec(
+        Problem, description="Malformed or impossible period (2026-02-30), JSON or header."
+    ),
     404: ResponseSpec(Problem, description="No objectives for the period."),
     409: ResponseSpec(Problem, description="Refused by a rule (see `rule`)."),
-    422: ResponseSpec(Problem, description="A field is invalid (see `field`)."),
+    422: ResponseSpec(
+        Problem,
+        description="A field is invalid (see `field`), or the Idempotency-Key was used for "
+        "another request (rule `idempotency_key_reused`).",
+    ),
 }
+
+
+def _calendar_period(period: str) -> str:
+    """The path's period, refused as a bad parameter when no calendar has it (2026-02-30)."""
+    if not domain_objectives.is_period(period):
+        message = f"{period!r} is not a year, month or day of the calendar."
+        raise problem(
+            400,
+            "Invalid request",
+            f"Invalid parameter: period {message}",
+            kind="invalid-parameter",
+            field="period",
+            errors=[{"field": "period", "source": "path", "message": message}],
+        )
+    return period
 
 
 def objectives_view(objectives: Objectives) -> ObjectivesView:
@@ -100,7 +121,7 @@ class ObjectivesController(Controller):
 
     @put(
         "/{period:str}",
-        opt={"permission": Permission.WRITE},
+        opt={"permission": Permission.WRITE, IDEMPOTENT: True},
         dto=StrictJSON[SetObjectives],
         return_dto=None,
         sync_to_thread=True,
@@ -113,10 +134,16 @@ class ObjectivesController(Controller):
         data: JSONBody[SetObjectives],
         ledger: NamedDependency[AccountLedger],
         command_headers: NamedDependency[CommandHeaders],
-    ) -> ObjectivesView:
+    ) -> Response[ObjectivesView]:
+        period = _calendar_period(period)
+        metrics = [t.metric for t in data.targets]
+        if twice := sorted({m for m in metrics if metrics.count(m) > 1}):
+            raise invalid_field("targets", f"{', '.join(twice)} given more than once.")
         targets = [DomainTarget(t.metric, t.acceptable, t.optimal, t.best) for t in data.targets]
         meta = command_headers.meta(data)
-        return objectives_view(ledger.set_objectives(period, targets, meta))
+        outcome = ledger.set_objectives(period, targets, meta)
+        headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+        return Response(objectives_view(outcome.value), headers=headers)
 
     @get(
         "/{period:str}", sync_to_thread=True, summary="The targets of a period", responses=_PROBLEMS
@@ -124,7 +151,7 @@ class ObjectivesController(Controller):
     def read_objectives(
         self, period: PeriodPath, ledger: NamedDependency[AccountLedger]
     ) -> Response[ObjectivesView]:
-        objectives = ledger.objectives(period)
+        objectives = ledger.objectives(_calendar_period(period))
         if objectives is None:
             raise problem(
                 404, "Not found", f"No objectives are set for {period}.", kind="not-found"

@@ -1,9 +1,19 @@
 """The OpenAPI document promises what the service does: every error is a problem document
-(`application/problem+json`), and every operation lists the errors any request may meet."""
+(`application/problem+json`), every operation lists the errors any request may meet, and an
+operation with a `format` parameter documents the media type of each format it offers."""
 
 from __future__ import annotations
 
-from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, OpenAPIResponse, Reference
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+)
+
+from services.api.read_models import MEDIA_TYPES
 
 PROBLEM_SCHEMA = Reference(ref="#/components/schemas/Problem")
 
@@ -42,3 +52,26 @@ def document_problems(document: OpenAPI) -> None:
                     response.content = {
                         "application/problem+json": OpenAPIMediaType(schema=PROBLEM_SCHEMA)
                     }
+
+
+def document_downloads(document: OpenAPI) -> None:
+    """Litestar documents one media type per route; a download route answers in each of the
+    formats its `format` parameter names."""
+    for item in (document.paths or {}).values():
+        operation = item.get
+        if operation is None or not operation.responses:
+            continue
+        formats = [
+            p.schema.enum
+            for p in operation.parameters or []
+            if getattr(p, "name", None) == "format" and isinstance(p.schema, Schema)
+        ]
+        answer = operation.responses.get("200")
+        if not formats or not isinstance(answer, OpenAPIResponse):
+            continue
+        content = answer.content = answer.content or {}
+        for fmt in formats[0] or []:
+            if fmt in MEDIA_TYPES:
+                media_type = MEDIA_TYPES[fmt].split(";")[0]
+                text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+                content.setdefault(media_type, text)

@@ -127,11 +127,7 @@ _LOCATION = re.compile(r"at `\$((?:\.[A-Za-z_][\w]*|\[\d+\])+)`")
 def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
         # Litestar lists the path, query and header parameters that failed to parse.
-        errors = [
-            {"field": e.get("key"), "source": e.get("source"), "message": e.get("message")}
-            for e in exc.extra
-            if isinstance(e, dict)
-        ]
+        errors = [_parameter_error(e) for e in exc.extra if isinstance(e, dict)]
         fields = ", ".join(str(e["field"]) for e in errors if e["field"])
         return problem(
             400,
@@ -151,6 +147,16 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
         kind=_title(exc.status_code).lower().replace(" ", "-"),
         headers=headers or None,
     )
+
+
+def _parameter_error(error: dict[str, Any]) -> dict[str, Any]:
+    if error.get("source") == "body":  # no body at all; Litestar names the handler's argument
+        return {"field": "body", "source": "body", "message": "The request needs a JSON body."}
+    return {
+        "field": error.get("key"),
+        "source": error.get("source"),
+        "message": error.get("message"),
+    }
 
 
 def _from_operational_error(exc: Exception) -> ProblemDetailsException:

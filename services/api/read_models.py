@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -16,7 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
-from contracts.accounts import AbmStageName, FunnelStateName, Problem
+from contracts.accounts import STORED_INT_MAX, AbmStageName, FunnelStateName, Problem
 from contracts.read_models import (
     LeaderboardEntry,
     LeaderboardPage,
@@ -40,12 +40,21 @@ Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_MAX, description="Page size.
 Cursor = Annotated[
     str | None, QueryParameter(max_length=1000, description="From the previous page.")
 ]
-AsOf = Annotated[
-    datetime | None, QueryParameter(description="An RFC 3339 instant: the data as it was then.")
-]
+
+
+def _instant(description: str, name: str | None = None) -> Any:
+    # Taken as text and read by `instant`: Litestar would also take a number of seconds.
+    return QueryParameter(
+        name=name, description=description, max_length=64, schema_extra={"format": "date-time"}
+    )
+
+
+AsOf = Annotated[str | None, _instant("An RFC 3339 instant, e.g. 2026-01-31T12:00:00Z.")]
 MinPosition = Annotated[
     int | None,
-    QueryParameter(ge=0, description="Wait briefly until the data reflects this position."),
+    QueryParameter(
+        ge=0, le=STORED_INT_MAX, description="Wait briefly until the data reflects this position."
+    ),
 ]
 Text = Annotated[str | None, QueryParameter(min_length=1, max_length=200)]
 
@@ -80,10 +89,19 @@ class Reads:
 Render = Callable[[bool | None], Answer]
 
 
-def aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise invalid_field(field, f"{field} needs a UTC offset, e.g. 2026-01-31T12:00Z.", 400)
-    return value
+def instant(value: str | None, field: str) -> datetime | None:
+    """An RFC 3339 instant given as a query parameter, in UTC; a 400 naming `field` for text
+    that is not one (a number of seconds, a time without its offset)."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+        if at.tzinfo is None:
+            raise invalid_field(field, f"{field} needs a UTC offset, e.g. 2026-01-31T12:00Z.", 400)
+        return at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        detail = f"{field} must be an RFC 3339 instant, e.g. 2026-01-31T12:00:00Z."
+        raise invalid_field(field, detail, 400) from None
 
 
 def wait_for_position(
@@ -163,13 +181,14 @@ async def account_rows(
     filters: Filters,
     limit: int,
     cursor: str | None,
-    as_of: datetime | None,
+    as_of_text: str | None,
     min_position: int | None,
 ) -> Response[Any]:
     """A page of `query` over the accounts read model, each row made `entry(rank, row)`."""
+    as_of = instant(as_of_text, "as_of")
 
     def render(reached: bool | None) -> Answer:
-        page = read_page(reads.projector, query, filters, limit, cursor, aware(as_of, "as_of"))
+        page = read_page(reads.projector, query, filters, limit, cursor, as_of)
         body = page_type(
             items=[entry(page.first_rank + i, r) for i, r in enumerate(page.rows)],
             position=page.position,
@@ -186,26 +205,28 @@ async def account_rows(
 def _report(
     kind: str,
     reads: Reads,
-    start: datetime | None,
-    end: datetime | None,
+    start: str | None,
+    end: str | None,
     period: Literal["day", "month", "year"],
     group_by: Literal["industry", "country"] | None,
-    as_of: datetime | None,
+    as_of_text: str | None,
     min_position: int | None,
 ) -> Response[Report]:
     projector = reads.projector
-    reached = wait_for_position(projector, transitions.NAME, min_position, reads.wait_seconds)
-    as_of = aware(as_of, "as_of") or datetime.now(UTC)
+    as_of = instant(as_of_text, "as_of") or datetime.now(UTC)
     window = Window(
         # By default the year so far, as a strategist looks at it.
-        start=aware(start, "from") or datetime(as_of.year, 1, 1, tzinfo=UTC),
-        end=aware(end, "to") or as_of,
+        start=instant(start, "from") or datetime(as_of.year, 1, 1, tzinfo=UTC),
+        end=instant(end, "to") or as_of,
         as_of=as_of,
         period=period,
         group_by=group_by,
     )
     if window.end <= window.start:
-        raise invalid_field("to", "to must be later than from.", 400)
+        # The window's end is `to`, else `as_of`, else now; its start `from`, else 1 January.
+        field = "to" if end else "as_of" if as_of_text else "from"
+        raise invalid_field(field, "The window is empty: from must be earlier than to.", 400)
+    reached = wait_for_position(projector, transitions.NAME, min_position, reads.wait_seconds)
     with projector.database.read() as conn:
         figures = report(conn, kind, window)
     results = []
@@ -234,8 +255,8 @@ def _report(
     return Response(body, headers=position_headers(figures["position"], reached))
 
 
-From = Annotated[datetime | None, QueryParameter(name="from", description="Window start.")]
-To = Annotated[datetime | None, QueryParameter(name="to", description="Window end (open).")]
+From = Annotated[str | None, _instant("Window start, an RFC 3339 instant.", "from")]
+To = Annotated[str | None, _instant("Window end (open), an RFC 3339 instant.", "to")]
 PeriodParam = Annotated[Literal["day", "month", "year"], QueryParameter()]
 GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
 
@@ -275,13 +296,22 @@ ExportFormat = Annotated[Literal["csv", "jsonl"], QueryParameter(description="cs
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
+def attachment(lines: Iterator[str], fmt: str, name: str) -> Stream:
+    """A file to download, `name.fmt`. Its Content-Type goes in as a header: a streamed answer
+    takes the route's documented media type over its own (Litestar 2), and one route serves
+    several formats."""
+    return Stream(
+        lines,
+        headers={
+            "content-type": MEDIA_TYPES[fmt],
+            "content-disposition": f'attachment; filename="{name}.{fmt}"',
+        },
+    )
+
+
 def download(projector: Projector, kind: Literal["accounts", "leaderboard"], fmt: str) -> Stream:
     """The whole list as a file to open in a spreadsheet (CSV) or to load elsewhere (JSON Lines)."""
-    return Stream(
-        render(projector.database, kind, fmt),  # type: ignore[arg-type]
-        media_type=MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{kind}.{fmt}"'},
-    )
+    return attachment(render(projector.database, kind, fmt), fmt, kind)  # type: ignore[arg-type]
 
 
 @get(

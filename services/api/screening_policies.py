@@ -25,7 +25,7 @@ from domain.ledger import AccountLedger
 from domain.screening_policy import SCREENABLE_STAGES, Criteria, ScreeningDecision
 from projections.account_queries import account_ids_in_stages
 from services.api.auth import Permission
-from services.api.command_meta import CommandHeaders
+from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.jobs import accepted
 from services.api.read_models import Reads
 from services.api.strict_json import StrictJSON
@@ -37,7 +37,11 @@ INLINE_APPLY_LIMIT = 500  # larger applies run as a background job
 _PROBLEMS = {
     400: ResponseSpec(Problem, description="Malformed JSON or parameter."),
     404: ResponseSpec(Problem, description="No such policy version or account."),
-    422: ResponseSpec(Problem, description="A field is invalid (see `field`)."),
+    422: ResponseSpec(
+        Problem,
+        description="A field is invalid (see `field`), or the Idempotency-Key was used for "
+        "another request (rule `idempotency_key_reused`).",
+    ),
 }
 
 
@@ -91,7 +95,7 @@ def _run(version: int, decisions: list[ScreeningDecision], dry_run: bool) -> Scr
             changes=d.changes,
             overridden=d.overridden,
             skipped=None
-            if d.screenable and not d.overridden
+            if not d.skipped
             else ("overridden" if d.overridden else f"in stage {d.stage.value}"),
         )
         for d in decisions
@@ -104,7 +108,7 @@ def _run(version: int, decisions: list[ScreeningDecision], dry_run: bool) -> Scr
         changes=sum(1 for d in decisions if d.applies),
         applied=0 if dry_run else sum(1 for d in decisions if d.applies),
         overridden=sum(1 for d in decisions if d.overridden),
-        skipped=sum(1 for v in views if v.skipped),
+        skipped=sum(1 for d in decisions if d.skipped),
         decisions=views,
     )
 
@@ -116,7 +120,7 @@ class ScreeningPolicyController(Controller):
 
     @post(
         "/",
-        opt={"permission": Permission.WRITE},
+        opt={"permission": Permission.WRITE, IDEMPOTENT: True},
         dto=StrictJSON[CreatePolicy],
         return_dto=None,
         sync_to_thread=True,
@@ -130,12 +134,11 @@ class ScreeningPolicyController(Controller):
         ledger: NamedDependency[AccountLedger],
         command_headers: NamedDependency[CommandHeaders],
     ) -> Response[PolicyView]:
-        version = ledger.create_policy(_criteria(data), command_headers.meta(data))
-        return Response(
-            _policy_view(ledger, version),
-            status_code=201,
-            headers={"Location": f"/screening-policies/{version}"},
-        )
+        created = ledger.create_policy(_criteria(data), command_headers.meta(data))
+        headers = {"Location": f"/screening-policies/{created.value}"}
+        if created.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(_policy_view(ledger, created.value), status_code=201, headers=headers)
 
     @get("/", sync_to_thread=True, summary="Every version of the screening policy")
     def list_versions(self, ledger: NamedDependency[AccountLedger]) -> PolicyList:
@@ -168,6 +171,8 @@ class ScreeningPolicyController(Controller):
         accounts = _candidates(reads.projector, reads.wait_seconds, data.account_ids)
         return _run(version, ledger.screening_decisions(version, accounts), dry_run=True)
 
+    # No Idempotency-Key here: an apply stores a transaction per account, which no receipt can
+    # join, and applying a version again changes nothing anyway.
     @post(
         "/{version:int}/apply",
         opt={"permission": Permission.WRITE},

@@ -44,7 +44,7 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
         except msgspec.ValidationError as exc:
             field = field_from_msgspec(str(exc))
             raise invalid_field(field or "body", str(exc)) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # JSON text is UTF-8
             raise problem(
                 400, "Malformed JSON", f"The body is not valid JSON: {exc}", kind="malformed-json"
             ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from uuid import uuid4
 
 import pytest
 
@@ -63,7 +64,11 @@ def test_a_missing_required_field_is_named(client):
         ({"headcount": 0}, "headcount"),
         ({"revenue_currency": "euro"}, "revenue_currency"),
         ({"country": "Germany"}, "country"),
+        ({"country": "XX"}, "country"),  # two capitals, but no country's code
+        ({"revenue_currency": "XYZ"}, "revenue_currency"),
         ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"source": "\t"}, "source"),
         ({"name": "x" * 201}, "name"),
         ({"domain": "https://acme.com/about"}, "domain"),
         ({"domain": "localhost"}, "domain"),
@@ -117,7 +122,10 @@ def test_unknown_enum_values_and_bad_fields_are_422(client, path, body, field):
     assert stored_versions(client, account) == before
 
 
-@pytest.mark.parametrize("raw", [b"{", b"", b"[1, 2]", b"null", b'{"budget": 3,}', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"{", b"", b"[1, 2]", b"null", b'{"budget": 3,}', b"\xff\xfe", b'{"notes": {"need": "\xe9"}}'],
+)
 def test_malformed_json_is_400_or_422_and_stores_nothing(client, raw):
     account = qualified(client)
     before = stored_versions(client, account)
@@ -129,6 +137,13 @@ def test_malformed_json_is_400_or_422_and_stores_nothing(client, raw):
     assert response.status_code in (400, 422)
     assert response.headers["content-type"].startswith("application/problem+json")
     assert stored_versions(client, account) == before
+
+
+def test_a_command_without_a_body_is_400_asking_for_one(client):
+    problem = assert_problem(client.post("/accounts"), 400, "body")
+
+    assert problem["errors"][0]["message"] == "The request needs a JSON body."
+    assert client.get("/accounts").json()["items"] == []
 
 
 def test_an_oversized_body_is_413(client, settings):
@@ -191,3 +206,41 @@ def test_errors_do_not_leak_internals(client):
     text = response.text
     assert response.status_code < 500
     assert "Traceback" not in text and ".py" not in text and "SELECT" not in text
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("", {"version": str(2**63)}, "version"),
+        ("/history", {"after": str(2**63)}, "after"),
+        ("/diff", {"from": str(2**70)}, "from"),
+    ],
+)
+def test_numbers_beyond_what_the_store_holds_are_400_naming_the_parameter(
+    client, path, params, field
+):
+    account = qualified(client)
+
+    response = client.get(f"/accounts/{account['id']}{path}", params=params)
+
+    problem = assert_problem(response, 400)
+    assert field in json.dumps(problem)
+
+
+def test_a_min_position_beyond_what_the_store_holds_is_400(client):
+    response = client.get("/leaderboards/bant", params={"min_position": str(2**63)})
+
+    problem = assert_problem(response, 400)
+    assert "min_position" in json.dumps(problem)
+
+
+def test_a_version_the_account_has_not_reached_is_404_saying_where_it_is(client):
+    account = qualified(client)  # version 2
+
+    problem = assert_problem(client.get(f"/accounts/{account['id']}", params={"version": 9}), 404)
+
+    assert problem["field"] == "version"
+    assert "at version 2" in problem["detail"]
+    unknown = client.get(f"/accounts/{uuid4()}", params={"version": 1})
+    assert_problem(unknown, 404)
+    assert unknown.json()["title"] == "Account not found"

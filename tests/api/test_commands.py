@@ -266,6 +266,23 @@ def test_the_same_idempotency_key_and_body_returns_the_first_response_and_stores
     assert history_types(client, account).count("bant_scored") == 1
 
 
+def test_a_replayed_command_answers_with_a_position_its_effect_can_be_read_at(client):
+    account = qualified(client)
+    body = {"budget": 3, "authority": 3, "need": 3, "timing": 3}
+    headers = {"Idempotency-Key": "rate-position"}
+    first = client.put(f"/accounts/{account['id']}/bant", json=body, headers=headers)
+
+    again = client.put(f"/accounts/{account['id']}/bant", json=body, headers=headers)
+
+    assert again.headers["idempotent-replayed"] == "true"
+    position = int(again.headers["crm-position"])
+    assert position >= int(first.headers["crm-position"])
+    listed = client.get("/accounts", params={"min_position": position}).json()
+    assert listed["min_position_reached"] is True
+    (summary,) = listed["items"]
+    assert summary["score"] == 81
+
+
 def test_the_same_idempotency_key_with_another_body_is_refused(client):
     account = qualified(client)
     headers = {"Idempotency-Key": "rate-2"}

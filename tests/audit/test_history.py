@@ -138,7 +138,7 @@ def test_every_stored_event_names_who_caused_it(client, ledger):
         headers={"Idempotency-Key": "k-1", "X-Request-ID": "r-1"},
     )
     ledger.set_objectives("2026-03", [Target("accounts_won", 10, 20, 30)], META)
-    version = ledger.create_policy(Criteria(industries_included=("it",)), META)
+    version = ledger.create_policy(Criteria(industries_included=("it",)), META).value
     ledger.apply_policy(version, [uuid.UUID(created.json()["id"])], META)
     ledger.start_job("import", {}, META)
     client.post("/audit/checkpoints")
@@ -150,3 +150,25 @@ def test_every_stored_event_names_who_caused_it(client, ledger):
         state = json.loads(notification.state)
         assert isinstance(state.get("actor"), str) and state["actor"], notification.topic
         assert "request_id" in state, notification.topic
+
+
+def test_downloads_say_what_they_hold(client, ledger):
+    account_id = ledger.register(DETAILS, META).account.id
+    path = f"/accounts/{account_id}/history"
+
+    answers = {
+        "history csv": client.get(path, params={"format": "csv"}),
+        "history jsonl": client.get(path, params={"format": "jsonl"}),
+        "ledger csv": client.get("/audit/export", params={"format": "csv"}),
+        "ledger jsonl": client.get("/audit/export"),
+    }
+
+    types = {name: a.headers["content-type"] for name, a in answers.items()}
+    assert types == {
+        "history csv": "text/csv; charset=utf-8",
+        "history jsonl": "application/x-ndjson",
+        "ledger csv": "text/csv; charset=utf-8",
+        "ledger jsonl": "application/x-ndjson",
+    }
+    assert answers["history csv"].text.startswith("record,")
+    assert json.loads(answers["ledger jsonl"].text.splitlines()[0])

@@ -42,11 +42,13 @@ def test_an_untouched_store_verifies_in_the_api_the_cli_and_offline(
 ):
     acme, _ = accounts
     checkpoint = client.post("/audit/checkpoints")
+    again = client.post("/audit/checkpoints")  # nothing changed since: the same one, not new
     audit = client.get(f"/accounts/{acme}/audit").json()
     exported = client.get(f"/accounts/{acme}/history", params={"format": "jsonl"})
     (tmp_path / "acme.jsonl").write_text(exported.text)
 
     assert checkpoint.status_code == 201 and checkpoint.json()["accounts"] == 2
+    assert again.status_code == 200 and again.json() == checkpoint.json()
     assert audit["verified"] is True and audit["events"] == 5
     assert audit["checkpoint"]["number"] == 1 and audit["checkpoint_version"] == 5
     last = json.loads(exported.text.splitlines()[-1])

@@ -18,7 +18,7 @@ from domain.errors import (
     VersionMismatch,
 )
 from domain.ledger import AccountLedger, CommandMeta
-from domain.receipts import IdempotencyKey
+from domain.receipts import CommandReceipt, IdempotencyKey
 from domain.vocabulary import AbmStage, BuyingRole, DecisionPower, ScreeningOutcome
 from tests.domain.scenario import ACME
 
@@ -203,6 +203,29 @@ def test_a_retry_after_later_commands_replays_the_account_as_the_first_attempt_l
     assert retry.account.bant.score == 16
     assert ledger.account(account_id).bant.score == 625
     assert ledger.account(account_id).version == 5
+
+
+def test_a_receipt_stored_in_its_first_form_still_replays_its_command(ledger):
+    account_id = qualified(ledger)
+    rated = ledger.score_bant(account_id, BantRating(2, 2, 2, 2), META).account
+    key = IdempotencyKey("k-old", "sha256:aa")
+    old = CommandReceipt._create(  # as account commands stored their receipts at first
+        CommandReceipt.Issued,
+        id=key.receipt_id("marta@sales"),
+        fingerprint=key.fingerprint,
+        account_id=account_id,
+        account_version=rated.version,
+        actor="marta@sales",
+        request_id=None,
+    )
+    ledger.save(old)
+    ledger.score_bant(account_id, BantRating(5, 5, 5, 5), META)
+
+    retry = ledger.score_bant(account_id, BantRating(2, 2, 2, 2), keyed("k-old"))
+
+    assert retry.replayed
+    assert (retry.account.version, retry.account.bant.score) == (rated.version, 16)
+    assert ledger.account(account_id).bant.score == 625
 
 
 def test_the_same_key_for_a_different_request_is_refused_and_stores_nothing(ledger):

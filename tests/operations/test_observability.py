@@ -3,6 +3,8 @@ id that the events record, and readiness per dependency."""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 
 import httpx
@@ -63,6 +65,9 @@ def test_every_request_logs_one_json_line_with_its_id_which_its_events_record(se
         missing = httpx.get(f"{server.url}/nowhere")
         assert missing.status_code == 404
         history = httpx.get(f"{server.url}/accounts/{made.json()['id']}/history").json()
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:
+            raw.sendall(b"NOT HTTP\r\n\r\n")
+            assert raw.recv(1000).startswith(b"HTTP/1.1 400")
     finally:
         assert server.stop() in (0, -15)
 
@@ -74,6 +79,9 @@ def test_every_request_logs_one_json_line_with_its_id_which_its_events_record(se
     unknown = [line for line in lines if line["path"] == "/nowhere"]
     assert len(unknown) == 1 and unknown[0]["status"] == 404
     assert unknown[0]["request_id"] == missing.headers["x-request-id"]
+    # The HTTP server's own complaint is a JSON line like the others, not a line of text.
+    text = [line for line in server.log_path.read_text().splitlines() if "Invalid HTTP" in line]
+    assert [json.loads(line)["level"] for line in text] == ["warning"]
 
 
 @pytest.mark.parametrize("store", ["postgresql"])

@@ -26,6 +26,7 @@ from tests.processes import ROOT
             "-4",
             "CRM_DATABASE_POOL_SIZE must be a whole number of at least 0",
         ),
+        ("CRM_PORT", "70000", "CRM_PORT must be a whole number of at most 65535, not '70000'"),
         ("CRM_READ_WAIT_SECONDS", "nan", "CRM_READ_WAIT_SECONDS must be a number of at least 0"),
         ("CRM_LOG_LEVEL", "loud", "CRM_LOG_LEVEL must be one of debug, info, warning, error"),
         ("CRM_LOG_FORMAT", "xml", "CRM_LOG_FORMAT must be one of json, text"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
@@ -84,8 +85,9 @@ async def test_messages_carry_dedupe_id_cloudevents_headers_and_position(
 
 
 async def test_a_broker_outage_loses_nothing_and_duplicates_nothing(
-    ledger, broker, running_publisher
+    ledger, broker, running_publisher, caplog
 ):
+    caplog.set_level(logging.INFO)
     await asyncio.to_thread(make_accounts, ledger, 10)
     broker.kill()
     # Commands go on while the broker is down: they neither fail nor wait for it.
@@ -97,6 +99,10 @@ async def test_a_broker_outage_loses_nothing_and_duplicates_nothing(
     await wait_for_stream_count(broker.url, len(history))
     assert_exactly(await stream_messages(broker.url), history)
     assert running_publisher.status.backlog == 0 or running_publisher.status.head_position > 0
+    # The outage is told in a line or two, not a traceback at every reconnect attempt.
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    lost = [r for r in caplog.records if r.getMessage().startswith("NATS connection lost")]
+    assert len(lost) == 1
 
 
 async def test_a_broker_without_jetstream_is_refused_at_start_up_saying_why(ledger, tmp_path):

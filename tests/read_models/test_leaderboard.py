@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
+
+import pytest
 
 from tests.api.requests import command, qualified, register
 
@@ -133,6 +137,33 @@ def test_a_bad_cursor_or_filter_is_400(client):
     assert client.get("/leaderboards/bant", params={"limit": 10_000}).status_code == 400
     naive = client.get("/leaderboards/bant", params={"as_of": "2026-01-01T00:00:00"})
     assert (naive.status_code, naive.json()["field"]) == (400, "as_of")
+    seconds = client.get("/leaderboards/bant", params={"as_of": "1767225600"})
+    assert (seconds.status_code, seconds.json()["field"]) == (400, "as_of")
+
+
+def made_up(state: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"p": 10**6, "r": 0, "k": [1, "a", "b"]},  # a position the read model has not reached
+        {"p": 2**70, "r": 0, "k": [1, "a", "b"]},
+        {"p": 0, "r": -1, "k": [1, "a", "b"]},
+        {"p": 0, "r": 0, "k": [2**70, "a", "b"]},
+        {"p": 0, "r": 0, "k": ["many", "a", "b"]},  # the score is a number
+        {"p": 0, "r": 0, "k": [1, ["a"], {"b": 1}]},
+        {"p": 0, "r": 0, "k": [1, "a"]},
+        {"p": 0, "r": 0, "t": 2**70, "k": [1, "a", "b"]},
+    ],
+)
+def test_a_made_up_cursor_is_400(client, state):
+    qualified(client)
+
+    response = client.get("/leaderboards/bant", params={"cursor": made_up(state)})
+
+    assert (response.status_code, response.json()["field"]) == (400, "cursor")
 
 
 def test_the_account_list_filters_searches_and_pages(client):

@@ -261,3 +261,30 @@ def test_bad_report_parameters_are_400(client):
         ).status_code
         == 400
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "2026-01-01"}, "from"),  # a date: no instant, no offset
+        ({"to": "0"}, "to"),  # a number of seconds is not an RFC 3339 instant
+        ({"as_of": "1e10"}, "as_of"),
+        ({"from": "0000-01-01T00:00:00Z"}, "from"),
+        ({"as_of": "0001-01-01T00:00:00+01:00"}, "as_of"),  # before the first instant in UTC
+        ({"as_of": "2026-01-01T00:00:00Z", "from": "2026-06-01T00:00:00Z"}, "as_of"),
+        ({"from": "2026-06-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "to"),
+    ],
+)
+def test_an_instant_that_is_not_one_or_an_empty_window_is_400_naming_the_parameter(
+    client, params, field
+):
+    response = client.get("/reports/stages", params=params)
+
+    assert (response.status_code, response.json()["field"]) == (400, field), response.text
+
+
+def test_an_instant_may_leave_out_its_seconds(client):
+    response = client.get("/reports/stages", params={"as_of": "2026-03-01T12:00Z"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["as_of"].startswith("2026-03-01T12:00:00")

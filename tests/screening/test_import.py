@@ -36,6 +36,7 @@ def messy_file() -> bytes:
         + "Bad Number,badnumber.example,software,many,1,EUR,DE,,1,list\n"
         + "Bad Country,badcountry.example,software,5,1,EUR,Germany,,1,list\n"
         + "Bad Domain,https://bad/domain,software,5,1,EUR,DE,,1,list\n"
+        + "No Such Country,nosuchcountry.example,software,5,1,EUR,XX,,1,list\n"
     )
     return text.encode() + "Caf\xe9 Latin1,latin.example,food,5,1,EUR,FR,,1,list\n".encode(
         "latin-1"
@@ -59,14 +60,16 @@ def test_good_rows_land_and_every_bad_row_is_reported_by_line_column_and_reason(
         (2004, "Employees"),
         (2005, "Country"),
         (2006, "Website"),
-        (2007, "Company"),
+        (2007, "Country"),
+        (2008, "Company"),
     }
     reasons = {e.line: e.reason for e in report.errors}
     assert reasons[2002] == "duplicate of line 7"
     assert reasons[2003] == "empty"
     assert "not a number" in reasons[2004]
-    assert "UTF-8" in reasons[2007]
-    assert report.rejected == 6
+    assert "XX" in reasons[2007]
+    assert "UTF-8" in reasons[2008]
+    assert report.rejected == 7
     assert events_in_store(ledger) == 2000
 
 
@@ -130,8 +133,12 @@ def test_exports_write_what_a_spreadsheet_opens(client, ledger, projector):
     as_csv = client.get("/accounts/export", params={"format": "csv"})
     as_jsonl = client.get("/accounts/export", params={"format": "jsonl"})
     board = client.get("/leaderboards/bant/export")
+    board_jsonl = client.get("/leaderboards/bant/export", params={"format": "jsonl"})
+    assert board.headers["content-type"].startswith("text/csv")
+    assert board_jsonl.headers["content-type"] == "application/x-ndjson"
 
     assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_jsonl.headers["content-type"] == "application/x-ndjson"
     assert "attachment" in as_csv.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert len(rows) == 30

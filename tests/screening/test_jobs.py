@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -82,14 +83,22 @@ def test_a_policy_apply_can_run_as_a_job(client):
     listed = client.get("/accounts", params={"limit": 200, "min_position": head}).json()
     ids = [a["account_id"] for a in listed["items"]]
     assert len(ids) == 50
+    kept = client.post(
+        f"/accounts/{ids[0]}/screening/override",
+        json={"outcome": "qualified", "reason": "strategic partner"},
+    )
+    assert kept.status_code == 200, kept.text
 
     response = client.post("/screening-policies/1/apply?background=true", json={"account_ids": ids})
 
     assert response.status_code == 202
     job = finished(client, response.headers["location"])
-    assert job["result"]["applied"] == len(ids)
+    assert job["result"]["applied"] == len(ids) - 1
     rerun = client.post("/screening-policies/1/apply", json={"account_ids": ids}).json()
     assert rerun["applied"] == 0
+    # The job counts what it left alone as the answer of a run in the request does.
+    assert (job["result"]["overridden"], job["result"]["skipped"]) == (1, 1)
+    assert (rerun["overridden"], rerun["skipped"]) == (1, 1)
 
 
 def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(ledger, settings):
@@ -170,3 +179,40 @@ def test_a_job_that_ended_before_a_replica_took_its_lock_is_left_as_it_ended(led
     assert ledger.job(job_id).result == ended.result
     if settings.database_url is None:  # an ended job leaves no lock file behind
         assert list(settings.data_dir.glob("jobs/*.lock")) == []
+
+
+def test_an_upload_records_its_request_id_on_every_event_it_causes(client, ledger):
+    client.post("/screening-policies", json={"headcount_min": 100})
+    before = len(ledger.recorder.select_notifications(1, 1_000_000))
+    body = (HEADER + good_rows(5, start=90)).encode()  # headcounts 100 to 104: qualified
+
+    upload = client.post(
+        "/imports?screen_with=1",
+        content=body,
+        headers={"Content-Type": "text/csv", "X-Request-ID": "imp-req-1"},
+    )
+    job = finished(client, upload.headers["location"])
+
+    assert (job["result"]["registered"], job["result"]["screened"]) == (5, 5)
+    caused = ledger.recorder.select_notifications(1, 1_000_000)[before:]
+    kinds = {n.topic.rsplit(".", 1)[-1] for n in caused}
+    assert {"Registered", "Screened", "Started", "Progressed", "Finished"} <= kinds
+    assert {json.loads(n.state)["request_id"] for n in caused} == {"imp-req-1"}
+
+
+def test_an_upload_naming_a_missing_policy_is_refused_and_stores_nothing(client, ledger, settings):
+    missing_apply = client.post("/screening-policies/99/apply", json={})
+
+    upload = client.post(
+        "/imports?screen_with=99",
+        content=(HEADER + good_rows(3)).encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+
+    assert upload.status_code == missing_apply.status_code == 404
+    assert upload.json()["type"] == missing_apply.json()["type"]
+    assert "99" in upload.json()["detail"]
+    assert ledger.recorder.select_notifications(1, 1_000_000) == []
+    assert not (settings.data_dir / "imports").exists() or not any(
+        (settings.data_dir / "imports").iterdir()
+    )

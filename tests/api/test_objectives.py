@@ -1,0 +1,86 @@
+"""Objectives over HTTP: the periods they may be set for, and Idempotency-Key. On both stores."""
+
+from __future__ import annotations
+
+import pytest
+
+WON = {"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]}
+MORE_WON = {"targets": [{"metric": "accounts_won", "acceptable": 5, "optimal": 6, "best": 7}]}
+
+
+def events_in_store(ledger) -> int:
+    return len(ledger.recorder.select_notifications(1, 1_000_000))
+
+
+@pytest.mark.parametrize("period", ["2026", "2026-03", "2026-03-15", "2024-02-29"])
+def test_a_year_a_month_or_a_day_of_the_calendar_takes_objectives(client, period):
+    response = client.put(f"/objectives/{period}", json=WON)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["period"] == period
+    assert client.get(f"/objectives/{period}").json() == response.json()
+
+
+@pytest.mark.parametrize("period", ["2026-02-30", "2025-02-29", "2026-04-31", "0000", "0000-01"])
+def test_a_period_that_is_not_on_the_calendar_is_refused_naming_it(client, ledger, period):
+    response = client.put(f"/objectives/{period}", json=WON)
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["field"] == "period"
+    assert period in response.json()["detail"]
+    assert events_in_store(ledger) == 0
+    assert client.get(f"/objectives/{period}").status_code == 400
+
+
+def test_a_metric_given_twice_in_one_request_is_refused_naming_it(client, ledger):
+    twice = {"targets": WON["targets"] + MORE_WON["targets"]}
+
+    response = client.put("/objectives/2026", json=twice)
+
+    assert (response.status_code, response.json()["field"]) == (422, "targets")
+    assert "accounts_won" in response.json()["detail"]
+    assert events_in_store(ledger) == 0
+
+
+def test_objectives_retried_with_the_same_key_and_body_answer_as_the_first_time(client, ledger):
+    headers = {"Idempotency-Key": "objectives-1"}
+    first = client.put("/objectives/2026-03", json=WON, headers=headers)
+    client.put("/objectives/2026-03", json=MORE_WON)
+    stored = events_in_store(ledger)
+
+    again = client.put("/objectives/2026-03", json=WON, headers=headers)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert events_in_store(ledger) == stored
+    assert client.get("/objectives/2026-03").json()["targets"] == MORE_WON["targets"]
+
+
+def test_an_objectives_key_sent_with_another_body_or_period_is_refused(client, ledger):
+    headers = {"Idempotency-Key": "objectives-2"}
+    client.put("/objectives/2026-03", json=WON, headers=headers)
+    stored = events_in_store(ledger)
+
+    other_body = client.put("/objectives/2026-03", json=MORE_WON, headers=headers)
+    other_period = client.put("/objectives/2026-04", json=WON, headers=headers)
+
+    for refused in (other_body, other_period):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["rule"] == "idempotency_key_reused"
+    assert events_in_store(ledger) == stored
+    assert client.get("/objectives/2026-03").json()["targets"] == WON["targets"]
+    assert client.get("/objectives/2026-04").status_code == 404
+
+
+def test_a_key_first_sent_with_targets_already_set_still_guards_its_request(client):
+    client.put("/objectives/2026-03", json=WON)
+    headers = {"Idempotency-Key": "objectives-3"}
+
+    unchanged = client.put("/objectives/2026-03", json=WON, headers=headers)
+    other = client.put("/objectives/2026-03", json=MORE_WON, headers=headers)
+
+    assert unchanged.status_code == 200
+    assert other.status_code == 422
+    assert client.get("/objectives/2026-03").json()["targets"] == WON["targets"]
