@@ -59,19 +59,15 @@ def document_downloads(document: OpenAPI) -> None:
     formats its `format` parameter names."""
     for item in (document.paths or {}).values():
         operation = item.get
-        if operation is None or not operation.responses:
+        answer = (operation.responses or {}).get("200") if operation else None
+        if operation is None or not isinstance(answer, OpenAPIResponse):
             continue
-        formats = [
-            p.schema.enum
-            for p in operation.parameters or []
-            if getattr(p, "name", None) == "format" and isinstance(p.schema, Schema)
-        ]
-        answer = operation.responses.get("200")
-        if not formats or not isinstance(answer, OpenAPIResponse):
-            continue
-        content = answer.content = answer.content or {}
-        for fmt in formats[0] or []:
-            if fmt in MEDIA_TYPES:
-                media_type = MEDIA_TYPES[fmt].split(";")[0]
-                text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
-                content.setdefault(media_type, text)
+        for parameter in operation.parameters or []:
+            if getattr(parameter, "name", None) != "format":
+                continue
+            offered = parameter.schema.enum if isinstance(parameter.schema, Schema) else None
+            content = answer.content = answer.content or {}
+            for fmt in offered or []:
+                if fmt in MEDIA_TYPES:
+                    text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+                    content.setdefault(MEDIA_TYPES[fmt].split(";")[0], text)
