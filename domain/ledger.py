@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
@@ -186,9 +186,15 @@ class AccountLedger(Application):
     def register(self, details: Firmographics, meta: CommandMeta) -> CommandResult:
         return _wait(self.submit_registration(details, meta))
 
-    def import_account(self, details: Firmographics, meta: CommandMeta) -> tuple[str, UUID]:
+    def import_account(
+        self, details: Firmographics, meta: CommandMeta, stated: Collection[str] | None = None
+    ) -> tuple[str, UUID]:
         """Registers the company, or updates it when known: `registered`, `updated` or
-        `unchanged` (which stores nothing, so importing the same list again adds nothing)."""
+        `unchanged` (which stores nothing, so importing the same list again adds nothing).
+
+        A known company changes only in the fields `stated` (all of them by default); the
+        others keep their values as the writer finds them when it decides, so a value another
+        command set after the file was read is not undone either."""
         details = replace(details, domain=normalise_domain(details.domain))
         account_id = account_id_for(details.domain)
         known: list[bool] = []  # whether the account existed when the writer last decided
@@ -197,7 +203,13 @@ class AccountLedger(Application):
             known[:] = [account is not None]
             if account is None:
                 return Account.register(details, by)
-            account.update_firmographics(details, by)
+            stored = account.firmographics
+            kept = {
+                f.name: getattr(stored, f.name)
+                for f in fields(Firmographics)
+                if stated is not None and f.name not in stated
+            }
+            account.update_firmographics(replace(details, **kept), by)
             return account
 
         result = _wait(self.writer.submit(Change(account_id, meta, decide)))

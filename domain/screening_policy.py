@@ -48,6 +48,16 @@ class Criteria:
         ):
             raise InvalidValue("revenue_currency", "A revenue range needs its currency.")
 
+    def refuse_contradictions(self) -> None:
+        """A value both included and excluded says two things at once. Checked when a version
+        is created, not in __post_init__: versions stored before the check must still load."""
+        for kind, fold in (("industries", str.casefold), ("countries", str.upper)):
+            included = {fold(v) for v in getattr(self, f"{kind}_included")}
+            if both := sorted(included & {fold(v) for v in getattr(self, f"{kind}_excluded")}):
+                raise InvalidValue(
+                    f"{kind}_excluded", f"{', '.join(both)} both included and excluded."
+                )
+
     def failed(self, company: Firmographics) -> list[str]:
         """The names of the criteria the company fails, in a fixed order."""
         industry = company.industry.casefold()
@@ -156,6 +166,7 @@ class ScreeningPolicies(Aggregate):
         return cls._create(cls.Started, id=POLICIES_ID, **by.event_fields())
 
     def create_version(self, criteria: Criteria, by: Attribution) -> int:
+        criteria.refuse_contradictions()
         version = max(self.versions, default=0) + 1
         self.trigger_event(
             self.VersionCreated,

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, text
 
 from contracts.accounts import STORED_INT_MAX
 from projections import accounts
-from projections.database import to_micros
+from projections.database import from_micros, to_micros
 from projections.generations import live_generation
 
 ACTIVE_STAGES = ("prioritized", "outreach", "warm_up")
@@ -44,6 +44,7 @@ class Page:
     next_cursor: str | None = None
     first_rank: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    as_of: datetime | None = None  # the instant the page shows, when not the present
 
 
 def leaderboard(
@@ -110,8 +111,12 @@ def _page(
         if cursor
         else {"p": gen.position, "r": 0, "k": None}
     )
-    if as_of is not None and cursor is None:
-        state["t"] = to_micros(as_of)
+    if as_of is not None:
+        if cursor is None:
+            state["t"] = to_micros(as_of)
+        elif state.get("t") != to_micros(as_of):
+            # A cursor's pages all show the instant of its first page.
+            raise BadCursor("The cursor was issued for another as_of; send it with the same.")
     conditions = list(where)
     params = dict(params)
     if state.get("t") is not None:
@@ -157,7 +162,13 @@ def _page(
                 "k": [last[c] for c, _ in order],
             }
         )
-    return Page(rows=rows, position=state["p"], next_cursor=next_cursor, first_rank=state["r"] + 1)
+    return Page(
+        rows=rows,
+        position=state["p"],
+        next_cursor=next_cursor,
+        first_rank=state["r"] + 1,
+        as_of=None if state.get("t") is None else from_micros(state["t"]),
+    )
 
 
 def _after(order: tuple[tuple[str, str], ...]) -> str:

@@ -152,7 +152,10 @@ def periods_between(start: datetime, end: datetime, period: Period, cap: int = 1
         name = period_of(cursor, period)
         if not names or names[-1] != name:
             names.append(name)
-        cursor = _next_period(cursor, period)
+        try:
+            cursor = _next_period(cursor, period)
+        except (ValueError, OverflowError):  # the period after 9999-12: there is none
+            break
     return names
 
 

@@ -149,13 +149,15 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from services.audit import EXPORT_FIELDS
+    from services.audit import EXPORT_FIELDS, EXPORT_HASHED
     from services.exporting import as_text
 
     audit = _audit(settings)
     try:
         with args.out.open("w", encoding="utf-8", newline="") as out:
-            for chunk in as_text(audit.export_records(args.account), args.format, EXPORT_FIELDS):
+            for chunk in as_text(
+                audit.export_records(args.account), args.format, EXPORT_FIELDS, EXPORT_HASHED
+            ):
                 out.write(chunk)
     finally:
         audit.ledger.close()

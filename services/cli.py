@@ -164,10 +164,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         app = _api_only(settings, keys)
     else:
         app = _api_with_workers(settings, keys)
-    print(
-        f"CRM listening on http://{args.host}:{args.port} (store: {_describe(settings)})",
-        flush=True,
-    )
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
+    print(f"CRM listening on http://{host}:{args.port} (store: {_describe(settings)})", flush=True)
     _collect_garbage_rarely()
     uvicorn.run(
         app,

@@ -1,11 +1,18 @@
-"""Exports of the account list and the BANT leaderboard, as a spreadsheet would open them."""
+"""Exports of the account list and the BANT leaderboard, as a spreadsheet would open them.
+
+A CSV cell is opened by a spreadsheet, which runs a cell that looks like a formula; so a text
+cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is written with a `'`
+before it (OWASP's advice against CSV injection), and shows as the text it is. Columns whose
+bytes are checked (the hashed fields of the audit export) are written exactly. JSON Lines is
+not for spreadsheets and is written as it is.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from projections.account_queries import Filters, Page, account_list, leaderboard
@@ -14,6 +21,16 @@ from projections.database import ReadModelDatabase, from_micros
 Kind = Literal["accounts", "leaderboard"]
 Format = Literal["csv", "jsonl"]
 PAGE = 1000
+# What a spreadsheet takes for the start of a formula (or of a cell it then trims to one).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """A text that a spreadsheet would run as a formula, with a `'` before it."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "accounts": (
@@ -76,11 +93,16 @@ def render(database: ReadModelDatabase, kind: Kind, fmt: Format) -> Iterator[str
 
 
 def as_text(
-    records: Iterable[dict[str, Any]], fmt: Format, columns: Sequence[str]
+    records: Iterable[dict[str, Any]],
+    fmt: Format,
+    columns: Sequence[str],
+    exact: Collection[str] = (),
 ) -> Iterator[str]:
     """Records as text chunks: CSV with a header row, or one JSON object per line.
 
-    In CSV a nested value (a list or a mapping) is written as JSON in its cell.
+    In CSV a nested value (a list or a mapping) is written as JSON in its cell, and a text
+    that a spreadsheet would run as a formula gets a `'` before it, unless its column is one
+    of `exact`; numbers are numbers and are written as they are.
     """
     if fmt == "jsonl":
         for record in records:
@@ -91,13 +113,14 @@ def as_text(
     writer.writeheader()
     for record in records:
         writer.writerow(
-            {
-                k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
-                for k, v in record.items()
-            }
+            {k: _cell(v) if k in exact else neutralise(_cell(v)) for k, v in record.items()}
         )
         if buffer.tell() > 64_000:
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value

@@ -3,16 +3,19 @@
 Every row is checked before anything is stored; each bad row is reported with its line,
 column and reason and is not imported. A row is stored in one transaction (or not at all), a
 row that changes nothing stores nothing, and so a re-import, or a re-run after an import was
-cut short, adds nothing twice.
+cut short, adds nothing twice. Only what a row states can change a known company: a column
+the file does not have, or an empty cell of an optional column, leaves the stored value alone.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -59,6 +62,12 @@ _INTEGERS = {"headcount", "annual_revenue"}
 _FLOATS = {"growth_rate"}
 
 
+class GoodRow(NamedTuple):
+    line: int
+    details: Firmographics
+    given: frozenset[str]  # the fields the row states; the others stay as stored
+
+
 @dataclass(frozen=True)
 class RowError:
     line: int
@@ -99,7 +108,7 @@ def column_mapping(header: list[str]) -> dict[int, str]:
     return mapping
 
 
-def parse(data: bytes) -> tuple[list[tuple[int, Firmographics]], list[RowError]]:
+def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
     """Good rows (with their line numbers) and the errors of the bad ones."""
     text = data.decode("utf-8", errors="surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -109,27 +118,39 @@ def parse(data: bytes) -> tuple[list[tuple[int, Firmographics]], list[RowError]]
         raise FileRefused("the file is empty") from None
     mapping = column_mapping(header)
     titles = {i: header[i].strip().lstrip("\ufeff") for i in mapping}
-    good: list[tuple[int, Firmographics]] = []
+    good: list[GoodRow] = []
     errors: list[RowError] = []
     first_line: dict[str, int] = {}
     for cells in reader:
         line = reader.line_num
         if not any(c.strip() for c in cells):
             continue
+        if len(cells) > len(header):
+            # A cell beyond the header: the row's cells are not where its header says (an
+            # unquoted comma in a name shifts every cell after it), so none of them is trusted.
+            errors.append(
+                RowError(
+                    line,
+                    "row",
+                    f"{len(cells)} cells but the header has {len(header)} columns"
+                    " (is a comma in a value not quoted?)",
+                )
+            )
+            continue
         row, row_errors = _row(cells, mapping, titles, line)
-        if row is not None and row.domain in first_line:
+        if row is not None and row.details.domain in first_line:
             row_errors.append(
                 RowError(
                     line,
                     titles[_index(mapping, "domain")],
-                    f"duplicate of line {first_line[row.domain]}",
+                    f"duplicate of line {first_line[row.details.domain]}",
                 )
             )
         if row_errors:
             errors.extend(row_errors)
         elif row is not None:
-            first_line[row.domain] = line
-            good.append((line, row))
+            first_line[row.details.domain] = line
+            good.append(row)
     return good, errors
 
 
@@ -137,9 +158,25 @@ def _index(mapping: dict[int, str], name: str) -> int:
     return next(i for i, f in mapping.items() if f == name)
 
 
+def _host(value: str) -> str:
+    """The host of a web address (`https://www.acme.com/about` → `www.acme.com`); anything
+    else as it is, for `normalise_domain` to judge."""
+    has_scheme = "://" in value
+    if not has_scheme and "/" not in value:
+        return value
+    try:
+        parts = urlsplit(value if has_scheme else "//" + value)
+        host = parts.hostname
+    except ValueError:  # e.g. a malformed IPv6 literal or port
+        return value
+    if (has_scheme and parts.scheme.lower() not in ("http", "https")) or not host:
+        return value
+    return host
+
+
 def _row(
     cells: list[str], mapping: dict[int, str], titles: dict[int, str], line: int
-) -> tuple[Firmographics | None, list[RowError]]:
+) -> tuple[GoodRow | None, list[RowError]]:
     values: dict[str, Any] = {}
     errors: list[RowError] = []
     for index, name in mapping.items():
@@ -156,8 +193,10 @@ def _row(
             values[name] = (
                 int(raw.replace(",", "").replace("_", ""))
                 if name in _INTEGERS
-                else float(raw.rstrip("%").replace(",", "."))
+                else _finite(float(raw.rstrip("%").replace(",", ".")))
                 if name in _FLOATS
+                else _host(raw)
+                if name == "domain"
                 else raw
             )
         except ValueError:
@@ -171,9 +210,17 @@ def _row(
         name = field_from_msgspec(str(exc)) or "row"
         column = titles.get(_index(mapping, name), name) if name in mapping.values() else name
         return None, [RowError(line, column, str(exc).split(" - at ")[0])]
-    except InvalidValue as exc:
-        return None, [RowError(line, titles[_index(mapping, "domain")], exc.detail)]
-    return Firmographics(
+    except InvalidValue:
+        index = _index(mapping, "domain")
+        return None, [
+            RowError(
+                line,
+                titles[index],
+                f"{cells[index].strip()!r} is not a web domain such as 'acme.com' "
+                "or a web address such as 'https://www.acme.com/'",
+            )
+        ]
+    details = Firmographics(
         name=body.name,
         domain=domain,
         industry=body.industry,
@@ -184,7 +231,15 @@ def _row(
         region=body.region,
         growth_rate=body.growth_rate,
         source=body.source,
-    ), []
+    )
+    return GoodRow(line, details, frozenset(values)), []
+
+
+def _finite(value: float) -> float:
+    """`nan` and `inf` parse as floats but are no rate of growth."""
+    if not math.isfinite(value):
+        raise ValueError(value)
+    return value
 
 
 def import_rows(
@@ -214,13 +269,13 @@ def import_rows(
 
 def _store(
     ledger: AccountLedger,
-    rows: list[tuple[int, Firmographics]],
+    rows: list[GoodRow],
     meta: CommandMeta,
     report: ImportReport,
 ) -> Iterator[str]:
-    for line, details in rows:
+    for line, details, given in rows:
         try:
-            outcome, account_id = ledger.import_account(details, meta)
+            outcome, account_id = ledger.import_account(details, meta, given)
         except LedgerError as exc:
             report.errors.append(RowError(line, "row", exc.detail))
             continue

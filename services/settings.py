@@ -51,19 +51,19 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
 
-        def num(name: str, kind: Callable[[str], T], most: T | None = None) -> T:
+        def num(name: str, kind: Callable[[str], T], least: T = 0, most: T | None = None) -> T:
             # The default is that of the field the variable names: CRM_PORT, port.
             default = getattr(defaults, name.removeprefix("CRM_").lower())
-            return number(env, name, kind, default, most)
+            return number(env, name, kind, default, least, most)
 
         return cls(
             data_dir=Path(env.get("CRM_DATA_DIR") or defaults.data_dir),
             database_url=postgres_url(env.get("CRM_DATABASE_URL")),
             database_schema=env.get("CRM_DATABASE_SCHEMA") or defaults.database_schema,
-            database_pool_size=num("CRM_DATABASE_POOL_SIZE", int),
-            max_body_bytes=num("CRM_MAX_BODY_BYTES", int),
+            database_pool_size=num("CRM_DATABASE_POOL_SIZE", int, least=1),
+            max_body_bytes=num("CRM_MAX_BODY_BYTES", int, least=1),
             read_wait_seconds=num("CRM_READ_WAIT_SECONDS", float),
-            projector_batch_size=num("CRM_PROJECTOR_BATCH_SIZE", int),
+            projector_batch_size=num("CRM_PROJECTOR_BATCH_SIZE", int, least=1),
             aggregate_cache_size=num("CRM_AGGREGATE_CACHE_SIZE", int),
             api_keys=env.get("CRM_API_KEYS") or None,
             api_keys_file=Path(env["CRM_API_KEYS_FILE"]) if env.get("CRM_API_KEYS_FILE") else None,
@@ -74,13 +74,13 @@ class Settings:
             nats_url=env.get("CRM_NATS_URL") or None,
             nats_stream=env.get("CRM_NATS_STREAM") or defaults.nats_stream,
             nats_max_age_seconds=num("CRM_NATS_MAX_AGE_SECONDS", float),
-            nats_replicas=num("CRM_NATS_REPLICAS", int),
+            nats_replicas=num("CRM_NATS_REPLICAS", int, least=1, most=5),  # JetStream: 1 to 5
             audit_checkpoint_seconds=num("CRM_AUDIT_CHECKPOINT_SECONDS", float),
             log_format=env.get("CRM_LOG_FORMAT") or defaults.log_format,
             log_level=env.get("CRM_LOG_LEVEL") or defaults.log_level,
-            metrics_port=num("CRM_METRICS_PORT", int, PORT_MAX),
+            metrics_port=num("CRM_METRICS_PORT", int, most=PORT_MAX),
             host=env.get("CRM_HOST") or defaults.host,
-            port=num("CRM_PORT", int, PORT_MAX),
+            port=num("CRM_PORT", int, most=PORT_MAX),
         )
 
     @property
@@ -118,9 +118,10 @@ def number(
     name: str,
     kind: Callable[[str], T],
     default: T,
+    least: T = 0,
     most: T | None = None,
 ) -> T:
-    """The variable as a non-negative number (up to `most`), or its default when unset or
+    """The variable as a number from `least` (up to `most`), or its default when unset or
     empty."""
     value = env.get(name, "").strip()
     if not value:
@@ -130,8 +131,8 @@ def number(
         parsed = kind(value)
     except ValueError:
         raise SettingError(f"{name} must be {what}, not {value!r}") from None
-    if not (math.isfinite(parsed) and parsed >= 0):
-        raise SettingError(f"{name} must be {what} of at least 0, not {value!r}")
+    if not (math.isfinite(parsed) and parsed >= least):
+        raise SettingError(f"{name} must be {what} of at least {least}, not {value!r}")
     if most is not None and parsed > most:
         raise SettingError(f"{name} must be {what} of at most {most}, not {value!r}")
     return parsed

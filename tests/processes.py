@@ -31,6 +31,18 @@ def crm_environment(settings: Settings, **env: str) -> dict[str, str]:
     return environment
 
 
+def run_crm(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`crm <args>` run to its end in a process of its own, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=crm_environment(settings, **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 class CrmProcess:
     """`python -m services.cli <args>`, its log lines in `log_path`."""
 

@@ -49,7 +49,7 @@ from projections.account_queries import Filters, account_list
 from projections.database import from_micros
 from services.api.audit import audit_download
 from services.api.auth import PAST_READS, Permission
-from services.api.command_meta import AccountCommand, LoopReply
+from services.api.command_meta import IDEMPOTENT, AccountCommand, LoopReply
 from services.api.problems import etag, invalid_field, problem
 from services.api.read_models import (
     AsOf,
@@ -124,7 +124,7 @@ class AccountController(Controller):
 
     @post(
         "/",
-        opt={"permission": Permission.WRITE},
+        opt={"permission": Permission.WRITE, IDEMPOTENT: True},  # no account yet to expect
         dto=StrictJSON[RegisterAccount],
         return_dto=None,
         summary="Register a target account",
@@ -237,7 +237,7 @@ class AccountController(Controller):
         if version is not None and as_of is not None:
             raise invalid_field("as_of", "Give either version or as_of, not both.", 400)
         if (at := instant(as_of, "as_of")) is not None:
-            account = ledger.account_as_of(account_id, at)
+            account = _as_of(ledger, account_id, at)
         else:
             account = _at_version(ledger, account_id, version)
         return Response(account_view(account), headers={"ETag": etag(account.version)})
@@ -455,6 +455,15 @@ def _only_fields_of(data: Any, required: tuple[str, ...], optional: tuple[str, .
             raise invalid_field(name, f"{name} is required here.")
         if name not in required and value is not None:
             raise invalid_field(name, f"{name} does not apply here.")
+
+
+def _as_of(ledger: AccountLedger, account_id: UUID, at: datetime) -> Account:
+    try:
+        return ledger.account_as_of(account_id, at)
+    except AccountNotFound:
+        first = ledger.account(account_id, 1)  # AccountNotFound when there is no account
+        detail = f"The account was registered at {first.created_on.isoformat()}, after as_of."
+        raise problem(404, "Not registered yet", detail, kind="not-found", field="as_of") from None
 
 
 def _at_version(ledger: AccountLedger, account_id: UUID, version: int | None) -> Account:

@@ -11,17 +11,18 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 
+from contracts.accounts import Problem
 from contracts.audit import CheckpointView
 from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
 from services.api.read_models import ExportFormat, attachment
 from services.api.views import checkpoint_view
-from services.audit import EXPORT_FIELDS, Audit
+from services.audit import EXPORT_FIELDS, EXPORT_HASHED, Audit
 from services.exporting import as_text
 
 
 def audit_download(records: Iterator[dict[str, Any]], fmt: str, name: str) -> Stream:
-    return attachment(as_text(records, fmt, EXPORT_FIELDS), fmt, name)  # type: ignore[arg-type]
+    return attachment(as_text(records, fmt, EXPORT_FIELDS, EXPORT_HASHED), fmt, name)  # type: ignore[arg-type]
 
 
 @post(
@@ -32,7 +33,12 @@ def audit_download(records: Iterator[dict[str, Any]], fmt: str, name: str) -> St
     summary="Record a checkpoint of every account chain now (201), or answer the latest when "
     "no account changed since (200)",
     status_code=201,
-    responses={200: ResponseSpec(CheckpointView, description="No account changed: the latest.")},
+    responses={
+        200: ResponseSpec(CheckpointView, description="No account changed: the latest."),
+        409: ResponseSpec(
+            Problem, description="An account's chain is broken (rule `chain_intact`)."
+        ),
+    },
 )
 def create_checkpoint(
     audit: NamedDependency[Audit], command_headers: NamedDependency[CommandHeaders]

@@ -96,6 +96,8 @@ def load_keys(inline: str | None, file: Path | None) -> list[ApiKey]:
     names = [k.name for k in keys]
     if len(names) != len(set(names)):
         raise KeyConfigError("two API keys have the same name")
+    if len({k.secret_sha256 for k in keys}) != len(keys):  # which one a request holds is unknown
+        raise KeyConfigError("two API keys have the same secret")
     return keys
 
 

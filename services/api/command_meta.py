@@ -6,9 +6,10 @@ rather than declared as Litestar header parameters, whose parsing cost every com
 its domain logic; `document_command_headers` adds them to the OpenAPI document of every
 operation that takes either dependency.
 
-Account commands honour both guards. Other commands honour Idempotency-Key when their handler
-says so with `opt={IDEMPOTENT: True}` (their use case keeps a receipt in the same transaction
-as what it stores), and If-Match never (they have no account version to expect). A handler
+Commands on an existing account honour both guards. A command whose handler says
+`opt={IDEMPOTENT: True}` honours Idempotency-Key alone (its use case keeps a receipt in the same
+transaction as what it stores, and there is no account version to expect): a registration,
+policies, objectives, imports. Other commands honour neither. A handler
 neither documents a guard it does not honour nor accepts it: a request that sends one there
 is refused (400), rather than the guard silently ignored.
 """
@@ -33,7 +34,7 @@ from services.api.auth import caller
 from services.api.problems import invalid_field
 
 ANONYMOUS = "anonymous"
-IDEMPOTENT = "idempotent"  # handler opt: its command honours Idempotency-Key
+IDEMPOTENT = "idempotent"  # handler opt: its command honours Idempotency-Key, not If-Match
 _IF_MATCH = re.compile(r'^\s*(?:"(\d{1,18})"|(\d{1,18})|(\*))\s*$')
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ACTOR = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
@@ -143,9 +144,11 @@ GUARDS = frozenset({"If-Match", "Idempotency-Key"})
 
 def _guards(handler: Any) -> frozenset[str]:
     """The guard headers a handler's command honours."""
+    if handler.opt.get(IDEMPOTENT):
+        return frozenset({"Idempotency-Key"})
     if "command" in handler.parsed_fn_signature.parameters:
         return GUARDS
-    return frozenset({"Idempotency-Key"}) if handler.opt.get(IDEMPOTENT) else frozenset()
+    return frozenset()
 
 
 def document_command_headers(app: Litestar) -> None:
@@ -180,6 +183,10 @@ def document_command_headers(app: Litestar) -> None:
 def _actor(header: str | None) -> str:
     if header is None:
         return ANONYMOUS
+    try:  # headers arrive as Latin-1; a client that sends UTF-8 means UTF-8
+        header = header.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        pass
     actor = header.strip()
     if not _ACTOR.match(actor):
         raise invalid_field("X-Actor", "X-Actor must be 1 to 200 printable characters.", 400)

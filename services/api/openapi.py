@@ -67,7 +67,16 @@ def document_downloads(document: OpenAPI) -> None:
                 continue
             offered = parameter.schema.enum if isinstance(parameter.schema, Schema) else None
             content = answer.content = answer.content or {}
+            json = content.get("application/json")
+            if json is not None and isinstance(json.schema, Schema) and json.schema.one_of:
+                # `Page | Stream`: the file is documented below, not as an empty JSON schema.
+                kept = [s for s in json.schema.one_of if not _empty(s)]
+                json.schema = kept[0] if len(kept) == 1 else Schema(one_of=kept)
             for fmt in offered or []:
                 if fmt in MEDIA_TYPES:
                     text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
                     content.setdefault(MEDIA_TYPES[fmt].split(";")[0], text)
+
+
+def _empty(schema: Schema | Reference) -> bool:
+    return isinstance(schema, Schema) and schema.to_schema() == {}

@@ -193,7 +193,7 @@ async def account_rows(
             items=[entry(page.first_rank + i, r) for i, r in enumerate(page.rows)],
             position=page.position,
             next_cursor=page.next_cursor,
-            as_of=as_of,
+            as_of=page.as_of,
             min_position_reached=reached,
         )
         return Answer(msgspec.json.encode(body), position_headers(page.position, reached))

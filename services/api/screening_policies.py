@@ -182,7 +182,10 @@ class ScreeningPolicyController(Controller):
         status_code=200,
         summary="Screen stage-1 accounts (or the named ones) by the version; 202 with a job when "
         "run in the background",
-        responses=_PROBLEMS,
+        responses={
+            **_PROBLEMS,
+            202: ResponseSpec(JobView, description="Running in the background: the job."),
+        },
     )
     def apply(
         self,

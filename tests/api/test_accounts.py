@@ -215,3 +215,21 @@ def test_the_openapi_document_describes_every_endpoint_and_its_problems(client):
     assert {"409", "412", "422"} <= set(bant["responses"])
     assert {p["name"] for p in bant["parameters"]} >= {"If-Match", "Idempotency-Key", "X-Actor"}
     assert client.get("/schema").status_code == 200
+
+
+def test_an_actor_sent_in_utf_8_is_recorded_as_written(client):
+    account = client.post(
+        "/accounts", json=registration(), headers={"X-Actor": "José Ødegård".encode()}
+    ).json()
+
+    (registered,) = client.get(f"/accounts/{account['id']}/history").json()["items"]
+    assert registered["actor"] == "José Ødegård"
+
+
+def test_as_of_before_the_registration_is_404_saying_when_it_was_registered(client):
+    account = register(client)
+
+    response = client.get(f"/accounts/{account['id']}", params={"as_of": "2000-01-01T00:00:00Z"})
+
+    assert (response.status_code, response.json()["field"]) == (404, "as_of")
+    assert "registered at" in response.json()["detail"]

@@ -29,7 +29,9 @@ LEAKS = ("Traceback", 'File "', "SELECT ", "INSERT ", "psycopg", "sqlite3", str(
 
 
 def no_leaks(ctx, response, case) -> bool | None:
-    found = [leak for leak in LEAKS if leak in response.text]
+    # An answer may repeat what the request sent (a field named "crm.sqlite3" it refuses).
+    sent = repr((case.path_parameters, case.query, case.headers, case.body))
+    found = [leak for leak in LEAKS if leak in response.text and leak not in sent]
     if found:
         raise AssertionError(f"the answer shows {found}")
     return None

@@ -24,9 +24,15 @@ from tests.processes import ROOT
         (
             "CRM_DATABASE_POOL_SIZE",
             "-4",
-            "CRM_DATABASE_POOL_SIZE must be a whole number of at least 0",
+            "CRM_DATABASE_POOL_SIZE must be a whole number of at least 1",
         ),
         ("CRM_PORT", "70000", "CRM_PORT must be a whole number of at most 65535, not '70000'"),
+        (
+            "CRM_PROJECTOR_BATCH_SIZE",
+            "0",
+            "CRM_PROJECTOR_BATCH_SIZE must be a whole number of at least 1, not '0'",
+        ),
+        ("CRM_NATS_REPLICAS", "7", "CRM_NATS_REPLICAS must be a whole number of at most 5"),
         ("CRM_READ_WAIT_SECONDS", "nan", "CRM_READ_WAIT_SECONDS must be a number of at least 0"),
         ("CRM_LOG_LEVEL", "loud", "CRM_LOG_LEVEL must be one of debug, info, warning, error"),
         ("CRM_LOG_FORMAT", "xml", "CRM_LOG_FORMAT must be one of json, text"),

@@ -116,6 +116,27 @@ def test_as_of_shows_the_ranking_as_it_stood_then(client, clock):
     assert before_everything["items"] == []
 
 
+def test_the_pages_of_a_cursor_show_the_instant_of_its_first_page(client, clock):
+    a, _ = make(client, "Alpha", "alpha.com", (2, 2, 2, 2))
+    make(client, "Beta", "beta.com", (3, 3, 3, 3))
+    then = clock.advance(days=1).isoformat()
+    clock.advance(days=30)
+    last = rate(client, a, 5, 5, 5, 5)
+    first = board(client, as_of=then, limit=1, min_position=last)
+
+    second = board(client, cursor=first["next_cursor"], limit=1)
+    again = board(client, cursor=first["next_cursor"], as_of=then, limit=1)
+    elsewhen = (clock.now - timedelta(days=3)).isoformat()
+    other = client.get(
+        "/leaderboards/bant", params={"cursor": first["next_cursor"], "as_of": elsewhen}
+    )
+
+    assert [(e["name"], e["score"]) for e in second["items"]] == [("Alpha", 16)]
+    assert second == again
+    assert second["as_of"] == first["as_of"] is not None
+    assert (other.status_code, other.json()["field"]) == (400, "cursor")
+
+
 def test_as_of_keeps_an_accounts_changes_in_order_when_a_clock_goes_back(client, clock):
     a, _ = make(client, "Alpha", "alpha.com", (2, 2, 2, 2))
     first = board(client, min_position=rate(client, a, 3, 3, 3, 3))

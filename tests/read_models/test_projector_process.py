@@ -14,6 +14,7 @@ from domain.account import BantRating, Firmographics
 from domain.ledger import CommandMeta
 from domain.vocabulary import ScreeningOutcome
 from projections.generations import live_generation
+from tests.processes import run_crm
 from tests.read_models.snapshots import all_rows
 
 ROOT = Path(__file__).parent.parent.parent
@@ -92,21 +93,8 @@ def test_crm_rebuild_replays_into_fresh_tables_and_reports_progress(ledger, proj
     head = seed(ledger, 50)
     projector.catch_up()
     before = all_rows(projector)
-    env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir)}
-    if settings.database_url:
-        env |= {
-            "CRM_DATABASE_URL": settings.database_url,
-            "CRM_DATABASE_SCHEMA": settings.database_schema,
-        }
 
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "rebuild", "accounts"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_crm(settings, "rebuild", "accounts")
 
     assert done.returncode == 0, done.stderr
     assert f"accounts: rebuilt from {head} events and made live" in done.stdout

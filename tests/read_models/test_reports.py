@@ -288,3 +288,12 @@ def test_an_instant_may_leave_out_its_seconds(client):
 
     assert response.status_code == 200, response.text
     assert response.json()["as_of"].startswith("2026-03-01T12:00:00")
+
+
+def test_a_window_at_the_end_of_the_calendar_is_reported(client):
+    last = {"from": "9999-06-01T00:00:00Z", "to": "9999-12-31T00:00:00Z", "period": "month"}
+
+    for params in (last, {"as_of": "9999-12-31T23:59:59Z"}, {**last, "period": "day"}):
+        response = client.get("/reports/stages", params=params)
+        assert response.status_code == 200, (params, response.text)
+    assert response.json()["start"].startswith("9999-06-01")

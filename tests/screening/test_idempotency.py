@@ -4,6 +4,7 @@ and stores nothing; the key sent with another request is refused. On both stores
 from __future__ import annotations
 
 from domain.ledger import JOB_STARTED_TOPIC
+from tests.api.requests import registration
 from tests.screening.test_import import HEADER, events_in_store, good_rows
 from tests.screening.test_jobs import finished
 
@@ -115,6 +116,9 @@ def test_a_policy_apply_refuses_an_idempotency_key_and_does_not_advertise_it(cli
         assert "Idempotency-Key" in headers_of(path, method), path
 
 
+REGISTRATION = registration()
+
+
 def test_if_match_is_refused_and_not_advertised_where_there_is_no_account_version(client, ledger):
     stored = events_in_store(ledger)
 
@@ -123,14 +127,18 @@ def test_if_match_is_refused_and_not_advertised_where_there_is_no_account_versio
     )
 
     assert (response.status_code, response.json()["field"]) == (400, "If-Match")
+    registration = client.post("/accounts", json=REGISTRATION, headers={"If-Match": '"7"'})
+    assert (registration.status_code, registration.json()["field"]) == (400, "If-Match")
     assert events_in_store(ledger) == stored
     paths = client.get("/schema/openapi.json").json()["paths"]
     for path, method in [
         ("/screening-policies", "post"),
         ("/imports", "post"),
         ("/objectives/{period}", "put"),
+        ("/accounts", "post"),  # a registration: no account yet to expect a version of
     ]:
         names = {p["name"] for p in paths[path][method].get("parameters", [])}
         assert "If-Match" not in names, path
+        assert "Idempotency-Key" in names, path
     bant = {p["name"] for p in paths["/accounts/{account_id}/bant"]["put"]["parameters"]}
     assert "If-Match" in bant

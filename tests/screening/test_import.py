@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from domain.ledger import CommandMeta
 from services.importing import import_rows
+from tests.processes import crm_environment, run_crm
 
 ROOT = Path(__file__).parent.parent.parent
 META = CommandMeta("importer")
@@ -101,13 +101,8 @@ def test_strict_refuses_the_whole_file_and_a_missing_column_refuses_it_too(ledge
 def test_an_import_killed_midway_and_run_again_doubles_nothing(ledger, settings, tmp_path):
     path = tmp_path / "targets.csv"
     path.write_text(HEADER + good_rows(3000))
-    env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir)}
-    if settings.database_url:
-        env |= {
-            "CRM_DATABASE_URL": settings.database_url,
-            "CRM_DATABASE_SCHEMA": settings.database_schema,
-        }
     command = [sys.executable, "-m", "services.cli", "import", str(path)]
+    env = crm_environment(settings)
 
     first = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -151,23 +146,10 @@ def test_exports_write_what_a_spreadsheet_opens(client, ledger, projector):
 
 def test_crm_export_writes_the_account_list_as_csv_and_jsonl(ledger, settings, tmp_path):
     import_rows(ledger, (HEADER + good_rows(3)).encode(), META)
-    env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir)}
-    if settings.database_url:
-        env |= {
-            "CRM_DATABASE_URL": settings.database_url,
-            "CRM_DATABASE_SCHEMA": settings.database_schema,
-        }
     out = tmp_path / "accounts.csv"
 
     for args in (["--format", "csv", "--out", str(out)], ["--format", "jsonl"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "services.cli", "export", "accounts", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_crm(settings, "export", "accounts", *args)
         assert done.returncode == 0, done.stderr
         if "--out" not in args:
             lines = [json.loads(line) for line in done.stdout.splitlines()]

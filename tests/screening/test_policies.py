@@ -123,6 +123,15 @@ def test_bad_policies_and_runs_are_refused(client):
     assert (inverted.status_code, inverted.json()["field"]) == (422, "headcount_min")
     no_currency = client.post("/screening-policies", json={"revenue_min": 5})
     assert (no_currency.status_code, no_currency.json()["field"]) == (422, "revenue_currency")
+    both = client.post(
+        "/screening-policies", json={"countries_included": ["DE"], "countries_excluded": ["DE"]}
+    )
+    assert (both.status_code, both.json()["field"]) == (422, "countries_excluded")
+    industries = client.post(
+        "/screening-policies",
+        json={"industries_included": ["Software"], "industries_excluded": ["software"]},
+    )
+    assert (industries.status_code, industries.json()["field"]) == (422, "industries_excluded")
     assert client.get("/screening-policies").json()["items"] == []
     assert client.post("/screening-policies/7/dry-run", json={}).status_code == 404
     assert client.post("/screening-policies/1/apply", json={"account_ids": ["x"]}).status_code in (

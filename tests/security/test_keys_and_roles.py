@@ -105,6 +105,8 @@ def test_bad_key_configuration_is_refused_clearly(tmp_path):
     assert [k.name for k in load_keys(None, file)] == ["vera"]
     with pytest.raises(KeyConfigError, match="same name"):
         load_keys("vera:viewer:another-secret-0123456", file)
+    with pytest.raises(KeyConfigError, match="same secret"):
+        load_keys("ada:admin:viewer-secret-0123456789", file)
 
 
 @pytest.mark.parametrize("store", ["sqlite"])

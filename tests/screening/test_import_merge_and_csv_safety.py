@@ -1,0 +1,240 @@
+"""What an import may change of a known company, what it reads from a row, and CSV exports
+that a spreadsheet opens without running what users typed; on both stores."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from domain.account import EVENT_TOPIC_PREFIX, account_id_for
+from domain.ledger import CommandMeta
+from services.importing import import_rows
+from services.jobs import JobRunner
+from tests.api.requests import command, registration
+from tests.audit.tampering import verify_offline
+from tests.processes import run_crm
+from tests.screening.test_import import HEADER, events_in_store
+
+META = CommandMeta("importer")
+FORMULA = "=cmd|' /C calc'!A0"
+
+
+def account_of(ledger, domain: str):
+    return ledger.account(account_id_for(domain))
+
+
+def account_events(ledger) -> int:
+    notifications = ledger.recorder.select_notifications(1, 1_000_000)
+    return sum(1 for n in notifications if n.topic.startswith(EVENT_TOPIC_PREFIX))
+
+
+# 1. Only what the file states changes a known company -----------------------------------
+
+
+def test_a_file_without_the_region_column_leaves_a_known_region_alone(ledger):
+    import_rows(
+        ledger, (HEADER + "Acme,acme.de,software,10,1000,EUR,DE,Bavaria,2.5,fair\n").encode(), META
+    )
+    no_region = "Company,Website,Industry,Employees,Revenue,Currency,Country,Growth,Source\n"
+
+    same = import_rows(
+        ledger, (no_region + "Acme,acme.de,software,10,1000,EUR,DE,2.5,fair\n").encode(), META
+    )
+    bigger = import_rows(
+        ledger, (no_region + "Acme,acme.de,software,12,1000,EUR,DE,2.5,fair\n").encode(), META
+    )
+
+    assert (same.unchanged, same.updated) == (1, 0)
+    assert bigger.updated == 1
+    account = account_of(ledger, "acme.de")
+    assert account.firmographics.region == "Bavaria"
+    last = ledger.history(account.id)[-1]
+    assert type(last).__name__ == "FirmographicsUpdated"
+    assert last.changes == {"headcount": 12}
+
+
+def test_an_empty_cell_of_an_optional_column_keeps_the_stored_value(ledger):
+    import_rows(
+        ledger, (HEADER + "Acme,acme.de,software,10,1000,EUR,DE,Bavaria,2.5,fair\n").encode(), META
+    )
+    stored = events_in_store(ledger)
+
+    again = import_rows(
+        ledger, (HEADER + "Acme,acme.de,software,10,1000,EUR,DE,,2.5,fair\n").encode(), META
+    )
+    moved = import_rows(
+        ledger, (HEADER + "Acme,acme.de,software,10,1000,EUR,DE,Saxony,2.5,fair\n").encode(), META
+    )
+
+    assert again.unchanged == 1
+    assert moved.updated == 1
+    assert events_in_store(ledger) == stored + 1
+    assert account_of(ledger, "acme.de").firmographics.region == "Saxony"
+
+
+def test_a_new_company_from_a_file_without_a_region_has_none(ledger):
+    no_region = "Company,Website,Industry,Employees,Revenue,Currency,Country,Growth,Source\n"
+
+    report = import_rows(
+        ledger, (no_region + "Acme,acme.de,software,10,1000,EUR,DE,2.5,fair\n").encode(), META
+    )
+
+    assert report.registered == 1
+    assert account_of(ledger, "acme.de").firmographics.region is None
+
+
+# 3. A web address in the Website column -------------------------------------------------
+
+
+def test_a_web_address_in_the_website_column_is_read_as_its_host(ledger):
+    body = (
+        HEADER
+        + "Sparkasse,https://www.sp.de/,banking,10,1000,EUR,DE,,2.5,fair\n"
+        + "Beta,beta.example/about,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "Intranet,https://intranet/,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "Mail,mailto:info@mail.example,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "Files,ftp://files.example/,software,10,1000,EUR,DE,,2.5,fair\n"
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+    again = import_rows(
+        ledger,
+        (HEADER + "Sparkasse,HTTP://SP.de,banking,10,1000,EUR,DE,,2.5,fair\n").encode(),
+        META,
+    )
+
+    assert report.registered == 2
+    assert account_of(ledger, "sp.de").firmographics.domain == "sp.de"
+    assert account_of(ledger, "beta.example").firmographics.name == "Beta"
+    assert {(e.line, e.column) for e in report.errors} == {
+        (4, "Website"),
+        (5, "Website"),
+        (6, "Website"),
+    }
+    reasons = {e.line: e.reason for e in report.errors}
+    assert "'https://intranet/' is not a web domain" in reasons[4]
+    assert (again.registered, again.unchanged) == (0, 1)
+
+
+# 4. More cells than the header has columns ----------------------------------------------
+
+
+def test_a_row_with_more_cells_than_the_header_is_reported_and_not_imported(ledger):
+    body = (
+        HEADER
+        + "Acme, Inc,acme.de,software,10,1000,EUR,DE,,2.5,fair\n"  # unquoted comma
+        + "Beta,beta.example,software,10,1000,EUR,DE,,2.5,fair,extra\n"
+        + '"Gamma, Inc",gamma.example,software,10,1000,EUR,DE,,2.5,fair\n'
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+
+    assert report.registered == 1
+    assert [(e.line, e.column) for e in report.errors] == [(2, "row"), (3, "row")]
+    assert "11 cells but the header has 10 columns" in report.errors[0].reason
+    assert report.rejected == 2
+    assert account_of(ledger, "gamma.example").firmographics.name == "Gamma, Inc"
+    assert events_in_store(ledger) == 1
+
+
+# 5. nan and inf are not numbers ---------------------------------------------------------
+
+
+def test_a_growth_rate_of_nan_or_inf_is_not_a_number(ledger):
+    body = (
+        HEADER
+        + "Acme,acme.de,software,10,1000,EUR,DE,,nan,fair\n"
+        + "Beta,beta.example,software,10,1000,EUR,DE,,inf,fair\n"
+        + "Gamma,gamma.example,software,10,1000,EUR,DE,,-Infinity%,fair\n"
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+
+    assert [(e.line, e.column, e.reason) for e in report.errors] == [
+        (2, "Growth", "'nan' is not a number"),
+        (3, "Growth", "'inf' is not a number"),
+        (4, "Growth", "'-Infinity%' is not a number"),
+    ]
+    assert events_in_store(ledger) == 0
+
+
+# 6. Uploading the same file again adds the job's events, no account event ---------------
+
+
+def test_uploading_the_same_file_again_adds_no_account_event(ledger, settings):
+    runner = JobRunner(ledger, settings)
+    body = (HEADER + "Acme,acme.de,software,10,1000,EUR,DE,Bavaria,2.5,fair\n").encode()
+    runner.submit_import(body, META, strict=False, screen_with=None)
+    runner.wait()
+    accounts, everything = account_events(ledger), events_in_store(ledger)
+
+    second = runner.submit_import(body, META, strict=False, screen_with=None).value
+    runner.wait()
+
+    assert ledger.job(second.id).result["unchanged"] == 1
+    assert account_events(ledger) == accounts
+    assert events_in_store(ledger) > everything  # the second job's own record
+
+
+# 2. CSV exports neutralise formulas ------------------------------------------------------
+
+
+def _hostile_account(client) -> tuple[dict, int]:
+    response = client.post(
+        "/accounts",
+        json=registration(name=FORMULA, domain="evil.example"),
+        headers={"X-Actor": "@SUM(1)"},
+    )
+    assert response.status_code == 201, response.text
+    account = command(client, response.json(), "screening", {"outcome": "qualified"})
+    rated = client.put(
+        f"/accounts/{account['id']}/bant",
+        json={"budget": 4, "authority": 3, "need": 5, "timing": 2, "reason": "-2+3"},
+    )
+    assert rated.status_code == 200, rated.text
+    return account, int(rated.headers["crm-position"])
+
+
+def test_account_and_leaderboard_csv_exports_neutralise_formulas(client, projector):
+    _, position = _hostile_account(client)
+    projector.wait_for("accounts", position, 10)
+
+    accounts = list(csv.DictReader(io.StringIO(client.get("/accounts/export?format=csv").text)))
+    board = list(csv.DictReader(io.StringIO(client.get("/leaderboards/bant/export").text)))
+    jsonl = client.get("/accounts/export", params={"format": "jsonl"}).text.splitlines()
+
+    assert [r["name"] for r in accounts] == ["'" + FORMULA]
+    assert [r["name"] for r in board] == ["'" + FORMULA]
+    assert board[0]["score"] == "120"
+    assert [json.loads(line)["name"] for line in jsonl] == [FORMULA]
+
+
+def test_crm_export_neutralises_formulas(client, projector, settings, tmp_path):
+    _, position = _hostile_account(client)
+    out = tmp_path / "board.csv"
+
+    done = run_crm(settings, "export", "leaderboard", "--format", "csv", "--out", str(out))
+
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    assert [r["name"] for r in rows] == ["'" + FORMULA]
+
+
+def test_the_audit_csv_export_neutralises_what_it_shows_and_still_verifies(client, tmp_path):
+    account, _ = _hostile_account(client)
+
+    history = client.get(f"/accounts/{account['id']}/history", params={"format": "csv"})
+    whole = client.get("/audit/export", params={"format": "csv"})
+    jsonl = client.get(f"/accounts/{account['id']}/history", params={"format": "jsonl"})
+
+    rows = list(csv.DictReader(io.StringIO(history.text)))
+    assert rows[0]["actor"] == "'@SUM(1)"  # who registered it
+    assert rows[-1]["reason"] == "'-2+3"
+    assert json.loads(rows[0]["state"])["name"] == FORMULA  # the stored bytes, exactly
+    for name, export in (("history.csv", history), ("ledger.csv", whole)):
+        path = tmp_path / name
+        path.write_bytes(export.content)
+        checked = verify_offline(path)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(jsonl.text.splitlines()[0])["actor"] == "@SUM(1)"
