@@ -29,7 +29,7 @@ def account_events(ledger) -> int:
     return sum(1 for n in notifications if n.topic.startswith(EVENT_TOPIC_PREFIX))
 
 
-# 1. Only what the file states changes a known company -----------------------------------
+# Only what the file states changes a known company -------------------------------------
 
 
 def test_a_file_without_the_region_column_leaves_a_known_region_alone(ledger):
@@ -84,7 +84,7 @@ def test_a_new_company_from_a_file_without_a_region_has_none(ledger):
     assert account_of(ledger, "acme.de").firmographics.region is None
 
 
-# 3. A web address in the Website column -------------------------------------------------
+# A web address in the Website column ---------------------------------------------------
 
 
 def test_a_web_address_in_the_website_column_is_read_as_its_host(ledger):
@@ -117,7 +117,7 @@ def test_a_web_address_in_the_website_column_is_read_as_its_host(ledger):
     assert (again.registered, again.unchanged) == (0, 1)
 
 
-# 4. More cells than the header has columns ----------------------------------------------
+# More cells than the header has columns ------------------------------------------------
 
 
 def test_a_row_with_more_cells_than_the_header_is_reported_and_not_imported(ledger):
@@ -138,7 +138,7 @@ def test_a_row_with_more_cells_than_the_header_is_reported_and_not_imported(ledg
     assert events_in_store(ledger) == 1
 
 
-# 5. nan and inf are not numbers ---------------------------------------------------------
+# nan and inf are not numbers -----------------------------------------------------------
 
 
 def test_a_growth_rate_of_nan_or_inf_is_not_a_number(ledger):
@@ -159,7 +159,7 @@ def test_a_growth_rate_of_nan_or_inf_is_not_a_number(ledger):
     assert events_in_store(ledger) == 0
 
 
-# 6. Uploading the same file again adds the job's events, no account event ---------------
+# Uploading the same file again adds the job's events, no account event -----------------
 
 
 def test_uploading_the_same_file_again_adds_no_account_event(ledger, settings):
@@ -177,7 +177,7 @@ def test_uploading_the_same_file_again_adds_no_account_event(ledger, settings):
     assert events_in_store(ledger) > everything  # the second job's own record
 
 
-# 2. CSV exports neutralise formulas ------------------------------------------------------
+# CSV exports neutralise formulas --------------------------------------------------------
 
 
 def _hostile_account(client) -> tuple[dict, int]:
