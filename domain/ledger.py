@@ -33,7 +33,7 @@ from domain.errors import (
     VersionMismatch,
 )
 from domain.jobs import RUNNING, Job
-from domain.objectives import Objectives, Target, check_period, objectives_id
+from domain.objectives import Objectives, Target, objectives_id
 from domain.receipts import CommandReceipt, IdempotencyKey
 from domain.screening_policy import POLICIES_ID, Criteria, ScreeningDecision, ScreeningPolicies
 from domain.vocabulary import (
@@ -279,7 +279,6 @@ class AccountLedger(Application):
         self, period: str, targets: list[Target], meta: CommandMeta
     ) -> Outcome[Objectives]:
         """Sets targets for a period; other metrics of the period keep theirs."""
-        check_period(period)
         for _ in range(MAX_ATTEMPTS):
             if (answered := self.answered(meta)) is not None:
                 return Outcome(answered, replayed=True)
