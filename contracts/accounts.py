@@ -23,11 +23,42 @@ ReactionName = Literal["positive", "neutral", "negative"]
 OutreachKind = Literal["material_sent", "response_received", "meeting_held"]
 DealOutcomeName = Literal["won", "lost"]
 
-# A name or reason has a character other than white space (msgspec searches the pattern).
-Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
-Note = Annotated[str, Meta(max_length=2000)]
+# Characters no text may hold: control characters (a PostgreSQL text column cannot even store
+# NUL, which would stop the read models) and the bidirectional overrides and isolates, which
+# make a text display other than it reads.
+_FORBIDDEN = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+# What a reader cannot see: white space and the zero-width and format characters.
+_INVISIBLE = r"\s\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
+# msgspec searches a pattern with Python's `re`, OpenAPI readers with ECMAScript's: both read
+# these alike. `$(?![\s\S])` is the end of the text (Python's `$` also matches before a final
+# newline), and the look-ahead for a visible character keeps the match linear in the length.
+LINE_PATTERN = rf"^(?=[\s\S]*?[^{_FORBIDDEN}{_INVISIBLE}])[^{_FORBIDDEN}\t\n\r]*$(?![\s\S])"
+TEXT_PATTERN = rf"^(?=[\s\S]*?[^{_FORBIDDEN}{_INVISIBLE}])[^{_FORBIDDEN}]*$(?![\s\S])"
+NOTE_PATTERN = rf"^[^{_FORBIDDEN}]*$(?![\s\S])"
+# What each pattern asks, in words, for the answer that refuses a text.
+TEXT_RULES = {
+    LINE_PATTERN: "one line of text with a visible character and no control or "
+    "bidirectional override characters",
+    TEXT_PATTERN: "text with a visible character and no control characters (line breaks "
+    "and tabs allowed) or bidirectional overrides",
+    NOTE_PATTERN: "text with no control characters (line breaks and tabs allowed) or "
+    "bidirectional overrides",
+}
+Name = Annotated[
+    str,
+    Meta(min_length=1, max_length=200, pattern=LINE_PATTERN, description=TEXT_RULES[LINE_PATTERN]),
+]
+Note = Annotated[
+    str, Meta(max_length=2000, pattern=NOTE_PATTERN, description=TEXT_RULES[NOTE_PATTERN])
+]
 Reason = Annotated[
-    str, Meta(min_length=1, max_length=1000, pattern=r"\S", description="Why the change is made.")
+    str,
+    Meta(
+        min_length=1,
+        max_length=1000,
+        pattern=TEXT_PATTERN,
+        description=f"Why the change is made: {TEXT_RULES[TEXT_PATTERN]}.",
+    ),
 ]
 Rating = Annotated[int, Meta(ge=1, le=5)]
 # The codes ISO 4217 and ISO 3166-1 assign, from pycountry's copy of the ISO tables: a code
@@ -50,7 +81,14 @@ WebDomain = Annotated[
         description="The company's web domain, e.g. acme.com; lower-cased, `www.` dropped.",
     ),
 ]
-Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Email = Annotated[
+    str,
+    Meta(
+        max_length=254,
+        pattern=rf"^[^@\s{_FORBIDDEN}]+@[^@\s{_FORBIDDEN}]+\.[^@\s{_FORBIDDEN}]+$(?![\s\S])",
+        description="An e-mail address: name@domain.tld, no spaces or control characters.",
+    ),
+]
 Amount = Annotated[int, Meta(ge=0, le=10**15, description="Whole units of the currency.")]
 # The largest version or log position a request may name: both stores keep 64-bit integers.
 STORED_INT_MAX = 2**63 - 1

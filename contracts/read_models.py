@@ -10,7 +10,7 @@ from uuid import UUID
 
 from msgspec import Meta, Struct
 
-from contracts.accounts import AbmStageName, FunnelStateName
+from contracts.accounts import AbmStageName, FunnelStateName, Reason
 
 
 class LeaderboardEntry(Struct, frozen=True):
@@ -86,7 +86,7 @@ class Target(Struct, frozen=True, forbid_unknown_fields=True):
 
 class SetObjectives(Struct, frozen=True, forbid_unknown_fields=True):
     targets: Annotated[list[Target], Meta(min_length=1, max_length=20)]
-    reason: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+    reason: Reason | None = None
 
 
 class ObjectivesView(Struct, frozen=True):

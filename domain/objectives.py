@@ -52,12 +52,23 @@ def objectives_id(period: str) -> UUID:
     return uuid5(OBJECTIVES_NAMESPACE, period)
 
 
+# Deals lost: the fewer the better, so its levels fall from acceptable to best.
+FEWER_IS_BETTER = frozenset({"accounts_lost"})
+
+
 @dataclass(frozen=True)
 class Target:
     metric: str
     acceptable: int
     optimal: int
     best: int
+
+    def level(self, actual: int) -> str:
+        """The highest level `actual` reaches: best, optimal, acceptable, else below."""
+        levels = (("best", self.best), ("optimal", self.optimal), ("acceptable", self.acceptable))
+        if self.metric in FEWER_IS_BETTER:
+            return next((name for name, value in levels if actual <= value), "below")
+        return next((name for name, value in levels if actual >= value), "below")
 
 
 class Objectives(Aggregate):
@@ -98,7 +109,14 @@ class Objectives(Aggregate):
     def set_target(self, target: Target, by: Attribution) -> None:
         if target.metric not in METRICS:
             raise InvalidValue("metric", f"{target.metric!r} is not one of {', '.join(METRICS)}.")
-        if not 0 <= target.acceptable <= target.optimal <= target.best:
+        if target.metric in FEWER_IS_BETTER:
+            if not target.acceptable >= target.optimal >= target.best >= 0:
+                raise RuleViolation(
+                    "objective_levels_order",
+                    f"For {target.metric} fewer is better, so levels must fall: "
+                    "acceptable >= optimal >= best >= 0.",
+                )
+        elif not 0 <= target.acceptable <= target.optimal <= target.best:
             raise RuleViolation(
                 "objective_levels_order",
                 "Levels must rise: 0 <= acceptable <= optimal <= best.",

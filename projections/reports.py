@@ -10,9 +10,10 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, text
@@ -24,6 +25,7 @@ from projections.generations import live_generation
 Period = Literal["day", "month", "year"]
 STAGE_ORDER = ("identified", "prioritized", "outreach", "warm_up", "won")
 STAGES = (*STAGE_ORDER, "lost", "excluded")
+OUTCOMES = ("won", "lost")
 FUNNEL_ORDER = ("see", "think", "do", "care")
 ALL = "all"
 
@@ -41,8 +43,12 @@ def period_of(instant: datetime, period: Period) -> str:
     return instant.strftime({"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[period])
 
 
-def report(conn: Connection, kind: str, window: Window) -> dict[str, Any]:
-    """`kind` is `stage` or `funnel`; the figures per group (or for `all`)."""
+def report(
+    conn: Connection, kind: str, window: Window, periods: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`kind` is `stage` or `funnel`; the figures per group (or for `all`), and for each of
+    `periods` (names of days, months or years, whatever the window) the accounts of all groups
+    that entered each state in it, as `actuals`."""
     gen = live_generation(conn, transitions.NAME)
     order, states = (
         (STAGE_ORDER, STAGES) if kind == transitions.STAGE else (FUNNEL_ORDER, FUNNEL_ORDER)
@@ -63,13 +69,39 @@ def report(conn: Connection, kind: str, window: Window) -> dict[str, Any]:
     for row in rows:
         group = ALL if window.group_by is None else getattr(row, window.group_by)
         by_group[group].append(row)
+    by_account = _by_account(rows)
     return {
         "position": gen.position if gen else 0,
         "groups": [
             {"group": group, **_figures(group_rows, window, order, states, kind)}
             for group, group_rows in sorted(by_group.items())
         ],
+        "actuals": {name: _entered(by_account, *period_bounds(name)) for name in periods},
     }
+
+
+def _by_account(rows: list[Any]) -> dict[str, list[Any]]:
+    by_account: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_account[row.account_id].append(row)
+    return by_account
+
+
+def _entered(by_account: dict[str, list[Any]], start: int, end: int) -> dict[str, int]:
+    """How many accounts entered each state in [start, end); a deal counts only while it stood
+    at the end (a deal recorded in error and cleared is no deal), each account once."""
+    entered: dict[str, int] = defaultdict(int)
+    for moves in by_account.values():
+        for state in {m.to_state for m in moves if start <= m.at < end}:
+            if state not in OUTCOMES or _stood(moves, state, end):
+                entered[state] += 1
+    return dict(entered)
+
+
+def _stood(moves: list[Any], outcome: str, end: int) -> bool:
+    """Whether the account was in `outcome` just before `end`."""
+    before = [m for m in moves if m.at < end]
+    return bool(before) and before[-1].to_state == outcome
 
 
 def _figures(
@@ -80,10 +112,7 @@ def _figures(
     periods: dict[str, dict[str, dict[str, int]]] = {}
     entered_in_window: dict[str, set[str]] = defaultdict(set)
     durations: dict[str, list[float]] = defaultdict(list)
-    by_account: dict[str, list[Any]] = defaultdict(list)
-    for row in rows:
-        by_account[row.account_id].append(row)
-
+    by_account = _by_account(rows)
     for moves in by_account.values():
         current[moves[-1].to_state] = current.get(moves[-1].to_state, 0) + 1
         for i, move in enumerate(moves):
@@ -120,7 +149,8 @@ def _figures(
         "time_in_state": {state: _spread(durations[state]) for state in states if durations[state]},
     }
     if kind == transitions.STAGE:
-        won, lost = len(entered_in_window["won"]), len(entered_in_window["lost"])
+        closed = _entered(by_account, start, end)
+        won, lost = closed.get("won", 0), closed.get("lost", 0)
         figures["win_rate"] = {
             "won": won,
             "lost": lost,
@@ -157,6 +187,18 @@ def periods_between(start: datetime, end: datetime, period: Period, cap: int = 1
         except (ValueError, OverflowError):  # the period after 9999-12: there is none
             break
     return names
+
+
+def period_bounds(name: str) -> tuple[int, int]:
+    """A year (2026), month (2026-03) or day (2026-03-15) as [start, end) in microseconds."""
+    parts = [int(p) for p in name.split("-")]
+    granularity: Period = ("year", "month", "day")[len(parts) - 1]
+    start = datetime(*(parts + [1, 1])[:3], tzinfo=UTC)
+    try:
+        end = to_micros(_next_period(start, granularity))
+    except (ValueError, OverflowError):  # the end of year 9999: the end of time
+        end = sys.maxsize
+    return to_micros(start), end
 
 
 def _next_period(instant: datetime, period: Period) -> datetime:

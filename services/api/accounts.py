@@ -164,10 +164,7 @@ class AccountController(Controller):
         funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
         industry: Text = None,
         country: Text = None,
-        q: Annotated[
-            str | None,
-            QueryParameter(min_length=1, max_length=200, description="Part of the name or domain."),
-        ] = None,
+        q: Annotated[Text, QueryParameter(description="Part of the name or domain.")] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
         as_of: AsOf = None,

@@ -79,28 +79,13 @@ def objectives_view(objectives: Objectives) -> ObjectivesView:
 
 
 def objective_results(
-    ledger: AccountLedger, periods: list[str], entered: dict[str, dict[str, int]]
+    targets: dict[str, Objectives], actuals: dict[str, dict[str, int]]
 ) -> list[ObjectiveResult]:
-    """Each target of each period against the accounts that entered its stage then."""
+    """Each target of each period against the accounts that entered its stage in the period."""
     results = []
-    for period in periods:
-        objectives = ledger.objectives(period)
-        if objectives is None:
-            continue
+    for period, objectives in targets.items():
         for target in sorted(objectives.targets.values(), key=lambda t: t.metric):
-            actual = entered.get(period, {}).get(METRIC_STATES[target.metric], 0)
-            level = next(
-                (
-                    name
-                    for name, value in (
-                        ("best", target.best),
-                        ("optimal", target.optimal),
-                        ("acceptable", target.acceptable),
-                    )
-                    if actual >= value
-                ),
-                "below",
-            )
+            actual = actuals.get(period, {}).get(METRIC_STATES[target.metric], 0)
             results.append(
                 ObjectiveResult(
                     period=period,
@@ -109,7 +94,7 @@ def objective_results(
                     acceptable=target.acceptable,
                     optimal=target.optimal,
                     best=target.best,
-                    level=level,  # type: ignore[arg-type]
+                    level=target.level(actual),  # type: ignore[arg-type]
                 )
             )
     return results

@@ -15,6 +15,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from contracts.accounts import TEXT_RULES
 from domain.errors import (
     AccountNotFound,
     ChainBroken,
@@ -155,7 +156,7 @@ def _parameter_error(error: dict[str, Any]) -> dict[str, Any]:
     return {
         "field": error.get("key"),
         "source": error.get("source"),
-        "message": error.get("message"),
+        "message": readable(str(error.get("message"))),
     }
 
 
@@ -183,6 +184,13 @@ def _title(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+def readable(message: str) -> str:
+    """msgspec's validation message, with a text rule's pattern put in words."""
+    for pattern, rule in TEXT_RULES.items():
+        message = message.replace(f"`str` matching regex {pattern!r}", rule)
+    return message
 
 
 def field_from_msgspec(message: str) -> str | None:

@@ -16,7 +16,14 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
-from contracts.accounts import STORED_INT_MAX, AbmStageName, FunnelStateName, Problem
+from contracts.accounts import (
+    LINE_PATTERN,
+    STORED_INT_MAX,
+    TEXT_RULES,
+    AbmStageName,
+    FunnelStateName,
+    Problem,
+)
 from contracts.read_models import (
     LeaderboardEntry,
     LeaderboardPage,
@@ -56,7 +63,12 @@ MinPosition = Annotated[
         ge=0, le=STORED_INT_MAX, description="Wait briefly until the data reflects this position."
     ),
 ]
-Text = Annotated[str | None, QueryParameter(min_length=1, max_length=200)]
+Text = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=1, max_length=200, pattern=LINE_PATTERN, description=TEXT_RULES[LINE_PATTERN]
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -227,19 +239,15 @@ def _report(
         field = "to" if end else "as_of" if as_of_text else "from"
         raise invalid_field(field, "The window is empty: from must be earlier than to.", 400)
     reached = wait_for_position(projector, transitions.NAME, min_position, reads.wait_seconds)
-    with projector.database.read() as conn:
-        figures = report(conn, kind, window)
-    results = []
+    # The objectives of the periods the window touches, each measured over its whole period.
+    targets = {}
     if kind == transitions.STAGE:
-        entered: dict[str, dict[str, int]] = {}
-        for group in figures["groups"]:
-            for bucket in group["periods"]:
-                totals = entered.setdefault(bucket["period"], {})
-                for state, count in bucket["entered"].items():
-                    totals[state] = totals.get(state, 0) + count
-        results = objective_results(
-            projector.ledger, periods_between(window.start, window.end, period), entered
-        )
+        for name in periods_between(window.start, window.end, period):
+            if (objectives := projector.ledger.objectives(name)) is not None:
+                targets[name] = objectives
+    with projector.database.read() as conn:
+        figures = report(conn, kind, window, tuple(targets))
+    results = objective_results(targets, figures["actuals"])
     body = Report(
         kind=kind,
         start=window.start,

@@ -13,7 +13,7 @@ import msgspec
 from litestar.dto import MsgspecDTO
 from litestar.typing import FieldDefinition
 
-from services.api.problems import field_from_msgspec, invalid_field, problem
+from services.api.problems import field_from_msgspec, invalid_field, problem, readable
 
 if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
@@ -42,9 +42,23 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
         try:
             return msgspec.json.decode(value, type=self.model_type)
         except msgspec.ValidationError as exc:
+            # msgspec stops at the first invalid value, before it has read the rest: a body that
+            # is not JSON at all is malformed (400), whatever value came first.
+            _check_json(value)
             field = field_from_msgspec(str(exc))
-            raise invalid_field(field or "body", str(exc)) from None
+            raise invalid_field(field or "body", readable(str(exc))) from None
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # JSON text is UTF-8
-            raise problem(
-                400, "Malformed JSON", f"The body is not valid JSON: {exc}", kind="malformed-json"
-            ) from None
+            raise _malformed(exc) from None
+
+
+def _check_json(value: bytes) -> None:
+    try:
+        msgspec.json.decode(value)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise _malformed(exc) from None
+
+
+def _malformed(exc: Exception) -> Exception:
+    return problem(
+        400, "Malformed JSON", f"The body is not valid JSON: {exc}", kind="malformed-json"
+    )

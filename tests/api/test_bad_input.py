@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.api.requests import qualified, registration
+from tests.api.requests import qualified, register, registration
 
 RATING = {"budget": 3, "authority": 3, "need": 3, "timing": 3}
 
@@ -82,6 +82,88 @@ def test_a_bad_registration_is_422_naming_the_field_and_registers_nothing(client
 
     assert_problem(response, 422, field)
     assert client.post("/accounts", json=registration()).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("name", "Acme\x00Tooling"),  # PostgreSQL's text columns cannot even hold it
+        ("name", "\u200b"),  # nothing a reader can see
+        ("name", "\u00a0\ufeff"),
+        ("industry", "Acme\u202eloohcS"),  # displays other than it reads
+        ("source", "web\n"),  # a name is one line
+        ("region", "Bavaria\x07"),
+        ("reason", "\x1b[31m"),
+    ],
+)
+def test_text_with_control_or_invisible_characters_is_refused_in_words(client, field, text):
+    response = client.post("/accounts", json=registration(**{field: text}))
+
+    problem = assert_problem(response, 422, field)
+    assert "control" in problem["detail"]
+    assert "regex" not in problem["detail"]
+    assert client.get("/accounts").json()["items"] == []
+
+
+def test_notes_and_reasons_may_span_lines_and_names_may_be_in_any_script(client):
+    account = qualified(client)
+    notes = {"budget": "Approved for Q3.\n\tPending the board.", "need": "Ja, dringend"}
+
+    rated = client.put(
+        f"/accounts/{account['id']}/bant",
+        json={**RATING, "notes": notes, "reason": "Call with the CFO:\r\nall four confirmed"},
+    )
+    named = client.post(
+        "/accounts", json=registration(name="Müller & Söhne 東京 😀", domain="ms.de")
+    )
+
+    assert rated.status_code == 200, rated.text
+    assert rated.json()["bant"]["notes"] == notes
+    assert named.status_code == 201, named.text
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [("/accounts", "q"), ("/accounts", "industry"), ("/leaderboards/bant", "country")],
+)
+def test_a_search_or_filter_with_a_control_character_is_400_naming_it(client, path, param):
+    register(client)
+
+    response = client.get(path, params={param: "Acme\x00"})
+
+    problem = assert_problem(response, 400)
+    assert param in response.text
+    assert "regex" not in problem["detail"] + response.text
+
+
+@pytest.mark.parametrize("email", ["ann\x00@acme.com", "ann@acme.com\n", "ann@acme.com\u202e"])
+def test_an_email_with_control_characters_is_refused(client, email):
+    account = qualified(client)
+    before = stored_versions(client, account)
+    contact = {
+        "name": "Ann",
+        "title": "CFO",
+        "buying_role": "economic",
+        "decision_power": "decision_maker",
+        "email": email,
+    }
+
+    assert_problem(client.post(f"/accounts/{account['id']}/contacts", json=contact), 422, "email")
+    assert stored_versions(client, account) == before
+
+
+def test_a_body_that_is_not_json_is_400_even_after_an_invalid_value(client):
+    account = qualified(client)
+    before = stored_versions(client, account)
+
+    response = client.post(
+        f"/accounts/{account['id']}/contacts",
+        content=b'{"name": "Ann", "email": ""quoted"@acme.com"}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert_problem(response, 400)
+    assert stored_versions(client, account) == before
 
 
 @pytest.mark.parametrize(

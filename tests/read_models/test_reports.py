@@ -233,6 +233,68 @@ def test_objectives_show_actuals_against_three_levels(client, history):
     assert client.get("/objectives/26-4").status_code in (400, 404)
 
 
+def test_an_objective_counts_its_whole_period_whatever_the_window(client, history):
+    client.put(
+        "/objectives/2026-02",
+        json={"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]},
+    )
+
+    # A was won on 4 February, before this window opens; the February objective still counts it.
+    report = stage_report(client, history, **{"from": "2026-02-10T00:00:00Z"})
+
+    assert [(o["period"], o["actual"], o["level"]) for o in report["objectives"]] == [
+        ("2026-02", 1, "acceptable")
+    ]
+
+
+def test_a_cleared_deal_is_no_deal_and_a_deal_lost_twice_counts_once(client, history, clock):
+    a, b = history["a"], history["b"]
+    clock.now = datetime(2026, 3, 10, tzinfo=UTC)
+    error = "the deal was recorded in error"
+    command(client, a, "funnel", {"to": "do", "reason": error})
+    command(client, a, "stage", {"to": "warm_up", "reason": error})
+    command(client, a, "deal", {"outcome": "won", "amount": 9_000, "currency": "EUR"})
+    command(client, a, "stage", {"to": "warm_up", "reason": error})  # won and cleared in March
+    for why in ("no budget after all", "no budget again"):  # lost twice in March
+        command(client, b, "stage", {"to": "outreach", "reason": "new budget"})
+        last = client.post(f"/accounts/{b['id']}/deal", json={"outcome": "lost", "reason": why})
+        assert last.status_code == 200, last.text
+    client.put(
+        "/objectives/2026-03",
+        json={
+            "targets": [
+                {"metric": "accounts_lost", "acceptable": 2, "optimal": 1, "best": 0},
+                {"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3},
+            ]
+        },
+    )
+    march = {"from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
+
+    report = stage_report(client, {"position": int(last.headers["crm-position"])}, **march)
+
+    (group,) = report["groups"]
+    assert group["win_rate"] == {"won": 0, "lost": 1, "rate": 0.0}
+    assert [(o["metric"], o["actual"], o["level"]) for o in report["objectives"]] == [
+        ("accounts_lost", 1, "optimal"),
+        ("accounts_won", 0, "below"),
+    ]
+
+
+def test_fewer_deals_lost_is_better(client):
+    rising = [{"metric": "accounts_lost", "acceptable": 1, "optimal": 2, "best": 3}]
+
+    refused = client.put("/objectives/2027", json={"targets": rising})
+    falling = client.put(
+        "/objectives/2027",
+        json={"targets": [{"metric": "accounts_lost", "acceptable": 5, "optimal": 3, "best": 1}]},
+    )
+
+    assert refused.status_code == 409
+    assert refused.json()["rule"] == "objective_levels_order"
+    assert "fewer is better" in refused.json()["detail"]
+    assert falling.status_code == 200, falling.text
+
+
 def test_the_funnel_report(client, history):
     response = client.get(
         "/reports/funnel",
