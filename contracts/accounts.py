@@ -78,7 +78,8 @@ WebDomain = Annotated[
     Meta(
         min_length=3,
         max_length=253,
-        description="The company's web domain, e.g. acme.com; lower-cased, `www.` dropped.",
+        description="The company's web domain, e.g. acme.com; lower-cased, `www.` dropped, "
+        "an international name kept in its ASCII form (münchen.de as xn--mnchen-3ya.de).",
     ),
 ]
 Email = Annotated[

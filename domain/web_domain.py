@@ -10,6 +10,13 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 def normalise_domain(value: str) -> str:
     """`WWW.Acme.COM.` and `acme.com` name the same company; schemes and paths are refused."""
     domain = value.strip().lower().rstrip(".")
+    if not domain.isascii():
+        # An international name is kept in the ASCII form DNS uses (münchen.de is
+        # xn--mnchen-3ya.de), so both spellings name the same company.
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            domain = ""  # refused below
     if domain.startswith("www."):
         domain = domain[4:]
     labels = domain.split(".")

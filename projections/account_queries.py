@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,20 @@ class Filters:
     industry: str | None = None
     country: str | None = None
     search: str | None = None
+    domain: str | None = None  # normalised, as the ledger keeps it
+
+    def fingerprint(self) -> str:
+        """What a cursor carries, so that it is refused with other filters than its first
+        page's (it would skip or repeat rows)."""
+        values = (
+            sorted(self.stages),
+            self.funnel,
+            self.industry and self.industry.lower(),
+            self.country and self.country.upper(),
+            self.search,
+            self.domain,
+        )
+        return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -117,6 +132,8 @@ def _page(
         elif state.get("t") != to_micros(as_of):
             # A cursor's pages all show the instant of its first page.
             raise BadCursor("The cursor was issued for another as_of; send it with the same.")
+    if cursor is not None and state.get("f") != filters.fingerprint():
+        raise BadCursor("The cursor was issued for other filters; send it with the same.")
     conditions = list(where)
     params = dict(params)
     if state.get("t") is not None:
@@ -127,14 +144,19 @@ def _page(
     else:
         conditions.append("from_pos <= :p AND (to_pos IS NULL OR to_pos > :p)")
         params["p"] = state["p"]
-    for column, value in (
-        ("funnel_state", filters.funnel),
-        ("industry", filters.industry),
-        ("country", filters.country),
-    ):
-        if value is not None:
-            conditions.append(f"{column} = :{column}")
-            params[column] = value
+    if filters.funnel is not None:
+        conditions.append("funnel_state = :funnel_state")
+        params["funnel_state"] = filters.funnel
+    # Industries are free text, matched as screening matches them: whatever the letter case.
+    if filters.industry is not None:
+        conditions.append("lower(industry) = :industry")
+        params["industry"] = filters.industry.lower()
+    if filters.country is not None:  # ISO codes are stored in capitals
+        conditions.append("country = :country")
+        params["country"] = filters.country.upper()
+    if filters.domain is not None:
+        conditions.append("domain = :domain")
+        params["domain"] = filters.domain
     if filters.search:
         conditions.append("(name_key LIKE :q ESCAPE '\\' OR domain LIKE :q ESCAPE '\\')")
         params["q"] = "%" + _escape_like(filters.search.casefold()) + "%"
@@ -158,6 +180,7 @@ def _page(
             {
                 "p": state["p"],
                 "t": state.get("t"),
+                "f": filters.fingerprint(),
                 "r": state["r"] + len(rows),
                 "k": [last[c] for c, _ in order],
             }

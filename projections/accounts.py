@@ -96,6 +96,7 @@ def create_query_indexes(conn: Connection, gen: Generation) -> None:
         ("open", "(account_id) WHERE to_pos IS NULL"),
         ("score", "(score DESC, name ASC, account_id ASC) WHERE to_pos IS NULL"),
         ("by_name", "(name_key ASC, account_id ASC) WHERE to_pos IS NULL"),
+        ("by_domain", "(domain) WHERE to_pos IS NULL"),
         ("span", "(from_pos, to_pos)"),
     ):
         conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_{index} ON {t} {columns}"))

@@ -126,9 +126,16 @@ def _sqlite_engine(path: str, begin: str) -> Engine:
         # takes its tracking position with it, so its events are applied again.
         dbapi_connection.execute("PRAGMA journal_mode = WAL")
         dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+        # SQLite's lower() folds ASCII letters only, PostgreSQL's those of every script:
+        # Python's makes the two stores match text alike.
+        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         conn.exec_driver_sql(begin)
 
     return engine
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if isinstance(value, str) else value

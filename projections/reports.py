@@ -67,7 +67,10 @@ def report(
     )
     by_group: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
+        # Industries are free text: grouped whatever their letter case, named in lower case.
         group = ALL if window.group_by is None else getattr(row, window.group_by)
+        if window.group_by == "industry":
+            group = group.lower()
         by_group[group].append(row)
     by_account = _by_account(rows)
     return {

@@ -62,15 +62,18 @@ class Projector:
     # Set-up and catching up ----------------------------------------------------------------
 
     def setup(self) -> None:
-        """Creates the registry and a first live generation of every read model."""
+        """Creates the registry and a first live generation of every read model, or the indexes
+        the live ones lack."""
         with self.database.write() as conn:
             if conn.dialect.name == "postgresql":
                 # API replicas and projectors start together: one creates, the others wait.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SETUP_LOCK})
             ensure_registry(conn)
             for name, model in self.read_models.items():
-                if live_generation(conn, name) is None:
+                if (gen := live_generation(conn, name)) is None:
                     model.create_tables(conn, add_generation(conn, name, live=True))
+                else:  # an index a later release reads by is built once on the live tables
+                    model.create_query_indexes(conn, gen)
 
     def catch_up(self) -> int:
         """Applies every event recorded so far to every read model; returns how many events

@@ -34,7 +34,7 @@ from contracts.audit import AccountDiff, ChainAudit
 from contracts.read_models import AccountPage, AccountSummary
 from contracts.screening import OverrideScreening
 from domain.account import Account, BantRating, Contact, Firmographics
-from domain.errors import AccountNotFound
+from domain.errors import AccountNotFound, InvalidValue
 from domain.ledger import AccountLedger, CommandResult
 from domain.vocabulary import (
     BANT_DIMENSIONS,
@@ -45,6 +45,7 @@ from domain.vocabulary import (
     Reaction,
     ScreeningOutcome,
 )
+from domain.web_domain import normalise_domain
 from projections.account_queries import Filters, account_list
 from projections.database import from_micros
 from services.api.audit import audit_download
@@ -118,6 +119,15 @@ def _command(path: str, body: type, *, method: Any = post, summary: str) -> Any:
     )
 
 
+def _domain_parameter(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalise_domain(value)
+    except InvalidValue as exc:
+        raise invalid_field("domain", str(exc), 400) from None
+
+
 class AccountController(Controller):
     path = "/accounts"
     tags = ["accounts"]
@@ -165,6 +175,13 @@ class AccountController(Controller):
         industry: Text = None,
         country: Text = None,
         q: Annotated[Text, QueryParameter(description="Part of the name or domain.")] = None,
+        domain: Annotated[
+            Text,
+            QueryParameter(
+                description="A web domain: the account it names, if any, written as a "
+                "registration may write it (`WWW.Acme.com` finds acme.com)."
+            ),
+        ] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
         as_of: AsOf = None,
@@ -176,6 +193,7 @@ class AccountController(Controller):
             industry=industry,
             country=country,
             search=q,
+            domain=_domain_parameter(domain),
         )
 
         return await account_rows(

@@ -233,3 +233,12 @@ def test_as_of_before_the_registration_is_404_saying_when_it_was_registered(clie
 
     assert (response.status_code, response.json()["field"]) == (404, "as_of")
     assert "registered at" in response.json()["detail"]
+
+
+def test_an_international_domain_is_kept_in_its_ascii_form_and_stays_unique(client):
+    created = client.post("/accounts", json=registration(name="Müller", domain="www.Müller.de"))
+    again = client.post("/accounts", json=registration(name="Mueller", domain="xn--mller-kva.de"))
+
+    assert created.status_code == 201, created.text
+    assert created.json()["domain"] == "xn--mller-kva.de"
+    assert (again.status_code, again.json()["rule"]) == (409, "domain_unique")

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.api.requests import command, qualified, register
+from tests.api.requests import command, qualified, register, registration
 
 
 def rate(client, account, b, a, n, t):
@@ -249,3 +249,51 @@ def test_a_command_response_position_is_readable_at_once(client):
     assert page["min_position_reached"] is True
     assert [e["account_id"] for e in page["items"]] == [account["id"]]
     assert command(client, account, "funnel", {"to": "think"})["funnel_state"] == "think"
+
+
+def test_industry_filters_ignore_letter_case_and_country_codes_may_be_lower_case(client):
+    register(client, name="Anvil", domain="anvil.de", industry="Manufacturing")
+    register(client, name="Bolt", domain="bolt.de", industry="manufacturing")
+    register(client, name="Crate", domain="crate.fr", industry="retail", country="FR")
+    last = client.post(
+        "/accounts",
+        json=registration(name="Dyne", domain="dyne.de", industry="Manufacturing industry"),
+    )
+    seen = {"min_position": last.headers["crm-position"]}
+
+    made = client.get("/accounts", params={"industry": "manufacturing", **seen}).json()
+    german = client.get("/accounts", params={"country": "de", **seen}).json()
+
+    assert [a["name"] for a in made["items"]] == ["Anvil", "Bolt"]
+    assert [a["name"] for a in german["items"]] == ["Anvil", "Bolt", "Dyne"]
+
+
+def test_a_domain_finds_its_account_however_it_is_written(client):
+    acme = register(client)
+    last = client.post("/accounts", json=registration(name="Zeta", domain="zeta.io"))
+    seen = {"min_position": last.headers["crm-position"]}
+
+    found = client.get("/accounts", params={"domain": "WWW.Acme-Tooling.com", **seen})
+    unknown = client.get("/accounts", params={"domain": "nobody.example", **seen})
+    bad = client.get("/accounts", params={"domain": "not a domain"})
+
+    assert [a["account_id"] for a in found.json()["items"]] == [acme["id"]]
+    assert unknown.json()["items"] == []
+    assert (bad.status_code, bad.json()["field"]) == (400, "domain")
+
+
+def test_a_cursor_sent_with_other_filters_is_400(client):
+    for i in range(3):
+        register(client, name=f"Bulk {i}", domain=f"bulk{i}.de", industry="bulk")
+    last = client.post("/accounts", json=registration(name="Acme", domain="acme.de"))
+    seen = {"min_position": last.headers["crm-position"]}
+    first = client.get("/accounts", params={"industry": "bulk", "limit": 2, **seen}).json()
+
+    same = client.get("/accounts", params={"industry": "Bulk", "cursor": first["next_cursor"]})
+    other = client.get(
+        "/accounts", params={"industry": "manufacturing", "cursor": first["next_cursor"]}
+    )
+
+    assert [a["name"] for a in same.json()["items"]] == ["Bulk 2"]
+    assert (other.status_code, other.json()["field"]) == (400, "cursor")
+    assert "filters" in other.json()["detail"]

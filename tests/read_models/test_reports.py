@@ -160,6 +160,16 @@ def test_grouped_by_industry(client, history):
     assert groups["software"]["win_rate"]["rate"] == 0.5
 
 
+def test_industries_are_grouped_whatever_their_letter_case(client, history):
+    last = client.post("/accounts", json=registration(name="D", domain="d.com", industry="Retail"))
+    history = {**history, "position": int(last.headers["crm-position"])}
+
+    report = stage_report(client, history, group_by="industry", to="2026-12-31T00:00:00Z")
+
+    groups = {g["group"]: g["current"]["identified"] for g in report["groups"]}
+    assert groups == {"retail": 2, "software": 0}
+
+
 def test_as_of_reports_what_was_known_then(client, history):
     (group,) = stage_report(client, history, as_of="2026-01-20T00:00:00Z")["groups"]
 
