@@ -4,9 +4,9 @@ The event store is the outbox: the publisher follows its notification log, never
 It publishes a batch of consecutive log positions: accounts concurrently, each account's
 events one after the other, and starts the next batch only when JetStream has acknowledged
 all of them; a failed publish is retried with the same `Nats-Msg-Id` (JetStream drops a copy).
-It keeps no position of its own: on start it reads where the stream ends and replays the last
-batch's range, skipping what each account's last message shows was already stored. So a
-publisher killed at any moment resumes exactly, however long it was down.
+It keeps no position of its own: on start it reads where the stream ends and replays the range
+the last batch may have covered, skipping what each account's last message shows was already
+stored. So a publisher killed at any moment resumes exactly, however long it was down.
 """
 
 from __future__ import annotations
@@ -321,14 +321,20 @@ class Publisher:
         last = await js.get_msg(self.stream.name, seq=info.state.last_seq)
         last_position = int((last.headers or {}).get(POSITION_HEADER, "0"))
         # Batches are published whole before the next begins, so everything before the last
-        # batch's range is stored; within it, each account's last message says what is.
-        start = max(last_position - self.batch_size, 0)
-        position = start
-        while position < last_position:
+        # batch is stored. That batch (at most batch_size positions) holds the last message,
+        # but its accounts went out concurrently: events on either side of the last message's
+        # position may be stored or not, and each account's last message says which.
+        position = max(last_position - self.batch_size, 0)
+        stored: dict[Any, int] = {}
+        while position < last_position + self.batch_size:
             events, end = await asyncio.to_thread(self._read, position)
+            if end == position:  # the log ends here
+                break
             missing = []
             for event in events:
-                if await self._stored_version(js, event) < event.version:
+                if event.account_id not in stored:
+                    stored[event.account_id] = await self._stored_version(js, event)
+                if stored[event.account_id] < event.version:
                     missing.append(event)
             await self._publish_all(js, missing)
             position = end
