@@ -12,11 +12,13 @@ stored. So a publisher killed at any moment resumes exactly, however long it was
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -33,6 +35,7 @@ from services.integration_events import to_integration_event
 from services.leadership import Leadership, lead_in_loop
 
 log = logging.getLogger("crm.publisher")
+T = TypeVar("T")
 
 # In the process that publishes (crm serve with workers, or crm publish).
 PUBLISHED = Counter("crm_events_published", "Account events acknowledged by JetStream")
@@ -105,6 +108,7 @@ class Publisher:
         self._wake: asyncio.Event | None = None
         self._nc: Any = None  # the live connection, while this process is the active publisher
         self._broker_failing = False
+        self._stop = asyncio.Event()  # the running publisher's stop
 
     @property
     def connected(self) -> bool:
@@ -114,13 +118,20 @@ class Publisher:
     # Running ---------------------------------------------------------------------------------
 
     async def check_broker(self) -> None:
-        """Raises ServerTooOld when the broker lacks what the publisher needs."""
-        nc = await nats.connect(
-            nats_servers(self.nats_url),
-            connect_timeout=5,
-            max_reconnect_attempts=0,
-            error_cb=self._broker_error,
-        )
+        """Raises ServerTooOld when the broker lacks what the publisher needs. A broker that
+        does not answer is only logged: commands do not wait for it, and the publisher
+        publishes once it answers."""
+        try:
+            nc = await nats.connect(
+                nats_servers(self.nats_url),
+                connect_timeout=2,
+                max_reconnect_attempts=1,  # 0 would mean: for ever
+                reconnect_time_wait=0.5,
+                error_cb=self._broker_error,
+            )
+        except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
+            log.warning("NATS does not answer (%s); events wait in the log", type(exc).__name__)
+            return
         try:
             check_server(nc)
         finally:
@@ -147,18 +158,25 @@ class Publisher:
             self.ledger.on_saved.remove(wake_up)
 
     async def _run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         while not stop.is_set():
             nc = None
             try:
-                nc = await nats.connect(
-                    nats_servers(self.nats_url),
-                    connect_timeout=2,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    allow_reconnect=True,
-                    error_cb=self._broker_error,
-                    reconnected_cb=self._broker_back,
+                # nats-py retries its first connection for ever: a stop must not wait for it.
+                nc = await _unless_stopped(
+                    stop,
+                    nats.connect(
+                        nats_servers(self.nats_url),
+                        connect_timeout=2,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.5,
+                        allow_reconnect=True,
+                        error_cb=self._broker_error,
+                        reconnected_cb=self._broker_back,
+                    ),
                 )
+                if nc is None:
+                    break
                 check_server(nc)
                 self._broker_failing = False
                 js = nc.jetstream(timeout=5)
@@ -170,6 +188,7 @@ class Publisher:
                 while not stop.is_set():
                     position = await self._publish_next(js, position, stop)
             except ServerTooOld:
+                log.error("the broker cannot serve the publisher; nothing is published")
                 raise
             except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
                 log.warning("NATS unavailable (%s); events wait in the log", type(exc).__name__)
@@ -263,6 +282,8 @@ class Publisher:
                     break
                 except (TimeoutError, nats.errors.Error, OSError):
                     # It may have been stored all the same: the same Nats-Msg-Id dedupes it.
+                    if self._stop.is_set():  # what is not acknowledged is resumed next start
+                        raise
                     attempt += 1
                     await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
 
@@ -370,6 +391,23 @@ def check_server(nc: Any) -> None:
         problems.append("JetStream is not enabled on the server (start it with -js)")
     if problems:
         raise ServerTooOld("; ".join(problems))
+
+
+async def _unless_stopped(stop: asyncio.Event, connecting: Awaitable[T]) -> T | None:
+    """What `connecting` gives, or None (and it is cancelled) if `stop` is set first."""
+    task = asyncio.ensure_future(connecting)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    # Bounded: on Python 3.11 a cancel that races a connect attempt's own timeout can be lost.
+    await asyncio.wait((task,), timeout=2)
+    if task.done() and not task.cancelled() and task.exception() is None:
+        with contextlib.suppress(Exception):
+            await task.result().close()  # connected just as the stop came
+    return None
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float, *others: asyncio.Event) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,8 @@ class Settings:
             cors_origins=tuple(
                 o.strip() for o in env.get("CRM_CORS_ORIGINS", "").split(",") if o.strip()
             ),
-            nats_url=env.get("CRM_NATS_URL") or None,
-            nats_stream=env.get("CRM_NATS_STREAM") or defaults.nats_stream,
+            nats_url=nats_url(env.get("CRM_NATS_URL")),
+            nats_stream=stream_name(env.get("CRM_NATS_STREAM") or defaults.nats_stream),
             nats_max_age_seconds=num("CRM_NATS_MAX_AGE_SECONDS", float),
             nats_replicas=num("CRM_NATS_REPLICAS", int, least=1, most=5),  # JetStream: 1 to 5
             audit_checkpoint_seconds=num("CRM_AUDIT_CHECKPOINT_SECONDS", float),
@@ -111,6 +112,38 @@ def postgres_url(value: str | None) -> str | None:
     except ValueError:
         raise SettingError("CRM_DATABASE_URL has a port that is not a number") from None
     return value.strip()
+
+
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def nats_url(value: str | None) -> str | None:
+    """CRM_NATS_URL when every server it lists is one a client can dial (None when unset or
+    empty); `host:port` is taken as nats://host:port, as nats-py takes it."""
+    if not value or not value.strip():
+        return None
+    for server in (part.strip() for part in value.split(",")):
+        url = urlsplit(server if "://" in server else f"nats://{server}")
+        try:
+            url.port  # noqa: B018 (urlsplit checks the port only when asked)
+        except ValueError:
+            message = f"CRM_NATS_URL has a port that is not a number: {server!r}"
+            raise SettingError(message) from None
+        if url.scheme not in NATS_SCHEMES or not url.hostname:
+            raise SettingError(
+                f"CRM_NATS_URL must list servers such as nats://host:4222, not {server!r}"
+            )
+    return value.strip()
+
+
+def stream_name(value: str) -> str:
+    """A name JetStream takes for a stream: no white space, dots, wildcards or slashes."""
+    if not re.fullmatch(r"[^\s.*>/\\]{1,255}", value):
+        raise SettingError(
+            f"CRM_NATS_STREAM must be a name without spaces, dots, '*', '>' or slashes, "
+            f"not {value!r}"
+        )
+    return value
 
 
 def number(

@@ -46,6 +46,14 @@ from tests.processes import ROOT
             "postgresql://crm:hunter2@db:five/crm",
             "CRM_DATABASE_URL has a port that is not a number",
         ),
+        (
+            "CRM_NATS_URL",
+            "nats://a:4222,http://b:4222",
+            "CRM_NATS_URL must list servers such as nats://host:4222, not 'http://b:4222'",
+        ),
+        ("CRM_NATS_URL", "nats://a:four", "CRM_NATS_URL has a port that is not a number"),
+        ("CRM_NATS_STREAM", "crm events", "CRM_NATS_STREAM must be a name without spaces"),
+        ("CRM_NATS_STREAM", "crm.events", "CRM_NATS_STREAM must be a name without spaces, dots"),
     ],
 )
 def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(

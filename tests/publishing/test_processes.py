@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 from contracts.events import decode_event
 from services.nats_server import free_port
 from tests.api.requests import registration
-from tests.processes import crm_environment
+from tests.processes import CrmProcess, CrmServe, crm_environment
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 from tests.publishing.test_publisher import assert_exactly, make_accounts, stored_history
 
@@ -118,3 +119,34 @@ async def test_a_subscriber_replaying_from_the_start_receives_exactly_the_stored
     assert_exactly([(None, None, e) for e in events], history)
     assert [int(line.split(" ")[0]) for line in from_seq] == list(range(5, len(history) + 1))
     assert len(one_account) == 4
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_crm_serve_answers_while_its_broker_does_not_and_stops_on_sigterm(settings):
+    unreachable = f"nats://127.0.0.1:{free_port()}"
+    server = CrmServe(settings, CRM_NATS_URL=unreachable)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # polling a starting process until it answers
+            try:
+                ready = httpx.get(f"{server.url}/ready", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.process.poll() is None, server.log_tail()
+                assert time.monotonic() < deadline, f"never answered:\n{server.log_tail()}"
+                time.sleep(0.1)
+        created = httpx.post(f"{server.url}/accounts", json=registration())
+
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["broker"] == "unavailable"
+        assert created.status_code == 201
+    finally:
+        code = server.stop()
+    assert code in (0, -signal.SIGTERM)
+
+
+def test_crm_publish_stops_on_sigterm_while_its_broker_does_not_answer(settings):
+    publisher = CrmProcess(settings, "publish", CRM_NATS_URL=f"nats://127.0.0.1:{free_port()}")
+    publisher.wait_logged("publisher: active")
+
+    assert publisher.stop() == 0
