@@ -52,7 +52,9 @@ def _api_only(settings: Settings, keys):  # type: ignore[no-untyped-def]
     """The API alone: `crm project` and `crm publish` run as processes of their own."""
     from services.api.app import create_app
     from services.jobs import JobRunner
+    from services.publisher import forget_publisher_metrics
 
+    forget_publisher_metrics()
     projector = _projector(settings)
     jobs = JobRunner(projector.ledger, settings)
 

@@ -26,7 +26,7 @@ from nats.errors import NoServersError, TimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from contracts.events import AccountEvent, subject
 from domain.account import EVENT_TOPIC_PREFIX
@@ -46,6 +46,16 @@ PUBLISH_LAG = Histogram(
 )
 PUBLISH_BACKLOG = Gauge("crm_publish_backlog_events", "Log positions not yet in the stream")
 PUBLISHER_ACTIVE = Gauge("crm_publisher_active", "1 while this process is the active publisher")
+
+PUBLISHER_METRICS = (PUBLISHED, PUBLISH_LAG, PUBLISH_BACKLOG, PUBLISHER_ACTIVE)
+
+
+def forget_publisher_metrics() -> None:
+    """For a process that never publishes: zeros there would read as an idle publisher."""
+    for metric in PUBLISHER_METRICS:
+        with contextlib.suppress(KeyError):  # forgotten already
+            REGISTRY.unregister(metric)
+
 
 POSITION_HEADER = "CRM-Position"
 MIN_SERVER = (2, 10, 0)
