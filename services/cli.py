@@ -104,7 +104,10 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
 
     async def start_publishing() -> None:
         await publisher.check_broker()  # a broker too old to serve is an error at start-up
-        tasks.append(asyncio.get_running_loop().create_task(publisher.run(stop_publishing)))
+        loop = asyncio.get_running_loop()
+        tasks.append(loop.create_task(publisher.run(stop_publishing)))
+        if broker is not None:
+            tasks.append(loop.create_task(broker.supervise(stop_publishing)))
 
     async def close() -> None:
         stop_publishing.set()

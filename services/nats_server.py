@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
+import logging
 import shutil
 import signal
 import socket
@@ -11,6 +14,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+log = logging.getLogger("crm.nats")
 
 DEFAULT_PORT = 4222
 PR_SET_PDEATHSIG = 1
@@ -82,6 +87,20 @@ class EmbeddedNats:
                     self.stop()
                     raise TimeoutError(f"nats-server did not listen on {self.url}") from None
                 time.sleep(0.05)  # waiting for a child process to open its port
+
+    async def supervise(self, stop: asyncio.Event, every: float = 1.0) -> None:
+        """Starts the broker again whenever it exits (killed, out of memory) until `stop`:
+        nothing else would, and events would wait in the log until `crm serve` restarts."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            if stop.is_set() or self.process is None or self.process.poll() is None:
+                continue
+            log.warning("nats-server exited with %s; starting it again", self.process.returncode)
+            try:
+                await asyncio.to_thread(self.start)
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                log.error("nats-server did not start again (%s); trying again", exc)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -150,3 +151,36 @@ def test_crm_publish_stops_on_sigterm_while_its_broker_does_not_answer(settings)
     publisher.wait_logged("publisher: active")
 
     assert publisher.stop() == 0
+
+
+def children_named(pid: int, name: str) -> list[tuple[int, list[str]]]:
+    """The child processes of `pid` running `name`, with their command lines."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(fields[1]) == pid and Path(cmdline[0]).name == name:
+            found.append((int(stat.parent.name), cmdline))
+    return found
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_crm_serve_starts_its_embedded_broker_again_when_it_dies(settings):
+    server = CrmServe(settings).wait_ready()
+    try:
+        ((broker_pid, cmdline),) = children_named(server.process.pid, "nats-server")
+        nats_url = f"nats://127.0.0.1:{cmdline[cmdline.index('-p') + 1]}"
+
+        os.kill(broker_pid, signal.SIGKILL)
+        created = httpx.post(f"{server.url}/accounts", json=registration())
+
+        assert created.status_code == 201
+        server.wait_ready(60)  # ready again once the broker is back
+        asyncio.run(wait_for_stream_count(nats_url, 1, timeout=60))
+        ((subject, _, _),) = asyncio.run(stream_messages(nats_url))
+        assert subject.startswith(f"crm.accounts.{created.json()['id']}.")
+    finally:
+        server.stop()
