@@ -95,17 +95,32 @@ class FileRefused(ValueError):
 
 
 def column_mapping(header: list[str]) -> dict[int, str]:
-    """Which field each column holds; raises FileRefused when a required one is missing."""
+    """Which field each column holds; raises FileRefused when a required one is missing or
+    two columns hold the same field (which of them a row means is anyone's guess)."""
     mapping: dict[int, str] = {}
     for index, title in enumerate(header):
-        key = " ".join(title.strip().lstrip("\ufeff").casefold().replace("_", " ").split())
+        key = " ".join(_title(title).casefold().replace("_", " ").split())
         name = key.replace(" ", "_") if key.replace(" ", "_") in FIELDS else ALIASES.get(key)
-        if name is not None and name not in mapping.values():
+        if name is not None:
             mapping[index] = name
-    missing = [f for f in REQUIRED if f not in mapping.values()]
-    if missing:
-        raise FileRefused(f"missing column(s): {', '.join(missing)}")
+    problems = []
+    for name in FIELDS:
+        titles = [repr(_title(header[i])) for i, f in mapping.items() if f == name]
+        if len(titles) > 1:
+            columns = f"{', '.join(titles[:-1])} and {titles[-1]}"
+            problems.append(
+                f"columns {columns} {'both' if len(titles) == 2 else 'all'} map to the field"
+                f" {name}: keep one of them"
+            )
+    if missing := [f for f in REQUIRED if f not in mapping.values()]:
+        problems.append(f"missing column(s): {', '.join(missing)}")
+    if problems:
+        raise FileRefused("; ".join(problems))
     return mapping
+
+
+def _title(title: str) -> str:
+    return title.strip().lstrip("\ufeff")
 
 
 def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
@@ -117,7 +132,7 @@ def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
     except StopIteration:
         raise FileRefused("the file is empty") from None
     mapping = column_mapping(header)
-    titles = {i: header[i].strip().lstrip("\ufeff") for i in mapping}
+    titles = {i: _title(header[i]) for i in mapping}
     good: list[GoodRow] = []
     errors: list[RowError] = []
     first_line: dict[str, int] = {}

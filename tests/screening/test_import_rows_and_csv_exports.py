@@ -84,6 +84,43 @@ def test_a_new_company_from_a_file_without_a_region_has_none(ledger):
     assert account_of(ledger, "acme.de").firmographics.region is None
 
 
+# Two columns for one field -------------------------------------------------------------
+
+
+def test_a_file_with_two_columns_for_the_domain_is_refused_before_anything_is_stored(ledger):
+    import_rows(
+        ledger, (HEADER + "Acme,acme.de,software,10,1000,EUR,DE,Bavaria,2.5,fair\n").encode(), META
+    )
+    stored = events_in_store(ledger)
+    both = "name,Website,industry,headcount,revenue,currency,country,growth,source,domain\n"
+
+    report = import_rows(
+        ledger,
+        (both + "Newco,acme.de,software,10,1000,EUR,DE,2.5,fair,newco.example\n").encode(),
+        META,
+    )
+
+    assert report.refused == (
+        "columns 'Website' and 'domain' both map to the field domain: keep one of them"
+    )
+    assert (report.registered, report.updated) == (0, 0)
+    assert events_in_store(ledger) == stored
+    assert account_of(ledger, "acme.de").firmographics.name == "Acme"
+
+
+def test_every_field_held_by_more_than_one_column_is_named_with_its_columns(ledger):
+    header = "name,Company,Account,domain,industry,Employees,headcount,revenue,currency,country\n"
+
+    report = import_rows(ledger, (header + "A,B,C,a.com,it,1,2,3,EUR,DE\n").encode(), META)
+
+    assert report.refused == (
+        "columns 'name', 'Company' and 'Account' all map to the field name: keep one of them; "
+        "columns 'Employees' and 'headcount' both map to the field headcount: keep one of them; "
+        "missing column(s): growth_rate, source"
+    )
+    assert events_in_store(ledger) == 0
+
+
 # A web address in the Website column ---------------------------------------------------
 
 
