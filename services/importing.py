@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from contracts.accounts import RegisterAccount
+from contracts.accounts import LINE_PATTERN, TEXT_RULES, RegisterAccount
 from domain.account import Firmographics
 from domain.errors import InvalidValue, LedgerError
 from domain.ledger import AccountLedger, CommandMeta
@@ -60,6 +61,11 @@ ALIASES = {
 }
 _INTEGERS = {"headcount", "annual_revenue"}
 _FLOATS = {"growth_rate"}
+# Every cell the CRM reads follows the API's rule for one-line text: no control characters
+# (PostgreSQL cannot store NUL; a stored one stopped the read models for good), no
+# bidirectional overrides, and a visible character. Checked before the cell is trimmed, so a
+# line break at its end counts too.
+_ONE_LINE = re.compile(LINE_PATTERN)
 
 
 class GoodRow(NamedTuple):
@@ -195,10 +201,14 @@ def _row(
     values: dict[str, Any] = {}
     errors: list[RowError] = []
     for index, name in mapping.items():
-        raw = cells[index].strip() if index < len(cells) else ""
+        cell = cells[index] if index < len(cells) else ""
+        raw = cell.strip()
         column = titles[index]
         if any("\udc80" <= ch <= "\udcff" for ch in raw):
             errors.append(RowError(line, column, "not valid UTF-8 text"))
+            continue
+        if raw and not _ONE_LINE.search(cell):
+            errors.append(RowError(line, column, f"not {TEXT_RULES[LINE_PATTERN]}"))
             continue
         if raw == "":
             if name in REQUIRED:

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 
+from contracts.accounts import LINE_PATTERN, TEXT_RULES
 from domain.account import EVENT_TOPIC_PREFIX, account_id_for
 from domain.ledger import CommandMeta
 from services.importing import import_rows
@@ -15,6 +16,7 @@ from tests.api.requests import command, registration
 from tests.audit.tampering import verify_offline
 from tests.processes import run_crm
 from tests.screening.test_import import HEADER, events_in_store
+from tests.screening.test_jobs import finished
 
 META = CommandMeta("importer")
 FORMULA = "=cmd|' /C calc'!A0"
@@ -119,6 +121,72 @@ def test_every_field_held_by_more_than_one_column_is_named_with_its_columns(ledg
         "missing column(s): growth_rate, source"
     )
     assert events_in_store(ledger) == 0
+
+
+# Characters a cell may not hold --------------------------------------------------------
+
+
+def test_a_cell_with_a_control_or_bidi_character_or_nothing_visible_rejects_its_row(ledger):
+    body = (
+        HEADER
+        + "Nul\x00Corp,nul.example,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "Bell,bell.example,software,10,1000,EUR,DE,Bavaria\x07,2.5,fair\n"
+        + "Del,del.example,software,10,1000,EUR,DE,,2.5,fair\x7f\n"
+        + "Nel,nel.example,soft\x85ware,10,1000,EUR,DE,,2.5,fair\n"
+        + "\u200b,zwsp.example,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "Acme,bom.example,software,10,1000,EUR,DE,,2.5,\ufeff \u2060\n"
+        + "Evil\u202egpj.exe,rlo.example,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "Iso,iso.example,\u2066software\u2069,10,1000,EUR,DE,,2.5,fair\n"
+        + "Tab\tCo,tab.example,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "Ten,ten.example,software,10\x1f,1000,EUR,DE,,2.5,fair\n"
+        + '"Two\nLines",lines.example,software,10,1000,EUR,DE,,2.5,fair\n'
+        + '"Break\n",break.example,software,10,1000,EUR,DE,,2.5,fair\n'
+        + "Zero\u200bWidth,zw.example,software,10,1000,EUR,DE,,2.5,fair\n"
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+
+    rule = f"not {TEXT_RULES[LINE_PATTERN]}"
+    assert [(e.line, e.column, e.reason) for e in report.errors] == [
+        (2, "Company", rule),
+        (3, "Region", rule),
+        (4, "Source", rule),
+        (5, "Industry", rule),
+        (6, "Company", rule),  # nothing visible
+        (7, "Source", rule),
+        (8, "Company", rule),
+        (9, "Industry", rule),
+        (10, "Company", rule),  # a tab: the API's one-line rule
+        (11, "Employees", rule),
+        (13, "Company", rule),
+        (15, "Company", rule),
+    ]
+    assert "control or bidirectional override characters" in rule
+    # A zero-width character next to visible ones is text.
+    assert report.registered == 1
+    assert account_of(ledger, "zw.example").firmographics.name == "Zero\u200bWidth"
+    assert events_in_store(ledger) == 1
+
+
+def test_an_uploaded_row_with_a_nul_is_rejected_and_the_read_models_carry_on(client, projector):
+    body = (
+        HEADER
+        + "Nul\x00Corp,nul.example,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "Acme,acme.de,software,10,1000,EUR,DE,,2.5,fair\n"
+    ).encode()
+
+    upload = client.post("/imports", content=body, headers={"Content-Type": "text/csv"})
+    job = finished(client, upload.headers["location"])
+    later = client.post("/accounts", json=registration(domain="later.example"))
+
+    assert job["result"]["errors"] == [
+        {"line": 2, "column": "Company", "reason": f"not {TEXT_RULES[LINE_PATTERN]}"}
+    ]
+    assert later.status_code == 201, later.text
+    position = int(later.headers["crm-position"])
+    assert projector.wait_for("accounts", position, 10) >= position
+    listed = client.get("/accounts", params={"min_position": position}).json()["items"]
+    assert sorted(a["domain"] for a in listed) == ["acme.de", "later.example"]
 
 
 # A web address in the Website column ---------------------------------------------------
