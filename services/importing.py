@@ -132,9 +132,9 @@ def _title(title: str) -> str:
 def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
     """Good rows (with their line numbers) and the errors of the bad ones."""
     text = data.decode("utf-8", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    records = _records(text)
     try:
-        header = next(reader)
+        _, header = next(records)
     except StopIteration:
         raise FileRefused("the file is empty") from None
     mapping = column_mapping(header)
@@ -142,8 +142,7 @@ def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
     good: list[GoodRow] = []
     errors: list[RowError] = []
     first_line: dict[str, int] = {}
-    for cells in reader:
-        line = reader.line_num
+    for line, cells in records:
         if not any(c.strip() for c in cells):
             continue
         if len(cells) > len(header):
@@ -173,6 +172,53 @@ def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
             first_line[row.details.domain] = line
             good.append(row)
     return good, errors
+
+
+class _Lines:
+    """The file's lines for `csv.reader`, noting when the reader asks for one past the last."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = iter(io.StringIO(text, newline=""))
+        self.ran_out = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._lines)
+        except StopIteration:
+            self.ran_out = True
+            raise
+
+
+def _records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Each record's cells with the line it starts on. A quote that is never closed refuses
+    the file: every line after it would be read as one cell, so no later row can be trusted."""
+    lines = _Lines(text)
+    reader = csv.reader(lines)
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:  # the one error csv raises on text: a cell over its size limit
+            raise FileRefused(
+                f"line {start}: a cell is longer than {csv.field_size_limit()} characters"
+                " (is a quote opened there never closed?)"
+            ) from None
+        if lines.ran_out:  # the file ended inside a quoted cell, the last one read
+            opened = start + sum(_line_breaks(c) for c in cells[:-1])
+            raise FileRefused(
+                f'line {opened}: the quote (") that opens a cell is never closed, so the rest'
+                " of the file would be read as that one cell"
+            )
+        yield start, cells
+
+
+def _line_breaks(cell: str) -> int:
+    return cell.count("\n") + cell.count("\r") - cell.count("\r\n")
 
 
 def _index(mapping: dict[int, str], name: str) -> int:

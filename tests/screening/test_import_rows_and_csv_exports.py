@@ -15,7 +15,7 @@ from services.jobs import JobRunner
 from tests.api.requests import command, registration
 from tests.audit.tampering import verify_offline
 from tests.processes import run_crm
-from tests.screening.test_import import HEADER, events_in_store
+from tests.screening.test_import import HEADER, events_in_store, good_rows
 from tests.screening.test_jobs import finished
 
 META = CommandMeta("importer")
@@ -158,8 +158,8 @@ def test_a_cell_with_a_control_or_bidi_character_or_nothing_visible_rejects_its_
         (9, "Industry", rule),
         (10, "Company", rule),  # a tab: the API's one-line rule
         (11, "Employees", rule),
-        (13, "Company", rule),
-        (15, "Company", rule),
+        (12, "Company", rule),  # the line the row starts on
+        (14, "Company", rule),
     ]
     assert "control or bidirectional override characters" in rule
     # A zero-width character next to visible ones is text.
@@ -187,6 +187,47 @@ def test_an_uploaded_row_with_a_nul_is_rejected_and_the_read_models_carry_on(cli
     assert projector.wait_for("accounts", position, 10) >= position
     listed = client.get("/accounts", params={"min_position": position}).json()["items"]
     assert sorted(a["domain"] for a in listed) == ["acme.de", "later.example"]
+
+
+# A quote that is never closed ----------------------------------------------------------
+
+
+def test_a_quote_never_closed_refuses_the_file_naming_the_line_it_opens_on(ledger):
+    body = (
+        HEADER
+        + "Acme,acme.de,software,10,1000,EUR,DE,,2.5,fair\n"
+        + '"Open quote,openq.de,software,10,1000,EUR,DE,,2.5,fair\n'
+        + "Beta,beta.example,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "Gamma,gamma.example,software,10,1000,EUR,DE,,2.5,fair\n"
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+
+    assert report.refused == (
+        'line 3: the quote (") that opens a cell is never closed, so the rest of the file'
+        " would be read as that one cell"
+    )
+    assert (report.registered, report.errors) == (0, [])
+    assert events_in_store(ledger) == 0
+
+
+def test_an_upload_whose_unclosed_quote_swallows_a_long_rest_is_refused(client, ledger):
+    body = (
+        HEADER
+        + good_rows(1)
+        + '"Open quote,openq.example,software,10,1000,EUR,DE,,2.5,list\n'
+        + good_rows(3000, start=1)
+    ).encode()
+
+    upload = client.post("/imports", content=body, headers={"Content-Type": "text/csv"})
+    job = finished(client, upload.headers["location"])
+
+    assert job["status"] == "finished", job
+    assert job["result"]["refused"] == (
+        "line 3: a cell is longer than 131072 characters (is a quote opened there never closed?)"
+    )
+    assert job["result"]["registered"] == 0
+    assert account_events(ledger) == 0
 
 
 # A web address in the Website column ---------------------------------------------------
