@@ -61,6 +61,11 @@ ALIASES = {
 }
 _INTEGERS = {"headcount", "annual_revenue"}
 _FLOATS = {"growth_rate"}
+_SEPARATORS = {",": "comma", ";": "semicolon"}
+# What groups the digits of a whole number (`1,200`; `1.200` where the comma is the decimal
+# mark and so a semicolon separates the cells); a decimal mark is not a whole number's.
+_DIGIT_GROUPS = {",": ",", ";": "."}
+_FIRST_LINE = re.compile(r"[^\r\n]*")
 # Every cell the CRM reads follows the API's rule for one-line text: no control characters
 # (PostgreSQL cannot store NUL; a stored one stopped the read models for good), no
 # bidirectional overrides, and a visible character. Checked before the cell is trimmed, so a
@@ -132,7 +137,8 @@ def _title(title: str) -> str:
 def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
     """Good rows (with their line numbers) and the errors of the bad ones."""
     text = data.decode("utf-8", errors="surrogateescape")
-    records = _records(text)
+    delimiter = _delimiter(text)
+    records = _records(text, delimiter)
     try:
         _, header = next(records)
     except StopIteration:
@@ -153,11 +159,11 @@ def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
                     line,
                     "row",
                     f"{len(cells)} cells but the header has {len(header)} columns"
-                    " (is a comma in a value not quoted?)",
+                    f" (is a {_SEPARATORS[delimiter]} in a value not quoted?)",
                 )
             )
             continue
-        row, row_errors = _row(cells, mapping, titles, line)
+        row, row_errors = _row(cells, mapping, titles, line, _DIGIT_GROUPS[delimiter])
         if row is not None and row.details.domain in first_line:
             row_errors.append(
                 RowError(
@@ -192,11 +198,18 @@ class _Lines:
             raise
 
 
-def _records(text: str) -> Iterator[tuple[int, list[str]]]:
+def _delimiter(text: str) -> str:
+    """`;` when the header line has a semicolon and no comma (spreadsheets save CSV so where
+    the comma is the decimal mark, as in much of Europe), else `,`."""
+    header = _FIRST_LINE.match(text)[0]  # type: ignore[index]  # matches any text
+    return ";" if ";" in header and "," not in header else ","
+
+
+def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """Each record's cells with the line it starts on. A quote that is never closed refuses
     the file: every line after it would be read as one cell, so no later row can be trusted."""
     lines = _Lines(text)
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, delimiter=delimiter)
     while True:
         start = reader.line_num + 1
         try:
@@ -242,7 +255,7 @@ def _host(value: str) -> str:
 
 
 def _row(
-    cells: list[str], mapping: dict[int, str], titles: dict[int, str], line: int
+    cells: list[str], mapping: dict[int, str], titles: dict[int, str], line: int, groups: str
 ) -> tuple[GoodRow | None, list[RowError]]:
     values: dict[str, Any] = {}
     errors: list[RowError] = []
@@ -262,7 +275,7 @@ def _row(
             continue
         try:
             values[name] = (
-                int(raw.replace(",", "").replace("_", ""))
+                int(raw.replace(groups, "").replace("_", ""))
                 if name in _INTEGERS
                 else _finite(float(raw.rstrip("%").replace(",", ".")))
                 if name in _FLOATS

@@ -189,6 +189,51 @@ def test_an_uploaded_row_with_a_nul_is_rejected_and_the_read_models_carry_on(cli
     assert sorted(a["domain"] for a in listed) == ["acme.de", "later.example"]
 
 
+# Semicolon-separated files -------------------------------------------------------------
+
+
+def test_a_semicolon_separated_file_is_read_with_the_comma_as_its_decimal_mark(ledger):
+    body = (
+        "name;domain;industry;headcount;annual_revenue;revenue_currency;country;region;"
+        "growth_rate;source\r\n"
+        "Acme, Inc;acme.de;software;1.200;40.000.000;EUR;DE;Bayern;12,5;Messe\r\n"
+        '"Semi; Colon";semi.example;software;10;1000;EUR;DE;;2,5%;Messe\r\n'
+        "Half;half.example;software;1,5;1000;EUR;DE;;2,5;Messe\r\n"
+        "Loose;loose.example;software;10;1000;EUR;DE;;2,5;Messe;extra\r\n"
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+
+    assert report.registered == 2
+    acme = account_of(ledger, "acme.de").firmographics
+    assert (acme.name, acme.headcount, acme.annual_revenue, acme.growth_rate) == (
+        "Acme, Inc",
+        1200,
+        40_000_000,
+        12.5,
+    )
+    assert account_of(ledger, "semi.example").firmographics.name == "Semi; Colon"
+    assert [(e.line, e.column, e.reason) for e in report.errors] == [
+        (4, "headcount", "'1,5' is not a number"),
+        (
+            5,
+            "row",
+            "11 cells but the header has 10 columns (is a semicolon in a value not quoted?)",
+        ),
+    ]
+
+
+def test_a_header_line_with_a_comma_is_read_as_comma_separated(ledger):
+    body = HEADER.replace("Source", "Source,Notes; internal") + (
+        "Acme;Inc,acme.de,software,1200,40000000,EUR,DE,,2.5,fair,a;b\n"
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+
+    assert report.registered == 1
+    assert account_of(ledger, "acme.de").firmographics.name == "Acme;Inc"
+
+
 # A quote that is never closed ----------------------------------------------------------
 
 
