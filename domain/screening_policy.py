@@ -59,7 +59,9 @@ class Criteria:
                 )
 
     def failed(self, company: Firmographics) -> list[str]:
-        """The names of the criteria the company fails, in a fixed order."""
+        """The names of the criteria the company fails, in a fixed order: `industry`,
+        `headcount`, `annual_revenue` or `revenue_currency`, `country`, `region`,
+        `growth_rate`."""
         industry = company.industry.casefold()
         failures = []
         if (
@@ -72,10 +74,12 @@ class Criteria:
         ):
             failures.append("headcount")
         if self.revenue_min is not None or self.revenue_max is not None:
-            if (
-                company.revenue_currency != self.revenue_currency
-                or (self.revenue_min is not None and company.annual_revenue < self.revenue_min)
-                or (self.revenue_max is not None and company.annual_revenue > self.revenue_max)
+            # No exchange rates are kept, so a revenue in another currency cannot be compared
+            # with the range: it fails, and the failed criterion says that the currency is why.
+            if company.revenue_currency != self.revenue_currency:
+                failures.append("revenue_currency")
+            elif (self.revenue_min is not None and company.annual_revenue < self.revenue_min) or (
+                self.revenue_max is not None and company.annual_revenue > self.revenue_max
             ):
                 failures.append("annual_revenue")
         if (self.countries_included and company.country not in self.countries_included) or (

@@ -79,6 +79,32 @@ def test_dry_run_and_apply_agree_account_for_account_and_a_second_apply_adds_not
     }
 
 
+def test_a_revenue_in_another_currency_fails_as_its_currency_not_its_amount(client):
+    register(
+        client,
+        name="Dollars",
+        domain="dollars.com",
+        annual_revenue=40_000_000,
+        revenue_currency="USD",
+    )
+    register(client, name="Small", domain="small.com", annual_revenue=5_000_000)
+    register(client, name="Fit", domain="fit.com", annual_revenue=40_000_000)
+    create_policy(client, revenue_min=10_000_000, revenue_currency="EUR")
+
+    dry = client.post("/screening-policies/1/dry-run", json={}).json()
+    applied = client.post("/screening-policies/1/apply", json={}).json()
+
+    decisions = {d["name"]: (d["outcome"], d["failed_criteria"]) for d in dry["decisions"]}
+    assert decisions == {
+        "Dollars": ("excluded", ["revenue_currency"]),
+        "Small": ("excluded", ["annual_revenue"]),
+        "Fit": ("qualified", []),
+    }
+    dollars = next(d for d in applied["decisions"] if d["name"] == "Dollars")
+    screening = client.get(f"/accounts/{dollars['account_id']}").json()["screening"]
+    assert screening["criteria"] == ["revenue_currency"]
+
+
 def test_an_override_survives_a_re_apply_and_is_reported(client):
     accounts = companies(client)
     create_policy(client, **POLICY)
