@@ -321,6 +321,7 @@ def _export_contracts(args: argparse.Namespace, _settings: Settings) -> int:
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
 
@@ -333,7 +334,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     meta = CommandMeta(args.actor, reason=f"import of {args.file.name}")
     try:
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"import {args.file.name}", total=None)
+            task = progress.add_task(f"import {escape(args.file.name)}", total=None)
             report = import_rows(
                 ledger,
                 args.file.read_bytes(),
@@ -343,11 +344,11 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             )
         if report.errors:
             table = Table("line", "column", "reason", title="rows not imported")
-            for error in report.errors:
-                table.add_row(str(error.line), error.column, error.reason)
+            for error in report.errors:  # the file's own text, not rich markup
+                table.add_row(str(error.line), escape(error.column), escape(error.reason))
             console.print(table)
         if report.refused:
-            console.print(f"[red]refused:[/red] {report.refused}")
+            console.print(f"[red]refused:[/red] {escape(report.refused)}")
             return 2
         console.print(
             f"{report.registered} registered, {report.updated} updated, "

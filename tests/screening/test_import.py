@@ -120,6 +120,17 @@ def test_an_import_killed_midway_and_run_again_doubles_nothing(ledger, settings,
     assert "0 rejected" in second.stdout
 
 
+def test_crm_import_prints_the_files_own_text_in_its_report(settings, tmp_path):
+    path = tmp_path / "[targets].csv"
+    path.write_text(HEADER + "Bad Co,bad.example,software,[/x],1,EUR,DE,,2.5,list\n")
+
+    done = run_crm(settings, "import", str(path))
+
+    assert done.returncode == 1, done.stderr
+    assert "[/x]" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
 def test_exports_write_what_a_spreadsheet_opens(client, ledger, projector):
     import_rows(ledger, (HEADER + good_rows(30)).encode(), META)
     head = events_in_store(ledger)
