@@ -21,6 +21,7 @@ from services.api.command_meta import (
     AccountCommand,
     command_headers,
     document_command_headers,
+    refuse_unheeded_guards,
 )
 from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
@@ -92,6 +93,7 @@ def create_app(
         else None,
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[on_response_start],
+        before_request=refuse_unheeded_guards,
         logging_config=None,  # records go to the root logger, which services/logs.py formats
         request_max_body_size=settings.max_body_bytes,
         on_startup=list(on_startup),

@@ -140,6 +140,21 @@ COMMAND_HEADERS = {
 }
 _HEADER_KEYS = {name.lower().encode() for name in COMMAND_HEADERS}  # as ASGI names them
 GUARDS = frozenset({"If-Match", "Idempotency-Key"})
+_GUARD_KEYS = {guard.lower().encode(): guard for guard in GUARDS}
+
+
+async def refuse_unheeded_guards(request: Request[Any, Any, Any]) -> None:
+    """A `before_request` hook: a POST, PUT or DELETE that takes no command headers (a dry
+    run, say) honours no guard, so one sent to it is refused rather than ignored. The ones
+    that take them check theirs in `command_headers`."""
+    if request.scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        return
+    if {"command", "command_headers"} & set(request.route_handler.parsed_fn_signature.parameters):
+        return
+    for name, _ in request.scope["headers"]:
+        if name in _GUARD_KEYS:
+            guard = _GUARD_KEYS[name]
+            raise invalid_field(guard, f"This request does not take {guard}.", 400)
 
 
 def _guards(handler: Any) -> frozenset[str]:

@@ -142,3 +142,16 @@ def test_if_match_is_refused_and_not_advertised_where_there_is_no_account_versio
         assert "Idempotency-Key" in names, path
     bant = {p["name"] for p in paths["/accounts/{account_id}/bant"]["put"]["parameters"]}
     assert "If-Match" in bant
+
+
+def test_a_dry_run_refuses_guard_headers_it_would_ignore(client):
+    version = client.post("/screening-policies", json={"headcount_min": 50}).json()["version"]
+    path = f"/screening-policies/{version}/dry-run"
+
+    expecting = client.post(path, json={}, headers={"If-Match": '"1"'})
+    keyed = client.post(path, json={}, headers={"Idempotency-Key": "dry-1"})
+    plain = client.post(path, json={})
+
+    assert (expecting.status_code, expecting.json()["field"]) == (400, "If-Match")
+    assert (keyed.status_code, keyed.json()["field"]) == (400, "Idempotency-Key")
+    assert plain.status_code == 200, plain.text
