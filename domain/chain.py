@@ -14,12 +14,14 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
+
+from domain.errors import EventUnreadable
 
 GENESIS = "0" * 64
 PREVIOUS_HASH = "previous_hash"
@@ -32,8 +34,25 @@ def event_hash(originator_id: UUID | str, version: int, topic: str, state: bytes
 
 def stored_hash(stored: StoredEvent) -> str:
     return event_hash(
-        stored.originator_id, stored.originator_version, stored.topic, bytes(stored.state)
+        stored.originator_id, stored.originator_version, stored.topic, stored_state(stored)
     )
+
+
+def stored_state(stored: StoredEvent) -> bytes:
+    """The bytes of a stored state; of a state stored as text, its UTF-8 bytes."""
+    state = stored.state
+    return state.encode("utf-8") if isinstance(state, str) else bytes(state)
+
+
+def unreadable_state(stored: StoredEvent) -> str | None:
+    """Why a stored state cannot be what the ledger wrote, or None.
+
+    The ledger writes bytes. SQLite turns a BLOB that an SQL function such as `replace()`
+    touched into TEXT, which the store then hands back as a string.
+    """
+    if isinstance(stored.state, str):
+        return "its state is stored as text, not as the bytes that were written"
+    return None
 
 
 def linked_hash(state: bytes) -> str | None:
@@ -86,9 +105,17 @@ class ChainWalk:
         if version != self.version + 1:
             self.broken = ChainBreak(self.version + 1, f"version {self.version + 1} is missing")
             return
+        if (unreadable := unreadable_state(stored)) is not None:
+            self.broken = ChainBreak(
+                version, f"version {version} can no longer be read: {unreadable}"
+            )
+            return
         link = linked_hash(bytes(stored.state))
         if link is None:
-            self.broken = ChainBreak(version, f"version {version} is unreadable or has no link")
+            self.broken = ChainBreak(
+                version,
+                f"version {version} can no longer be read: its state is not JSON with a link",
+            )
             return
         if link != self.head:
             # This event's link no longer matches the event before it: that one was changed.
@@ -112,6 +139,22 @@ class ChainWalk:
                     "(the checkpoint recorded them)",
                 )
         return self.broken
+
+
+_REQUIRED_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _required_fields(cls: type) -> frozenset[str]:
+    """The fields of an event class that have no default, so that every event holds them."""
+    required = _REQUIRED_FIELDS.get(cls)
+    if required is None:
+        required = frozenset(
+            f.name
+            for f in (fields(cls) if is_dataclass(cls) else ())
+            if f.default is MISSING and f.default_factory is MISSING
+        )
+        _REQUIRED_FIELDS[cls] = required
+    return required
 
 
 class ChainingMapper(Mapper[UUID]):
@@ -168,11 +211,24 @@ class ChainingMapper(Mapper[UUID]):
         return stored
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        """The event a stored event holds; EventUnreadable when its state no longer decodes,
+        or no longer fits its topic's class (a field the class requires is absent)."""
         # No hashing here: the projector and the publisher decode every event, and a writer
         # learns a head from its own commits or, once, from the store.
-        event = super().to_domain_event(stored_event)
-        vars(event).pop(PREVIOUS_HASH, None)
-        return event
+        reason = unreadable_state(stored_event)
+        if reason is None:
+            try:
+                event = super().to_domain_event(stored_event)
+            except Exception as error:  # not JSON, an unknown topic, an upcaster that failed
+                reason = f"its state does not decode as {stored_event.topic} ({error})"
+            else:
+                state = vars(event)
+                state.pop(PREVIOUS_HASH, None)
+                missing = _required_fields(type(event)) - state.keys()
+                if not missing:
+                    return event
+                reason = f"its state lacks {', '.join(sorted(missing))} of {stored_event.topic}"
+        raise EventUnreadable(stored_event.originator_id, stored_event.originator_version, reason)
 
     def _remember(self, originator_id: UUID, head: tuple[int, str]) -> None:
         known = self._stored_heads.get(originator_id)

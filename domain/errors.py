@@ -78,3 +78,17 @@ class ChainBroken(LedgerError):
         )
         self.originator_id = originator_id
         self.version = version
+
+
+class EventUnreadable(LedgerError):
+    """A stored event can no longer be read (its state was changed behind the ledger's back),
+    so nothing built from it can be answered; `crm audit verify` reports it too."""
+
+    def __init__(self, originator_id: UUID, version: int, reason: str) -> None:
+        super().__init__(
+            f"Version {version} of {originator_id} can no longer be read: {reason}. "
+            "`crm audit verify` lists every break."
+        )
+        self.originator_id = originator_id
+        self.version = version
+        self.reason = reason

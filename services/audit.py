@@ -14,8 +14,8 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from domain.account import EVENT_TOPIC_PREFIX, Account, event_type
-from domain.chain import ChainBreak, ChainWalk, linked_hash, stored_hash
+from domain.account import EVENT_TOPIC_PREFIX, Account
+from domain.chain import ChainBreak, ChainWalk, linked_hash, stored_hash, stored_state
 from domain.checkpoints import (
     CHECKPOINT_LOG_ID,
     Checkpoint,
@@ -23,7 +23,7 @@ from domain.checkpoints import (
     CheckpointLog,
     Head,
 )
-from domain.errors import AccountNotFound, ChainBroken, Contention, InvalidValue
+from domain.errors import AccountNotFound, ChainBroken, Contention, EventUnreadable, InvalidValue
 from domain.ledger import MAX_ATTEMPTS, AccountLedger, CommandMeta
 from services.api.views import account_view, history_event
 from services.leadership import Leadership
@@ -259,39 +259,59 @@ class Audit:
             before = after
 
     def export_records(self, account_id: UUID | None = None) -> Iterator[dict[str, Any]]:
-        """The export: the latest checkpoint and its heads, then every event with its hashes."""
+        """The export: what it holds, the latest checkpoint and its heads, every event with its
+        hashes, then an `end` record with the number of events.
+
+        The checkpoint is read before this returns, so that one that cannot be read is an
+        error before an HTTP answer starts, not a body cut off after it did.
+        """
+        opening = [{"record": "export", "scope": "store"}]
+        if account_id is not None:
+            opening = [{"record": "export", "scope": "account", "account_id": str(account_id)}]
+        opening += self._checkpoint_records(account_id)
+        return self._export(opening, account_id)
+
+    def _checkpoint_records(self, account_id: UUID | None) -> list[dict[str, Any]]:
         entry = self.latest_checkpoint()
-        if entry is not None:
-            yield {
-                "record": "checkpoint",
-                "number": entry.number,
-                "position": entry.position,
-                "root": entry.root,
-                "accounts": entry.accounts,
-                "recorded_at": entry.at.isoformat(),
-            }
-            if account_id is None:
-                heads = sorted(self.checkpoint_heads(entry).items())
-            else:
-                head = self.recorded_head(entry, account_id)
-                heads = [] if head is None else [(str(account_id), head)]
-            for head_id, (version, head_hash) in heads:
-                yield {
-                    "record": "head",
-                    "account_id": head_id,
-                    "version": version,
-                    "hash": head_hash,
-                }
+        if entry is None:
+            return []
+        if account_id is None:
+            heads = sorted(self.checkpoint_heads(entry).items())
+        else:
+            head = self.recorded_head(entry, account_id)
+            heads = [] if head is None else [(str(account_id), head)]
+        checkpoint = {
+            "record": "checkpoint",
+            "number": entry.number,
+            "position": entry.position,
+            "root": entry.root,
+            "accounts": entry.accounts,
+            "recorded_at": entry.at.isoformat(),
+        }
+        return [checkpoint] + [
+            {"record": "head", "account_id": head_id, "version": version, "hash": head_hash}
+            for head_id, (version, head_hash) in heads
+        ]
+
+    def _export(
+        self, opening: list[dict[str, Any]], account_id: UUID | None
+    ) -> Iterator[dict[str, Any]]:
+        yield from opening
         if account_id is not None:
             stored_events: Iterator[StoredEvent] = iter(self.ledger.stored_events(account_id))
         else:
             end = self.ledger.recorder.max_notification_id() or 0
             stored_events = self._account_events(1, end)
+        events = 0
         for stored in stored_events:
+            events += 1
             yield self._event_record(stored)
+        yield {"record": "end", "events": events}
 
     def _event_record(self, stored: StoredEvent) -> dict[str, Any]:
-        state = bytes(stored.state)
+        """An event as stored, with its hashes; with its reading when it still has one, else
+        `unreadable` and why (an auditor takes away exactly what the store holds)."""
+        state = stored_state(stored)
         record: dict[str, Any] = {
             "record": "event",
             "account_id": str(stored.originator_id),
@@ -302,12 +322,13 @@ class Audit:
             "state": state.decode("utf-8", errors="replace"),
         }
         try:
-            event = self.ledger.mapper.to_domain_event(stored)
-        except Exception:  # an altered event may no longer decode; its bytes are still exported
-            return record
-        view = msgspec.to_builtins(history_event(event))
+            view = msgspec.to_builtins(history_event(self.ledger.mapper.to_domain_event(stored)))
+        except EventUnreadable as error:
+            return {**record, "unreadable": error.reason}
+        except Exception as error:  # it decodes, but not into an event that can be shown
+            return {**record, "unreadable": f"it does not read as {stored.topic} ({error})"}
         record.update(
-            type=event_type(event),
+            type=view["type"],
             recorded_at=view["recorded_at"],
             actor=view["actor"],
             reason=view["reason"],
@@ -330,21 +351,25 @@ EXPORT_FIELDS = [
     "request_id",
     "topic",
     "state",
+    "unreadable",
     "data",
     "number",
     "position",
     "root",
     "accounts",
+    "scope",
+    "events",
 ]
-# The columns tools/verify_export.py recomputes the hashes from, written exactly as stored in
-# CSV (hex hashes, ids, numbers, topics and a JSON state: none starts like a spreadsheet
-# formula); the others are for reading and are escaped like every CSV export's cells.
+# The columns tools/verify_export.py checks, written exactly as stored in CSV (hex hashes, ids,
+# numbers, topics, a scope and a JSON state: none starts like a spreadsheet formula); the
+# others are for reading and are escaped like every CSV export's cells.
 EXPORT_HASHED = frozenset(EXPORT_FIELDS) - {
     "type",
     "recorded_at",
     "actor",
     "reason",
     "request_id",
+    "unreadable",
     "data",
 }
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import sqlite3
 import sys
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from services.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def add_audit_commands(commands: Any) -> None:
@@ -44,42 +51,85 @@ def add_audit_commands(commands: Any) -> None:
     export.set_defaults(run=_export)
 
 
-def _audit(settings: Settings):  # type: ignore[no-untyped-def]
-    from services.audit import Audit
-    from services.store import open_ledger
+def _with_audit(command: Callable[[argparse.Namespace, Any], int]) -> Command:
+    """Runs an audit command on the configured event store, which it never creates: with no
+    store there it says so and exits with 2. A record that cannot be read exits with 1."""
 
-    return Audit(open_ledger(settings))
+    @functools.wraps(command)
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from domain.errors import LedgerError
+        from services.audit import Audit
+        from services.store import open_ledger
+
+        if (absent := _no_event_store(settings)) is not None:
+            print(f"there is no event store at {absent}", file=sys.stderr)
+            return 2
+        audit = Audit(open_ledger(settings))
+        try:
+            return command(args, audit)
+        except LedgerError as error:
+            print(error.detail, file=sys.stderr)
+            return 1
+        finally:
+            audit.ledger.close()
+
+    return run
 
 
-def _verify(args: argparse.Namespace, settings: Settings) -> int:
+def _no_event_store(settings: Settings) -> str | None:
+    """Where the settings point when no event store is there (None when one is)."""
+    from domain.ledger import AccountLedger
+
+    if settings.database_url is None:
+        path = settings.sqlite_path
+        if not path.is_file():
+            return str(path)
+        # Read-only: opening the file the usual way would create it, and its tables.
+        with closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)) as conn:
+            found = conn.execute(_TABLE_EXISTS_SQLITE, ("stored_events",)).fetchone()
+        return None if found else f"{path} (the file holds no events)"
+    import psycopg
+
+    table = f"{AccountLedger.name}_events"
+    with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+        found = conn.execute(_TABLE_EXISTS, (settings.database_schema, table)).fetchone()
+    url = urlsplit(settings.database_url)
+    where = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()  # no password
+    return None if found else f"{where}, schema {settings.database_schema}"
+
+
+_TABLE_EXISTS_SQLITE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+_TABLE_EXISTS = (
+    "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s"
+)
+
+
+@_with_audit
+def _verify(args: argparse.Namespace, audit: Any) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from domain.errors import AccountNotFound
 
-    audit = _audit(settings)
-    try:
-        if args.account is not None:
-            try:
-                reports = [audit.verify_account(args.account)]
-            except AccountNotFound as error:
-                print(error.detail, file=sys.stderr)
-                return 2
-            broken = [r for r in reports if not r.verified]
-            summary = f"account {args.account}: {reports[0].events} events"
-            checkpoint = reports[0].checkpoint
-        else:
-            with Progress(
-                TextColumn("verify"), BarColumn(), MofNCompleteColumn(), transient=True
-            ) as progress:
-                task = progress.add_task("verify", total=None)
-                report = audit.verify_all(
-                    lambda done, total: progress.update(task, completed=done, total=total)
-                )
-            broken = report.broken
-            summary = f"{report.accounts} accounts, {report.events} events"
-            checkpoint = report.checkpoint
-    finally:
-        audit.ledger.close()
+    if args.account is not None:
+        try:
+            reports = [audit.verify_account(args.account)]
+        except AccountNotFound as error:
+            print(error.detail, file=sys.stderr)
+            return 2
+        broken = [r for r in reports if not r.verified]
+        summary = f"account {args.account}: {reports[0].events} events"
+        checkpoint = reports[0].checkpoint
+    else:
+        with Progress(
+            TextColumn("verify"), BarColumn(), MofNCompleteColumn(), transient=True
+        ) as progress:
+            task = progress.add_task("verify", total=None)
+            report = audit.verify_all(
+                lambda done, total: progress.update(task, completed=done, total=total)
+            )
+        broken = report.broken
+        summary = f"{report.accounts} accounts, {report.events} events"
+        checkpoint = report.checkpoint
     against = (
         f"checkpoint {checkpoint.number} (root {checkpoint.root})"
         if checkpoint
@@ -103,18 +153,11 @@ def _describe_break(report: Any) -> str:
     )
 
 
-def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from domain.errors import ChainBroken
+@_with_audit
+def _checkpoint(args: argparse.Namespace, audit: Any) -> int:
     from domain.ledger import CommandMeta
 
-    audit = _audit(settings)
-    try:
-        entry = audit.checkpoint(CommandMeta(args.actor, reason="crm audit checkpoint"))
-    except ChainBroken as error:
-        print(error.detail, file=sys.stderr)
-        return 1
-    finally:
-        audit.ledger.close()
+    entry = audit.checkpoint(CommandMeta(args.actor, reason="crm audit checkpoint"))
     print(
         f"checkpoint {entry.number}: {entry.accounts} accounts up to position {entry.position}, "
         f"root {entry.root}"
@@ -122,44 +165,44 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _history(args: argparse.Namespace, settings: Settings) -> int:
+@_with_audit
+def _history(args: argparse.Namespace, audit: Any) -> int:
     from domain.account import event_type
     from domain.errors import AccountNotFound
 
-    audit = _audit(settings)
     try:
-        try:
-            audit.ledger.account(args.account)
-        except AccountNotFound as error:
-            print(error.detail, file=sys.stderr)
-            return 2
-        for event, _, after, changed in audit.story(args.account):
-            why = f" because {event.reason}" if event.reason else ""
-            request = f" (request {event.request_id})" if event.request_id else ""
-            print(
-                f"v{event.originator_version}  {event.timestamp.isoformat()}  "
-                f"{event_type(event)} by {event.actor}{why}{request}"
-            )
-            shown = after if args.full else {name: after[name] for name in changed}
-            for name, value in shown.items():
-                print(f"    {name}: {json.dumps(value, ensure_ascii=False)}")
-    finally:
-        audit.ledger.close()
+        audit.ledger.account(args.account)
+    except AccountNotFound as error:
+        print(error.detail, file=sys.stderr)
+        return 2
+    for event, _, after, changed in audit.story(args.account):
+        why = f" because {event.reason}" if event.reason else ""
+        request = f" (request {event.request_id})" if event.request_id else ""
+        print(
+            f"v{event.originator_version}  {event.timestamp.isoformat()}  "
+            f"{event_type(event)} by {event.actor}{why}{request}"
+        )
+        shown = after if args.full else {name: after[name] for name in changed}
+        for name, value in shown.items():
+            print(f"    {name}: {json.dumps(value, ensure_ascii=False)}")
     return 0
 
 
-def _export(args: argparse.Namespace, settings: Settings) -> int:
+@_with_audit
+def _export(args: argparse.Namespace, audit: Any) -> int:
     from services.audit import EXPORT_FIELDS, EXPORT_HASHED
     from services.exporting import as_text
 
-    audit = _audit(settings)
+    # Written beside the file and moved in place when complete: a failed export leaves none.
+    partial = args.out.with_name(args.out.name + ".partial")
     try:
-        with args.out.open("w", encoding="utf-8", newline="") as out:
+        with partial.open("w", encoding="utf-8", newline="") as out:
             for chunk in as_text(
                 audit.export_records(args.account), args.format, EXPORT_FIELDS, EXPORT_HASHED
             ):
                 out.write(chunk)
+        partial.replace(args.out)
     finally:
-        audit.ledger.close()
+        partial.unlink(missing_ok=True)
     print(f"wrote {args.out}; check it with: python tools/verify_export.py {args.out}")
     return 0

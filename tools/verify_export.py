@@ -3,11 +3,14 @@
 
     python tools/verify_export.py ledger.jsonl      (or a .csv export)
 
-An export comes from `crm audit export` or `GET /accounts/{id}/history?format=jsonl`. For each
-account it recomputes every event's hash from the exported stored state, checks that each
-event links to the one before it, and compares the chain with the heads the checkpoint
-recorded; a whole-store export is also checked against the checkpoint's root hash.
-docs/AUDIT.md defines the hashes. Exit status: 0 verified, 1 not verified, 2 unreadable file.
+An export comes from `crm audit export`, `GET /audit/export` or
+`GET /accounts/{id}/history?format=jsonl`. Its first record says what it holds: the whole
+store or one account. For each account it recomputes every event's hash from the exported
+stored state, checks that each event links to the one before it, and compares the chain with
+the heads the checkpoint recorded; a whole-store export must hold a head for every account of
+the checkpoint, and those heads must give the checkpoint's root hash. The last record counts the
+events, so an export cut off on the way is found. docs/AUDIT.md defines the hashes.
+Exit status: 0 verified, 1 not verified, 2 unreadable file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,20 @@ from pathlib import Path
 from typing import Any
 
 GENESIS = "0" * 64
+# The fields each kind of record needs, and their types; other fields are for reading.
+FIELDS: dict[str, dict[str, type]] = {
+    "export": {"scope": str},
+    "checkpoint": {"number": int, "root": str, "accounts": int},
+    "head": {"account_id": str, "version": int, "hash": str},
+    "event": {"account_id": str, "version": int, "topic": str, "state": str, "hash": str},
+    "end": {"events": int},
+}
+NUMBERS = ("version", "number", "position", "accounts", "events")
+SCOPES = ("store", "account")
+
+
+class Unreadable(Exception):
+    """The file is not an audit export this tool can read (exit status 2)."""
 
 
 def event_hash(account_id: str, version: int, topic: str, state: str) -> str:
@@ -36,21 +53,78 @@ def root_of(heads: list[tuple[str, int, str]]) -> str:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of an export, each checked for the fields its kind needs; Unreadable when
+    the file is not an export (empty, neither JSON Lines nor the CSV export, a record that
+    lacks what it needs, or no first record saying what the export holds)."""
     text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("{"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    records = []
-    for row in csv.DictReader(text.splitlines(keepends=True)):
-        record: dict[str, Any] = {k: v for k, v in row.items() if v != ""}
-        for name in ("version", "number", "position", "accounts"):
-            if name in record:
+    start = text.lstrip()
+    if not start:
+        raise Unreadable("the file is empty")
+    if start.startswith("{"):
+        records = [
+            (f"line {number}", _json_record(line))
+            for number, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]
+    elif start.startswith("record,"):
+        reader = csv.DictReader(text.splitlines(keepends=True))
+        records = [(f"row {reader.line_num}", _csv_record(row)) for row in reader]
+    else:
+        raise Unreadable("it is neither JSON Lines nor CSV of an audit export")
+    for where, record in records:
+        _check_fields(where, record)
+    kinds = [record["record"] for _, record in records]
+    if kinds[0] != "export" or kinds.count("export") != 1:
+        raise Unreadable(
+            "its first record, and only that one, must be the `export` record saying what "
+            "the export holds (the whole store or one account)"
+        )
+    export = records[0][1]
+    if export["scope"] not in SCOPES:
+        raise Unreadable(f"the export's scope is {export['scope']!r}, not store or account")
+    if export["scope"] == "account" and not isinstance(export.get("account_id"), str):
+        raise Unreadable("an account's export must name its account_id")
+    if kinds.count("checkpoint") > 1:
+        raise Unreadable("it has more than one checkpoint record")
+    return [record for _, record in records]
+
+
+def _json_record(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise Unreadable(f"a line is not JSON: {line[:80]!r}") from None
+
+
+def _csv_record(row: dict[str | None, Any]) -> dict[str, Any]:
+    if None in row:
+        raise Unreadable("a row has more cells than the header has columns")
+    record: dict[str, Any] = {k: v for k, v in row.items() if k is not None and v not in ("", None)}
+    for name in NUMBERS:
+        if name in record:
+            try:
                 record[name] = int(record[name])
-        records.append(record)
-    return records
+            except ValueError:
+                raise Unreadable(f"{name} is not a number: {record[name]!r}") from None
+    return record
+
+
+def _check_fields(where: str, record: Any) -> None:
+    if not isinstance(record, dict):
+        raise Unreadable(f"{where} is not a record (a JSON object)")
+    kind = record.get("record")
+    if kind not in FIELDS:
+        what = "has no `record` field" if kind is None else f"is an unknown record {kind!r}"
+        raise Unreadable(f"{where} {what}: it is not part of an audit export")
+    for name, expected in FIELDS[kind].items():
+        value = record.get(name)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise Unreadable(f"{where}: the {kind} record needs {name} ({expected.__name__})")
 
 
 def verify(records: list[dict[str, Any]]) -> tuple[list[str], str]:
     """The problems found (empty when verified) and a one-line summary."""
+    export = records[0]
     checkpoint = next((r for r in records if r["record"] == "checkpoint"), None)
     heads = {r["account_id"]: (r["version"], r["hash"]) for r in records if r["record"] == "head"}
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -59,6 +133,13 @@ def verify(records: list[dict[str, Any]]) -> tuple[list[str], str]:
             events[record["account_id"]].append(record)
 
     problems = []
+    if export["scope"] == "account":
+        others = (heads.keys() | events.keys()) - {export["account_id"]}
+        if others:
+            problems.append(
+                f"the export of account {export['account_id']} holds records of "
+                f"{len(others)} other accounts"
+            )
     for account_id, chain in sorted(events.items()):
         chain.sort(key=lambda r: r["version"])
         problem = verify_chain(account_id, chain, heads.get(account_id))
@@ -70,20 +151,38 @@ def verify(records: list[dict[str, Any]]) -> tuple[list[str], str]:
             f"account {account_id}: missing; the checkpoint recorded {version} events "
             "(first bad version 1)"
         )
+    problems += _ending(records)
 
+    what = "the whole store" if export["scope"] == "store" else "one account's export"
     if checkpoint is None:
-        return problems, f"{len(events)} accounts; no checkpoint in the export"
-    summary = f"{len(events)} accounts against checkpoint {checkpoint['number']}"
-    if len(heads) == checkpoint["accounts"]:
-        root = root_of([(i, v, h) for i, (v, h) in heads.items()])
-        if root != checkpoint["root"]:
-            problems.append(
-                f"the checkpoint's heads do not give its root {checkpoint['root']} (got {root})"
-            )
-        summary += f", root {checkpoint['root']}"
-    else:
-        summary += " (one account's export: its root is not recomputed)"
-    return problems, summary
+        if heads:
+            problems.append("the export has heads but no checkpoint record")
+        return problems, f"{len(events)} accounts ({what}); no checkpoint in the export"
+    summary = f"{len(events)} accounts ({what}) against checkpoint {checkpoint['number']}"
+    if export["scope"] == "account":
+        return problems, summary + " (its root is not recomputed)"
+    if len(heads) != checkpoint["accounts"]:
+        problems.append(
+            f"the checkpoint recorded {checkpoint['accounts']} accounts, and this whole-store "
+            f"export has heads for {len(heads)}: accounts were removed from it"
+        )
+    root = root_of([(i, v, h) for i, (v, h) in heads.items()])
+    if root != checkpoint["root"]:
+        problems.append(
+            f"the checkpoint's heads do not give its root {checkpoint['root']} (got {root})"
+        )
+    return problems, summary + f", root {checkpoint['root']}"
+
+
+def _ending(records: list[dict[str, Any]]) -> list[str]:
+    """The `end` record must close the export and count its events."""
+    ends = [r for r in records if r["record"] == "end"]
+    if not ends or records[-1]["record"] != "end" or len(ends) > 1:
+        return ["the export does not end with its `end` record: it was cut off or altered"]
+    counted = sum(1 for r in records if r["record"] == "event")
+    if ends[0]["events"] != counted:
+        return [f"the `end` record counts {ends[0]['events']} events; the export has {counted}"]
+    return []
 
 
 def verify_chain(
@@ -98,10 +197,18 @@ def verify_chain(
         except (ValueError, AttributeError):
             link = None
         if link is None:
-            return f"first bad version {event['version']}: its state is unreadable or unlinked"
+            return (
+                f"first bad version {event['version']}: it can no longer be read: "
+                "its state is not JSON with a link"
+            )
         if link != head:
             bad = max(version, 1)
             return f"first bad version {bad}: it differs from what was written"
+        if "unreadable" in event:  # the service could not read what it exported
+            return (
+                f"first bad version {event['version']}: it can no longer be read: "
+                f"{event['unreadable']}"
+            )
         version = event["version"]
         head = event_hash(account_id, version, event["topic"], event["state"])
         if head != event["hash"]:
@@ -122,7 +229,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         records = read_records(Path(argv[1]))
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, csv.Error, Unreadable) as error:
         print(f"cannot read {argv[1]}: {error}", file=sys.stderr)
         return 2
     problems, summary = verify(records)

@@ -21,6 +21,7 @@ from domain.errors import (
     ChainBroken,
     Contention,
     DomainAlreadyRegistered,
+    EventUnreadable,
     IdempotencyKeyReused,
     InvalidValue,
     LedgerError,
@@ -110,6 +111,17 @@ def _problem_for(exc: LedgerError) -> ProblemDetailsException:
             rule="chain_intact",
             account_id=str(exc.originator_id),
             first_bad_version=exc.version,
+        )
+    if isinstance(exc, EventUnreadable):
+        # Nothing built from the account can be answered until the stored record is repaired;
+        # retrying does not help, and the request was fine: a conflict with the stored state.
+        return problem(
+            409,
+            "Stored event unreadable",
+            exc.detail,
+            kind="event-unreadable",
+            account_id=str(exc.originator_id),
+            version=exc.version,
         )
     if isinstance(exc, Contention):
         return problem(

@@ -36,6 +36,24 @@ class RawStore:
             version,
         )
 
+    def garble_state(self, account_id: UUID, version: int) -> None:
+        """Leaves a state the ledger can no longer read. In SQLite, as an SQL `replace()` does:
+        the BLOB becomes TEXT. In PostgreSQL (where a bytea stays bytes) by cutting off the
+        state's first byte, so that it is no longer JSON."""
+        where = "originator_id = {} AND originator_version = {}"
+        edit = "replace(state, 'marta', 'marty')"
+        if self.settings.database_url is not None:
+            edit = "substring(state from 2)"
+        self._execute(f"UPDATE {{table}} SET state = {edit} WHERE {where}", account_id, version)
+
+    def change_topic(self, account_id: UUID, version: int, topic: str) -> None:
+        self._execute(
+            "UPDATE {table} SET topic = {} WHERE originator_id = {} AND originator_version = {}",
+            topic,
+            account_id,
+            version,
+        )
+
     def delete(self, account_id: UUID, from_version: int = 1) -> None:
         self._execute(
             "DELETE FROM {table} WHERE originator_id = {} AND originator_version >= {}",

@@ -1,0 +1,183 @@
+"""An event changed so that it can no longer be read (its state garbled, or its topic changed)
+is reported with its version by verify, the audit and the offline verifier; reads of its account
+answer a problem that names it, never a 500; exports carry it as stored, whole, on both stores."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from eventsourcing.utils import get_topic
+
+from domain.account import Account, BantRating, Firmographics
+from domain.errors import EventUnreadable
+from domain.ledger import CommandMeta
+from domain.vocabulary import FunnelState, ScreeningOutcome
+from services.audit import Audit
+from services.store import open_ledger
+from tests.audit.tampering import RawStore, crm, verify_offline
+
+META = CommandMeta("marta", reason="quarterly review", request_id="req-1")
+MATERIAL_SENT, MEETING_HELD = 5, 7
+
+
+def _account(ledger, domain: str):
+    """Eight events: registered, screened, rated, prioritised, material sent (5), in outreach,
+    meeting held (7), warming up."""
+    details = Firmographics("Acme", domain, "it", 200, 9_000_000, "EUR", "DE", 0.1, "fair")
+    account_id = ledger.register(details, META).account.id
+    ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+    ledger.score_bant(account_id, BantRating(3, 3, 3, 3, {}), META)
+    ledger.send_material(account_id, "deck", "email", None, META)
+    # Not read back here: an account this process has loaded is served from memory
+    assert ledger.hold_meeting(account_id, "went well", META).account.version == 8
+    return account_id
+
+
+@pytest.fixture
+def accounts(ledger):
+    return _account(ledger, "acme.com"), _account(ledger, "globex.com")
+
+
+def _event_lines(text: str) -> list[dict]:
+    return [r for r in map(json.loads, text.splitlines()) if r["record"] == "event"]
+
+
+def test_an_event_whose_state_can_no_longer_be_read_is_reported_and_refused_by_reads(
+    client, ledger, settings, accounts, tmp_path, capsys
+):
+    # Given a checkpoint, and then version 2 of Acme edited so that it can no longer be read
+    acme, globex = accounts
+    client.post("/audit/checkpoints")
+    RawStore(settings, ledger).garble_state(acme, 2)
+
+    # When an auditor checks and reads the record
+    audit = client.get(f"/accounts/{acme}/audit")
+    cli = crm(settings, "audit", "verify")
+    said = capsys.readouterr().err
+    one = crm(settings, "audit", "verify", "--account", str(acme))
+    reads = {
+        "now": client.get(f"/accounts/{acme}"),
+        "at a version": client.get(f"/accounts/{acme}", params={"version": 3}),
+        "history": client.get(f"/accounts/{acme}/history"),
+        "diff": client.get(f"/accounts/{acme}/diff", params={"from": "1"}),
+    }
+    restarted = open_ledger(settings)  # the service's writer still holds Acme as it wrote it
+    try:
+        with pytest.raises(EventUnreadable) as refused:
+            restarted.move_funnel(acme, FunnelState.THINK, META)
+    finally:
+        restarted.close()
+
+    # Then the chain is broken at version 2, and every read says so instead of failing
+    assert audit.status_code == 200
+    assert (audit.json()["verified"], audit.json()["first_bad_version"]) == (False, 2)
+    assert "can no longer be read" in audit.json()["problem"]
+    assert cli == 1 and f"account {acme}: first bad version 2" in said
+    assert str(globex) not in said
+    assert one == 1
+    for name, answer in reads.items():
+        assert answer.status_code == 409, name
+        assert answer.json()["type"] == "urn:crm:problem:event-unreadable", name
+        assert (answer.json()["account_id"], answer.json()["version"]) == (str(acme), 2), name
+    assert client.get(f"/accounts/{globex}").status_code == 200
+    assert (refused.value.originator_id, refused.value.version) == (acme, 2)
+
+
+def test_the_exports_carry_an_unreadable_event_as_stored_and_whole(
+    client, ledger, settings, accounts, tmp_path
+):
+    # Given version 2 of Acme that can no longer be read
+    acme, _ = accounts
+    client.post("/audit/checkpoints")
+    RawStore(settings, ledger).garble_state(acme, 2)
+
+    # When the record is taken away in every form
+    exports = {
+        "http store": client.get("/audit/export").text,
+        "http account": client.get(f"/accounts/{acme}/history", params={"format": "jsonl"}).text,
+    }
+    for name, argv in {"cli store": (), "cli account": ("--account", str(acme))}.items():
+        out = tmp_path / f"{name}.jsonl"
+        assert crm(settings, "audit", "export", "--out", str(out), *argv) == 0
+        exports[name] = out.read_text()
+    csv = tmp_path / "export.csv"
+    assert crm(settings, "audit", "export", "--format", "csv", "--out", str(csv)) == 0
+
+    # Then each is whole, holds the event as stored marked unreadable, and does not verify
+    for name, text in exports.items():
+        assert json.loads(text.splitlines()[-1])["record"] == "end", name
+        (bad,) = [e for e in _event_lines(text) if "unreadable" in e]
+        assert (bad["account_id"], bad["version"]) == (str(acme), 2), name
+        (tmp_path / "taken.jsonl").write_text(text)
+        offline = verify_offline(tmp_path / "taken.jsonl")
+        assert offline.returncode == 1, name
+        assert f"account {acme}: first bad version 2: it can no longer be read" in offline.stdout
+    spreadsheet = verify_offline(csv)
+    assert spreadsheet.returncode == 1
+    assert f"account {acme}: first bad version 2" in spreadsheet.stdout
+
+
+@pytest.mark.parametrize(
+    ("version", "topic"),
+    [(MATERIAL_SENT, Account.MeetingHeld), (MEETING_HELD, Account.MaterialSent)],
+    ids=["material sent made a meeting", "meeting made a material sent"],
+)
+def test_an_event_given_another_topic_is_found_and_exported_whole(
+    client, ledger, settings, accounts, tmp_path, capsys, version, topic
+):
+    # Given a checkpoint, then one of Acme's events given the topic of another event type
+    acme, globex = accounts
+    client.post("/audit/checkpoints")
+    RawStore(settings, ledger).change_topic(acme, version, get_topic(topic))
+
+    # When an auditor checks, reads and takes the record away
+    audit = client.get(f"/accounts/{acme}/audit").json()
+    cli = crm(settings, "audit", "verify")
+    said = capsys.readouterr().err
+    out = tmp_path / "export.jsonl"
+    exported = crm(settings, "audit", "export", "--out", str(out))
+    whole = client.get("/audit/export")
+    history = client.get(f"/accounts/{acme}/history", params={"format": "jsonl"})
+    page = client.get(f"/accounts/{acme}/history")
+
+    # Then the changed version is named everywhere, and no answer is a 500 or cut off
+    assert (audit["verified"], audit["first_bad_version"]) == (False, version)
+    assert cli == 1 and f"account {acme}: first bad version {version}" in said
+    assert exported == 0
+    for text in (out.read_text(), whole.text, history.text):
+        assert json.loads(text.splitlines()[-1])["record"] == "end"
+        changed = next(e for e in _event_lines(text) if e["version"] == version)
+        assert changed["topic"] == get_topic(topic)
+    offline = verify_offline(out)
+    assert offline.returncode == 1
+    assert f"account {acme}: first bad version {version}" in offline.stdout
+    assert str(globex) not in offline.stdout
+    assert whole.status_code == 200 and history.status_code == 200
+    assert page.status_code in (200, 409)  # read as the other type, or refused: never a 500
+    if page.status_code == 409:
+        assert page.json()["version"] == version
+
+
+def test_a_checkpoint_that_can_no_longer_be_read_is_named_and_nothing_is_half_exported(
+    client, ledger, settings, accounts, tmp_path, capsys
+):
+    # Given a checkpoint whose first event was edited so that it can no longer be read
+    entry = Audit(ledger).checkpoint(META)
+    RawStore(settings, ledger).garble_state(entry.checkpoint_id, 1)
+    out = tmp_path / "export.jsonl"
+    out.write_text("the previous export\n")
+
+    # When an auditor verifies and exports
+    verified = crm(settings, "audit", "verify")
+    exported = crm(settings, "audit", "export", "--out", str(out))
+    said = capsys.readouterr().err
+    whole = client.get("/audit/export")
+
+    # Then both name the checkpoint's event, and no export is written or cut off
+    assert verified == 1 and exported == 1
+    assert f"Version 1 of {entry.checkpoint_id} can no longer be read" in said
+    assert out.read_text() == "the previous export\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("export")] == ["export.jsonl"]
+    assert whole.status_code == 409
+    assert whole.json()["account_id"] == str(entry.checkpoint_id)
