@@ -28,6 +28,7 @@ from services.api.jobs import read_job, upload_import
 from services.api.objectives import ObjectivesController
 from services.api.openapi import document_downloads, document_problems
 from services.api.page_cache import PageCache
+from services.api.parameters import note_query_parameters, refuse_unknown_query_parameters
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, Reads
 from services.api.screening_policies import ScreeningPolicyController
@@ -37,6 +38,12 @@ from services.jobs import JobRunner
 from services.projector import Projector
 from services.publisher import Publisher
 from services.settings import Settings
+
+
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """Before any handler: what a request sends that its route would ignore is refused."""
+    refuse_unknown_query_parameters(request)
+    await refuse_unheeded_guards(request)
 
 
 def create_app(
@@ -93,7 +100,7 @@ def create_app(
         else None,
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[on_response_start],
-        before_request=refuse_unheeded_guards,
+        before_request=check_request,
         logging_config=None,  # records go to the root logger, which services/logs.py formats
         request_max_body_size=settings.max_body_bytes,
         on_startup=list(on_startup),
@@ -106,6 +113,7 @@ def create_app(
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
     )
+    note_query_parameters(app)
     document_command_headers(app)
     document_problems(app.openapi_schema)
     document_downloads(app.openapi_schema)

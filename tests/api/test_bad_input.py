@@ -326,3 +326,32 @@ def test_a_version_the_account_has_not_reached_is_404_saying_where_it_is(client)
     unknown = client.get(f"/accounts/{uuid4()}", params={"version": 1})
     assert_problem(unknown, 404)
     assert unknown.json()["title"] == "Account not found"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/accounts", [("industy", "software")], "industy"),  # a misspelt filter
+        ("/leaderboards/bant", [("stage", "won"), ("stage", "lost")], "stage"),
+        ("/reports/stages", [("period", "day"), ("period", "year")], "period"),
+    ],
+)
+def test_a_query_parameter_the_route_does_not_take_or_takes_once_is_400(
+    client, path, params, field
+):
+    register(client)
+
+    response = client.get(path, params=params)
+
+    problem = assert_problem(response, 400, field)
+    assert field in problem["detail"]
+
+
+def test_a_command_refuses_query_parameters_and_stores_nothing(client):
+    account = qualified(client)
+    before = stored_versions(client, account)
+
+    response = client.put(f"/accounts/{account['id']}/bant", params={"force": "1"}, json=RATING)
+
+    assert_problem(response, 400, "force")
+    assert stored_versions(client, account) == before
