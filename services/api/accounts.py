@@ -9,7 +9,6 @@ from uuid import UUID, uuid4
 
 from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
@@ -24,7 +23,6 @@ from contracts.accounts import (
     HistoryPage,
     MoveFunnel,
     MoveStage,
-    Problem,
     RecordOutreach,
     RegisterAccount,
     ScoreBant,
@@ -51,7 +49,7 @@ from projections.database import from_micros
 from services.api.audit import audit_download
 from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import IDEMPOTENT, AccountCommand, LoopReply
-from services.api.problems import etag, invalid_field, problem
+from services.api.problems import etag, invalid_field, problem, problem_response
 from services.api.read_models import (
     AsOf,
     Cursor,
@@ -72,14 +70,14 @@ from services.projector import Projector
 HISTORY_PAGE_MAX = 1000
 
 _PROBLEMS = {
-    400: ResponseSpec(Problem, description="Malformed JSON, header or parameter."),
-    404: ResponseSpec(Problem, description="No such account."),
-    409: ResponseSpec(Problem, description="Refused by a business rule (see `rule`)."),
-    412: ResponseSpec(Problem, description="If-Match names a version that is not current."),
-    413: ResponseSpec(Problem, description="The body is too large."),
-    415: ResponseSpec(Problem, description="The body is not JSON."),
-    422: ResponseSpec(Problem, description="A field is invalid (see `field`)."),
-    503: ResponseSpec(Problem, description="The store is unavailable; retry after Retry-After."),
+    400: problem_response("Malformed JSON, header or parameter."),
+    404: problem_response("No such account."),
+    409: problem_response("Refused by a business rule (see `rule`)."),
+    412: problem_response("If-Match names a version that is not current."),
+    413: problem_response("The body is too large."),
+    415: problem_response("The body is not JSON."),
+    422: problem_response("A field is invalid (see `field`)."),
+    503: problem_response("The store is unavailable; retry after Retry-After."),
 }
 
 AccountId = Annotated[UUID, PathParameter(description="The account id.")]

@@ -11,10 +11,10 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 
-from contracts.accounts import Problem
 from contracts.audit import CheckpointView
 from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
+from services.api.problems import problem_response
 from services.api.read_models import ExportFormat, attachment
 from services.api.views import checkpoint_view
 from services.audit import EXPORT_FIELDS, EXPORT_HASHED, Audit
@@ -34,10 +34,12 @@ def audit_download(records: Iterator[dict[str, Any]], fmt: str, name: str) -> St
     "no account changed since (200)",
     status_code=201,
     responses={
-        200: ResponseSpec(CheckpointView, description="No account changed: the latest."),
-        409: ResponseSpec(
-            Problem, description="An account's chain is broken (rule `chain_intact`)."
+        200: ResponseSpec(
+            CheckpointView,
+            description="No account changed: the latest.",
+            generate_examples=False,
         ),
+        409: problem_response("An account's chain is broken (rule `chain_intact`)."),
     },
 )
 def create_checkpoint(

@@ -9,16 +9,14 @@ from uuid import UUID
 import anyio
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
-from contracts.accounts import Problem
 from contracts.screening import JobView
 from domain.jobs import Job
 from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.problems import problem
+from services.api.problems import problem, problem_response
 from services.jobs import JobRunner
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -52,14 +50,12 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
     tags=["screening"],
     summary="Upload a CSV target list (see docs/IMPORT.md); answered with the import's job",
     responses={
-        400: ResponseSpec(Problem, description="An empty body or a bad parameter."),
-        404: ResponseSpec(Problem, description="No such policy version as `screen_with`."),
-        413: ResponseSpec(Problem, description="The file is over 50 MiB."),
-        415: ResponseSpec(Problem, description="The body is not text/csv."),
-        422: ResponseSpec(
-            Problem,
-            description="The Idempotency-Key was used for another request "
-            "(rule `idempotency_key_reused`).",
+        400: problem_response("An empty body or a bad parameter."),
+        404: problem_response("No such policy version as `screen_with`."),
+        413: problem_response("The file is over 50 MiB."),
+        415: problem_response("The body is not text/csv."),
+        422: problem_response(
+            "The Idempotency-Key was used for another request (rule `idempotency_key_reused`).",
         ),
     },
 )
@@ -102,7 +98,7 @@ async def upload_import(
     sync_to_thread=True,
     tags=["screening"],
     summary="A background job's progress and result",
-    responses={404: ResponseSpec(Problem, description="No such job.")},
+    responses={404: problem_response("No such job.")},
 )
 def read_job(
     job_id: Annotated[UUID, PathParameter()], ledger: NamedDependency[AccountLedger]

@@ -6,10 +6,8 @@ from typing import Annotated
 
 from litestar import Controller, Response, get, put
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter
 
-from contracts.accounts import Problem
 from contracts.read_models import ObjectiveResult, ObjectivesView, SetObjectives, Target
 from domain import objectives as domain_objectives
 from domain.ledger import AccountLedger
@@ -17,7 +15,7 @@ from domain.objectives import Objectives
 from domain.objectives import Target as DomainTarget
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.problems import invalid_field, problem
+from services.api.problems import invalid_field, problem, problem_response
 from services.api.strict_json import StrictJSON
 
 # Which stage's entries each metric counts.
@@ -39,14 +37,11 @@ PeriodPath = Annotated[
     ),
 ]
 _PROBLEMS = {
-    400: ResponseSpec(
-        Problem, description="Malformed or impossible period (2026-02-30), JSON or header."
-    ),
-    404: ResponseSpec(Problem, description="No objectives for the period."),
-    409: ResponseSpec(Problem, description="Refused by a rule (see `rule`)."),
-    422: ResponseSpec(
-        Problem,
-        description="A field is invalid (see `field`), or the Idempotency-Key was used for "
+    400: problem_response("Malformed or impossible period (2026-02-30), JSON or header."),
+    404: problem_response("No objectives for the period."),
+    409: problem_response("Refused by a rule (see `rule`)."),
+    422: problem_response(
+        "A field is invalid (see `field`), or the Idempotency-Key was used for "
         "another request (rule `idempotency_key_reused`).",
     ),
 }

@@ -16,6 +16,14 @@ from litestar.openapi.spec import (
 from services.api.read_models import MEDIA_TYPES
 
 PROBLEM_SCHEMA = Reference(ref="#/components/schemas/Problem")
+# One answer the service gives, shown as the Problem schema's example.
+PROBLEM_EXAMPLE = {
+    "status": 409,
+    "type": "urn:crm:problem:rule-violation",
+    "title": "Refused by a rule",
+    "detail": "won is reached by recording the fact (screening or deal), not by a move.",
+    "rule": "stage_set_by_fact",
+}
 
 # Answers any operation may give, whatever it is asked.
 EVERY_OPERATION = {
@@ -34,6 +42,9 @@ WITH_PATH_PARAMETERS = {"404": "Not found."}
 
 
 def document_problems(document: OpenAPI) -> None:
+    schemas = document.components.schemas if document.components else None
+    if schemas and isinstance(problem := schemas.get("Problem"), Schema):
+        problem.examples = [PROBLEM_EXAMPLE]
     for path, item in (document.paths or {}).items():
         for method in ("get", "put", "post", "delete", "patch"):
             operation = getattr(item, method, None)

@@ -12,10 +12,11 @@ import sqlalchemy.exc
 from eventsourcing.persistence import OperationalError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from contracts.accounts import TEXT_RULES
+from contracts.accounts import TEXT_RULES, Problem
 from domain.errors import (
     AccountNotFound,
     ChainBroken,
@@ -53,6 +54,12 @@ def problem(
         headers=headers,
         extra={k: v for k, v in extra.items() if v is not None} or None,
     )
+
+
+def problem_response(description: str) -> ResponseSpec:
+    """A problem answer as a route lists it in `responses=`. Without generated examples: Litestar
+    would fill the shared Problem schema with random ones (a status of 9361)."""
+    return ResponseSpec(Problem, description=description, generate_examples=False)
 
 
 def invalid_field(field: str, detail: str, status: int = 422) -> ProblemDetailsException:

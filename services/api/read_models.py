@@ -12,7 +12,6 @@ import anyio.to_thread
 import msgspec
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
@@ -22,7 +21,6 @@ from contracts.accounts import (
     TEXT_RULES,
     AbmStageName,
     FunnelStateName,
-    Problem,
 )
 from contracts.read_models import (
     LeaderboardEntry,
@@ -36,12 +34,12 @@ from projections.reports import Window, periods_between, report
 from services.api.auth import PAST_READS, Permission
 from services.api.objectives import objective_results
 from services.api.page_cache import Answer, PageCache
-from services.api.problems import invalid_field
+from services.api.problems import invalid_field, problem_response
 from services.exporting import render
 from services.projector import Projector
 
 PAGE_MAX = 200
-_PROBLEMS = {400: ResponseSpec(Problem, description="A parameter or the cursor is invalid.")}
+_PROBLEMS = {400: problem_response("A parameter or the cursor is invalid.")}
 
 Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_MAX, description="Page size.")]
 Cursor = Annotated[

@@ -10,7 +10,6 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from contracts.accounts import Problem
 from contracts.screening import (
     CreatePolicy,
     DecisionView,
@@ -27,6 +26,7 @@ from projections.account_queries import account_ids_in_stages
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.jobs import accepted
+from services.api.problems import problem_response
 from services.api.read_models import Reads
 from services.api.strict_json import StrictJSON
 from services.jobs import JobRunner
@@ -35,11 +35,10 @@ from services.projector import Projector
 Version = Annotated[int, PathParameter(ge=1, description="The policy version.")]
 INLINE_APPLY_LIMIT = 500  # larger applies run as a background job
 _PROBLEMS = {
-    400: ResponseSpec(Problem, description="Malformed JSON or parameter."),
-    404: ResponseSpec(Problem, description="No such policy version or account."),
-    422: ResponseSpec(
-        Problem,
-        description="A field is invalid (see `field`), or the Idempotency-Key was used for "
+    400: problem_response("Malformed JSON or parameter."),
+    404: problem_response("No such policy version or account."),
+    422: problem_response(
+        "A field is invalid (see `field`), or the Idempotency-Key was used for "
         "another request (rule `idempotency_key_reused`).",
     ),
 }
@@ -184,7 +183,11 @@ class ScreeningPolicyController(Controller):
         "run in the background",
         responses={
             **_PROBLEMS,
-            202: ResponseSpec(JobView, description="Running in the background: the job."),
+            202: ResponseSpec(
+                JobView,
+                description="Running in the background: the job.",
+                generate_examples=False,
+            ),
         },
     )
     def apply(
