@@ -49,8 +49,16 @@ from projections.database import from_micros
 from services.api.audit import audit_download
 from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import IDEMPOTENT, AccountCommand, LoopReply
-from services.api.problems import etag, invalid_field, problem, problem_response
+from services.api.documentation import NO_STORE_PROBLEM
+from services.api.problems import (
+    KEY_REUSED,
+    etag,
+    invalid_field,
+    problem,
+    problem_response,
+)
 from services.api.read_models import (
+    PAGE_PROBLEMS,
     AsOf,
     Cursor,
     ExportFormat,
@@ -69,15 +77,19 @@ from services.projector import Projector
 
 HISTORY_PAGE_MAX = 1000
 
-_PROBLEMS = {
-    400: problem_response("Malformed JSON, header or parameter."),
-    404: problem_response("No such account."),
+# The problems each route can give beyond those of any input, key or store (see openapi.py).
+_NO_ACCOUNT = {404: problem_response("No such account.")}
+_COMMAND_PROBLEMS = {
+    **_NO_ACCOUNT,
     409: problem_response("Refused by a business rule (see `rule`)."),
     412: problem_response("If-Match names a version that is not current."),
-    413: problem_response("The body is too large."),
-    415: problem_response("The body is not JSON."),
-    422: problem_response("A field is invalid (see `field`)."),
-    503: problem_response("The store is unavailable; retry after Retry-After."),
+    422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
+}
+_REGISTRATION_PROBLEMS = {
+    409: problem_response(
+        "The domain is registered already (rule `domain_unique`; `account_id` names the account)."
+    ),
+    422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
 }
 
 AccountId = Annotated[UUID, PathParameter(description="The account id.")]
@@ -112,7 +124,7 @@ def _command(path: str, body: type, *, method: Any = post, summary: str) -> Any:
         dto=StrictJSON[body],
         return_dto=None,
         summary=summary,
-        responses=_PROBLEMS,
+        responses=_COMMAND_PROBLEMS,
         status_code=200,
     )
 
@@ -136,7 +148,7 @@ class AccountController(Controller):
         dto=StrictJSON[RegisterAccount],
         return_dto=None,
         summary="Register a target account",
-        responses=_PROBLEMS,
+        responses=_REGISTRATION_PROBLEMS,
         status_code=201,
     )
     async def register(
@@ -163,7 +175,7 @@ class AccountController(Controller):
         opt={PAST_READS: True},
         summary="The account list, filtered and searched",
         tags=["read models"],
-        responses=_PROBLEMS,
+        responses=PAGE_PROBLEMS,
     )
     async def list_accounts(
         self,
@@ -222,7 +234,7 @@ class AccountController(Controller):
 
     @get(
         "/export",
-        opt={"permission": Permission.AUDIT},
+        opt={"permission": Permission.AUDIT, NO_STORE_PROBLEM: True},
         sync_to_thread=False,
         tags=["read models"],
         summary="The whole account list as CSV or JSON Lines",
@@ -236,7 +248,12 @@ class AccountController(Controller):
         opt={PAST_READS: True},
         sync_to_thread=True,
         summary="The account now, or as it was at a version or an instant",
-        responses=_PROBLEMS,
+        responses={
+            404: problem_response(
+                "No such account, or it has no such version (`field` version) or was not "
+                "registered yet at as_of (`field` as_of)."
+            )
+        },
     )
     def read(
         self,
@@ -260,7 +277,7 @@ class AccountController(Controller):
         opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="The account's events in order",
-        responses=_PROBLEMS,
+        responses=_NO_ACCOUNT,
     )
     def history(
         self,
@@ -294,7 +311,7 @@ class AccountController(Controller):
         opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="Verify the account's hash chain, against the latest checkpoint",
-        responses=_PROBLEMS,
+        responses=_NO_ACCOUNT,
     )
     def audit(self, account_id: AccountId, audit: AuditDependency) -> ChainAudit:
         return chain_audit(audit.verify_account(account_id))
@@ -304,7 +321,12 @@ class AccountController(Controller):
         opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="Which fields changed between two versions or instants, and the events that did it",
-        responses=_PROBLEMS,
+        responses={
+            **_NO_ACCOUNT,
+            422: problem_response(
+                "from or to is a version the account does not have (see `field`)."
+            ),
+        },
     )
     def diff(
         self,

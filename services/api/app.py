@@ -13,20 +13,18 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 
 from domain.ledger import AccountLedger
-from services.api import metrics
+from services.api import metrics, openapi
 from services.api.accounts import AccountController
 from services.api.audit import AUDIT_HANDLERS
 from services.api.auth import ApiKey, authentication
 from services.api.command_meta import (
     AccountCommand,
     command_headers,
-    document_command_headers,
     refuse_unheeded_guards,
 )
 from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
 from services.api.objectives import ObjectivesController
-from services.api.openapi import document_downloads, document_problems
 from services.api.page_cache import PageCache
 from services.api.parameters import note_query_parameters, refuse_unknown_query_parameters
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
@@ -114,7 +112,5 @@ def create_app(
         ),
     )
     note_query_parameters(app)
-    document_command_headers(app)
-    document_problems(app.openapi_schema)
-    document_downloads(app.openapi_schema)
+    openapi.complete(app)
     return app

@@ -14,6 +14,7 @@ from litestar.response import Stream
 from contracts.audit import CheckpointView
 from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
+from services.api.documentation import NO_STORE_PROBLEM
 from services.api.problems import problem_response
 from services.api.read_models import ExportFormat, attachment
 from services.api.views import checkpoint_view
@@ -67,7 +68,7 @@ def latest_checkpoint(audit: NamedDependency[Audit]) -> CheckpointView:
 
 @get(
     "/audit/export",
-    opt={"permission": Permission.AUDIT},
+    opt={"permission": Permission.AUDIT, NO_STORE_PROBLEM: True},
     sync_to_thread=False,
     tags=["audit"],
     summary="Every account's events with their chain hashes, and the latest checkpoint",

@@ -3,8 +3,8 @@
 Handlers get them through the `command_headers` dependency, or inside the `command` one
 (`AccountCommand`, which also carries the ledger). The headers are read from the request here
 rather than declared as Litestar header parameters, whose parsing cost every command more than
-its domain logic; `document_command_headers` adds them to the OpenAPI document of every
-operation that takes either dependency.
+its domain logic; services/api/openapi.py adds them to the OpenAPI document of every operation
+that takes either dependency.
 
 Commands on an existing account honour both guards. A command whose handler says
 `opt={IDEMPOTENT: True}` honours Idempotency-Key alone (its use case keeps a receipt in the same
@@ -25,8 +25,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from litestar import Litestar, Request
-from litestar.openapi.spec import OpenAPIType, Parameter, Schema
+from litestar import Request
 
 from domain.ledger import AccountLedger, CommandMeta, CommandResult
 from domain.receipts import IdempotencyKey
@@ -116,7 +115,7 @@ def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
         if name in _HEADER_KEYS and name not in sent:  # the first of repeated headers counts
             sent[name] = value.decode("latin-1")
     key = caller(request)
-    honoured = _guards(request.route_handler)
+    honoured = guards(request.route_handler)
     for guard in GUARDS - honoured:
         if guard.lower().encode() in sent:
             raise invalid_field(guard, f"This command does not take {guard}.", 400)
@@ -157,42 +156,13 @@ async def refuse_unheeded_guards(request: Request[Any, Any, Any]) -> None:
             raise invalid_field(guard, f"This request does not take {guard}.", 400)
 
 
-def _guards(handler: Any) -> frozenset[str]:
+def guards(handler: Any) -> frozenset[str]:
     """The guard headers a handler's command honours."""
     if handler.opt.get(IDEMPOTENT):
         return frozenset({"Idempotency-Key"})
     if "command" in handler.parsed_fn_signature.parameters:
         return GUARDS
     return frozenset()
-
-
-def document_command_headers(app: Litestar) -> None:
-    """Lists the command headers among the parameters of every operation that reads them."""
-    document = app.openapi_schema
-    for route in app.routes:
-        for handler in getattr(route, "route_handlers", ()):
-            if not {"command", "command_headers"} & set(handler.parsed_fn_signature.parameters):
-                continue
-            left_out = GUARDS - _guards(handler)
-            headers = {n: d for n, d in COMMAND_HEADERS.items() if n not in left_out}
-            item = (document.paths or {}).get(route.path_format or "/")
-            for method in handler.http_methods:
-                operation = getattr(item, method.lower(), None)
-                if operation is None:
-                    continue
-                operation.parameters = [
-                    *(
-                        Parameter(
-                            name=name,
-                            param_in="header",
-                            schema=Schema(type=OpenAPIType.STRING),
-                            description=description,
-                            required=False,
-                        )
-                        for name, description in headers.items()
-                    ),
-                    *(operation.parameters or ()),
-                ]
 
 
 def _actor(header: str | None) -> str:

@@ -8,11 +8,13 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from msgspec import Struct
 
 from contracts.asyncapi import asyncapi_document
 from domain.ledger import AccountLedger
 from services.api.auth import Permission
+from services.api.documentation import NO_STORE_PROBLEM
 from services.projector import Projector
 from services.publisher import Publisher
 
@@ -29,7 +31,13 @@ class Readiness(Struct, frozen=True):
     checks: dict[str, str]
 
 
-@get("/health", summary="The process is alive", tags=["operations"], sync_to_thread=False)
+@get(
+    "/health",
+    opt={NO_STORE_PROBLEM: True},
+    summary="The process is alive",
+    tags=["operations"],
+    sync_to_thread=False,
+)
 def health() -> Health:
     return Health(status="ok")
 
@@ -39,6 +47,13 @@ def health() -> Health:
     summary="Whether each dependency answers: the store, the read models, the broker",
     tags=["operations"],
     sync_to_thread=True,
+    responses={
+        503: ResponseSpec(
+            Readiness,
+            description="A dependency does not answer (see `checks`).",
+            generate_examples=False,
+        )
+    },
 )
 def ready(
     ledger: NamedDependency[AccountLedger],
@@ -131,6 +146,7 @@ def status(
 @get(
     "/asyncapi.json",
     summary="The AsyncAPI 3.0 document of the published events",
+    opt={NO_STORE_PROBLEM: True},
     tags=["operations"],
     sync_to_thread=False,
 )

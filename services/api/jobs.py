@@ -16,7 +16,7 @@ from domain.jobs import Job
 from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.problems import problem, problem_response
+from services.api.problems import KEY_REUSED, problem, problem_response
 from services.jobs import JobRunner
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -54,9 +54,7 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
         404: problem_response("No such policy version as `screen_with`."),
         413: problem_response("The file is over 50 MiB."),
         415: problem_response("The body is not text/csv."),
-        422: problem_response(
-            "The Idempotency-Key was used for another request (rule `idempotency_key_reused`).",
-        ),
+        422: problem_response(f"Refused: {KEY_REUSED}."),
     },
 )
 async def upload_import(

@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from services.api.auth import Permission
+from services.api.documentation import NO_STORE_PROBLEM
 from services.projector import Projector
 
 log = logging.getLogger("crm.metrics")
@@ -99,7 +100,7 @@ def exposition(projector: Projector) -> bytes:
 
 @get(
     "/metrics",
-    opt={"permission": Permission.OPERATE},
+    opt={"permission": Permission.OPERATE, NO_STORE_PROBLEM: True},
     summary="Prometheus metrics",
     tags=["operations"],
     sync_to_thread=True,

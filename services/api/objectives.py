@@ -15,7 +15,7 @@ from domain.objectives import Objectives
 from domain.objectives import Target as DomainTarget
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.problems import invalid_field, problem, problem_response
+from services.api.problems import KEY_REUSED, invalid_field, problem, problem_response
 from services.api.strict_json import StrictJSON
 
 # Which stage's entries each metric counts.
@@ -36,15 +36,7 @@ PeriodPath = Annotated[
         description="A year (2026), a month (2026-03) or a day (2026-03-15).",
     ),
 ]
-_PROBLEMS = {
-    400: problem_response("Malformed or impossible period (2026-02-30), JSON or header."),
-    404: problem_response("No objectives for the period."),
-    409: problem_response("Refused by a rule (see `rule`)."),
-    422: problem_response(
-        "A field is invalid (see `field`), or the Idempotency-Key was used for "
-        "another request (rule `idempotency_key_reused`).",
-    ),
-}
+_BAD_PERIOD = "Malformed or impossible period (2026-02-30)"
 
 
 def _calendar_period(period: str) -> str:
@@ -106,7 +98,11 @@ class ObjectivesController(Controller):
         return_dto=None,
         sync_to_thread=True,
         summary="Set targets for a period at three levels",
-        responses=_PROBLEMS,
+        responses={
+            400: problem_response(f"{_BAD_PERIOD}, JSON or header."),
+            409: problem_response("The levels do not rise (rule `objective_levels_order`)."),
+            422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
+        },
     )
     def set_objectives(
         self,
@@ -126,7 +122,13 @@ class ObjectivesController(Controller):
         return Response(objectives_view(outcome.value), headers=headers)
 
     @get(
-        "/{period:str}", sync_to_thread=True, summary="The targets of a period", responses=_PROBLEMS
+        "/{period:str}",
+        sync_to_thread=True,
+        summary="The targets of a period",
+        responses={
+            400: problem_response(f"{_BAD_PERIOD}."),
+            404: problem_response("No objectives for the period."),
+        },
     )
     def read_objectives(
         self, period: PeriodPath, ledger: NamedDependency[AccountLedger]

@@ -1,18 +1,33 @@
 """The OpenAPI document promises what the service does: every error is a problem document
-(`application/problem+json`), every operation lists the errors any request may meet, and an
-operation with a `format` parameter documents the media type of each format it offers."""
+(`application/problem+json`), every operation lists the errors it can give, and an operation
+with a `format` parameter documents the media type of each format it offers.
+
+Litestar documents what each route declares (`responses=` on the route decorators); what
+follows from the service's own machinery is added here: the command headers, and the problems
+that come from reading parameters and bodies, from API keys, and from the store."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import (
     OpenAPI,
+    OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
+    Operation,
+    Parameter,
     Reference,
     Schema,
 )
 
+from services.api.auth import PUBLIC_PATHS
+from services.api.command_meta import COMMAND_HEADERS, GUARDS, guards
+from services.api.documentation import NO_STORE_PROBLEM
 from services.api.read_models import MEDIA_TYPES
 
 PROBLEM_SCHEMA = Reference(ref="#/components/schemas/Problem")
@@ -25,44 +40,111 @@ PROBLEM_EXAMPLE = {
     "rule": "stage_set_by_fact",
 }
 
-# Answers any operation may give, whatever it is asked.
-EVERY_OPERATION = {
-    "400": "A parameter, header or body that cannot be read (see `field`).",
+# Problems that follow from how an operation is reached, not from what it does.
+WITH_INPUT = {"400": "A parameter, header or body that cannot be read (see `field`)."}
+WITH_KEYS = {  # with API keys configured; the public paths take none
     "401": "No API key, or one the service does not know.",
     "403": "The key's role does not allow this.",
     "429": "Over the key's rate limit; retry after Retry-After.",
-    "503": "The store is unavailable; retry after Retry-After.",
 }
 WITH_BODY = {
     "413": "The body is too large.",
     "415": "The body is not JSON.",
     "422": "A field is invalid (see `field`) or a rule refused it (see `rule`).",
 }
-WITH_PATH_PARAMETERS = {"404": "Not found."}
+WITH_STORE = {"503": "The store is unavailable; retry after Retry-After."}
+_PUBLIC = [re.compile(pattern) for pattern in PUBLIC_PATHS]
 
 
-def document_problems(document: OpenAPI) -> None:
-    schemas = document.components.schemas if document.components else None
-    if schemas and isinstance(problem := schemas.get("Problem"), Schema):
+def complete(app: Litestar) -> None:
+    """Adds to the app's OpenAPI document what Litestar cannot know from the routes."""
+    document_command_headers(app)
+    document_problems(app)
+    document_downloads(app.openapi_schema)
+
+
+def operations(app: Litestar) -> Iterator[tuple[str, HTTPRouteHandler, Operation]]:
+    """Each documented operation with its path and the handler that answers it."""
+    paths = app.openapi_schema.paths or {}
+    for route in app.routes:
+        path = route.path_format or "/"
+        for handler in getattr(route, "route_handlers", ()):
+            for method in handler.http_methods:
+                operation = getattr(paths.get(path), method.lower(), None)
+                if isinstance(operation, Operation):
+                    yield path, handler, operation
+
+
+def document_command_headers(app: Litestar) -> None:
+    """Lists the command headers among the parameters of every operation that reads them."""
+    for _, handler, operation in operations(app):
+        if not {"command", "command_headers"} & set(handler.parsed_fn_signature.parameters):
+            continue
+        left_out = GUARDS - guards(handler)
+        operation.parameters = [
+            *(
+                Parameter(
+                    name=name,
+                    param_in="header",
+                    schema=Schema(type=OpenAPIType.STRING),
+                    description=description,
+                    required=False,
+                )
+                for name, description in COMMAND_HEADERS.items()
+                if name not in left_out
+            ),
+            *(operation.parameters or ()),
+        ]
+
+
+def document_problems(app: Litestar) -> None:
+    """Each operation lists the problems its route declares and those that follow from its
+    input, from API keys and from the store, each as a problem document."""
+    schemas = app.openapi_schema.components.schemas
+    if isinstance(problem := schemas.get("Problem"), Schema):
         problem.examples = [PROBLEM_EXAMPLE]
-    for path, item in (document.paths or {}).items():
-        for method in ("get", "put", "post", "delete", "patch"):
-            operation = getattr(item, method, None)
-            if operation is None:
-                continue
-            responses = operation.responses = operation.responses or {}
-            expected = dict(EVERY_OPERATION)
-            if operation.request_body is not None:
-                expected.update(WITH_BODY)
-            if "{" in path:
-                expected.update(WITH_PATH_PARAMETERS)
-            for status, description in expected.items():
-                responses.setdefault(status, OpenAPIResponse(description=description))
-            for status, response in responses.items():
-                if int(status) >= 400 and isinstance(response, OpenAPIResponse):
-                    response.content = {
-                        "application/problem+json": OpenAPIMediaType(schema=PROBLEM_SCHEMA)
-                    }
+    for path, handler, operation in operations(app):
+        responses = operation.responses = operation.responses or {}
+        if 400 not in (handler.responses or {}):
+            responses.pop("400", None)  # Litestar's own, for any handler with parameters
+        expected: dict[str, str] = {}
+        if operation.request_body is not None or any(map(_refusable, operation.parameters or ())):
+            expected.update(WITH_INPUT)
+        if not any(public.match(path) for public in _PUBLIC):
+            expected.update(WITH_KEYS)
+        if operation.request_body is not None:
+            expected.update(WITH_BODY)
+        if not handler.opt.get(NO_STORE_PROBLEM):
+            expected.update(WITH_STORE)
+        for status, description in expected.items():
+            responses.setdefault(status, OpenAPIResponse(description=description))
+        for status, response in responses.items():
+            if int(status) >= 400 and isinstance(response, OpenAPIResponse) and _problem(response):
+                response.content = {
+                    "application/problem+json": OpenAPIMediaType(schema=PROBLEM_SCHEMA)
+                }
+
+
+def _refusable(parameter: Parameter | Reference) -> bool:
+    """Whether a parameter's value can be refused with a 400: any but a UUID in the path, which
+    the router checks (a malformed one matches no route: 404)."""
+    schema = getattr(parameter, "schema", None)
+    return not (
+        isinstance(parameter, Parameter)
+        and parameter.param_in == "path"
+        and isinstance(schema, Schema)
+        and schema.format == OpenAPIFormat.UUID
+    )
+
+
+def _problem(response: OpenAPIResponse) -> bool:
+    """An error answer documented without a body, with the Problem schema (a route's
+    `responses=` documents it as application/json) or Litestar's own; not one that names
+    another schema (/ready's 503 answers with its checks)."""
+    return not any(
+        isinstance(media.schema, Reference) and media.schema != PROBLEM_SCHEMA
+        for media in (response.content or {}).values()
+    )
 
 
 def document_downloads(document: OpenAPI) -> None:

@@ -35,6 +35,7 @@ from services.api import metrics
 log = logging.getLogger("crm.api")
 
 RETRY_AFTER_SECONDS = "1"
+KEY_REUSED = "the Idempotency-Key was used for another request (rule `idempotency_key_reused`)"
 
 
 def problem(

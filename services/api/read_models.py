@@ -32,6 +32,7 @@ from projections.account_queries import BadCursor, Filters, Page, leaderboard
 from projections.database import from_micros
 from projections.reports import Window, periods_between, report
 from services.api.auth import PAST_READS, Permission
+from services.api.documentation import NO_STORE_PROBLEM
 from services.api.objectives import objective_results
 from services.api.page_cache import Answer, PageCache
 from services.api.problems import invalid_field, problem_response
@@ -39,7 +40,7 @@ from services.exporting import render
 from services.projector import Projector
 
 PAGE_MAX = 200
-_PROBLEMS = {400: problem_response("A parameter or the cursor is invalid.")}
+PAGE_PROBLEMS = {400: problem_response("A parameter or the cursor is invalid.")}
 
 Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_MAX, description="Page size.")]
 Cursor = Annotated[
@@ -141,7 +142,7 @@ def position_headers(position: int, reached: bool | None) -> dict[str, str]:
     "/leaderboards/bant",
     opt={PAST_READS: True},
     tags=["read models"],
-    responses=_PROBLEMS,
+    responses=PAGE_PROBLEMS,
     summary="Accounts ranked by BANT score",
 )
 async def bant_leaderboard(
@@ -272,7 +273,7 @@ GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
     opt={PAST_READS: True},
     sync_to_thread=True,
     tags=["read models"],
-    responses=_PROBLEMS,
+    responses=PAGE_PROBLEMS,
     summary="ABM stages or See-Think-Do-Care: counts, moves per period, conversion, time in "
     "state, and for stages the win rate and objectives",
 )
@@ -322,7 +323,7 @@ def download(projector: Projector, kind: Literal["accounts", "leaderboard"], fmt
 
 @get(
     "/leaderboards/bant/export",
-    opt={"permission": Permission.AUDIT},
+    opt={"permission": Permission.AUDIT, NO_STORE_PROBLEM: True},
     sync_to_thread=False,
     tags=["read models"],
     summary="The whole BANT leaderboard as CSV or JSON Lines",

@@ -26,7 +26,7 @@ from projections.account_queries import account_ids_in_stages
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.jobs import accepted
-from services.api.problems import problem_response
+from services.api.problems import KEY_REUSED, problem_response
 from services.api.read_models import Reads
 from services.api.strict_json import StrictJSON
 from services.jobs import JobRunner
@@ -34,14 +34,8 @@ from services.projector import Projector
 
 Version = Annotated[int, PathParameter(ge=1, description="The policy version.")]
 INLINE_APPLY_LIMIT = 500  # larger applies run as a background job
-_PROBLEMS = {
-    400: problem_response("Malformed JSON or parameter."),
-    404: problem_response("No such policy version or account."),
-    422: problem_response(
-        "A field is invalid (see `field`), or the Idempotency-Key was used for "
-        "another request (rule `idempotency_key_reused`).",
-    ),
-}
+_NO_VERSION = {404: problem_response("No such policy version.")}
+_NO_VERSION_OR_ACCOUNT = {404: problem_response("No such policy version or account.")}
 
 
 def _criteria(body: PolicyCriteria) -> Criteria:
@@ -125,7 +119,7 @@ class ScreeningPolicyController(Controller):
         sync_to_thread=True,
         status_code=201,
         summary="Create a new version of the screening policy",
-        responses=_PROBLEMS,
+        responses={422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}.")},
     )
     def create(
         self,
@@ -145,7 +139,7 @@ class ScreeningPolicyController(Controller):
         versions = sorted(policies.versions) if policies else []
         return PolicyList(items=[_policy_view(ledger, v) for v in versions])
 
-    @get("/{version:int}", sync_to_thread=True, summary="One version", responses=_PROBLEMS)
+    @get("/{version:int}", sync_to_thread=True, summary="One version", responses=_NO_VERSION)
     def read(self, version: Version, ledger: NamedDependency[AccountLedger]) -> PolicyView:
         return _policy_view(ledger, version)
 
@@ -157,7 +151,7 @@ class ScreeningPolicyController(Controller):
         sync_to_thread=True,
         status_code=200,
         summary="What applying the version would change; nothing is stored",
-        responses=_PROBLEMS,
+        responses=_NO_VERSION_OR_ACCOUNT,
     )
     def dry_run(
         self,
@@ -182,7 +176,7 @@ class ScreeningPolicyController(Controller):
         summary="Screen stage-1 accounts (or the named ones) by the version; 202 with a job when "
         "run in the background",
         responses={
-            **_PROBLEMS,
+            **_NO_VERSION_OR_ACCOUNT,
             202: ResponseSpec(
                 JobView,
                 description="Running in the background: the job.",

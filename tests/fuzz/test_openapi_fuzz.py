@@ -15,6 +15,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from services.api.app import create_app
@@ -39,6 +40,7 @@ def no_leaks(ctx, response, case) -> bool | None:
 
 CHECKS = [
     not_a_server_error,
+    status_code_conformance,  # every status answered is documented for the operation
     response_schema_conformance,
     content_type_conformance,
     no_leaks,
