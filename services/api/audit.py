@@ -58,6 +58,7 @@ def create_checkpoint(
     sync_to_thread=True,
     tags=["audit"],
     summary="The latest checkpoint: its root hash and the log position it covers",
+    responses={404: problem_response("No checkpoint has been recorded yet.")},
 )
 def latest_checkpoint(audit: NamedDependency[Audit]) -> CheckpointView:
     entry = audit.latest_checkpoint()

@@ -83,3 +83,15 @@ def test_every_problem_is_documented_as_a_problem_document_but_readiness_answers
                     )
     readiness = paths["/ready"]["get"]["responses"]["503"]["content"]["application/json"]
     assert readiness["schema"] == {"$ref": "#/components/schemas/Readiness"}
+
+
+def test_the_latest_checkpoint_is_documented_as_404_before_the_first_one(client):
+    answer = client.get("/audit/checkpoints/latest")
+
+    latest = openapi(client)["paths"]["/audit/checkpoints/latest"]["get"]
+
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert latest["responses"]["404"]["content"] == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+    }
