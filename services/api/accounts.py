@@ -49,7 +49,15 @@ from projections.database import from_micros
 from services.api.audit import audit_download
 from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import IDEMPOTENT, AccountCommand, LoopReply
-from services.api.documentation import NO_STORE_PROBLEM
+from services.api.documentation import (
+    ACCOUNT_LOCATION,
+    COMMAND_POSITION,
+    ETAG,
+    NO_STORE_PROBLEM,
+    READ_POSITION,
+    REPLAYED,
+    STALE,
+)
 from services.api.problems import (
     KEY_REUSED,
     etag,
@@ -125,6 +133,7 @@ def _command(path: str, body: type, *, method: Any = post, summary: str) -> Any:
         return_dto=None,
         summary=summary,
         responses=_COMMAND_PROBLEMS,
+        response_headers=[ETAG, COMMAND_POSITION, REPLAYED],
         status_code=200,
     )
 
@@ -149,6 +158,7 @@ class AccountController(Controller):
         return_dto=None,
         summary="Register a target account",
         responses=_REGISTRATION_PROBLEMS,
+        response_headers=[ETAG, COMMAND_POSITION, REPLAYED, ACCOUNT_LOCATION],
         status_code=201,
     )
     async def register(
@@ -176,6 +186,7 @@ class AccountController(Controller):
         summary="The account list, filtered and searched",
         tags=["read models"],
         responses=PAGE_PROBLEMS,
+        response_headers=[READ_POSITION, STALE],
     )
     async def list_accounts(
         self,
@@ -254,6 +265,7 @@ class AccountController(Controller):
                 "registered yet at as_of (`field` as_of)."
             )
         },
+        response_headers=[ETAG],
     )
     def read(
         self,

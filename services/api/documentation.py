@@ -1,8 +1,54 @@
-"""What routes declare for the OpenAPI document beyond their parameters and `responses=`, read
-by services/api/openapi.py. A leaf module, so that any route module can import it."""
+"""What routes declare for the OpenAPI document beyond their parameters and `responses=`: the
+headers of their success answers (`response_headers=`), and handler opts that
+services/api/openapi.py reads. A leaf module, so that any route module can import it."""
 
 from __future__ import annotations
+
+from litestar.datastructures import ResponseHeader
 
 # A handler opt: the operation never answers 503 for the store, as it does not use it, or
 # answers for it in its own body (/metrics), or streams (an outage cuts the stream short).
 NO_STORE_PROBLEM = "no_store_problem"
+
+
+def _header(name: str, description: str, example: str, required: bool = False) -> ResponseHeader:
+    # `value` is never sent (documentation only); Litestar takes the header's schema from its type.
+    return ResponseHeader(
+        name=name,
+        value=example,
+        description=description,
+        documentation_only=True,
+        required=required,
+        example=example,
+    )
+
+
+# The headers of success answers, as routes list them in `response_headers=`.
+ETAG = _header("ETag", 'The account\'s version, which If-Match takes back: "3".', '"3"', True)
+COMMAND_POSITION = _header(
+    "CRM-Position",
+    "The event log position at which the read models reflect the command: a read with this "
+    "min_position sees it. Absent when the command changed nothing.",
+    "42",
+)
+READ_POSITION = _header(
+    "CRM-Position",
+    "The event log position the read models had reached for this answer.",
+    "42",
+    True,
+)
+STALE = _header(
+    "CRM-Stale",
+    '"true" when the read models had not reached min_position in time: the answer may not '
+    "reflect it yet.",
+    "true",
+)
+REPLAYED = _header(
+    "Idempotent-Replayed",
+    '"true" when the Idempotency-Key and body were sent before: the answer repeats the first '
+    "one, and nothing was stored again.",
+    "true",
+)
+ACCOUNT_LOCATION = _header("Location", "The registered account.", "/accounts/{account_id}", True)
+POLICY_LOCATION = _header("Location", "The new policy version.", "/screening-policies/2", True)
+JOB_LOCATION = _header("Location", "The job, to follow its progress.", "/jobs/{job_id}", True)

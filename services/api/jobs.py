@@ -16,6 +16,7 @@ from domain.jobs import Job
 from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
+from services.api.documentation import JOB_LOCATION, REPLAYED
 from services.api.problems import KEY_REUSED, problem, problem_response
 from services.jobs import JobRunner
 
@@ -56,6 +57,7 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
         415: problem_response("The body is not text/csv."),
         422: problem_response(f"Refused: {KEY_REUSED}."),
     },
+    response_headers=[JOB_LOCATION, REPLAYED],
 )
 async def upload_import(
     request: Request[Any, Any, Any],

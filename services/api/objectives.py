@@ -15,6 +15,7 @@ from domain.objectives import Objectives
 from domain.objectives import Target as DomainTarget
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
+from services.api.documentation import REPLAYED
 from services.api.problems import KEY_REUSED, invalid_field, problem, problem_response
 from services.api.strict_json import StrictJSON
 
@@ -103,6 +104,7 @@ class ObjectivesController(Controller):
             409: problem_response("The levels do not rise (rule `objective_levels_order`)."),
             422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
         },
+        response_headers=[REPLAYED],
     )
     def set_objectives(
         self,

@@ -16,6 +16,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import (
     OpenAPI,
     OpenAPIFormat,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -27,7 +28,7 @@ from litestar.openapi.spec import (
 
 from services.api.auth import PUBLIC_PATHS
 from services.api.command_meta import COMMAND_HEADERS, GUARDS, guards
-from services.api.documentation import NO_STORE_PROBLEM
+from services.api.documentation import JOB_LOCATION, NO_STORE_PROBLEM
 from services.api.read_models import MEDIA_TYPES
 
 PROBLEM_SCHEMA = Reference(ref="#/components/schemas/Problem")
@@ -55,11 +56,32 @@ WITH_BODY = {
 WITH_STORE = {"503": "The store is unavailable; retry after Retry-After."}
 _PUBLIC = [re.compile(pattern) for pattern in PUBLIC_PATHS]
 
+# Headers of every answer (telemetry.on_response_start), and, with API keys and a rate limit
+# configured, of every answer past authentication off the public paths (Litestar's middleware).
+EVERY_ANSWER = {
+    "X-Request-ID": "The request's id, which the events it stores record: the X-Request-ID "
+    "sent, when it is 1 to 128 of A-Z a-z 0-9 . _ : -, else a new one.",
+}
+RATE_LIMITED = {
+    "RateLimit-Policy": "With a rate limit: the key's limit and its window, e.g. 6000; w=60.",
+    "RateLimit-Limit": "With a rate limit: the requests the key may make in the window.",
+    "RateLimit-Remaining": "With a rate limit: the requests left in the window.",
+    "RateLimit-Reset": "With a rate limit: the seconds until the window starts again.",
+}
+# Headers of problem answers, by status (services/api/problems.py, auth.py).
+PROBLEM_HEADERS = {
+    "401": {"WWW-Authenticate": "Bearer: send the key as Authorization: Bearer <key>."},
+    "412": {"ETag": 'The account\'s current version, e.g. "3".'},
+    "429": {"Retry-After": "The seconds until the key's window starts again."},
+    "503": {"Retry-After": "The seconds to wait before trying again."},
+}
+
 
 def complete(app: Litestar) -> None:
     """Adds to the app's OpenAPI document what Litestar cannot know from the routes."""
     document_command_headers(app)
     document_problems(app)
+    document_headers(app)
     document_downloads(app.openapi_schema)
 
 
@@ -110,7 +132,7 @@ def document_problems(app: Litestar) -> None:
         expected: dict[str, str] = {}
         if operation.request_body is not None or any(map(_refusable, operation.parameters or ())):
             expected.update(WITH_INPUT)
-        if not any(public.match(path) for public in _PUBLIC):
+        if not _public(path):
             expected.update(WITH_KEYS)
         if operation.request_body is not None:
             expected.update(WITH_BODY)
@@ -123,6 +145,43 @@ def document_problems(app: Litestar) -> None:
                 response.content = {
                     "application/problem+json": OpenAPIMediaType(schema=PROBLEM_SCHEMA)
                 }
+
+
+def document_headers(app: Litestar) -> None:
+    """The headers each answer carries beyond those its route lists (`response_headers=`):
+    those of every answer, of rate-limited answers, of problems, and of an accepted job."""
+    shared = {**EVERY_ANSWER, **RATE_LIMITED}
+    app.openapi_schema.components.headers = {
+        name: _header(description, required=name in EVERY_ANSWER)
+        for name, description in shared.items()
+    }
+    for path, _, operation in operations(app):
+        limited = not _public(path)
+        for status, response in (operation.responses or {}).items():
+            if not isinstance(response, OpenAPIResponse):
+                continue
+            headers = response.headers = response.headers or {}
+            for name, description in PROBLEM_HEADERS.get(status, {}).items():
+                headers.setdefault(name, _header(description, required=True))
+            if status == "202":  # services.api.jobs.accepted
+                headers.setdefault(JOB_LOCATION.name, _header(JOB_LOCATION.description, True))
+            # 401 and 403 are answered before the rate limit counts the request.
+            sent = [
+                *EVERY_ANSWER,
+                *(RATE_LIMITED if limited and status not in ("401", "403") else ()),
+            ]
+            for name in sent:
+                headers[name] = Reference(ref=f"#/components/headers/{name}")
+
+
+def _header(description: str | None, required: bool = False) -> OpenAPIHeader:
+    return OpenAPIHeader(
+        schema=Schema(type=OpenAPIType.STRING), description=description, required=required
+    )
+
+
+def _public(path: str) -> bool:
+    return any(public.match(path) for public in _PUBLIC)
 
 
 def _refusable(parameter: Parameter | Reference) -> bool:

@@ -32,7 +32,7 @@ from projections.account_queries import BadCursor, Filters, Page, leaderboard
 from projections.database import from_micros
 from projections.reports import Window, periods_between, report
 from services.api.auth import PAST_READS, Permission
-from services.api.documentation import NO_STORE_PROBLEM
+from services.api.documentation import NO_STORE_PROBLEM, READ_POSITION, STALE
 from services.api.objectives import objective_results
 from services.api.page_cache import Answer, PageCache
 from services.api.problems import invalid_field, problem_response
@@ -143,6 +143,7 @@ def position_headers(position: int, reached: bool | None) -> dict[str, str]:
     opt={PAST_READS: True},
     tags=["read models"],
     responses=PAGE_PROBLEMS,
+    response_headers=[READ_POSITION, STALE],
     summary="Accounts ranked by BANT score",
 )
 async def bant_leaderboard(
@@ -274,6 +275,7 @@ GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
     sync_to_thread=True,
     tags=["read models"],
     responses=PAGE_PROBLEMS,
+    response_headers=[READ_POSITION, STALE],
     summary="ABM stages or See-Think-Do-Care: counts, moves per period, conversion, time in "
     "state, and for stages the win rate and objectives",
 )

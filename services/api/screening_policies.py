@@ -25,6 +25,7 @@ from domain.screening_policy import SCREENABLE_STAGES, Criteria, ScreeningDecisi
 from projections.account_queries import account_ids_in_stages
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
+from services.api.documentation import POLICY_LOCATION, REPLAYED
 from services.api.jobs import accepted
 from services.api.problems import KEY_REUSED, problem_response
 from services.api.read_models import Reads
@@ -120,6 +121,7 @@ class ScreeningPolicyController(Controller):
         status_code=201,
         summary="Create a new version of the screening policy",
         responses={422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}.")},
+        response_headers=[POLICY_LOCATION, REPLAYED],
     )
     def create(
         self,

@@ -3,11 +3,15 @@ operation gives, the headers they carry, and the limits the service enforces."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+from uuid import uuid4
 
 from litestar.testing import TestClient
 
-from tests.api.requests import register
+from services.api.app import create_app
+from services.api.auth import parse_keys
+from tests.api.requests import register, registration
 
 
 def openapi(client: TestClient) -> dict[str, Any]:
@@ -95,3 +99,94 @@ def test_the_latest_checkpoint_is_documented_as_404_before_the_first_one(client)
     assert latest["responses"]["404"]["content"] == {
         "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
     }
+
+
+# What HTTP or the browser-facing defaults add to any answer; the document describes the rest.
+GENERIC = {
+    "content-type",
+    "content-length",
+    "content-disposition",
+    "date",
+    "server",
+    "transfer-encoding",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+}
+
+
+def undocumented_headers(document: dict[str, Any], path: str, method: str, answer) -> set[str]:
+    responses = document["paths"][path][method]["responses"]
+    documented = {name.lower() for name in responses[str(answer.status_code)].get("headers", {})}
+    return {name.lower() for name in answer.headers.keys()} - GENERIC - documented
+
+
+def test_every_header_an_answer_carries_is_documented_for_its_operation_and_status(client):
+    document = openapi(client)
+    seen: set[str] = set()
+
+    def check(path: str, method: str, answer) -> Any:
+        assert not undocumented_headers(document, path, method, answer), (path, answer.status_code)
+        seen.update(name.lower() for name in answer.headers.keys())
+        return answer
+
+    once = {"Idempotency-Key": "register-1"}
+    account = check(
+        "/accounts", "post", client.post("/accounts", json=registration(), headers=once)
+    )
+    check("/accounts", "post", client.post("/accounts", json=registration(), headers=once))
+    screening = f"{account.headers['location']}/screening"
+    screened = client.post(screening, json={"outcome": "qualified"})
+    check("/accounts/{account_id}/screening", "post", screened)
+    stale = client.post(screening, json={"outcome": "excluded"}, headers={"If-Match": '"1"'})
+    check("/accounts/{account_id}/screening", "post", stale)
+    check("/accounts/{account_id}", "get", client.get(account.headers["location"]))
+    check("/accounts/{account_id}", "get", client.get(f"/accounts/{uuid4()}"))
+    check("/accounts", "get", client.get("/accounts", params={"min_position": 10**9}))
+    check("/leaderboards/bant", "get", client.get("/leaderboards/bant"))
+    targets = {"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]}
+    for _ in range(2):
+        objectives = client.put("/objectives/2026", json=targets, headers={"Idempotency-Key": "o"})
+        check("/objectives/{period}", "put", objectives)
+    check("/screening-policies", "post", client.post("/screening-policies", json={}))
+    apply = client.post("/screening-policies/1/apply", params={"background": True}, json={})
+    check("/screening-policies/{version}/apply", "post", apply)
+    csv = "Company,Website,Industry,Employees,Revenue,Currency,Country,Region,Growth,Source\n"
+    upload = client.post(
+        "/imports", content=csv + "Beta,beta.example,software,40,1000,EUR,DE,,2,list\n"
+    )
+    check("/imports", "post", upload)
+    check("/health", "get", client.get("/health"))
+
+    assert [a.status_code for a in (screened, stale, apply, upload)] == [200, 412, 202, 202]
+    assert seen >= {
+        "etag",
+        "location",
+        "crm-position",
+        "crm-stale",
+        "idempotent-replayed",
+        "x-request-id",
+    }
+
+
+def test_the_headers_of_keys_and_rate_limits_are_documented_where_they_are_sent(
+    ledger, projector, settings
+):
+    limited = create_app(
+        ledger,
+        projector,
+        replace(settings, rate_limit_per_minute=1),
+        keys=parse_keys("sam:sales:sales-secret-0123456789", "test"),
+    )
+    key = {"Authorization": "Bearer sales-secret-0123456789"}
+    with TestClient(limited) as client:
+        document = openapi(client)
+        answers = [client.get("/accounts"), client.get("/accounts", headers=key)]
+        answers.append(client.get("/accounts", headers=key))
+
+    assert [a.status_code for a in answers] == [401, 200, 429]
+    assert {"www-authenticate", "ratelimit-limit", "retry-after"} <= {
+        name.lower() for answer in answers for name in answer.headers.keys()
+    }
+    for answer in answers:
+        assert not undocumented_headers(document, "/accounts", "get", answer), answer.status_code
