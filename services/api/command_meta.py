@@ -133,10 +133,13 @@ def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
 
 
 COMMAND_HEADERS = {
-    "If-Match": 'The account version the command expects, as in the ETag: "3".',
-    "Idempotency-Key": "Sending the same key and body again returns the first response.",
-    "X-Actor": "Who sends it (development mode only; with API keys, the key's name).",
+    "If-Match": 'The account version the command expects, as in the ETag: "3" (or 3, or *: any).',
+    "Idempotency-Key": "1 to 255 printable ASCII characters. Sending the same key and body "
+    "again returns the first response.",
+    "X-Actor": "Who sends it, 1 to 200 printable characters (development mode only; with API "
+    "keys, the key's name).",
 }
+COMMAND_HEADER_FORMS = {"If-Match": _IF_MATCH, "Idempotency-Key": _IDEMPOTENCY_KEY}
 _HEADER_KEYS = {name.lower().encode() for name in COMMAND_HEADERS}  # as ASGI names them
 GUARDS = frozenset({"If-Match", "Idempotency-Key"})
 _GUARD_KEYS = {guard.lower().encode(): guard for guard in GUARDS}

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import (
@@ -27,7 +29,7 @@ from litestar.openapi.spec import (
 )
 
 from services.api.auth import PUBLIC_PATHS
-from services.api.command_meta import COMMAND_HEADERS, GUARDS, guards
+from services.api.command_meta import COMMAND_HEADER_FORMS, COMMAND_HEADERS, GUARDS, guards
 from services.api.documentation import JOB_LOCATION, NO_STORE_PROBLEM
 from services.api.read_models import MEDIA_TYPES
 
@@ -83,6 +85,7 @@ def complete(app: Litestar) -> None:
     document_problems(app)
     document_headers(app)
     document_downloads(app.openapi_schema)
+    document_limits(app)
 
 
 def operations(app: Litestar) -> Iterator[tuple[str, HTTPRouteHandler, Operation]]:
@@ -108,7 +111,7 @@ def document_command_headers(app: Litestar) -> None:
                 Parameter(
                     name=name,
                     param_in="header",
-                    schema=Schema(type=OpenAPIType.STRING),
+                    schema=Schema(type=OpenAPIType.STRING, pattern=_pattern(name)),
                     description=description,
                     required=False,
                 )
@@ -117,6 +120,11 @@ def document_command_headers(app: Litestar) -> None:
             ),
             *(operation.parameters or ()),
         ]
+
+
+def _pattern(header: str) -> str | None:
+    form = COMMAND_HEADER_FORMS.get(header)
+    return form.pattern if form is not None else None
 
 
 def document_problems(app: Litestar) -> None:
@@ -232,3 +240,82 @@ def document_downloads(document: OpenAPI) -> None:
 
 def _empty(schema: Schema | Reference) -> bool:
     return isinstance(schema, Schema) and schema.to_schema() == {}
+
+
+# The keywords of a limit, as JSON Schema names them and as Litestar's Schema does.
+LIMITS = {
+    "minimum": "minimum",
+    "maximum": "maximum",
+    "exclusiveMinimum": "exclusive_minimum",
+    "exclusiveMaximum": "exclusive_maximum",
+    "multipleOf": "multiple_of",
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "pattern": "pattern",
+    "minItems": "min_items",
+    "maxItems": "max_items",
+}
+# The same limits as Litestar's parameter declarations (QueryParameter(ge=0)) name them.
+PARAMETER_LIMITS = {
+    "ge": "minimum",
+    "le": "maximum",
+    "gt": "exclusive_minimum",
+    "lt": "exclusive_maximum",
+    "multiple_of": "multiple_of",
+    "min_length": "min_length",
+    "max_length": "max_length",
+    "min_items": "min_items",
+    "max_items": "max_items",
+}
+
+
+def document_limits(app: Litestar) -> None:
+    """The limits the service enforces, where Litestar leaves them out: it drops a limit of 0
+    (`ge=0`, a falsy check) and those of list items. Parameters get them from their
+    declarations, request bodies from the msgspec schema of their contracts (the limits their
+    decoder enforces)."""
+    bodies = set()
+    for _, handler, operation in operations(app):
+        signature = handler.parsed_fn_signature.parameters
+        if (data := signature.get("data")) is not None:
+            bodies.add(data.annotation)
+        declared = {_parameter_name(name, field): field for name, field in signature.items()}
+        for parameter in operation.parameters or ():
+            field = declared.get(getattr(parameter, "name", None))
+            schema = getattr(parameter, "schema", None)
+            if field is not None and field.kwarg_definition and isinstance(schema, Schema):
+                for limit, attribute in PARAMETER_LIMITS.items():
+                    value = getattr(field.kwarg_definition, limit, None)
+                    if value is not None and getattr(schema, attribute) is None:
+                        setattr(schema, attribute, value)
+    _, enforced = msgspec.json.schema_components(sorted(bodies, key=str))
+    schemas = app.openapi_schema.components.schemas
+    for name, contract in enforced.items():
+        documented = schemas.get(name)
+        properties = documented.properties if isinstance(documented, Schema) else None
+        for field, limits in contract.get("properties", {}).items():
+            if isinstance(schema := (properties or {}).get(field), Schema):
+                _add_limits(schema, limits)
+
+
+def _parameter_name(name: str, field: Any) -> str:
+    declared = field.kwarg_definition
+    return getattr(declared, "name", None) or getattr(declared, "header", None) or name
+
+
+def _add_limits(schema: Schema, limits: dict[str, Any]) -> None:
+    """Copies the limits msgspec states for a value onto Litestar's schema of it, where they
+    are missing; an optional value's go beside its `oneOf`, as Litestar puts the others."""
+    values = [v for v in limits.get("anyOf", [limits]) if v.get("type") != "null"]
+    if len(values) != 1:
+        return
+    (value,) = values
+    for keyword, attribute in LIMITS.items():
+        if keyword in value and getattr(schema, attribute) is None:
+            setattr(schema, attribute, value[keyword])
+    items = value.get("items")
+    if isinstance(items, dict):
+        arrays = [schema, *(schema.one_of or ())]
+        for array in arrays:
+            if isinstance(array, Schema) and isinstance(array.items, Schema):
+                _add_limits(array.items, items)

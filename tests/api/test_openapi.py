@@ -3,6 +3,7 @@ operation gives, the headers they carry, and the limits the service enforces."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 from uuid import uuid4
@@ -190,3 +191,60 @@ def test_the_headers_of_keys_and_rate_limits_are_documented_where_they_are_sent(
     }
     for answer in answers:
         assert not undocumented_headers(document, "/accounts", "get", answer), answer.status_code
+
+
+def header_schema(document: dict[str, Any], path: str, method: str, name: str) -> dict[str, Any]:
+    parameters = document["paths"][path][method]["parameters"]
+    return next(p["schema"] for p in parameters if p["name"] == name)
+
+
+def test_the_document_states_the_limits_the_service_enforces(client):
+    account = register(client)
+    at = f"/accounts/{account['id']}"
+    document = openapi(client)
+    schemas = document["components"]["schemas"]
+    too_long = "x" * 201
+
+    negative_amount = client.post(f"{at}/deal", json={"outcome": "won", "amount": -1})
+    negative_headcount = client.post("/screening-policies", json={"headcount_min": -1})
+    negative_revenue = client.post("/screening-policies", json={"revenue_min": -1})
+    negative_position = client.get("/accounts", params={"min_position": -1})
+    empty_criterion = client.post(
+        f"{at}/screening", json={"outcome": "qualified", "criteria": [""]}
+    )
+    long_criterion = client.post(
+        f"{at}/screening", json={"outcome": "qualified", "criteria": [too_long]}
+    )
+
+    assert [negative_amount.status_code, negative_headcount.status_code] == [422, 422]
+    assert [negative_revenue.status_code, negative_position.status_code] == [422, 400]
+    assert [empty_criterion.status_code, long_criterion.status_code] == [422, 422]
+    assert schemas["CloseDeal"]["properties"]["amount"]["minimum"] == 0
+    assert schemas["CreatePolicy"]["properties"]["headcount_min"]["minimum"] == 0
+    assert schemas["CreatePolicy"]["properties"]["revenue_min"]["minimum"] == 0
+    criteria = schemas["ScreenAccount"]["properties"]["criteria"]["items"]
+    assert (criteria["minLength"], criteria["maxLength"]) == (1, 200)
+    parameters = document["paths"]["/accounts"]["get"]["parameters"]
+    min_position = next(p["schema"] for p in parameters if p["name"] == "min_position")
+    assert min_position["minimum"] == 0
+
+
+def test_the_document_states_the_form_of_the_guard_headers(client):
+    account = register(client)
+    screening = f"/accounts/{account['id']}/screening"
+    document = openapi(client)
+    key = header_schema(document, "/accounts/{account_id}/screening", "post", "Idempotency-Key")
+    version = header_schema(document, "/accounts/{account_id}/screening", "post", "If-Match")
+    body = {"outcome": "qualified"}
+
+    for refused in ["", "two words", "k" * 256]:
+        answer = client.post(screening, json=body, headers={"Idempotency-Key": refused})
+        assert (answer.status_code, answer.json()["field"]) == (400, "Idempotency-Key")
+        assert not re.search(key["pattern"], refused)
+    for refused in ['W/"1"', '"one"', "1, 2"]:
+        answer = client.post(screening, json=body, headers={"If-Match": refused})
+        assert (answer.status_code, answer.json()["field"]) == (400, "If-Match")
+        assert not re.search(version["pattern"], refused)
+    assert re.search(key["pattern"], "k" * 255) and re.search(key["pattern"], "retry-1")
+    for taken in ['"1"', "1", "*"]:
+        assert re.search(version["pattern"], taken)
