@@ -390,6 +390,14 @@ def _instant(value: str):  # type: ignore[no-untyped-def]
     return instant
 
 
+def sequence(text: str) -> int:
+    """A JetStream stream sequence for argparse, which names the option and this function."""
+    number = int(text)
+    if number < 1:  # JetStream refuses a consumer starting at sequence 0
+        raise argparse.ArgumentTypeError(f"stream sequences start at 1, not {number}")
+    return number
+
+
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     settings = settings or Settings.from_env()
     parser = argparse.ArgumentParser(prog="crm", description="Event-sourced ABM CRM.")
@@ -424,7 +432,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     tail.add_argument("--subject", default="crm.accounts.>", help="default: %(default)s")
     start = tail.add_mutually_exclusive_group()
     start.add_argument("--from-start", action="store_true", help="replay from the first event")
-    start.add_argument("--from-seq", type=int, metavar="N", help="replay from stream sequence N")
+    start.add_argument(
+        "--from-seq", type=sequence, metavar="N", help="replay from stream sequence N (1: first)"
+    )
     start.add_argument("--since", type=_instant, metavar="TIME", help="replay from an instant")
     tail.add_argument("--limit", type=int, metavar="N", help="stop after N events")
     tail.add_argument(

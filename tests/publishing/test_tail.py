@@ -1,0 +1,52 @@
+"""`crm tail` when it cannot read: a sequence the stream never has, a broker that does not
+answer, a subject no stream holds. One line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from services.nats_server import free_port
+from tests.processes import ROOT
+
+
+def crm_tail(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "tail", *args],
+        env={key: value for key, value in os.environ.items() if key != "CRM_NATS_URL"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_stream_sequence_below_1_is_refused_as_an_argument(broker):
+    done = crm_tail("--url", broker.url, "--from-seq", "0")
+
+    assert done.returncode == 2
+    assert "argument --from-seq: stream sequences start at 1, not 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_broker_that_does_not_answer_ends_the_tail_with_one_line_and_exit_1():
+    started = time.monotonic()
+    done = crm_tail("--url", f"nats://crm:s3cret@127.0.0.1:{free_port()}", "--from-start")
+
+    assert done.returncode == 1
+    assert time.monotonic() - started < 30  # a bounded attempt, not a retry for ever
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("crm tail: no NATS server answered at 127.0.0.1:")
+    assert "s3cret" not in line  # a password in the URL is not echoed
+    assert done.stdout == ""
+
+
+def test_a_subject_that_no_stream_holds_ends_the_tail_with_one_line_and_exit_1(broker):
+    done = crm_tail("--url", broker.url, "--from-start", "--idle", "1")
+
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    server = broker.url.removeprefix("nats://")
+    assert line == f"crm tail: no stream on {server} holds crm.accounts.>"
