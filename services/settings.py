@@ -58,7 +58,7 @@ class Settings:
             return number(env, name, kind, default, least, most)
 
         return cls(
-            data_dir=Path(env.get("CRM_DATA_DIR") or defaults.data_dir),
+            data_dir=directory(Path(env.get("CRM_DATA_DIR") or defaults.data_dir)),
             database_url=postgres_url(env.get("CRM_DATABASE_URL")),
             database_schema=env.get("CRM_DATABASE_SCHEMA") or defaults.database_schema,
             database_pool_size=num("CRM_DATABASE_POOL_SIZE", int, least=1),
@@ -97,6 +97,15 @@ class Settings:
     @property
     def store_name(self) -> str:
         return "postgresql" if self.database_url else "sqlite"
+
+
+def directory(path: Path) -> Path:
+    """CRM_DATA_DIR when it is a directory or can be made one: what exists of it is a
+    directory (a regular file there would fail the first command that stores)."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SettingError(f"CRM_DATA_DIR must name a directory, and {existing} is a file")
+    return path
 
 
 def postgres_url(value: str | None) -> str | None:

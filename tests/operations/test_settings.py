@@ -71,6 +71,21 @@ def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("under", ["", "data"])
+def test_a_data_dir_that_is_or_lies_in_a_regular_file_stops_the_command_naming_it(
+    under, monkeypatch, capsys, tmp_path
+):
+    regular_file = tmp_path / "crm-data"
+    regular_file.write_text("not a directory")
+    monkeypatch.setenv("CRM_DATA_DIR", str(regular_file / under))
+    code = main(["rebuild"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"CRM_DATA_DIR must name a directory, and {regular_file} is a file\n"
+    assert regular_file.read_text() == "not a directory"
+
+
 @pytest.mark.parametrize(
     ("env", "says"),
     [
