@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from services.audit_cli import add_audit_commands
 from services.logs import configure as configure_logs
@@ -85,13 +86,13 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     from services.nats_server import EmbeddedNats
     from services.projector import BackgroundProjector
 
+    projector = _projector(settings)  # first: a database that does not answer starts nothing
     broker = None
     nats_url = settings.nats_url
     if nats_url is None:
         broker = EmbeddedNats(settings.data_dir / "nats")
         nats_url = broker.start()
         print(f"Embedded NATS with JetStream for subscribers: {nats_url}", flush=True)
-    projector = _projector(settings)
     leadership = Leadership(settings, "projector")
     background = BackgroundProjector(projector, leadership)
     checkpoints = PeriodicCheckpoints(
@@ -483,7 +484,26 @@ def port(text: str) -> int:
     return number
 
 
+def _database_refused(exc: Exception) -> bool:
+    import psycopg
+    import sqlalchemy.exc
+    from eventsourcing.persistence import OperationalError
+
+    return isinstance(
+        exc, psycopg.OperationalError | OperationalError | sqlalchemy.exc.OperationalError
+    )
+
+
+def _without_password(url: str) -> str:
+    """The URL to name in a message: no password, no query (libpq takes ?password= too)."""
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{parts.scheme}://{user + '@' if user else ''}{host}{parts.path}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    settings = None
     try:
         settings = Settings.from_env()
         args = build_parser(settings).parse_args(argv)
@@ -492,6 +512,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingError as exc:  # a setting that cannot be used: named, not a traceback
         print(exc, file=sys.stderr)
         return 2
+    except Exception as exc:
+        # A database that does not answer may be right and down: status 1, not 2, so that a
+        # supervisor tells it from a setting to fix.
+        if settings is None or settings.database_url is None or not _database_refused(exc):
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        url = _without_password(settings.database_url)
+        print(f"CRM_DATABASE_URL {url}: the database does not answer: {reason}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

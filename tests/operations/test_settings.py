@@ -14,7 +14,7 @@ from services.cli import main
 from services.logs import configure
 from services.nats_server import free_port
 from services.settings import Settings
-from tests.processes import ROOT
+from tests.processes import ROOT, run_crm
 
 
 @pytest.mark.parametrize(
@@ -108,6 +108,24 @@ def test_api_keys_that_cannot_be_used_stop_crm_serve_naming_them(env, says, tmp_
     assert says in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("store", ["sqlite"])  # the database is named by the variable
+@pytest.mark.parametrize("command", [["rebuild"], ["audit", "verify"], ["serve"]])
+def test_a_database_that_does_not_answer_at_start_stops_the_command_with_exit_1(command, settings):
+    port = free_port()
+    url = f"postgresql://crm:hunter2@127.0.0.1:{port}/crm?password=hunter2"
+    args = [*command, "--port", str(free_port())] if command == ["serve"] else command
+    done = run_crm(settings, *args, CRM_DATABASE_URL=url)
+
+    *_, line = done.stderr.splitlines()  # crm serve may first say it is in development mode
+    assert done.returncode == 1  # the value may be right and the database down: not 2
+    assert line.startswith(
+        f"CRM_DATABASE_URL postgresql://crm@127.0.0.1:{port}/crm: the database does not answer"
+    )
+    assert "Traceback" not in done.stderr
+    assert "hunter2" not in done.stderr
+    assert "Embedded NATS" not in done.stdout  # crm serve started nothing
 
 
 def test_unset_or_empty_settings_take_their_defaults():
