@@ -8,7 +8,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -202,7 +202,11 @@ def _export(args: argparse.Namespace, audit: Any) -> int:
             ):
                 out.write(chunk)
         partial.replace(args.out)
+    except OSError as error:  # an output path that cannot be written: named, exit 2
+        print(f"crm audit export: cannot write {args.out}: {error.strerror}", file=sys.stderr)
+        return 2
     finally:
-        partial.unlink(missing_ok=True)
+        with suppress(OSError):  # none there, or no directory that could hold it
+            partial.unlink()
     print(f"wrote {args.out}; check it with: python tools/verify_export.py {args.out}")
     return 0

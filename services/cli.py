@@ -312,10 +312,16 @@ def _export_contracts(args: argparse.Namespace, _settings: Settings) -> int:
 
     from contracts.asyncapi import asyncapi_document, event_schemas
 
-    args.dir.mkdir(parents=True, exist_ok=True)
-    for name, schema in event_schemas().items():
-        (args.dir / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
-    (args.dir / "asyncapi.json").write_text(json.dumps(asyncapi_document(), indent=2) + "\n")
+    try:
+        args.dir.mkdir(parents=True, exist_ok=True)
+        for name, schema in event_schemas().items():
+            (args.dir / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
+        (args.dir / "asyncapi.json").write_text(json.dumps(asyncapi_document(), indent=2) + "\n")
+    except OSError as error:  # a directory that cannot be made or written: named, exit 2
+        # mkdir(exist_ok=True) says "File exists" of a regular file in the way.
+        reason = "Not a directory" if isinstance(error, FileExistsError) else error.strerror
+        print(f"crm contracts export: cannot write {args.dir}: {reason}", file=sys.stderr)
+        return 2
     print(f"wrote {len(event_schemas())} JSON Schemas and asyncapi.json to {args.dir}")
     return 0
 

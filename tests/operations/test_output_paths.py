@@ -1,0 +1,56 @@
+"""Where a command writes: a path it cannot write stops it with exit status 2 and one line
+naming the path, not a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.cli import main
+
+
+@pytest.fixture
+def regular_file(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("kept")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("/proc/nope", "cannot write /proc/nope: No such file or directory"),
+        ("{regular_file}", "cannot write {regular_file}: Not a directory"),
+        ("{regular_file}/under", "cannot write {regular_file}/under: Not a directory"),
+    ],
+)
+def test_crm_contracts_export_to_a_directory_it_cannot_make_stops_naming_it(
+    where, says, regular_file, capsys
+):
+    code = main(["contracts", "export", where.format(regular_file=regular_file)])
+
+    assert code == 2
+    assert capsys.readouterr().err == f"crm contracts export: {says}\n".format(
+        regular_file=regular_file
+    )
+    assert regular_file.read_text() == "kept"
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("/proc/nope/x", "cannot write /proc/nope/x: No such file or directory"),
+        ("{tmp_path}", "cannot write {tmp_path}: Is a directory"),
+        ("{regular_file}/x", "cannot write {regular_file}/x: Not a directory"),
+    ],
+)
+@pytest.mark.parametrize("store", ["sqlite"])  # the output path is the store's no matter
+def test_crm_audit_export_to_a_file_it_cannot_write_stops_naming_it(
+    where, says, ledger, settings, regular_file, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("CRM_DATA_DIR", str(settings.data_dir))  # an event store is there
+    paths = {"regular_file": regular_file, "tmp_path": tmp_path}
+    code = main(["audit", "export", "--out", where.format(**paths)])
+
+    assert code == 2
+    assert capsys.readouterr().err == f"crm audit export: {says}\n".format(**paths)
+    assert not [p for d in (tmp_path, tmp_path.parent) for p in d.glob("*.partial")]
