@@ -145,6 +145,20 @@ def _collect_garbage_rarely() -> None:
     gc.set_threshold(10_000, 20, 100)
 
 
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why uvicorn could not bind (host, port), if so: asked before the workers, the stream
+    and the banner, which would otherwise come first. Binds as uvicorn does, then lets go."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:  # in use, not an address of this machine, an unknown name
+            return error.strerror or str(error)
+    return None
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -166,6 +180,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if problem := _cannot_listen(args.host, args.port):
+        print(f"crm serve: cannot listen on {args.host}:{args.port}: {problem}", file=sys.stderr)
+        return 2
     if args.no_workers:
         app = _api_only(settings, keys)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 
@@ -15,6 +16,8 @@ from services.logs import configure
 from services.nats_server import free_port
 from services.settings import Settings
 from tests.processes import ROOT, run_crm
+
+KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no development banner
 
 
 @pytest.mark.parametrize(
@@ -126,6 +129,20 @@ def test_a_database_that_does_not_answer_at_start_stops_the_command_with_exit_1(
     assert "Traceback" not in done.stderr
     assert "hunter2" not in done.stderr
     assert "Embedded NATS" not in done.stdout  # crm serve started nothing
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_crm_serve_on_a_port_in_use_stops_before_it_starts_anything(settings):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_crm(settings, "serve", "--port", str(port), CRM_API_KEYS=KEYS)
+
+    assert done.returncode == 2
+    assert done.stderr == f"crm serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert done.stdout == ""  # no "CRM listening", no embedded broker
+    assert not (settings.data_dir / "nats").exists()
 
 
 def test_unset_or_empty_settings_take_their_defaults():
