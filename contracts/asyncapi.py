@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import msgspec
@@ -27,7 +28,7 @@ def asyncapi_document(stream: str = "CRM", subject_prefix: str = "crm.accounts")
         messages[event_type.__name__] = {
             "name": tag,
             "title": event_type.__name__,
-            "summary": (event_type.__doc__ or AccountEvent.__doc__ or "").strip(),
+            **_summary_and_description(event_type),
             "contentType": "application/json",
             "headers": {
                 "type": "object",
@@ -39,6 +40,7 @@ def asyncapi_document(stream: str = "CRM", subject_prefix: str = "crm.accounts")
                     "ce-source": {"type": "string"},
                     "ce-time": {"type": "string", "format": "date-time"},
                     "ce-subject": {"type": "string"},
+                    "ce-datacontenttype": {"type": "string", "const": "application/json"},
                     "CRM-Position": {"type": "string", "description": "global log position"},
                 },
             },
@@ -80,3 +82,11 @@ def asyncapi_document(stream: str = "CRM", subject_prefix: str = "crm.accounts")
         },
         "components": {"messages": messages, "schemas": components},
     }
+
+
+def _summary_and_description(event_type: type[AccountEvent]) -> dict[str, str]:
+    """The first line of the event type's own docstring, and the rest, if any (msgspec gives
+    every subclass without a docstring the base class's)."""
+    doc = event_type.__doc__ if event_type.__doc__ != AccountEvent.__doc__ else None
+    summary, _, description = inspect.cleandoc(doc or "").partition("\n")
+    return {"summary": summary, **({"description": description.strip()} if description else {})}

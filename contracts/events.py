@@ -8,6 +8,7 @@ Decode any message body with `decode_event(body)`.
 """
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
@@ -30,13 +31,16 @@ class AccountEvent(Struct, frozen=True, kw_only=True, tag_field="type"):
     account_id: UUID
     version: int  # the account's version after this event: per-account order
     position: int  # the event's global position in the CRM's event log
-    occurred_at: datetime
+    # An RFC 3339 instant with its offset; msgspec leaves the format out of a datetime's schema.
+    occurred_at: Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
     actor: str
     reason: str | None = None
     request_id: str | None = None
 
 
 class AccountRegisteredV1(AccountEvent, frozen=True, tag="crm.account.registered.v1"):
+    """An account was registered: the company and its firmographics as first known."""
+
     name: str
     domain: str
     industry: str
@@ -50,6 +54,8 @@ class AccountRegisteredV1(AccountEvent, frozen=True, tag="crm.account.registered
 
 
 class AccountScreenedV1(AccountEvent, frozen=True, tag="crm.account.screened.v1"):
+    """The account was screened: qualified or excluded, by the criteria named."""
+
     outcome: ScreeningOutcomeName
     criteria: list[str]
     note: str | None
@@ -57,7 +63,9 @@ class AccountScreenedV1(AccountEvent, frozen=True, tag="crm.account.screened.v1"
 
 
 class FirmographicsUpdatedV1(AccountEvent, frozen=True, tag="crm.account.firmographics_updated.v1"):
-    """Only the fields that changed, with their new values (names as in `registered`)."""
+    """The account's firmographics were updated.
+
+    Only the fields that changed, with their new values (names as in `registered`)."""
 
     changes: dict[str, str | int | float | None]
 
@@ -70,6 +78,8 @@ class ScreeningOverriddenV1(AccountEvent, frozen=True, tag="crm.account.screenin
 
 
 class BantScoredV1(AccountEvent, frozen=True, tag="crm.account.bant_scored.v1"):
+    """The account was rated by BANT; score = budget × authority × need × timing."""
+
     budget: int
     authority: int
     need: int
@@ -79,6 +89,8 @@ class BantScoredV1(AccountEvent, frozen=True, tag="crm.account.bant_scored.v1"):
 
 
 class ContactAddedV1(AccountEvent, frozen=True, tag="crm.account.contact_added.v1"):
+    """A contact at the account was added, with their buying role and decision power."""
+
     contact_id: UUID
     name: str
     title: str
@@ -88,36 +100,48 @@ class ContactAddedV1(AccountEvent, frozen=True, tag="crm.account.contact_added.v
 
 
 class MaterialSentV1(AccountEvent, frozen=True, tag="crm.account.material_sent.v1"):
+    """Outreach material was sent to the account."""
+
     material: str
     channel: str
     note: str | None
 
 
 class ResponseReceivedV1(AccountEvent, frozen=True, tag="crm.account.response_received.v1"):
+    """The account responded to the outreach: positively, neutrally or negatively."""
+
     reaction: ReactionName
     note: str | None
 
 
 class MeetingHeldV1(AccountEvent, frozen=True, tag="crm.account.meeting_held.v1"):
+    """A meeting with the account was held."""
+
     note: str | None
 
 
 class DealWonV1(AccountEvent, frozen=True, tag="crm.account.deal_won.v1"):
+    """The deal with the account was won, for the amount given when known."""
+
     amount: int | None
     currency: str | None
 
 
 class DealLostV1(AccountEvent, frozen=True, tag="crm.account.deal_lost.v1"):
-    pass
+    """The deal with the account was lost; `reason` says why."""
 
 
 class StageChangedV1(AccountEvent, frozen=True, tag="crm.account.stage_changed.v1"):
+    """The account moved from one ABM stage to another; `cause` names what moved it."""
+
     from_stage: AbmStageName
     to_stage: AbmStageName
     cause: str
 
 
 class FunnelStateChangedV1(AccountEvent, frozen=True, tag="crm.account.funnel_state_changed.v1"):
+    """The account moved in the See-Think-Do-Care funnel; `cause` names what moved it."""
+
     from_state: FunnelStateName
     to_state: FunnelStateName
     cause: str

@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import msgspec
+import pytest
 
+from contracts.asyncapi import asyncapi_document, event_schemas
 from contracts.events import EVENT_TYPES, decode_event, subject, type_name
 from services.cli import main
 from services.integration_events import to_integration_event
+from services.publisher import Publisher, StreamSettings
 from tests.publishing.samples import sample_events
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -74,3 +77,36 @@ def test_the_api_serves_the_asyncapi_document(client):
 
     assert response.status_code == 200
     assert response.json()["asyncapi"] == "3.0.0"
+
+
+def test_every_message_in_the_asyncapi_document_has_a_summary_of_its_own():
+    messages = asyncapi_document()["components"]["messages"].values()
+    summaries = [message["summary"] for message in messages]
+
+    assert all(summaries)
+    assert len(set(summaries)) == len(EVENT_TYPES)  # not the base class's, inherited
+    assert all("\n" not in summary for summary in summaries)
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_the_asyncapi_headers_are_those_the_publisher_sends(ledger):
+    publisher = Publisher(ledger, "nats://127.0.0.1:1", StreamSettings())  # never connects
+    messages = asyncapi_document()["components"]["messages"]
+    for event, position in sample_events():
+        published = to_integration_event(event, position)
+        sent = publisher.headers(published)
+        documented = messages[type(published).__name__]["headers"]["properties"]
+
+        assert set(documented) == set(sent), type(published).__name__
+        for name, schema in documented.items():
+            assert schema.get("const", sent[name]) == sent[name], name
+
+
+def test_event_instants_are_date_times_in_every_schema():
+    document = asyncapi_document()
+    schemas = [*document["components"]["schemas"].values()]
+    schemas += [s["$defs"][s["$ref"].rsplit("/", 1)[1]] for s in event_schemas().values()]
+
+    assert len(schemas) == 2 * len(EVENT_TYPES)
+    for schema in schemas:
+        assert schema["properties"]["occurred_at"] == {"type": "string", "format": "date-time"}
