@@ -335,8 +335,9 @@ class AccountController(Controller):
         summary="Which fields changed between two versions or instants, and the events that did it",
         responses={
             **_NO_ACCOUNT,
-            422: problem_response(
-                "from or to is a version the account does not have (see `field`)."
+            400: problem_response(
+                "from or to is not a version or an instant, is a version the account does not "
+                "have, or from comes after to (see `field`)."
             ),
         },
     )
@@ -359,7 +360,10 @@ class AccountController(Controller):
     ) -> AccountDiff:
         from_version = _moment(audit, account_id, "from", from_)
         to_version = None if to is None else _moment(audit, account_id, "to", to)
-        return account_diff(account_id, audit.diff(account_id, from_version, to_version))
+        try:
+            return account_diff(account_id, audit.diff(account_id, from_version, to_version))
+        except InvalidValue as exc:  # a version it does not have, or from after to
+            raise invalid_field(exc.field, str(exc), 400) from None
 
     @_command("/{account_id:uuid}/screening", ScreenAccount, summary="Record a screening")
     async def screen(

@@ -158,6 +158,9 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
             field=errors[0]["field"] if len(errors) == 1 else None,
             errors=errors,
         )
+    if exc.status_code == 400 and (missing := _MISSING_PARAMETER.match(str(exc.detail))):
+        name = missing.group(1)
+        return invalid_field(name, f"The {name} parameter is required here.", 400)
     headers = dict(exc.headers or {})
     if exc.status_code == 429 and "RateLimit-Reset" in headers:
         headers["Retry-After"] = str(max(int(headers["RateLimit-Reset"]), 1))
@@ -168,6 +171,10 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
         kind=_title(exc.status_code).lower().replace(" ", "-"),
         headers=headers or None,
     )
+
+
+# How Litestar says a required parameter was not sent (it raises a plain 400 for it).
+_MISSING_PARAMETER = re.compile(r"Missing required (?:query|header|cookie) parameter '([^']+)'")
 
 
 def _parameter_error(error: dict[str, Any]) -> dict[str, Any]:
