@@ -115,10 +115,6 @@ def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
         if name in _HEADER_KEYS and name not in sent:  # the first of repeated headers counts
             sent[name] = value.decode("latin-1")
     key = caller(request)
-    honoured = guards(request.route_handler)
-    for guard in GUARDS - honoured:
-        if guard.lower().encode() in sent:
-            raise invalid_field(guard, f"This command does not take {guard}.", 400)
     idempotency_key = _idempotency_key(sent.get(b"idempotency-key"))
     return CommandHeaders(
         # An authenticated caller is recorded by its key's name; X-Actor counts only in
@@ -146,16 +142,13 @@ _GUARD_KEYS = {guard.lower().encode(): guard for guard in GUARDS}
 
 
 async def refuse_unheeded_guards(request: Request[Any, Any, Any]) -> None:
-    """A `before_request` hook: a POST, PUT or DELETE that takes no command headers (a dry
-    run, say) honours no guard, so one sent to it is refused rather than ignored. The ones
-    that take them check theirs in `command_headers`."""
+    """A `before_request` hook: a guard sent to a POST, PUT or DELETE that does not honour it
+    (If-Match on a registration, either on a dry run) is refused rather than ignored."""
     if request.scope["method"] in ("GET", "HEAD", "OPTIONS"):
         return
-    if {"command", "command_headers"} & set(request.route_handler.parsed_fn_signature.parameters):
-        return
     for name, _ in request.scope["headers"]:
-        if name in _GUARD_KEYS:
-            guard = _GUARD_KEYS[name]
+        guard = _GUARD_KEYS.get(name)
+        if guard is not None and guard not in guards(request.route_handler):
             raise invalid_field(guard, f"This request does not take {guard}.", 400)
 
 
