@@ -15,7 +15,11 @@ Each target is a subprocess on a free loopback port:
 * `python -m services.cli serve` on a fresh SQLite file (a temporary CRM_DATA_DIR), with its
   projector, publisher and embedded nats-server, as deployed;
 * the same on PostgreSQL, in a fresh schema bench_<random> that is dropped afterwards, when
-  --postgres URL (or CRM_BENCH_DATABASE_URL) is given.
+  --postgres URL (or CRM_BENCH_DATABASE_URL) is given;
+* the durable floor on each store (bench/bare_endpoint.py --sqlite/--postgres): the bare
+  endpoint committing every re-rating as a row, many to a transaction, before it answers.
+  Measured between two bare rounds like a CRM target, it shows how much of the CRM's distance
+  from the bare endpoint durability itself accounts for.
 
 The CRM targets run one after another; only the one measured (or the bare endpoint, idle
 meanwhile) takes load.
@@ -213,6 +217,21 @@ def _process_cpu() -> dict[int, tuple[int, int, int, str, int]]:
     return found
 
 
+def _server_part(pid: int, name: str) -> str | None:
+    """Which of the CRM's processes: `serve`, `project`, `publish`, or its nats-server."""
+    if name == "nats-server":
+        return name
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    for part in (b"serve", b"project", b"publish"):
+        if part in argv:
+            return part.decode()
+    return None
+
+
 class ForeignCpu:
     """CPU that processes other than this benchmark's used meanwhile, as a share of the machine.
 
@@ -233,7 +252,8 @@ class ForeignCpu:
         """Which part of the benchmark a process is, or None when it is other work."""
         _, ppid, pgrp, name, _started = snapshot[pid]
         if pgrp == self.server_pgid:
-            return "server"
+            part = _server_part(pid, name)
+            return f"server {part}" if part else "server"
         if name == "postgres":
             return "postgres"
         if pid == 2 or ppid == 2:
@@ -292,6 +312,30 @@ def crm_argv(port: int) -> list[str]:
 
 
 SPLIT = "-split"
+FLOOR = "floor-"
+
+
+def bare_argv(port: int) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "bench" / "bare_endpoint.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def floor_argv(
+    port: int, store: str, workdir: Path, postgres: str | None, schemas: list[str]
+) -> list[str]:
+    """The bare endpoint as the durable floor: every re-rating committed before its answer."""
+    if store == f"{FLOOR}sqlite":
+        return [*bare_argv(port), "--sqlite", str(workdir / "floor.sqlite")]
+    assert postgres is not None
+    schema = f"bench_{secrets.token_hex(4)}"
+    schemas.append(schema)  # dropped with the CRM's
+    return [*bare_argv(port), "--postgres", postgres, "--schema", schema]
 
 
 def split_processes(
@@ -664,6 +708,12 @@ def main() -> int:
         "`crm publish` as separate processes (and a nats-server of their own)",
     )
     parser.add_argument("--skip-sqlite", action="store_true", help="do not measure CRM on SQLite")
+    parser.add_argument(
+        "--skip-floor",
+        action="store_true",
+        help="do not measure the durable floor (the bare endpoint committing each re-rating "
+        "to the same store) beside each store",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     if args.accounts < 1 or args.clients < 1 or args.seconds <= 0 or args.client_processes < 1:
@@ -685,6 +735,12 @@ def main() -> int:
         plan.append(("CRM on PostgreSQL", "postgresql"))
     if args.split:
         plan += [(f"{name}, as separate processes", f"{store}{SPLIT}") for name, store in plan]
+    if not (args.skip_bare or args.skip_floor):
+        plan += [
+            (name.replace("CRM", "durable floor"), f"{FLOOR}{store}")
+            for name, store in plan
+            if not store.endswith(SPLIT)
+        ]
     results: list[dict[str, Any]] = []
     servers: list[Server] = []
     schemas: list[str] = []
@@ -739,6 +795,16 @@ def main() -> int:
                 "    CPUs busy during warm-up and load: "
                 + ", ".join(f"{k} {v:.2f}" for k, v in foreign.cores.items())
             )
+            # CPU time per answered request, each part apart: where a command's cost goes.
+            answered = row["commands_per_s"]  # the CPUs' rates are over the warm-up too
+            if answered:
+                row["cpu_ms_per_request"] = {
+                    part: round(busy / answered * 1000, 3) for part, busy in foreign.cores.items()
+                }
+                console.print(
+                    "    CPU ms per request: "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in row["cpu_ms_per_request"].items())
+                )
         if foreign_share is not None and foreign_share > 0.05:
             top = ", ".join(f"{who} {share:.2f} CPUs" for share, who in foreign.top[:3])
             row["foreign_cpu_top"] = top
@@ -763,14 +829,7 @@ def main() -> int:
             port = free_port()
             bare = Server(
                 "bare endpoint",
-                [
-                    sys.executable,
-                    str(ROOT / "bench" / "bare_endpoint.py"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
+                bare_argv(port),
                 {**os.environ, "PYTHONUNBUFFERED": "1"},
                 workdir / "bare.log",
                 port,
@@ -780,6 +839,26 @@ def main() -> int:
                 measure_bare()
         for name, store in plan:
             port = free_port()
+            if store.startswith(FLOOR):
+                floor = Server(
+                    name,
+                    floor_argv(port, store, workdir, args.postgres, schemas),
+                    {**os.environ, "PYTHONUNBUFFERED": "1"},
+                    workdir / f"{store}.log",
+                    port,
+                )
+                start(floor)
+                bare_before = measure_bare()
+                _load, row = measure(floor, bare_ids, store)
+                bare_after = measure_bare()
+                floor.stop()
+                if bare_before and bare_after:
+                    row["bare_commands_per_s"] = round((bare_before + bare_after) / 2, 1)
+                    row["ratio_to_bare"] = round(
+                        row["commands_per_s"] / row["bare_commands_per_s"], 3
+                    )
+                results.append(row)
+                continue
             if store.startswith("sqlite"):
                 env = crm_env(workdir / f"{store}-data", None, None)
             else:
@@ -890,7 +969,7 @@ def main() -> int:
             f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.accounts:,} accounts"
         )
     )
-    columns = ("target", "commands/s", "p50 ms", "p99 ms", "errors", "bare beside", "CRM / bare")
+    columns = ("target", "commands/s", "p50 ms", "p99 ms", "errors", "bare beside", "ratio")
     for column in columns:
         table.add_column(column, justify="left" if column == "target" else "right")
     for row in results:
