@@ -8,7 +8,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Callable
-from contextlib import closing, suppress
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -191,22 +191,13 @@ def _history(args: argparse.Namespace, audit: Any) -> int:
 @_with_audit
 def _export(args: argparse.Namespace, audit: Any) -> int:
     from services.audit import EXPORT_FIELDS, EXPORT_HASHED
-    from services.exporting import as_text
+    from services.exporting import as_text, write_whole
 
-    # Written beside the file and moved in place when complete: a failed export leaves none.
-    partial = args.out.with_name(args.out.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8", newline="") as out:
-            for chunk in as_text(
-                audit.export_records(args.account), args.format, EXPORT_FIELDS, EXPORT_HASHED
-            ):
-                out.write(chunk)
-        partial.replace(args.out)
-    except OSError as error:  # an output path that cannot be written: named, exit 2
-        print(f"crm audit export: cannot write {args.out}: {error.strerror}", file=sys.stderr)
+    records = audit.export_records(args.account)
+    if problem := write_whole(
+        args.out, as_text(records, args.format, EXPORT_FIELDS, EXPORT_HASHED)
+    ):
+        print(f"crm audit export: cannot write {args.out}: {problem}", file=sys.stderr)
         return 2
-    finally:
-        with suppress(OSError):  # none there, or no directory that could hold it
-            partial.unlink()
     print(f"wrote {args.out}; check it with: python tools/verify_export.py {args.out}")
     return 0

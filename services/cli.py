@@ -388,17 +388,18 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from services.exporting import render
+    from services.exporting import render, write_whole
 
     projector = _projector(settings)
     try:
         projector.setup()
         projector.catch_up()  # export what the log holds now, even where no projector runs
-        out = args.out.open("w", encoding="utf-8", newline="") if args.out else sys.stdout
-        for chunk in render(projector.database, args.kind, args.format):
-            out.write(chunk)
-        if args.out:
-            out.close()
+        chunks = render(projector.database, args.kind, args.format)
+        if args.out is None:
+            sys.stdout.writelines(chunks)
+        elif problem := write_whole(args.out, chunks):
+            print(f"crm export: cannot write {args.out}: {problem}", file=sys.stderr)
+            return 2
     finally:
         projector.database.dispose()
         projector.ledger.close()

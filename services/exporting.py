@@ -13,6 +13,8 @@ import csv
 import io
 import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import suppress
+from pathlib import Path
 from typing import Any, Literal
 
 from projections.account_queries import Filters, Page, account_list, leaderboard
@@ -124,3 +126,22 @@ def as_text(
 
 def _cell(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+
+
+def write_whole(path: Path, chunks: Iterable[str]) -> str | None:
+    """Writes `chunks` to `path`; returns why it could not (the system's words), or None.
+
+    Written beside the file and moved in place when complete, so a failed export leaves no
+    file behind, and an earlier file at `path` stays as it was until the new one is whole."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        partial.replace(path)
+    except OSError as error:  # a path that cannot be written, a full disk
+        return error.strerror or str(error)
+    finally:
+        with suppress(OSError):  # none there, or no directory that could hold it
+            partial.unlink()
+    return None

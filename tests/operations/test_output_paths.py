@@ -43,14 +43,32 @@ def test_crm_contracts_export_to_a_directory_it_cannot_make_stops_naming_it(
         ("{regular_file}/x", "cannot write {regular_file}/x: Not a directory"),
     ],
 )
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [(["audit", "export"], "crm audit export"), (["export", "accounts"], "crm export")],
+)
 @pytest.mark.parametrize("store", ["sqlite"])  # the output path is the store's no matter
-def test_crm_audit_export_to_a_file_it_cannot_write_stops_naming_it(
-    where, says, ledger, settings, regular_file, tmp_path, monkeypatch, capsys
+def test_an_export_to_a_file_it_cannot_write_stops_naming_it(
+    command, name, where, says, ledger, settings, regular_file, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setenv("CRM_DATA_DIR", str(settings.data_dir))  # an event store is there
     paths = {"regular_file": regular_file, "tmp_path": tmp_path}
-    code = main(["audit", "export", "--out", where.format(**paths)])
+    code = main([*command, "--out", where.format(**paths)])
 
     assert code == 2
-    assert capsys.readouterr().err == f"crm audit export: {says}\n".format(**paths)
+    assert capsys.readouterr().err == f"{name}: {says}\n".format(**paths)
     assert not [p for d in (tmp_path, tmp_path.parent) for p in d.glob("*.partial")]
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_crm_export_replaces_an_earlier_file_only_once_the_new_one_is_whole(
+    ledger, settings, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("CRM_DATA_DIR", str(settings.data_dir))
+    out = tmp_path / "accounts.csv"
+    out.write_text("an earlier export\n")
+
+    assert main(["export", "accounts", "--out", str(out)]) == 0
+
+    assert out.read_text().splitlines()[0].startswith("account_id,name,")
+    assert not list(tmp_path.glob("*.partial"))
