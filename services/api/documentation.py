@@ -9,6 +9,9 @@ from litestar.datastructures import ResponseHeader
 # A handler opt: the operation never answers 503 for the store, as it does not use it, or
 # answers for it in its own body (/metrics), or streams (an outage cuts the stream short).
 NO_STORE_PROBLEM = "no_store_problem"
+# A handler opt: the request body the handler reads itself, unparsed, as (media type,
+# description). Litestar documents only the bodies it decodes into `data`.
+RAW_BODY = "raw_body"
 
 
 def _header(name: str, description: str, example: str, required: bool = False) -> ResponseHeader:

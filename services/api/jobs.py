@@ -16,7 +16,7 @@ from domain.jobs import Job
 from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.documentation import JOB_LOCATION, REPLAYED
+from services.api.documentation import JOB_LOCATION, RAW_BODY, REPLAYED
 from services.api.problems import KEY_REUSED, problem, problem_response
 from services.jobs import JobRunner
 
@@ -45,7 +45,16 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
 
 @post(
     "/imports",
-    opt={"permission": Permission.WRITE, IDEMPOTENT: True},
+    opt={
+        "permission": Permission.WRITE,
+        IDEMPOTENT: True,
+        RAW_BODY: (
+            "text/csv",
+            "The target list: a header row and one company a row, comma- or "
+            "semicolon-separated, UTF-8; the columns are described in docs/IMPORT.md. At most "
+            "50 MiB. Sent without a Content-Type, it is read as CSV.",
+        ),
+    },
     status_code=202,
     request_max_body_size=MAX_UPLOAD_BYTES,
     tags=["screening"],

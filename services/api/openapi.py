@@ -25,12 +25,13 @@ from litestar.openapi.spec import (
     Operation,
     Parameter,
     Reference,
+    RequestBody,
     Schema,
 )
 
 from services.api.auth import PUBLIC_PATHS
 from services.api.command_meta import COMMAND_HEADER_FORMS, COMMAND_HEADERS, GUARDS, guards
-from services.api.documentation import JOB_LOCATION, NO_STORE_PROBLEM
+from services.api.documentation import JOB_LOCATION, NO_STORE_PROBLEM, RAW_BODY
 from services.api.read_models import MEDIA_TYPES
 
 PROBLEM_SCHEMA = Reference(ref="#/components/schemas/Problem")
@@ -86,6 +87,7 @@ def complete(app: Litestar) -> None:
     document_headers(app)
     document_downloads(app.openapi_schema)
     document_limits(app)
+    document_raw_bodies(app)
 
 
 def operations(app: Litestar) -> Iterator[tuple[str, HTTPRouteHandler, Operation]]:
@@ -236,6 +238,18 @@ def document_downloads(document: OpenAPI) -> None:
                 if fmt in MEDIA_TYPES:
                     text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
                     content.setdefault(MEDIA_TYPES[fmt].split(";")[0], text)
+
+
+def document_raw_bodies(app: Litestar) -> None:
+    """The bodies that handlers read themselves (a CSV upload), which Litestar cannot see."""
+    for _path, handler, operation in operations(app):
+        if (raw := handler.opt.get(RAW_BODY)) is not None:
+            media_type, description = raw
+            operation.request_body = RequestBody(
+                content={media_type: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))},
+                description=description,
+                required=True,
+            )
 
 
 def _empty(schema: Schema | Reference) -> bool:

@@ -248,3 +248,19 @@ def test_the_document_states_the_form_of_the_guard_headers(client):
     assert re.search(key["pattern"], "k" * 255) and re.search(key["pattern"], "retry-1")
     for taken in ['"1"', "1", "*"]:
         assert re.search(version["pattern"], taken)
+
+
+def test_the_upload_documents_its_csv_body_which_the_service_takes(client):
+    operation = openapi(client)["paths"]["/imports"]["post"]
+    body = operation["requestBody"]
+
+    uploaded = client.post(
+        "/imports",
+        content="Company,Website\nAcme,acme.example\n",
+        headers={"Content-Type": "text/csv"},
+    )
+
+    assert body["required"] is True
+    assert list(body["content"]) == ["text/csv"]
+    assert "docs/IMPORT.md" in body["description"]
+    assert uploaded.status_code == 202
