@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import pycountry
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 AbmStageName = Literal[
     "identified", "prioritized", "outreach", "warm_up", "won", "lost", "excluded"
@@ -99,18 +99,49 @@ class Body(Struct, frozen=True, forbid_unknown_fields=True):
     """Base of every command body."""
 
 
+Headcount = Annotated[int, Meta(ge=1, le=10_000_000)]
+GrowthRate = Annotated[float, Meta(ge=-100, le=100_000, description="Percent per year.")]
+Source = Annotated[Name, Meta(description="Channel or referring partner.")]
+
+
 class RegisterAccount(Body):
     name: Name
     domain: WebDomain
     industry: Name
-    headcount: Annotated[int, Meta(ge=1, le=10_000_000)]
+    headcount: Headcount
     annual_revenue: Amount
     revenue_currency: CurrencyCode
     country: CountryCode
-    growth_rate: Annotated[float, Meta(ge=-100, le=100_000, description="Percent per year.")]
-    source: Annotated[Name, Meta(description="Channel or referring partner.")]
+    growth_rate: GrowthRate
+    source: Source
     region: Name | None = None
     reason: Reason | None = None
+
+
+class CorrectFirmographics(Body):
+    """The fields to change, and only those (a JSON merge patch): a field left out keeps its
+    value, and `"region": null` removes the region. The web domain identifies the account and
+    is never changed; sent, it must name the account's own."""
+
+    name: Name | UnsetType = UNSET
+    domain: WebDomain | UnsetType = UNSET
+    industry: Name | UnsetType = UNSET
+    headcount: Headcount | UnsetType = UNSET
+    annual_revenue: Amount | UnsetType = UNSET
+    revenue_currency: CurrencyCode | UnsetType = UNSET
+    country: CountryCode | UnsetType = UNSET
+    growth_rate: GrowthRate | UnsetType = UNSET
+    source: Source | UnsetType = UNSET
+    region: Name | None | UnsetType = UNSET
+    reason: Reason | None = None
+
+    def stated(self) -> dict[str, Any]:
+        """The firmographics sent, by name."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if name != "reason" and (value := getattr(self, name)) is not UNSET
+        }
 
 
 class ScreenAccount(Body):

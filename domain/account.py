@@ -33,6 +33,7 @@ from domain.vocabulary import (
     Reaction,
     ScreeningOutcome,
 )
+from domain.web_domain import normalise_domain
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:abm-crm:account")
 MANUAL = "manual"
@@ -430,6 +431,13 @@ class Account(Aggregate):
         if changes:
             self._trigger(self.FirmographicsUpdated, by, changes=changes)
         return bool(changes)
+
+    def correct_firmographics(self, stated: dict[str, Any], by: Attribution) -> None:
+        """Changes the fields stated and keeps the others, as they stand when decided (a
+        correction by hand; an import states whole rows)."""
+        if "domain" in stated:  # written as a registration writes it, to compare
+            stated = {**stated, "domain": normalise_domain(stated["domain"])}
+        self.update_firmographics(replace(self.firmographics, **stated), by)
 
     def add_contact(self, contact: Contact, by: Attribution) -> None:
         if contact.email and any(

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from litestar import Controller, Response, get, post, put
+from litestar import Controller, Response, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
@@ -19,6 +19,7 @@ from contracts.accounts import (
     AddContact,
     BantNotes,
     CloseDeal,
+    CorrectFirmographics,
     FunnelStateName,
     HistoryPage,
     MoveFunnel,
@@ -391,6 +392,22 @@ class AccountController(Controller):
         outcome = ScreeningOutcome(data.outcome)
         return await _command_response(
             command.submit(data, account_id, Account.override_screening, outcome)
+        )
+
+    @_command(
+        "/{account_id:uuid}",
+        CorrectFirmographics,
+        method=patch,
+        summary="Correct the account's firmographics: the fields sent change, the others stay",
+    )
+    async def correct_firmographics(
+        self,
+        command: Command,
+        account_id: AccountId,
+        data: JSONBody[CorrectFirmographics],
+    ) -> Response[AccountView]:
+        return await _command_response(
+            command.submit(data, account_id, Account.correct_firmographics, data.stated())
         )
 
     @_command("/{account_id:uuid}/bant", ScoreBant, method=put, summary="Rate the account by BANT")
