@@ -135,14 +135,6 @@ class CorrectFirmographics(Body):
     region: Name | None | UnsetType = UNSET
     reason: Reason | None = None
 
-    def stated(self) -> dict[str, Any]:
-        """The firmographics sent, by name."""
-        return {
-            name: value
-            for name in self.__struct_fields__
-            if name != "reason" and (value := getattr(self, name)) is not UNSET
-        }
-
 
 class ScreenAccount(Body):
     outcome: ScreeningOutcomeName
@@ -174,6 +166,31 @@ class AddContact(Body):
     decision_power: DecisionPowerName
     email: Email | None = None
     reason: Reason | None = None
+
+
+class CorrectContact(Body):
+    """The contact's fields to change, and only those (a JSON merge patch): a field left out
+    keeps its value, and `"email": null` removes the email."""
+
+    name: Name | UnsetType = UNSET
+    title: Name | UnsetType = UNSET
+    buying_role: BuyingRoleName | UnsetType = UNSET
+    decision_power: DecisionPowerName | UnsetType = UNSET
+    email: Email | None | UnsetType = UNSET
+    reason: Reason | None = None
+
+
+class RemoveContact(Body):
+    reason: Reason | None = None
+
+
+def stated(body: Struct) -> dict[str, Any]:
+    """The fields of a merge patch that were sent, by name (`reason` is not one of them)."""
+    return {
+        name: value
+        for name in body.__struct_fields__
+        if name != "reason" and (value := getattr(body, name)) is not UNSET
+    }
 
 
 class RecordOutreach(Body):

@@ -99,6 +99,22 @@ class ContactAddedV1(AccountEvent, frozen=True, tag="crm.account.contact_added.v
     decision_power: DecisionPowerName
 
 
+class ContactUpdatedV1(AccountEvent, frozen=True, tag="crm.account.contact_updated.v1"):
+    """A contact's details were corrected.
+
+    Only the fields that changed, with their new values (names as in `contact_added`; an
+    `email` of null: the contact has no email any more)."""
+
+    contact_id: UUID
+    changes: dict[str, str | None]
+
+
+class ContactRemovedV1(AccountEvent, frozen=True, tag="crm.account.contact_removed.v1"):
+    """A contact was removed from the account (left the company, or was added in error)."""
+
+    contact_id: UUID
+
+
 class MaterialSentV1(AccountEvent, frozen=True, tag="crm.account.material_sent.v1"):
     """Outreach material was sent to the account."""
 
@@ -154,6 +170,8 @@ IntegrationEvent = (
     | FirmographicsUpdatedV1
     | BantScoredV1
     | ContactAddedV1
+    | ContactUpdatedV1
+    | ContactRemovedV1
     | MaterialSentV1
     | ResponseReceivedV1
     | MeetingHeldV1

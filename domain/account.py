@@ -17,7 +17,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import InvalidValue, RuleViolation
+from domain.errors import ContactNotFound, InvalidValue, RuleViolation
 from domain.vocabulary import (
     ACTIVE_STAGES,
     BANT_DIMENSIONS,
@@ -240,6 +240,27 @@ class Account(Aggregate):
                 ),
             ]
 
+    class ContactUpdated(Event):
+        contact_id: UUID
+        changes: dict[str, Any]  # only the fields that changed, with their new values
+
+        def apply(self, account: Account) -> None:
+            changes = dict(self.changes)
+            if "buying_role" in changes:
+                changes["buying_role"] = BuyingRole(changes["buying_role"])
+            if "decision_power" in changes:
+                changes["decision_power"] = DecisionPower(changes["decision_power"])
+            account.contacts = [
+                replace(c, **changes) if c.contact_id == self.contact_id else c
+                for c in account.contacts
+            ]
+
+    class ContactRemoved(Event):
+        contact_id: UUID
+
+        def apply(self, account: Account) -> None:
+            account.contacts = [c for c in account.contacts if c.contact_id != self.contact_id]
+
     class MaterialSent(Event):
         material: str
         channel: str
@@ -440,12 +461,7 @@ class Account(Aggregate):
         self.update_firmographics(replace(self.firmographics, **stated), by)
 
     def add_contact(self, contact: Contact, by: Attribution) -> None:
-        if contact.email and any(
-            c.email and c.email.lower() == contact.email.lower() for c in self.contacts
-        ):
-            raise RuleViolation(
-                "contact_email_taken", f"A contact with email {contact.email} already exists."
-            )
+        self._refuse_email_taken(contact.email)
         self._trigger(
             self.ContactAdded,
             by,
@@ -456,6 +472,41 @@ class Account(Aggregate):
             buying_role=contact.buying_role.value,
             decision_power=contact.decision_power.value,
         )
+
+    def correct_contact(self, contact_id: UUID, stated: dict[str, Any], by: Attribution) -> None:
+        """Changes the contact's fields stated (`email` None removes it), keeps the others."""
+        contact = self._contact(contact_id)
+        self._refuse_email_taken(stated.get("email"), other_than=contact_id)
+        current = {
+            "name": contact.name,
+            "title": contact.title,
+            "email": contact.email,
+            "buying_role": contact.buying_role.value,
+            "decision_power": contact.decision_power.value,
+        }
+        changes = {name: value for name, value in stated.items() if value != current[name]}
+        if changes:
+            self._trigger(self.ContactUpdated, by, contact_id=contact_id, changes=changes)
+
+    def remove_contact(self, contact_id: UUID, by: Attribution) -> None:
+        """The person left the company, or was never there: the history keeps them."""
+        self._contact(contact_id)
+        self._trigger(self.ContactRemoved, by, contact_id=contact_id)
+
+    def _contact(self, contact_id: UUID) -> Contact:
+        for contact in self.contacts:
+            if contact.contact_id == contact_id:
+                return contact
+        raise ContactNotFound(contact_id)
+
+    def _refuse_email_taken(self, email: str | None, other_than: UUID | None = None) -> None:
+        if email and any(
+            c.email and c.email.lower() == email.lower() and c.contact_id != other_than
+            for c in self.contacts
+        ):
+            raise RuleViolation(
+                "contact_email_taken", f"A contact with email {email} already exists."
+            )
 
     def send_material(self, material: str, channel: str, note: str | None, by: Attribution) -> None:
         self._refuse_if_excluded()

@@ -33,6 +33,12 @@ class AccountNotFound(LedgerError):
         self.account_id = account_id
 
 
+class ContactNotFound(LedgerError):
+    def __init__(self, contact_id: UUID) -> None:
+        super().__init__(f"The account has no contact with id {contact_id}.")
+        self.contact_id = contact_id
+
+
 class DomainAlreadyRegistered(LedgerError):
     def __init__(self, domain: str, account_id: UUID) -> None:
         super().__init__(f"The web domain {domain} is already registered as account {account_id}.")

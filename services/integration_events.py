@@ -79,6 +79,12 @@ def to_integration_event(event: Any, position: int) -> published.IntegrationEven
                 buying_role=event.buying_role,
                 decision_power=event.decision_power,
             )
+        case Account.ContactUpdated():
+            return published.ContactUpdatedV1(
+                **common, contact_id=event.contact_id, changes=dict(event.changes)
+            )
+        case Account.ContactRemoved():
+            return published.ContactRemovedV1(**common, contact_id=event.contact_id)
         case Account.MaterialSent():
             return published.MaterialSentV1(
                 **common, material=event.material, channel=event.channel, note=event.note

@@ -7,18 +7,21 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from litestar import Controller, Response, get, patch, post, put
+from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from contracts.accounts import (
     STORED_INT_MAX,
+    TEXT_PATTERN,
+    TEXT_RULES,
     AbmStageName,
     AccountView,
     AddContact,
     BantNotes,
     CloseDeal,
+    CorrectContact,
     CorrectFirmographics,
     FunnelStateName,
     HistoryPage,
@@ -26,8 +29,10 @@ from contracts.accounts import (
     MoveStage,
     RecordOutreach,
     RegisterAccount,
+    RemoveContact,
     ScoreBant,
     ScreenAccount,
+    stated,
 )
 from contracts.audit import AccountDiff, ChainAudit
 from contracts.read_models import AccountPage, AccountSummary
@@ -102,6 +107,7 @@ _REGISTRATION_PROBLEMS = {
 }
 
 AccountId = Annotated[UUID, PathParameter(description="The account id.")]
+ContactId = Annotated[UUID, PathParameter(description="The contact's id, as the account lists it.")]
 Ledger = NamedDependency[AccountLedger]
 ProjectorDependency = NamedDependency[Projector]
 Command = NamedDependency[AccountCommand]
@@ -407,7 +413,7 @@ class AccountController(Controller):
         data: JSONBody[CorrectFirmographics],
     ) -> Response[AccountView]:
         return await _command_response(
-            command.submit(data, account_id, Account.correct_firmographics, data.stated())
+            command.submit(data, account_id, Account.correct_firmographics, stated(data))
         )
 
     @_command("/{account_id:uuid}/bant", ScoreBant, method=put, summary="Rate the account by BANT")
@@ -444,6 +450,50 @@ class AccountController(Controller):
         )
         return await _command_response(
             command.submit(data, account_id, Account.add_contact, contact)
+        )
+
+    @_command(
+        "/{account_id:uuid}/contacts/{contact_id:uuid}",
+        CorrectContact,
+        method=patch,
+        summary="Correct a contact: the fields sent change, the others stay",
+    )
+    async def correct_contact(
+        self,
+        command: Command,
+        account_id: AccountId,
+        contact_id: ContactId,
+        data: JSONBody[CorrectContact],
+    ) -> Response[AccountView]:
+        return await _command_response(
+            command.submit(data, account_id, Account.correct_contact, contact_id, stated(data))
+        )
+
+    @delete(
+        "/{account_id:uuid}/contacts/{contact_id:uuid}",
+        opt={"permission": Permission.WRITE},
+        summary="Remove a contact (left the company, or added in error); the history keeps them",
+        responses=_COMMAND_PROBLEMS,
+        response_headers=[ETAG, COMMAND_POSITION, REPLAYED],
+        status_code=200,
+    )
+    async def remove_contact(
+        self,
+        command: Command,
+        account_id: AccountId,
+        contact_id: ContactId,
+        reason: Annotated[
+            str | None,
+            QueryParameter(
+                min_length=1,
+                max_length=1000,
+                pattern=TEXT_PATTERN,
+                description=f"Why the contact is removed: {TEXT_RULES[TEXT_PATTERN]}.",
+            ),
+        ] = None,
+    ) -> Response[AccountView]:
+        return await _command_response(
+            command.submit(RemoveContact(reason), account_id, Account.remove_contact, contact_id)
         )
 
     @_command("/{account_id:uuid}/outreach", RecordOutreach, summary="Record an outreach fact")

@@ -20,6 +20,7 @@ from contracts.accounts import TEXT_RULES, Problem
 from domain.errors import (
     AccountNotFound,
     ChainBroken,
+    ContactNotFound,
     Contention,
     DomainAlreadyRegistered,
     EventUnreadable,
@@ -80,6 +81,8 @@ def _problem_for(exc: LedgerError) -> ProblemDetailsException:
         return problem(409, "Refused by a rule", exc.detail, kind="rule-violation", rule=exc.rule)
     if isinstance(exc, AccountNotFound):
         return problem(404, "Account not found", exc.detail, kind="not-found")
+    if isinstance(exc, ContactNotFound):
+        return problem(404, "Contact not found", exc.detail, kind="not-found")
     if isinstance(exc, PolicyNotFound):
         return problem(404, "Policy not found", exc.detail, kind="not-found")
     if isinstance(exc, DomainAlreadyRegistered):

@@ -64,4 +64,13 @@ def sample_events() -> list[tuple[object, int]]:
     ]
     events.append(make(Account.ScreeningOverridden, 12, outcome="qualified", policy_version=3))
     events.append(make(Account.FirmographicsUpdated, 13, changes={"headcount": 300}))
+    events.append(
+        make(
+            Account.ContactUpdated,
+            14,
+            contact_id=CONTACT,
+            changes={"title": "Chief Executive", "email": None},
+        )
+    )
+    events.append(make(Account.ContactRemoved, 15, contact_id=CONTACT))
     return [(event, 100 + i) for i, event in enumerate(events)]
