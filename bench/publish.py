@@ -109,8 +109,13 @@ async def together(
     publisher: Publisher, ledger, ids, writers: int, seconds: float, pace: float | None
 ):
     stop = asyncio.Event()
-    publisher.status.lags_ms.clear()
     task = asyncio.create_task(publisher.run(stop))
+    # The lag is that of a running publisher: its start (connecting, finding where the stream
+    # ends) is over, and what was in the log before is published, before the writers start.
+    start_head = ledger.recorder.max_notification_id() or 0
+    while not publisher.status.connected or publisher.status.published_position < start_head:
+        await asyncio.sleep(0.01)  # sampling progress of the background task
+    publisher.status.lags_ms.clear()
     count, rate = await asyncio.to_thread(command_load, ledger, ids, writers, seconds, pace)
     head = ledger.recorder.max_notification_id()
     while publisher.status.published_position < head:
