@@ -24,12 +24,28 @@ PROGRESS_SECONDS = 1.0  # how often a running job records its progress
 APPLY_CHUNK = 200
 
 
+STOP_SECONDS = 5.0  # how long a stopping process waits for its jobs to reach a safe point
+
+
+class Interrupted(Exception):
+    """The process is stopping: the job stays running, and the next start resumes it."""
+
+
 class JobRunner:
     def __init__(self, ledger: AccountLedger, settings: Settings) -> None:
         self.ledger = ledger
         self.settings = settings
         self.uploads = settings.data_dir / "imports"
         self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Stops the running jobs at their next progress point, before the ledger closes: a job
+        cut off by a closed ledger could be recorded as failed, though it only stopped."""
+        self._stopping.set()
+        deadline = time.monotonic() + STOP_SECONDS
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def submit_import(
         self, data: bytes, meta: CommandMeta, strict: bool, screen_with: int | None
@@ -85,6 +101,8 @@ class JobRunner:
         return started
 
     def _spawn(self, job_id: UUID) -> None:
+        if self._stopping.is_set():
+            return  # recorded as running: the next start resumes it
         thread = threading.Thread(
             target=self.run, args=(job_id,), name=f"job-{job_id}", daemon=True
         )
@@ -115,12 +133,15 @@ class JobRunner:
         meta = CommandMeta(
             job.actor, reason=job.params.get("reason"), request_id=job.params.get("request_id")
         )
-        progress = _Progress(self.ledger, job_id, meta)
+        progress = _Progress(self.ledger, job_id, meta, self._stopping)
         try:
             if job.kind == IMPORT:
                 result = self._import(job, meta, progress)
             else:
                 result = self._apply(job, meta, progress)
+        except Interrupted:
+            log.info("job %s stopped with the process; the next start resumes it", job_id)
+            return
         except Exception as exc:
             log.exception("job %s failed", job_id)
             error = type(exc).__name__  # the log has the details; a job view shows no paths
@@ -170,13 +191,18 @@ class JobRunner:
 class _Progress:
     """Records a job's progress at most every PROGRESS_SECONDS, and at its end."""
 
-    def __init__(self, ledger: AccountLedger, job_id: UUID, meta: CommandMeta) -> None:
+    def __init__(
+        self, ledger: AccountLedger, job_id: UUID, meta: CommandMeta, stopping: threading.Event
+    ) -> None:
         self.ledger = ledger
         self.job_id = job_id
         self.meta = meta
+        self.stopping = stopping
         self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        if self.stopping.is_set():
+            raise Interrupted
         now = time.monotonic()
         if done == total or now - self.last >= PROGRESS_SECONDS:
             self.last = now

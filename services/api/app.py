@@ -102,7 +102,7 @@ def create_app(
         logging_config=None,  # records go to the root logger, which services/logs.py formats
         request_max_body_size=settings.max_body_bytes,
         on_startup=list(on_startup),
-        on_shutdown=[*on_shutdown, pages.close],
+        on_shutdown=[jobs.stop, *on_shutdown, pages.close],  # jobs first, while the ledger is open
         openapi_config=OpenAPIConfig(
             title="ABM CRM",
             version="0.1.0",

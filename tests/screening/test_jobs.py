@@ -122,6 +122,24 @@ def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(le
     assert len(registrations) == 400
 
 
+def test_a_job_stopped_with_its_process_stays_running_and_the_next_start_finishes_it(
+    ledger, settings
+):
+    runner = JobRunner(ledger, settings)
+    job_id = stored_import_job(runner, 50)
+    runner.stop()  # the process is stopping while the job runs: it stops after a row
+
+    runner.run(job_id)
+
+    assert ledger.job(job_id).status == "running"
+    restarted = JobRunner(ledger, settings)
+    assert restarted.resume() == 1
+    restarted.wait(60)
+    job = ledger.job(job_id)
+    assert job.status == "finished"
+    assert (job.result["registered"], job.result["unchanged"]) == (49, 1)
+
+
 def test_an_upload_can_screen_what_it_imports_by_a_policy(client):
     client.post("/screening-policies", json={"headcount_min": 100})
     body = (HEADER + good_rows(5, start=85)).encode()  # headcounts 95 to 99: all under 100
