@@ -633,6 +633,13 @@ def run_load(
 # Figures ------------------------------------------------------------------------------------
 
 
+def set_beside_bare(row: dict[str, Any], before: float | None, after: float | None) -> None:
+    """A target's ratio to the mean of the bare rounds right before and right after it."""
+    if before and after:
+        row["bare_commands_per_s"] = round((before + after) / 2, 1)
+        row["ratio_to_bare"] = round(row["commands_per_s"] / row["bare_commands_per_s"], 3)
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -852,11 +859,7 @@ def main() -> int:
                 _load, row = measure(floor, bare_ids, store)
                 bare_after = measure_bare()
                 floor.stop()
-                if bare_before and bare_after:
-                    row["bare_commands_per_s"] = round((bare_before + bare_after) / 2, 1)
-                    row["ratio_to_bare"] = round(
-                        row["commands_per_s"] / row["bare_commands_per_s"], 3
-                    )
+                set_beside_bare(row, bare_before, bare_after)
                 results.append(row)
                 continue
             if store.startswith("sqlite"):
@@ -924,9 +927,7 @@ def main() -> int:
             if server.process is not None and server.process.poll() is not None:
                 row["server_exited"] = server.process.returncode
             bare_after = measure_bare()
-            if bare_before and bare_after:
-                row["bare_commands_per_s"] = round((bare_before + bare_after) / 2, 1)
-                row["ratio_to_bare"] = round(row["commands_per_s"] / row["bare_commands_per_s"], 3)
+            set_beside_bare(row, bare_before, bare_after)
             results.append(row)
             server.stop()
             log_text = log_path.read_text(errors="replace")

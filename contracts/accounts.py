@@ -51,15 +51,10 @@ Name = Annotated[
 Note = Annotated[
     str, Meta(max_length=2000, pattern=NOTE_PATTERN, description=TEXT_RULES[NOTE_PATTERN])
 ]
-Reason = Annotated[
-    str,
-    Meta(
-        min_length=1,
-        max_length=1000,
-        pattern=TEXT_PATTERN,
-        description=f"Why the change is made: {TEXT_RULES[TEXT_PATTERN]}.",
-    ),
-]
+# What a reason may be, in a body (`Reason`) or a query parameter (a removal's `?reason=`).
+REASON_LIMITS: dict[str, Any] = {"min_length": 1, "max_length": 1000, "pattern": TEXT_PATTERN}
+REASON_DESCRIPTION = f"Why the change is made: {TEXT_RULES[TEXT_PATTERN]}."
+Reason = Annotated[str, Meta(**REASON_LIMITS, description=REASON_DESCRIPTION)]
 Rating = Annotated[int, Meta(ge=1, le=5)]
 # The codes ISO 4217 and ISO 3166-1 assign, from pycountry's copy of the ISO tables: a code
 # of the right shape that names no currency or country ("XYZ", "XX") is refused.

@@ -13,9 +13,9 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from contracts.accounts import (
+    REASON_DESCRIPTION,
+    REASON_LIMITS,
     STORED_INT_MAX,
-    TEXT_PATTERN,
-    TEXT_RULES,
     AbmStageName,
     AccountView,
     AddContact,
@@ -484,12 +484,7 @@ class AccountController(Controller):
         contact_id: ContactId,
         reason: Annotated[
             str | None,
-            QueryParameter(
-                min_length=1,
-                max_length=1000,
-                pattern=TEXT_PATTERN,
-                description=f"Why the contact is removed: {TEXT_RULES[TEXT_PATTERN]}.",
-            ),
+            QueryParameter(**REASON_LIMITS, description=REASON_DESCRIPTION),
         ] = None,
     ) -> Response[AccountView]:
         return await _command_response(
