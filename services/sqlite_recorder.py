@@ -1,26 +1,71 @@
-"""The SQLite event recorder: a save's events go in with one INSERT statement.
+"""The SQLite event recorder: a save's events go in with one INSERT statement, which is its own
+transaction.
 
-The library inserts one row per statement. Each statement lets go of the interpreter lock
-while SQLite runs it and must take it back afterwards, which costs up to a switch interval when
-the event loop thread is busy: a save of a hundred events waited that long a hundred times.
-One multi-row INSERT waits once. The events table has no AUTOINCREMENT, so the rows of one
-statement, inserted under the transaction's write lock, get consecutive rowids ending at the
-last insert rowid: the same notification ids the library's row-by-row inserts would give.
+The library inserts one row per statement, between a BEGIN and a COMMIT. Every statement lets
+go of the interpreter lock while SQLite runs it and must take it back afterwards, which costs
+up to a switch interval whenever another thread (the event loop) is busy, and in a loaded
+process that waiting, not the disk, is what a save costs: a save of thirty events as one
+statement between BEGIN and COMMIT took 14 ms (4 to begin, 6 to insert, 4 to commit) while the
+disk's sync takes 0.3 ms. So a save that fits in one statement runs it alone in autocommit
+mode, where SQLite makes the statement atomic and durable by itself (the WAL is synced before
+it returns), and the lock is taken back once instead of three times. A larger save (a bulk
+import) runs its statements in one transaction, as before.
+
+The events table has no AUTOINCREMENT, so the rows of one statement, inserted under the write
+lock, get consecutive rowids ending at the last insert rowid: the same notification ids the
+library's row-by-row inserts would give.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 ROWS_PER_STATEMENT = 500  # 4 parameters each, well under SQLite's limit of 32,766
 
+# As the library's transactions translate SQLite's errors (the account writer, for one, tells
+# a taken version by IntegrityError), most specific first.
+_ERRORS: tuple[tuple[type[sqlite3.Error], type[PersistenceError]], ...] = (
+    (sqlite3.InterfaceError, InterfaceError),
+    (sqlite3.DataError, DataError),
+    (sqlite3.OperationalError, OperationalError),
+    (sqlite3.IntegrityError, IntegrityError),
+    (sqlite3.InternalError, InternalError),
+    (sqlite3.ProgrammingError, ProgrammingError),
+    (sqlite3.NotSupportedError, NotSupportedError),
+    (sqlite3.DatabaseError, DatabaseError),
+    (sqlite3.Error, PersistenceError),
+)
+
 
 class MultiRowRecorder(SQLiteApplicationRecorder):
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if len(stored_events) > ROWS_PER_STATEMENT:
+            return super().insert_events(stored_events, **kwargs)
+        with self.datastore.get_connection(commit=True) as connection, _persistence_errors():
+            cursor = connection.cursor()
+            with cursor:  # closes it
+                return self._insert_events(cursor, stored_events)
+
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any
     ) -> Sequence[int] | None:
@@ -41,3 +86,14 @@ class MultiRowRecorder(SQLiteApplicationRecorder):
             last = c.lastrowid
             ids += range(last - len(chunk) + 1, last + 1)
         return ids
+
+
+@contextmanager
+def _persistence_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as error:
+        for raised, meant in _ERRORS:
+            if isinstance(error, raised):
+                raise meant(error) from error
+        raise

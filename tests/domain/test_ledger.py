@@ -7,6 +7,7 @@ from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from domain.account import BantRating, Firmographics, account_id_for
 from domain.errors import (
@@ -20,6 +21,7 @@ from domain.errors import (
 from domain.ledger import AccountLedger, CommandMeta
 from domain.receipts import CommandReceipt, IdempotencyKey
 from domain.vocabulary import AbmStage, BuyingRole, DecisionPower, ScreeningOutcome
+from services.store import open_ledger
 from tests.domain.scenario import ACME
 
 META = CommandMeta("marta@sales", reason="planning", request_id="req-1")
@@ -143,6 +145,31 @@ def test_a_command_expecting_an_old_version_is_refused_and_stores_nothing(ledger
     account = ledger.account(account_id)
     assert account.version == 2
     assert account.bant is None
+
+
+@pytest.mark.parametrize("ratings", [1, 600])  # one INSERT on SQLite, and more than one
+def test_a_save_with_one_version_taken_meanwhile_stores_none_of_its_events(
+    ledger, settings, clock, ratings
+):
+    rated, contended = qualified(ledger, "acme.com"), qualified(ledger, "globex.com")
+    by = ledger.attribution(META)
+    first = ledger.repository.get(rated)
+    for i in range(ratings):
+        first.score_bant(BantRating(1 + i % 5, 2, 3, 4), by)
+    second = ledger.repository.get(contended)
+    second.score_bant(BantRating(5, 5, 5, 5), by)
+    other_process = open_ledger(settings, clock=clock)
+    try:
+        other_process.score_bant(contended, BantRating(1, 1, 1, 1), META)  # the same version
+    finally:
+        other_process.close()
+    position = stored_position(ledger)
+
+    with pytest.raises(IntegrityError):
+        ledger.save(first, second)
+
+    assert stored_position(ledger) == position
+    assert versions(ledger.recorder.select_events(rated)) == [1, 2]
 
 
 # Idempotent retries ----------------------------------------------------------------------
