@@ -1,5 +1,5 @@
-"""The PostgreSQL event recorder: failing fast while the database is away, and inserting
-without pipeline mode.
+"""The PostgreSQL event recorder: failing fast while the database is away, and a save in one
+round trip.
 
 `eventsourcing` retries each statement ten times on a connection error, and each attempt may
 wait for a pooled connection as long as the pool's timeout: a request would learn that the
@@ -8,9 +8,14 @@ database is away only after about a minute. Here a statement is tried twice, so 
 
 The library inserts a save's events with `executemany` in psycopg's pipeline mode, which was
 seen to hang for good on a save of a few thousand events (the server waiting for the client,
-the client for the server; psycopg 3.3.9, both implementations). Here the events go in one
-INSERT … SELECT FROM unnest(arrays): one round trip, no pipeline, and the same table lock and
-NOTIFY as the library's, so notification ids still follow commit order.
+the client for the server; psycopg 3.3.9, both implementations). Without pipeline mode a save
+took six round trips (BEGIN, the lock timeout, the table lock, NOTIFY, the INSERT, COMMIT), and
+each hands the interpreter lock over while it waits and must take it back after: in a loaded
+process that waiting cost a save more than the database did. Here the library's statements and
+one INSERT … SELECT FROM unnest(arrays) go as one query, its values bound by the client: one
+round trip, which PostgreSQL runs as one transaction (an error in any statement rolls back all
+of them), with the same table lock and NOTIFY as the library's, so notification ids still
+follow commit order.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
+from psycopg import ClientCursor
 from psycopg.sql import SQL, Composed, Identifier
 
 _retry = retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
@@ -39,22 +45,27 @@ class FailFastRecorder(PostgresApplicationRecorder):
 
     @_retry
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
-        with self.datastore.transaction(commit=True) as curs:
-            self._lock_table(curs)
-            self._notify_channel(curs)
-            if not stored_events:
-                return []
-            curs.execute(
-                self._insert_unnest,
-                (
-                    [e.originator_id for e in stored_events],
-                    [e.originator_version for e in stored_events],
-                    [e.topic for e in stored_events],
-                    [e.state for e in stored_events],
-                ),
-            )
+        if not stored_events:
+            return []
+        arrays = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+        )
+        # The pool's connections are in autocommit mode, so psycopg sends no BEGIN of its own:
+        # the statements of one simple query make PostgreSQL's implicit transaction.
+        with self.datastore.get_connection() as conn, ClientCursor(conn) as curs:
+            curs.execute(self._save, arrays)
+            while curs.nextset():  # to the last statement's result: the INSERT's
+                pass
             # Rows are inserted in array order, so their ids rise in that order.
             return sorted(row["notification_id"] for row in curs.fetchall())
+
+    @cached_property
+    def _save(self) -> Composed:
+        notify = SQL("NOTIFY {0}").format(Identifier(self.channel_name))
+        return SQL("; ").join([*self.lock_table_statements, notify, self._insert_unnest])
 
     @cached_property
     def _insert_unnest(self) -> Composed:
