@@ -22,8 +22,6 @@ log = logging.getLogger("crm.jobs")
 IMPORT, APPLY_POLICY = "import", "apply_policy"
 PROGRESS_SECONDS = 1.0  # how often a running job records its progress
 APPLY_CHUNK = 200
-
-
 STOP_SECONDS = 5.0  # how long a stopping process waits for its jobs to reach a safe point
 
 

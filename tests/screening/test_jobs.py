@@ -40,6 +40,15 @@ def stored_import_job(runner: JobRunner, rows: int) -> uuid.UUID:
     return job_id
 
 
+def finished_at_next_start(ledger, settings, job_id):
+    """Starts the process's job runner again, as a restart would, and waits for the job it
+    resumes (the only unfinished one)."""
+    restarted = JobRunner(ledger, settings)
+    assert restarted.resume() == 1
+    restarted.wait(60)
+    return ledger.job(job_id)
+
+
 def test_an_uploaded_csv_is_imported_by_a_job_with_progress_and_a_result(client):
     body = (HEADER + good_rows(300) + "Bad,bad.example,it,many,1,EUR,DE,,1,x\n").encode()
 
@@ -106,11 +115,8 @@ def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(le
     # The process stopped after storing the first half of the rows.
     import_rows(ledger, (HEADER + good_rows(200)).encode(), CommandMeta("importer"))
 
-    restarted = JobRunner(ledger, settings)
-    assert restarted.resume() == 1
-    restarted.wait(60)
+    job = finished_at_next_start(ledger, settings, job_id)
 
-    job = ledger.job(job_id)
     assert job.status == "finished"
     assert (job.result["registered"], job.result["unchanged"]) == (200, 200)
     assert ledger.unfinished_jobs() == []
@@ -132,10 +138,7 @@ def test_a_job_stopped_with_its_process_stays_running_and_the_next_start_finishe
     runner.run(job_id)
 
     assert ledger.job(job_id).status == "running"
-    restarted = JobRunner(ledger, settings)
-    assert restarted.resume() == 1
-    restarted.wait(60)
-    job = ledger.job(job_id)
+    job = finished_at_next_start(ledger, settings, job_id)
     assert job.status == "finished"
     assert (job.result["registered"], job.result["unchanged"]) == (49, 1)
 
