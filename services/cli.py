@@ -4,6 +4,7 @@ and the auditors' commands (services/audit_cli.py)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import logging
 import signal
@@ -37,18 +38,6 @@ def _projector(settings: Settings):  # type: ignore[no-untyped-def]
     )
 
 
-def _publisher(settings: Settings, ledger, nats_url: str):  # type: ignore[no-untyped-def]
-    from services.leadership import Leadership
-    from services.publisher import Publisher, StreamSettings
-
-    stream = StreamSettings(
-        name=settings.nats_stream,
-        max_age_seconds=settings.nats_max_age_seconds,
-        replicas=settings.nats_replicas,
-    )
-    return Publisher(ledger, nats_url, stream, leadership=Leadership(settings, "publisher"))
-
-
 def _api_only(settings: Settings, keys):  # type: ignore[no-untyped-def]
     """The API alone: `crm project` and `crm publish` run as processes of their own."""
     from services.api.app import create_app
@@ -75,9 +64,11 @@ def _api_only(settings: Settings, keys):  # type: ignore[no-untyped-def]
 
 
 def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
-    """The API with the projector and the publisher inside, each active only while this
-    process holds its lock, and an embedded nats-server unless CRM_NATS_URL names one."""
+    """The API with the projector inside, the publisher in a child process (both active only
+    while they hold their locks), and an embedded nats-server unless CRM_NATS_URL names one."""
     import asyncio
+
+    from prometheus_client import REGISTRY
 
     from services.api.app import create_app
     from services.audit import Audit, PeriodicCheckpoints
@@ -85,6 +76,8 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     from services.leadership import Leadership
     from services.nats_server import EmbeddedNats
     from services.projector import BackgroundProjector
+    from services.publisher import forget_publisher_metrics
+    from services.publisher_process import PublisherProcess
 
     projector = _projector(settings)  # first: a database that does not answer starts nothing
     broker = None
@@ -98,15 +91,19 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     checkpoints = PeriodicCheckpoints(
         Audit(projector.ledger), settings.audit_checkpoint_seconds, leadership
     )
-    publisher = _publisher(settings, projector.ledger, nats_url)
+    publisher = PublisherProcess(nats_url)
+    projector.ledger.on_saved.append(publisher.saved)
+    forget_publisher_metrics()  # this process's would read as an idle publisher: the child's
+    REGISTRY.register(publisher)
     jobs = JobRunner(projector.ledger, settings)
     stop_publishing = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
     async def start_publishing() -> None:
         await publisher.check_broker()  # a broker too old to serve is an error at start-up
+        publisher.start()
         loop = asyncio.get_running_loop()
-        tasks.append(loop.create_task(publisher.run(stop_publishing)))
+        tasks.append(loop.create_task(publisher.supervise(stop_publishing)))
         if broker is not None:
             tasks.append(loop.create_task(broker.supervise(stop_publishing)))
 
@@ -114,6 +111,8 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         stop_publishing.set()
         for task in tasks:
             await asyncio.wait_for(task, 15)
+        await asyncio.to_thread(publisher.stop)
+        REGISTRY.unregister(publisher)
         background.stop()
         checkpoints.stop()
         projector.database.dispose()
@@ -247,6 +246,8 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvloop
 
+    from services.publisher import publisher_for
+    from services.publisher_process import serve_parent
     from services.store import open_ledger
 
     if settings.nats_url is None:
@@ -254,18 +255,25 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
             "crm publish needs CRM_NATS_URL (crm serve embeds a broker of its own)", file=sys.stderr
         )
         return 2
-    ledger = open_ledger(settings)
-    publisher = _publisher(settings, ledger, settings.nats_url)
+    # The publisher reads with one thread at a time: a pool of the API's size would only hold
+    # idle connections, which count against the database's limit (a child of each crm serve).
+    pool_size = min(settings.database_pool_size, 2)
+    ledger = open_ledger(dataclasses.replace(settings, database_pool_size=pool_size))
+    publisher = publisher_for(settings, ledger, settings.nats_url)
 
     async def run() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        if args.for_serve:
+            serve_parent(args.for_serve, publisher, stop)
+        else:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
         await publisher.run(stop)
 
-    log.info("publishing %s to %s", _describe(settings), settings.nats_url)
-    _serve_metrics(args)
+    if not args.for_serve:  # else `crm serve` has said where, and serves the metrics
+        log.info("publishing %s to %s", _describe(settings), settings.nats_url)
+        _serve_metrics(args)
     try:
         _collect_garbage_rarely()
         uvloop.run(run())  # the loop `crm serve` runs on too: a JetStream publish costs less
@@ -427,7 +435,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     settings = settings or Settings.from_env()
     parser = argparse.ArgumentParser(prog="crm", description="Event-sourced ABM CRM.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the HTTP API (with the projector inside)")
+    serve = commands.add_parser(
+        "serve", help="serve the HTTP API, with the projector inside and the publisher beside"
+    )
     serve.add_argument("--host", default=settings.host, help="default: %(default)s")
     serve.add_argument("--port", type=port, default=settings.port, help="default: %(default)s")
     serve.add_argument(
@@ -442,6 +452,8 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     project.set_defaults(run=_project)
     publish = commands.add_parser("publish", help="publish account events to NATS JetStream")
     publish.set_defaults(run=_publish)
+    # `crm serve` starts its publisher so: a socket to its API process and a shared page.
+    publish.add_argument("--for-serve", metavar="FDS", help=argparse.SUPPRESS)
     for worker in (project, publish):
         worker.add_argument(
             "--metrics-port",

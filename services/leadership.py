@@ -49,6 +49,7 @@ class Leadership:
         self._key = lock_key(settings.database_schema, name)
         self._path = settings.data_dir / f"{name}.lock"
         self._held: Any = None  # the connection or the open file that holds the lock
+        self.standing_by = False  # the lock was asked for and another process holds it
 
     @property
     def active(self) -> bool:
@@ -59,7 +60,8 @@ class Leadership:
         announced = False
         while not stopping():
             try:
-                if self.try_acquire():
+                self.standing_by = not self.try_acquire()
+                if not self.standing_by:
                     if self._url is not None:
                         _pause(stopping, TAKEOVER_GRACE_SECONDS)
                         if stopping():
@@ -68,6 +70,7 @@ class Leadership:
                     log.info("%s: active", self.name)
                     return True
             except Exception as exc:  # the store is down: stand by and try again
+                self.standing_by = False  # not for another process: for the store
                 log.warning("%s: cannot take the lock: %s", self.name, type(exc).__name__)
             if not announced:
                 log.info("%s: standing by while another process is active", self.name)

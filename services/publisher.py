@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import nats
+from msgspec import Struct
 from nats.errors import NoServersError, TimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -33,6 +34,7 @@ from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import AccountLedger
 from services.integration_events import to_integration_event
 from services.leadership import Leadership, lead_in_loop
+from services.settings import Settings
 
 log = logging.getLogger("crm.publisher")
 T = TypeVar("T")
@@ -96,8 +98,31 @@ class PublisherStatus:
         return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
 
 
+class PublisherView(Struct, frozen=True):
+    """The publisher as /status shows it, read in the process that runs it."""
+
+    state: str  # ok: connected; standby: another process publishes; unavailable: ours cannot
+    connected: bool
+    published_position: int
+    head_position: int
+    backlog: int
+    last_lag_ms: float | None
+    lag_p50_ms: float | None
+    lag_p99_ms: float | None
+
+
 class ServerTooOld(RuntimeError):
     pass
+
+
+def publisher_for(settings: Settings, ledger: AccountLedger, nats_url: str) -> Publisher:
+    """The publisher `crm serve` and `crm publish` run: active while it holds its lock."""
+    stream = StreamSettings(
+        name=settings.nats_stream,
+        max_age_seconds=settings.nats_max_age_seconds,
+        replicas=settings.nats_replicas,
+    )
+    return Publisher(ledger, nats_url, stream, leadership=Leadership(settings, "publisher"))
 
 
 class Publisher:
@@ -116,6 +141,7 @@ class Publisher:
         self.batch_size = batch_size
         self.status = PublisherStatus()
         self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: Any = None  # the live connection, while this process is the active publisher
         self._broker_failing = False
         self._stop = asyncio.Event()  # the running publisher's stop
@@ -125,47 +151,46 @@ class Publisher:
         """Active, and connected to the broker right now (not reconnecting)."""
         return self.status.connected and self._nc is not None and self._nc.is_connected
 
-    # Running ---------------------------------------------------------------------------------
+    def view(self) -> PublisherView:
+        s = self.status
+        if self.connected:
+            state = "ok"
+        elif self.leadership is not None and self.leadership.standing_by:
+            state = "standby"
+        else:
+            state = "unavailable"
+        return PublisherView(
+            state=state,
+            connected=self.connected,
+            published_position=s.published_position,
+            head_position=s.head_position,
+            backlog=s.backlog,
+            last_lag_ms=s.last_lag_ms,
+            lag_p50_ms=s.lag_percentile(0.5),
+            lag_p99_ms=s.lag_percentile(0.99),
+        )
 
-    async def check_broker(self) -> None:
-        """Raises ServerTooOld when the broker lacks what the publisher needs. A broker that
-        does not answer is only logged: commands do not wait for it, and the publisher
-        publishes once it answers."""
-        try:
-            nc = await nats.connect(
-                nats_servers(self.nats_url),
-                connect_timeout=2,
-                max_reconnect_attempts=1,  # 0 would mean: for ever
-                reconnect_time_wait=0.5,
-                error_cb=self._broker_error,
-            )
-        except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
-            log.warning("NATS does not answer (%s); events wait in the log", type(exc).__name__)
-            return
-        try:
-            check_server(nc)
-        finally:
-            await nc.close()
+    # Running ---------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set; survives broker and store outages."""
-        loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        wake = self._wake
-
-        def wake_up(_position: int) -> None:
-            # Called by the writing thread after its commit; must never fail the command.
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(wake.set)
-
-        self.ledger.on_saved.append(wake_up)
+        self.ledger.on_saved.append(self.wake_up)
         try:
             if self.leadership is None:
                 await self._run(stop)
             else:
                 await lead_in_loop(self.leadership, stop, self._run)
         finally:
-            self.ledger.on_saved.remove(wake_up)
+            self.ledger.on_saved.remove(self.wake_up)
+
+    def wake_up(self, _position: int = 0) -> None:
+        """Something was committed: called from any thread (the writer's, after its commit,
+        or the one that follows another process's commits); must never fail the command."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
 
     async def _run(self, stop: asyncio.Event) -> None:
         self._stop = stop
@@ -380,6 +405,31 @@ class Publisher:
         except NotFoundError:
             return 0
         return int(str((msg.headers or {}).get("Nats-Msg-Id", ":0")).rsplit(":", 1)[1])
+
+
+async def check_broker(nats_url: str) -> None:
+    """Raises ServerTooOld when the broker lacks what the publisher needs. A broker that does
+    not answer is only logged: commands do not wait for it, and the publisher publishes once
+    it answers."""
+
+    async def quietly(_error: Exception) -> None:  # nats-py logs each attempt with a traceback
+        pass
+
+    try:
+        nc = await nats.connect(
+            nats_servers(nats_url),
+            connect_timeout=2,
+            max_reconnect_attempts=1,  # 0 would mean: for ever
+            reconnect_time_wait=0.5,
+            error_cb=quietly,
+        )
+    except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
+        log.warning("NATS does not answer (%s); events wait in the log", type(exc).__name__)
+        return
+    try:
+        check_server(nc)
+    finally:
+        await nc.close()
 
 
 def nats_servers(url: str) -> list[str]:

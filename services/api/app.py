@@ -34,7 +34,7 @@ from services.api.telemetry import RequestContext, on_response_start
 from services.audit import Audit
 from services.jobs import JobRunner
 from services.projector import Projector
-from services.publisher import Publisher
+from services.publisher_process import PublisherProcess
 from services.settings import Settings
 
 
@@ -48,7 +48,7 @@ def create_app(
     ledger: AccountLedger,
     projector: Projector,
     settings: Settings | None = None,
-    publisher: Publisher | None = None,
+    publisher: PublisherProcess | None = None,
     jobs: JobRunner | None = None,
     keys: list[ApiKey] | None = None,
     on_startup: Sequence[Callable[[], Any]] = (),

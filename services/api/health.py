@@ -16,7 +16,8 @@ from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.documentation import NO_STORE_PROBLEM
 from services.projector import Projector
-from services.publisher import Publisher
+from services.publisher import PublisherView
+from services.publisher_process import PublisherProcess
 
 log = logging.getLogger("crm.api")
 ASYNCAPI = asyncapi_document()
@@ -58,7 +59,7 @@ def health() -> Health:
 def ready(
     ledger: NamedDependency[AccountLedger],
     projector: NamedDependency[Projector],
-    publisher: NamedDependency[Publisher | None],
+    publisher: NamedDependency[PublisherProcess | None],
 ) -> Response[Readiness]:
     checks = {
         "store": _check("store", ledger.ping),
@@ -67,7 +68,7 @@ def ready(
         ),
     }
     if publisher is not None:  # only a process that publishes depends on the broker
-        checks["broker"] = broker_state(publisher)
+        checks["broker"] = publisher.view().state
     if all(state in READY_STATES for state in checks.values()):
         return Response(Readiness("ready", checks))
     return Response(Readiness("unavailable", checks), status_code=503)
@@ -83,26 +84,6 @@ def _check(what: str, probe: Callable[[], object]) -> str:
         log.warning("readiness: %s check failed: %s", what, type(exc).__name__)
         return "unavailable"
     return "ok"
-
-
-def broker_state(publisher: Publisher) -> str:
-    """ok: connected; standby: another process publishes; unavailable: ours cannot reach it."""
-    if publisher.connected:
-        return "ok"
-    if publisher.leadership is not None and not publisher.leadership.active:
-        return "standby"
-    return "unavailable"
-
-
-class PublisherView(Struct, frozen=True):
-    state: str  # ok, standby or unavailable, as in /ready
-    connected: bool
-    published_position: int
-    head_position: int
-    backlog: int
-    last_lag_ms: float | None
-    lag_p50_ms: float | None
-    lag_p99_ms: float | None
 
 
 class Status(Struct, frozen=True):
@@ -121,25 +102,12 @@ class Status(Struct, frozen=True):
 def status(
     ledger: NamedDependency[AccountLedger],
     projector: NamedDependency[Projector],
-    publisher: NamedDependency[Publisher | None],
+    publisher: NamedDependency[PublisherProcess | None],
 ) -> Status:
-    view = None
-    if publisher is not None:
-        s = publisher.status
-        view = PublisherView(
-            state=broker_state(publisher),
-            connected=publisher.connected,
-            published_position=s.published_position,
-            head_position=s.head_position,
-            backlog=s.backlog,
-            last_lag_ms=s.last_lag_ms,
-            lag_p50_ms=s.lag_percentile(0.5),
-            lag_p99_ms=s.lag_percentile(0.99),
-        )
     return Status(
         log_position=ledger.recorder.max_notification_id() or 0,
         read_models={name: projector.position(name) for name in projector.read_models},
-        publisher=view,
+        publisher=None if publisher is None else publisher.view(),
     )
 
 

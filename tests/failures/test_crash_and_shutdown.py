@@ -107,8 +107,8 @@ def test_a_killed_server_keeps_every_acknowledged_command_and_no_refused_one(set
 
 def test_sigterm_lets_the_request_in_flight_finish_and_stops_the_workers(settings):
     server = CrmServe(settings, CRM_READ_WAIT_SECONDS="3").wait_ready()
-    broker = psutil.Process(server.process.pid).children()
-    assert [p.name() for p in broker] == ["nats-server"]
+    children = psutil.Process(server.process.pid).children()
+    assert sorted(_role(p) for p in children) == ["nats-server", "publish"]
 
     # A read that waits (up to 3 s) for a log position that will not come: in flight on purpose.
     waiting = socket.create_connection(("127.0.0.1", server.port))
@@ -126,16 +126,24 @@ def test_sigterm_lets_the_request_in_flight_finish_and_stops_the_workers(setting
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert b'"min_position_reached":false' in answer
     assert status in (0, -signal.SIGTERM)
-    assert psutil.wait_procs(broker, timeout=15)[1] == [], "the embedded broker outlived crm serve"
+    assert psutil.wait_procs(children, timeout=15)[1] == [], "a child outlived crm serve"
 
 
-def test_a_killed_server_takes_its_embedded_broker_with_it(settings):
+def test_a_killed_server_takes_its_embedded_broker_and_its_publisher_with_it(settings):
     server = CrmServe(settings).wait_ready()
-    broker = psutil.Process(server.process.pid).children()
+    children = psutil.Process(server.process.pid).children()
+    assert sorted(_role(p) for p in children) == ["nats-server", "publish"]
 
     server.kill()
 
-    assert psutil.wait_procs(broker, timeout=15)[1] == [], "the broker was orphaned"
+    assert psutil.wait_procs(children, timeout=15)[1] == [], "a child was orphaned"
+
+
+def _role(process: psutil.Process) -> str:
+    """nats-server, or the `crm` command a Python child runs."""
+    if process.name() == "nats-server":
+        return "nats-server"
+    return process.cmdline()[process.cmdline().index("services.cli") + 1]
 
 
 def _read_all(connection: socket.socket) -> bytes:

@@ -168,19 +168,22 @@ def children_named(pid: int, name: str) -> list[tuple[int, list[str]]]:
 
 
 @pytest.mark.parametrize("store", ["sqlite"])
-def test_crm_serve_starts_its_embedded_broker_again_when_it_dies(settings):
+@pytest.mark.parametrize("child", ["nats-server", "publisher"])
+def test_crm_serve_starts_its_broker_or_publisher_process_again_when_it_dies(settings, child):
     server = CrmServe(settings).wait_ready()
     try:
         ((broker_pid, cmdline),) = children_named(server.process.pid, "nats-server")
         nats_url = f"nats://127.0.0.1:{cmdline[cmdline.index('-p') + 1]}"
+        ((publisher_pid, _),) = children_named(server.process.pid, Path(sys.executable).name)
 
-        os.kill(broker_pid, signal.SIGKILL)
+        os.kill(broker_pid if child == "nats-server" else publisher_pid, signal.SIGKILL)
         created = httpx.post(f"{server.url}/accounts", json=registration())
 
         assert created.status_code == 201
-        server.wait_ready(60)  # ready again once the broker is back
+        server.wait_ready(60)  # ready again once the child is back
         asyncio.run(wait_for_stream_count(nats_url, 1, timeout=60))
         ((subject, _, _),) = asyncio.run(stream_messages(nats_url))
         assert subject.startswith(f"crm.accounts.{created.json()['id']}.")
+        assert httpx.get(f"{server.url}/status").json()["publisher"]["state"] == "ok"
     finally:
         server.stop()

@@ -143,14 +143,14 @@ async def test_a_publisher_killed_mid_batch_resumes_exactly_after_the_duplicate_
     assert_exactly(await stream_messages(broker.url), history)
 
 
-async def test_a_broker_without_jetstream_is_refused_at_start_up_saying_why(ledger, tmp_path):
+async def test_a_broker_without_jetstream_is_refused_at_start_up_saying_why(tmp_path):
     from services.nats_server import EmbeddedNats
-    from services.publisher import Publisher, ServerTooOld
+    from services.publisher import ServerTooOld, check_broker
 
     plain = EmbeddedNats(tmp_path / "plain", jetstream=False)
     plain.start()
     try:
         with pytest.raises(ServerTooOld, match="JetStream is not enabled"):
-            await Publisher(ledger, plain.url).check_broker()
+            await check_broker(plain.url)
     finally:
         plain.stop()
