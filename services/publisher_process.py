@@ -40,7 +40,7 @@ from services.publisher import PUBLISHER_METRICS, Publisher, PublisherView, chec
 log = logging.getLogger("crm.publisher")
 
 POSITION = struct.Struct("q")
-FOLLOW_SECONDS = 0.01  # how often the child looks for commits: the lag it adds at most
+FOLLOW_SECONDS = 0.02  # how often the child looks for commits: the lag it adds at most
 ASK_SECONDS = 2.0  # how long /status waits for the child's answer
 STOP_SECONDS = 15.0
 RESTART_MAX_SECONDS = 30.0
