@@ -76,7 +76,7 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     from services.leadership import Leadership
     from services.nats_server import EmbeddedNats
     from services.projector import BackgroundProjector
-    from services.publisher import forget_publisher_metrics
+    from services.publisher import check_broker, forget_publisher_metrics
     from services.publisher_process import PublisherProcess
 
     projector = _projector(settings)  # first: a database that does not answer starts nothing
@@ -100,7 +100,7 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     tasks: list[asyncio.Task[None]] = []
 
     async def start_publishing() -> None:
-        await publisher.check_broker()  # a broker too old to serve is an error at start-up
+        await check_broker(nats_url)  # a broker too old to serve is an error at start-up
         publisher.start()
         loop = asyncio.get_running_loop()
         tasks.append(loop.create_task(publisher.supervise(stop_publishing)))

@@ -35,7 +35,7 @@ from multiprocessing.connection import Connection
 
 from prometheus_client.core import Metric
 
-from services.publisher import PUBLISHER_METRICS, Publisher, PublisherView, check_broker
+from services.publisher import PUBLISHER_METRICS, Publisher, PublisherView
 
 log = logging.getLogger("crm.publisher")
 
@@ -61,9 +61,6 @@ class PublisherProcess:
         self._asking = threading.Lock()
         self._asked = 0
         self._started_at = 0.0
-
-    async def check_broker(self) -> None:
-        await check_broker(self.nats_url)
 
     def start(self) -> None:
         ours, theirs = socket.socketpair()
