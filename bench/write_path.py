@@ -104,7 +104,7 @@ class Server:
         log = self.log_path.open("wb")
         try:
             # A session of its own: Ctrl-C reaches only this script, which then stops the server
-            # (and, through its process group, a nats-server the CRM started) itself.
+            # (and, through its process group, the processes of a split run) itself.
             self.process = subprocess.Popen(
                 self.argv,
                 cwd=ROOT,
@@ -161,7 +161,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(5)
-        # Whatever the server started and left behind in its group (its nats-server).
+        # Whatever the server left behind in its group: a split run's workers and broker
+        # (crm serve's own nats-server, in a group of its own, stops when crm serve does).
         _signal_group(proc.pid, signal.SIGKILL)
         self.process = None
 
@@ -235,9 +236,10 @@ def _server_part(pid: int, name: str) -> str | None:
 class ForeignCpu:
     """CPU that processes other than this benchmark's used meanwhile, as a share of the machine.
 
-    Ours: this process and its descendants (client processes), the server's process group (its
-    nats-server too), PostgreSQL's backends (which serve the CRM; on a shared PostgreSQL they
-    would hide other work) and kernel threads. Linux only; None elsewhere.
+    Ours: this process and its descendants (client processes), the server's process group and
+    its children (the embedded nats-server has a group of its own), PostgreSQL's backends
+    (which serve the CRM; on a shared PostgreSQL they would hide other work) and kernel
+    threads. Linux only; None elsewhere.
     """
 
     def __init__(self, server_pgid: int) -> None:
@@ -251,8 +253,9 @@ class ForeignCpu:
     def _whose(self, pid: int, snapshot: dict[int, tuple[int, int, int, str, int]]) -> str | None:
         """Which part of the benchmark a process is, or None when it is other work."""
         _, ppid, pgrp, name, _started = snapshot[pid]
-        if pgrp == self.server_pgid:
-            part = _server_part(pid, name)
+        parent_pgrp = snapshot.get(ppid, (0, 0, 0, "", 0))[2]
+        if self.server_pgid in (pgrp, parent_pgrp):  # the embedded nats-server has a group
+            part = _server_part(pid, name)  # of its own, under the server's process
             return f"server {part}" if part else "server"
         if name == "postgres":
             return "postgres"

@@ -74,6 +74,10 @@ class EmbeddedNats:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_stop_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            # A group of its own: Ctrl-C (or a supervisor's signal to crm serve's group) would
+            # stop the broker at once, and crm serve would start it again while shutting down.
+            # crm serve stops it last, after the publisher's final batch.
+            process_group=0,
         )
         deadline = time.monotonic() + timeout
         while True:

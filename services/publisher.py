@@ -172,8 +172,6 @@ class Publisher:
 
     # Running ---------------------------------------------------------------------------------
 
-    # Running ---------------------------------------------------------------------------------
-
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set; survives broker and store outages."""
         self._loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ from services.nats_server import EmbeddedNats
 from services.projector import BackgroundProjector, Projector
 from services.settings import Settings
 from services.store import open_ledger, open_read_models
+from tests.processes import CrmProcess
 
 STORES = ["sqlite", "postgres"]
 
@@ -55,6 +56,12 @@ def logging_as_it_was() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_running() -> Iterator[None]:
+    yield
+    CrmProcess.kill_leftovers()
 
 
 @pytest.fixture(scope="session")

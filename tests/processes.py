@@ -46,7 +46,16 @@ def run_crm(settings: Settings, *args: str, **env: str) -> subprocess.CompletedP
 class CrmProcess:
     """`python -m services.cli <args>`, its log lines in `log_path`."""
 
-    def __init__(self, settings: Settings, *args: str, log_path: Path | None = None, **env: str):
+    started: list[CrmProcess] = []  # killed after each test if still running (kill_leftovers)
+
+    def __init__(
+        self,
+        settings: Settings,
+        *args: str,
+        log_path: Path | None = None,
+        own_session: bool = False,  # a process group of its own, to signal as a terminal does
+        **env: str,
+    ):
         default = Path(settings.data_dir).parent / f"crm-{time.monotonic_ns()}.log"
         self.log_path = log_path or default
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +65,9 @@ class CrmProcess:
                 env=crm_environment(settings, **env),
                 cwd=ROOT,
                 stderr=log,
+                start_new_session=own_session,
             )
+        CrmProcess.started.append(self)
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The JSON log lines written so far (other lines, such as a banner, are skipped)."""
@@ -83,6 +94,14 @@ class CrmProcess:
         self.process.kill()
         self.process.wait(timeout=15)
 
+    @classmethod
+    def kill_leftovers(cls) -> None:
+        """Kills what a test left running, an assertion failing before its `stop()`: a server
+        left so would use CPU and ports for the rest of the run (its children go with it)."""
+        while cls.started:
+            if (crm := cls.started.pop()).process.poll() is None:
+                crm.kill()
+
     def stop(self) -> int:
         """SIGTERM, then the exit status (uvicorn re-raises the signal after its shutdown)."""
         if self.process.poll() is None:
@@ -91,10 +110,14 @@ class CrmProcess:
 
 
 class CrmServe(CrmProcess):
-    def __init__(self, settings: Settings, *args: str, **env: str) -> None:
+    def __init__(
+        self, settings: Settings, *args: str, own_session: bool = False, **env: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(settings, "serve", "--port", str(self.port), *args, **env)
+        super().__init__(
+            settings, "serve", "--port", str(self.port), *args, own_session=own_session, **env
+        )
 
     def wait_ready(self, seconds: float = 30) -> CrmServe:
         deadline = time.monotonic() + seconds

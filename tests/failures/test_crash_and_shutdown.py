@@ -4,6 +4,7 @@ half-stored, and a stop lets the request finish."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -137,6 +138,23 @@ def test_a_killed_server_takes_its_embedded_broker_and_its_publisher_with_it(set
     server.kill()
 
     assert psutil.wait_procs(children, timeout=15)[1] == [], "a child was orphaned"
+
+
+def test_ctrl_c_stops_crm_serve_and_its_children_once_without_restarting_the_broker(settings):
+    # As a terminal's Ctrl-C (or a supervisor signalling the group): SIGINT to the whole group.
+    server = CrmServe(settings, own_session=True, CRM_LOG_FORMAT="json").wait_ready()
+    children = psutil.Process(server.process.pid).children()
+    broker = next(p for p in children if _role(p) == "nats-server")
+    # The broker is out of the group: only crm serve stops it, after the publisher's last batch.
+    assert os.getpgid(broker.pid) != os.getpgid(server.process.pid)
+
+    os.killpg(server.process.pid, signal.SIGINT)
+    status = server.process.wait(timeout=30)
+
+    assert status in (0, -signal.SIGINT)
+    assert psutil.wait_procs(children, timeout=15)[1] == [], "a child outlived crm serve"
+    complaints = [line for line in server.log_lines() if line.get("level") != "info"]
+    assert complaints == [], complaints
 
 
 def _role(process: psutil.Process) -> str:
