@@ -29,6 +29,10 @@ the read models and publisher are let catch up. Then C clients on keep-alive con
 aiohttp session, connector limit C) send `PUT /accounts/{id}/bant` with random ratings to random
 seeded accounts, without If-Match: a 2 s warm-up, then a fixed measured window. Commands/s and
 latencies count the 2xx answers completed inside the window; every other answer is an error.
+When the load stops, the script reads how far the read models and the publisher are behind
+and how long they take to catch up, and, from `crm_publish_lag_seconds` in /metrics before and
+after, the commit → ack lag of the load's events as `crm serve` publishes them (P1's bound, in
+the process arrangement users run).
 On a 2-core machine the load generator competes with the server for CPU, so it is kept lean
 (uvloop, bodies and URLs prepared beforehand) and the ratio to the bare endpoint, measured in
 the same run under the same handicap, is the figure to compare.
@@ -64,6 +68,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
+
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -385,6 +391,45 @@ def _backlog(status: dict[str, Any]) -> tuple[int, int]:
     # The publisher's own backlog counts only what it has read of the log so far.
     publisher = head - published if published is not None else 0
     return max(projector, 0), max(publisher, 0)
+
+
+def publish_lag_buckets(server: Server) -> dict[float, float] | None:
+    """The publisher's commit → ack histogram from /metrics: events acknowledged within each
+    bound (seconds), counted since it started (None where /metrics does not answer)."""
+    try:
+        with _NO_PROXY.open(f"{server.base}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except (OSError, urllib.error.URLError):
+        return None
+    return {
+        float(sample.labels["le"]): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "crm_publish_lag_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_bucket")
+    }
+
+
+def publish_lag(server: Server, before: dict[float, float]) -> dict[str, float] | None:
+    """Commit → ack of the events published since `before`, to the histogram's resolution:
+    the bounds p50 and p99 lie under, and the share acknowledged within 250 ms (P1's bound)."""
+    after = publish_lag_buckets(server)
+    if not after:
+        return None
+    within = {bound: after[bound] - before.get(bound, 0) for bound in sorted(after)}
+    total = within[math.inf]
+    if total <= 0:
+        return None
+
+    def at_most(fraction: float) -> float:
+        return next(b * 1000 for b, n in within.items() if n >= fraction * total)
+
+    return {
+        "events": total,
+        "p50_at_most": at_most(0.5),
+        "p99_at_most": at_most(0.99),
+        "within_250_ms": within.get(0.25, 0) / total,
+    }
 
 
 # Seeding ------------------------------------------------------------------------------------
@@ -903,6 +948,7 @@ def main() -> int:
                     f"{settled_status['log_position']:,}, behind {projector_behind} / "
                     f"{publisher_behind}"
                 )
+            lag_before = publish_lag_buckets(server)
             bare_before = measure_bare()
             _load, row = measure(server, ids, store)
             # How far the projector and publisher were behind when the load stopped…
@@ -925,6 +971,8 @@ def main() -> int:
                     row["after_load"]["caught_up_s"] = round(
                         time.perf_counter() - catch_up_started, 2
                     )
+                    if lag_before is not None and (lag := publish_lag(server, lag_before)):
+                        row["after_load"]["publisher_lag_ms"] = lag
             except (OSError, urllib.error.URLError, ValueError):
                 pass
             if server.process is not None and server.process.poll() is not None:
@@ -1003,6 +1051,12 @@ def main() -> int:
                     f"caught up {a['caught_up_s']:.1f} s later"
                     if "caught_up_s" in a
                     else f"not caught up within {args.settle_timeout:g} s"
+                )
+                + (
+                    f"; commit → ack of the load's events: p50 ≤ {lag['p50_at_most']:,.0f} ms, "
+                    f"p99 ≤ {lag['p99_at_most']:,.0f} ms, {lag['within_250_ms']:.1%} within 250 ms"
+                    if (lag := a.get("publisher_lag_ms"))
+                    else ""
                 )
             )
     machine = {
