@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import logging
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -19,6 +20,8 @@ from services.settings import PORT_MAX, SettingError, Settings
 
 log = logging.getLogger("crm")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+LISTEN_BACKLOG = 2048  # uvicorn's default
+STARTUP_FAILED = 3  # the app's start-up failed: the status uvicorn.run exits with
 
 
 def _describe(settings: Settings) -> str:
@@ -144,18 +147,22 @@ def _collect_garbage_rarely() -> None:
     gc.set_threshold(10_000, 20, 100)
 
 
-def _cannot_listen(host: str, port: int) -> str | None:
-    """Why uvicorn could not bind (host, port), if so: asked before the workers, the stream
-    and the banner, which would otherwise come first. Binds as uvicorn does, then lets go."""
-    import socket
+def _listen(host: str, port: int) -> socket.socket | str:
+    """The listening socket uvicorn serves on, or why (host, port) cannot be bound: asked
+    before the workers, the stream and the banner, which would otherwise come first.
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:  # in use, not an address of this machine, an unknown name
-            return error.strerror or str(error)
-    return None
+    It listens at once: a socket only bound could be bound again by another process that
+    also sets SO_REUSEADDR (as uvicorn does), which would then take the port. Connections
+    that come while the workers start wait in the backlog."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as error:  # in use, not an address of this machine, an unknown name
+        sock.close()
+        return error.strerror or str(error)
+    return sock
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -179,8 +186,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
             flush=True,
         )
-    if problem := _cannot_listen(args.host, args.port):
-        print(f"crm serve: cannot listen on {args.host}:{args.port}: {problem}", file=sys.stderr)
+    listening = _listen(args.host, args.port)
+    if isinstance(listening, str):
+        print(f"crm serve: cannot listen on {args.host}:{args.port}: {listening}", file=sys.stderr)
         return 2
     if args.no_workers:
         app = _api_only(settings, keys)
@@ -189,7 +197,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
     print(f"CRM listening on http://{host}:{args.port} (store: {_describe(settings)})", flush=True)
     _collect_garbage_rarely()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -200,7 +208,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         server_header=False,  # no "server: uvicorn" on every answer
         timeout_graceful_shutdown=10,
     )
-    return 0
+    server = uvicorn.Server(config)
+    with listening:
+        server.run(sockets=[listening])
+    return 0 if server.started else STARTUP_FAILED
 
 
 def _serve_metrics(args: argparse.Namespace, *collectors) -> None:  # type: ignore[no-untyped-def]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 
+from services.cli import _listen
 from services.settings import Settings
 from tests.api.requests import registration
 from tests.processes import CrmServe
@@ -35,3 +37,13 @@ def test_crm_serve_keeps_what_it_acknowledged_across_a_restart(settings):
         assert again.status_code == 200
         assert again.json() == screened.json()
         assert httpx.get(f"{url}/schema").status_code == 200
+
+
+def test_the_port_crm_serve_checked_is_held_until_uvicorn_serves_on_it():
+    # Held and listening from the check on: another server binding as uvicorn does (with
+    # SO_REUSEADDR) cannot take it while crm serve starts its workers.
+    held = _listen("127.0.0.1", 0)
+    assert isinstance(held, socket.socket)
+    with held:
+        port = held.getsockname()[1]
+        assert _listen("127.0.0.1", port) == "Address already in use"
