@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -195,10 +196,11 @@ class Projector:
         """Replays the read models named (all of them by default) from the first event into
         new tables, then makes them live; returns how many events were replayed.
 
-        The log is read and decoded once for all of them, each batch applied to every new
-        generation in one transaction, into tables whose query indexes are built after the
-        bulk load. The live tables keep serving until the new ones have caught up; the switch
-        happens in one transaction that first applies whatever was recorded meanwhile.
+        The log is read and decoded once for all of them, a batch ahead of the one applied;
+        each batch is applied to every new generation in one transaction, into tables whose
+        query indexes are built after the bulk load. The live tables keep serving until the new
+        ones have caught up; the switch happens in one transaction that first applies whatever
+        was recorded meanwhile.
         """
         names = names or tuple(self.read_models)
         self.setup()
@@ -208,14 +210,19 @@ class Projector:
                 self.read_models[name].create_tables(conn, gen, query_indexes=False)
         position = applied = 0
         # Bigger batches than the live projector's: nobody waits on a rebuild's transactions.
-        while batch := self._read(position, self.rebuild_batch_size):
-            with self.database.write() as conn:
-                for gen in new.values():
-                    self._apply(conn, gen, batch)
-            position = batch[-1][0]
-            applied += len(batch)
-            if progress:
-                progress(applied, self.ledger.recorder.max_notification_id() or 0)
+        # The next batch is read while this one is applied: each side waits on its database
+        # for part of its time, which the other then uses.
+        with ThreadPoolExecutor(1, thread_name_prefix="rebuild-read") as reader:
+            upcoming = reader.submit(self._read, position, self.rebuild_batch_size)
+            while batch := upcoming.result():
+                position = batch[-1][0]
+                upcoming = reader.submit(self._read, position, self.rebuild_batch_size)
+                with self.database.write() as conn:
+                    for gen in new.values():
+                        self._apply(conn, gen, batch)
+                applied += len(batch)
+                if progress:
+                    progress(applied, self.ledger.recorder.max_notification_id() or 0)
         with self.database.write() as conn:
             for name, gen in new.items():
                 self.read_models[name].create_query_indexes(conn, gen)
