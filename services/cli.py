@@ -89,6 +89,12 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         broker = EmbeddedNats(settings.data_dir / "nats")
         nats_url = broker.start()
         print(f"Embedded NATS with JetStream for subscribers: {nats_url}", flush=True)
+    try:
+        asyncio.run(check_broker(nats_url))  # a broker too old to serve stops it here
+    except BaseException:
+        if broker is not None:
+            broker.stop()
+        raise
     leadership = Leadership(settings, "projector")
     background = BackgroundProjector(projector, leadership)
     checkpoints = PeriodicCheckpoints(
@@ -103,7 +109,6 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     tasks: list[asyncio.Task[None]] = []
 
     async def start_publishing() -> None:
-        await check_broker(nats_url)  # a broker too old to serve is an error at start-up
         publisher.start()
         loop = asyncio.get_running_loop()
         tasks.append(loop.create_task(publisher.supervise(stop_publishing)))
@@ -190,10 +195,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(listening, str):
         print(f"crm serve: cannot listen on {args.host}:{args.port}: {listening}", file=sys.stderr)
         return 2
-    if args.no_workers:
-        app = _api_only(settings, keys)
-    else:
-        app = _api_with_workers(settings, keys)
+    from services.publisher import ServerTooOld
+
+    try:
+        app = _api_only(settings, keys) if args.no_workers else _api_with_workers(settings, keys)
+    except ServerTooOld as error:  # CRM_NATS_URL names a broker to replace or reconfigure
+        print(f"crm serve: CRM_NATS_URL {settings.nats_url}: {error}", file=sys.stderr)
+        return 2
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
     print(f"CRM listening on http://{host}:{args.port} (store: {_describe(settings)})", flush=True)
     _collect_garbage_rarely()

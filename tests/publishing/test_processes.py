@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from contracts.events import decode_event
-from services.nats_server import free_port
+from services.nats_server import EmbeddedNats, free_port
 from tests.api.requests import registration
-from tests.processes import CrmProcess, CrmServe, crm_environment
+from tests.processes import CrmProcess, CrmServe, crm_environment, run_crm
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 from tests.publishing.test_publisher import assert_exactly, make_accounts, stored_history
 
@@ -144,6 +144,25 @@ def test_crm_serve_answers_while_its_broker_does_not_and_stops_on_sigterm(settin
     finally:
         code = server.stop()
     assert code in (0, -signal.SIGTERM)
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_crm_serve_on_a_broker_that_cannot_serve_it_stops_with_one_line_saying_why(
+    settings, tmp_path
+):
+    plain = EmbeddedNats(tmp_path / "plain", jetstream=False)
+    plain.start()
+    try:
+        done = run_crm(settings, "serve", "--port", str(free_port()), CRM_NATS_URL=plain.url)
+    finally:
+        plain.stop()
+
+    assert done.returncode == 2  # a setting to fix, as for any value that cannot be used
+    *_, line = done.stderr.splitlines()  # crm serve may first say it is in development mode
+    assert line.startswith(f"crm serve: CRM_NATS_URL {plain.url}: ")
+    assert "JetStream is not enabled" in line
+    assert "Traceback" not in done.stderr
+    assert "CRM listening" not in done.stdout
 
 
 def test_crm_publish_stops_on_sigterm_while_its_broker_does_not_answer(settings):
