@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from domain.account import Account, Attribution, BantRating, Firmographics  # noqa: E402
 from domain.vocabulary import ScreeningOutcome  # noqa: E402
 from projections.account_queries import Filters, leaderboard  # noqa: E402
+from services.gc_policy import collect_garbage_rarely  # noqa: E402
 from services.projector import Projector  # noqa: E402
 from services.settings import Settings  # noqa: E402
 from services.store import drop_schema, open_ledger, open_read_models  # noqa: E402
@@ -90,6 +91,7 @@ def raw_read_rate(ledger, batch_size: int = 1000) -> tuple[int, float]:
 
 def rebuild_rate(projector: Projector) -> tuple[float, float]:
     """(events/s, seconds) of rebuilding every read model, in one pass as `crm rebuild` does."""
+    collect_garbage_rarely()  # as `crm rebuild` does
     started = time.perf_counter()
     applied = projector.rebuild()
     seconds = time.perf_counter() - started

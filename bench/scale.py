@@ -64,6 +64,7 @@ from bench.write_path import (  # noqa: E402
     run_load,
 )
 from domain.account import account_id_for  # noqa: E402
+from services.gc_policy import collect_garbage_rarely  # noqa: E402
 from services.projector import Projector  # noqa: E402
 from services.settings import Settings  # noqa: E402
 from services.store import drop_schema, open_ledger, open_read_models  # noqa: E402
@@ -81,6 +82,7 @@ def prepare(settings: Settings, accounts: int, events_per_account: int, console:
         seed(ledger, 0, accounts, progress, re_ratings=max(0, events_per_account - 4))
         figures["seed_s"] = round(time.perf_counter() - started, 1)
     console.print(f"  seeded {accounts:,} accounts in {figures['seed_s']:,} s; rebuilding …")
+    collect_garbage_rarely()  # as `crm rebuild` does
     started = time.perf_counter()
     events = projector.rebuild()  # every read model, as `crm rebuild` does
     seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, bindparam, text
 
 from domain.account import Account
-from projections.batch import stored_accounts
+from projections.batch import Entry, stored_accounts
 from projections.database import insert_rows, placeholder, to_micros
 from projections.generations import Generation
 
@@ -118,8 +118,8 @@ class _Open:
     stored: bool  # already in the table (so it is updated or closed, not inserted)
 
 
-def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> None:
-    """Applies (position, event) pairs in order; one command's events share one row.
+def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
+    """Applies the batch's events in order; one command's events share one row.
 
     Every row is written once per batch, when it is closed or at the end; the writes go to the
     database together (one INSERT and one UPDATE statement, each with many rows), since no row
@@ -133,13 +133,13 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
         stored_accounts(batch, CHANGING_ROWS),
     )
     writes = _Writes()
-    for position, event in batch:
+    for position, account_id, event in batch:
         if not isinstance(event, Account.Event):
             continue
-        account_id = str(event.originator_id)
         at = to_micros(event.timestamp)
         if isinstance(event, Account.Registered):
-            open_rows[account_id] = _Open(_registered_row(event, position, at), stored=False)
+            row = _registered_row(event, account_id, position, at)
+            open_rows[account_id] = _Open(row, stored=False)
             continue
         changes = _changes(event, at)
         if not changes:
@@ -166,9 +166,11 @@ def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> No
     writes.flush(conn, t)
 
 
-def _registered_row(event: Account.Registered, position: int, at: int) -> dict[str, Any]:
+def _registered_row(
+    event: Account.Registered, account_id: str, position: int, at: int
+) -> dict[str, Any]:
     return {
-        "account_id": str(event.originator_id),
+        "account_id": account_id,
         "from_pos": position,
         "to_pos": None,
         "from_at": at,

@@ -6,9 +6,14 @@ from typing import Any
 
 from domain.account import Account
 
+# What the projector hands a read model for each event of the log: its position, its
+# account's id as the tables store it (turned into text once an event, not at every use), and
+# the event (None for another aggregate's).
+Entry = tuple[int, str, Any]
 
-def stored_accounts(batch: list[tuple[int, Any]], kinds: tuple[type, ...]) -> set[str]:
+
+def stored_accounts(batch: list[Entry], kinds: tuple[type, ...]) -> set[str]:
     """Accounts with events of these kinds in the batch but not registered in it: the ones
     whose rows are in the tables already, to be read in one query."""
-    registered = {str(e.originator_id) for _, e in batch if isinstance(e, Account.Registered)}
-    return {str(e.originator_id) for _, e in batch if isinstance(e, kinds)} - registered
+    registered = {a for _, a, e in batch if isinstance(e, Account.Registered)}
+    return {a for _, a, e in batch if isinstance(e, kinds)} - registered

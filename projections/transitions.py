@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, text
 
 from domain.account import Account
-from projections.batch import stored_accounts
+from projections.batch import Entry, stored_accounts
 from projections.database import insert_rows, to_micros
 from projections.generations import Generation
 
@@ -62,30 +62,29 @@ def drop_tables(conn: Connection, gen: Generation) -> None:
     conn.execute(text(f"DROP TABLE IF EXISTS {table(gen)}"))
 
 
-def apply(conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> None:
+def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
     t = table(gen)
     groups = _groups(
         conn, t, stored_accounts(batch, (Account.StageChanged, Account.FunnelStateChanged))
     )
     rows: list[tuple[Any, ...]] = []
 
-    def row(position: int, kind: str, event: Any, from_state: str | None, to_state: str):
-        account_id = str(event.originator_id)
+    def row(position: int, kind: str, account_id: str, event: Any, old: str | None, new: str):
         if account_id not in groups:
             return  # registered before this generation began: cannot happen on a replay
         industry, country = groups[account_id]
         at = to_micros(event.timestamp)
-        rows.append((position, kind, account_id, at, from_state, to_state, industry, country))
+        rows.append((position, kind, account_id, at, old, new, industry, country))
 
-    for position, event in batch:
+    for position, account_id, event in batch:
         if isinstance(event, Account.Registered):
-            groups[str(event.originator_id)] = (event.industry, event.country)
-            row(position, STAGE, event, None, "identified")
-            row(position, FUNNEL, event, None, "see")
+            groups[account_id] = (event.industry, event.country)
+            row(position, STAGE, account_id, event, None, "identified")
+            row(position, FUNNEL, account_id, event, None, "see")
         elif isinstance(event, Account.StageChanged):
-            row(position, STAGE, event, event.from_stage, event.to_stage)
+            row(position, STAGE, account_id, event, event.from_stage, event.to_stage)
         elif isinstance(event, Account.FunnelStateChanged):
-            row(position, FUNNEL, event, event.from_state, event.to_state)
+            row(position, FUNNEL, account_id, event, event.from_state, event.to_state)
     insert_rows(conn, t, COLUMNS, rows)
 
 

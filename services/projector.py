@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any
 
 from sqlalchemy import Connection, text
 
 from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import AccountLedger
 from projections import accounts, transitions
+from projections.batch import Entry
 from projections.database import ReadModelDatabase
 from projections.generations import (
     Generation,
@@ -126,18 +126,22 @@ class Projector:
         )
         return len(batch) * len(applied)
 
-    def _read(self, after: int, limit: int | None = None) -> list[tuple[int, Any]]:
-        """The next batch as (position, event); events of other aggregates count as read."""
+    def _read(self, after: int, limit: int | None = None) -> list[Entry]:
+        """The next batch; events of other aggregates count as read (their event is None)."""
         notifications = self.ledger.recorder.select_notifications(
             after + 1, limit or self.batch_size
         )
         mapper = self.ledger.mapper
         return [
-            (n.id, mapper.to_domain_event(n) if n.topic.startswith(EVENT_TOPIC_PREFIX) else None)
+            (
+                n.id,
+                str(n.originator_id),
+                mapper.to_domain_event(n) if n.topic.startswith(EVENT_TOPIC_PREFIX) else None,
+            )
             for n in notifications
         ]
 
-    def _apply(self, conn: Connection, gen: Generation, batch: list[tuple[int, Any]]) -> None:
+    def _apply(self, conn: Connection, gen: Generation, batch: list[Entry]) -> None:
         self.read_models[gen.name].apply(conn, gen, batch)
         record_position(conn, gen, batch[-1][0])
 
