@@ -3,7 +3,7 @@ a misspelt filter (`?industy=`) would otherwise answer every account, as if it h
 
 from __future__ import annotations
 
-from collections import Counter
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,12 +28,23 @@ def refuse_unknown_query_parameters(request: Request[Any, Any, Any]) -> None:
     if not query:
         return
     names, repeatable = request.route_handler.opt.get(QUERY, (frozenset(), frozenset()))
-    sent = Counter(name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True))
-    for name, count in sent.items():
+    problem = _query_problem(query, names, repeatable)
+    if problem is not None:
+        raise invalid_field(*problem, 400)
+
+
+@lru_cache(1024)  # as Litestar parses query strings: a page asked for again is not parsed again
+def _query_problem(
+    query: bytes, names: frozenset[str], repeatable: frozenset[str]
+) -> tuple[str, str] | None:
+    """The first parameter of `query` the route does not take, or takes once but is given
+    again, and why; None when the route takes them all."""
+    seen = set()
+    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if name not in names:
             takes = ", ".join(sorted(names)) or "none"
-            raise invalid_field(
-                name, f"Unknown query parameter {name!r}; this route takes: {takes}.", 400
-            )
-        if count > 1 and name not in repeatable:
-            raise invalid_field(name, f"The query parameter {name!r} is given more than once.", 400)
+            return name, f"Unknown query parameter {name!r}; this route takes: {takes}."
+        if name in seen and name not in repeatable:
+            return name, f"The query parameter {name!r} is given more than once."
+        seen.add(name)
+    return None

@@ -347,6 +347,16 @@ def test_a_query_parameter_the_route_does_not_take_or_takes_once_is_400(
     assert field in problem["detail"]
 
 
+def test_a_query_is_judged_by_the_route_it_is_sent_to_every_time_it_comes(client):
+    register(client)
+    query = {"industry": "software"}
+
+    for _ in range(2):  # a query string seen before is judged as the first time
+        assert client.get("/accounts", params=query).status_code == 200
+        assert_problem(client.get("/reports/stages", params=query), 400, "industry")
+        assert client.get("/accounts", params=query).status_code == 200
+
+
 def test_a_command_refuses_query_parameters_and_stores_nothing(client):
     account = qualified(client)
     before = stored_versions(client, account)
