@@ -254,7 +254,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvloop
 
-    from services.publisher import publisher_for
+    from services.publisher import ServerTooOld, publisher_for
     from services.publisher_process import serve_parent
     from services.store import open_ledger
 
@@ -285,6 +285,9 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     try:
         collect_garbage_rarely()
         uvloop.run(run())  # the loop `crm serve` runs on too: a JetStream publish costs less
+    except ServerTooOld as error:  # CRM_NATS_URL names a broker to replace or reconfigure
+        print(f"crm publish: CRM_NATS_URL {settings.nats_url}: {error}", file=sys.stderr)
+        return 2
     finally:
         ledger.close()
     return 0

@@ -165,6 +165,23 @@ def test_crm_serve_on_a_broker_that_cannot_serve_it_stops_with_one_line_saying_w
     assert "CRM listening" not in done.stdout
 
 
+def test_crm_publish_on_a_broker_that_cannot_serve_it_stops_with_one_line_saying_why(
+    settings, tmp_path
+):
+    plain = EmbeddedNats(tmp_path / "plain", jetstream=False)
+    plain.start()
+    try:
+        done = run_crm(settings, "publish", CRM_NATS_URL=plain.url)
+    finally:
+        plain.stop()
+
+    assert done.returncode == 2
+    *_, line = done.stderr.splitlines()  # after the log's line that nothing is published
+    assert line.startswith(f"crm publish: CRM_NATS_URL {plain.url}: ")
+    assert "JetStream is not enabled" in line
+    assert "Traceback" not in done.stderr
+
+
 def test_crm_publish_stops_on_sigterm_while_its_broker_does_not_answer(settings):
     publisher = CrmProcess(settings, "publish", CRM_NATS_URL=f"nats://127.0.0.1:{free_port()}")
     publisher.wait_logged("publisher: active")
