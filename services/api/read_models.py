@@ -14,6 +14,7 @@ from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
 
 from contracts.accounts import (
     LINE_PATTERN,
@@ -94,7 +95,20 @@ class Reads:
                 )
 
             answer = await anyio.to_thread.run_sync(waited)
-        return Response(answer.body, media_type=MediaType.JSON, headers=answer.headers)
+        return KeptResponse(answer)
+
+
+class KeptResponse(Response[Any]):
+    """An answer of the page cache, sent as the ASGI response made when it was kept."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.body, media_type=MediaType.JSON, headers=answer.headers)
+        self.answer = answer
+
+    def to_asgi_response(self, app: Any, request: Any, **kwargs: Any) -> ASGIResponse:
+        if any(kwargs.get(name) for name in ("headers", "cookies", "background")):
+            return super().to_asgi_response(app, request, **kwargs)  # a layer adds its own
+        return self.answer.asgi
 
 
 Render = Callable[[bool | None], Answer]

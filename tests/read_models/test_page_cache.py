@@ -91,3 +91,22 @@ def test_on_sqlite_reads_in_one_pass_of_the_event_loop_share_a_check_the_next_pa
 
     shared = counted.pages.in_loop  # on PostgreSQL each read checks, in a worker thread
     assert asyncio.run(reads()) == [b"1", b"1" if shared else b"2", b"2"]
+
+
+def test_a_kept_page_goes_out_with_each_reads_own_request_id_and_one_of_each_header(client):
+    rate(client, qualified(client, name="Alpha", domain="alpha.com"), 3)
+    answers = [
+        client.get("/leaderboards/bant", headers={"X-Request-ID": f"read-{n}"}) for n in range(3)
+    ]
+
+    assert [a.headers.get_list("x-request-id") for a in answers] == [
+        ["read-0"],
+        ["read-1"],
+        ["read-2"],
+    ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.content == answers[0].content
+        for name in ("crm-position", "content-type", "content-length", "x-frame-options"):
+            assert len(answer.headers.get_list(name)) == 1, (name, answer.headers)
+        assert int(answer.headers["content-length"]) == len(answer.content)
