@@ -22,6 +22,7 @@ from services.api.command_meta import (
     command_headers,
     refuse_unheeded_guards,
 )
+from services.api.head import HeadAsGet
 from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
 from services.api.objectives import ObjectivesController
@@ -63,7 +64,7 @@ def create_app(
     def account_command(request: Request[Any, Any, Any]) -> AccountCommand:
         return AccountCommand(ledger, command_headers(request))
 
-    app = Litestar(
+    app = HeadAsGet(
         route_handlers=[
             AccountController,
             ObjectivesController,

@@ -20,6 +20,7 @@ from typing import Any
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 
+from services.api.head import complete_allow, method_of
 from services.logs import log_fields
 
 log = logging.getLogger("crm.requests")
@@ -86,13 +87,12 @@ async def on_response_start(message: Message, scope: Scope) -> None:
         return
     state = scope.setdefault("state", {})  # type: ignore[typeddict-item]
     rid = state.get("request_id") or state.setdefault("request_id", request_id(scope))
-    message["headers"] = [
-        *message.get("headers", ()),
-        (b"x-request-id", rid.encode()),
-        *SECURITY_HEADERS,
-    ]
     status = message["status"]
-    method = scope["method"]
+    method = method_of(scope)
+    headers = message.get("headers", ())
+    if status == 405 or method == "OPTIONS":
+        headers = complete_allow(scope, list(headers))
+    message["headers"] = [*headers, (b"x-request-id", rid.encode()), *SECURITY_HEADERS]
     started = state.get("started")
     elapsed = time.perf_counter() - started if started else None
     handler = scope.get("route_handler")

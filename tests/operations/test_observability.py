@@ -65,6 +65,10 @@ def test_every_request_logs_one_json_line_with_its_id_which_its_events_record(se
         missing = httpx.get(f"{server.url}/nowhere")
         assert missing.status_code == 404
         history = httpx.get(f"{server.url}/accounts/{made.json()['id']}/history").json()
+        account_url = f"{server.url}/accounts/{made.json()['id']}"
+        head = httpx.head(account_url, headers={"X-Request-ID": "head-7"})
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == httpx.get(account_url).headers["content-length"]
         with socket.create_connection(("127.0.0.1", server.port)) as raw:
             raw.sendall(b"NOT HTTP\r\n\r\n")
             assert raw.recv(1000).startswith(b"HTTP/1.1 400")
@@ -76,6 +80,8 @@ def test_every_request_logs_one_json_line_with_its_id_which_its_events_record(se
     (mine,) = [line for line in lines if line.get("request_id") == "trace-42"]
     assert mine["method"] == "POST" and mine["route"] == "/accounts" and mine["status"] == 201
     assert mine["duration_ms"] > 0 and mine["level"] == "info"
+    (head_line,) = [line for line in lines if line.get("request_id") == "head-7"]
+    assert head_line["method"] == "HEAD" and head_line["route"] == "/accounts/{account_id}"
     unknown = [line for line in lines if line["path"] == "/nowhere"]
     assert len(unknown) == 1 and unknown[0]["status"] == 404
     assert unknown[0]["request_id"] == missing.headers["x-request-id"]
