@@ -15,6 +15,7 @@ answers GET).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from litestar import Litestar
@@ -64,11 +65,16 @@ class HeadAsGet(Litestar):
             for route in self.routes:
                 if isinstance(route, HTTPRoute):
                     methods[route.path_format] |= set(route.methods)
-            self._allowed = {
-                path: ", ".join(sorted(names | ({"HEAD"} if "GET" in names else set()))).encode()
-                for path, names in methods.items()
-            }
+            self._allowed = {path: _allow(names) for path, names in methods.items()}
         return self._allowed.get(path_template)
+
+
+def _allow(methods: Iterable[str]) -> bytes:
+    """An `Allow` value: the methods, with HEAD wherever GET is."""
+    names = {method.strip() for method in methods}
+    if "GET" in names:
+        names.add("HEAD")
+    return ", ".join(sorted(names)).encode()
 
 
 def method_of(scope: Scope) -> str:
@@ -84,11 +90,6 @@ def complete_allow(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tup
     answer = []
     for name, value in headers:
         if name.lower() == b"allow":
-            if complete is not None:
-                value = complete
-            else:
-                methods = [m.strip() for m in value.split(b",")]
-                if b"GET" in methods and b"HEAD" not in methods:
-                    value = b", ".join(sorted([*methods, b"HEAD"]))
+            value = complete or _allow(value.decode("latin-1").split(","))
         answer.append((name, value))
     return answer
