@@ -122,7 +122,8 @@ def sequential_latency(port: int, path: str, runs: int) -> tuple[float, float]:
 
 def rss_mb(pid: int) -> tuple[float, float]:
     """(MB resident of the CRM's processes, MB of its embedded nats-server): the process and
-    its Python children (the publisher of `crm serve`) against the broker, which is not ours."""
+    its Python children (the projector and the publisher of `crm serve`) against the broker,
+    which is not ours."""
     proc = psutil.Process(pid)
     children = proc.children(recursive=True)
     broker = sum(c.memory_info().rss for c in children if c.name() == "nats-server")

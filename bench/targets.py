@@ -201,8 +201,8 @@ def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any])
     events = big["accounts"] * big["events_per_account"]
     peak = big["crm_serve"]["rss_peak_mb"]
     lines.append(
-        f"| M1 | {big['store']} | `crm serve` peak {peak:,.0f} MB (with its publisher) "
-        f"at {big['accounts']:,} accounts "
+        f"| M1 | {big['store']} | `crm serve` peak {peak:,.0f} MB (with its projector and "
+        f"publisher) at {big['accounts']:,} accounts "
         f"/ {events:,} events (its nats-server {big['crm_serve']['nats_server_rss_peak_mb']:,.0f}"
         f" MB apart); `--no-workers` {max(big['api_rss_mb'].values()):,.0f} MB | < 300 MB | "
         f"{verdict(peak < 300) if at_scale else 'n/a (smaller run)'} |"

@@ -67,20 +67,17 @@ def _api_only(settings: Settings, keys):  # type: ignore[no-untyped-def]
 
 
 def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
-    """The API with the projector inside, the publisher in a child process (both active only
-    while they hold their locks), and an embedded nats-server unless CRM_NATS_URL names one."""
+    """The API with the projector and the publisher in child processes (each active only while
+    it holds its lock), and an embedded nats-server unless CRM_NATS_URL names one."""
     import asyncio
 
     from prometheus_client import REGISTRY
 
     from services.api.app import create_app
-    from services.audit import Audit, PeriodicCheckpoints
     from services.jobs import JobRunner
-    from services.leadership import Leadership
     from services.nats_server import EmbeddedNats
-    from services.projector import BackgroundProjector
     from services.publisher import check_broker, forget_publisher_metrics
-    from services.publisher_process import PublisherProcess
+    from services.worker_processes import PublisherProcess, SharedPositions, WorkerProcess
 
     projector = _projector(settings)  # first: a database that does not answer starts nothing
     broker = None
@@ -95,34 +92,31 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         if broker is not None:
             broker.stop()
         raise
-    leadership = Leadership(settings, "projector")
-    background = BackgroundProjector(projector, leadership)
-    checkpoints = PeriodicCheckpoints(
-        Audit(projector.ledger), settings.audit_checkpoint_seconds, leadership
-    )
-    publisher = PublisherProcess(nats_url)
-    projector.ledger.on_saved.append(publisher.saved)
+    positions = SharedPositions()
+    projector.ledger.on_saved.append(positions.commit)
+    projector.reported = positions.projected
+    projecting = WorkerProcess("project", positions)
+    publisher = PublisherProcess(nats_url, positions)
     forget_publisher_metrics()  # this process's would read as an idle publisher: the child's
     REGISTRY.register(publisher)
     jobs = JobRunner(projector.ledger, settings)
-    stop_publishing = asyncio.Event()
+    stop_children = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
-    async def start_publishing() -> None:
-        publisher.start()
+    async def start_children() -> None:
         loop = asyncio.get_running_loop()
-        tasks.append(loop.create_task(publisher.supervise(stop_publishing)))
+        for child in (projecting, publisher):
+            child.start()
+            tasks.append(loop.create_task(child.supervise(stop_children)))
         if broker is not None:
-            tasks.append(loop.create_task(broker.supervise(stop_publishing)))
+            tasks.append(loop.create_task(broker.supervise(stop_children)))
 
     async def close() -> None:
-        stop_publishing.set()
+        stop_children.set()
         for task in tasks:
             await asyncio.wait_for(task, 15)
-        await asyncio.to_thread(publisher.stop)
+        await asyncio.gather(asyncio.to_thread(publisher.stop), asyncio.to_thread(projecting.stop))
         REGISTRY.unregister(publisher)
-        background.stop()
-        checkpoints.stop()
         projector.database.dispose()
         projector.ledger.close()
         if broker is not None:
@@ -136,7 +130,8 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         publisher=publisher,
         jobs=jobs,
         keys=keys,
-        on_startup=[background.start, checkpoints.start, start_publishing, jobs.resume],
+        # The read models' tables exist before the first request, whenever the child starts.
+        on_startup=[projector.setup, start_children, jobs.resume],
         on_shutdown=[close],
     )
 
@@ -223,21 +218,35 @@ def _serve_metrics(args: argparse.Namespace, *collectors) -> None:  # type: igno
     log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
 
 
+def _small_pools(settings: Settings) -> Settings:
+    """A projector or a publisher reads with one thread at a time (and a projector records its
+    audit checkpoints with another): pools of the API's size would only hold idle connections,
+    which count against the database's limit (one of each is a child of each `crm serve`)."""
+    return dataclasses.replace(settings, database_pool_size=min(settings.database_pool_size, 2))
+
+
 def _project(args: argparse.Namespace, settings: Settings) -> int:
     from services.api.metrics import StoreCollector
     from services.audit import Audit, PeriodicCheckpoints
     from services.leadership import Leadership, lead_in_thread
 
-    projector = _projector(settings)
+    projector = _projector(_small_pools(settings))
     leadership = Leadership(settings, "projector")
     checkpoints = PeriodicCheckpoints(
         Audit(projector.ledger), settings.audit_checkpoint_seconds, leadership
     )
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    log.info("projector following %s", _describe(settings))
-    _serve_metrics(args, StoreCollector(projector))
+    if args.for_serve:  # `crm serve`'s child: it serves the read models' metrics
+        from services.worker_processes import serve_parent
+
+        # Every 5 ms: what a read that waits for its own write waits at most beyond a batch.
+        positions = serve_parent(args.for_serve, projector.wake, stop.set, 0.005)
+        projector.on_progress.append(positions.project)
+    else:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        log.info("projector following %s", _describe(settings))
+        _serve_metrics(args, StoreCollector(projector))
     checkpoints.start()
     try:
         collect_garbage_rarely()
@@ -255,24 +264,21 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     import uvloop
 
     from services.publisher import ServerTooOld, publisher_for
-    from services.publisher_process import serve_parent
     from services.store import open_ledger
+    from services.worker_processes import serve_publisher
 
     if settings.nats_url is None:
         print(
             "crm publish needs CRM_NATS_URL (crm serve embeds a broker of its own)", file=sys.stderr
         )
         return 2
-    # The publisher reads with one thread at a time: a pool of the API's size would only hold
-    # idle connections, which count against the database's limit (a child of each crm serve).
-    pool_size = min(settings.database_pool_size, 2)
-    ledger = open_ledger(dataclasses.replace(settings, database_pool_size=pool_size))
+    ledger = open_ledger(_small_pools(settings))
     publisher = publisher_for(settings, ledger, settings.nats_url)
 
     async def run() -> None:
         stop = asyncio.Event()
         if args.for_serve:
-            serve_parent(args.for_serve, publisher, stop)
+            serve_publisher(args.for_serve, publisher, stop)
         else:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -448,7 +454,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm", description="Event-sourced ABM CRM.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
-        "serve", help="serve the HTTP API, with the projector inside and the publisher beside"
+        "serve", help="serve the HTTP API, with the projector and the publisher beside it"
     )
     serve.add_argument("--host", default=settings.host, help="default: %(default)s")
     serve.add_argument("--port", type=port, default=settings.port, help="default: %(default)s")
@@ -464,9 +470,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     project.set_defaults(run=_project)
     publish = commands.add_parser("publish", help="publish account events to NATS JetStream")
     publish.set_defaults(run=_publish)
-    # `crm serve` starts its publisher so: a socket to its API process and a shared page.
-    publish.add_argument("--for-serve", metavar="FDS", help=argparse.SUPPRESS)
     for worker in (project, publish):
+        # `crm serve` starts its children so: a socket to its API process and a shared page.
+        worker.add_argument("--for-serve", metavar="FDS", help=argparse.SUPPRESS)
         worker.add_argument(
             "--metrics-port",
             type=port,

@@ -3,8 +3,9 @@
 Each batch is read from the log first and then applied in one transaction that also records
 the read model's new position; the transaction re-reads that position under a lock, so two
 projectors (or a projector and a rebuild) never apply the same event twice.
-On PostgreSQL the projector wakes on the store's LISTEN/NOTIFY channel; on SQLite it polls,
-and inside `crm serve` it is also woken by every save of the same process.
+On PostgreSQL the projector wakes on the store's LISTEN/NOTIFY channel; on SQLite it polls.
+As `crm serve`'s child it is also woken by every commit of the API process, and reports how
+far it is through memory the two share (services/worker_processes.py).
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from projections.generations import (
     make_live,
     record_position,
 )
-from services.leadership import Leadership, lead_in_thread, lock_key
+from services.leadership import lock_key
 
 log = logging.getLogger("crm.projector")
 
 READ_MODELS: dict[str, ModuleType] = {accounts.NAME: accounts, transitions.NAME: transitions}
 POLL_SECONDS = 0.2
+PACE_SECONDS = 0.05  # a batch at most this often (see _follow)
+REPORT_SECONDS = 0.002  # how often, while reads wait, a child's report is looked at
 REBUILD_BATCH = 5000  # events a rebuild applies per transaction
 SETUP_LOCK = lock_key("any", "read-model-setup")
 
@@ -58,7 +61,18 @@ class Projector:
         self.read_models = read_models or READ_MODELS
         self._progress = threading.Condition()
         self._wake = threading.Event()
-        ledger.on_saved.append(lambda _position: self._wake.set())
+        ledger.on_saved.append(self.wake)
+        # Told, after each batch, the position every read model has reached.
+        self.on_progress: list[Callable[[int], None]] = []
+        # Where a projector in another process says every read model is (see wait_for).
+        self.reported: Callable[[], int] | None = None
+        self._gens: dict[str, Generation] | None = None  # where _step left the read models
+        self._waiting = 0  # reads waiting in wait_for
+        self._watching = False  # a thread looks at `reported` for them
+
+    def wake(self, _position: int = 0) -> None:
+        """Something was committed: look for it now rather than at the next poll."""
+        self._wake.set()
 
     # Set-up and catching up ----------------------------------------------------------------
 
@@ -88,27 +102,38 @@ class Projector:
         """Reads the next batch after the read model furthest behind, and applies it, in one
         transaction, to every read model at that position: they share the reading and the
         decoding of each event. Under steady writes the one behind catches up with the others,
-        then they go on together."""
-        with self.database.read() as conn:
-            gens = {name: live_generation(conn, name) for name in self.read_models}
-        missing = [name for name, gen in gens.items() if gen is None]
-        if missing:
-            raise RuntimeError(f"read model {missing[0]} has no live generation; run setup first")
-        behind = min(gen.position for gen in gens.values() if gen is not None)
+        then they go on together.
+
+        Where the read models are is known from the step before, whose transaction moved them;
+        each is checked under its lock before a batch is applied to it, and if another projector
+        or a rebuild moved one meanwhile, they are read afresh for the next step."""
+        gens = self._gens or self._live_generations()
+        behind = min(gen.position for gen in gens.values())
         batch = self._read(behind)
         if not batch:
             return 0
         applied = []
         with self.database.write() as conn:
             for name, gen in gens.items():
-                if gen is None or gen.position != behind:
+                if gen.position != behind:
                     continue
                 if live_generation(conn, name, lock=True) != gen:
                     continue  # another projector or a rebuild moved it on: read again
                 self._apply(conn, gen, batch)
                 applied.append(name)
+        end = batch[-1][0]
+        moved = {
+            name: Generation(name, gen.generation, end) if name in applied else gen
+            for name, gen in gens.items()
+        }
+        # Kept only if every read model at `behind` was applied; else all are read again.
+        at_behind = sum(gen.position == behind for gen in gens.values())
+        self._gens = moved if len(applied) == at_behind else None
         with self._progress:
             self._progress.notify_all()
+        reached = min(gen.position for gen in moved.values())
+        for callback in self.on_progress:
+            callback(reached)
         if not applied:
             return 1  # nothing applied, but the positions moved: look again
         log.info(
@@ -125,6 +150,14 @@ class Projector:
             },
         )
         return len(batch) * len(applied)
+
+    def _live_generations(self) -> dict[str, Generation]:
+        with self.database.read() as conn:
+            gens = {name: live_generation(conn, name) for name in self.read_models}
+        missing = [name for name, gen in gens.items() if gen is None]
+        if missing:
+            raise RuntimeError(f"read model {missing[0]} has no live generation; run setup first")
+        return {name: gen for name, gen in gens.items() if gen is not None}
 
     def _read(self, after: int, limit: int | None = None) -> list[Entry]:
         """The next batch; events of other aggregates count as read (their event is None)."""
@@ -158,7 +191,7 @@ class Projector:
                         log.info("projector running again")
                         failing = False
                     while not stop.is_set():
-                        self.catch_up()
+                        self._follow(stop)
                         waiter.wait()
             except Exception as error:
                 if failing:  # the same outage: one line a second, not a traceback
@@ -167,6 +200,19 @@ class Projector:
                     log.exception("projector failed; starting again in a second")
                 failing = True
                 stop.wait(1.0)
+
+    def _follow(self, stop: threading.Event) -> None:
+        """Applies every event recorded so far, a batch at most every PACE_SECONDS. Under
+        steady writes a batch taken the moment the last one is done holds a few events and
+        costs as much as one of many (reading the positions, a transaction): waiting out the
+        rest of the pace lets the next one gather. A batch of a backlog takes longer than the
+        pace, so catching up is not slowed; nor is the first event after a quiet spell."""
+        while not stop.is_set():
+            began = time.monotonic()
+            if not self._step():
+                return
+            if (rest := PACE_SECONDS - (time.monotonic() - began)) > 0:
+                stop.wait(rest)
 
     def _waiter(self) -> _Polling:
         channel = getattr(self.ledger.recorder, "channel_name", None)
@@ -189,10 +235,39 @@ class Projector:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            with self._progress:
-                self._progress.wait(min(left, 0.05))  # woken by this process's batches
+            self._await_progress(min(left, 0.05))
             current = self.position(name)
         return current
+
+    def _await_progress(self, seconds: float) -> None:
+        """Waits up to `seconds` for a batch: of this process's projector, or one a projector
+        in a child process reports. (A projector elsewhere, active while that child stands by,
+        is found by the caller's query of the database.)"""
+        with self._progress:
+            if self.reported is not None and not self._watching:
+                self._watching = True
+                threading.Thread(target=self._watch_reports, name="projector-reports").start()
+            self._waiting += 1
+            try:
+                self._progress.wait(seconds)
+            finally:
+                self._waiting -= 1
+
+    def _watch_reports(self) -> None:
+        """While reads wait, looks at the child's report and wakes them when it moves: one
+        thread for all of them, and only while there are any. A look at shared memory costs
+        no system call, so it can be taken every two milliseconds."""
+        assert self.reported is not None
+        seen = self.reported()
+        while True:
+            time.sleep(REPORT_SECONDS)
+            with self._progress:
+                if not self._waiting:
+                    self._watching = False
+                    return
+                if (now := self.reported()) != seen:
+                    seen = now
+                    self._progress.notify_all()
 
     # Rebuilding -------------------------------------------------------------------------------
 
@@ -246,32 +321,6 @@ class Projector:
         if progress:
             progress(applied, applied)
         return applied
-
-
-class BackgroundProjector:
-    """Runs a projector in a thread of the serving process (the embedded default), while this
-    process holds the projector's lock (another may be the active one)."""
-
-    def __init__(self, projector: Projector, leadership: Leadership) -> None:
-        self.projector = projector
-        self.leadership = leadership
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.projector.setup()
-        self._thread = threading.Thread(
-            target=lead_in_thread,
-            args=(self.leadership, self._stop, self.projector.run),
-            name="projector",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
 
 class _Polling:

@@ -24,10 +24,11 @@ from domain.ledger import AccountLedger
 from services.api.app import create_app
 from services.leadership import Leadership
 from services.nats_server import EmbeddedNats
-from services.projector import BackgroundProjector, Projector
+from services.projector import Projector
 from services.settings import Settings
 from services.store import open_ledger, open_read_models
 from tests.processes import CrmProcess
+from tests.projecting import BackgroundProjector
 
 STORES = ["sqlite", "postgres"]
 

@@ -35,8 +35,8 @@ from services.api.telemetry import RequestContext, on_response_start
 from services.audit import Audit
 from services.jobs import JobRunner
 from services.projector import Projector
-from services.publisher_process import PublisherProcess
 from services.settings import Settings
+from services.worker_processes import PublisherProcess
 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:

@@ -17,7 +17,7 @@ from services.api.auth import Permission
 from services.api.documentation import NO_STORE_PROBLEM
 from services.projector import Projector
 from services.publisher import PublisherView
-from services.publisher_process import PublisherProcess
+from services.worker_processes import PublisherProcess
 
 log = logging.getLogger("crm.api")
 ASYNCAPI = asyncapi_document()

@@ -109,7 +109,7 @@ def test_a_killed_server_keeps_every_acknowledged_command_and_no_refused_one(set
 def test_sigterm_lets_the_request_in_flight_finish_and_stops_the_workers(settings):
     server = CrmServe(settings, CRM_READ_WAIT_SECONDS="3").wait_ready()
     children = psutil.Process(server.process.pid).children()
-    assert sorted(_role(p) for p in children) == ["nats-server", "publish"]
+    assert sorted(_role(p) for p in children) == ["nats-server", "project", "publish"]
 
     # A read that waits (up to 3 s) for a log position that will not come: in flight on purpose.
     waiting = socket.create_connection(("127.0.0.1", server.port))
@@ -130,10 +130,10 @@ def test_sigterm_lets_the_request_in_flight_finish_and_stops_the_workers(setting
     assert psutil.wait_procs(children, timeout=15)[1] == [], "a child outlived crm serve"
 
 
-def test_a_killed_server_takes_its_embedded_broker_and_its_publisher_with_it(settings):
+def test_a_killed_server_takes_its_embedded_broker_projector_and_publisher_with_it(settings):
     server = CrmServe(settings).wait_ready()
     children = psutil.Process(server.process.pid).children()
-    assert sorted(_role(p) for p in children) == ["nats-server", "publish"]
+    assert sorted(_role(p) for p in children) == ["nats-server", "project", "publish"]
 
     server.kill()
 

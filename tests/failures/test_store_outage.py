@@ -14,10 +14,11 @@ from pgserver._commands import pg_ctl
 
 from services.api.app import create_app
 from services.leadership import Leadership
-from services.projector import BackgroundProjector, Projector
+from services.projector import Projector
 from services.settings import Settings
 from services.store import open_ledger, open_read_models
 from tests.api.requests import registration
+from tests.projecting import BackgroundProjector
 
 
 @pytest.fixture

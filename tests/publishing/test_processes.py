@@ -203,16 +203,29 @@ def children_named(pid: int, name: str) -> list[tuple[int, list[str]]]:
     return found
 
 
+def crm_child(pid: int, command: str) -> int:
+    """The pid of `crm serve`'s child running `crm <command>`."""
+    python = Path(sys.executable).name
+    (found,) = [p for p, cmdline in children_named(pid, python) if command in cmdline]
+    return found
+
+
 @pytest.mark.parametrize("store", ["sqlite"])
-@pytest.mark.parametrize("child", ["nats-server", "publisher"])
-def test_crm_serve_starts_its_broker_or_publisher_process_again_when_it_dies(settings, child):
-    server = CrmServe(settings).wait_ready()
+@pytest.mark.parametrize("child", ["nats-server", "publisher", "projector"])
+def test_crm_serve_starts_its_broker_publisher_or_projector_process_again_when_it_dies(
+    settings, child
+):
+    server = CrmServe(settings, CRM_READ_WAIT_SECONDS="60").wait_ready()
     try:
         ((broker_pid, cmdline),) = children_named(server.process.pid, "nats-server")
         nats_url = f"nats://127.0.0.1:{cmdline[cmdline.index('-p') + 1]}"
-        ((publisher_pid, _),) = children_named(server.process.pid, Path(sys.executable).name)
+        killed = {
+            "nats-server": broker_pid,
+            "publisher": crm_child(server.process.pid, "publish"),
+            "projector": crm_child(server.process.pid, "project"),
+        }[child]
 
-        os.kill(broker_pid if child == "nats-server" else publisher_pid, signal.SIGKILL)
+        os.kill(killed, signal.SIGKILL)
         created = httpx.post(f"{server.url}/accounts", json=registration())
 
         assert created.status_code == 201
@@ -221,5 +234,10 @@ def test_crm_serve_starts_its_broker_or_publisher_process_again_when_it_dies(set
         ((subject, _, _),) = asyncio.run(stream_messages(nats_url))
         assert subject.startswith(f"crm.accounts.{created.json()['id']}.")
         assert httpx.get(f"{server.url}/status").json()["publisher"]["state"] == "ok"
+        # The account list shows the new account once a projector has applied it.
+        position = created.headers["CRM-Position"]
+        listed = httpx.get(f"{server.url}/accounts", params={"min_position": position}, timeout=60)
+        assert listed.json()["min_position_reached"] is True
+        assert [a["account_id"] for a in listed.json()["items"]] == [created.json()["id"]]
     finally:
         server.stop()

@@ -11,7 +11,10 @@ from domain.account import BantRating, Firmographics
 from domain.errors import LedgerError
 from domain.ledger import CommandMeta
 from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
+from services.projector import Projector
+from services.store import open_read_models
 from tests.read_models.snapshots import all_rows
+from tests.read_models.test_projector_process import seed
 
 META = CommandMeta("hypothesis", reason="because")
 rating = st.builds(BantRating, *(st.integers(1, 5) for _ in range(4)))
@@ -93,3 +96,28 @@ def test_incremental_read_models_equal_rebuilt_ones(ledger, projector, history, 
     projector.rebuild_batch_size = 7  # batch boundaries fall inside commands, too
     projector.rebuild()  # every read model at once, in one pass over the log
     assert all_rows(projector) == incremental
+
+
+def test_projectors_and_a_rebuild_taking_turns_apply_every_event_once(ledger, projector, settings):
+    """A projector goes on from where its last batch left the read models; batches of another
+    projector and a rebuild's new tables in between must send it back to the database, so that
+    no event is applied twice, or to tables no longer live."""
+    other = Projector(ledger, open_read_models(settings))
+    seed(ledger, 5)
+    projector.catch_up()
+    seed(ledger, 5)
+    other.catch_up()
+    seed(ledger, 5)
+    projector.catch_up()
+    other.rebuild("accounts")
+    seed(ledger, 5)
+    projector.catch_up()
+    head = ledger.recorder.max_notification_id()
+
+    assert {name: projector.position(name) for name in projector.read_models} == {
+        name: head for name in projector.read_models
+    }
+    followed = all_rows(projector)
+    assert len(followed["accounts"]) == 20 * 2  # identified, then prioritized with its score
+    projector.rebuild()
+    assert all_rows(projector) == followed

@@ -1,0 +1,235 @@
+"""The projector and the publisher as child processes of `crm serve`, and the API process's
+view of them.
+
+In the API's process the projector and the publisher shared one interpreter lock with the
+request handlers and the account writer; in processes of their own they leave them that share
+(BENCHMARKS.md: W1 in one process). `crm serve` starts each as `crm project` or `crm publish`
+with two descriptors:
+
+* a socket, over which the API process tells the child to stop and asks the publisher for its
+  state and metrics (for `/ready`, `/status` and `/metrics`). A child stops when the socket
+  closes too, so it never outlives the API process, however that ends;
+* a page of memory shared by the three processes, holding two log positions: the API
+  process's last commit, which the account writer stores after each commit and the children
+  look at every few milliseconds, and how far the projector has brought every read model,
+  which a read that waits for its own write looks at. A store to memory is no system call,
+  so the writer keeps the interpreter lock (a pipe write would hand it over, the cost the
+  one-statement saves removed).
+
+The API process starts a child again whenever it exits otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import mmap
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+
+from prometheus_client.core import Metric
+
+from services.publisher import PUBLISHER_METRICS, Publisher, PublisherView
+
+log = logging.getLogger("crm.workers")
+
+POSITION = struct.Struct("q")
+COMMITTED, PROJECTED = 0, POSITION.size  # where each position lies in the page
+ASK_SECONDS = 2.0  # how long /status waits for the publisher's answer
+STOP_SECONDS = 15.0
+RESTART_MAX_SECONDS = 30.0
+UNAVAILABLE = PublisherView("unavailable", False, 0, 0, 0, None, None, None)
+
+
+class SharedPositions:
+    """The page of memory the API process and its children share."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        if fd is None:  # the API process makes it
+            with tempfile.TemporaryFile() as file:  # unlinked: only these processes map it
+                file.truncate(mmap.PAGESIZE)
+                fd = os.dup(file.fileno())
+        self.fd = fd
+        self._page = mmap.mmap(fd, mmap.PAGESIZE)
+
+    def committed(self) -> int:
+        return POSITION.unpack_from(self._page, COMMITTED)[0]
+
+    def commit(self, position: int) -> None:
+        """The account writer committed up to `position` (called in its thread)."""
+        POSITION.pack_into(self._page, COMMITTED, position)
+
+    def projected(self) -> int:
+        return POSITION.unpack_from(self._page, PROJECTED)[0]
+
+    def project(self, position: int) -> None:
+        """Every read model has applied the log up to `position`."""
+        POSITION.pack_into(self._page, PROJECTED, position)
+
+
+class WorkerProcess:
+    """Starts, supervises and stops one child, `crm <command>`."""
+
+    def __init__(
+        self, command: str, positions: SharedPositions, env: dict[str, str] | None = None
+    ) -> None:
+        self.command = command
+        self.positions = positions
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._asking = threading.Lock()
+        self._asked = 0
+        self._started_at = 0.0
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            fds = (theirs.fileno(), self.positions.fd)
+            for_serve = ",".join(map(str, fds))
+            process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", self.command, "--for-serve", for_serve],
+                env={**os.environ, **self.env},
+                pass_fds=fds,
+            )
+        with self._asking:  # not while a question is on the way
+            if self._conn is not None:
+                self._conn.close()  # a dead child's
+            self.process, self._conn = process, Connection(ours.detach())
+        self._started_at = time.monotonic()
+
+    async def supervise(self, stop: asyncio.Event, every: float = 1.0) -> None:
+        """Starts the child again whenever it exits before `stop`, waiting longer after each
+        exit that came soon after its start (a broker too old to serve, say)."""
+        delay = every
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            if stop.is_set() or self.process is None or self.process.poll() is None:
+                continue
+            ran = time.monotonic() - self._started_at
+            delay = every if ran > RESTART_MAX_SECONDS else min(delay * 2, RESTART_MAX_SECONDS)
+            log.warning(
+                "the %s process exited with %s; starting it again in %.0f s",
+                self.command,
+                self.process.returncode,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if not stop.is_set():
+                self.start()
+
+    def stop(self) -> None:
+        """Asks the child to stop and waits for it (it finishes the batch in flight)."""
+        with self._asking:
+            if self._conn is not None:
+                with contextlib.suppress(OSError):
+                    self._conn.send(None)
+                self._conn.close()
+                self._conn = None
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def _ask(self) -> tuple | None:
+        """The child's answer to a question, or None if it gives none in time."""
+        with self._asking:  # one question at a time on the socket
+            if self._conn is None or self.process is None or self.process.poll() is not None:
+                return None
+            self._asked += 1
+            try:
+                self._conn.send(self._asked)
+                while self._conn.poll(ASK_SECONDS):
+                    number, *answer = self._conn.recv()
+                    if number == self._asked:  # not a late answer to an earlier question
+                        return tuple(answer)
+            except (OSError, EOFError):  # the child is exiting; the supervisor starts it again
+                pass
+            return None
+
+
+class PublisherProcess(WorkerProcess):
+    """The publisher's child, and its state and metrics in the API process."""
+
+    def __init__(self, nats_url: str, positions: SharedPositions) -> None:
+        super().__init__("publish", positions, {"CRM_NATS_URL": nats_url})
+
+    def view(self) -> PublisherView:
+        answer = self._ask()
+        return UNAVAILABLE if answer is None else answer[0]
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus: the child's publisher metrics, in the API process's /metrics."""
+        answer = self._ask()
+        return iter(() if answer is None else answer[1])
+
+    def describe(self) -> list[Metric]:
+        return []  # what collect() gives depends on the child: not checked at registration
+
+
+# In the child ----------------------------------------------------------------------------------
+
+
+def serve_parent(
+    fds: str,
+    on_commit: Callable[[int], None],
+    stop: Callable[[], None],
+    every: float,
+    answer: Callable[[], tuple] | None = None,
+) -> SharedPositions:
+    """Runs in the child: calls `on_commit` with each new position the API process commits
+    (looking every `every` seconds), answers its questions with `answer()`, and calls `stop`
+    when the API process says so or is gone. Returns the shared positions."""
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the API process stops its child
+        signal.signal(signum, signal.SIG_IGN)
+    conn_fd, page_fd = (int(fd) for fd in fds.split(","))
+    conn = Connection(conn_fd)
+    positions = SharedPositions(page_fd)
+    done = threading.Event()
+
+    def listen() -> None:
+        try:
+            while (number := conn.recv()) is not None:
+                conn.send((number, *(answer() if answer else ())))
+        except (EOFError, OSError):  # the API process is gone
+            pass
+        finally:
+            done.set()
+            stop()
+
+    def follow() -> None:
+        seen = positions.committed()
+        while not done.wait(every):
+            if (position := positions.committed()) != seen:
+                seen = position
+                on_commit(position)
+
+    threading.Thread(target=listen, name="listen-crm-serve", daemon=True).start()
+    threading.Thread(target=follow, name="follow-commits", daemon=True).start()
+    return positions
+
+
+def serve_publisher(fds: str, publisher: Publisher, stop: asyncio.Event) -> None:
+    """The publisher's side, in its event loop."""
+    loop = asyncio.get_running_loop()
+
+    def state() -> tuple:
+        metrics = [family for metric in PUBLISHER_METRICS for family in metric.collect()]
+        return publisher.view(), metrics
+
+    # Every 20 ms: the lag it adds at most, well within what subscribers are promised.
+    serve_parent(fds, publisher.wake_up, lambda: loop.call_soon_threadsafe(stop.set), 0.02, state)
