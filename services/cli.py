@@ -94,7 +94,7 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         raise
     positions = SharedPositions()
     projector.ledger.on_saved.append(positions.commit)
-    projector.reported = positions.projected
+    projector.reported, projector.wanted = positions.projected, positions.want
     projecting = WorkerProcess("project", positions)
     publisher = PublisherProcess(nats_url, positions)
     forget_publisher_metrics()  # this process's would read as an idle publisher: the child's
@@ -237,11 +237,9 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
     )
     stop = threading.Event()
     if args.for_serve:  # `crm serve`'s child: it serves the read models' metrics
-        from services.worker_processes import serve_parent
+        from services.worker_processes import serve_projector
 
-        # Every 5 ms: what a read that waits for its own write waits at most beyond a batch.
-        positions = serve_parent(args.for_serve, projector.wake, stop.set, 0.005)
-        projector.on_progress.append(positions.project)
+        serve_projector(args.for_serve, projector, stop)
     else:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())

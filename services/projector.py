@@ -64,14 +64,22 @@ class Projector:
         ledger.on_saved.append(self.wake)
         # Told, after each batch, the position every read model has reached.
         self.on_progress: list[Callable[[int], None]] = []
-        # Where a projector in another process says every read model is (see wait_for).
+        # A projector in another process: where it says every read model is, and how to tell
+        # it that a read waits for a position (see wait_for).
         self.reported: Callable[[], int] | None = None
+        self.wanted: Callable[[int], None] | None = None
+        self._hurry = threading.Event()
         self._gens: dict[str, Generation] | None = None  # where _step left the read models
         self._waiting = 0  # reads waiting in wait_for
         self._watching = False  # a thread looks at `reported` for them
 
     def wake(self, _position: int = 0) -> None:
         """Something was committed: look for it now rather than at the next poll."""
+        self._wake.set()
+
+    def hurry(self, _position: int = 0) -> None:
+        """A read waits for a write: take the next batch without waiting out the pace."""
+        self._hurry.set()
         self._wake.set()
 
     # Set-up and catching up ----------------------------------------------------------------
@@ -202,17 +210,19 @@ class Projector:
                 stop.wait(1.0)
 
     def _follow(self, stop: threading.Event) -> None:
-        """Applies every event recorded so far, a batch at most every PACE_SECONDS. Under
-        steady writes a batch taken the moment the last one is done holds a few events and
-        costs as much as one of many (reading the positions, a transaction): waiting out the
-        rest of the pace lets the next one gather. A batch of a backlog takes longer than the
-        pace, so catching up is not slowed; nor is the first event after a quiet spell."""
+        """Applies every event recorded so far, a batch at most every PACE_SECONDS unless a
+        read waits for one. Under steady writes a batch taken the moment the last one is done
+        holds a few events and costs as much as one of many (reading the positions, a
+        transaction): waiting out the rest of the pace lets the next one gather. A batch of a
+        backlog takes longer than the pace, so catching up is not slowed; nor is the first
+        event after a quiet spell, nor a read that waits for its own write."""
         while not stop.is_set():
             began = time.monotonic()
+            self._hurry.clear()  # the reads waiting now may be answered by this batch
             if not self._step():
                 return
             if (rest := PACE_SECONDS - (time.monotonic() - began)) > 0:
-                stop.wait(rest)
+                self._hurry.wait(rest)
 
     def _waiter(self) -> _Polling:
         channel = getattr(self.ledger.recorder, "channel_name", None)
@@ -231,34 +241,40 @@ class Projector:
         """Waits up to `timeout` seconds for `name` to reach `position`; returns where it is."""
         deadline = time.monotonic() + timeout
         current = self.position(name)
+        if current < position:
+            (self.wanted or self.hurry)(position)
         while current < position:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            self._await_progress(min(left, 0.05))
+            self._await_progress(position, min(left, 0.05))
             current = self.position(name)
         return current
 
-    def _await_progress(self, seconds: float) -> None:
+    def _await_progress(self, position: int, seconds: float) -> None:
         """Waits up to `seconds` for a batch: of this process's projector, or one a projector
         in a child process reports. (A projector elsewhere, active while that child stands by,
         is found by the caller's query of the database.)"""
         with self._progress:
-            if self.reported is not None and not self._watching:
-                self._watching = True
-                threading.Thread(target=self._watch_reports, name="projector-reports").start()
+            if self.reported is not None:
+                if (reported := self.reported()) >= position:
+                    return  # the batch has landed: the caller finds it in the database
+                if not self._watching:
+                    self._watching = True
+                    threading.Thread(
+                        target=self._watch_reports, args=(reported,), name="projector-reports"
+                    ).start()
             self._waiting += 1
             try:
                 self._progress.wait(seconds)
             finally:
                 self._waiting -= 1
 
-    def _watch_reports(self) -> None:
-        """While reads wait, looks at the child's report and wakes them when it moves: one
-        thread for all of them, and only while there are any. A look at shared memory costs
-        no system call, so it can be taken every two milliseconds."""
+    def _watch_reports(self, seen: int) -> None:
+        """While reads wait, looks at the child's report and wakes them when it moves from
+        `seen`: one thread for all of them, and only while there are any. A look at shared
+        memory costs no system call, so it can be taken every two milliseconds."""
         assert self.reported is not None
-        seen = self.reported()
         while True:
             time.sleep(REPORT_SECONDS)
             with self._progress:

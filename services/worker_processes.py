@@ -9,11 +9,12 @@ with two descriptors:
 * a socket, over which the API process tells the child to stop and asks the publisher for its
   state and metrics (for `/ready`, `/status` and `/metrics`). A child stops when the socket
   closes too, so it never outlives the API process, however that ends;
-* a page of memory shared by the three processes, holding two log positions: the API
+* a page of memory shared by the three processes, holding three log positions: the API
   process's last commit, which the account writer stores after each commit and the children
-  look at every few milliseconds, and how far the projector has brought every read model,
-  which a read that waits for its own write looks at. A store to memory is no system call,
-  so the writer keeps the interpreter lock (a pipe write would hand it over, the cost the
+  look at every few milliseconds; how far the projector has brought every read model, which
+  a read that waits for its own write looks at; and the position such a read waits for, which
+  has the projector take its next batch at once. A store to memory is no system call, so the
+  writer keeps the interpreter lock (a pipe write would hand it over, the cost the
   one-statement saves removed).
 
 The API process starts a child again whenever it exits otherwise.
@@ -39,12 +40,13 @@ from multiprocessing.connection import Connection
 
 from prometheus_client.core import Metric
 
+from services.projector import Projector
 from services.publisher import PUBLISHER_METRICS, Publisher, PublisherView
 
 log = logging.getLogger("crm.workers")
 
 POSITION = struct.Struct("q")
-COMMITTED, PROJECTED = 0, POSITION.size  # where each position lies in the page
+COMMITTED, PROJECTED, WANTED = (n * POSITION.size for n in range(3))  # offsets in the page
 ASK_SECONDS = 2.0  # how long /status waits for the publisher's answer
 STOP_SECONDS = 15.0
 RESTART_MAX_SECONDS = 30.0
@@ -61,6 +63,7 @@ class SharedPositions:
                 fd = os.dup(file.fileno())
         self.fd = fd
         self._page = mmap.mmap(fd, mmap.PAGESIZE)
+        self._wanting = threading.Lock()
 
     def committed(self) -> int:
         return POSITION.unpack_from(self._page, COMMITTED)[0]
@@ -75,6 +78,15 @@ class SharedPositions:
     def project(self, position: int) -> None:
         """Every read model has applied the log up to `position`."""
         POSITION.pack_into(self._page, PROJECTED, position)
+
+    def wanted(self) -> int:
+        return POSITION.unpack_from(self._page, WANTED)[0]
+
+    def want(self, position: int) -> None:
+        """A read waits for the read models to reach `position`."""
+        with self._wanting:  # a later position is never overwritten by an earlier one
+            if position > self.wanted():
+                POSITION.pack_into(self._page, WANTED, position)
 
 
 class WorkerProcess:
@@ -190,10 +202,12 @@ def serve_parent(
     stop: Callable[[], None],
     every: float,
     answer: Callable[[], tuple] | None = None,
+    on_wanted: Callable[[], None] | None = None,
 ) -> SharedPositions:
     """Runs in the child: calls `on_commit` with each new position the API process commits
-    (looking every `every` seconds), answers its questions with `answer()`, and calls `stop`
-    when the API process says so or is gone. Returns the shared positions."""
+    and `on_wanted` while a read waits for a position not yet projected (looking every `every`
+    seconds), answers its questions with `answer()`, and calls `stop` when the API process
+    says so or is gone. Returns the shared positions."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # the API process stops its child
         signal.signal(signum, signal.SIG_IGN)
     conn_fd, page_fd = (int(fd) for fd in fds.split(","))
@@ -211,16 +225,31 @@ def serve_parent(
             done.set()
             stop()
 
-    def follow() -> None:
-        seen = positions.committed()
-        while not done.wait(every):
-            if (position := positions.committed()) != seen:
-                seen = position
-                on_commit(position)
-
     threading.Thread(target=listen, name="listen-crm-serve", daemon=True).start()
-    threading.Thread(target=follow, name="follow-commits", daemon=True).start()
+    threading.Thread(
+        target=follow,
+        args=(positions, done, every, on_commit, on_wanted),
+        name="follow-commits",
+        daemon=True,
+    ).start()
     return positions
+
+
+def follow(
+    positions: SharedPositions,
+    done: threading.Event,
+    every: float,
+    on_commit: Callable[[int], None],
+    on_wanted: Callable[[], None] | None = None,
+) -> None:
+    """Looks at the shared positions every `every` seconds until `done`: see serve_parent."""
+    seen = positions.committed()
+    while not done.wait(every):
+        if (position := positions.committed()) != seen:
+            seen = position
+            on_commit(position)
+        if on_wanted is not None and positions.wanted() > positions.projected():
+            on_wanted()
 
 
 def serve_publisher(fds: str, publisher: Publisher, stop: asyncio.Event) -> None:
@@ -233,3 +262,11 @@ def serve_publisher(fds: str, publisher: Publisher, stop: asyncio.Event) -> None
 
     # Every 20 ms: the lag it adds at most, well within what subscribers are promised.
     serve_parent(fds, publisher.wake_up, lambda: loop.call_soon_threadsafe(stop.set), 0.02, state)
+
+
+def serve_projector(fds: str, projector: Projector, stop: threading.Event) -> None:
+    """The projector's side: woken by each commit and hurried by each read that waits, it
+    reports how far every read model is after each batch."""
+    # Every 2 ms: what a read that waits for its own write waits at most beyond a batch.
+    positions = serve_parent(fds, projector.wake, stop.set, 0.002, on_wanted=projector.hurry)
+    projector.on_progress.append(positions.project)
