@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from projections import READ_MODEL_NAMES
 from services.audit_cli import add_audit_commands
 from services.gc_policy import collect_garbage_rarely
 from services.logs import configure as configure_logs
@@ -195,6 +196,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         loop="uvloop",
         http="httptools",
+        ws="none",  # no route is a WebSocket: an upgrade is answered as HTTP, and no library loads
         log_level="warning",
         log_config=None,  # uvicorn's own lines go to the root logger, in the CRM's format
         server_header=False,  # no "server: uvicorn" on every answer
@@ -226,7 +228,6 @@ def _small_pools(settings: Settings) -> Settings:
 
 
 def _project(args: argparse.Namespace, settings: Settings) -> int:
-    from services.api.metrics import StoreCollector
     from services.audit import Audit, PeriodicCheckpoints
     from services.leadership import Leadership, lead_in_thread
 
@@ -243,6 +244,8 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        from services.api.metrics import StoreCollector
+
         log.info("projector following %s", _describe(settings))
         _serve_metrics(args, StoreCollector(projector))
     checkpoints.start()
@@ -306,9 +309,7 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
         TimeRemainingColumn,
     )
 
-    from services.projector import READ_MODELS
-
-    names = [args.name] if args.name else list(READ_MODELS)
+    names = [args.name] if args.name else list(READ_MODEL_NAMES)
     projector = _projector(settings)
     collect_garbage_rarely()
     try:
@@ -517,11 +518,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     )
     schemas.add_argument("dir", type=Path)
     schemas.set_defaults(run=_export_contracts)
-    from services.projector import READ_MODELS
-
     rebuild = commands.add_parser("rebuild", help="replay read models into fresh tables")
     rebuild.add_argument(
-        "name", nargs="?", choices=sorted(READ_MODELS), help="one read model (default: all)"
+        "name", nargs="?", choices=sorted(READ_MODEL_NAMES), help="one read model (default: all)"
     )
     rebuild.set_defaults(run=_rebuild)
     add_audit_commands(commands)

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 
 from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import AccountLedger
-from projections import accounts, transitions
+from projections import READ_MODEL_NAMES, accounts, transitions
 from projections.batch import Entry
 from projections.database import ReadModelDatabase
 from projections.generations import (
@@ -36,7 +36,8 @@ from services.leadership import lock_key
 
 log = logging.getLogger("crm.projector")
 
-READ_MODELS: dict[str, ModuleType] = {accounts.NAME: accounts, transitions.NAME: transitions}
+READ_MODELS: dict[str, ModuleType] = {model.NAME: model for model in (accounts, transitions)}
+assert tuple(READ_MODELS) == READ_MODEL_NAMES, "projections/__init__.py names other read models"
 POLL_SECONDS = 0.2
 PACE_SECONDS = 0.05  # a batch at most this often (see _follow)
 REPORT_SECONDS = 0.002  # how often, while reads wait, a child's report is looked at

@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.utils import get_topic
 
 from domain.ledger import AccountLedger, utc_now
-from projections.database import ReadModelDatabase
 from services.leadership import lock_key
-from services.postgres_recorder import FailFastRecorder
 from services.settings import Settings
 from services.sqlite_recorder import MultiRowRecorder
+
+if TYPE_CHECKING:
+    from projections.database import ReadModelDatabase
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
@@ -27,6 +29,10 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
             "SQLITE_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": get_topic(MultiRowRecorder),
         }
+    # Imported only for PostgreSQL (as the read models' SQL is only where they are read): a
+    # process imports megabytes it does not use otherwise, and keeps them.
+    from services.postgres_recorder import FailFastRecorder
+
     url = urlsplit(settings.database_url)  # checked by Settings
     query = dict(part.split("=", 1) for part in url.query.split("&") if "=" in part)
     return {
@@ -98,6 +104,8 @@ def drop_schema(url: str, schema: str) -> None:
 def open_read_models(settings: Settings) -> ReadModelDatabase:
     """The read models live beside the events: a SQLite file of their own in the same folder,
     or the same PostgreSQL schema."""
+    from projections.database import ReadModelDatabase
+
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return ReadModelDatabase.sqlite(str(settings.read_models_path))

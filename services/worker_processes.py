@@ -37,11 +37,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
-from prometheus_client.core import Metric
+# Each child imports this module, and only what it runs: the projector's has no use for NATS,
+# the publisher's none for the read models (each import costs a process megabytes for ever).
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
-from services.projector import Projector
-from services.publisher import PUBLISHER_METRICS, Publisher, PublisherView
+    from services.projector import Projector
+    from services.publisher import Publisher, PublisherView
 
 log = logging.getLogger("crm.workers")
 
@@ -50,7 +54,6 @@ COMMITTED, PROJECTED, WANTED = (n * POSITION.size for n in range(3))  # offsets 
 ASK_SECONDS = 2.0  # how long /status waits for the publisher's answer
 STOP_SECONDS = 15.0
 RESTART_MAX_SECONDS = 30.0
-UNAVAILABLE = PublisherView("unavailable", False, 0, 0, 0, None, None, None)
 
 
 class SharedPositions:
@@ -181,8 +184,12 @@ class PublisherProcess(WorkerProcess):
         super().__init__("publish", positions, {"CRM_NATS_URL": nats_url})
 
     def view(self) -> PublisherView:
+        from services.publisher import PublisherView
+
         answer = self._ask()
-        return UNAVAILABLE if answer is None else answer[0]
+        if answer is None:
+            return PublisherView("unavailable", False, 0, 0, 0, None, None, None)
+        return answer[0]
 
     def collect(self) -> Iterator[Metric]:
         """Prometheus: the child's publisher metrics, in the API process's /metrics."""
@@ -254,6 +261,8 @@ def follow(
 
 def serve_publisher(fds: str, publisher: Publisher, stop: asyncio.Event) -> None:
     """The publisher's side, in its event loop."""
+    from services.publisher import PUBLISHER_METRICS
+
     loop = asyncio.get_running_loop()
 
     def state() -> tuple:
