@@ -29,8 +29,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
             "SQLITE_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": get_topic(MultiRowRecorder),
         }
-    # Imported only for PostgreSQL (as the read models' SQL is only where they are read): a
-    # process imports megabytes it does not use otherwise, and keeps them.
+    # Here, not at the top: a process on SQLite never loads psycopg (megabytes it would keep).
     from services.postgres_recorder import FailFastRecorder
 
     url = urlsplit(settings.database_url)  # checked by Settings
@@ -104,6 +103,7 @@ def drop_schema(url: str, schema: str) -> None:
 def open_read_models(settings: Settings) -> ReadModelDatabase:
     """The read models live beside the events: a SQLite file of their own in the same folder,
     or the same PostgreSQL schema."""
+    # Here, not at the top: the publisher's process, which never reads them, does not load them.
     from projections.database import ReadModelDatabase
 
     if settings.database_url is None:
