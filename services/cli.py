@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,6 +43,13 @@ def _projector(settings: Settings):  # type: ignore[no-untyped-def]
     )
 
 
+def _set_up_read_models(projector) -> None:  # type: ignore[no-untyped-def]
+    """An API process's first start-up step: the read models' tables exist before the first
+    request. Their writer's connection is closed after: the API only reads them."""
+    projector.setup()
+    projector.database.writer.dispose()
+
+
 def _api_only(settings: Settings, keys):  # type: ignore[no-untyped-def]
     """The API alone: `crm project` and `crm publish` run as processes of their own."""
     from services.api.app import create_app
@@ -62,7 +70,7 @@ def _api_only(settings: Settings, keys):  # type: ignore[no-untyped-def]
         settings,
         jobs=jobs,
         keys=keys,
-        on_startup=[projector.setup, jobs.resume],
+        on_startup=[partial(_set_up_read_models, projector), jobs.resume],
         on_shutdown=[close],
     )
 
@@ -132,7 +140,7 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         jobs=jobs,
         keys=keys,
         # The read models' tables exist before the first request, whenever the child starts.
-        on_startup=[projector.setup, start_children, jobs.resume],
+        on_startup=[partial(_set_up_read_models, projector), start_children, jobs.resume],
         on_shutdown=[close],
     )
 
@@ -247,7 +255,7 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
         from services.api.metrics import StoreCollector
 
         log.info("projector following %s", _describe(settings))
-        _serve_metrics(args, StoreCollector(projector))
+        _serve_metrics(args, StoreCollector(projector, projects=True))
     checkpoints.start()
     try:
         collect_garbage_rarely()

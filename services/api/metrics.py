@@ -34,8 +34,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4"  # Litestar adds the charset
 class StoreCollector(Collector):
     """What the store says when scraped; a store that cannot answer reports store_up 0."""
 
-    def __init__(self, projector: Projector) -> None:
+    def __init__(self, projector: Projector, *, projects: bool = False) -> None:
         self.projector = projector
+        # The projector's pool is reported by the process that projects (`crm project`): an API
+        # process uses it only to create the read models' tables at start-up.
+        self.pools = {"read_models": projector.database.reader}
+        if projects:
+            self.pools["projector"] = projector.database.writer
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("crm_store_up", "1 when the event store and read models answer")
@@ -74,10 +79,7 @@ class StoreCollector(Collector):
         size = GaugeMetricFamily(
             "crm_db_pool_size", "Database connections the pool keeps", labels=["pool"]
         )
-        for name, engine in (
-            ("read_models", projector.database.reader),
-            ("projector", projector.database.writer),
-        ):
+        for name, engine in self.pools.items():
             in_use.add_metric([name], engine.pool.checkedout())  # type: ignore[attr-defined]
             size.add_metric([name], engine.pool.size())  # type: ignore[attr-defined]
         pool = getattr(getattr(ledger.recorder, "datastore", None), "pool", None)

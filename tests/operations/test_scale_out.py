@@ -177,11 +177,16 @@ def test_two_apis_with_a_projector_and_a_publisher_killed_mid_load_lose_nothing(
         assert len(active) == 1
         assert scrape(active[0])["crm_events_published_total"] > 0
         for projector in [p for p in living if p in projectors or p is restarted_projector]:
-            assert scrape(projector)['crm_read_model_lag_events{read_model="accounts"}'] == 0
+            found = scrape(projector)
+            assert found['crm_read_model_lag_events{read_model="accounts"}'] == 0
+            assert found['crm_db_pool_size{pool="projector"}'] >= 1
         # An API that does not publish reports no publisher figures (zeros would mislead).
         api_metrics = samples(httpx.get(f"{apis[0].url}/metrics", timeout=5).text)
         assert "crm_publisher_active" not in api_metrics
         assert "crm_publish_backlog_events" not in api_metrics
+        # Nor the pool it used only to create the read models' tables.
+        assert not [k for k in api_metrics if 'pool="projector"' in k]
+        assert api_metrics['crm_db_pool_size{pool="read_models"}'] >= 1
         assert api_metrics["crm_event_log_position"] >= len(history)
     finally:
         for process in processes:
