@@ -11,6 +11,7 @@ from uuid import UUID
 
 import pycountry
 from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec.structs import force_setattr
 
 AbmStageName = Literal[
     "identified", "prioritized", "outreach", "warm_up", "won", "lost", "excluded"
@@ -46,7 +47,12 @@ TEXT_RULES = {
 }
 Name = Annotated[
     str,
-    Meta(min_length=1, max_length=200, pattern=LINE_PATTERN, description=TEXT_RULES[LINE_PATTERN]),
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=LINE_PATTERN,
+        description=f"{TEXT_RULES[LINE_PATTERN]}; white space around it is dropped",
+    ),
 ]
 Note = Annotated[
     str, Meta(max_length=2000, pattern=NOTE_PATTERN, description=TEXT_RULES[NOTE_PATTERN])
@@ -91,7 +97,18 @@ STORED_INT_MAX = 2**63 - 1
 
 
 class Body(Struct, frozen=True, forbid_unknown_fields=True):
-    """Base of every command body."""
+    """Base of every command body (and of an object in one). Its text loses the white space
+    around it, as a cell of an import does: "Acme " and "Acme" are one name, sorted, searched
+    and filtered alike."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                if (trimmed := value.strip()) != value:
+                    force_setattr(self, name, trimmed)
+            elif isinstance(value, list) and any(isinstance(v, str) for v in value):
+                force_setattr(self, name, [v.strip() if isinstance(v, str) else v for v in value])
 
 
 Headcount = Annotated[int, Meta(ge=1, le=10_000_000)]
@@ -138,7 +155,7 @@ class ScreenAccount(Body):
     reason: Reason | None = None
 
 
-class BantNotes(Struct, frozen=True, forbid_unknown_fields=True):
+class BantNotes(Body):
     budget: Note | None = None
     authority: Note | None = None
     need: Note | None = None

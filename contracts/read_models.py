@@ -10,7 +10,7 @@ from uuid import UUID
 
 from msgspec import Meta, Struct
 
-from contracts.accounts import AbmStageName, FunnelStateName, Reason
+from contracts.accounts import AbmStageName, Body, FunnelStateName, Reason
 
 
 class LeaderboardEntry(Struct, frozen=True):
@@ -84,7 +84,7 @@ class Target(Struct, frozen=True, forbid_unknown_fields=True):
     best: Level
 
 
-class SetObjectives(Struct, frozen=True, forbid_unknown_fields=True):
+class SetObjectives(Body):
     targets: Annotated[list[Target], Meta(min_length=1, max_length=20)]
     reason: Reason | None = None
 

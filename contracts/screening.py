@@ -9,6 +9,7 @@ from msgspec import Meta, Struct
 from contracts.accounts import (
     AbmStageName,
     Amount,
+    Body,
     CountryCode,
     CurrencyCode,
     Name,
@@ -21,7 +22,7 @@ Countries = Annotated[list[CountryCode], Meta(max_length=250)]
 Headcount = Annotated[int, Meta(ge=0, le=10_000_000)]
 
 
-class PolicyCriteria(Struct, frozen=True, forbid_unknown_fields=True):
+class PolicyCriteria(Body):
     """Exclusion criteria; a field left empty does not screen."""
 
     industries_included: Names = []
@@ -51,14 +52,14 @@ class PolicyList(Struct, frozen=True):
     items: list[PolicyView]
 
 
-class ScreenAccounts(Struct, frozen=True, forbid_unknown_fields=True):
+class ScreenAccounts(Body):
     """Which accounts: the named ones, or (when absent) every account in stage 1."""
 
     account_ids: Annotated[list[UUID], Meta(max_length=10_000)] | None = None
     reason: Reason | None = None
 
 
-class OverrideScreening(Struct, frozen=True, forbid_unknown_fields=True):
+class OverrideScreening(Body):
     outcome: ScreeningOutcomeName
     reason: Reason
 

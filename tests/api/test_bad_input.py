@@ -122,6 +122,23 @@ def test_notes_and_reasons_may_span_lines_and_names_may_be_in_any_script(client)
     assert named.status_code == 201, named.text
 
 
+def test_notes_and_reasons_lose_the_white_space_around_them_but_keep_their_lines(client):
+    account = qualified(client)
+    notes = {"budget": " Approved for Q3.\n\tPending the board.\n", "need": "\turgent "}
+
+    rated = client.put(
+        f"/accounts/{account['id']}/bant", json={**RATING, "notes": notes, "reason": " Call\n"}
+    )
+
+    assert rated.status_code == 200, rated.text
+    assert rated.json()["bant"]["notes"] == {
+        "budget": "Approved for Q3.\n\tPending the board.",
+        "need": "urgent",
+    }
+    history = client.get(f"/accounts/{account['id']}/history").json()["items"]
+    assert history[-1]["reason"] == "Call"
+
+
 @pytest.mark.parametrize(
     ("path", "param"),
     [("/accounts", "q"), ("/accounts", "industry"), ("/leaderboards/bant", "country")],

@@ -72,6 +72,17 @@ def test_a_null_email_removes_it_and_a_correction_that_changes_nothing_stores_no
     assert "crm-position" not in same.headers
 
 
+def test_a_contacts_text_loses_the_white_space_around_it_so_resending_it_changes_nothing(client):
+    account = with_contacts(client, {**JANE, "name": " Jane Roe ", "title": "CEO\u00a0"})
+    jane = account["contacts"][0]
+
+    same = client.patch(contact_url(account, jane), json={"name": "Jane Roe  ", "title": " CEO"})
+
+    assert (jane["name"], jane["title"]) == ("Jane Roe", "CEO")
+    assert same.status_code == 200
+    assert same.json()["version"] == account["version"]
+
+
 def test_an_email_another_contact_has_is_refused_by_rule(client):
     account = with_contacts(client, JANE, OMAR)
     omar = account["contacts"][1]

@@ -60,7 +60,11 @@ def test_a_null_region_removes_the_region(client):
 def test_a_correction_that_changes_nothing_stores_nothing(client):
     account = register(client)
 
-    response = correct(client, account, {"name": "Acme Tooling", "domain": "WWW.Acme-Tooling.com"})
+    response = correct(
+        client,
+        account,
+        {"name": " Acme Tooling", "domain": "WWW.Acme-Tooling.com", "region": "Bavaria "},
+    )
 
     assert response.status_code == 200
     assert response.json()["version"] == account["version"]

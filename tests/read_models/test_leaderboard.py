@@ -268,6 +268,29 @@ def test_industry_filters_ignore_letter_case_and_country_codes_may_be_lower_case
     assert [a["name"] for a in german["items"]] == ["Anvil", "Bolt", "Dyne"]
 
 
+def test_text_sent_with_white_space_around_it_sorts_and_filters_as_without(client):
+    spaced = register(
+        client,
+        name="  Zed Works ",
+        domain="zed.de",
+        industry=" manufacturing\u00a0",
+        region=" Bavaria",
+        source="trade fair ",
+    )
+    last = client.post("/accounts", json=registration(name="Anvil", domain="anvil.de"))
+    seen = {"min_position": last.headers["crm-position"]}
+
+    made = client.get("/accounts", params={"industry": "manufacturing", **seen}).json()
+
+    assert (spaced["name"], spaced["industry"], spaced["region"], spaced["source"]) == (
+        "Zed Works",
+        "manufacturing",
+        "Bavaria",
+        "trade fair",
+    )
+    assert [a["name"] for a in made["items"]] == ["Anvil", "Zed Works"]
+
+
 def test_a_domain_finds_its_account_however_it_is_written(client):
     acme = register(client)
     last = client.post("/accounts", json=registration(name="Zeta", domain="zeta.io"))

@@ -79,6 +79,17 @@ def test_dry_run_and_apply_agree_account_for_account_and_a_second_apply_adds_not
     }
 
 
+def test_a_policys_names_lose_the_white_space_around_them(client):
+    register(client, name="Shop", domain="shop.com", industry="Retail", region="Bavaria")
+    policy = create_policy(client, industries_excluded=[" retail "], regions_included=["Bavaria "])
+
+    dry = client.post(f"/screening-policies/{policy['version']}/dry-run", json={}).json()
+
+    assert policy["criteria"]["industries_excluded"] == ["retail"]
+    assert policy["criteria"]["regions_included"] == ["Bavaria"]
+    assert [(d["name"], d["failed_criteria"]) for d in dry["decisions"]] == [("Shop", ["industry"])]
+
+
 def test_a_revenue_in_another_currency_fails_as_its_currency_not_its_amount(client):
     register(
         client,
