@@ -116,6 +116,11 @@ class WorkerProcess:
                 [sys.executable, "-m", "services.cli", self.command, "--for-serve", for_serve],
                 env={**os.environ, **self.env},
                 pass_fds=fds,
+                # A group of its own, as the broker's: Ctrl-C (or a supervisor's signal to
+                # crm serve's group) reaching a child still starting, before it ignores such
+                # signals, would stop it, and crm serve would start it again while shutting
+                # down. crm serve stops it over the socket.
+                process_group=0,
             )
         with self._asking:  # not while a question is on the way
             if self._conn is not None:
