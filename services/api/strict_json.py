@@ -47,18 +47,21 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
             _check_json(value)
             field = field_from_msgspec(str(exc))
             raise invalid_field(field or "body", readable(str(exc))) from None
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # JSON text is UTF-8
-            raise _malformed(exc) from None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise _malformed(exc) from None  # JSON text is UTF-8, and no command nests deep
 
 
 def _check_json(value: bytes) -> None:
     try:
         msgspec.json.decode(value)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise _malformed(exc) from None
 
 
 def _malformed(exc: Exception) -> Exception:
-    return problem(
-        400, "Malformed JSON", f"The body is not valid JSON: {exc}", kind="malformed-json"
+    detail = (
+        "The body nests arrays or objects too deeply."
+        if isinstance(exc, RecursionError)
+        else f"The body is not valid JSON: {exc}"
     )
+    return problem(400, "Malformed JSON", detail, kind="malformed-json")

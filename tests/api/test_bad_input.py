@@ -238,6 +238,29 @@ def test_malformed_json_is_400_or_422_and_stores_nothing(client, raw):
     assert stored_versions(client, account) == before
 
 
+DEEP = [b"[" * depth + b"]" * depth for depth in (30_000, 2_000)]
+
+
+@pytest.mark.parametrize("raw", DEEP)
+def test_json_nested_too_deep_is_400_and_stores_nothing(client, raw):
+    account = qualified(client)
+    before = stored_versions(client, account)
+    headers = {"Content-Type": "application/json"}
+
+    response = client.put(f"/accounts/{account['id']}/bant", content=raw, headers=headers)
+
+    assert assert_problem(response, 400)["detail"] == "The body nests arrays or objects too deeply."
+    assert stored_versions(client, account) == before
+
+
+@pytest.mark.parametrize("raw", DEEP)
+def test_a_registration_nested_too_deep_is_400_and_registers_nothing(client, raw):
+    response = client.post("/accounts", content=raw, headers={"Content-Type": "application/json"})
+
+    assert assert_problem(response, 400)["detail"] == "The body nests arrays or objects too deeply."
+    assert client.get("/accounts").json()["items"] == []
+
+
 def test_a_command_without_a_body_is_400_asking_for_one(client):
     problem = assert_problem(client.post("/accounts"), 400, "body")
 
