@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
@@ -225,13 +225,23 @@ def _decode(cursor: str, columns: list[str], position: int) -> dict[str, Any]:
         isinstance(state, dict)
         and _whole(state.get("p"), position)
         and _whole(state.get("r"), STORED_INT_MAX)
-        and (state.get("t") is None or _whole(state.get("t"), STORED_INT_MAX, -STORED_INT_MAX))
+        and (state.get("t") is None or _whole(state.get("t"), *_INSTANTS))
         and isinstance(state.get("k"), list)
         and len(state["k"]) == len(columns)
         and all(_key_value(c, v) for c, v in zip(columns, state["k"], strict=True))
     ):
         raise BadCursor("The cursor is not one this service issued.")
     return state
+
+
+def looks_back(cursor: str | None) -> bool:
+    """Whether a cursor pages through a past instant (an `as_of` read), which only an auditor
+    may do; a cursor that does not decode is refused by the query itself."""
+    try:
+        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (TypeError, binascii.Error, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("t") is not None
 
 
 def _whole(value: Any, most: int, least: int = 0) -> bool:
@@ -243,10 +253,25 @@ def _key_value(column: str, value: Any) -> bool:
         return True
     if column in _INTEGER_KEYS:
         return _whole(value, STORED_INT_MAX, -STORED_INT_MAX)
-    return isinstance(value, str)
+    # Text the database can take: JSON may hold a lone surrogate, which has no UTF-8, and NUL,
+    # which PostgreSQL's text refuses; no stored name or id holds either.
+    return isinstance(value, str) and "\x00" not in value and _utf8(value)
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _INTEGER_KEYS = {"score"}  # the other sort keys are text columns
+# The instants a page may show: those a datetime can hold, as microseconds since 1970.
+_INSTANTS = (
+    to_micros(datetime.max.replace(tzinfo=UTC)),
+    to_micros(datetime.min.replace(tzinfo=UTC)),
+)
 
 
 def account_ids_in_stages(conn: Connection, stages: tuple[str, ...]) -> list[str]:

@@ -21,6 +21,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 
+from projections.account_queries import looks_back
 from services.settings import SettingError
 
 # Paths anyone may reach: liveness for load balancers and the API's own documentation.
@@ -144,11 +145,12 @@ PAST_READS = "past_reads_need_audit"  # in a route's `opt`: as_of and version ne
 def authorize(key: ApiKey, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     """A route needs READ unless it names another permission in its `opt` (the operations
     endpoints need OPERATE alone, so a monitor key reads no accounts); looking into the past
-    (`as_of`, `version`) is the auditor's part of reading."""
+    (`as_of`, `version`, or the cursor of an `as_of` page) is the auditor's part of reading."""
     opt = connection.scope["route_handler"].opt
     _require(key, opt.get("permission", Permission.READ))
+    query = connection.query_params
     if opt.get(PAST_READS) and (
-        "as_of" in connection.query_params or "version" in connection.query_params
+        "as_of" in query or "version" in query or looks_back(query.get("cursor"))
     ):
         _require(key, Permission.AUDIT)
 

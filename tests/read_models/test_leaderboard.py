@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from projections.account_queries import Filters
 from tests.api.requests import command, qualified, register, registration
 
 
@@ -162,6 +163,9 @@ def test_a_bad_cursor_or_filter_is_400(client):
     assert (seconds.status_code, seconds.json()["field"]) == (400, "as_of")
 
 
+FIRST = Filters().fingerprint()  # a first page's, without filters
+
+
 def made_up(state: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
 
@@ -177,6 +181,11 @@ def made_up(state: dict) -> str:
         {"p": 0, "r": 0, "k": [1, ["a"], {"b": 1}]},
         {"p": 0, "r": 0, "k": [1, "a"]},
         {"p": 0, "r": 0, "t": 2**70, "k": [1, "a", "b"]},
+        # Made with the filters' fingerprint, so that only the database could refuse them:
+        {"p": 0, "r": 0, "t": 2**63 - 1, "k": [1, "a", "b"], "f": FIRST},  # past year 9999
+        {"p": 0, "r": 0, "t": -(2**62), "k": [1, "a", "b"], "f": FIRST},  # before year 1
+        {"p": 0, "r": 0, "k": [1, "\ud800", "b"], "f": FIRST},  # a lone surrogate: no UTF-8
+        {"p": 0, "r": 0, "k": [1, "a\x00", "b"], "f": FIRST},  # NUL: not text to PostgreSQL
     ],
 )
 def test_a_made_up_cursor_is_400(client, state):

@@ -11,7 +11,9 @@ from litestar.testing import TestClient
 
 from services.api.app import create_app
 from services.api.auth import KeyConfigError, load_keys, parse_keys
+from services.leadership import Leadership
 from tests.api.requests import registration
+from tests.projecting import BackgroundProjector
 
 ROOT = Path(__file__).parent.parent.parent
 SECRETS = {
@@ -29,7 +31,15 @@ KEYS = (
 
 @pytest.fixture
 def secured(ledger, projector, settings):
-    app = create_app(ledger, projector, settings, keys=parse_keys(KEYS, "test"))
+    background = BackgroundProjector(projector, Leadership(settings, "projector"))
+    app = create_app(
+        ledger,
+        projector,
+        settings,
+        keys=parse_keys(KEYS, "test"),
+        on_startup=[background.start],
+        on_shutdown=[background.stop],
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
@@ -177,3 +187,26 @@ def test_only_auditors_and_admins_verify_diff_checkpoint_and_export(secured):
         for name in ("ada", "root"):
             answer = secured.request(method, path, params=params, headers=as_(name))
             assert answer.status_code in (200, 201), (name, path, answer.text)
+
+
+def test_only_an_auditor_may_page_on_with_the_cursor_of_a_past_page(secured, clock):
+    for domain in ("one.com", "two.com"):
+        created = secured.post("/accounts", json=registration(domain=domain), headers=as_("sam"))
+    position = created.headers["CRM-Position"]
+    past = secured.get(
+        "/accounts",
+        params={"as_of": clock.now.isoformat(), "limit": 1, "min_position": position},
+        headers=as_("ada"),
+    ).json()
+    present = secured.get(
+        "/accounts", params={"limit": 1, "min_position": position}, headers=as_("vera")
+    ).json()
+
+    past_page = {"cursor": past["next_cursor"], "limit": 1}
+    assert secured.get("/accounts", params=past_page, headers=as_("vera")).status_code == 403
+    assert (
+        secured.get("/leaderboards/bant", params=past_page, headers=as_("vera")).status_code == 403
+    )
+    assert secured.get("/accounts", params=past_page, headers=as_("ada")).status_code == 200
+    present_page = {"cursor": present["next_cursor"], "limit": 1}
+    assert secured.get("/accounts", params=present_page, headers=as_("vera")).status_code == 200
