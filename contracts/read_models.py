@@ -68,10 +68,12 @@ ObjectiveMetric = Literal[
     "accounts_lost",
 ]
 Level = Annotated[int, Meta(ge=0, le=1_000_000_000)]
+# ASCII digits only: Python's `\d` would also take other scripts' digits (٢٠٢٦).
+PERIOD_PATTERN = r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$"
 PeriodName = Annotated[
     str,
     Meta(
-        pattern=r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$",
+        pattern=PERIOD_PATTERN,
         description="A year (2026), a month (2026-03) or a day (2026-03-15).",
     ),
 ]

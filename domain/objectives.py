@@ -14,7 +14,7 @@ from domain.account import Attribution
 from domain.errors import InvalidValue, RuleViolation
 
 OBJECTIVES_NAMESPACE = uuid5(NAMESPACE_URL, "urn:abm-crm:objectives")
-PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
+PERIOD = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")
 
 # What a target can be set for: accounts entering a stage, or deals closed, in the period.
 METRICS = (

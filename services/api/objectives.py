@@ -8,7 +8,13 @@ from litestar import Controller, Response, get, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 
-from contracts.read_models import ObjectiveResult, ObjectivesView, SetObjectives, Target
+from contracts.read_models import (
+    PERIOD_PATTERN,
+    ObjectiveResult,
+    ObjectivesView,
+    SetObjectives,
+    Target,
+)
 from domain import objectives as domain_objectives
 from domain.ledger import AccountLedger
 from domain.objectives import Objectives
@@ -33,7 +39,7 @@ assert set(METRIC_STATES) == set(domain_objectives.METRICS)
 PeriodPath = Annotated[
     str,
     PathParameter(
-        pattern=r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$",
+        pattern=PERIOD_PATTERN,
         description="A year (2026), a month (2026-03) or a day (2026-03-15).",
     ),
 ]

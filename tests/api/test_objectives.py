@@ -33,6 +33,16 @@ def test_a_period_that_is_not_on_the_calendar_is_refused_naming_it(client, ledge
     assert client.get(f"/objectives/{period}").status_code == 400
 
 
+@pytest.mark.parametrize("period", ["\u0662\u0660\u0662\u0666", "\uff12\uff10\uff12\uff16"])
+def test_a_period_in_other_digits_than_ascii_is_refused(client, ledger, period):
+    # ٢٠٢٦ or ２０２６ would be stored apart from 2026, where no report ever looks.
+    response = client.put(f"/objectives/{period}", json=WON)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "period"
+    assert events_in_store(ledger) == 0
+
+
 def test_a_metric_given_twice_in_one_request_is_refused_naming_it(client, ledger):
     twice = {"targets": WON["targets"] + MORE_WON["targets"]}
 
