@@ -124,8 +124,17 @@ def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
         expected_version=_expected_version(sent.get(b"if-match")),
         idempotency_key=idempotency_key,
         method=request.scope["method"],
-        path=request.scope["path"],
+        path=route_path(request.scope),
     )
+
+
+def route_path(scope: Any) -> str:
+    """The request's path with its parameters as the service writes them: a UUID may come in
+    capitals, without dashes or as a URN, and every spelling names the same account."""
+    template = scope.get("path_template")
+    if not template:
+        return scope["path"]
+    return template.format_map({name: str(value) for name, value in scope["path_params"].items()})
 
 
 COMMAND_HEADERS = {

@@ -266,6 +266,24 @@ def test_the_same_idempotency_key_and_body_returns_the_first_response_and_stores
     assert history_types(client, account).count("bant_scored") == 1
 
 
+@pytest.mark.parametrize(
+    "spelling", [str.upper, lambda id: id.replace("-", ""), lambda id: f"urn:uuid:{id}"]
+)
+def test_a_retry_naming_the_account_in_another_spelling_is_the_same_request(client, spelling):
+    # The path takes any spelling of a UUID; all of them name one account.
+    account = qualified(client)
+    body = {"budget": 3, "authority": 3, "need": 3, "timing": 3}
+    headers = {"Idempotency-Key": "rate-spelled"}
+    first = client.put(f"/accounts/{account['id']}/bant", json=body, headers=headers)
+
+    again = client.put(f"/accounts/{spelling(account['id'])}/bant", json=body, headers=headers)
+
+    assert (first.status_code, again.status_code) == (200, 200), again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert history_types(client, account).count("bant_scored") == 1
+
+
 def test_a_replayed_command_answers_with_a_position_its_effect_can_be_read_at(client):
     account = qualified(client)
     body = {"budget": 3, "authority": 3, "need": 3, "timing": 3}
