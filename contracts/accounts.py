@@ -33,9 +33,17 @@ _INVISIBLE = r"\s\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
 # msgspec searches a pattern with Python's `re`, OpenAPI readers with ECMAScript's: both read
 # these alike. `$(?![\s\S])` is the end of the text (Python's `$` also matches before a final
 # newline), and the look-ahead for a visible character keeps the match linear in the length.
-LINE_PATTERN = rf"^(?=[\s\S]*?[^{_FORBIDDEN}{_INVISIBLE}])[^{_FORBIDDEN}\t\n\r]*$(?![\s\S])"
+# A line holds no line break or tab, Unicode's line and paragraph separators included.
+LINE_PATTERN = (
+    rf"^(?=[\s\S]*?[^{_FORBIDDEN}{_INVISIBLE}])[^{_FORBIDDEN}\t\n\r\u2028\u2029]*$(?![\s\S])"
+)
 TEXT_PATTERN = rf"^(?=[\s\S]*?[^{_FORBIDDEN}{_INVISIBLE}])[^{_FORBIDDEN}]*$(?![\s\S])"
 NOTE_PATTERN = rf"^[^{_FORBIDDEN}]*$(?![\s\S])"
+# White space around an address is dropped like any text's (`Body`); inside it, none, and no
+# invisible character: "\u200b@\u200b.\u200b" reads as nothing.
+_ADDRESS = rf"[^@{_FORBIDDEN}{_INVISIBLE}]+"
+_SPACES = r"[^\S\t\n\r\u2028\u2029]*"  # around a name too: white space, but no line break
+EMAIL_PATTERN = rf"^{_SPACES}{_ADDRESS}@{_ADDRESS}\.{_ADDRESS}{_SPACES}$(?![\s\S])"
 # What each pattern asks, in words, for the answer that refuses a text.
 TEXT_RULES = {
     LINE_PATTERN: "one line of text with a visible character and no control or "
@@ -44,6 +52,8 @@ TEXT_RULES = {
     "and tabs allowed) or bidirectional overrides",
     NOTE_PATTERN: "text with no control characters (line breaks and tabs allowed) or "
     "bidirectional overrides",
+    EMAIL_PATTERN: "an e-mail address, name@domain.tld, with no spaces, invisible or control "
+    "characters",
 }
 Name = Annotated[
     str,
@@ -87,8 +97,8 @@ Email = Annotated[
     str,
     Meta(
         max_length=254,
-        pattern=rf"^[^@\s{_FORBIDDEN}]+@[^@\s{_FORBIDDEN}]+\.[^@\s{_FORBIDDEN}]+$(?![\s\S])",
-        description="An e-mail address: name@domain.tld, no spaces or control characters.",
+        pattern=EMAIL_PATTERN,
+        description=f"{TEXT_RULES[EMAIL_PATTERN]}; white space around it is dropped",
     ),
 ]
 Amount = Annotated[int, Meta(ge=0, le=10**15, description="Whole units of the currency.")]

@@ -27,6 +27,7 @@ from uuid import UUID
 import msgspec
 from litestar import Request
 
+from contracts.accounts import LINE_PATTERN, TEXT_RULES
 from domain.ledger import AccountLedger, CommandMeta, CommandResult
 from domain.receipts import IdempotencyKey
 from services.api.auth import caller
@@ -36,7 +37,8 @@ ANONYMOUS = "anonymous"
 IDEMPOTENT = "idempotent"  # handler opt: its command honours Idempotency-Key, not If-Match
 _IF_MATCH = re.compile(r'^\s*(?:"(\d{1,18})"|(\d{1,18})|(\*))\s*$')
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_ACTOR = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+ACTOR_RULE = f"{TEXT_RULES[LINE_PATTERN]}, at most 200 characters"
+_ACTOR = re.compile(LINE_PATTERN)  # a name, as the rules of a body's names have it
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,8 @@ COMMAND_HEADERS = {
     "If-Match": 'The account version the command expects, as in the ETag: "3" (or 3, or *: any).',
     "Idempotency-Key": "1 to 255 printable ASCII characters. Sending the same key and body "
     "again returns the first response.",
-    "X-Actor": "Who sends it, 1 to 200 printable characters (development mode only; with API "
-    "keys, the key's name).",
+    "X-Actor": f"Who sends it: {ACTOR_RULE} (development mode only; with API keys, the key's "
+    "name).",
 }
 COMMAND_HEADER_FORMS = {"If-Match": _IF_MATCH, "Idempotency-Key": _IDEMPOTENCY_KEY}
 _HEADER_KEYS = {name.lower().encode() for name in COMMAND_HEADERS}  # as ASGI names them
@@ -178,8 +180,8 @@ def _actor(header: str | None) -> str:
     except UnicodeDecodeError:
         pass
     actor = header.strip()
-    if not _ACTOR.match(actor):
-        raise invalid_field("X-Actor", "X-Actor must be 1 to 200 printable characters.", 400)
+    if not (len(actor) <= 200 and _ACTOR.match(actor)):
+        raise invalid_field("X-Actor", f"X-Actor must be {ACTOR_RULE}.", 400)
     return actor
 
 

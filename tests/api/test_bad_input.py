@@ -92,6 +92,7 @@ def test_a_bad_registration_is_422_naming_the_field_and_registers_nothing(client
         ("name", "\u00a0\ufeff"),
         ("industry", "Acme\u202eloohcS"),  # displays other than it reads
         ("source", "web\n"),  # a name is one line
+        ("name", "Acme\u2028Tooling"),  # Unicode's own line separator
         ("region", "Bavaria\x07"),
         ("reason", "\x1b[31m"),
     ],
@@ -153,8 +154,18 @@ def test_a_search_or_filter_with_a_control_character_is_400_naming_it(client, pa
     assert "regex" not in problem["detail"] + response.text
 
 
-@pytest.mark.parametrize("email", ["ann\x00@acme.com", "ann@acme.com\n", "ann@acme.com\u202e"])
-def test_an_email_with_control_characters_is_refused(client, email):
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ann\x00@acme.com",
+        "ann@acme.com\n",
+        "ann@acme.com\u202e",
+        "\u200b@\u200b.\u200b",  # nothing a reader sees
+        "ann\u200b@acme.com",
+        "ann @acme.com",
+    ],
+)
+def test_an_email_with_control_invisible_or_space_characters_is_refused_in_words(client, email):
     account = qualified(client)
     before = stored_versions(client, account)
     contact = {
@@ -165,8 +176,28 @@ def test_an_email_with_control_characters_is_refused(client, email):
         "email": email,
     }
 
-    assert_problem(client.post(f"/accounts/{account['id']}/contacts", json=contact), 422, "email")
+    response = client.post(f"/accounts/{account['id']}/contacts", json=contact)
+
+    problem = assert_problem(response, 422, "email")
+    assert "an e-mail address" in problem["detail"]
+    assert "regex" not in problem["detail"]
     assert stored_versions(client, account) == before
+
+
+def test_an_email_loses_the_white_space_around_it_as_other_text_does(client):
+    account = qualified(client)
+    contact = {
+        "name": "Ann",
+        "title": "CFO",
+        "buying_role": "economic",
+        "decision_power": "decision_maker",
+        "email": "  ann@acme.com\u00a0",
+    }
+
+    response = client.post(f"/accounts/{account['id']}/contacts", json=contact)
+
+    assert response.status_code == 200, response.text
+    assert [c["email"] for c in response.json()["contacts"]] == ["ann@acme.com"]
 
 
 def test_a_body_that_is_not_json_is_400_even_after_an_invalid_value(client):
@@ -301,6 +332,9 @@ def test_a_body_that_is_not_json_is_415(client):
         ("Idempotency-Key", "a" * 300),
         ("Idempotency-Key", "has space"),
         ("X-Actor", ""),
+        ("X-Actor", "a" * 201),
+        ("X-Actor", "ad\u202emin".encode()),  # sent as UTF-8, displays as "adnim"
+        ("X-Actor", "\u200b".encode()),  # nobody a reader can see
     ],
 )
 def test_malformed_command_headers_are_400_naming_the_header(client, header, value):
