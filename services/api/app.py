@@ -27,7 +27,11 @@ from services.api.health import asyncapi, health, ready, status
 from services.api.jobs import read_job, upload_import
 from services.api.objectives import ObjectivesController
 from services.api.page_cache import PageCache
-from services.api.parameters import note_query_parameters, refuse_unknown_query_parameters
+from services.api.parameters import (
+    note_what_routes_take,
+    refuse_unknown_query_parameters,
+    refuse_unread_body,
+)
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, Reads
 from services.api.screening_policies import ScreeningPolicyController
@@ -42,6 +46,7 @@ from services.worker_processes import PublisherProcess
 async def check_request(request: Request[Any, Any, Any]) -> None:
     """Before any handler: what a request sends that its route would ignore is refused."""
     refuse_unknown_query_parameters(request)
+    refuse_unread_body(request)
     await refuse_unheeded_guards(request)
 
 
@@ -112,6 +117,6 @@ def create_app(
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
     )
-    note_query_parameters(app)
+    note_what_routes_take(app)
     openapi.complete(app)
     return app

@@ -1,5 +1,6 @@
-"""Query parameters a route does not take, or takes once, are refused rather than ignored:
-a misspelt filter (`?industy=`) would otherwise answer every account, as if it had matched."""
+"""What a request sends that its route would ignore is refused rather than ignored: a
+misspelt filter (`?industy=`) would otherwise answer every account, as if it had matched, and
+a body sent where none is read (a DELETE's reason, which goes in `?reason=`) would be lost."""
 
 from __future__ import annotations
 
@@ -9,18 +10,23 @@ from urllib.parse import parse_qsl
 
 from litestar import Litestar, Request
 
+from services.api.documentation import RAW_BODY
 from services.api.problems import invalid_field
 
 QUERY = "query_parameters"  # handler opt: the names its route takes, noted at start
+TAKES_BODY = "takes_body"  # handler opt: it reads a request body, noted at start
 
 
-def note_query_parameters(app: Litestar) -> None:
+def note_what_routes_take(app: Litestar) -> None:
     """Notes on each handler the query parameters Litestar resolves for it (its own and its
-    dependencies'), and which of them may repeat."""
+    dependencies'), which of them may repeat, and whether it reads a body."""
     for route in app.routes:
         for handler, model in getattr(route, "route_handler_map", {}).values():
             names = frozenset(p.field_alias for p in model.expected_query_params)
             handler.opt[QUERY] = (names, frozenset(model.sequence_query_parameter_names))
+            handler.opt[TAKES_BODY] = (
+                "data" in handler.parsed_fn_signature.parameters or RAW_BODY in handler.opt
+            )
 
 
 def refuse_unknown_query_parameters(request: Request[Any, Any, Any]) -> None:
@@ -31,6 +37,15 @@ def refuse_unknown_query_parameters(request: Request[Any, Any, Any]) -> None:
     problem = _query_problem(query, names, repeatable)
     if problem is not None:
         raise invalid_field(*problem, 400)
+
+
+def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
+    if request.route_handler.opt.get(TAKES_BODY, True):
+        return
+    for name, value in request.scope["headers"]:
+        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
+            detail = "This request takes no body: what it takes goes in its path and query string."
+            raise invalid_field("body", detail, 400)
 
 
 @lru_cache(1024)  # as Litestar parses query strings: a page asked for again is not parsed again

@@ -383,6 +383,17 @@ def test_numbers_beyond_what_the_store_holds_are_400_naming_the_parameter(
     assert field in json.dumps(problem)
 
 
+def test_a_body_sent_to_a_read_is_refused_and_an_empty_one_is_not(client):
+    account = qualified(client)
+    url = f"/accounts/{account['id']}"
+
+    sent = client.request("GET", url, content=b'{"version": 1}')
+    empty = client.request("GET", url, content=b"", headers={"Content-Length": "0"})
+
+    assert assert_problem(sent, 400, "body")
+    assert empty.status_code == 200
+
+
 def test_a_min_position_beyond_what_the_store_holds_is_400(client):
     response = client.get("/leaderboards/bant", params={"min_position": str(2**63)})
 

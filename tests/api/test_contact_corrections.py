@@ -132,6 +132,19 @@ def test_removing_a_contact_keeps_it_in_the_history_and_as_of_before(client):
     assert [c["name"] for c in before.json()["contacts"]] == ["Jane Roe", "Omar Diaz"]
 
 
+def test_a_removal_sent_with_a_body_is_refused_rather_than_its_reason_lost(client):
+    account = with_contacts(client, JANE)
+    jane = account["contacts"][0]
+
+    response = client.request(
+        "DELETE", contact_url(account, jane), json={"reason": "left the company"}
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "body"
+    assert client.get(f"/accounts/{account['id']}").json() == account
+
+
 def test_a_contact_the_account_does_not_have_is_404(client):
     account = with_contacts(client, JANE)
     jane = account["contacts"][0]
