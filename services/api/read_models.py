@@ -241,8 +241,7 @@ def _report(
     projector = reads.projector
     as_of = instant(as_of_text, "as_of") or datetime.now(UTC)
     window = Window(
-        # By default the year so far, as a strategist looks at it.
-        start=instant(start, "from") or datetime(as_of.year, 1, 1, tzinfo=UTC),
+        start=instant(start, "from") or _year_so_far(as_of),
         end=instant(end, "to") or as_of,
         as_of=as_of,
         period=period,
@@ -251,7 +250,11 @@ def _report(
     if window.end <= window.start:
         # The window's end is `to`, else `as_of`, else now; its start `from`, else 1 January.
         field = "to" if end else "as_of" if as_of_text else "from"
-        raise invalid_field(field, "The window is empty: from must be earlier than to.", 400)
+        detail = (
+            f"The window is empty: its start, {window.start.isoformat()}, is not earlier than "
+            f"its end, {window.end.isoformat()}."
+        )
+        raise invalid_field(field, detail, 400)
     reached = wait_for_position(projector, transitions.NAME, min_position, reads.wait_seconds)
     # The objectives of the periods the window touches, each measured over its whole period.
     targets = {}
@@ -275,6 +278,16 @@ def _report(
         min_position_reached=reached,
     )
     return Response(body, headers=position_headers(figures["position"], reached))
+
+
+def _year_so_far(as_of: datetime) -> datetime:
+    """The default window's start, as a strategist looks at it: 1 January of `as_of`'s year, or
+    at a year's first instant, of the year just ended (which is what a report as of then asks
+    for, rather than an empty window)."""
+    start = datetime(as_of.year, 1, 1, tzinfo=UTC)
+    if start == as_of and as_of.year > 1:
+        return datetime(as_of.year - 1, 1, 1, tzinfo=UTC)
+    return start
 
 
 From = Annotated[str | None, _instant("Window start, an RFC 3339 instant.", "from")]
