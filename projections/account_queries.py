@@ -118,6 +118,8 @@ def _page(
     params: dict[str, Any],
     order: tuple[tuple[str, str], ...],
 ) -> Page:
+    if cursor == "":  # what a client may send for a null next_cursor: the last page was read
+        raise BadCursor("The cursor is empty; the page without a next_cursor was the last.")
     gen = live_generation(conn, accounts.NAME)
     if gen is None:
         return Page(rows=[], position=0)

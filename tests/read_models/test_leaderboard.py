@@ -155,6 +155,9 @@ def test_a_bad_cursor_or_filter_is_400(client):
         client.get("/leaderboards/bant", params={"cursor": "bm90IGEgY3Vyc29y"}).status_code == 400
     )
     assert client.get("/leaderboards/bant", params={"cursor": "%%%"}).status_code == 400
+    empty = client.get("/leaderboards/bant", params={"cursor": ""})
+    assert (empty.status_code, empty.json()["field"]) == (400, "cursor")
+    assert "the last" in empty.json()["detail"]
     assert client.get("/leaderboards/bant", params={"stage": "negotiation"}).status_code == 400
     assert client.get("/leaderboards/bant", params={"limit": 10_000}).status_code == 400
     naive = client.get("/leaderboards/bant", params={"as_of": "2026-01-01T00:00:00"})
