@@ -81,6 +81,10 @@ class ChainBreak:
 class ChainWalk:
     """Follows one aggregate's stored events in version order and finds where its chain breaks.
 
+    The chain links versions, not positions in the event log: events may be added in any order,
+    and one that comes before the version it follows waits for it, so an event stored at another
+    position of the log, but unchanged, still verifies.
+
     `checkpoint` is the `(version, hash)` a checkpoint recorded for this aggregate, if any: the
     event at that version must still hash to it, and no version up to it may be missing.
     """
@@ -90,6 +94,10 @@ class ChainWalk:
         self.head = GENESIS
         self.checkpoint = checkpoint
         self.broken: ChainBreak | None = None
+        self._waiting: dict[int, StoredEvent] = {}
+        # A version whose link does not match the event before it: that event or this one was
+        # altered, and what comes after this one tells which.
+        self._unlinked: int | None = None
 
     @classmethod
     def resume(cls, version: int, head: str) -> ChainWalk:
@@ -99,41 +107,74 @@ class ChainWalk:
         return walk
 
     def add(self, stored: StoredEvent) -> None:
-        if self.broken is not None:
-            return
+        if self.broken is not None or stored.originator_version <= self.version:
+            return  # broken already, or covered by the head the walk resumed from
+        self._waiting[stored.originator_version] = stored
+        while self.broken is None and self.version + 1 in self._waiting:
+            self._follow(self._waiting.pop(self.version + 1))
+
+    def add_all(self, events: Iterable[StoredEvent]) -> None:
+        for stored in events:
+            self.add(stored)
+
+    @property
+    def gap(self) -> tuple[int, int] | None:
+        """The versions not added yet that events added already follow, as `(first, last)`."""
+        if self.broken is not None or not self._waiting:
+            return None
+        return self.version + 1, min(self._waiting) - 1
+
+    def _follow(self, stored: StoredEvent) -> None:
         version = stored.originator_version
-        if version != self.version + 1:
-            self.broken = ChainBreak(self.version + 1, f"version {self.version + 1} is missing")
+        link = linked_hash(stored_state(stored))
+        if self._unlinked is not None:
+            self._settle(contradicted=link is not None and link != self.head)
             return
-        if (unreadable := unreadable_state(stored)) is not None:
-            self.broken = ChainBreak(
-                version, f"version {version} can no longer be read: {unreadable}"
-            )
-            return
-        link = linked_hash(bytes(stored.state))
-        if link is None:
-            self.broken = ChainBreak(
-                version,
-                f"version {version} can no longer be read: its state is not JSON with a link",
-            )
+        why = unreadable_state(stored)
+        if why is not None or link is None:
+            why = why or "its state is not JSON with a link"
+            self._break(version, f"version {version} can no longer be read: {why}")
             return
         if link != self.head:
-            # This event's link no longer matches the event before it: that one was changed.
-            bad = max(version - 1, 1)
-            self.broken = ChainBreak(bad, f"version {bad} differs from what was written")
-            return
+            if version == 1:  # nothing comes before the first event: it is the one altered
+                self._break(1, "version 1 differs from what was written")
+                return
+            self._unlinked = version
         self.version, self.head = version, stored_hash(stored)
         if self.checkpoint is not None and self.checkpoint[0] == version:
-            if self.head != self.checkpoint[1]:
-                self.broken = ChainBreak(
+            contradicted = self.head != self.checkpoint[1]
+            if self._unlinked is not None:
+                self._settle(contradicted)
+            elif contradicted:
+                self._break(
                     version, f"version {version} differs from the hash the checkpoint recorded"
                 )
 
+    def _settle(self, contradicted: bool) -> None:
+        """Names the altered one of an unlinked version and the version before it.
+
+        When the unlinked version is contradicted too (the next event does not link to it, or
+        it does not hash to what the checkpoint recorded), it is the one whose stored content is
+        not what was written: one alteration explains both broken links. Otherwise (it is
+        vouched for, or nothing comes after it) the event before it is.
+        """
+        assert self._unlinked is not None
+        bad = self._unlinked if contradicted else self._unlinked - 1
+        self._break(bad, f"version {bad} differs from what was written")
+
+    def _break(self, version: int, problem: str) -> None:
+        self.broken = ChainBreak(version, problem)
+        self._waiting.clear()
+
     def finish(self) -> ChainBreak | None:
+        if self.broken is None and self._unlinked is not None:
+            self._settle(contradicted=False)
+        if self.broken is None and self._waiting:
+            self._break(self.version + 1, f"version {self.version + 1} is missing")
         if self.broken is None and self.checkpoint is not None:
             recorded = self.checkpoint[0]
             if self.version < recorded:
-                self.broken = ChainBreak(
+                self._break(
                     self.version + 1,
                     f"versions {self.version + 1} to {recorded} are missing "
                     "(the checkpoint recorded them)",

@@ -188,39 +188,67 @@ def _ending(records: list[dict[str, Any]]) -> list[str]:
 def verify_chain(
     account_id: str, chain: list[dict[str, Any]], recorded: tuple[int, str] | None
 ) -> str | None:
+    """The first bad version of one account's events, in version order, and why; None if none.
+
+    An event whose link does not match the event before it means that one of the two was
+    altered: the event after it, or the checkpoint's head, tells which (see `_altered`).
+    """
     head, version = GENESIS, 0
+    unlinked = None  # a version whose link does not match the event before it
     for event in chain:
+        link = _link(event["state"])
+        if unlinked is not None:
+            follows = event["version"] == version + 1
+            return _altered(unlinked, follows and link is not None and link != head)
         if event["version"] != version + 1:
             return f"first bad version {version + 1}: it is missing"
-        try:
-            link = json.loads(event["state"]).get("previous_hash")
-        except (ValueError, AttributeError):
-            link = None
         if link is None:
             return (
                 f"first bad version {event['version']}: it can no longer be read: "
                 "its state is not JSON with a link"
             )
-        if link != head:
-            bad = max(version, 1)
-            return f"first bad version {bad}: it differs from what was written"
         if "unreadable" in event:  # the service could not read what it exported
             return (
                 f"first bad version {event['version']}: it can no longer be read: "
                 f"{event['unreadable']}"
             )
+        if link != head:
+            if event["version"] == 1:  # nothing comes before the first event
+                return _altered(1, True)
+            unlinked = event["version"]
         version = event["version"]
         head = event_hash(account_id, version, event["topic"], event["state"])
         if head != event["hash"]:
             return f"first bad version {version}: its hash is not the one exported"
-        if recorded is not None and recorded[0] == version and recorded[1] != head:
-            return f"first bad version {version}: it differs from the checkpoint's head"
+        if recorded is not None and recorded[0] == version:
+            if unlinked is not None:
+                return _altered(unlinked, recorded[1] != head)
+            if recorded[1] != head:
+                return f"first bad version {version}: it differs from the checkpoint's head"
+    if unlinked is not None:
+        return _altered(unlinked, False)
     if recorded is not None and version < recorded[0]:
         return (
             f"first bad version {version + 1}: versions {version + 1} to {recorded[0]} "
             "are missing (the checkpoint recorded them)"
         )
     return None
+
+
+def _link(state: str) -> str | None:
+    try:
+        link = json.loads(state).get("previous_hash")
+    except (ValueError, AttributeError):
+        return None
+    return link if isinstance(link, str) else None
+
+
+def _altered(unlinked: int, contradicted: bool) -> str:
+    """A version does not link to the one before it: one of the two was altered. When the
+    unlinked one is contradicted too (the next event does not link to it, or it does not hash
+    to the checkpoint's head), it is: one alteration explains both. Otherwise the one before."""
+    bad = unlinked if contradicted else unlinked - 1
+    return f"first bad version {bad}: it differs from what was written"
 
 
 def main(argv: list[str]) -> int:

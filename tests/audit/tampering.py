@@ -12,11 +12,14 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from domain.ledger import AccountLedger
+from domain.account import BantRating, Firmographics
+from domain.ledger import AccountLedger, CommandMeta
+from domain.vocabulary import ScreeningOutcome
 from services.cli import build_parser
 from services.settings import Settings
 
 ROOT = Path(__file__).parent.parent.parent
+META = CommandMeta("marta", reason="quarterly review", request_id="req-1")
 
 
 class RawStore:
@@ -61,6 +64,33 @@ class RawStore:
             from_version,
         )
 
+    def swap_versions(self, account_id: UUID, one: int, other: int) -> None:
+        """Each of two events stored as the other's version, their contents left as written."""
+        where = "WHERE originator_id = {} AND originator_version = {}"
+        for old, new in ((one, -1), (other, one), (-1, other)):
+            self._execute(
+                f"UPDATE {{table}} SET originator_version = {{}} {where}", new, account_id, old
+            )
+
+    def swap_positions(self, one: tuple[UUID, int], other: tuple[UUID, int]) -> None:
+        """Two events, each given the other's position in the log (notification id), unchanged."""
+        column = "rowid" if self.settings.database_url is None else "notification_id"
+        where = "WHERE originator_id = {} AND originator_version = {}"
+        (first,) = self._one(f"SELECT {column} FROM {{table}} {where}", *one)
+        (second,) = self._one(f"SELECT {column} FROM {{table}} {where}", *other)
+        for event, position in ((one, -1), (other, first), (one, second)):
+            self._execute(f"UPDATE {{table}} SET {column} = {{}} {where}", position, *event)
+
+    def move_to_end(self, account_id: UUID, version: int) -> None:
+        """The event given a position after every other in the log, unchanged."""
+        column = "rowid" if self.settings.database_url is None else "notification_id"
+        self._execute(
+            f"UPDATE {{table}} SET {column} = {column} + 1000 "
+            "WHERE originator_id = {} AND originator_version = {}",
+            account_id,
+            version,
+        )
+
     def _one(self, statement: str, *params: object) -> tuple:
         return self._run(statement, params, fetch=True)
 
@@ -79,6 +109,17 @@ class RawStore:
         with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
             cursor = conn.execute(query, params)
             return cursor.fetchone() if fetch else None
+
+
+def five_events(ledger: AccountLedger, domain: str) -> UUID:
+    """An account with five events: registered, screened, rated, prioritised, re-rated."""
+    details = Firmographics("Acme", domain, "it", 200, 9_000_000, "EUR", "DE", 0.1, "fair")
+    account_id = ledger.register(details, META).account.id
+    ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+    ledger.score_bant(account_id, BantRating(3, 3, 3, 3, {}), META)
+    ledger.score_bant(account_id, BantRating(4, 3, 3, 3, {}), META)
+    assert ledger.account(account_id).version == 5
+    return account_id
 
 
 def flip_a_byte(state: bytes) -> bytes:

@@ -7,28 +7,12 @@ import json
 
 import pytest
 
-from domain.account import BantRating, Firmographics
-from domain.ledger import CommandMeta
-from domain.vocabulary import ScreeningOutcome
-from tests.audit.tampering import RawStore, crm, flip_a_byte, verify_offline
-
-META = CommandMeta("marta", reason="quarterly review", request_id="req-1")
-
-
-def _account(ledger, domain: str) -> object:
-    """An account with five events: registered, screened, rated, prioritised, re-rated."""
-    details = Firmographics("Acme", domain, "it", 200, 9_000_000, "EUR", "DE", 0.1, "fair")
-    account_id = ledger.register(details, META).account.id
-    ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
-    ledger.score_bant(account_id, BantRating(3, 3, 3, 3, {}), META)
-    ledger.score_bant(account_id, BantRating(4, 3, 3, 3, {}), META)
-    assert ledger.account(account_id).version == 5
-    return account_id
+from tests.audit.tampering import META, RawStore, crm, five_events, flip_a_byte, verify_offline
 
 
 @pytest.fixture
 def accounts(ledger):
-    return _account(ledger, "acme.com"), _account(ledger, "globex.com")
+    return five_events(ledger, "acme.com"), five_events(ledger, "globex.com")
 
 
 def _export(settings, tmp_path, *argv):
