@@ -110,16 +110,17 @@ class CheckpointLog(Aggregate):
         first_ids: list[str]
 
         def apply(self, log: CheckpointLog) -> None:
-            log.entries.append(
-                CheckpointEntry(
-                    self.number,
-                    self.checkpoint_id,
-                    self.position,
-                    self.root,
-                    self.accounts,
-                    tuple(self.first_ids),
-                    self.timestamp,
-                )
+            log.entries.append(self.entry())
+
+        def entry(self) -> CheckpointEntry:
+            return CheckpointEntry(
+                self.number,
+                self.checkpoint_id,
+                self.position,
+                self.root,
+                self.accounts,
+                tuple(self.first_ids),
+                self.timestamp,
             )
 
     def __init__(self, *, actor: str, reason: str | None, request_id: str | None) -> None:
@@ -148,3 +149,44 @@ class CheckpointLog(Aggregate):
         latest = self.latest
         assert latest is not None
         return latest
+
+
+def differences(entry: CheckpointEntry, events: list[Checkpoint.Event]) -> list[str]:
+    """What a checkpoint's events, and its entry in the checkpoint log, say that does not agree.
+
+    Its seal (and the log's entry, written with it) has no successor whose link vouches for it,
+    so it is checked against the rest: the root and the number of accounts the heads give, and
+    who wrote it and when (one checkpoint, and its entry, are written at once by one actor).
+    """
+    opened = events[0] if events and isinstance(events[0], Checkpoint.Opened) else None
+    sealed = events[-1] if events and isinstance(events[-1], Checkpoint.Sealed) else None
+    if opened is None or sealed is None:
+        return ["it does not begin with its opening and end with its seal"]
+    chunks = [e.heads for e in events if isinstance(e, Checkpoint.HeadsRecorded)]
+    heads = [(str(i), int(v), str(h)) for chunk in chunks for i, v, h in chunk]
+    problems = []
+    if (root := root_of(heads)) != sealed.root:
+        problems.append(f"its heads give the root {root}; its seal says {sealed.root}")
+    if len(heads) != sealed.accounts:
+        problems.append(f"it holds heads of {len(heads)} accounts; its seal says {sealed.accounts}")
+    written = (opened.actor, opened.reason, opened.request_id, opened.timestamp)
+    for event in events:
+        if (event.actor, event.reason, event.request_id, event.timestamp) != written:
+            problems.append(
+                f"version {event.originator_version} says it was written by {event.actor} at "
+                f"{event.timestamp.isoformat()}, its opening by {opened.actor} at "
+                f"{opened.timestamp.isoformat()}"
+            )
+    recorded = CheckpointEntry(
+        opened.number,
+        entry.checkpoint_id,
+        opened.position,
+        sealed.root,
+        sealed.accounts,
+        tuple(str(chunk[0][0]) for chunk in chunks if chunk),
+        opened.timestamp,
+    )
+    for name in ("number", "position", "root", "accounts", "first_ids", "at"):
+        if (listed := getattr(entry, name)) != (found := getattr(recorded, name)):
+            problems.append(f"the checkpoint log lists its {name} as {listed}; it says {found}")
+    return problems

@@ -86,6 +86,18 @@ class ChainBroken(LedgerError):
         self.version = version
 
 
+class CheckpointAltered(LedgerError):
+    """The checkpoint log or a checkpoint is not what was recorded, so nothing can be verified
+    against it, nor a new checkpoint built on it."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(
+            f"The audit checkpoints are not what was recorded: {'; '.join(problems)}. "
+            "`crm audit verify` lists every problem."
+        )
+        self.problems = problems
+
+
 class EventUnreadable(LedgerError):
     """A stored event can no longer be read (its state was changed behind the ledger's back),
     so nothing built from it can be answered; `crm audit verify` reports it too."""

@@ -22,8 +22,17 @@ from domain.checkpoints import (
     CheckpointEntry,
     CheckpointLog,
     Head,
+    checkpoint_id,
+    differences,
 )
-from domain.errors import AccountNotFound, ChainBroken, Contention, EventUnreadable, InvalidValue
+from domain.errors import (
+    AccountNotFound,
+    ChainBroken,
+    CheckpointAltered,
+    Contention,
+    EventUnreadable,
+    InvalidValue,
+)
 from domain.ledger import MAX_ATTEMPTS, AccountLedger, CommandMeta
 from services.api.views import account_view, history_event
 from services.leadership import Leadership
@@ -57,10 +66,27 @@ class StoreReport:
     events: int = 0
     checkpoint: CheckpointEntry | None = None
     broken: list[ChainReport] = field(default_factory=list)
+    checkpoint_problems: list[str] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
-        return not self.broken
+        return not self.broken and not self.checkpoint_problems
+
+
+@dataclass
+class CheckpointsCheck:
+    """The checkpoint log as stored, checked: its latest checkpoint with the heads it recorded,
+    and every way the log or the checkpoints checked are not what was recorded."""
+
+    latest: CheckpointEntry | None
+    heads: dict[str, tuple[int, str]]
+    problems: list[str]
+
+    def intact(self) -> CheckpointsCheck:
+        """This check, when nothing is wrong; else CheckpointAltered naming every problem."""
+        if self.problems:
+            raise CheckpointAltered(self.problems)
+        return self
 
 
 @dataclass(frozen=True)
@@ -83,6 +109,50 @@ class Audit:
         self.ledger = ledger
 
     # Checkpoints -------------------------------------------------------------------------
+
+    def check_checkpoints(self, latest_only: bool = False) -> CheckpointsCheck:
+        """Reads the checkpoint log and its checkpoints (every one, or the latest only) from the
+        store and checks them as any chain, and more: the last events of a chain have no
+        successor to vouch for them, and a checkpoint's are what an auditor compares."""
+        stored = self.ledger.stored_events(CHECKPOINT_LOG_ID)
+        problems = _chain_problems("the checkpoint log", stored)
+        log_events, unreadable = self._read(stored)
+        problems += [f"the checkpoint log: {p}" for p in unreadable]
+        entries = [e.entry() for e in log_events if isinstance(e, CheckpointLog.Added)]
+        for place, entry in enumerate(entries, 1):
+            if entry.number != place or entry.checkpoint_id != checkpoint_id(place):
+                problems.append(
+                    f"the checkpoint log lists checkpoint {entry.number} in place {place}"
+                )
+        if self.ledger.stored_event(checkpoint_id(len(entries) + 1), 1) is not None:
+            problems.append(
+                f"checkpoint {len(entries) + 1} is stored, and the checkpoint log does not list it"
+            )
+        heads: dict[str, tuple[int, str]] = {}
+        for entry in entries[-1:] if latest_only else entries:
+            name = f"checkpoint {entry.number} ({entry.checkpoint_id})"
+            stored = self.ledger.stored_events(entry.checkpoint_id)
+            problems += _chain_problems(name, stored)
+            events, unreadable = self._read(stored)
+            found = unreadable or differences(entry, events)
+            problems += [f"{name}: {problem}" for problem in found]
+            heads = {
+                str(account_id): (int(version), str(head))
+                for event in events
+                if isinstance(event, Checkpoint.HeadsRecorded)
+                for account_id, version, head in event.heads
+            }
+        return CheckpointsCheck(entries[-1] if entries else None, heads, problems)
+
+    def _read(self, stored: list[StoredEvent]) -> tuple[list[Any], list[str]]:
+        """The events stored, in version order, and why those that cannot be read cannot."""
+        events, unreadable = [], []
+        for event in sorted(stored, key=lambda s: s.originator_version):
+            try:
+                events.append(self.ledger.mapper.to_domain_event(event))
+            except EventUnreadable as error:
+                unreadable.append(f"version {error.version} can no longer be read: {error.reason}")
+        return events, unreadable
 
     def latest_checkpoint(self) -> CheckpointEntry | None:
         log = self.ledger.find_aggregate(CHECKPOINT_LOG_ID)
@@ -117,10 +187,14 @@ class Audit:
                 log = CheckpointLog.start(self.ledger.attribution(meta))
             previous = log.latest
             position = self.ledger.recorder.max_notification_id() or 0
-            walks: dict[str, ChainWalk] = {}
-            if previous is not None:
-                for account_id, (version, head) in self.checkpoint_heads(previous).items():
-                    walks[account_id] = ChainWalk.resume(version, head)
+            # A checkpoint built on one that was altered would vouch for what was altered.
+            check = self.check_checkpoints(latest_only=True).intact()
+            if check.latest != previous:
+                continue  # another checkpoint was recorded since the log was read
+            walks = {
+                account_id: ChainWalk.resume(version, head)
+                for account_id, (version, head) in check.heads.items()
+            }
             start = previous.position + 1 if previous is not None else 1
             new_events = 0
             for stored in self._account_events(start, position):
@@ -147,8 +221,11 @@ class Audit:
     # Verification ------------------------------------------------------------------------
 
     def verify_account(self, account_id: UUID) -> ChainReport:
-        entry = self.latest_checkpoint()
-        recorded = self.recorded_head(entry, account_id) if entry is not None else None
+        """One account's chain, against the latest checkpoint, which is checked whole first
+        (CheckpointAltered when it is not what was recorded)."""
+        check = self.check_checkpoints(latest_only=True).intact()
+        entry = check.latest
+        recorded = check.heads.get(str(account_id))
         stored = self.ledger.stored_events(account_id)
         if not stored and recorded is None:
             raise AccountNotFound(account_id)
@@ -165,9 +242,10 @@ class Audit:
         )
 
     def verify_all(self, progress: Callable[[int, int], None] | None = None) -> StoreReport:
-        """Walks the whole log once: every account chain, against the latest checkpoint."""
-        entry = self.latest_checkpoint()
-        recorded = self.checkpoint_heads(entry) if entry is not None else {}
+        """Walks the whole log once: every account chain, against the latest checkpoint; and
+        every checkpoint, as stored."""
+        check = self.check_checkpoints()
+        entry, recorded = check.latest, check.heads
         walks: dict[str, ChainWalk] = {}
         events = 0
         end = self.ledger.recorder.max_notification_id() or 0
@@ -185,7 +263,7 @@ class Audit:
                 walks[account_id].add_all(found)
                 events += len(found)
         events += self._read_left_out(walks)
-        report = StoreReport(accounts=len(walks), events=events, checkpoint=entry)
+        report = StoreReport(len(walks), events, entry, checkpoint_problems=check.problems)
         for account_id, walk in walks.items():
             if (broken := walk.finish()) is not None:
                 report.broken.append(
@@ -430,6 +508,15 @@ class PeriodicCheckpoints:
                 log.error("no checkpoint: %s", error.detail)
             except Exception:  # the store may be away for a while; try again next time
                 log.exception("recording a checkpoint failed")
+
+
+def _chain_problems(name: str, stored: list[StoredEvent]) -> list[str]:
+    walk = ChainWalk()
+    walk.add_all(stored)
+    broken = walk.finish()
+    return (
+        [] if broken is None else [f"{name}: first bad version {broken.version}: {broken.problem}"]
+    )
 
 
 def _view(account: Account) -> dict[str, Any]:

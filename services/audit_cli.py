@@ -116,7 +116,7 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
         except AccountNotFound as error:
             print(error.detail, file=sys.stderr)
             return 2
-        broken = [r for r in reports if not r.verified]
+        problems = [_describe_break(r) for r in reports if not r.verified]
         summary = f"account {args.account}: {reports[0].events} events"
         checkpoint = reports[0].checkpoint
     else:
@@ -127,7 +127,7 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
             report = audit.verify_all(
                 lambda done, total: progress.update(task, completed=done, total=total)
             )
-        broken = report.broken
+        problems = [_describe_break(r) for r in report.broken] + report.checkpoint_problems
         summary = f"{report.accounts} accounts, {report.events} events"
         checkpoint = report.checkpoint
     against = (
@@ -135,10 +135,10 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
         if checkpoint
         else "no checkpoint (run `crm audit checkpoint`)"
     )
-    for item in broken:
-        print(_describe_break(item), file=sys.stderr)
-    if broken:
-        print(f"NOT VERIFIED: {len(broken)} broken, of {summary}; against {against}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"NOT VERIFIED: {len(problems)} problems, of {summary}; against {against}")
         return 1
     print(f"verified {summary}; against {against}")
     return 0

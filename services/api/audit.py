@@ -40,7 +40,10 @@ def audit_download(records: Iterator[dict[str, Any]], fmt: str, name: str) -> St
             description="No account changed: the latest.",
             generate_examples=False,
         ),
-        409: problem_response("An account's chain is broken (rule `chain_intact`)."),
+        409: problem_response(
+            "An account's chain is broken (rule `chain_intact`), or the latest checkpoint is "
+            "not what was recorded (rule `checkpoint_intact`)."
+        ),
     },
 )
 def create_checkpoint(
@@ -61,7 +64,8 @@ def create_checkpoint(
     responses={404: problem_response("No checkpoint has been recorded yet.")},
 )
 def latest_checkpoint(audit: NamedDependency[Audit]) -> CheckpointView:
-    entry = audit.latest_checkpoint()
+    # Checked whole, so that it never shows a root its own heads do not give.
+    entry = audit.check_checkpoints(latest_only=True).intact().latest
     if entry is None:
         raise NotFoundException("No checkpoint has been recorded yet.")
     return checkpoint_view(entry)

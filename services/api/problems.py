@@ -20,6 +20,7 @@ from contracts.accounts import TEXT_RULES, Problem
 from domain.errors import (
     AccountNotFound,
     ChainBroken,
+    CheckpointAltered,
     ContactNotFound,
     Contention,
     DomainAlreadyRegistered,
@@ -122,6 +123,15 @@ def _problem_for(exc: LedgerError) -> ProblemDetailsException:
             rule="chain_intact",
             account_id=str(exc.originator_id),
             first_bad_version=exc.version,
+        )
+    if isinstance(exc, CheckpointAltered):
+        return problem(
+            409,
+            "Checkpoint altered",
+            exc.detail,
+            kind="checkpoint-altered",
+            rule="checkpoint_intact",
+            problems=exc.problems,
         )
     if isinstance(exc, EventUnreadable):
         # Nothing built from the account can be answered until the stored record is repaired;

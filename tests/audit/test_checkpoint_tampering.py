@@ -1,0 +1,163 @@
+"""A checkpoint or the checkpoint log changed behind the service's back is found: its chain is
+walked as any other, its root is recomputed from its heads and compared with its seal and with
+the log, and so are its number of accounts and who wrote its seal. `crm audit verify` names the
+checkpoint and what differs; the HTTP audit and a new checkpoint refuse to build on it. On both
+stores."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from domain.account import BantRating
+from domain.checkpoints import CHECKPOINT_LOG_ID
+from services.audit import Audit
+from tests.audit.tampering import META, RawStore, crm, five_events
+
+# A checkpoint of two accounts is stored as: opened (1), their heads (2), sealed (3); the log as:
+# started (1), then one entry a checkpoint (2 for the first).
+HEADS, SEALED, FIRST_ENTRY = 2, 3, 2
+
+
+@pytest.fixture
+def checkpointed(ledger):
+    """Two accounts, and checkpoint 1 covering them."""
+    acme, globex = five_events(ledger, "acme.com"), five_events(ledger, "globex.com")
+    return acme, globex, Audit(ledger).checkpoint(META)
+
+
+def _edit(change: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
+    """Changes a stored state's JSON, written back compactly as the ledger writes it."""
+
+    def edit(state: bytes) -> bytes:
+        value = json.loads(state)
+        change(value)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    return edit
+
+
+def _verify(settings, capsys) -> tuple[int, str]:
+    status = crm(settings, "audit", "verify")
+    said = capsys.readouterr()
+    return status, said.out + said.err
+
+
+def test_an_account_removed_with_its_head_is_found(client, ledger, settings, checkpointed, capsys):
+    # Given checkpoint 1 of Acme and Globex, then Globex's events deleted and its head taken
+    # out of the checkpoint, the root left as it was (so it still matches one kept elsewhere)
+    acme, globex, entry = checkpointed
+    raw = RawStore(settings, ledger)
+    raw.delete(globex)
+    raw.change_state(
+        entry.checkpoint_id,
+        HEADS,
+        _edit(lambda s: s.update(heads=[h for h in s["heads"] if h[0] != str(globex)])),
+    )
+
+    # When an auditor verifies the store, reads the latest checkpoint and audits Globex
+    status, said = _verify(settings, capsys)
+    latest = client.get("/audit/checkpoints/latest")
+    audit = client.get(f"/accounts/{globex}/audit")
+    one = crm(settings, "audit", "verify", "--account", str(globex))
+    one_said = capsys.readouterr().err
+    ledger.score_bant(acme, BantRating(2, 3, 3, 3, {}), META)
+    refused = client.post("/audit/checkpoints")
+
+    # Then verify names checkpoint 1 and what differs, and nothing vouches for it any more
+    name = f"checkpoint 1 ({entry.checkpoint_id})"
+    assert status == 1
+    assert f"{name}: first bad version {HEADS}: version {HEADS} differs" in said
+    assert f"{name}: its heads give the root " in said and f"its seal says {entry.root}" in said
+    assert f"{name}: it holds heads of 1 accounts; its seal says 2" in said
+    summary = "NOT VERIFIED: 4 problems, of 1 accounts, 5 events; against checkpoint 1"
+    assert f"{summary} (root {entry.root})" in said
+    for answer in (latest, audit, refused):
+        assert answer.status_code == 409, answer.json()
+        assert answer.json()["rule"] == "checkpoint_intact"
+        assert any("its seal says 2" in p for p in answer.json()["problems"])
+    assert one == 1 and "its seal says 2" in one_said
+
+
+@pytest.mark.parametrize(
+    ("aggregate", "version", "change", "expected"),
+    [
+        ("checkpoint", 1, lambda s: s.update(position=1), "first bad version 1: version 1 differs"),
+        ("checkpoint", SEALED, lambda s: s.update(root="0" * 64), "its seal says " + "0" * 64),
+        ("checkpoint", SEALED, lambda s: s.update(accounts=3), "its seal says 3"),
+        ("checkpoint", SEALED, lambda s: s.update(actor="mallory"), "written by mallory"),
+        ("log", FIRST_ENTRY, lambda s: s.update(root="0" * 64), "lists its root as " + "0" * 64),
+        ("log", FIRST_ENTRY, lambda s: s.update(position=1), "lists its position as 1"),
+    ],
+    ids=[
+        "opening",
+        "sealed root",
+        "sealed accounts",
+        "who sealed it",
+        "root in the log",
+        "position in the log",
+    ],
+)
+def test_a_changed_checkpoint_or_log_entry_is_named(
+    client, ledger, settings, checkpointed, capsys, aggregate, version, change, expected
+):
+    # Given checkpoint 1, then one of its events, or its entry in the log, changed
+    _, _, entry = checkpointed
+    aggregate_id = entry.checkpoint_id if aggregate == "checkpoint" else CHECKPOINT_LOG_ID
+    RawStore(settings, ledger).change_state(aggregate_id, version, _edit(change))
+
+    # When an auditor verifies the store and reads the latest checkpoint
+    status, said = _verify(settings, capsys)
+    latest = client.get("/audit/checkpoints/latest")
+
+    # Then both say what differs in checkpoint 1
+    assert status == 1 and f"checkpoint 1 ({entry.checkpoint_id}): " in said
+    assert expected in said
+    assert latest.status_code == 409
+    assert any(expected in p for p in latest.json()["problems"])
+
+
+def test_a_checkpoint_taken_off_the_log_is_found(client, ledger, settings, checkpointed, capsys):
+    # Given checkpoint 1, then its entry deleted from the checkpoint log
+    _, _, entry = checkpointed
+    RawStore(settings, ledger).delete(CHECKPOINT_LOG_ID, from_version=FIRST_ENTRY)
+
+    # When an auditor verifies the store
+    status, said = _verify(settings, capsys)
+
+    # Then the checkpoint the log no longer lists is named
+    assert status == 1
+    assert "checkpoint 1 is stored, and the checkpoint log does not list it" in said
+
+
+def test_every_checkpoint_is_checked_not_only_the_latest(ledger, settings, checkpointed, capsys):
+    # Given checkpoint 1 with its seal's root changed, then checkpoint 2
+    acme, _, first = checkpointed
+    ledger.score_bant(acme, BantRating(2, 3, 3, 3, {}), META)
+    Audit(ledger).checkpoint(META)
+    RawStore(settings, ledger).change_state(
+        first.checkpoint_id, SEALED, _edit(lambda s: s.update(root="0" * 64))
+    )
+
+    # When an auditor verifies the store
+    status, said = _verify(settings, capsys)
+
+    # Then checkpoint 1 is named, while the store is checked against checkpoint 2
+    assert status == 1
+    assert f"checkpoint 1 ({first.checkpoint_id}): its heads give the root {first.root}" in said
+    assert "against checkpoint 2" in said
+
+
+def test_intact_checkpoints_verify(client, ledger, settings, checkpointed, capsys):
+    acme, _, _ = checkpointed
+    ledger.score_bant(acme, BantRating(2, 3, 3, 3, {}), META)
+    assert client.post("/audit/checkpoints").status_code == 201
+
+    status, said = _verify(settings, capsys)
+
+    assert status == 0 and "verified 2 accounts, 11 events; against checkpoint 2" in said
+    assert client.get("/audit/checkpoints/latest").json()["number"] == 2
+
