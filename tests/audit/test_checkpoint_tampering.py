@@ -161,3 +161,23 @@ def test_intact_checkpoints_verify(client, ledger, settings, checkpointed, capsy
     assert status == 0 and "verified 2 accounts, 11 events; against checkpoint 2" in said
     assert client.get("/audit/checkpoints/latest").json()["number"] == 2
 
+
+def test_a_checkpoint_reads_only_new_events_and_verify_finds_what_it_did_not_read(
+    client, ledger, settings, checkpointed, capsys
+):
+    # Given checkpoint 1, then Acme's version 2 deleted, and a new event for Acme
+    acme, _, _ = checkpointed
+    raw = RawStore(settings, ledger)
+    ledger.score_bant(acme, BantRating(2, 3, 3, 3, {}), META)
+    raw._execute(
+        "DELETE FROM {table} WHERE originator_id = {} AND originator_version = {}", acme, 2
+    )
+
+    # When the next checkpoint is recorded, and the store verified
+    checkpoint = client.post("/audit/checkpoints")
+    status, said = _verify(settings, capsys)
+
+    # Then the checkpoint, which reads only what was written since the last, covers the new
+    # event; verify, which reads everything, names the deleted version
+    assert checkpoint.status_code == 201 and checkpoint.json()["number"] == 2
+    assert status == 1 and f"account {acme}: first bad version 2: version 2 is missing" in said
