@@ -181,3 +181,22 @@ def test_a_checkpoint_reads_only_new_events_and_verify_finds_what_it_did_not_rea
     # event; verify, which reads everything, names the deleted version
     assert checkpoint.status_code == 201 and checkpoint.json()["number"] == 2
     assert status == 1 and f"account {acme}: first bad version 2: version 2 is missing" in said
+
+
+def test_a_checkpoint_found_intact_once_is_read_again_after_it_was_altered(
+    client, ledger, settings, checkpointed
+):
+    # Given an account audited against checkpoint 1, as the service keeps what it found intact
+    acme, globex, entry = checkpointed
+    assert client.get(f"/accounts/{globex}/audit").status_code == 200
+
+    # When the checkpoint's heads are changed behind the service's back
+    RawStore(settings, ledger).change_state(
+        entry.checkpoint_id,
+        HEADS,
+        _edit(lambda s: s.update(heads=[h for h in s["heads"] if h[0] != str(acme)])),
+    )
+
+    # Then the next audit by the same service finds it
+    audit = client.get(f"/accounts/{globex}/audit")
+    assert (audit.status_code, audit.json()["rule"]) == (409, "checkpoint_intact")
