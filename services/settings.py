@@ -15,6 +15,9 @@ T = TypeVar("T", int, float)
 
 
 PORT_MAX = 65535
+# Upper bounds of numbers that the libraries beneath would take and then fail on, at run time.
+CENTURY_SECONDS = 3_155_760_000  # JetStream counts a stream's max age in 64-bit nanoseconds
+YEAR_SECONDS = 31_536_000
 
 
 class SettingError(ValueError):
@@ -60,11 +63,14 @@ class Settings:
         return cls(
             data_dir=directory(Path(env.get("CRM_DATA_DIR") or defaults.data_dir)),
             database_url=postgres_url(env.get("CRM_DATABASE_URL")),
-            database_schema=env.get("CRM_DATABASE_SCHEMA") or defaults.database_schema,
-            database_pool_size=num("CRM_DATABASE_POOL_SIZE", int, least=1),
+            database_schema=schema_name(env.get("CRM_DATABASE_SCHEMA") or defaults.database_schema),
+            # Each connection of the pool is opened at start-up.
+            database_pool_size=num("CRM_DATABASE_POOL_SIZE", int, least=1, most=1000),
             max_body_bytes=num("CRM_MAX_BODY_BYTES", int, least=1),
-            read_wait_seconds=num("CRM_READ_WAIT_SECONDS", float),
-            projector_batch_size=num("CRM_PROJECTOR_BATCH_SIZE", int, least=1),
+            # A reader that waited a minute has given up, and held a thread all the while.
+            read_wait_seconds=num("CRM_READ_WAIT_SECONDS", float, most=60),
+            # A batch is one transaction, and its size a LIMIT the databases hold in 64 bits.
+            projector_batch_size=num("CRM_PROJECTOR_BATCH_SIZE", int, least=1, most=100_000),
             aggregate_cache_size=num("CRM_AGGREGATE_CACHE_SIZE", int),
             api_keys=env.get("CRM_API_KEYS") or None,
             api_keys_file=Path(env["CRM_API_KEYS_FILE"]) if env.get("CRM_API_KEYS_FILE") else None,
@@ -74,9 +80,11 @@ class Settings:
             ),
             nats_url=nats_url(env.get("CRM_NATS_URL")),
             nats_stream=stream_name(env.get("CRM_NATS_STREAM") or defaults.nats_stream),
-            nats_max_age_seconds=num("CRM_NATS_MAX_AGE_SECONDS", float),
+            nats_max_age_seconds=num("CRM_NATS_MAX_AGE_SECONDS", float, most=CENTURY_SECONDS),
             nats_replicas=num("CRM_NATS_REPLICAS", int, least=1, most=5),  # JetStream: 1 to 5
-            audit_checkpoint_seconds=num("CRM_AUDIT_CHECKPOINT_SECONDS", float),
+            # A thread's wait takes no more than about 292 years; a year between checkpoints
+            # is already more than any audit waits for.
+            audit_checkpoint_seconds=num("CRM_AUDIT_CHECKPOINT_SECONDS", float, most=YEAR_SECONDS),
             log_format=env.get("CRM_LOG_FORMAT") or defaults.log_format,
             log_level=env.get("CRM_LOG_LEVEL") or defaults.log_level,
             metrics_port=num("CRM_METRICS_PORT", int, most=PORT_MAX),
@@ -143,6 +151,19 @@ def nats_url(value: str | None) -> str | None:
                 f"CRM_NATS_URL must list servers such as nats://host:4222, not {server!r}"
             )
     return value.strip()
+
+
+def schema_name(value: str) -> str:
+    """A PostgreSQL schema that the event store and the read models both find: the store quotes
+    the name, the read models' search_path does not (and PostgreSQL folds it to lower case), so
+    only a lower-case identifier means the same schema to both. PostgreSQL keeps pg_… for its own.
+    """
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value) or value.startswith("pg_"):
+        raise SettingError(
+            "CRM_DATABASE_SCHEMA must be a lower-case name of letters, digits and '_' "
+            f"(up to 63, not starting with a digit or pg_), not {value!r}"
+        )
+    return value
 
 
 def stream_name(value: str) -> str:

@@ -3,12 +3,14 @@ variable, and stores nothing; the log level leaves out what is below it."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from services.cli import main
@@ -57,6 +59,20 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
         ("CRM_NATS_URL", "nats://a:four", "CRM_NATS_URL has a port that is not a number"),
         ("CRM_NATS_STREAM", "crm events", "CRM_NATS_STREAM must be a name without spaces"),
         ("CRM_NATS_STREAM", "crm.events", "CRM_NATS_STREAM must be a name without spaces, dots"),
+        *(
+            ("CRM_DATABASE_SCHEMA", schema, "CRM_DATABASE_SCHEMA must be a lower-case name")
+            for schema in ["bad-schema", "a;b", 'x"y', "Mixed", "pg_foo", " ", "1st", "a" * 64]
+        ),
+        # Numbers the libraries beneath would take, then fail on at run time.
+        (
+            "CRM_NATS_MAX_AGE_SECONDS",
+            "1e10",
+            "CRM_NATS_MAX_AGE_SECONDS must be a number of at most 3155760000, not '1e10'",
+        ),
+        ("CRM_AUDIT_CHECKPOINT_SECONDS", "1e300", "CRM_AUDIT_CHECKPOINT_SECONDS must be a number"),
+        ("CRM_READ_WAIT_SECONDS", "3600", "CRM_READ_WAIT_SECONDS must be a number of at most 60"),
+        ("CRM_DATABASE_POOL_SIZE", "100000", "CRM_DATABASE_POOL_SIZE must be a whole number of"),
+        ("CRM_PROJECTOR_BATCH_SIZE", "10" * 10, "CRM_PROJECTOR_BATCH_SIZE must be a whole number"),
     ],
 )
 def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
@@ -72,6 +88,23 @@ def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
     assert "Traceback" not in err
     assert "hunter2" not in err  # a database password is not echoed
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("store", ["postgres"])
+@pytest.mark.parametrize("schema", ["Mixed", "bad-schema", "pg_crm"])
+def test_a_schema_name_the_read_models_would_not_find_is_refused_before_any_is_made(
+    schema, settings
+):
+    done = run_crm(dataclasses.replace(settings, database_schema=schema), "rebuild")
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("CRM_DATABASE_SCHEMA must be a lower-case name")
+    with psycopg.connect(settings.database_url) as conn:
+        made = conn.execute(
+            "SELECT schema_name FROM information_schema.schemata WHERE lower(schema_name) = %s",
+            (schema.lower(),),
+        ).fetchall()
+    assert made == []
 
 
 @pytest.mark.parametrize("under", ["", "data"])
