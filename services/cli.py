@@ -92,7 +92,7 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     broker = None
     nats_url = settings.nats_url
     if nats_url is None:
-        broker = EmbeddedNats(settings.data_dir / "nats")
+        broker = EmbeddedNats(settings.make_data_dir() / "nats")
         nats_url = broker.start()
         print(f"Embedded NATS with JetStream for subscribers: {nats_url}", flush=True)
     try:

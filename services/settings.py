@@ -92,6 +92,18 @@ class Settings:
             port=num("CRM_PORT", int, most=PORT_MAX),
         )
 
+    def make_data_dir(self) -> Path:
+        """CRM_DATA_DIR, made when missing. What `directory` cannot tell at start-up without
+        making it (no permission, a read-only or pseudo file system such as /proc) is said so,
+        naming the variable, by the first command that needs it."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SettingError(
+                f"CRM_DATA_DIR {self.data_dir} cannot be made: {error.strerror}"
+            ) from None
+        return self.data_dir
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "crm.sqlite3"

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """The `eventsourcing` library is configured by environment; this builds it from Settings."""
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.make_data_dir()
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(settings.sqlite_path),
@@ -107,7 +107,7 @@ def open_read_models(settings: Settings) -> ReadModelDatabase:
     from projections.database import ReadModelDatabase
 
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.make_data_dir()
         return ReadModelDatabase.sqlite(str(settings.read_models_path))
     return ReadModelDatabase.postgres(
         settings.database_url, settings.database_schema, settings.database_pool_size

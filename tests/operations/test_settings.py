@@ -122,6 +122,16 @@ def test_a_data_dir_that_is_or_lies_in_a_regular_file_stops_the_command_naming_i
     assert regular_file.read_text() == "not a directory"
 
 
+def test_a_data_dir_that_cannot_be_made_stops_the_command_naming_it(monkeypatch, capsys):
+    monkeypatch.setenv("CRM_DATA_DIR", "/proc/crm-data")  # no directory can be made in /proc
+    code = main(["rebuild"])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "CRM_DATA_DIR /proc/crm-data cannot be made: No such file or directory\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("env", "says"),
     [
