@@ -87,19 +87,28 @@ def parse_keys(spec: str, source: str) -> list[ApiKey]:
 
 
 def load_keys(inline: str | None, file: Path | None) -> list[ApiKey]:
-    keys = parse_keys(inline, "CRM_API_KEYS") if inline else []
+    """The keys of CRM_API_KEYS and CRM_API_KEYS_FILE; a message names the variable."""
+    sources = [("CRM_API_KEYS", inline)] if inline else []
     if file is not None:
         try:
-            spec = file.read_text()
+            sources.append((f"CRM_API_KEYS_FILE {file}", file.read_text(encoding="utf-8")))
         except OSError as exc:
             raise KeyConfigError(f"CRM_API_KEYS_FILE {file}: {exc.strerror}") from None
-        keys += parse_keys(spec, str(file))
-    names = [k.name for k in keys]
-    if len(names) != len(set(names)):
-        raise KeyConfigError("two API keys have the same name")
-    if len({k.secret_sha256 for k in keys}) != len(keys):  # which one a request holds is unknown
-        raise KeyConfigError("two API keys have the same secret")
-    return keys
+        except UnicodeDecodeError:
+            raise KeyConfigError(f"CRM_API_KEYS_FILE {file}: not UTF-8 text") from None
+    found: list[tuple[str, ApiKey]] = []
+    for source, spec in sources:
+        for key in parse_keys(spec, source):
+            for other_source, other in found:
+                both = " and ".join(dict.fromkeys([other_source, source]))
+                if other.name == key.name:
+                    raise KeyConfigError(f"{both}: two API keys are named {key.name!r}")
+                if other.secret_sha256 == key.secret_sha256:  # which one a request holds is unknown
+                    raise KeyConfigError(
+                        f"{both}: keys {other.name!r} and {key.name!r} have the same secret"
+                    )
+            found.append((source, key))
+    return [key for _, key in found]
 
 
 class KeyRing:

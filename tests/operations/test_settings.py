@@ -138,9 +138,13 @@ def test_a_data_dir_that_cannot_be_made_stops_the_command_naming_it(monkeypatch,
         ({"CRM_API_KEYS": "ops:boss:0123456789abcdef"}, "key 'ops' has unknown role 'boss'"),
         ({"CRM_API_KEYS": "ops:admin:short"}, "the secret of key 'ops' is under 16 characters"),
         ({"CRM_API_KEYS_FILE": "/nonexistent/keys"}, "CRM_API_KEYS_FILE /nonexistent/keys: No"),
+        ({"CRM_API_KEYS_FILE": "{tmp}/keys"}, "CRM_API_KEYS_FILE {tmp}/keys: not UTF-8 text"),
     ],
 )
 def test_api_keys_that_cannot_be_used_stop_crm_serve_naming_them(env, says, tmp_path):
+    (tmp_path / "keys").write_bytes(b"\xff\xfeops:admin:0123456789abcdef\n")
+    env = {name: value.format(tmp=tmp_path) for name, value in env.items()}
+    says = says.format(tmp=tmp_path)
     # A process of its own: were the keys taken, the server would run until the timeout.
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "serve", "--port", str(free_port())],

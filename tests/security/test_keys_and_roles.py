@@ -113,10 +113,19 @@ def test_bad_key_configuration_is_refused_clearly(tmp_path):
     file = tmp_path / "keys"
     file.write_text("# team keys\nvera:viewer:viewer-secret-0123456789\n")
     assert [k.name for k in load_keys(None, file)] == ["vera"]
-    with pytest.raises(KeyConfigError, match="same name"):
+    with pytest.raises(KeyConfigError) as same_name:
         load_keys("vera:viewer:another-secret-0123456", file)
-    with pytest.raises(KeyConfigError, match="same secret"):
+    assert str(same_name.value) == (
+        f"CRM_API_KEYS and CRM_API_KEYS_FILE {file}: two API keys are named 'vera'"
+    )
+    with pytest.raises(KeyConfigError) as same_secret:
         load_keys("ada:admin:viewer-secret-0123456789", file)
+    assert str(same_secret.value) == (
+        f"CRM_API_KEYS and CRM_API_KEYS_FILE {file}: keys 'ada' and 'vera' have the same secret"
+    )
+    file.write_text("vera:boss:viewer-secret-0123456789\n")
+    with pytest.raises(KeyConfigError, match=f"^CRM_API_KEYS_FILE {file}: key 'vera' has unknown"):
+        load_keys(None, file)
 
 
 @pytest.mark.parametrize("store", ["sqlite"])
