@@ -145,9 +145,11 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     )
 
 
-def _listen(host: str, port: int) -> socket.socket | str:
-    """The listening socket uvicorn serves on, or why (host, port) cannot be bound: asked
-    before the workers, the stream and the banner, which would otherwise come first.
+def _listen(host: str, port: int, who: str, naming: str = "") -> socket.socket:
+    """The listening socket to serve on, asked for before anything else starts, which would
+    otherwise come first; an address that cannot be used (a port in use, not an address of this
+    machine, an unknown name) is a SettingError that says `who` could not listen, and `naming`
+    what sets the address.
 
     It listens at once: a socket only bound could be bound again by another process that
     also sets SO_REUSEADDR (as uvicorn does), which would then take the port. Connections
@@ -157,9 +159,10 @@ def _listen(host: str, port: int) -> socket.socket | str:
     try:
         sock.bind((host, port))
         sock.listen(LISTEN_BACKLOG)
-    except OSError as error:  # in use, not an address of this machine, an unknown name
+    except OSError as error:
         sock.close()
-        return error.strerror or str(error)
+        reason = error.strerror or str(error)
+        raise SettingError(f"{who}: cannot listen on {host}:{port}{naming}: {reason}") from None
     return sock
 
 
@@ -184,10 +187,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
             flush=True,
         )
-    listening = _listen(args.host, args.port)
-    if isinstance(listening, str):
-        print(f"crm serve: cannot listen on {args.host}:{args.port}: {listening}", file=sys.stderr)
-        return 2
+    listening = _listen(args.host, args.port, "crm serve")
+    port = listening.getsockname()[1]  # the one the system chose for --port 0
     from services.publisher import ServerTooOld
 
     try:
@@ -196,12 +197,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"crm serve: CRM_NATS_URL {settings.nats_url}: {error}", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
-    print(f"CRM listening on http://{host}:{args.port} (store: {_describe(settings)})", flush=True)
+    print(f"CRM listening on http://{host}:{port} (store: {_describe(settings)})", flush=True)
     collect_garbage_rarely()
     config = uvicorn.Config(
         app,
         host=args.host,
-        port=args.port,
+        port=port,
         loop="uvloop",
         http="httptools",
         ws="none",  # no route is a WebSocket: an upgrade is answered as HTTP, and no library loads
@@ -216,16 +217,41 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if server.started else STARTUP_FAILED
 
 
-def _serve_metrics(args: argparse.Namespace, *collectors) -> None:  # type: ignore[no-untyped-def]
-    """Prometheus metrics on a port of their own, for the processes that serve no API."""
-    if not args.metrics_port:
+def _metrics_socket(args: argparse.Namespace) -> socket.socket | None:
+    """Where `crm project` or `crm publish` serves its metrics, when --metrics-port asks for
+    them; taken first, so that an address that cannot be used stops the command at once."""
+    if not args.metrics_port or args.for_serve:  # crm serve's children: the API serves them
+        return None
+    naming = " for metrics (--metrics-host or CRM_HOST, --metrics-port or CRM_METRICS_PORT)"
+    return _listen(args.metrics_host, args.metrics_port, f"crm {args.command}", naming)
+
+
+def _serve_metrics(listening: socket.socket | None, *collectors) -> None:  # type: ignore[no-untyped-def]
+    """Prometheus metrics, in a thread, for the processes that serve no API."""
+    if listening is None:
         return
-    from prometheus_client import REGISTRY, start_http_server
+    from wsgiref.simple_server import WSGIRequestHandler
+
+    from prometheus_client import REGISTRY, make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # a line per scrape would drown the worker's own log
 
     for collector in collectors:
         REGISTRY.register(collector)
-    start_http_server(args.metrics_port, addr=args.metrics_host)
-    log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
+    # prometheus_client's start_http_server would bind a socket of its own: this one is bound
+    # and listening, so the server takes it and sets what its own binding would have set.
+    host, port = listening.getsockname()[:2]
+    server = ThreadingWSGIServer((host, port), QuietHandler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = listening
+    server.server_name, server.server_port = host, port
+    server.setup_environ()
+    server.set_app(make_wsgi_app())
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics on http://%s:%d/metrics", host, port)
 
 
 def _small_pools(settings: Settings) -> Settings:
@@ -239,6 +265,7 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
     from services.audit import Audit, PeriodicCheckpoints
     from services.leadership import Leadership, lead_in_thread
 
+    metrics = _metrics_socket(args)
     projector = _projector(_small_pools(settings))
     leadership = Leadership(settings, "projector")
     checkpoints = PeriodicCheckpoints(
@@ -255,7 +282,7 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
         from services.api.metrics import StoreCollector
 
         log.info("projector following %s", _describe(settings))
-        _serve_metrics(args, StoreCollector(projector, projects=True))
+        _serve_metrics(metrics, StoreCollector(projector, projects=True))
     checkpoints.start()
     try:
         collect_garbage_rarely()
@@ -281,6 +308,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
             "crm publish needs CRM_NATS_URL (crm serve embeds a broker of its own)", file=sys.stderr
         )
         return 2
+    metrics = _metrics_socket(args)
     ledger = open_ledger(_small_pools(settings))
     publisher = publisher_for(settings, ledger, settings.nats_url)
 
@@ -296,7 +324,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.for_serve:  # else `crm serve` has said where, and serves the metrics
         log.info("publishing %s to %s", _describe(settings), settings.nats_url)
-        _serve_metrics(args)
+        _serve_metrics(metrics)
     try:
         collect_garbage_rarely()
         uvloop.run(run())  # the loop `crm serve` runs on too: a JetStream publish costs less

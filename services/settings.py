@@ -21,8 +21,8 @@ YEAR_SECONDS = 31_536_000
 
 
 class SettingError(ValueError):
-    """A `CRM_…` setting that cannot be used; the message names the variable. `crm` stops
-    with exit status 2 and the message, not a traceback."""
+    """A `CRM_…` setting (or the option given in its place) that cannot be used; the message
+    names it. `crm` stops with exit status 2 and the message, not a traceback."""
 
 
 @dataclass(frozen=True)

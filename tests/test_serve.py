@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import pytest
 
 from services.cli import _listen
-from services.settings import Settings
+from services.settings import SettingError, Settings
 from tests.api.requests import registration
 from tests.processes import CrmServe
 
@@ -42,8 +43,9 @@ def test_crm_serve_keeps_what_it_acknowledged_across_a_restart(settings):
 def test_the_port_crm_serve_checked_is_held_until_uvicorn_serves_on_it():
     # Held and listening from the check on: another server binding as uvicorn does (with
     # SO_REUSEADDR) cannot take it while crm serve starts its workers.
-    held = _listen("127.0.0.1", 0)
+    held = _listen("127.0.0.1", 0, "crm serve")
     assert isinstance(held, socket.socket)
     with held:
         port = held.getsockname()[1]
-        assert _listen("127.0.0.1", port) == "Address already in use"
+        with pytest.raises(SettingError, match="Address already in use"):
+            _listen("127.0.0.1", port, "crm serve")

@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 
+import httpx
 import psycopg
 import pytest
 
@@ -17,7 +19,7 @@ from services.cli import main
 from services.logs import configure
 from services.nats_server import free_port
 from services.settings import Settings
-from tests.processes import ROOT, run_crm
+from tests.processes import ROOT, crm_environment, run_crm
 
 KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no development banner
 
@@ -190,6 +192,63 @@ def test_crm_serve_on_a_port_in_use_stops_before_it_starts_anything(settings):
     assert done.stderr == f"crm serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
     assert done.stdout == ""  # no "CRM listening", no embedded broker
     assert not (settings.data_dir / "nats").exists()
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+@pytest.mark.parametrize(
+    ("command", "env"),
+    [
+        (["project", "--metrics-port", "{port}"], {}),
+        (["project"], {"CRM_METRICS_PORT": "{port}"}),
+        (["publish", "--metrics-port", "{port}"], {"CRM_NATS_URL": "nats://127.0.0.1:1"}),
+    ],
+)
+def test_a_worker_whose_metrics_port_is_in_use_stops_naming_it(command, env, settings):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        args = [arg.format(port=port) for arg in command]
+        done = run_crm(settings, *args, **{k: v.format(port=port) for k, v in env.items()})
+
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"crm {command[0]}: cannot listen on 127.0.0.1:{port} for metrics "
+        "(--metrics-host or CRM_HOST, --metrics-port or CRM_METRICS_PORT): "
+        "Address already in use\n"
+    )
+    assert not settings.data_dir.exists()  # stopped before the store was opened
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_a_worker_whose_metrics_host_is_unknown_stops_naming_it(settings):
+    port = str(free_port())
+    done = run_crm(settings, "project", "--metrics-port", port, CRM_HOST="no.such.host.invalid")
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        f"crm project: cannot listen on no.such.host.invalid:{port} for metrics (--metrics-host"
+    )
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_crm_serve_on_port_0_listens_on_a_free_port_and_says_which(settings):
+    server = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "--no-workers", "--port", "0"],
+        env=crm_environment(settings, CRM_API_KEYS=KEYS),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = server.stdout.readline()  # type: ignore[union-attr]
+        port = int(re.fullmatch(r"CRM listening on http://127\.0\.0\.1:(\d+) .*\n", banner)[1])
+        assert port != 0
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_unset_or_empty_settings_take_their_defaults():
