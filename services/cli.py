@@ -410,19 +410,31 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
+    from domain.errors import PolicyNotFound
     from domain.ledger import CommandMeta
     from services.importing import import_rows
     from services.store import open_ledger
 
+    try:
+        data = args.file.read_bytes()
+    except OSError as error:  # missing, a directory, unreadable: the file is refused
+        print(f"crm import: refused: {args.file}: {error.strerror}", file=sys.stderr)
+        return 2
     console = Console()
     ledger = open_ledger(settings)
     meta = CommandMeta(args.actor, reason=f"import of {args.file.name}")
     try:
+        if args.screen_with is not None:
+            try:
+                ledger.policy(args.screen_with)  # now, not once the rows are stored
+            except PolicyNotFound as error:
+                print(f"crm import: --screen-with {args.screen_with}: {error}", file=sys.stderr)
+                return 2
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"import {escape(args.file.name)}", total=None)
             report = import_rows(
                 ledger,
-                args.file.read_bytes(),
+                data,
                 meta,
                 strict=args.strict,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),

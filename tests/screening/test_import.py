@@ -131,6 +131,31 @@ def test_crm_import_prints_the_files_own_text_in_its_report(settings, tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_crm_import_refuses_a_file_it_cannot_read_with_exit_2(settings, tmp_path):
+    (tmp_path / "folder.csv").mkdir()
+    for path, reason in [
+        (tmp_path / "missing.csv", "No such file or directory"),
+        (tmp_path / "folder.csv", "Is a directory"),
+    ]:
+        done = run_crm(settings, "import", str(path))
+
+        assert done.returncode == 2
+        assert done.stderr == f"crm import: refused: {path}: {reason}\n"
+
+
+def test_crm_import_refuses_a_policy_version_that_does_not_exist_before_storing_a_row(
+    ledger, settings, tmp_path
+):
+    path = tmp_path / "targets.csv"
+    path.write_text(HEADER + good_rows(2))
+
+    done = run_crm(settings, "import", "--screen-with", "7", str(path))
+
+    assert done.returncode == 2
+    assert done.stderr == ("crm import: --screen-with 7: There is no screening policy version 7.\n")
+    assert events_in_store(ledger) == 0
+
+
 def test_exports_write_what_a_spreadsheet_opens(client, ledger, projector):
     import_rows(ledger, (HEADER + good_rows(30)).encode(), META)
     head = events_in_store(ledger)
