@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ log = logging.getLogger("crm")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 LISTEN_BACKLOG = 2048  # uvicorn's default
 STARTUP_FAILED = 3  # the app's start-up failed: the status uvicorn.run exits with
+BROKEN_PIPE = 128 + signal.SIGPIPE  # 141, what a shell reports of a command SIGPIPE ended
 
 
 def _describe(settings: Settings) -> str:
@@ -607,10 +609,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         args = build_parser(settings).parse_args(argv)
         configure_logs(settings.log_format, settings.log_level)
-        return args.run(args, settings)  # which may read a setting's file (the API keys)
+        status = args.run(args, settings)  # which may read a setting's file (the API keys)
+        sys.stdout.flush()  # here, where a reader that has gone is told from an error
+        return status
     except SettingError as exc:  # a setting that cannot be used: named, not a traceback
         print(exc, file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader has gone (`crm export … | head`): stop quietly, with the status of a
+        # command killed by SIGPIPE, as cat's in the same pipe. Standard output goes to
+        # /dev/null, or Python's flush of it at exit would fail again, with a message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     except Exception as exc:
         # A database that does not answer may be right and down: status 1, not 2, so that a
         # supervisor tells it from a setting to fix.

@@ -1,11 +1,18 @@
 """Where a command writes: a path it cannot write stops it with exit status 2 and one line
-naming the path, not a traceback."""
+naming the path, not a traceback; a pipe whose reader has gone stops it quietly."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from domain.ledger import CommandMeta
 from services.cli import main
+from services.importing import import_rows
+from tests.processes import ROOT, crm_environment
 
 
 @pytest.fixture
@@ -72,3 +79,30 @@ def test_crm_export_replaces_an_earlier_file_only_once_the_new_one_is_whole(
 
     assert out.read_text().splitlines()[0].startswith("account_id,name,")
     assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+@pytest.mark.parametrize(
+    "command", [["export", "accounts", "--format", "jsonl"], ["audit", "history", "{account}"]]
+)
+def test_a_reader_that_has_gone_ends_the_command_quietly_with_status_141(command, ledger, settings):
+    # `crm … | head -1`, with head gone before crm writes: a pipe whose reading end is closed.
+    template = (ROOT / "docs" / "import-template.csv").read_bytes()
+    (account, *_) = import_rows(ledger, template, CommandMeta("importer")).account_ids
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", *(a.format(account=account) for a in command)],
+            env=crm_environment(settings),
+            cwd=ROOT,
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(writing)
+
+    assert done.returncode == 141  # as a shell reports a command that SIGPIPE ended
+    assert "Error" not in done.stderr  # no BrokenPipeError, neither traceback nor message
