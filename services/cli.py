@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import signal
 import socket
@@ -498,6 +499,22 @@ def sequence(text: str) -> int:
     return number
 
 
+def count(text: str) -> int:
+    """A number of events for argparse: stopping after none would print nothing."""
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"give at least 1, not {number}")
+    return number
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds for argparse."""
+    number = float(text)
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"give a number of seconds above 0, not {text}")
+    return number
+
+
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     settings = settings or Settings.from_env()
     parser = argparse.ArgumentParser(prog="crm", description="Event-sourced ABM CRM.")
@@ -540,9 +557,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         "--from-seq", type=sequence, metavar="N", help="replay from stream sequence N (1: first)"
     )
     start.add_argument("--since", type=_instant, metavar="TIME", help="replay from an instant")
-    tail.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+    tail.add_argument("--limit", type=count, metavar="N", help="stop after N events")
     tail.add_argument(
-        "--idle", type=float, metavar="SECONDS", help="stop when no event came for this long"
+        "--idle", type=seconds, metavar="SECONDS", help="stop when no event came for this long"
     )
     tail.set_defaults(run=_tail)
     importing = commands.add_parser("import", help="register or update accounts from a CSV file")

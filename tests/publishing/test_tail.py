@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from services.nats_server import free_port
 from tests.processes import ROOT
 
@@ -28,6 +30,23 @@ def test_a_stream_sequence_below_1_is_refused_as_an_argument(broker):
 
     assert done.returncode == 2
     assert "argument --from-seq: stream sequences start at 1, not 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--limit", "-1", "argument --limit: give at least 1, not -1"),
+        ("--limit", "0", "argument --limit: give at least 1, not 0"),
+        ("--idle", "-1", "argument --idle: give a number of seconds above 0, not -1"),
+        ("--idle", "0", "argument --idle: give a number of seconds above 0, not 0"),
+    ],
+)
+def test_a_limit_or_idle_time_below_1_or_0_is_refused_as_an_argument(option, value, says):
+    done = crm_tail("--url", f"nats://127.0.0.1:{free_port()}", option, value)
+
+    assert done.returncode == 2
+    assert f"crm tail: error: {says}\n" in done.stderr
     assert "Traceback" not in done.stderr
 
 
