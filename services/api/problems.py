@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy.exc
 from eventsourcing.persistence import OperationalError
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, InternalServerException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -212,7 +212,20 @@ def _from_operational_error(exc: Exception) -> ProblemDetailsException:
     )
 
 
+# What Litestar raises, as a 500, when a client goes away before it has sent its whole body.
+_CLIENT_GONE = "client disconnected prematurely"
+
+
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, InternalServerException) and exc.detail == _CLIENT_GONE:
+        # Not the server's failure, and nobody reads the answer: a line, not a traceback at
+        # ERROR that would page an operator for every dropped connection.
+        log.info(
+            "client went away before its body arrived: %s %s", request.method, request.url.path
+        )
+        return problem(
+            400, "Incomplete body", "The client went away.", kind="incomplete"
+        ).to_response(request)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(
         500, "Internal error", "The server failed to handle the request.", kind="internal"

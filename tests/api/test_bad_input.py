@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from uuid import uuid4
 
 import pytest
@@ -450,3 +451,46 @@ def test_a_command_refuses_query_parameters_and_stores_nothing(client):
 
     assert_problem(response, 400, "force")
     assert stored_versions(client, account) == before
+
+
+def test_a_client_gone_before_its_body_arrived_is_no_server_error(client, caplog):
+    # Given a re-rating whose client goes away after the first bytes of its body
+    account = qualified(client)
+    before = stored_versions(client, account)
+    path = f"/accounts/{account['id']}/bant"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"64"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    arriving = [{"type": "http.request", "body": b'{"budget": 3', "more_body": True}]
+    answered = []
+
+    async def receive():
+        return arriving.pop(0) if arriving else {"type": "http.disconnect"}
+
+    async def send(message):
+        answered.append(message)
+
+    # When the service reads it
+    with caplog.at_level(logging.INFO, logger="crm"):
+        client.blocking_portal.call(client.app, scope, receive, send)
+
+    # Then it stores nothing, and says so in a line rather than an error with a traceback
+    assert answered[0]["status"] == 400
+    assert stored_versions(client, account) == before
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("client went away" in r.getMessage() for r in caplog.records)
