@@ -483,12 +483,12 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _instant(value: str):  # type: ignore[no-untyped-def]
-    from datetime import datetime
+    from contracts.instants import NoOffset, parse_instant
 
-    instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if instant.tzinfo is None:
-        raise argparse.ArgumentTypeError("give an offset, e.g. 2026-01-31T12:00:00Z")
-    return instant
+    try:
+        return parse_instant(value)
+    except NoOffset:
+        raise argparse.ArgumentTypeError("give an offset, e.g. 2026-01-31T12:00:00Z") from None
 
 
 def sequence(text: str) -> int:

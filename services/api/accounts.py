@@ -35,6 +35,7 @@ from contracts.accounts import (
     stated,
 )
 from contracts.audit import AccountDiff, ChainAudit
+from contracts.instants import NoOffset, parse_instant
 from contracts.read_models import AccountPage, AccountSummary
 from contracts.screening import OverrideScreening
 from domain.account import Account, BantRating, Contact, Firmographics
@@ -597,7 +598,9 @@ def _moment(audit: Audit, account_id: UUID, name: str, value: str) -> int:
             raise invalid_field(name, f"{name} is not a version this service can hold.", 400)
         return int(value)
     try:
-        datetime.fromisoformat(value)
+        parse_instant(value)
+    except NoOffset:
+        pass  # `instant` says what it lacks
     except ValueError:
         raise invalid_field(
             name, f"{name} must be a version or an RFC 3339 instant.", 400

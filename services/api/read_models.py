@@ -23,6 +23,7 @@ from contracts.accounts import (
     AbmStageName,
     FunnelStateName,
 )
+from contracts.instants import NoOffset, parse_instant
 from contracts.read_models import (
     LeaderboardEntry,
     LeaderboardPage,
@@ -120,11 +121,12 @@ def instant(value: str | None, field: str) -> datetime | None:
     if value is None:
         return None
     try:
-        at = datetime.fromisoformat(value)
-        if at.tzinfo is None:
-            raise invalid_field(field, f"{field} needs a UTC offset, e.g. 2026-01-31T12:00Z.", 400)
-        return at.astimezone(UTC)
-    except (ValueError, OverflowError):
+        return parse_instant(value)
+    except NoOffset:
+        raise invalid_field(
+            field, f"{field} needs a UTC offset, e.g. 2026-01-31T12:00Z.", 400
+        ) from None
+    except ValueError:
         detail = f"{field} must be an RFC 3339 instant, e.g. 2026-01-31T12:00:00Z."
         raise invalid_field(field, detail, 400) from None
 

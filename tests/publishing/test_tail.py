@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from services.cli import build_parser
 from services.nats_server import free_port
 from tests.processes import ROOT
 
@@ -69,3 +71,22 @@ def test_a_subject_that_no_stream_holds_ends_the_tail_with_one_line_and_exit_1(b
     (line,) = done.stderr.splitlines()
     server = broker.url.removeprefix("nats://")
     assert line == f"crm tail: no stream on {server} holds crm.accounts.>"
+
+
+@pytest.mark.parametrize(
+    ("since", "means"),
+    [
+        ("2026-03-01T12:00:00Z", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+        ("2026-03-01t12:00:00z", datetime(2026, 3, 1, 12, tzinfo=UTC)),  # RFC 3339 allows it
+        ("2026-03-01T13:00+01:00", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+    ],
+)
+def test_since_takes_an_rfc_3339_instant(since, means):
+    assert build_parser().parse_args(["tail", "--since", since]).since == means
+
+
+def test_since_without_an_offset_is_refused_as_an_argument():
+    done = crm_tail("--url", f"nats://127.0.0.1:{free_port()}", "--since", "2026-03-01T12:00")
+
+    assert done.returncode == 2
+    assert "argument --since: give an offset" in done.stderr

@@ -370,6 +370,13 @@ def test_a_report_as_of_new_year_shows_the_year_just_ended(client):
     assert response.json()["end"].startswith("2026-01-01T00:00:00")
 
 
+def test_an_instant_may_write_t_and_z_in_lower_case_as_rfc_3339_allows(client):
+    response = client.get("/reports/stages", params={"as_of": "2026-03-01t12:00:00z"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["as_of"].startswith("2026-03-01T12:00:00")
+
+
 def test_a_window_at_the_end_of_the_calendar_is_reported(client):
     last = {"from": "9999-06-01T00:00:00Z", "to": "9999-12-31T00:00:00Z", "period": "month"}
 
