@@ -87,7 +87,7 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
 
     from services.api.app import create_app
     from services.jobs import JobRunner
-    from services.nats_server import EmbeddedNats
+    from services.nats_server import EmbeddedNats, StoreInUse
     from services.publisher import check_broker, forget_publisher_metrics
     from services.worker_processes import PublisherProcess, SharedPositions, WorkerProcess
 
@@ -95,8 +95,16 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     broker = None
     nats_url = settings.nats_url
     if nats_url is None:
+        if settings.nats_replicas > 1:  # the stream could never be created, nor any published
+            raise SettingError(
+                f"CRM_NATS_REPLICAS {settings.nats_replicas}: the embedded nats-server is one "
+                "node; give CRM_NATS_URL a cluster, or keep one replica"
+            )
         broker = EmbeddedNats(settings.make_data_dir() / "nats")
-        nats_url = broker.start()
+        try:
+            nats_url = broker.start()
+        except StoreInUse as error:
+            raise SettingError(f"CRM_DATA_DIR {settings.data_dir}: {error}") from None
         print(f"Embedded NATS with JetStream for subscribers: {nats_url}", flush=True)
     try:
         asyncio.run(check_broker(nats_url))  # a broker too old to serve stops it here

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -47,8 +49,18 @@ def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
     raise OSError("no free port")
 
 
+class StoreInUse(RuntimeError):
+    """Another embedded broker keeps its streams in the same directory."""
+
+
 class EmbeddedNats:
-    """A private nats-server on loopback, storing its streams under `store_dir`."""
+    """A private nats-server on loopback, storing its streams under `store_dir`.
+
+    nats-server does not lock its store directory, and two servers writing one JetStream store
+    would corrupt it: a second `crm serve` on the same data directory would start one. So the
+    directory's lock file is held from the start, by this process and every broker it starts
+    (which inherit it), until the last of them has exited.
+    """
 
     def __init__(
         self, store_dir: Path, port: int = 0, host: str = "127.0.0.1", jetstream: bool = True
@@ -58,6 +70,7 @@ class EmbeddedNats:
         self.host = host
         self.port = port or free_port(DEFAULT_PORT, host)
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None  # the store's lock file, open and locked
 
     @property
     def url(self) -> str:
@@ -65,6 +78,7 @@ class EmbeddedNats:
 
     def start(self, timeout: float = 10.0) -> str:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_store()
         self.process = subprocess.Popen(
             [
                 nats_server_binary(),
@@ -73,6 +87,7 @@ class EmbeddedNats:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            pass_fds=(self._lock,) if self._lock is not None else (),
             preexec_fn=_stop_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
             # A group of its own: Ctrl-C (or a supervisor's signal to crm serve's group) would
             # stop the broker at once, and crm serve would start it again while shutting down.
@@ -92,6 +107,21 @@ class EmbeddedNats:
                     raise TimeoutError(f"nats-server did not listen on {self.url}") from None
                 time.sleep(0.05)  # waiting for a child process to open its port
 
+    def _lock_store(self) -> None:
+        if self._lock is not None or not self.jetstream:
+            return
+        path = self.store_dir / "crm-serve.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreInUse(
+                f"another embedded nats-server keeps its streams in {self.store_dir} (a crm serve "
+                "on the same data directory); this one would corrupt them"
+            ) from None
+        self._lock = fd
+
     async def supervise(self, stop: asyncio.Event, every: float = 1.0) -> None:
         """Starts the broker again whenever it exits (killed, out of memory) until `stop`:
         nothing else would, and events would wait in the log until `crm serve` restarts."""
@@ -107,14 +137,16 @@ class EmbeddedNats:
                 log.error("nats-server did not start again (%s); trying again", exc)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._lock is not None:
+            os.close(self._lock)  # the broker has exited: the store is free
+            self._lock = None
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

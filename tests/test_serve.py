@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from services.cli import _listen
+from services.nats_server import EmbeddedNats, StoreInUse, free_port
 from services.settings import SettingError, Settings
 from tests.api.requests import registration
-from tests.processes import CrmServe
+from tests.processes import CrmServe, run_crm
 
 
 @contextmanager
@@ -49,3 +50,36 @@ def test_the_port_crm_serve_checked_is_held_until_uvicorn_serves_on_it():
         port = held.getsockname()[1]
         with pytest.raises(SettingError, match="Address already in use"):
             _listen("127.0.0.1", port, "crm serve")
+
+
+def test_a_second_crm_serve_on_the_same_data_directory_is_refused(settings):
+    # Its embedded broker would write the first one's JetStream store, and corrupt it.
+    with crm_serve(settings):
+        second = CrmServe(settings)
+        status = second.process.wait(timeout=60)
+        said = second.log_path.read_text()
+
+    assert status == 2, said
+    assert f"CRM_DATA_DIR {settings.data_dir}: another embedded nats-server" in said
+    assert "Traceback" not in said
+
+
+def test_the_store_of_an_embedded_broker_is_free_again_once_it_stopped(tmp_path):
+    first = EmbeddedNats(tmp_path / "nats")
+    first.start()
+    try:
+        with pytest.raises(StoreInUse):
+            EmbeddedNats(tmp_path / "nats").start()
+    finally:
+        first.stop()
+
+    again = EmbeddedNats(tmp_path / "nats")
+    again.start()
+    again.stop()
+
+
+def test_the_embedded_broker_refuses_more_than_one_replica(settings):
+    done = run_crm(settings, "serve", "--port", str(free_port()), CRM_NATS_REPLICAS="3")
+
+    assert done.returncode == 2, done.stderr
+    assert "CRM_NATS_REPLICAS 3: the embedded nats-server is one node" in done.stderr
