@@ -38,6 +38,8 @@ from domain.ledger import MAX_ATTEMPTS, AccountLedger, CommandMeta
 from services.api.views import account_view, history_event
 from services.leadership import Leadership
 
+# The checkpoints' own events, and the checkpoint log's: checked by `check_checkpoints`.
+CHECKPOINT_TOPIC_PREFIX = f"{Checkpoint.__module__}:"
 log = logging.getLogger("crm.audit")
 PAGE = 1000
 # Fields of the account view that change with every event, so a diff leaves them out.
@@ -68,10 +70,15 @@ class StoreReport:
     checkpoint: CheckpointEntry | None = None
     broken: list[ChainReport] = field(default_factory=list)
     checkpoint_problems: list[str] = field(default_factory=list)
+    # What else the ledger keeps, each a chain of its own: screening policies, objectives,
+    # import jobs, command receipts. No checkpoint records their heads.
+    records: int = 0
+    record_events: int = 0
+    record_problems: list[str] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
-        return not self.broken and not self.checkpoint_problems
+        return not self.broken and not self.checkpoint_problems and not self.record_problems
 
 
 @dataclass
@@ -264,9 +271,15 @@ class Audit:
         check = self.check_checkpoints()
         entry, recorded = check.latest, check.heads
         walks: dict[str, ChainWalk] = {}
-        events = 0
+        others: dict[str, ChainWalk] = {}
+        events = record_events = 0
         end = self.ledger.recorder.max_notification_id() or 0
-        for stored in self._account_events(1, end, progress):
+        for stored in self._events(1, end, progress):
+            if not stored.topic.startswith(EVENT_TOPIC_PREFIX):
+                if not stored.topic.startswith(CHECKPOINT_TOPIC_PREFIX):  # checked above
+                    others.setdefault(str(stored.originator_id), ChainWalk()).add(stored)
+                    record_events += 1
+                continue
             account_id = str(stored.originator_id)
             walk = walks.get(account_id)
             if walk is None:
@@ -281,6 +294,11 @@ class Audit:
                 events += len(found)
         events += self._read_left_out(walks)
         report = StoreReport(len(walks), events, entry, checkpoint_problems=check.problems)
+        report.records = len(others)
+        report.record_events = record_events + self._read_left_out(others)
+        for record_id, walk in sorted(others.items()):
+            if (problem := _chain_problem(f"record {record_id}", walk)) is not None:
+                report.record_problems.append(problem)
         for account_id, walk in walks.items():
             if (broken := walk.finish()) is not None:
                 report.broken.append(
@@ -307,7 +325,12 @@ class Audit:
                 read += len(found)
         return read
 
-    def _account_events(
+    def _account_events(self, start: int, end: int) -> Iterator[StoredEvent]:
+        for stored in self._events(start, end):
+            if stored.topic.startswith(EVENT_TOPIC_PREFIX):
+                yield stored
+
+    def _events(
         self, start: int, end: int, progress: Callable[[int, int], None] | None = None
     ) -> Iterator[StoredEvent]:
         position = start
@@ -315,9 +338,7 @@ class Audit:
             page = self.ledger.recorder.select_notifications(position, PAGE, stop=end)
             if not page:
                 break
-            for notification in page:
-                if notification.topic.startswith(EVENT_TOPIC_PREFIX):
-                    yield notification
+            yield from page
             position = page[-1].id + 1
             if progress is not None:
                 progress(min(position - 1, end), end)

@@ -127,8 +127,14 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
             report = audit.verify_all(
                 lambda done, total: progress.update(task, completed=done, total=total)
             )
-        problems = [_describe_break(r) for r in report.broken] + report.checkpoint_problems
+        problems = [
+            *(_describe_break(r) for r in report.broken),
+            *report.checkpoint_problems,
+            *report.record_problems,
+        ]
         summary = f"{report.accounts} accounts, {report.events} events"
+        if report.records:  # policies, objectives, import jobs, command receipts
+            summary += f", {report.records} other records ({report.record_events} events)"
         checkpoint = report.checkpoint
     against = (
         f"checkpoint {checkpoint.number} (root {checkpoint.root})"

@@ -1,0 +1,52 @@
+"""The ledger's records beside the accounts (screening policies, objectives, command receipts)
+are hash chains too, and `crm audit verify` walks them: a screening policy changed behind the
+service's back would have excluded companies by criteria nobody set. On both stores."""
+
+from __future__ import annotations
+
+import json
+
+from domain.ledger import CommandMeta
+from domain.screening_policy import POLICIES_ID, Criteria
+from tests.audit.tampering import META, RawStore, crm, five_events
+
+
+def _policy(ledger) -> None:
+    ledger.create_policy(Criteria(industries_excluded=("tobacco",)), META)
+
+
+def test_other_records_are_verified_beside_the_accounts(ledger, settings, capsys):
+    five_events(ledger, "acme.com")
+    _policy(ledger)
+
+    status = crm(settings, "audit", "verify")
+
+    said = capsys.readouterr().out
+    assert status == 0, said
+    assert "verified 1 accounts, 5 events, 1 other records (" in said
+
+
+def test_a_changed_screening_policy_is_found(ledger, settings, capsys):
+    # Given a policy that excludes tobacco, changed in the store to exclude software instead
+    five_events(ledger, "acme.com")
+    _policy(ledger)
+    ledger.create_policy(Criteria(industries_excluded=("gambling",)), CommandMeta(actor="ops"))
+
+    def software(state: bytes) -> bytes:
+        return state.replace(b"tobacco", b"software")
+
+    (version,) = [
+        e.originator_version for e in ledger.stored_events(POLICIES_ID) if b"tobacco" in e.state
+    ]
+    RawStore(settings, ledger).change_state(POLICIES_ID, version, software)
+
+    # When an auditor verifies the store
+    status = crm(settings, "audit", "verify")
+
+    # Then the policies' record is named, with the version that was altered
+    said = capsys.readouterr()
+    assert status == 1, said.out
+    bad = f"record {POLICIES_ID}: first bad version {version}: version {version} differs"
+    assert bad in said.err
+    assert "NOT VERIFIED: 1 problems" in said.out
+    assert json.dumps("software") not in said.out
