@@ -31,6 +31,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from contracts.events import AccountEvent, subject
 from domain.account import EVENT_TOPIC_PREFIX
+from domain.errors import EventUnreadable
 from domain.ledger import AccountLedger
 from services.integration_events import to_integration_event
 from services.leadership import Leadership, lead_in_loop
@@ -194,6 +195,7 @@ class Publisher:
 
     async def _run(self, stop: asyncio.Event) -> None:
         self._stop = stop
+        failing = False
         while not stop.is_set():
             nc = None
             try:
@@ -221,14 +223,21 @@ class Publisher:
                 self._nc = nc
                 PUBLISHER_ACTIVE.set(1)
                 while not stop.is_set():
+                    before = position
                     position = await self._publish_next(js, position, stop)
+                    if position != before:
+                        failing = False  # it moves again: a failure from now on is a new one
             except ServerTooOld:
                 log.error("the broker cannot serve the publisher; nothing is published")
                 raise
             except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
                 log.warning("NATS unavailable (%s); events wait in the log", type(exc).__name__)
-            except Exception:
-                log.exception("publisher failed; starting again")
+            except Exception as error:
+                if failing:  # the same failure: a line, not a traceback twice a second
+                    log.warning("publisher still failing: %s", error)
+                else:
+                    log.exception("publisher failed; starting again")
+                failing = True
             finally:
                 self.status.connected = False
                 self._nc = None
@@ -287,12 +296,20 @@ class Publisher:
             after + 1, self.batch_size, stop=stop
         )
         mapper = self.ledger.mapper
-        events = [
-            event
-            for n in notifications
-            if n.topic.startswith(EVENT_TOPIC_PREFIX)
-            and (event := to_integration_event(mapper.to_domain_event(n), n.id)) is not None
-        ]
+        events = []
+        for n in notifications:
+            if not n.topic.startswith(EVENT_TOPIC_PREFIX):
+                continue
+            try:
+                event = to_integration_event(mapper.to_domain_event(n), n.id)
+            except EventUnreadable:
+                if n.id == after + 1:
+                    raise  # nothing before it to publish: the publisher stops here
+                # Everything before it goes out; it stops the next batch, so no later event is
+                # published before it, and `crm audit verify` names it.
+                return events, n.id - 1
+            if event is not None:
+                events.append(event)
         if notifications:
             return events, notifications[-1].id
         # Nothing in the range although the log goes beyond it: the whole range is a gap.

@@ -14,6 +14,7 @@ from domain.account import BantRating, Firmographics
 from domain.ledger import CommandMeta
 from domain.vocabulary import ScreeningOutcome
 from services.publisher import Publisher, StreamSettings
+from tests.audit.tampering import RawStore
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 
 META = CommandMeta("tester", reason="test", request_id="req-1")
@@ -154,3 +155,34 @@ async def test_a_broker_without_jetstream_is_refused_at_start_up_saying_why(tmp_
             await check_broker(plain.url)
     finally:
         plain.stop()
+
+
+async def test_an_unreadable_event_stops_publishing_after_every_event_before_it(
+    ledger, broker, settings, caplog
+):
+    # Given three accounts, the second one's first event no longer readable
+    ids = await asyncio.to_thread(make_accounts, ledger, 3)
+    RawStore(settings, ledger).garble_state(ids[1], 1)
+    history = stored_history(ledger)
+    before = history[: history.index((str(ids[1]), 1))]
+
+    # When the publisher runs, until it has failed on that event
+    publisher = Publisher(ledger, broker.url, StreamSettings(), batch_size=64)
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        await wait_for_stream_count(broker.url, len(before))
+        while not any("can no longer be read" in str(r.exc_info) for r in caplog.records):
+            await asyncio.sleep(0.05)  # polling the log the publisher writes as it fails
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+    # Then every event before it is in the stream, in order, and none after it
+    assert_exactly(await stream_messages(broker.url), before)
+    (bad,) = [
+        n.id
+        for n in ledger.recorder.select_notifications(1, 100_000)
+        if (n.originator_id, n.originator_version) == (ids[1], 1)
+    ]
+    assert publisher.status.published_position == bad - 1
