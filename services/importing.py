@@ -134,8 +134,19 @@ def _title(title: str) -> str:
     return title.strip().lstrip("\ufeff")
 
 
+def _utf_16(data: bytes) -> bool:
+    """A byte-order mark of UTF-16, or a header of ASCII titles in UTF-16 (a NUL beside each)."""
+    head = data[:64]
+    return data.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+        len(head) >= 8 and (not any(head[0::2]) or not any(head[1::2]))
+    )
+
+
 def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
     """Good rows (with their line numbers) and the errors of the bad ones."""
+    if _utf_16(data):
+        # What a spreadsheet saves as "Unicode text": read as UTF-8 its header names no column.
+        raise FileRefused("the file is UTF-16, not UTF-8: save it as CSV in UTF-8")
     text = data.decode("utf-8", errors="surrogateescape")
     delimiter = _delimiter(text)
     records = _records(text, delimiter)

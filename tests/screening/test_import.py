@@ -193,3 +193,12 @@ def test_crm_export_writes_the_account_list_as_csv_and_jsonl(ledger, settings, t
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["name"] for r in rows] == ["Company 0", "Company 1", "Company 2"]
     assert [r["domain"] for r in lines] == [r["domain"] for r in rows]
+
+
+def test_a_utf_16_file_is_refused_saying_so(ledger):
+    csv = "name,domain,industry,headcount,revenue,currency,country,growth_rate,source\n"
+
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be"):
+        report = import_rows(ledger, csv.encode(encoding), META)
+        assert report.refused == "the file is UTF-16, not UTF-8: save it as CSV in UTF-8"
+    assert events_in_store(ledger) == 0
