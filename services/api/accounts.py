@@ -90,7 +90,7 @@ from services.api.views import account_diff, account_view, chain_audit, history_
 from services.audit import Audit
 from services.projector import Projector
 
-HISTORY_PAGE_MAX = 1000
+HISTORY_PAGE, HISTORY_PAGE_MAX = 100, 1000  # events a history page holds: unless asked; at most
 
 # The problems each route can give beyond those of any input, key or store (see openapi.py).
 _NO_ACCOUNT = {404: problem_response("No such account.")}
@@ -305,10 +305,17 @@ class AccountController(Controller):
         ledger: Ledger,
         audit: AuditDependency,
         after: Annotated[
-            int,
-            QueryParameter(ge=0, le=STORED_INT_MAX, description="Only events after this version."),
-        ] = 0,
-        limit: Annotated[int, QueryParameter(ge=1, le=HISTORY_PAGE_MAX)] = 100,
+            int | None,
+            QueryParameter(
+                ge=0, le=STORED_INT_MAX, description="Only events after this version (json)."
+            ),
+        ] = None,
+        limit: Annotated[
+            int | None,
+            QueryParameter(
+                ge=1, le=HISTORY_PAGE_MAX, description=f"Events a page (json): {HISTORY_PAGE}."
+            ),
+        ] = None,
         format: Annotated[
             Literal["json", "jsonl", "csv"],
             QueryParameter(
@@ -318,10 +325,15 @@ class AccountController(Controller):
         ] = "json",
     ) -> HistoryPage | Stream:
         if format != "json":
+            for name, value in (("after", after), ("limit", limit)):
+                if value is not None:  # it would be ignored
+                    detail = f"{name} pages the json format; {format} holds every event."
+                    raise invalid_field(name, detail, 400)
             if ledger.stored_event(account_id, 1) is None:
                 raise AccountNotFound(account_id)  # a 404, not an empty file
             return audit_download(audit.export_records(account_id), format, str(account_id))
-        events = ledger.history(account_id, after=after, limit=limit)
+        limit = limit or HISTORY_PAGE
+        events = ledger.history(account_id, after=after or 0, limit=limit)
         items = [history_event(e) for e in events]
         next_after = items[-1].version if len(items) == limit else None
         return HistoryPage(account_id=account_id, items=items, next_after=next_after)

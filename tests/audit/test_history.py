@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from eventsourcing.persistence import StoredEvent
 
 from domain.account import Attribution, BantRating, Firmographics
@@ -175,3 +176,16 @@ def test_downloads_say_what_they_hold(client, ledger):
     }
     assert answers["history csv"].text.startswith("record,")
     assert json.loads(answers["ledger jsonl"].text.splitlines()[0])
+
+
+@pytest.mark.parametrize("param", ["limit", "after"])
+def test_a_download_refuses_paging_it_would_ignore(client, ledger, param):
+    account_id = ledger.register(DETAILS, META).account.id
+    path = f"/accounts/{account_id}/history"
+
+    page = client.get(path, params={param: 1})
+    download = client.get(path, params={"format": "csv", param: 1})
+
+    assert page.status_code == 200
+    assert (download.status_code, download.json()["field"]) == (400, param)
+    assert "csv holds every event" in download.json()["detail"]
