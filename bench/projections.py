@@ -110,8 +110,9 @@ def leaderboard_latency(projector: Projector, runs: int = 300) -> tuple[float, f
     return statistics.median(timings), timings[int(0.99 * len(timings)) - 1]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def store_arguments(description: str) -> argparse.Namespace:
+    """The arguments of a script that grows one store through several sizes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--accounts",
         default="10000,100000",
@@ -120,14 +121,42 @@ def main() -> int:
     parser.add_argument("--postgres", help="a PostgreSQL URL; a fresh schema is used, then dropped")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
-    sizes = sorted(int(s) for s in args.accounts.split(","))
+    args.sizes = sorted(int(s) for s in args.accounts.split(","))
+    return args
+
+
+def bench_settings(postgres: str | None) -> Settings:
+    """A fresh store: a schema of its own on PostgreSQL, else a new directory."""
+    if postgres:
+        return Settings(database_url=postgres, database_schema=f"bench_{secrets.token_hex(4)}")
+    return Settings(data_dir=Path(tempfile.mkdtemp(prefix="crm-bench-")))
+
+
+def print_figures(
+    console: Console, table: Table, store: str, figures: list[dict], out: Path | None
+) -> None:
+    """The table, the machine it ran on, and the figures as JSON when asked."""
+    console.print(table)
+    console.print(
+        f"{platform.node()}: {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    if out:
+        out.write_text(json.dumps({"store": store, "figures": figures}, indent=2))
+
+
+def close_store(ledger, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Closes the ledger, and drops a PostgreSQL store's schema (a directory is left)."""
+    ledger.close()
+    if settings.database_url:
+        drop_schema(settings.database_url, settings.database_schema)
+
+
+def main() -> int:
+    args = store_arguments(__doc__.splitlines()[0])
+    sizes = args.sizes
     console = Console(width=150)
-    if args.postgres:
-        settings = Settings(
-            database_url=args.postgres, database_schema=f"bench_{secrets.token_hex(4)}"
-        )
-    else:
-        settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="crm-bench-")))
+    settings = bench_settings(args.postgres)
     ledger = open_ledger(settings)
     projector = Projector(ledger, open_read_models(settings), listen_url=settings.database_url)
     projector.setup()
@@ -175,19 +204,9 @@ def main() -> int:
             f"{f['leaderboard_top50_p50_ms']:.2f}",
             f"{f['leaderboard_top50_p99_ms']:.2f}",
         )
-    console.print(table)
-    console.print(
-        f"{platform.node()}: {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    )
-    if args.json:
-        args.json.write_text(
-            json.dumps({"store": settings.store_name, "figures": figures}, indent=2)
-        )
+    print_figures(console, table, settings.store_name, figures, args.json)
     projector.database.dispose()
-    ledger.close()
-    if args.postgres:
-        drop_schema(args.postgres, settings.database_schema)
+    close_store(ledger, settings)
     return 0
 
 
