@@ -3,6 +3,10 @@
 Both page by keyset. The first page is read at the read model's current position, and the
 cursor carries that position, so later pages read the same snapshot: no account appears
 twice or goes missing while writes go on. `as_of` reads the rows valid at an instant instead.
+
+A cursor is signed with a key kept in the read models' database (every API process reading
+them shares it): one made up could otherwise ask for the rows at any earlier position, which
+is looking into the past, the auditor's part of reading.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +74,8 @@ def leaderboard(
     limit: int,
     cursor: str | None = None,
     as_of: datetime | None = None,
+    *,
+    key: bytes,
 ) -> Page:
     """Rated accounts by score desc, then name, then id; by default only active stages."""
     stages = filters.stages or ACTIVE_STAGES
@@ -77,6 +85,7 @@ def leaderboard(
         limit,
         cursor,
         as_of,
+        key=key,
         where=["score IS NOT NULL", "abm_stage IN :stages"],
         params={"stages": list(stages)},
         order=(("score", "DESC"), ("name", "ASC"), ("account_id", "ASC")),
@@ -89,6 +98,8 @@ def account_list(
     limit: int,
     cursor: str | None = None,
     as_of: datetime | None = None,
+    *,
+    key: bytes,
 ) -> Page:
     """Accounts by name (case-insensitive), then id."""
     where, params = [], {}
@@ -101,6 +112,7 @@ def account_list(
         limit,
         cursor,
         as_of,
+        key=key,
         where=where,
         params=params,
         order=(("name_key", "ASC"), ("account_id", "ASC")),
@@ -114,6 +126,7 @@ def _page(
     cursor: str | None,
     as_of: datetime | None,
     *,
+    key: bytes,
     where: list[str],
     params: dict[str, Any],
     order: tuple[tuple[str, str], ...],
@@ -124,7 +137,7 @@ def _page(
     if gen is None:
         return Page(rows=[], position=0)
     state = (
-        _decode(cursor, [c for c, _ in order], gen.position)
+        _decode(cursor, key, [c for c, _ in order], gen.position)
         if cursor
         else {"p": gen.position, "r": 0, "k": None}
     )
@@ -179,13 +192,14 @@ def _page(
     if more:
         last = rows[-1]
         next_cursor = _encode(
+            key,
             {
                 "p": state["p"],
                 "t": state.get("t"),
                 "f": filters.fingerprint(),
                 "r": state["r"] + len(rows),
                 "k": [last[c] for c, _ in order],
-            }
+            },
         )
     return Page(
         rows=rows,
@@ -210,18 +224,51 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _encode(state: dict[str, Any]) -> str:
+KEY_DDL = "CREATE TABLE IF NOT EXISTS rm_cursor_key (id INTEGER PRIMARY KEY, secret TEXT NOT NULL)"
+
+
+def ensure_cursor_key(conn: Connection) -> None:
+    """Makes the key cursors are signed with, once for every process reading these tables."""
+    conn.execute(text(KEY_DDL))
+    conn.execute(
+        text("INSERT INTO rm_cursor_key (id, secret) VALUES (1, :s) ON CONFLICT (id) DO NOTHING"),
+        {"s": secrets.token_hex(32)},
+    )
+
+
+def cursor_key(conn: Connection) -> bytes:
+    return bytes.fromhex(conn.execute(text("SELECT secret FROM rm_cursor_key")).scalar_one())
+
+
+def _signature(key: bytes, payload: str) -> str:
+    digest = hmac.new(key, payload.encode(), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _encode(key: bytes, state: dict[str, Any]) -> str:
     raw = json.dumps(state, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{payload}.{_signature(key, payload)}"
 
 
-def _decode(cursor: str, columns: list[str], position: int) -> dict[str, Any]:
-    """A cursor's state, checked as far as it can be without a signature: a made-up one may
-    ask for a page of data the caller could read anyway, never for a position the read model
-    has not reached, nor for values the database cannot take."""
+def _state(cursor: str) -> Any:
+    """What a cursor says, unchecked; ValueError when it says nothing."""
+    payload = cursor.partition(".")[0]
     try:
-        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError) as exc:
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _decode(cursor: str, key: bytes, columns: list[str], position: int) -> dict[str, Any]:
+    """A cursor's state, when this service signed it, and still fits the read model: never a
+    position it has not reached, nor values the database cannot take."""
+    payload, _, signature = cursor.partition(".")
+    if not (cursor.isascii() and hmac.compare_digest(signature, _signature(key, payload))):
+        raise BadCursor("The cursor is not one this service issued.")
+    try:
+        state = _state(cursor)
+    except ValueError as exc:
         raise BadCursor("The cursor is not one this service issued.") from exc
     if not (
         isinstance(state, dict)
@@ -240,8 +287,8 @@ def looks_back(cursor: str | None) -> bool:
     """Whether a cursor pages through a past instant (an `as_of` read), which only an auditor
     may do; a cursor that does not decode is refused by the query itself."""
     try:
-        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (TypeError, binascii.Error, ValueError):
+        state = _state(cursor) if cursor else None
+    except ValueError:
         return False
     return isinstance(state, dict) and state.get("t") is not None
 

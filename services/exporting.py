@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import secrets
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -72,9 +73,10 @@ def rows(database: ReadModelDatabase, kind: Kind) -> Iterator[dict[str, Any]]:
     """Every row, page by page from one snapshot of the read model."""
     query = account_list if kind == "accounts" else leaderboard
     cursor = None
+    key = secrets.token_bytes(16)  # its cursors never leave it
     while True:
         with database.read() as conn:
-            page: Page = query(conn, Filters(), PAGE, cursor)
+            page: Page = query(conn, Filters(), PAGE, cursor, key=key)
         for offset, row in enumerate(page.rows):
             yield _row(kind, row, page.first_rank + offset)
         cursor = page.next_cursor

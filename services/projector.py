@@ -22,6 +22,7 @@ from sqlalchemy import Connection, text
 from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import AccountLedger
 from projections import READ_MODEL_NAMES, accounts, transitions
+from projections.account_queries import ensure_cursor_key
 from projections.batch import Entry
 from projections.database import ReadModelDatabase
 from projections.generations import (
@@ -93,6 +94,7 @@ class Projector:
                 # API replicas and projectors start together: one creates, the others wait.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SETUP_LOCK})
             ensure_registry(conn)
+            ensure_cursor_key(conn)
             for name, model in self.read_models.items():
                 if (gen := live_generation(conn, name)) is None:
                     model.create_tables(conn, add_generation(conn, name, live=True))

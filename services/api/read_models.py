@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 import anyio.to_thread
 import msgspec
@@ -15,6 +16,7 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
+from sqlalchemy import Connection
 
 from contracts.accounts import (
     LINE_PATTERN,
@@ -30,8 +32,8 @@ from contracts.read_models import (
     Report,
 )
 from projections import accounts, transitions
-from projections.account_queries import BadCursor, Filters, Page, leaderboard
-from projections.database import from_micros
+from projections.account_queries import BadCursor, Filters, Page, cursor_key, leaderboard
+from projections.database import ReadModelDatabase, from_micros
 from projections.reports import Window, periods_between, report
 from services.api.auth import PAST_READS, Permission
 from services.api.documentation import NO_STORE_PROBLEM, READ_POSITION, STALE
@@ -142,9 +144,20 @@ def wait_for_position(
 def read_page(projector: Projector, query, *args) -> Page:  # type: ignore[no-untyped-def]
     try:
         with projector.database.read() as conn:
-            return query(conn, *args)
+            return query(conn, *args, key=_cursor_key(projector.database, conn))
     except BadCursor as exc:
         raise invalid_field("cursor", str(exc), 400) from None
+
+
+_cursor_keys: WeakKeyDictionary[ReadModelDatabase, bytes] = WeakKeyDictionary()
+
+
+def _cursor_key(database: ReadModelDatabase, conn: Connection) -> bytes:
+    """The read models' cursor key, read once a process (it never changes)."""
+    key = _cursor_keys.get(database)
+    if key is None:
+        key = _cursor_keys[database] = cursor_key(conn)
+    return key
 
 
 def position_headers(position: int, reached: bool | None) -> dict[str, str]:
@@ -243,7 +256,7 @@ def _report(
     projector = reads.projector
     as_of = instant(as_of_text, "as_of") or datetime.now(UTC)
     window = Window(
-        start=instant(start, "from") or _year_so_far(as_of),
+        start=instant(start, "from") or _year_so_far(as_of, ends_at_as_of=end is None),
         end=instant(end, "to") or as_of,
         as_of=as_of,
         period=period,
@@ -282,12 +295,12 @@ def _report(
     return Response(body, headers=position_headers(figures["position"], reached))
 
 
-def _year_so_far(as_of: datetime) -> datetime:
+def _year_so_far(as_of: datetime, *, ends_at_as_of: bool) -> datetime:
     """The default window's start, as a strategist looks at it: 1 January of `as_of`'s year, or
-    at a year's first instant, of the year just ended (which is what a report as of then asks
-    for, rather than an empty window)."""
+    when the window ends at a year's first instant, of the year just ended (which is what a
+    report as of then asks for, rather than an empty window)."""
     start = datetime(as_of.year, 1, 1, tzinfo=UTC)
-    if start == as_of and as_of.year > 1:
+    if ends_at_as_of and start == as_of and as_of.year > 1:
         return datetime(as_of.year - 1, 1, 1, tzinfo=UTC)
     return start
 

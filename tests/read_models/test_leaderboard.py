@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from projections.account_queries import Filters
+from projections.account_queries import Filters, _encode, cursor_key
 from tests.api.requests import command, qualified, register, registration
 
 
@@ -184,17 +184,48 @@ def made_up(state: dict) -> str:
         {"p": 0, "r": 0, "k": [1, ["a"], {"b": 1}]},
         {"p": 0, "r": 0, "k": [1, "a"]},
         {"p": 0, "r": 0, "t": 2**70, "k": [1, "a", "b"]},
-        # Made with the filters' fingerprint, so that only the database could refuse them:
-        {"p": 0, "r": 0, "t": 2**63 - 1, "k": [1, "a", "b"], "f": FIRST},  # past year 9999
-        {"p": 0, "r": 0, "t": -(2**62), "k": [1, "a", "b"], "f": FIRST},  # before year 1
-        {"p": 0, "r": 0, "k": [1, "\ud800", "b"], "f": FIRST},  # a lone surrogate: no UTF-8
-        {"p": 0, "r": 0, "k": [1, "a\x00", "b"], "f": FIRST},  # NUL: not text to PostgreSQL
+        {"p": 0, "r": 0, "k": [1, "a", "b"], "f": FIRST},  # well made, but not signed
     ],
 )
 def test_a_made_up_cursor_is_400(client, state):
     qualified(client)
 
     response = client.get("/leaderboards/bant", params={"cursor": made_up(state)})
+
+    assert (response.status_code, response.json()["field"]) == (400, "cursor")
+
+
+def test_a_cursor_changed_to_read_at_an_earlier_position_is_400(client):
+    # An earlier position is the past, which only an auditor may read, and with as_of.
+    for domain in ("a.com", "b.com", "c.com"):
+        position = rate(client, qualified(client, domain=domain), 3, 3, 3, 3)
+    cursor = board(client, limit=1, min_position=position)["next_cursor"]
+    payload, _, signature = cursor.partition(".")
+    state = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+    earlier = made_up({**state, "p": 1}) + (f".{signature}" if signature else "")
+    response = client.get("/leaderboards/bant", params={"cursor": earlier, "limit": 1})
+
+    assert board(client, cursor=cursor, limit=1)["items"]
+    assert (response.status_code, response.json()["field"]) == (400, "cursor")
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"p": 0, "r": 0, "t": 2**63 - 1, "k": [1, "a", "b"], "f": FIRST},  # past year 9999
+        {"p": 0, "r": 0, "t": -(2**62), "k": [1, "a", "b"], "f": FIRST},  # before year 1
+        {"p": 0, "r": 0, "k": [1, "\ud800", "b"], "f": FIRST},  # a lone surrogate: no UTF-8
+        {"p": 0, "r": 0, "k": [1, "a\x00", "b"], "f": FIRST},  # NUL: not text to PostgreSQL
+    ],
+)
+def test_a_signed_cursor_with_values_the_database_cannot_take_is_400(client, projector, state):
+    # Were the key ever out, the database would still be asked nothing it cannot answer.
+    qualified(client)
+    with projector.database.read() as conn:
+        signed = _encode(cursor_key(conn), state)
+
+    response = client.get("/leaderboards/bant", params={"cursor": signed})
 
     assert (response.status_code, response.json()["field"]) == (400, "cursor")
 
