@@ -46,7 +46,7 @@ from services.worker_processes import PublisherProcess
 async def check_request(request: Request[Any, Any, Any]) -> None:
     """Before any handler: what a request sends that its route would ignore is refused."""
     refuse_unknown_query_parameters(request)
-    refuse_unread_body(request)
+    await refuse_unread_body(request)
     await refuse_unheeded_guards(request)
 
 

@@ -39,13 +39,21 @@ def refuse_unknown_query_parameters(request: Request[Any, Any, Any]) -> None:
         raise invalid_field(*problem, 400)
 
 
-def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
+async def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
     if request.route_handler.opt.get(TAKES_BODY, True):
         return
     for name, value in request.scope["headers"]:
-        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
-            detail = "This request takes no body: what it takes goes in its path and query string."
-            raise invalid_field("body", detail, 400)
+        if name == b"content-length":
+            sent = value.strip() != b"0"
+            break
+        if name == b"transfer-encoding":  # chunked: a client or proxy that streams sends no
+            sent = bool(await request.body())  # length, even for an empty body
+            break
+    else:
+        return
+    if sent:
+        detail = "This request takes no body: what it takes goes in its path and query string."
+        raise invalid_field("body", detail, 400)
 
 
 @lru_cache(1024)  # as Litestar parses query strings: a page asked for again is not parsed again

@@ -389,10 +389,14 @@ def test_a_body_sent_to_a_read_is_refused_and_an_empty_one_is_not(client):
     url = f"/accounts/{account['id']}"
 
     sent = client.request("GET", url, content=b'{"version": 1}')
+    streamed = client.request("GET", url, content=iter([b'{"version":', b" 1}"]))
     empty = client.request("GET", url, content=b"", headers={"Content-Length": "0"})
+    # A client or proxy that streams sends even an empty body chunked, without a length.
+    empty_streamed = client.request("GET", url, content=iter([]))
 
     assert assert_problem(sent, 400, "body")
-    assert empty.status_code == 200
+    assert assert_problem(streamed, 400, "body")
+    assert empty.status_code == empty_streamed.status_code == 200
 
 
 def test_a_min_position_beyond_what_the_store_holds_is_400(client):
