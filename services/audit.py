@@ -122,7 +122,9 @@ class Audit:
 
     # Checkpoints -------------------------------------------------------------------------
 
-    def check_checkpoints(self, latest_only: bool = False) -> CheckpointsCheck:
+    def check_checkpoints(
+        self, latest_only: bool = False, retried: bool = False
+    ) -> CheckpointsCheck:
         """Reads the checkpoint log and its checkpoints (every one, or the latest only) from the
         store and checks them as any chain, and more: the last events of a chain have no
         successor to vouch for them, and a checkpoint's are what an auditor compares."""
@@ -139,6 +141,11 @@ class Audit:
                     f"the checkpoint log lists checkpoint {entry.number} in place {place}"
                 )
         if self.ledger.stored_event(checkpoint_id(len(entries) + 1), 1) is not None:
+            # Recorded since the log was read (a checkpoint and its entry are saved together),
+            # or taken out of the log: read again, it is listed or it was taken out.
+            listed = self.ledger.stored_event(CHECKPOINT_LOG_ID, len(stored) + 1) is not None
+            if listed and not retried:
+                return self.check_checkpoints(latest_only, retried=True)
             problems.append(
                 f"checkpoint {len(entries) + 1} is stored, and the checkpoint log does not list it"
             )

@@ -200,3 +200,29 @@ def test_a_checkpoint_found_intact_once_is_read_again_after_it_was_altered(
     # Then the next audit by the same service finds it
     audit = client.get(f"/accounts/{globex}/audit")
     assert (audit.status_code, audit.json()["rule"]) == (409, "checkpoint_intact")
+
+
+def test_a_checkpoint_recorded_while_the_log_is_read_is_no_tampering(
+    ledger, checkpointed, monkeypatch
+):
+    # Given an auditor's check that reads the checkpoint log just before another process
+    # records checkpoint 2 (and its entry in the log, in the same transaction)
+    acme, _, _ = checkpointed
+    ledger.score_bant(acme, BantRating(2, 3, 3, 3, {}), META)
+    read, recorded = ledger.stored_events, []
+
+    def read_then_another_records(originator_id):
+        events = read(originator_id)
+        if originator_id == CHECKPOINT_LOG_ID and not recorded:
+            recorded.append(True)
+            Audit(ledger).checkpoint(META)
+        return events
+
+    monkeypatch.setattr(ledger, "stored_events", read_then_another_records)
+
+    # When the check goes on
+    check = Audit(ledger).check_checkpoints(latest_only=True)
+
+    # Then it finds checkpoint 2 listed and intact
+    assert check.problems == []
+    assert check.latest is not None and check.latest.number == 2
