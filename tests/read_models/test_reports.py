@@ -368,6 +368,8 @@ def test_a_report_as_of_new_year_shows_the_year_just_ended(client):
     assert response.status_code == 200, response.text
     assert response.json()["start"].startswith("2025-01-01T00:00:00")
     assert response.json()["end"].startswith("2026-01-01T00:00:00")
+    to_march = {"as_of": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}
+    assert client.get("/reports/stages", params=to_march).json()["start"].startswith("2026-01-01")
 
 
 def test_an_instant_may_write_t_and_z_in_lower_case_as_rfc_3339_allows(client):
