@@ -73,8 +73,12 @@ REASON_DESCRIPTION = f"Why the change is made: {TEXT_RULES[TEXT_PATTERN]}."
 Reason = Annotated[str, Meta(**REASON_LIMITS, description=REASON_DESCRIPTION)]
 Rating = Annotated[int, Meta(ge=1, le=5)]
 # The codes ISO 4217 and ISO 3166-1 assign, from pycountry's copy of the ISO tables: a code
-# of the right shape that names no currency or country ("XYZ", "XX") is refused.
-CURRENCY_CODES = tuple(sorted(c.alpha_3 for c in pycountry.currencies))
+# of the right shape that names no currency or country ("XYZ", "XX") is refused, and so are
+# the codes ISO 4217 keeps for no currency at all (XXX) and for tests (XTS).
+NOT_CURRENCIES = {"XXX", "XTS"}
+CURRENCY_CODES = tuple(
+    sorted(c.alpha_3 for c in pycountry.currencies if c.alpha_3 not in NOT_CURRENCIES)
+)
 COUNTRY_CODES = tuple(sorted(c.alpha_2 for c in pycountry.countries))
 CurrencyCode = Annotated[
     Literal[CURRENCY_CODES],  # type: ignore[valid-type]

@@ -67,6 +67,8 @@ def test_a_missing_required_field_is_named(client):
         ({"country": "Germany"}, "country"),
         ({"country": "XX"}, "country"),  # two capitals, but no country's code
         ({"revenue_currency": "XYZ"}, "revenue_currency"),
+        ({"revenue_currency": "XXX"}, "revenue_currency"),  # ISO 4217's "no currency"
+        ({"revenue_currency": "XTS"}, "revenue_currency"),  # and its code for tests
         ({"name": ""}, "name"),
         ({"name": "   "}, "name"),
         ({"source": "\t"}, "source"),
