@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -65,6 +64,12 @@ _SEPARATORS = {",": "comma", ";": "semicolon"}
 # What groups the digits of a whole number (`1,200`; `1.200` where the comma is the decimal
 # mark and so a semicolon separates the cells); a decimal mark is not a whole number's.
 _DIGIT_GROUPS = {",": ",", ";": "."}
+# ASCII digits only (Python's int() also takes `1_000` and other scripts' digits).
+_WHOLE = {
+    mark: re.compile(rf"-?(?:[0-9]+|[0-9]{{1,3}}(?:{re.escape(mark)}[0-9]{{3}})+)")
+    for mark in _DIGIT_GROUPS.values()
+}
+_DECIMAL = re.compile(r"-?[0-9]+(?:[.,][0-9]+)?%?")
 _FIRST_LINE = re.compile(r"[^\r\n]*")
 # Every cell the CRM reads follows the API's rule for one-line text: no control characters
 # (PostgreSQL cannot store NUL; a stored one stopped the read models for good), no
@@ -286,16 +291,16 @@ def _row(
             continue
         try:
             values[name] = (
-                int(raw.replace(groups, "").replace("_", ""))
+                _whole(raw, groups)
                 if name in _INTEGERS
-                else _finite(float(raw.rstrip("%").replace(",", ".")))
+                else _decimal(raw)
                 if name in _FLOATS
                 else _host(raw)
                 if name == "domain"
                 else raw
             )
-        except ValueError:
-            errors.append(RowError(line, column, f"{raw!r} is not a number"))
+        except ValueError as error:
+            errors.append(RowError(line, column, f"{raw!r} is not {error}"))
     if errors:
         return None, errors
     try:
@@ -330,11 +335,19 @@ def _row(
     return GoodRow(line, details, frozenset(values)), []
 
 
-def _finite(value: float) -> float:
-    """`nan` and `inf` parse as floats but are no rate of growth."""
-    if not math.isfinite(value):
-        raise ValueError(value)
-    return value
+def _whole(raw: str, groups: str) -> int:
+    """A whole number, its digits grouped by threes with `groups` or not at all: a cell whose
+    groups are not threes (`12,5`, `1.2`) means something else, and is not read as a number."""
+    if not _WHOLE[groups].fullmatch(raw):
+        raise ValueError("a whole number" if _DECIMAL.fullmatch(raw) else "a number")
+    return int(raw.replace(groups, ""))
+
+
+def _decimal(raw: str) -> float:
+    """A number with `.` or `,` as its decimal mark and perhaps a `%` (not `nan` or `inf`)."""
+    if not _DECIMAL.fullmatch(raw):
+        raise ValueError("a number")
+    return float(raw.rstrip("%").replace(",", "."))
 
 
 def import_rows(

@@ -77,7 +77,8 @@ async def upload_import(
         int | None, QueryParameter(ge=1, description="Then screen by this policy version.")
     ] = None,
 ) -> Response[JobView]:
-    if request.headers.get("content-type", "").split(";")[0].strip() not in ("text/csv", ""):
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("text/csv", ""):  # media types are case-insensitive (RFC 9110)
         raise problem(
             415,
             "Unsupported media type",

@@ -214,7 +214,7 @@ def test_a_semicolon_separated_file_is_read_with_the_comma_as_its_decimal_mark(l
     )
     assert account_of(ledger, "semi.example").firmographics.name == "Semi; Colon"
     assert [(e.line, e.column, e.reason) for e in report.errors] == [
-        (4, "headcount", "'1,5' is not a number"),
+        (4, "headcount", "'1,5' is not a whole number"),
         (
             5,
             "row",
@@ -430,3 +430,39 @@ def test_the_audit_csv_export_neutralises_what_it_shows_and_still_verifies(clien
         assert checked.returncode == 0, checked.stdout + checked.stderr
     events = [r for r in map(json.loads, jsonl.text.splitlines()) if r["record"] == "event"]
     assert events[0]["actor"] == "@SUM(1)"
+
+
+def test_digits_grouped_otherwise_than_by_threes_are_no_number_rather_than_another_one(ledger):
+    # "12,5" employees read as 125, or "1.2" as 12, would store a figure nobody wrote.
+    header = (
+        "name,domain,industry,headcount,annual_revenue,revenue_currency,country,growth_rate,"
+        "source\n"
+    )
+    comma = header + (
+        'A,a.example,it,"12,5",100,EUR,DE,1,x\n'
+        'B,b.example,it,10,",100",EUR,DE,1,x\n'
+        "C,c.example,it,1_000,100,EUR,DE,1,x\n"
+        "D,d.example,it,\u0661\u0660,100,EUR,DE,1,x\n"
+        'E,e.example,it,"1,200","40,000,000",EUR,DE,"12,5",x\n'
+    )
+    semicolon = header.replace(",", ";") + (
+        "F;f.example;it;1.2;100;EUR;DE;1;x\n"
+        "G;g.example;it;10;12.00;EUR;DE;1;x\n"
+        "H;h.example;it;10;1.00.0;EUR;DE;1;x\n"
+    )
+
+    first = import_rows(ledger, comma.encode(), META)
+    second = import_rows(ledger, semicolon.encode(), META)
+
+    assert [(e.line, e.reason) for e in first.errors + second.errors] == [
+        (2, "'12,5' is not a whole number"),
+        (3, "',100' is not a number"),
+        (4, "'1_000' is not a number"),
+        (5, "'\u0661\u0660' is not a number"),
+        (2, "'1.2' is not a whole number"),
+        (3, "'12.00' is not a whole number"),
+        (4, "'1.00.0' is not a number"),
+    ]
+    e = account_of(ledger, "e.example").firmographics
+    assert (e.headcount, e.annual_revenue, e.growth_rate) == (1200, 40_000_000, 12.5)
+    assert (first.registered, second.registered) == (1, 0)

@@ -78,6 +78,8 @@ def test_bad_uploads_are_refused(client):
         == 400
     )
     assert client.post("/imports", json={"a": 1}).status_code == 415
+    shouted = {"Content-Type": "TEXT/CSV; charset=UTF-8"}  # media types ignore letter case
+    assert client.post("/imports", content=HEADER.encode(), headers=shouted).status_code == 202
     assert client.get(f"/jobs/{uuid.uuid4()}").status_code == 404
 
 
