@@ -420,8 +420,10 @@ class AccountLedger(Application):
 
     # Queries -----------------------------------------------------------------------------
 
-    def objectives(self, period: str) -> Objectives | None:
-        found = self._get(objectives_id(period))
+    def objectives(self, period: str, as_of: datetime | None = None) -> Objectives | None:
+        """The period's targets now, or as they were set at `as_of`."""
+        key = objectives_id(period)
+        found = self._get(key) if as_of is None else self._as_of(key, as_of)
         return found if isinstance(found, Objectives) else None
 
     def account(self, account_id: UUID, version: int | None = None) -> Account:
@@ -432,14 +434,19 @@ class AccountLedger(Application):
 
     def account_as_of(self, account_id: UUID, at: datetime) -> Account:
         """The account as it stood at `at`, from the events recorded up to that instant."""
-        account: Any = None
-        for event in self.events.get(account_id):
-            if event.timestamp > at:
-                break
-            account = event.mutate(account)
+        account = self._as_of(account_id, at)
         if not isinstance(account, Account):
             raise AccountNotFound(account_id)
         return account
+
+    def _as_of(self, originator_id: UUID, at: datetime) -> Any:
+        """An aggregate from its events recorded up to `at` (None before the first)."""
+        aggregate: Any = None
+        for event in self.events.get(originator_id):
+            if event.timestamp > at:
+                break
+            aggregate = event.mutate(aggregate)
+        return aggregate
 
     def history(self, account_id: UUID, after: int = 0, limit: int = 100) -> list[Account.Event]:
         if self._find(account_id) is None:

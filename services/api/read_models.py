@@ -271,11 +271,13 @@ def _report(
         )
         raise invalid_field(field, detail, 400)
     reached = wait_for_position(projector, transitions.NAME, min_position, reads.wait_seconds)
-    # The objectives of the periods the window touches, each measured over its whole period.
+    # The objectives of the periods the window touches, as set at `as_of`, each measured over
+    # its whole period.
     targets = {}
+    set_at = window.as_of if as_of_text else None
     if kind == transitions.STAGE:
         for name in periods_between(window.start, window.end, period):
-            if (objectives := projector.ledger.objectives(name)) is not None:
+            if (objectives := projector.ledger.objectives(name, set_at)) is not None:
                 targets[name] = objectives
     with projector.database.read() as conn:
         figures = report(conn, kind, window, tuple(targets))

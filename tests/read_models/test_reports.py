@@ -257,6 +257,22 @@ def test_an_objective_counts_its_whole_period_whatever_the_window(client, histor
     ]
 
 
+def test_a_report_as_of_an_instant_shows_the_objectives_set_by_then(client, history, clock):
+    client.put(
+        "/objectives/2026-02",
+        json={"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]},
+    )
+    set_at = clock.now  # the clock moves a microsecond an event: the last one is the put's
+
+    before = stage_report(client, history, as_of=(set_at - timedelta(hours=1)).isoformat())
+    after = stage_report(client, history, as_of=set_at.isoformat())
+
+    assert before["objectives"] == []
+    assert [(o["period"], o["metric"]) for o in after["objectives"]] == [
+        ("2026-02", "accounts_won")
+    ]
+
+
 def test_a_cleared_deal_is_no_deal_and_a_deal_lost_twice_counts_once(client, history, clock):
     a, b = history["a"], history["b"]
     clock.now = datetime(2026, 3, 10, tzinfo=UTC)
