@@ -1,7 +1,8 @@
-"""Audit speed and room: recording a checkpoint (after seeding, and after one change), its size in
-the event store, one account's audit against it (the first in a process, and again), beside
-the raw read of that account's stored events, and `crm audit verify` of the whole store, at
-several sizes. A script, not a test.
+"""Audit speed and room: recording a checkpoint (after seeding, and after one change), the size of
+each in the event store (the first holds every account's head, the second only the change),
+one account's audit against it (the first in a process, and again), beside the raw read of
+that account's stored events, and `crm audit verify` of the whole store, at several sizes. A
+script, not a test.
 
     uv run python bench/audit.py --accounts 10000,100000 [--postgres URL] [--json OUT]
 
@@ -52,14 +53,21 @@ def checkpoint_bytes(ledger, number: int) -> int:  # type: ignore[no-untyped-def
     from domain.checkpoints import CHECKPOINT_LOG_ID, checkpoint_id
 
     own = sum(len(e.state) for e in ledger.stored_events(checkpoint_id(number)))
-    entry = ledger.stored_events(CHECKPOINT_LOG_ID)[-1]
+    entry = ledger.stored_events(CHECKPOINT_LOG_ID)[number]  # version 1 starts the log
     assert entry.topic.startswith(CHECKPOINT_TOPIC_PREFIX)
     return own + len(entry.state)
 
 
 def measure(ledger, size: int) -> dict:  # type: ignore[no-untyped-def]
     first = ledger.recorder.select_notifications(1, 1)[0].originator_id  # the first seeded
-    after_seed = seconds(lambda: Audit(ledger).checkpoint(META))
+    full = None
+
+    def record_full() -> None:
+        nonlocal full
+        full = Audit(ledger).checkpoint(META)
+
+    after_seed = seconds(record_full)
+    assert full is not None and full.base is None
     ledger.score_bant(first, BantRating(2, 3, 4, 5, {}), META)
     recorder = Audit(ledger)
     entry = None
@@ -79,7 +87,8 @@ def measure(ledger, size: int) -> dict:  # type: ignore[no-untyped-def]
         "accounts": size,
         "checkpoint_after_seed_s": round(after_seed, 3),
         "checkpoint_after_one_change_s": round(after_one, 3),
-        "checkpoint_mb": round(checkpoint_bytes(ledger, entry.number) / 1e6, 1),
+        "full_checkpoint_mb": round(checkpoint_bytes(ledger, full.number) / 1e6, 1),
+        "checkpoint_kb": round(checkpoint_bytes(ledger, entry.number) / 1e3, 1),
         "account_audit_first_ms": round(cold, 1),
         "account_audit_ms": round(warm, 2),
         "raw_account_read_ms": round(raw, 3),
@@ -106,7 +115,8 @@ def main() -> int:
         "checkpoints": "checkpoints",
         "checkpoint_after_seed_s": "checkpoint after seeding s",
         "checkpoint_after_one_change_s": "checkpoint after one change s",
-        "checkpoint_mb": "checkpoint MB",
+        "full_checkpoint_mb": "full checkpoint MB",
+        "checkpoint_kb": "checkpoint after one change kB",
         "account_audit_first_ms": "account audit, first ms",
         "account_audit_ms": "account audit ms",
         "raw_account_read_ms": "raw account read ms",

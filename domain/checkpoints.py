@@ -1,13 +1,17 @@
 """Audit checkpoints: the heads of every account chain at one log position, under one root.
 
-A checkpoint is an aggregate of its own (its heads recorded in sorted chunks, so one account's
-head is found by reading one chunk), and the checkpoint log lists them in order. Both are
-stored events, chained like any other, so a checkpoint cannot be changed unseen either.
+A checkpoint is an aggregate of its own (its heads recorded in sorted chunks), and the
+checkpoint log lists them in order. Both are stored events, chained like any other, so a
+checkpoint cannot be changed unseen either.
+
+A *full* checkpoint records every account's head. Most record only the heads that changed
+since the full checkpoint before them, their *base*: an hourly checkpoint of a million accounts
+would otherwise store a million heads (110 MB) every hour. Every checkpoint's root covers every
+account's head all the same, so a root kept elsewhere means the same whichever kind it seals.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -19,8 +23,14 @@ from domain.chain import root_of
 
 CHECKPOINT_LOG_ID = uuid5(NAMESPACE_URL, "urn:abm-crm:audit-checkpoints")
 HEADS_PER_EVENT = 5000
+# A full checkpoint at least every FULL_EVERY checkpoints (a day of hourly ones), and whenever
+# more than FULL_SHARE of the accounts changed since the last one: the changes recorded since a
+# full checkpoint grow with each one after it, and verifying one reads its base as well.
+FULL_EVERY = 24
+FULL_SHARE = 0.25
 
 Head = tuple[str, int, str]  # account id, version, hash of the event at that version
+Heads = dict[str, tuple[int, str]]  # account id: (version, hash)
 
 
 def checkpoint_id(number: int) -> UUID:
@@ -36,6 +46,7 @@ class Checkpoint(Aggregate):
     class Opened(Event, Aggregate.Created):
         number: int
         position: int  # the last global log position the heads cover
+        base: int | None = None  # the full checkpoint it records changes since; None: full
 
     class HeadsRecorded(Event):
         heads: list[list[str | int]]
@@ -51,29 +62,55 @@ class Checkpoint(Aggregate):
             checkpoint.root, checkpoint.accounts = self.root, self.accounts
 
     def __init__(
-        self, *, number: int, position: int, actor: str, reason: str | None, request_id: str | None
+        self,
+        *,
+        number: int,
+        position: int,
+        actor: str,
+        reason: str | None,
+        request_id: str | None,
+        base: int | None = None,
     ) -> None:
         self.number = number
         self.position = position
+        self.base = base
         self.chunks: list[list[Head]] = []
         self.root = ""
         self.accounts = 0
 
     @classmethod
-    def record(cls, number: int, position: int, heads: list[Head], by: Attribution) -> Checkpoint:
+    def record(
+        cls,
+        number: int,
+        position: int,
+        heads: Heads,
+        by: Attribution,
+        full: tuple[int, Heads] | None = None,
+    ) -> Checkpoint:
+        """Checkpoint `number` of every head in `heads`: the heads that changed since `full`
+        (the number and heads of the latest full checkpoint), or all of them when it is time
+        for a full one again."""
+        recorded, base = heads, None
+        if full is not None and number - full[0] < FULL_EVERY:
+            changed = {i: head for i, head in heads.items() if full[1].get(i) != head}
+            if len(changed) <= len(heads) * FULL_SHARE:
+                recorded, base = changed, full[0]
         fields = by.event_fields()
         checkpoint = cls._create(
-            cls.Opened, id=checkpoint_id(number), number=number, position=position, **fields
+            cls.Opened,
+            id=checkpoint_id(number),
+            number=number,
+            position=position,
+            base=base,
+            **fields,
         )
-        ordered = sorted(heads)
+        ordered = sorted((i, v, h) for i, (v, h) in recorded.items())
         for start in range(0, len(ordered), HEADS_PER_EVENT):
             chunk = [list(h) for h in ordered[start : start + HEADS_PER_EVENT]]
             checkpoint.trigger_event(cls.HeadsRecorded, heads=chunk, **fields)
-        checkpoint.trigger_event(cls.Sealed, root=root_of(ordered), accounts=len(ordered), **fields)
+        root = root_of((i, v, h) for i, (v, h) in heads.items())
+        checkpoint.trigger_event(cls.Sealed, root=root, accounts=len(heads), **fields)
         return checkpoint
-
-    def heads(self) -> list[Head]:
-        return [head for chunk in self.chunks for head in chunk]
 
 
 @dataclass(frozen=True)
@@ -86,10 +123,7 @@ class CheckpointEntry:
     # The first account id of each chunk: chunk k is stored at version k + 2.
     first_ids: tuple[str, ...]
     at: datetime
-
-    def chunk_version(self, account_id: UUID) -> int | None:
-        index = bisect_right(self.first_ids, str(account_id)) - 1
-        return None if index < 0 else index + 2
+    base: int | None  # the full checkpoint whose heads it extends; None: it is full
 
 
 class CheckpointLog(Aggregate):
@@ -108,6 +142,7 @@ class CheckpointLog(Aggregate):
         root: str
         accounts: int
         first_ids: list[str]
+        base: int | None = None
 
         def apply(self, log: CheckpointLog) -> None:
             log.entries.append(self.entry())
@@ -121,6 +156,7 @@ class CheckpointLog(Aggregate):
                 self.accounts,
                 tuple(self.first_ids),
                 self.timestamp,
+                self.base,
             )
 
     def __init__(self, *, actor: str, reason: str | None, request_id: str | None) -> None:
@@ -144,6 +180,7 @@ class CheckpointLog(Aggregate):
             root=checkpoint.root,
             accounts=checkpoint.accounts,
             first_ids=first_ids,
+            base=checkpoint.base,
             **by.event_fields(),
         )
         latest = self.latest
@@ -151,9 +188,20 @@ class CheckpointLog(Aggregate):
         return latest
 
 
-def differences(entry: CheckpointEntry, events: list[Checkpoint.Event]) -> list[str]:
+def recorded_heads(events: list[Checkpoint.Event]) -> Heads:
+    """The heads a checkpoint's events record (a full checkpoint's: every account's)."""
+    return {
+        str(account_id): (int(version), str(head))
+        for event in events
+        if isinstance(event, Checkpoint.HeadsRecorded)
+        for account_id, version, head in event.heads
+    }
+
+
+def differences(entry: CheckpointEntry, events: list[Checkpoint.Event], heads: Heads) -> list[str]:
     """What a checkpoint's events, and its entry in the checkpoint log, say that does not agree.
 
+    `heads` are every account's head as the checkpoint has them: its own, over its base's.
     Its seal (and the log's entry, written with it) has no successor whose link vouches for it,
     so it is checked against the rest: the root and the number of accounts the heads give, and
     who wrote it and when (one checkpoint, and its entry, are written at once by one actor).
@@ -163,12 +211,14 @@ def differences(entry: CheckpointEntry, events: list[Checkpoint.Event]) -> list[
     if opened is None or sealed is None:
         return ["it does not begin with its opening and end with its seal"]
     chunks = [e.heads for e in events if isinstance(e, Checkpoint.HeadsRecorded)]
-    heads = [(str(i), int(v), str(h)) for chunk in chunks for i, v, h in chunk]
     problems = []
-    if (root := root_of(heads)) != sealed.root:
-        problems.append(f"its heads give the root {root}; its seal says {sealed.root}")
+    over = "" if entry.base is None else f" over checkpoint {entry.base}'s"
+    if (root := root_of((i, v, h) for i, (v, h) in heads.items())) != sealed.root:
+        problems.append(f"its heads{over} give the root {root}; its seal says {sealed.root}")
     if len(heads) != sealed.accounts:
-        problems.append(f"it holds heads of {len(heads)} accounts; its seal says {sealed.accounts}")
+        problems.append(
+            f"its heads{over} are of {len(heads)} accounts; its seal says {sealed.accounts}"
+        )
     written = (opened.actor, opened.reason, opened.request_id, opened.timestamp)
     for event in events:
         if (event.actor, event.reason, event.request_id, event.timestamp) != written:
@@ -185,8 +235,9 @@ def differences(entry: CheckpointEntry, events: list[Checkpoint.Event]) -> list[
         sealed.accounts,
         tuple(str(chunk[0][0]) for chunk in chunks if chunk),
         opened.timestamp,
+        opened.base,
     )
-    for name in ("number", "position", "root", "accounts", "first_ids", "at"):
+    for name in ("number", "position", "root", "accounts", "first_ids", "at", "base"):
         if (listed := getattr(entry, name)) != (found := getattr(recorded, name)):
             problems.append(f"the checkpoint log lists its {name} as {listed}; it says {found}")
     return problems

@@ -22,9 +22,10 @@ from domain.checkpoints import (
     Checkpoint,
     CheckpointEntry,
     CheckpointLog,
-    Head,
+    Heads,
     checkpoint_id,
     differences,
+    recorded_heads,
 )
 from domain.errors import (
     AccountNotFound,
@@ -87,8 +88,9 @@ class CheckpointsCheck:
     and every way the log or the checkpoints checked are not what was recorded."""
 
     latest: CheckpointEntry | None
-    heads: dict[str, tuple[int, str]]
+    heads: Heads  # every account's, as the latest checkpoint has them
     problems: list[str]
+    full: tuple[int, Heads] | None = None  # the latest full checkpoint checked, and its heads
 
     def intact(self) -> CheckpointsCheck:
         """This check, when nothing is wrong; else CheckpointAltered naming every problem."""
@@ -115,10 +117,12 @@ class Diff:
 class Audit:
     def __init__(self, ledger: AccountLedger) -> None:
         self.ledger = ledger
-        # The last checkpoint found intact, by its log entry and a digest of its stored bytes,
-        # with its heads: following its links and recomputing its root from a million heads
-        # again would cost every account's audit seconds, reading and hashing its bytes a tenth.
-        self._intact: tuple[tuple[CheckpointEntry, bytes], dict[str, tuple[int, str]]] | None = None
+        # The latest checkpoint found intact, and the full one it extends, by number: what
+        # identifies each (its log entry, a digest of its stored bytes, its base's) with every
+        # account's head as it has them. Following their links and recomputing their roots
+        # from a million heads again would cost every account's audit seconds, reading and
+        # hashing their bytes a tenth.
+        self._intact: dict[int, tuple[object, Heads]] = {}
 
     # Checkpoints -------------------------------------------------------------------------
 
@@ -149,31 +153,54 @@ class Audit:
             problems.append(
                 f"checkpoint {len(entries) + 1} is stored, and the checkpoint log does not list it"
             )
-        heads: dict[str, tuple[int, str]] = {}
-        for entry in entries[-1:] if latest_only else entries:
-            name = f"checkpoint {entry.number} ({entry.checkpoint_id})"
-            stored = self.ledger.stored_events(entry.checkpoint_id)
-            # The same bytes under the same entry are the same checkpoint, found intact before.
-            seen = (entry, _digest(stored))
-            if self._intact is not None and self._intact[0] == seen:
-                heads = self._intact[1]
-                continue
-            walk = ChainWalk()
-            walk.add_all(stored)
-            if (broken := _chain_problem(name, walk)) is not None:
-                problems.append(broken)
-            events, unreadable = self._read(stored)
-            found = unreadable or differences(entry, events)
-            problems += [f"{name}: {problem}" for problem in found]
-            heads = {
-                str(account_id): (int(version), str(head))
-                for event in events
-                if isinstance(event, Checkpoint.HeadsRecorded)
-                for account_id, version, head in event.heads
-            }
-            if broken is None and not found:
-                self._intact = (seen, heads)
-        return CheckpointsCheck(entries[-1] if entries else None, heads, problems)
+        # A checkpoint that records changes extends the latest full checkpoint before it.
+        last_full = None
+        for entry in entries:
+            if entry.base is None:
+                last_full = entry.number
+            elif entry.base != last_full:
+                problems.append(
+                    f"checkpoint {entry.number} ({entry.checkpoint_id}): it records changes since "
+                    f"checkpoint {entry.base}, which is not the latest full checkpoint before it"
+                )
+        keep = {entries[-1].number, last_full} if entries else set()
+        checked = entries
+        if latest_only:
+            checked = [entries[n - 1] for n in sorted(n for n in keep if n is not None)]
+        full: tuple[int, Heads] | None = None
+        base: tuple[object, Heads] | None = None
+        heads: Heads = {}
+        for entry in checked:
+            key, heads, found = self._check_one(entry, None if entry.base is None else base)
+            problems += found
+            if entry.base is None:
+                full, base = (entry.number, heads), (key, heads)
+            if entry.number in keep and not found:
+                self._intact[entry.number] = (key, heads)
+        self._intact = {n: kept for n, kept in self._intact.items() if n in keep}
+        return CheckpointsCheck(entries[-1] if entries else None, heads, problems, full)
+
+    def _check_one(
+        self, entry: CheckpointEntry, base: tuple[object, Heads] | None
+    ) -> tuple[object, Heads, list[str]]:
+        """One checkpoint as stored, over its base's heads (what identifies them, and them)
+        when it records changes: what identifies it, every account's head as it has them, and
+        what is wrong with it."""
+        name = f"checkpoint {entry.number} ({entry.checkpoint_id})"
+        stored = self.ledger.stored_events(entry.checkpoint_id)
+        # The same bytes under the same entry, over the same base, are the same checkpoint.
+        key = (entry, _digest(stored), None if base is None else base[0])
+        if (kept := self._intact.get(entry.number)) is not None and kept[0] == key:
+            return key, kept[1], []
+        walk = ChainWalk()
+        walk.add_all(stored)
+        problems = [broken] if (broken := _chain_problem(name, walk)) is not None else []
+        events, unreadable = self._read(stored)
+        heads = recorded_heads(events)
+        if base is not None:
+            heads = {**base[1], **heads}
+        found = unreadable or differences(entry, events, heads)
+        return key, heads, problems + [f"{name}: {problem}" for problem in found]
 
     def _read(self, stored: list[StoredEvent]) -> tuple[list[Any], list[str]]:
         """The events stored, in version order, and why those that cannot be read cannot."""
@@ -188,22 +215,6 @@ class Audit:
     def latest_checkpoint(self) -> CheckpointEntry | None:
         log = self.ledger.find_aggregate(CHECKPOINT_LOG_ID)
         return log.latest if isinstance(log, CheckpointLog) else None
-
-    def checkpoint_heads(self, entry: CheckpointEntry) -> dict[str, tuple[int, str]]:
-        checkpoint = self.ledger.repository.get(entry.checkpoint_id, deepcopy_from_cache=False)
-        return {account_id: (version, head) for account_id, version, head in checkpoint.heads()}
-
-    def recorded_head(self, entry: CheckpointEntry, account_id: UUID) -> tuple[int, str] | None:
-        """The head a checkpoint recorded for one account, read from the one chunk holding it."""
-        version = entry.chunk_version(account_id)
-        stored = None if version is None else self.ledger.stored_event(entry.checkpoint_id, version)
-        if stored is None:
-            return None
-        chunk = self.ledger.mapper.to_domain_event(stored)
-        for head_id, head_version, head in chunk.heads:
-            if head_id == str(account_id):
-                return int(head_version), str(head)
-        return None
 
     def checkpoint(self, meta: CommandMeta) -> CheckpointEntry:
         """Records the heads of every account chain now; refuses when a chain is broken.
@@ -222,25 +233,27 @@ class Audit:
             check = self.check_checkpoints(latest_only=True).intact()
             if check.latest != previous:
                 continue  # another checkpoint was recorded since the log was read
-            walks = {
-                account_id: ChainWalk.resume(version, head)
-                for account_id, (version, head) in check.heads.items()
-            }
+            # The accounts written since, each followed on from the head recorded for it.
+            walks: dict[str, ChainWalk] = {}
             start = previous.position + 1 if previous is not None else 1
-            new_events = 0
             for stored in self._account_events(start, position):
-                new_events += 1
-                walks.setdefault(str(stored.originator_id), ChainWalk()).add(stored)
+                account_id = str(stored.originator_id)
+                if (walk := walks.get(account_id)) is None:
+                    recorded = check.heads.get(account_id)
+                    walk = walks[account_id] = (
+                        ChainWalk.resume(*recorded) if recorded else ChainWalk()
+                    )
+                walk.add(stored)
             self._read_left_out(walks)
             for account_id, walk in walks.items():
                 if (broken := walk.finish()) is not None:
                     raise ChainBroken(UUID(account_id), broken.version, broken.problem)
-            if previous is not None and not new_events:
+            if previous is not None and not walks:
                 return previous  # no account changed (checkpoints' own events do not count)
-            heads: list[Head] = [(i, w.version, w.head) for i, w in walks.items()]
+            heads = {**check.heads, **{i: (w.version, w.head) for i, w in walks.items()}}
             number = previous.number + 1 if previous is not None else 1
             by = self.ledger.attribution(meta)
-            checkpoint = Checkpoint.record(number, position, heads, by)
+            checkpoint = Checkpoint.record(number, position, heads, by, check.full)
             entry = log.add(checkpoint, by)
             try:
                 self.ledger.save(checkpoint, log)
@@ -414,13 +427,15 @@ class Audit:
         return self._export(opening, account_id)
 
     def _checkpoint_records(self, account_id: UUID | None) -> list[dict[str, Any]]:
-        entry = self.latest_checkpoint()
+        # Checked whole, so that an export never vouches for a checkpoint that was altered.
+        check = self.check_checkpoints(latest_only=True).intact()
+        entry = check.latest
         if entry is None:
             return []
         if account_id is None:
-            heads = sorted(self.checkpoint_heads(entry).items())
+            heads = sorted(check.heads.items())
         else:
-            head = self.recorded_head(entry, account_id)
+            head = check.heads.get(str(account_id))
             heads = [] if head is None else [(str(account_id), head)]
         checkpoint = {
             "record": "checkpoint",

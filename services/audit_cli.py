@@ -164,9 +164,10 @@ def _checkpoint(args: argparse.Namespace, audit: Any) -> int:
     from domain.ledger import CommandMeta
 
     entry = audit.checkpoint(CommandMeta(args.actor, reason="crm audit checkpoint"))
+    kind = "full" if entry.base is None else f"the heads changed since checkpoint {entry.base}"
     print(
-        f"checkpoint {entry.number}: {entry.accounts} accounts up to position {entry.position}, "
-        f"root {entry.root}"
+        f"checkpoint {entry.number} ({kind}): {entry.accounts} accounts up to position "
+        f"{entry.position}, root {entry.root}"
     )
     return 0
 

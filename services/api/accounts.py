@@ -53,7 +53,7 @@ from domain.vocabulary import (
 from domain.web_domain import normalise_domain
 from projections.account_queries import Filters, account_list
 from projections.database import from_micros
-from services.api.audit import audit_download
+from services.api.audit import CHECKPOINT_ALTERED, audit_download
 from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import IDEMPOTENT, AccountCommand, LoopReply
 from services.api.documentation import (
@@ -297,7 +297,7 @@ class AccountController(Controller):
         opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="The account's events in order",
-        responses=_NO_ACCOUNT,
+        responses={**_NO_ACCOUNT, 409: CHECKPOINT_ALTERED},
     )
     def history(
         self,
@@ -343,7 +343,7 @@ class AccountController(Controller):
         opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="Verify the account's hash chain, against the latest checkpoint",
-        responses=_NO_ACCOUNT,
+        responses={**_NO_ACCOUNT, 409: CHECKPOINT_ALTERED},
     )
     def audit(self, account_id: AccountId, audit: AuditDependency) -> ChainAudit:
         return chain_audit(audit.verify_account(account_id))

@@ -21,6 +21,12 @@ from services.api.views import checkpoint_view
 from services.audit import EXPORT_FIELDS, EXPORT_HASHED, Audit
 from services.exporting import as_text
 
+# What the reads that vouch for the record answer when its latest checkpoint does not verify.
+CHECKPOINT_ALTERED = problem_response(
+    "The latest checkpoint, or the full checkpoint it records changes since, is not what was "
+    "recorded (rule `checkpoint_intact`, each problem in `problems`)."
+)
+
 
 def audit_download(records: Iterator[dict[str, Any]], fmt: str, name: str) -> Stream:
     return attachment(as_text(records, fmt, EXPORT_FIELDS, EXPORT_HASHED), fmt, name)  # type: ignore[arg-type]
@@ -61,7 +67,10 @@ def create_checkpoint(
     sync_to_thread=True,
     tags=["audit"],
     summary="The latest checkpoint: its root hash and the log position it covers",
-    responses={404: problem_response("No checkpoint has been recorded yet.")},
+    responses={
+        404: problem_response("No checkpoint has been recorded yet."),
+        409: CHECKPOINT_ALTERED,
+    },
 )
 def latest_checkpoint(audit: NamedDependency[Audit]) -> CheckpointView:
     # Checked whole, so that it never shows a root its own heads do not give.
@@ -78,6 +87,7 @@ def latest_checkpoint(audit: NamedDependency[Audit]) -> CheckpointView:
     tags=["audit"],
     summary="Every account's events with their chain hashes, and the latest checkpoint",
     media_type="application/x-ndjson",
+    responses={409: CHECKPOINT_ALTERED},
 )
 def export_all(audit: NamedDependency[Audit], format: ExportFormat = "jsonl") -> Stream:
     return audit_download(audit.export_records(), format, "ledger")

@@ -72,7 +72,7 @@ def test_an_account_removed_with_its_head_is_found(client, ledger, settings, che
     assert status == 1
     assert f"{name}: first bad version {HEADS}: version {HEADS} differs" in said
     assert f"{name}: its heads give the root " in said and f"its seal says {entry.root}" in said
-    assert f"{name}: it holds heads of 1 accounts; its seal says 2" in said
+    assert f"{name}: its heads are of 1 accounts; its seal says 2" in said
     summary = "NOT VERIFIED: 4 problems, of 1 accounts, 5 events; against checkpoint 1"
     assert f"{summary} (root {entry.root})" in said
     for answer in (latest, audit, refused):

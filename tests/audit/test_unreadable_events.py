@@ -176,8 +176,10 @@ def test_a_checkpoint_that_can_no_longer_be_read_is_named_and_nothing_is_half_ex
 
     # Then both name the checkpoint's event, and no export is written or cut off
     assert verified == 1 and exported == 1
-    assert f"Version 1 of {entry.checkpoint_id} can no longer be read" in said
+    named = f"checkpoint 1 ({entry.checkpoint_id}): first bad version 1: version 1 can no longer"
+    assert said.count(named) == 2
     assert out.read_text() == "the previous export\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("export")] == ["export.jsonl"]
     assert whole.status_code == 409
-    assert whole.json()["account_id"] == str(entry.checkpoint_id)
+    assert whole.json()["rule"] == "checkpoint_intact"
+    assert any(p.startswith(named) for p in whole.json()["problems"])
