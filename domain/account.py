@@ -520,12 +520,16 @@ class Account(Aggregate):
             self._change_stage(AbmStage.OUTREACH, "material_sent", by)
 
     def receive_response(self, reaction: Reaction, note: str | None, by: Attribution) -> None:
+        # Screened out means off the target list: no outreach fact is logged, as no material
+        # is sent, until a screening qualifies it again.
+        self._refuse_if_excluded()
         self._refuse_before_material()
         self._trigger(self.ResponseReceived, by, reaction=reaction.value, note=note)
         if reaction is Reaction.POSITIVE and self.stage is AbmStage.OUTREACH:
             self._change_stage(AbmStage.WARM_UP, "response_received", by)
 
     def hold_meeting(self, note: str | None, by: Attribution) -> None:
+        self._refuse_if_excluded()  # as a response: the account is off the target list
         self._refuse_before_material()
         self._trigger(self.MeetingHeld, by, note=note)
         if self.stage is AbmStage.OUTREACH:

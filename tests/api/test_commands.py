@@ -149,6 +149,33 @@ def test_outreach_before_a_bant_rating_is_refused(client):
 
 
 @pytest.mark.parametrize(
+    "fact",
+    [
+        {"kind": "response_received", "reaction": "positive"},
+        {"kind": "response_received", "reaction": "negative"},
+        {"kind": "meeting_held", "note": "met at the fair anyway"},
+    ],
+)
+def test_an_excluded_account_refuses_responses_and_meetings_as_it_refuses_material(client, fact):
+    account = rated(client)
+    command(client, account, "outreach", MATERIAL)
+    command(client, account, "screening", {"outcome": "excluded", "criteria": ["headcount"]})
+    before = history_types(client, account)
+
+    material = client.post(f"/accounts/{account['id']}/outreach", json=MATERIAL)
+    response = client.post(f"/accounts/{account['id']}/outreach", json=fact)
+
+    assert (material.status_code, response.status_code) == (409, 409)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert {k: response.json()[k] for k in ("type", "title", "rule")} == {
+        k: material.json()[k] for k in ("type", "title", "rule")
+    }
+    assert response.json()["rule"] == "account_excluded"
+    assert history_types(client, account) == before
+    assert client.get(f"/accounts/{account['id']}").json()["outreach"]["responses_received"] == 0
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"kind": "material_sent", "channel": "email"}, "material"),

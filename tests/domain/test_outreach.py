@@ -42,6 +42,30 @@ def test_sending_a_material_to_an_account_excluded_after_rating_is_refused():
     assert refused(account, material_sent()).rule == "account_excluded"
 
 
+def test_a_response_or_a_meeting_on_an_account_excluded_in_outreach_is_refused_as_material_is():
+    for history in (IN_OUTREACH, WARMED_UP):
+        account = given(*history, screened(ScreeningOutcome.EXCLUDED))
+
+        for fact in (response_received(POSITIVE), response_received(NEGATIVE), meeting_held()):
+            assert refused(account, fact).rule == refused(account, material_sent()).rule
+            assert refused(account, fact).rule == "account_excluded"
+        assert account.stage is AbmStage.EXCLUDED
+
+
+def test_a_response_on_an_excluded_account_is_refused_as_excluded_before_it_asks_for_material():
+    account = given(*EXCLUDED)
+
+    assert refused(account, response_received(POSITIVE)).rule == "account_excluded"
+    assert refused(account, meeting_held()).rule == "account_excluded"
+
+
+def test_a_requalified_account_takes_responses_and_meetings_again():
+    account = given(*IN_OUTREACH, screened(ScreeningOutcome.EXCLUDED), screened())
+
+    assert kinds(when(account, response_received(NEUTRAL))) == ["response_received"]
+    assert kinds(when(account, meeting_held())) == ["meeting_held"]
+
+
 def test_the_first_material_sent_moves_a_prioritized_account_to_outreach():
     account = given(*PRIORITIZED)
 
