@@ -1,7 +1,7 @@
 """HTTP bodies of screening policies (ABM stage 1): versions, dry runs and applies."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from msgspec import Meta, Struct
@@ -90,14 +90,35 @@ class ScreeningRun(Struct, frozen=True):
     decisions: list[DecisionView]
 
 
+JobStatus = Literal["running", "finished", "failed"]
+
+
 class JobView(Struct, frozen=True):
-    """A background job: a bulk import or a policy apply. Poll it until `status` is not running."""
+    """A background job: a bulk import or a policy apply. Poll it until `status` is not
+    `running`: `finished` when it did its work, `failed` when it did not (`error` says why; an
+    import whose file was refused as a whole stored nothing, and its `result` still holds what
+    the file showed, such as its bad rows)."""
 
     id: UUID
     kind: str
-    status: str  # running, finished or failed
-    done: int
-    total: int
+    status: JobStatus
+    done: Annotated[
+        int,
+        Meta(
+            description="Rows of an import done (registered, updated or unchanged), or"
+            " accounts of a policy apply screened."
+        ),
+    ]
+    total: Annotated[
+        int | None,
+        Meta(
+            description="What `done` counts up to: the file's rows but the bad ones, or the"
+            " accounts. Null until the job knows it (an import knows it once its file is read,"
+            " before it stores a row), and for a file refused as a whole."
+        ),
+    ]
     started_at: datetime
     result: dict[str, Any] | None = None
-    error: str | None = None
+    error: Annotated[
+        str | None, Meta(description="Why a failed job failed: for a refused file, the reason.")
+    ] = None

@@ -43,6 +43,16 @@ class Job(Aggregate):
         def apply(self, job: Job) -> None:
             job.status, job.error = FAILED, self.error
 
+    class Refused(Event):
+        """The job's input was refused as a whole (a file with a column missing, say) and
+        nothing of it was stored: a failure with its reason, and what was found on the way."""
+
+        error: str
+        result: dict[str, Any]
+
+        def apply(self, job: Job) -> None:
+            job.status, job.error, job.result = FAILED, self.error, self.result
+
     def __init__(
         self,
         *,
@@ -57,7 +67,7 @@ class Job(Aggregate):
         self.actor = actor
         self.status = RUNNING
         self.done = 0
-        self.total = 0
+        self.total: int | None = None  # until the job knows its work: 0 would say it has none
         self.result: dict[str, Any] | None = None
         self.error: str | None = None
 
@@ -73,3 +83,6 @@ class Job(Aggregate):
 
     def fail(self, error: str, by: Attribution) -> None:
         self.trigger_event(self.Failed, error=error, **by.event_fields())
+
+    def refuse(self, error: str, result: dict[str, Any], by: Attribution) -> None:
+        self.trigger_event(self.Refused, error=error, result=result, **by.event_fields())

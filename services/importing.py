@@ -368,6 +368,8 @@ def import_rows(
     if strict and report.errors:
         report.refused = f"{report.rejected} bad row(s) and --strict: nothing was imported"
         return report
+    if progress:
+        progress(0, len(good))  # the file is read: its rows are counted before any is stored
     for done, outcome in enumerate(_store(ledger, good, meta, report), start=1):
         setattr(report, outcome, getattr(report, outcome) + 1)
         if progress:

@@ -29,6 +29,16 @@ class Interrupted(Exception):
     """The process is stopping: the job stays running, and the next start resumes it."""
 
 
+class InputRefused(Exception):
+    """The job's input is refused as a whole: the job fails with the reason, having stored
+    nothing, rather than finish as though it had done its work."""
+
+    def __init__(self, reason: str, result: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.result = result
+
+
 class JobRunner:
     def __init__(self, ledger: AccountLedger, settings: Settings) -> None:
         self.ledger = ledger
@@ -140,6 +150,11 @@ class JobRunner:
         except Interrupted:
             log.info("job %s stopped with the process; the next start resumes it", job_id)
             return
+        except InputRefused as refusal:
+            reason, found = refusal.reason, refusal.result
+            log.info("job %s refused its input: %s", job_id, reason)
+            self.ledger.record_job(job_id, lambda j, by: j.refuse(reason, found, by), meta)
+            return
         except Exception as exc:
             log.exception("job %s failed", job_id)
             error = type(exc).__name__  # the log has the details; a job view shows no paths
@@ -160,6 +175,10 @@ class JobRunner:
                 {"line": e.line, "column": e.column, "reason": e.reason} for e in report.errors
             ],
         }
+        if report.refused:
+            # `refused` stays in the result too: clients read the reason there before a
+            # refusal failed the job.
+            raise InputRefused(report.refused, result)
         if job.params.get("screen_with") and report.account_ids:
             decisions = self.ledger.apply_policy(
                 job.params["screen_with"], report.account_ids, meta
@@ -170,6 +189,7 @@ class JobRunner:
     def _apply(self, job: Job, meta: CommandMeta, progress: _Progress) -> dict[str, Any]:
         ids = [UUID(a) for a in job.params["account_ids"]]
         applied = overridden = skipped = 0
+        progress(0, len(ids))  # the total is known now, before the first chunk is screened
         for start in range(0, len(ids), APPLY_CHUNK):
             for d in self.ledger.apply_policy(
                 job.params["version"], ids[start : start + APPLY_CHUNK], meta
@@ -197,13 +217,16 @@ class _Progress:
         self.meta = meta
         self.stopping = stopping
         self.last = 0.0
+        self.total: int | None = None
 
     def __call__(self, done: int, total: int) -> None:
         if self.stopping.is_set():
             raise Interrupted
         now = time.monotonic()
-        if done == total or now - self.last >= PROGRESS_SECONDS:
-            self.last = now
+        # A new total is recorded at once: a client polling the job learns it before the
+        # first row or chunk is done, however long that takes.
+        if done == total or total != self.total or now - self.last >= PROGRESS_SECONDS:
+            self.last, self.total = now, total
             self.ledger.record_job(
                 self.job_id, lambda j, by: j.progress(done, total, by), self.meta
             )

@@ -22,6 +22,7 @@ from litestar.testing import TestClient
 
 from domain.ledger import AccountLedger
 from services.api.app import create_app
+from services.jobs import JobRunner
 from services.leadership import Leadership
 from services.nats_server import EmbeddedNats
 from services.projector import Projector
@@ -136,10 +137,23 @@ def projector(ledger: AccountLedger, settings: Settings) -> Iterator[Projector]:
 
 
 @pytest.fixture
-def client(ledger: AccountLedger, projector: Projector, settings: Settings) -> Iterator[TestClient]:
+def jobs(ledger: AccountLedger, settings: Settings) -> JobRunner:
+    """The `client`'s job runner: a test waits for the jobs its requests started on it."""
+    return JobRunner(ledger, settings)
+
+
+@pytest.fixture
+def client(
+    ledger: AccountLedger, projector: Projector, settings: Settings, jobs: JobRunner
+) -> Iterator[TestClient]:
     background = BackgroundProjector(projector, Leadership(settings, "projector"))
     app = create_app(
-        ledger, projector, settings, on_startup=[background.start], on_shutdown=[background.stop]
+        ledger,
+        projector,
+        settings,
+        jobs=jobs,
+        on_startup=[background.start],
+        on_shutdown=[background.stop],
     )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client

@@ -267,10 +267,11 @@ def test_an_upload_whose_unclosed_quote_swallows_a_long_rest_is_refused(client, 
     upload = client.post("/imports", content=body, headers={"Content-Type": "text/csv"})
     job = finished(client, upload.headers["location"])
 
-    assert job["status"] == "finished", job
-    assert job["result"]["refused"] == (
+    assert job["status"] == "failed", job
+    assert job["error"] == (
         "line 3: a cell is longer than 131072 characters (is a quote opened there never closed?)"
     )
+    assert job["result"]["refused"] == job["error"]
     assert job["result"]["registered"] == 0
     assert account_events(ledger) == 0
 

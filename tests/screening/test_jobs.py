@@ -6,7 +6,12 @@ import json
 import time
 import uuid
 
+import pytest
+
+from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import CommandMeta
+from domain.screening_policy import Criteria
+from services.api.jobs import job_view
 from services.importing import import_rows
 from services.jobs import IMPORT, JobRunner
 from services.leadership import Leadership
@@ -72,6 +77,92 @@ def test_an_uploaded_csv_is_imported_by_a_job_with_progress_and_a_result(client)
     assert (again["result"]["registered"], again["result"]["unchanged"]) == (0, 300)
 
 
+def first_positions(ledger, *suffixes: str) -> list[int]:
+    """The log position of the first event whose topic ends with each suffix."""
+    notifications = ledger.recorder.select_notifications(1, 1_000_000)
+    return [next(n.id for n in notifications if n.topic.endswith(s)) for s in suffixes]
+
+
+def test_an_import_job_knows_no_total_until_it_reads_its_file_and_says_it_before_any_row(
+    ledger, settings
+):
+    runner = JobRunner(ledger, settings)
+    job_id = stored_import_job(runner, 30)
+    assert job_view(ledger.job(job_id)).total is None  # not yet known: not 0 rows to do
+
+    runner.run(job_id)
+
+    progressed, registered = first_positions(ledger, "Job.Progressed", "Account.Registered")
+    assert progressed < registered
+    # The job as a client polling it saw it then: the rows counted, none stored yet.
+    then = job_view(ledger.repository.get(job_id, version=2))
+    assert (then.status, then.done, then.total) == ("running", 0, 30)
+    assert (ledger.job(job_id).done, ledger.job(job_id).total) == (30, 30)
+
+
+def test_a_policy_apply_job_says_its_total_before_it_screens_a_chunk(ledger, settings):
+    imported = import_rows(ledger, (HEADER + good_rows(20)).encode(), CommandMeta("importer"))
+    ledger.create_policy(Criteria(headcount_min=25), CommandMeta("analyst"))
+    runner = JobRunner(ledger, settings)
+
+    job = runner.submit_apply(1, imported.account_ids, CommandMeta("analyst"))
+    runner.wait(60)
+
+    progressed, screened = first_positions(ledger, "Job.Progressed", "Account.Screened")
+    assert progressed < screened
+    then = job_view(ledger.repository.get(job.id, version=2))
+    assert (then.done, then.total) == (0, 20)
+    assert ledger.job(job.id).status == "finished"
+
+
+def test_an_upload_answers_with_total_null_and_counts_the_rows_once_read(client, jobs):
+    body = (HEADER + good_rows(5) + "Bad,bad.example,it,many,1,EUR,DE,,1,x\n").encode()
+
+    response = client.post("/imports", content=body, headers={"Content-Type": "text/csv"})
+    jobs.wait(60)
+
+    assert response.status_code == 202
+    assert (response.json()["done"], response.json()["total"]) == (0, None)
+    job = client.get(response.headers["location"]).json()
+    assert (job["status"], job["done"], job["total"]) == ("finished", 5, 5)
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "reason"),
+    [
+        ((HEADER + good_rows(3)).encode("utf-16"), "", "the file is UTF-16, not UTF-8"),
+        (b"name,domain\nAcme,acme.example\n", "", "missing column(s): industry, headcount"),
+        ((HEADER + 'Acme,"acme.example\n').encode(), "", "line 2: the quote"),
+        (
+            (HEADER + good_rows(3) + "Bad,bad.example,it,many,1,EUR,DE,,1,x\n").encode(),
+            "?strict=true",
+            "1 bad row(s)",
+        ),
+    ],
+    ids=["utf-16", "missing-columns", "unclosed-quote", "strict-with-a-bad-row"],
+)
+def test_an_upload_refused_as_a_whole_fails_with_the_reason_and_stores_no_account(
+    client, jobs, ledger, body, query, reason
+):
+    response = client.post(f"/imports{query}", content=body, headers={"Content-Type": "text/csv"})
+    jobs.wait(60)
+
+    assert response.status_code == 202
+    job = client.get(response.headers["location"]).json()
+    assert job["status"] == "failed"
+    assert job["error"].startswith(reason)
+    # What clients read before the status said so stays: the reason, the bad rows.
+    assert job["result"]["refused"] == job["error"]
+    assert job["result"]["registered"] == 0
+    if query:
+        assert job["result"]["errors"] == [
+            {"line": 5, "column": "Employees", "reason": "'many' is not a number"}
+        ]
+    assert (job["done"], job["total"]) == (0, None)
+    topics = {n.topic for n in ledger.recorder.select_notifications(1, 1_000_000)}
+    assert not any(t.startswith(EVENT_TOPIC_PREFIX) for t in topics)
+
+
 def test_bad_uploads_are_refused(client):
     assert (
         client.post("/imports", content=b"", headers={"Content-Type": "text/csv"}).status_code
@@ -135,14 +226,16 @@ def test_a_job_stopped_with_its_process_stays_running_and_the_next_start_finishe
 ):
     runner = JobRunner(ledger, settings)
     job_id = stored_import_job(runner, 50)
-    runner.stop()  # the process is stopping while the job runs: it stops after a row
+    # The process is stopping while the job runs: it stops at its first progress point, the
+    # count of the rows once its file is read, before it stores one.
+    runner.stop()
 
     runner.run(job_id)
 
     assert ledger.job(job_id).status == "running"
     job = finished_at_next_start(ledger, settings, job_id)
     assert job.status == "finished"
-    assert (job.result["registered"], job.result["unchanged"]) == (49, 1)
+    assert (job.result["registered"], job.result["unchanged"]) == (50, 0)
 
 
 def test_an_upload_can_screen_what_it_imports_by_a_policy(client):
