@@ -117,11 +117,11 @@ class Diff:
 class Audit:
     def __init__(self, ledger: AccountLedger) -> None:
         self.ledger = ledger
-        # The latest checkpoint found intact, and the full one it extends, by number: what
-        # identifies each (its log entry, a digest of its stored bytes, its base's) with every
-        # account's head as it has them. Following their links and recomputing their roots
-        # from a million heads again would cost every account's audit seconds, reading and
-        # hashing their bytes a tenth.
+        # The latest checkpoint found intact, and the full one it extends, by place in the log
+        # (their number, when the log is intact): what identifies each (its log entry, a digest
+        # of its stored bytes, its base's) with every account's head as it has them. Following
+        # their links and recomputing their roots from a million heads again would cost every
+        # account's audit seconds, reading and hashing their bytes a tenth.
         self._intact: dict[int, tuple[object, Heads]] = {}
 
     # Checkpoints -------------------------------------------------------------------------
@@ -154,43 +154,44 @@ class Audit:
                 f"checkpoint {len(entries) + 1} is stored, and the checkpoint log does not list it"
             )
         # A checkpoint that records changes extends the latest full checkpoint before it.
+        # Checkpoints are taken by their place in the log, which their number must be (checked
+        # above): a number altered in the log is named, not followed to another checkpoint.
         last_full = None
-        for entry in entries:
+        for place, entry in enumerate(entries, 1):
             if entry.base is None:
-                last_full = entry.number
+                last_full = place
             elif entry.base != last_full:
                 problems.append(
                     f"checkpoint {entry.number} ({entry.checkpoint_id}): it records changes since "
                     f"checkpoint {entry.base}, which is not the latest full checkpoint before it"
                 )
-        keep = {entries[-1].number, last_full} if entries else set()
-        checked = entries
-        if latest_only:
-            checked = [entries[n - 1] for n in sorted(n for n in keep if n is not None)]
+        keep = {len(entries), last_full} - {None, 0}
+        places = sorted(keep) if latest_only else range(1, len(entries) + 1)
         full: tuple[int, Heads] | None = None
         base: tuple[object, Heads] | None = None
         heads: Heads = {}
-        for entry in checked:
-            key, heads, found = self._check_one(entry, None if entry.base is None else base)
+        for place in places:
+            entry = entries[place - 1]
+            key, heads, found = self._check_one(place, entry, None if entry.base is None else base)
             problems += found
             if entry.base is None:
-                full, base = (entry.number, heads), (key, heads)
-            if entry.number in keep and not found:
-                self._intact[entry.number] = (key, heads)
+                full, base = (place, heads), (key, heads)
+            if place in keep and not found:
+                self._intact[place] = (key, heads)
         self._intact = {n: kept for n, kept in self._intact.items() if n in keep}
         return CheckpointsCheck(entries[-1] if entries else None, heads, problems, full)
 
     def _check_one(
-        self, entry: CheckpointEntry, base: tuple[object, Heads] | None
+        self, place: int, entry: CheckpointEntry, base: tuple[object, Heads] | None
     ) -> tuple[object, Heads, list[str]]:
-        """One checkpoint as stored, over its base's heads (what identifies them, and them)
-        when it records changes: what identifies it, every account's head as it has them, and
-        what is wrong with it."""
+        """One checkpoint as stored, at its place in the log, over its base's heads (what
+        identifies them, and them) when it records changes: what identifies it, every account's
+        head as it has them, and what is wrong with it."""
         name = f"checkpoint {entry.number} ({entry.checkpoint_id})"
         stored = self.ledger.stored_events(entry.checkpoint_id)
         # The same bytes under the same entry, over the same base, are the same checkpoint.
         key = (entry, _digest(stored), None if base is None else base[0])
-        if (kept := self._intact.get(entry.number)) is not None and kept[0] == key:
+        if (kept := self._intact.get(place)) is not None and kept[0] == key:
             return key, kept[1], []
         walk = ChainWalk()
         walk.add_all(stored)

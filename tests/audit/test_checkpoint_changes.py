@@ -13,12 +13,13 @@ import pytest
 
 from domain.account import Attribution, BantRating
 from domain.chain import root_of, stored_hash
-from domain.checkpoints import Checkpoint
+from domain.checkpoints import CHECKPOINT_LOG_ID, Checkpoint
 from services.audit import Audit
 from tests.audit.tampering import META, RawStore, crm, five_events, verify_offline
 
 DOMAINS = ["acme.com", "globex.com", "initech.com", "umbrella.com", "hooli.com"]
 CHUNK = 2  # the version of a checkpoint's first (here only) chunk of heads
+LAST_ENTRY = 3  # the checkpoint log's entry for checkpoint 2 (its first event starts it)
 
 
 @pytest.fixture
@@ -40,6 +41,14 @@ def _drop_head(account_id):  # noqa: ANN001, ANN202
     def edit(state: bytes) -> bytes:
         value = json.loads(state)
         value["heads"] = [h for h in value["heads"] if h[0] != str(account_id)]
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    return edit
+
+
+def _set(**fields: Any):  # noqa: ANN202
+    def edit(state: bytes) -> bytes:
+        value = {**json.loads(state), **fields}
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
     return edit
@@ -180,3 +189,29 @@ def test_when_a_checkpoint_is_full(number, changed, full):
     assert (checkpoint.base, recorded) == ((None, 100) if full else (1, changed))
     assert checkpoint.root == root_of((i, v, h) for i, (v, h) in now.items())
     assert checkpoint.accounts == 100
+
+
+@pytest.mark.parametrize("number", [3, 0, -4, "2", [2]], ids=repr)
+def test_a_number_changed_in_the_checkpoint_log_is_named_not_crashed_on(
+    client, ledger, settings, two_checkpoints, capsys, number
+):
+    # Given checkpoint 2's entry in the log (its last event: nothing after it vouches for it)
+    # listing another number
+    accounts, _, _ = two_checkpoints
+    RawStore(settings, ledger).change_state(CHECKPOINT_LOG_ID, LAST_ENTRY, _set(number=number))
+
+    # When an auditor verifies, reads the latest checkpoint, audits Acme, exports, and records
+    status = crm(settings, "audit", "verify")
+    said = capsys.readouterr().err
+    latest = client.get("/audit/checkpoints/latest")
+    audit = client.get(f"/accounts/{accounts[0]}/audit")
+    export = client.get("/audit/export")
+    ledger.score_bant(accounts[0], BantRating(1, 3, 3, 3, {}), META)
+    recorded = client.post("/audit/checkpoints")
+
+    # Then each names the entry, and none vouches for the checkpoint
+    assert status == 1
+    assert f"the checkpoint log lists checkpoint {number} in place 2" in said
+    for answer in (latest, audit, export, recorded):
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["rule"] == "checkpoint_intact"
