@@ -188,6 +188,23 @@ class CheckpointLog(Aggregate):
         return latest
 
 
+def unreadable_heads(event: Checkpoint.Event) -> str | None:
+    """Why a chunk of heads cannot be read as `[account id, version, hash]` each, or None."""
+    if not isinstance(event, Checkpoint.HeadsRecorded):
+        return None
+    heads = event.heads
+    if isinstance(heads, list) and all(
+        isinstance(head, list)
+        and len(head) == 3
+        and isinstance(head[0], str)
+        and type(head[1]) is int
+        and isinstance(head[2], str)
+        for head in heads
+    ):
+        return None
+    return "its heads are not each an account id, a version and a hash"
+
+
 def recorded_heads(events: list[Checkpoint.Event]) -> Heads:
     """The heads a checkpoint's events record (a full checkpoint's: every account's)."""
     return {

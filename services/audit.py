@@ -26,6 +26,7 @@ from domain.checkpoints import (
     checkpoint_id,
     differences,
     recorded_heads,
+    unreadable_heads,
 )
 from domain.errors import (
     AccountNotFound,
@@ -197,6 +198,10 @@ class Audit:
         walk.add_all(stored)
         problems = [broken] if (broken := _chain_problem(name, walk)) is not None else []
         events, unreadable = self._read(stored)
+        # A chunk whose heads are not heads is named, and left out of them.
+        odd = {e.originator_version: why for e in events if (why := unreadable_heads(e))}
+        unreadable += [f"version {v} can no longer be read: {why}" for v, why in odd.items()]
+        events = [event for event in events if event.originator_version not in odd]
         heads = recorded_heads(events)
         if base is not None:
             heads = {**base[1], **heads}

@@ -215,3 +215,31 @@ def test_a_number_changed_in_the_checkpoint_log_is_named_not_crashed_on(
     for answer in (latest, audit, export, recorded):
         assert answer.status_code == 409, answer.text
         assert answer.json()["rule"] == "checkpoint_intact"
+
+
+@pytest.mark.parametrize(
+    "heads",
+    [[["acme"]], [["acme", "six", "0" * 64]], [["acme", 6, "0" * 64, 7]], [[]], [5], 5],
+    ids=["one field", "a version not a number", "four fields", "empty", "a number", "no list"],
+)
+def test_heads_that_are_not_heads_are_named_not_crashed_on(
+    client, ledger, settings, two_checkpoints, capsys, heads
+):
+    # Given checkpoint 2's chunk of heads changed into something that is no list of
+    # [account id, version, hash]
+    accounts, _, second = two_checkpoints
+    RawStore(settings, ledger).change_state(second.checkpoint_id, CHUNK, _set(heads=heads))
+
+    # When an auditor verifies, audits Acme and exports
+    status = crm(settings, "audit", "verify")
+    said = capsys.readouterr().err
+    audit = client.get(f"/accounts/{accounts[0]}/audit")
+    export = client.get("/audit/export")
+
+    # Then the chunk is named, and nothing vouches for the checkpoint
+    name = f"checkpoint 2 ({second.checkpoint_id})"
+    assert status == 1
+    assert f"{name}: version {CHUNK} can no longer be read: its heads are not" in said
+    for answer in (audit, export):
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["rule"] == "checkpoint_intact"
