@@ -171,6 +171,7 @@ class Audit:
         full: tuple[int, Heads] | None = None
         base: tuple[object, Heads] | None = None
         heads: Heads = {}
+        intact: dict[int, tuple[object, Heads]] = {}
         for place in places:
             entry = entries[place - 1]
             key, heads, found = self._check_one(place, entry, None if entry.base is None else base)
@@ -178,8 +179,8 @@ class Audit:
             if entry.base is None:
                 full, base = (place, heads), (key, heads)
             if place in keep and not found:
-                self._intact[place] = (key, heads)
-        self._intact = {n: kept for n, kept in self._intact.items() if n in keep}
+                intact[place] = (key, heads)
+        self._intact = intact  # one assignment: API threads check checkpoints at once
         return CheckpointsCheck(entries[-1] if entries else None, heads, problems, full)
 
     def _check_one(
