@@ -12,8 +12,10 @@ account's head all the same, so a root kept elsewhere means the same whichever k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -188,21 +190,59 @@ class CheckpointLog(Aggregate):
         return latest
 
 
-def unreadable_heads(event: Checkpoint.Event) -> str | None:
-    """Why a chunk of heads cannot be read as `[account id, version, hash]` each, or None."""
-    if not isinstance(event, Checkpoint.HeadsRecorded):
-        return None
-    heads = event.heads
-    if isinstance(heads, list) and all(
+def misshapen(event: Checkpoint.Event | CheckpointLog.Event) -> str | None:
+    """Why an event of a checkpoint or of the checkpoint log does not hold what its type says
+    (a number stored as text, heads that are not `[account id, version, hash]` each…), or None.
+
+    Its state was decoded as JSON, so any field may hold any JSON value once altered; checking
+    each against its type names the event rather than failing where the value is used.
+    """
+    if isinstance(event, Checkpoint.HeadsRecorded) and not _are_heads(event.heads):
+        return "its heads are not each an account id, a version and a hash"
+    for name, kind in _field_types(type(event)).items():
+        if not _fits(getattr(event, name, None), kind):
+            return f"its {name} is not {kind.__name__ if isinstance(kind, type) else kind}"
+    return None
+
+
+def _are_heads(heads: object) -> bool:
+    # Checked inline, not by _fits: a full checkpoint holds a million of them.
+    return isinstance(heads, list) and all(
         isinstance(head, list)
         and len(head) == 3
         and isinstance(head[0], str)
         and type(head[1]) is int
         and isinstance(head[2], str)
         for head in heads
-    ):
-        return None
-    return "its heads are not each an account id, a version and a hash"
+    )
+
+
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """The types of an event class's fields that the state supplies (heads apart)."""
+    if (found := _FIELD_TYPES.get(cls)) is None:
+        hints = get_type_hints(cls)
+        found = _FIELD_TYPES[cls] = {
+            f.name: hints[f.name]
+            for f in fields(cls)
+            if f.name not in ("heads", "originator_id") and not isinstance(hints[f.name], TypeVar)
+        }
+    return found
+
+
+def _fits(value: object, kind: Any) -> bool:
+    if get_origin(kind) in (Union, UnionType):
+        return any(_fits(value, option) for option in get_args(kind))
+    if get_origin(kind) is list:
+        (item,) = get_args(kind)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if kind is int:
+        return type(value) is int  # JSON's true is no number
+    if kind is type(None):
+        return value is None
+    return isinstance(value, kind) if isinstance(kind, type) else True
 
 
 def recorded_heads(events: list[Checkpoint.Event]) -> Heads:

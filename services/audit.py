@@ -25,8 +25,8 @@ from domain.checkpoints import (
     Heads,
     checkpoint_id,
     differences,
+    misshapen,
     recorded_heads,
-    unreadable_heads,
 )
 from domain.errors import (
     AccountNotFound,
@@ -199,10 +199,6 @@ class Audit:
         walk.add_all(stored)
         problems = [broken] if (broken := _chain_problem(name, walk)) is not None else []
         events, unreadable = self._read(stored)
-        # A chunk whose heads are not heads is named, and left out of them.
-        odd = {e.originator_version: why for e in events if (why := unreadable_heads(e))}
-        unreadable += [f"version {v} can no longer be read: {why}" for v, why in odd.items()]
-        events = [event for event in events if event.originator_version not in odd]
         heads = recorded_heads(events)
         if base is not None:
             heads = {**base[1], **heads}
@@ -210,18 +206,25 @@ class Audit:
         return key, heads, problems + [f"{name}: {problem}" for problem in found]
 
     def _read(self, stored: list[StoredEvent]) -> tuple[list[Any], list[str]]:
-        """The events stored, in version order, and why those that cannot be read cannot."""
+        """The events of a checkpoint or of the checkpoint log stored, in version order, and
+        why those that cannot be read cannot (they are left out)."""
         events, unreadable = [], []
         for event in sorted(stored, key=lambda s: s.originator_version):
             try:
-                events.append(self.ledger.mapper.to_domain_event(event))
+                read = self.ledger.mapper.to_domain_event(event)
             except EventUnreadable as error:
                 unreadable.append(f"version {error.version} can no longer be read: {error.reason}")
+                continue
+            if (why := misshapen(read)) is not None:
+                version = event.originator_version
+                unreadable.append(f"version {version} can no longer be read: {why}")
+                continue
+            events.append(read)
         return events, unreadable
 
     def latest_checkpoint(self) -> CheckpointEntry | None:
-        log = self.ledger.find_aggregate(CHECKPOINT_LOG_ID)
-        return log.latest if isinstance(log, CheckpointLog) else None
+        """The latest checkpoint the log lists, checked or not (`check_checkpoints` says)."""
+        return self.check_checkpoints(latest_only=True).latest
 
     def checkpoint(self, meta: CommandMeta) -> CheckpointEntry:
         """Records the heads of every account chain now; refuses when a chain is broken.
@@ -231,13 +234,14 @@ class Audit:
         checkpoint, returns that one and stores nothing.
         """
         for _ in range(MAX_ATTEMPTS):
+            # A checkpoint built on one that was altered would vouch for what was altered; and
+            # the log, checked first, is read as an aggregate only once it is what was written.
+            check = self.check_checkpoints(latest_only=True).intact()
             log = self.ledger.find_aggregate(CHECKPOINT_LOG_ID)
             if not isinstance(log, CheckpointLog):
                 log = CheckpointLog.start(self.ledger.attribution(meta))
             previous = log.latest
             position = self.ledger.recorder.max_notification_id() or 0
-            # A checkpoint built on one that was altered would vouch for what was altered.
-            check = self.check_checkpoints(latest_only=True).intact()
             if check.latest != previous:
                 continue  # another checkpoint was recorded since the log was read
             # The accounts written since, each followed on from the head recorded for it.

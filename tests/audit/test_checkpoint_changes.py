@@ -191,7 +191,22 @@ def test_when_a_checkpoint_is_full(number, changed, full):
     assert checkpoint.accounts == 100
 
 
-@pytest.mark.parametrize("number", [3, 0, -4, "2", [2]], ids=repr)
+def _every_reader(client, ledger, settings, capsys, account_id):  # noqa: ANN001, ANN202
+    """What `crm audit verify` says, and the latest checkpoint, the account's audit, the export
+    and a new checkpoint (after one more change) as the API answers them."""
+    status = crm(settings, "audit", "verify")
+    said = capsys.readouterr().err
+    answers = [
+        client.get("/audit/checkpoints/latest"),
+        client.get(f"/accounts/{account_id}/audit"),
+        client.get("/audit/export"),
+    ]
+    ledger.score_bant(account_id, BantRating(1, 3, 3, 3, {}), META)
+    answers.append(client.post("/audit/checkpoints"))
+    return status, said, answers
+
+
+@pytest.mark.parametrize("number", [3, 0, -4], ids=repr)
 def test_a_number_changed_in_the_checkpoint_log_is_named_not_crashed_on(
     client, ledger, settings, two_checkpoints, capsys, number
 ):
@@ -201,18 +216,12 @@ def test_a_number_changed_in_the_checkpoint_log_is_named_not_crashed_on(
     RawStore(settings, ledger).change_state(CHECKPOINT_LOG_ID, LAST_ENTRY, _set(number=number))
 
     # When an auditor verifies, reads the latest checkpoint, audits Acme, exports, and records
-    status = crm(settings, "audit", "verify")
-    said = capsys.readouterr().err
-    latest = client.get("/audit/checkpoints/latest")
-    audit = client.get(f"/accounts/{accounts[0]}/audit")
-    export = client.get("/audit/export")
-    ledger.score_bant(accounts[0], BantRating(1, 3, 3, 3, {}), META)
-    recorded = client.post("/audit/checkpoints")
+    status, said, answers = _every_reader(client, ledger, settings, capsys, accounts[0])
 
     # Then each names the entry, and none vouches for the checkpoint
     assert status == 1
     assert f"the checkpoint log lists checkpoint {number} in place 2" in said
-    for answer in (latest, audit, export, recorded):
+    for answer in answers:
         assert answer.status_code == 409, answer.text
         assert answer.json()["rule"] == "checkpoint_intact"
 
@@ -243,3 +252,39 @@ def test_heads_that_are_not_heads_are_named_not_crashed_on(
     for answer in (audit, export):
         assert answer.status_code == 409, answer.text
         assert answer.json()["rule"] == "checkpoint_intact"
+
+
+@pytest.mark.parametrize(
+    ("where", "version", "fields", "named"),
+    [
+        ("log", "last", {"number": "2"}, "its number is not int"),
+        ("log", "last", {"number": [2]}, "its number is not int"),
+        ("log", "last", {"first_ids": 5}, "its first_ids is not list[str]"),
+        ("log", "last", {"base": "1"}, "its base is not int | None"),
+        ("log", "last", {"timestamp": "2026-12-04T10:00:00Z"}, "its timestamp is not datetime"),
+        ("checkpoint", 1, {"position": True}, "its position is not int"),
+        ("checkpoint", 3, {"accounts": "5"}, "its accounts is not int"),
+        ("checkpoint", 3, {"timestamp": 5}, "its timestamp is not datetime"),
+    ],
+    ids=lambda v: str(v) if not isinstance(v, dict) else next(iter(v)),
+)
+def test_a_field_changed_into_another_type_is_named_not_crashed_on(
+    client, ledger, settings, two_checkpoints, capsys, where, version, fields, named
+):
+    # Given one field of checkpoint 2's entry in the log, or of checkpoint 2 itself, changed
+    # into a value of another type (a state is JSON: any field may hold any value once altered)
+    accounts, _, second = two_checkpoints
+    aggregate = CHECKPOINT_LOG_ID if where == "log" else second.checkpoint_id
+    version = LAST_ENTRY if version == "last" else version
+    RawStore(settings, ledger).change_state(aggregate, version, _set(**fields))
+
+    # When an auditor verifies, reads the latest checkpoint, audits Acme, exports, and records
+    status, said, answers = _every_reader(client, ledger, settings, capsys, accounts[0])
+
+    # Then each names the event and its field, and none vouches for the checkpoint
+    assert status == 1
+    assert f"version {version} can no longer be read: {named}" in said
+    for answer in answers:
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["rule"] == "checkpoint_intact"
+        assert any(named in problem for problem in answer.json()["problems"])
