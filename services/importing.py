@@ -368,12 +368,17 @@ def import_rows(
     if strict and report.errors:
         report.refused = f"{report.rejected} bad row(s) and --strict: nothing was imported"
         return report
+    done, total = 0, len(good)
     if progress:
-        progress(0, len(good))  # the file is read: its rows are counted before any is stored
-    for done, outcome in enumerate(_store(ledger, good, meta, report), start=1):
-        setattr(report, outcome, getattr(report, outcome) + 1)
+        progress(done, total)  # the file is read: its rows are counted before any is stored
+    for outcome in _store(ledger, good, meta, report):
+        if outcome is None:  # the store refused the row: a bad row now, not one to import
+            total -= 1
+        else:
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            done += 1
         if progress:
-            progress(done, len(good))
+            progress(done, total)
     return report
 
 
@@ -382,12 +387,14 @@ def _store(
     rows: list[GoodRow],
     meta: CommandMeta,
     report: ImportReport,
-) -> Iterator[str]:
+) -> Iterator[str | None]:
+    """Each row's outcome, or None for a row the store refused (reported as a bad row)."""
     for line, details, given in rows:
         try:
             outcome, account_id = ledger.import_account(details, meta, given)
         except LedgerError as exc:
             report.errors.append(RowError(line, "row", exc.detail))
+            yield None
             continue
         report.account_ids.append(account_id)
         yield outcome

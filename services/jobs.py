@@ -223,9 +223,10 @@ class _Progress:
         if self.stopping.is_set():
             raise Interrupted
         now = time.monotonic()
-        # A new total is recorded at once: a client polling the job learns it before the
-        # first row or chunk is done, however long that takes.
-        if done == total or total != self.total or now - self.last >= PROGRESS_SECONDS:
+        # The first total is recorded at once: a client polling the job learns it before the
+        # first row or chunk is done, however long that takes. A row the store refuses lowers
+        # it later, at the pace of the rest (a record per refused row would be an event each).
+        if done == total or self.total is None or now - self.last >= PROGRESS_SECONDS:
             self.last, self.total = now, total
             self.ledger.record_job(
                 self.job_id, lambda j, by: j.progress(done, total, by), self.meta

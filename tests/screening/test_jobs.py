@@ -8,13 +8,15 @@ import uuid
 
 import pytest
 
-from domain.account import EVENT_TOPIC_PREFIX
+from domain.account import EVENT_TOPIC_PREFIX, account_id_for
 from domain.ledger import CommandMeta
 from domain.screening_policy import Criteria
 from services.api.jobs import job_view
 from services.importing import import_rows
 from services.jobs import IMPORT, JobRunner
 from services.leadership import Leadership
+from services.store import open_ledger
+from tests.audit.tampering import RawStore
 from tests.screening.test_import import HEADER, good_rows
 
 
@@ -98,6 +100,36 @@ def test_an_import_job_knows_no_total_until_it_reads_its_file_and_says_it_before
     then = job_view(ledger.repository.get(job_id, version=2))
     assert (then.status, then.done, then.total) == ("running", 0, 30)
     assert (ledger.job(job_id).done, ledger.job(job_id).total) == (30, 30)
+
+
+@pytest.mark.parametrize("refused", [0, 4], ids=["first-row", "last-row"])
+def test_a_row_the_store_refuses_is_taken_off_the_total_so_a_finished_job_did_all_of_it(
+    ledger, settings, monkeypatch, refused
+):
+    monkeypatch.setattr("services.jobs.PROGRESS_SECONDS", 3600.0)  # only the first and the end
+    # One company's record can no longer be read: the store refuses to update it.
+    import_rows(ledger, (HEADER + good_rows(1, start=refused)).encode(), CommandMeta("marta"))
+    RawStore(settings, ledger).garble_state(account_id_for(f"company{refused}.example"), 1)
+    restarted = open_ledger(settings)  # this ledger's writer still holds Company 4 as written
+    try:
+        runner = JobRunner(restarted, settings)
+        job_id = stored_import_job(runner, 5)
+
+        runner.run(job_id)
+
+        job = job_view(restarted.job(job_id))
+        recorded = [
+            (e.done, e.total)
+            for e in restarted.events.get(job_id)
+            if type(e).__name__ == "Progressed"
+        ]
+    finally:
+        restarted.close()
+    assert job.status == "finished"
+    assert (job.result["registered"], job.result["rejected"]) == (4, 1)
+    assert job.result["errors"][0]["line"] == refused + 2
+    assert (job.done, job.total) == (4, 4)  # not 0 (or 4) of 5 for ever
+    assert recorded == [(0, 5), (4, 4)]  # the refusal recorded at the pace of the rest
 
 
 def test_a_policy_apply_job_says_its_total_before_it_screens_a_chunk(ledger, settings):
