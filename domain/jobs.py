@@ -35,7 +35,14 @@ class Job(Aggregate):
         result: dict[str, Any]
 
         def apply(self, job: Job) -> None:
-            job.status, job.result = FINISHED, self.result
+            job.result = self.result
+            if self.result.get("refused"):
+                # Recorded before a refused file ended its job with Refused: read as it ends now.
+                job.status, job.error = FAILED, self.result["refused"]
+                return
+            job.status = FINISHED
+            if job.total is None:  # recorded before a job with nothing to do said so (0 of 0)
+                job.total = job.done
 
     class Failed(Event):
         error: str

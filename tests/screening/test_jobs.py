@@ -195,6 +195,38 @@ def test_an_upload_refused_as_a_whole_fails_with_the_reason_and_stores_no_accoun
     assert not any(t.startswith(EVENT_TOPIC_PREFIX) for t in topics)
 
 
+@pytest.mark.parametrize(
+    ("result", "status", "error", "total"),
+    [
+        (
+            {"registered": 0, "rejected": 0, "refused": "missing column(s): source", "errors": []},
+            "failed",
+            "missing column(s): source",
+            None,
+        ),
+        (
+            {"registered": 0, "rejected": 1, "refused": None, "errors": [{"line": 2}]},
+            "finished",
+            None,
+            0,
+        ),
+    ],
+    ids=["refused-file", "no-good-row"],
+)
+def test_an_import_job_recorded_before_refused_files_failed_reads_as_it_would_end_now(
+    ledger, result, status, error, total
+):
+    # Before Job.Refused a refused file's job finished with the reason in its result, and a
+    # job with no row to import recorded no progress: Started, then Finished only.
+    job_id = ledger.start_job(IMPORT, {"file": "gone.csv"}, CommandMeta("importer")).value.id
+    ledger.record_job(job_id, lambda j, by: j.finish(result, by))
+
+    job = job_view(ledger.job(job_id))
+
+    assert (job.status, job.error, job.done, job.total) == (status, error, 0, total)
+    assert job.result == result
+
+
 def test_bad_uploads_are_refused(client):
     assert (
         client.post("/imports", content=b"", headers={"Content-Type": "text/csv"}).status_code
