@@ -110,7 +110,7 @@ class Checkpoint(Aggregate):
         for start in range(0, len(ordered), HEADS_PER_EVENT):
             chunk = [list(h) for h in ordered[start : start + HEADS_PER_EVENT]]
             checkpoint.trigger_event(cls.HeadsRecorded, heads=chunk, **fields)
-        root = root_of((i, v, h) for i, (v, h) in heads.items())
+        root = root_of(heads)
         checkpoint.trigger_event(cls.Sealed, root=root, accounts=len(heads), **fields)
         return checkpoint
 
@@ -270,7 +270,7 @@ def differences(entry: CheckpointEntry, events: list[Checkpoint.Event], heads: H
     chunks = [e.heads for e in events if isinstance(e, Checkpoint.HeadsRecorded)]
     problems = []
     over = "" if entry.base is None else f" over checkpoint {entry.base}'s"
-    if (root := root_of((i, v, h) for i, (v, h) in heads.items())) != sealed.root:
+    if (root := root_of(heads)) != sealed.root:
         problems.append(f"its heads{over} give the root {root}; its seal says {sealed.root}")
     if len(heads) != sealed.accounts:
         problems.append(

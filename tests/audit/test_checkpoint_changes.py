@@ -65,7 +65,7 @@ def test_a_checkpoint_after_few_changes_records_them_only_and_seals_every_accoun
     assert second.base == 1
     assert [h[:2] for h in _heads_stored(ledger, second.checkpoint_id)] == [[str(acme), 6]]
     # ... and its root is the root of every account's head as stored now
-    heads = [(str(a), *_last(ledger, a)) for a in accounts]
+    heads = {str(a): _last(ledger, a) for a in accounts}
     assert (second.root, second.accounts) == (root_of(heads), 5)
 
     # An auditor sees every account against checkpoint 2, as before
@@ -187,7 +187,7 @@ def test_when_a_checkpoint_is_full(number, changed, full):
     # covers every head either way
     recorded = sum(len(chunk) for chunk in checkpoint.chunks)
     assert (checkpoint.base, recorded) == ((None, 100) if full else (1, changed))
-    assert checkpoint.root == root_of((i, v, h) for i, (v, h) in now.items())
+    assert checkpoint.root == root_of(now)
     assert checkpoint.accounts == 100
 
 
