@@ -137,9 +137,8 @@ class Audit:
         log_walk = ChainWalk()
         log_walk.add_all(stored)
         problems = [p] if (p := _chain_problem("the checkpoint log", log_walk)) else []
-        log_events, unreadable = self._read(stored)
+        entries, unreadable = self._log_entries(stored)
         problems += [f"the checkpoint log: {p}" for p in unreadable]
-        entries = [e.entry() for e in log_events if isinstance(e, CheckpointLog.Added)]
         for place, entry in enumerate(entries, 1):
             if entry.number != place or entry.checkpoint_id != checkpoint_id(place):
                 problems.append(
@@ -222,9 +221,16 @@ class Audit:
             events.append(read)
         return events, unreadable
 
+    def _log_entries(self, stored: list[StoredEvent]) -> tuple[list[CheckpointEntry], list[str]]:
+        """The entries of the checkpoint log's events stored, and why those unread are not."""
+        events, unreadable = self._read(stored)
+        return [e.entry() for e in events if isinstance(e, CheckpointLog.Added)], unreadable
+
     def latest_checkpoint(self) -> CheckpointEntry | None:
-        """The latest checkpoint the log lists, checked or not (`check_checkpoints` says)."""
-        return self.check_checkpoints(latest_only=True).latest
+        """The latest checkpoint the log lists, its checkpoints unchecked (`check_checkpoints`
+        checks them)."""
+        entries, _ = self._log_entries(self.ledger.stored_events(CHECKPOINT_LOG_ID))
+        return entries[-1] if entries else None
 
     def checkpoint(self, meta: CommandMeta) -> CheckpointEntry:
         """Records the heads of every account chain now; refuses when a chain is broken.
