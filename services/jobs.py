@@ -141,7 +141,7 @@ class JobRunner:
         meta = CommandMeta(
             job.actor, reason=job.params.get("reason"), request_id=job.params.get("request_id")
         )
-        progress = _Progress(self.ledger, job_id, meta, self._stopping)
+        progress = _Progress(self.ledger, job_id, meta, self._stopping, done_before=job.done)
         try:
             if job.kind == IMPORT:
                 result = self._import(job, meta, progress)
@@ -210,12 +210,20 @@ class _Progress:
     """Records a job's progress at most every PROGRESS_SECONDS, and at its end."""
 
     def __init__(
-        self, ledger: AccountLedger, job_id: UUID, meta: CommandMeta, stopping: threading.Event
+        self,
+        ledger: AccountLedger,
+        job_id: UUID,
+        meta: CommandMeta,
+        stopping: threading.Event,
+        done_before: int = 0,
     ) -> None:
         self.ledger = ledger
         self.job_id = job_id
         self.meta = meta
         self.stopping = stopping
+        # A resumed job goes over its work again from the start, changing nothing it did
+        # before: what it had done stays done, so a client does not see it fall back to 0.
+        self.done_before = done_before
         self.last = 0.0
         self.total: int | None = None
 
@@ -228,6 +236,7 @@ class _Progress:
         # it later, at the pace of the rest (a record per refused row would be an event each).
         if done == total or self.total is None or now - self.last >= PROGRESS_SECONDS:
             self.last, self.total = now, total
+            shown = min(max(done, self.done_before), total)
             self.ledger.record_job(
-                self.job_id, lambda j, by: j.progress(done, total, by), self.meta
+                self.job_id, lambda j, by: j.progress(shown, total, by), self.meta
             )

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from domain.account import EVENT_TOPIC_PREFIX, account_id_for
+from domain.jobs import Job
 from domain.ledger import CommandMeta
 from domain.screening_policy import Criteria
 from services.api.jobs import job_view
@@ -283,6 +284,24 @@ def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(le
         if n.topic.endswith("Account.Registered")
     ]
     assert len(registrations) == 400
+
+
+def test_a_resumed_job_shows_what_it_had_done_and_counts_on_from_there(ledger, settings):
+    job_id = stored_import_job(JobRunner(ledger, settings), 400)
+    # The process stopped after storing the first half of the rows and saying so.
+    import_rows(ledger, (HEADER + good_rows(200)).encode(), CommandMeta("importer"))
+    ledger.record_job(job_id, lambda j, by: j.progress(200, 400, by), CommandMeta("importer"))
+
+    job = finished_at_next_start(ledger, settings, job_id)
+
+    shown = [
+        (e.done, e.total)
+        for e in (ledger.mapper.to_domain_event(s) for s in ledger.stored_events(job_id))
+        if isinstance(e, Job.Progressed)
+    ]
+    assert shown[0] == (200, 400) and shown[-1] == (400, 400)
+    assert all(b[0] >= a[0] for a, b in zip(shown, shown[1:], strict=False)), shown
+    assert (job.status, job.done, job.total) == ("finished", 400, 400)
 
 
 def test_a_job_stopped_with_its_process_stays_running_and_the_next_start_finishes_it(
