@@ -203,6 +203,7 @@ CHANGING_ROWS = (
     Account.StageChanged,
     Account.FunnelStateChanged,
 )
+READS = (Account.Registered, *CHANGING_ROWS)  # the events this read model applies
 
 
 def _changes(event: Any, at: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from domain.account import Account
 
 # What the projector hands a read model for each event of the log: its position, its
 # account's id as the tables store it (turned into text once an event, not at every use), and
-# the event (None for another aggregate's).
+# the event (None for one that no read model applies, another aggregate's among them).
 Entry = tuple[int, str, Any]
 
 

@@ -19,6 +19,7 @@ NAME = "transitions"
 STAGE, FUNNEL = "stage", "funnel"
 
 COLUMNS = ("position", "kind", "account_id", "at", "from_state", "to_state", "industry", "country")
+READS = (Account.Registered, Account.StageChanged, Account.FunnelStateChanged)  # what it applies
 
 
 def table(gen: Generation) -> str:

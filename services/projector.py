@@ -17,9 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
+from eventsourcing.utils import get_topic
 from sqlalchemy import Connection, text
 
-from domain.account import EVENT_TOPIC_PREFIX
 from domain.ledger import AccountLedger
 from projections import READ_MODEL_NAMES, accounts, transitions
 from projections.account_queries import ensure_cursor_key
@@ -61,6 +61,11 @@ class Projector:
         self.batch_size = batch_size
         self.rebuild_batch_size = max(batch_size, REBUILD_BATCH)
         self.read_models = read_models or READ_MODELS
+        # Only events some read model applies are decoded: the rest (contacts, outreach, other
+        # aggregates' events) are passed on as None, which costs a rebuild nothing.
+        self._topics = frozenset(
+            get_topic(kind) for model in self.read_models.values() for kind in model.READS
+        )
         self._progress = threading.Condition()
         self._wake = threading.Event()
         ledger.on_saved.append(self.wake)
@@ -171,17 +176,13 @@ class Projector:
         return {name: gen for name, gen in gens.items() if gen is not None}
 
     def _read(self, after: int, limit: int | None = None) -> list[Entry]:
-        """The next batch; events of other aggregates count as read (their event is None)."""
+        """The next batch; events no read model applies count as read (their event is None)."""
         notifications = self.ledger.recorder.select_notifications(
             after + 1, limit or self.batch_size
         )
-        mapper = self.ledger.mapper
+        mapper, topics = self.ledger.mapper, self._topics
         return [
-            (
-                n.id,
-                str(n.originator_id),
-                mapper.to_domain_event(n) if n.topic.startswith(EVENT_TOPIC_PREFIX) else None,
-            )
+            (n.id, str(n.originator_id), mapper.to_domain_event(n) if n.topic in topics else None)
             for n in notifications
         ]
 

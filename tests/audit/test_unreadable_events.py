@@ -13,6 +13,7 @@ from domain.account import Account, BantRating, Firmographics
 from domain.errors import EventUnreadable
 from domain.ledger import CommandMeta
 from domain.vocabulary import FunnelState, ScreeningOutcome
+from projections.account_queries import Filters, cursor_key, leaderboard
 from services.audit import Audit
 from services.store import open_ledger
 from tests.audit.tampering import RawStore, crm, verify_offline
@@ -183,3 +184,24 @@ def test_a_checkpoint_that_can_no_longer_be_read_is_named_and_nothing_is_half_ex
     assert whole.status_code == 409
     assert whole.json()["rule"] == "checkpoint_intact"
     assert any(p.startswith(named) for p in whole.json()["problems"])
+
+
+def test_an_unreadable_event_that_no_read_model_applies_does_not_hold_the_read_models_up(
+    ledger, projector, settings, accounts
+):
+    # Given Acme's material sent (version 5) edited so that it can no longer be read, and Acme
+    # re-rated after it
+    acme, _ = accounts
+    RawStore(settings, ledger).garble_state(acme, MATERIAL_SENT)
+    ledger.score_bant(acme, BantRating(5, 5, 5, 5, {}), META)
+
+    # When the read models catch up with the log
+    projector.catch_up()
+
+    # Then they hold the re-rating (the read models never read material sent), and verify
+    # still names the event
+    with projector.database.read() as conn:
+        rows = leaderboard(conn, Filters(), 10, key=cursor_key(conn)).rows
+    assert {(r["account_id"], r["score"]) for r in rows} >= {(str(acme), 625)}
+    assert projector.position("accounts") == ledger.recorder.max_notification_id()
+    assert Audit(ledger).verify_account(acme).broken.version == MATERIAL_SENT
