@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, bindparam, text
@@ -251,15 +252,9 @@ class _Writes:
         (self.updates if current.stored else self.inserts).append(row)
 
     def flush(self, conn: Connection, t: str) -> None:
-        insert_rows(conn, t, COLUMNS, [tuple(r[c] for c in COLUMNS) for r in self.inserts])
+        insert_rows(conn, t, COLUMNS, [_inserted(r) for r in self.inserts])
         if self.updates:
-            conn.exec_driver_sql(
-                _update(t, placeholder(conn)),
-                [
-                    tuple(r[c] for c in _UPDATED) + (r["account_id"], r["from_pos"])
-                    for r in self.updates
-                ],
-            )
+            conn.exec_driver_sql(_update(t, placeholder(conn)), [_updated(r) for r in self.updates])
 
 
 LOAD_CHUNK = 500  # accounts a query reads, well under SQLite's limit of bound parameters
@@ -273,6 +268,9 @@ def _select_open(t: str) -> TextClause:
 
 
 _UPDATED = tuple(c for c in COLUMNS if c not in ("account_id", "from_pos"))
+# A row's values in the order of the statements' placeholders.
+_inserted = itemgetter(*COLUMNS)
+_updated = itemgetter(*_UPDATED, "account_id", "from_pos")
 
 
 @cache

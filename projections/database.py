@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
@@ -55,7 +56,7 @@ def insert_rows(
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         conn.exec_driver_sql(
-            head + ", ".join([one] * len(chunk)), tuple(v for row in chunk for v in row)
+            head + ", ".join([one] * len(chunk)), tuple(chain.from_iterable(chunk))
         )
 
 
