@@ -2,7 +2,8 @@
 
 Both page by keyset. The first page is read at the read model's current position, and the
 cursor carries that position, so later pages read the same snapshot: no account appears
-twice or goes missing while writes go on. `as_of` reads the rows valid at an instant instead.
+twice or goes missing while writes go on. `as_of` reads the rows valid at an instant instead,
+as the log stood at that same position.
 
 A cursor is signed with a key kept in the read models' database (every API process reading
 them shares it): one made up could otherwise ask for the rows at any earlier position, which
@@ -152,8 +153,14 @@ def _page(
     conditions = list(where)
     params = dict(params)
     if state.get("t") is not None:
-        conditions.append("from_at <= :t AND (to_at IS NULL OR to_at > :t)")
+        # The rows valid at the instant as the log stood at the first page's position: a
+        # change stamped at or before the instant but recorded after that position (a clock
+        # behind the reader's, an instant not reached yet) would move rows across the pages.
+        conditions.append(
+            "from_pos <= :p AND from_at <= :t AND (to_pos IS NULL OR to_pos > :p OR to_at > :t)"
+        )
         params["t"] = state["t"]
+        params["p"] = state["p"]
     elif cursor is None:
         conditions.append("to_pos IS NULL")
     else:

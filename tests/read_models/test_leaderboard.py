@@ -363,3 +363,30 @@ def test_a_cursor_sent_with_other_filters_is_400(client):
     assert [a["name"] for a in same.json()["items"]] == ["Bulk 2"]
     assert (other.status_code, other.json()["field"]) == (400, "cursor")
     assert "filters" in other.json()["detail"]
+
+
+def test_as_of_pages_have_no_duplicates_or_gaps_while_writes_go_on(client, clock):
+    # Given seven rated accounts, and a first page as of an instant the writers' clocks have
+    # not reached yet (an auditor's host whose clock runs ahead of theirs)
+    accounts = []
+    for i in range(7):
+        account, last = make(client, f"Company {i}", f"company{i}.com", (1 + i % 5, 2, 2, 2))
+        accounts.append(account)
+    then = (clock.now + timedelta(hours=1)).isoformat()
+    first = board(client, limit=3, as_of=then, min_position=last)
+    expected = [e["name"] for e in board(client, limit=50, as_of=then)["items"]]
+
+    # When writes stamped before that instant land between the pages: a re-rating that moves
+    # an account across the page boundary, and a new account that would rank first
+    rate(client, accounts[0], 5, 5, 5, 5)
+    _, last = make(client, "Newcomer", "newcomer.com", (5, 5, 5, 5))
+
+    names = [e["name"] for e in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = board(client, limit=3, cursor=cursor, as_of=then, min_position=last)
+        names += [e["name"] for e in page["items"]]
+        cursor = page["next_cursor"]
+
+    # Then the pages show the list of the first page's position, each account once
+    assert names == expected
