@@ -1,8 +1,9 @@
 """Which generation of a read model's tables is live, and how far each generation has read.
 
 A rebuild fills a new generation from the first event while the live one keeps serving, then
-makes it live in one transaction. Each generation records the position of the last event it
-applied, in the same transaction as its rows, so a crash never double-counts or skips.
+makes it live in one transaction; the tables it replaces are dropped once no read is on them.
+Each generation records the position of the last event it applied, in the same transaction as
+its rows, so a crash never double-counts or skips.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def record_position(conn: Connection, gen: Generation, position: int) -> Generat
 
 
 def make_live(conn: Connection, gen: Generation) -> list[int]:
-    """Makes `gen` the live generation; returns the numbers of the generations it replaces."""
+    """Makes `gen` the live generation; returns the numbers of the generations it replaces,
+    which stay registered, not live, until `forget` (reads begun before may still use them)."""
     old = [
         row[0]
         for row in conn.execute(
@@ -105,8 +107,21 @@ def make_live(conn: Connection, gen: Generation) -> list[int]:
         ),
         {"n": gen.name, "g": gen.generation},
     )
-    conn.execute(
-        text("DELETE FROM rm_generations WHERE name = :n AND generation <> :g"),
-        {"n": gen.name, "g": gen.generation},
-    )
     return old
+
+
+def forget(conn: Connection, name: str, number: int) -> None:
+    """Takes a replaced generation off the registry (its tables are dropped with it)."""
+    conn.execute(
+        text("DELETE FROM rm_generations WHERE name = :n AND generation = :g AND live = 0"),
+        {"n": name, "g": number},
+    )
+
+
+def wait_for_reads(conn: Connection) -> None:
+    """Waits until every read that found a generation in the registry has ended. On
+    PostgreSQL a read's snapshot, taken before a switch, goes on naming the tables it replaced,
+    and the lock its reading of the registry took is held until it ends; SQLite's reads keep
+    the dropped tables of their snapshot by themselves."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE rm_generations IN ACCESS EXCLUSIVE MODE"))

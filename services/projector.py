@@ -29,9 +29,11 @@ from projections.generations import (
     Generation,
     add_generation,
     ensure_registry,
+    forget,
     live_generation,
     make_live,
     record_position,
+    wait_for_reads,
 )
 from services.leadership import lock_key
 
@@ -299,7 +301,8 @@ class Projector:
         each batch is applied to every new generation in one transaction, into tables whose
         query indexes are built after the bulk load. The live tables keep serving until the new
         ones have caught up; the switch happens in one transaction that first applies whatever
-        was recorded meanwhile.
+        was recorded meanwhile, and the replaced tables are dropped after it, once the reads
+        begun on them have ended.
         """
         names = names or tuple(self.read_models)
         self.setup()
@@ -333,11 +336,19 @@ class Projector:
                     self._apply(conn, gen, batch)
                 position = batch[-1][0]
                 applied += len(batch)
+            replaced = {}
             for name, gen in new.items():
                 current = Generation(name, gen.generation, position)
-                for old in make_live(conn, current):
-                    self.read_models[name].drop_tables(conn, Generation(name, old, 0))
+                replaced[name] = make_live(conn, current)
                 self.read_models[name].analyze(conn, current)  # statistics after a bulk load
+        # The replaced tables go once no read is on them: a read that found them in the
+        # registry before the switch would otherwise fail on tables that no longer exist.
+        with self.database.write() as conn:
+            wait_for_reads(conn)
+            for name, numbers in replaced.items():
+                for number in numbers:
+                    self.read_models[name].drop_tables(conn, Generation(name, number, 0))
+                    forget(conn, name, number)
         if progress:
             progress(applied, applied)
         return applied

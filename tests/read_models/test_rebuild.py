@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import inspect, text
 
 from domain.account import BantRating, Firmographics
 from domain.errors import LedgerError
 from domain.ledger import CommandMeta
 from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
+from projections import accounts
+from projections.account_queries import Filters, cursor_key, leaderboard
+from projections.generations import live_generation
 from services.projector import Projector
 from services.store import open_read_models
 from tests.read_models.snapshots import all_rows
@@ -121,3 +127,51 @@ def test_projectors_and_a_rebuild_taking_turns_apply_every_event_once(ledger, pr
     assert len(followed["accounts"]) == 20 * 2  # identified, then prioritized with its score
     projector.rebuild()
     assert all_rows(projector) == followed
+
+
+def test_a_read_that_began_before_a_rebuild_went_live_is_answered_from_the_tables_it_began_on(
+    ledger, projector, settings
+):
+    # Given three rated accounts, and a read of the leaderboard that has found the live tables
+    seed(ledger, 3)
+    projector.catch_up()
+    rebuilder = Projector(ledger, open_read_models(settings))
+    with ThreadPoolExecutor(1) as pool, projector.database.read() as conn:
+        before = live_generation(conn, "accounts")
+        assert before is not None
+
+        # When a rebuild makes new tables live before the read reads the rows
+        rebuilt = pool.submit(rebuilder.rebuild)
+        deadline = time.monotonic() + 30
+        while not switched(projector, rebuilt):
+            assert time.monotonic() < deadline, "the rebuild did not switch"
+            time.sleep(0.01)  # a look every 10 ms, until the switch
+        page = leaderboard(conn, Filters(), 10, key=cursor_key(conn))
+
+    # Then the read is answered as of the position it began at, and the replaced tables are
+    # dropped once it has ended
+    assert (page.position, len(page.rows)) == (before.position, 3)
+    assert rebuilt.result(timeout=30) == ledger.recorder.max_notification_id()
+    with projector.database.read() as conn:
+        assert not inspect(conn).has_table(accounts.table(before))
+        names = conn.execute(text("SELECT name, live FROM rm_generations")).all()
+    assert sorted(names) == [("accounts", 1), ("transitions", 1)]
+
+
+def switched(projector, rebuilt) -> bool:
+    """Whether the rebuild has made its tables live: on SQLite it then goes on to the end; on
+    PostgreSQL it waits, to drop the tables it replaced, behind the reads begun before (whose
+    lock on the registry a look at the registry would queue behind too)."""
+    if rebuilt.done():
+        return True
+    with projector.database.read() as conn:
+        if conn.dialect.name != "postgresql":
+            return False
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = 'rm_generations' "
+                "AND c.relnamespace = current_schema()::regnamespace AND NOT l.granted"
+            )
+        ).scalar()
+    return bool(waiting)
