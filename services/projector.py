@@ -179,9 +179,17 @@ class Projector:
 
     def _read(self, after: int, limit: int | None = None) -> list[Entry]:
         """The next batch; events no read model applies count as read (their event is None)."""
-        notifications = self.ledger.recorder.select_notifications(
-            after + 1, limit or self.batch_size
-        )
+        limit = limit or self.batch_size
+        notifications = self.ledger.recorder.select_notifications(after + 1, limit)
+        if len(notifications) == limit:
+            # A full batch may end inside a command (a rating, then the stage move it made):
+            # its aggregate's events at the end wait for the next batch, else the read models
+            # would show, at this batch's position, a state the account never had.
+            last = notifications[-1].originator_id
+            cut = len(notifications)
+            while cut and notifications[cut - 1].originator_id == last:
+                cut -= 1
+            notifications = notifications[:cut] or notifications  # one aggregate's alone: all
         mapper, topics = self.ledger.mapper, self._topics
         return [
             (n.id, str(n.originator_id), mapper.to_domain_event(n) if n.topic in topics else None)

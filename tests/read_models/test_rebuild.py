@@ -175,3 +175,30 @@ def switched(projector, rebuilt) -> bool:
             )
         ).scalar()
     return bool(waiting)
+
+
+def test_a_batch_that_would_end_inside_a_command_ends_before_it(ledger, projector):
+    # Given a qualified account the read models hold, then another account registered and
+    # the first rated, which moves it from identified to prioritized in the same command
+    details = Firmographics("Acme", "acme.example", "it", 10, 1, "EUR", "DE", 1.0, "test")
+    acme = ledger.register(details, META).account.id
+    ledger.screen(acme, ScreeningOutcome.QUALIFIED, [], None, META)
+    projector.catch_up()
+    details = Firmographics("Other", "other.example", "it", 10, 1, "EUR", "DE", 1.0, "test")
+    ledger.register(details, META)
+    ledger.score_bant(acme, BantRating(5, 5, 5, 5), META)
+
+    # When the projector takes a batch whose last event is the rating, before the stage move
+    projector.batch_size = 2
+    projector._step()
+
+    # Then no read shows the account rated and still identified, a state it never had
+    with projector.database.read() as conn:
+        identified = leaderboard(conn, Filters(stages=("identified",)), 10, key=cursor_key(conn))
+    assert identified.rows == []
+    projector.catch_up()
+    with projector.database.read() as conn:
+        rated = leaderboard(conn, Filters(), 10, key=cursor_key(conn)).rows
+    assert [(r["name"], r["score"], r["abm_stage"]) for r in rated] == [
+        ("Acme", 625, "prioritized")
+    ]
