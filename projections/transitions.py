@@ -2,6 +2,8 @@
 
 A registration counts as entering `identified` and `see`. With the account's industry and
 country on each row, the stage and funnel reports count, convert and time the moves by group.
+A correction of either regroups the account's every row: an account is counted in one group,
+its current one (its current stage counted twice otherwise, once in each group).
 """
 
 from __future__ import annotations
@@ -12,14 +14,20 @@ from sqlalchemy import Connection, bindparam, text
 
 from domain.account import Account
 from projections.batch import Entry, stored_accounts
-from projections.database import insert_rows, to_micros
+from projections.database import insert_rows, placeholder, to_micros
 from projections.generations import Generation
 
 NAME = "transitions"
 STAGE, FUNNEL = "stage", "funnel"
 
 COLUMNS = ("position", "kind", "account_id", "at", "from_state", "to_state", "industry", "country")
-READS = (Account.Registered, Account.StageChanged, Account.FunnelStateChanged)  # what it applies
+# The events it applies.
+READS = (
+    Account.Registered,
+    Account.StageChanged,
+    Account.FunnelStateChanged,
+    Account.FirmographicsUpdated,
+)
 
 
 def table(gen: Generation) -> str:
@@ -65,9 +73,8 @@ def drop_tables(conn: Connection, gen: Generation) -> None:
 
 def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
     t = table(gen)
-    groups = _groups(
-        conn, t, stored_accounts(batch, (Account.StageChanged, Account.FunnelStateChanged))
-    )
+    groups = _groups(conn, t, stored_accounts(batch, READS))
+    regrouped: dict[str, tuple[str, str]] = {}
     rows: list[tuple[Any, ...]] = []
 
     def row(position: int, kind: str, account_id: str, event: Any, old: str | None, new: str):
@@ -86,7 +93,21 @@ def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
             row(position, STAGE, account_id, event, event.from_stage, event.to_stage)
         elif isinstance(event, Account.FunnelStateChanged):
             row(position, FUNNEL, account_id, event, event.from_state, event.to_state)
+        elif isinstance(event, Account.FirmographicsUpdated) and account_id in groups:
+            industry, country = groups[account_id]
+            changes = event.changes
+            if "industry" in changes or "country" in changes:
+                groups[account_id] = regrouped[account_id] = (
+                    changes.get("industry", industry),
+                    changes.get("country", country),
+                )
     insert_rows(conn, t, COLUMNS, rows)
+    if regrouped:  # after the inserts: the batch's own rows of the account are regrouped too
+        mark = placeholder(conn)
+        conn.exec_driver_sql(
+            f"UPDATE {t} SET industry = {mark}, country = {mark} WHERE account_id = {mark}",
+            [(industry, country, a) for a, (industry, country) in regrouped.items()],
+        )
 
 
 def _groups(conn: Connection, t: str, account_ids: set[str]) -> dict[str, tuple[str, str]]:

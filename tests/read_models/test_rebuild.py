@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import inspect, text
 
-from domain.account import BantRating, Firmographics
+from domain.account import Account, BantRating, Firmographics
 from domain.errors import LedgerError
 from domain.ledger import CommandMeta
 from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
@@ -37,6 +37,11 @@ steps = st.lists(
             st.tuples(st.just("lose"), st.none()),
             st.tuples(st.just("stage"), st.sampled_from(AbmStage)),
             st.tuples(st.just("funnel"), st.sampled_from(FunnelState)),
+            st.tuples(
+                st.just("correct"),
+                st.fixed_dictionaries({"industry": st.sampled_from(["it", "energy"])})
+                | st.fixed_dictionaries({"country": st.sampled_from(["DE", "FR"])}),
+            ),
             st.tuples(st.just("catch_up"), st.none()),
         ),
     ),
@@ -57,6 +62,9 @@ def run(ledger, projector, account_ids, step) -> None:
         "lose": lambda: ledger.lose_deal(account_id, META),
         "stage": lambda: ledger.move_stage(account_id, arg, META),
         "funnel": lambda: ledger.move_funnel(account_id, arg, META),
+        "correct": lambda: ledger.submit(
+            account_id, META, Account.correct_firmographics, arg
+        ).result(),
         "catch_up": projector.catch_up,
     }
     try:

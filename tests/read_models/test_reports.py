@@ -402,3 +402,21 @@ def test_a_window_at_the_end_of_the_calendar_is_reported(client):
         response = client.get("/reports/stages", params=params)
         assert response.status_code == 200, (params, response.text)
     assert response.json()["start"].startswith("9999-06-01")
+
+
+def test_a_corrected_industry_regroups_the_account_whole(client, history):
+    # C was registered as retail by mistake
+    corrected = client.patch(
+        f"/accounts/{history['c']['id']}",
+        json={"industry": "software", "reason": "a typo at registration"},
+    )
+    assert corrected.status_code == 200, corrected.text
+
+    report = stage_report(
+        client, history, group_by="industry", min_position=corrected.headers["crm-position"]
+    )
+
+    groups = {g["group"]: g for g in report["groups"]}
+    assert set(groups) == {"software"}
+    current = {k: v for k, v in groups["software"]["current"].items() if v}
+    assert current == {"won": 1, "lost": 1, "identified": 1}
