@@ -3,8 +3,9 @@ round trip.
 
 `eventsourcing` retries each statement ten times on a connection error, and each attempt may
 wait for a pooled connection as long as the pool's timeout: a request would learn that the
-database is away only after about a minute. Here a statement is tried twice, so the API answers
-503 within seconds; the pool reconnects by itself when the database is back.
+database is away only after about a minute. Here a statement is tried twice (a save only until
+it is sent: see `insert_events`), so the API answers 503 within seconds; the pool reconnects by
+itself when the database is back.
 
 The library inserts a save's events with `executemany` in psycopg's pipeline mode, which was
 seen to hang for good on a save of a few thousand events (the server waiting for the client,
@@ -21,6 +22,7 @@ follow commit order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from functools import cached_property
 from typing import Any
 from uuid import UUID
@@ -33,7 +35,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
-from psycopg import ClientCursor
+from psycopg import ClientCursor, Connection
 from psycopg.sql import SQL, Composed, Identifier
 
 _retry = retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
@@ -43,7 +45,6 @@ _base = PostgresApplicationRecorder
 class FailFastRecorder(PostgresApplicationRecorder):
     # Each method calls the library's own, without its retry decorator (`__wrapped__`).
 
-    @_retry
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
         if not stored_events:
             return []
@@ -53,14 +54,27 @@ class FailFastRecorder(PostgresApplicationRecorder):
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
         )
-        # The pool's connections are in autocommit mode, so psycopg sends no BEGIN of its own:
-        # the statements of one simple query make PostgreSQL's implicit transaction.
-        with self.datastore.get_connection() as conn, ClientCursor(conn) as curs:
+        # Only taking a connection is tried twice, not the save: a connection lost once the save
+        # was sent may have lost just its answer, with the save committed. Sent again, it would
+        # fail on the versions it took itself, which the account writer takes for another
+        # process's write: it would decide the command again on top of its own events and store
+        # it twice. Not sent again, the command fails (503), and its events are stored once.
+        with ExitStack() as stack:
+            conn = self._connection(stack)
+            # The pool's connections are in autocommit mode, so psycopg sends no BEGIN of its
+            # own: the statements of one simple query make PostgreSQL's implicit transaction.
+            curs = stack.enter_context(ClientCursor(conn))
             curs.execute(self._save, arrays)
             while curs.nextset():  # to the last statement's result: the INSERT's
                 pass
             # Rows are inserted in array order, so their ids rise in that order.
             return sorted(row["notification_id"] for row in curs.fetchall())
+
+    @_retry
+    def _connection(self, stack: ExitStack) -> Connection[Any]:
+        """A pooled connection, held until `stack` closes; its errors, and those of what runs on
+        it meanwhile, come as the library's (OperationalError and the like)."""
+        return stack.enter_context(self.datastore.get_connection())
 
     @cached_property
     def _save(self) -> Composed:

@@ -1,0 +1,139 @@
+"""A save whose answer is lost: PostgreSQL commits it, and the connection drops before the
+service hears so. The command is then stored once, never applied a second time."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import pytest
+
+from domain.account import BantRating, Firmographics
+from domain.ledger import CommandMeta
+from domain.vocabulary import ScreeningOutcome
+from services.audit import Audit
+from services.settings import Settings
+from services.store import open_ledger
+
+META = CommandMeta("marta")
+READY_FOR_QUERY = b"Z\x00\x00\x00\x05"  # the server's last message for a query
+
+
+class AnswerLosingRelay:
+    """Relays connections to PostgreSQL. Armed, it passes the next INSERT to the server, waits
+    until the server has finished it (committed), and then drops that connection instead of
+    passing the answer back."""
+
+    def __init__(self, upstream: str | tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.armed = threading.Event()
+        self.dropped = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            _close(sock)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if isinstance(self.upstream, str):
+                server = socket.socket(socket.AF_UNIX)
+            else:
+                server = socket.socket()
+            server.connect(self.upstream)
+            self._sockets += [client, server]
+            doomed = threading.Event()
+            threading.Thread(target=self._up, args=(client, server, doomed), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, doomed), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, doomed: threading.Event) -> None:
+        while data := _recv(client):
+            if self.armed.is_set() and b"INSERT INTO" in data:
+                self.armed.clear()
+                doomed.set()
+            try:
+                server.sendall(data)
+            except OSError:
+                return
+
+    def _down(self, server: socket.socket, client: socket.socket, doomed: threading.Event) -> None:
+        withheld = b""
+        while data := _recv(server):
+            if not doomed.is_set():
+                try:
+                    client.sendall(data)
+                except OSError:
+                    return
+                continue
+            withheld += data
+            if READY_FOR_QUERY in withheld:  # the server is done with the save: it committed
+                self.dropped.set()  # before the client can learn of it
+                _close(client)
+                _close(server)
+                return
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+@pytest.fixture
+def relayed(store: str, settings: Settings) -> Iterator[tuple[Settings, AnswerLosingRelay]]:
+    if store != "postgres":
+        pytest.skip("only a networked store can lose an answer")
+    url = urlsplit(settings.database_url)
+    socket_dir = parse_qs(url.query).get("host", [None])[0]
+    if socket_dir is not None and socket_dir.startswith("/"):
+        upstream: str | tuple[str, int] = f"{socket_dir}/.s.PGSQL.{url.port or 5432}"
+    else:
+        upstream = (url.hostname or "127.0.0.1", url.port or 5432)
+    relay = AnswerLosingRelay(upstream)
+    credentials = url.netloc.rsplit("@", 1)[0] + "@" if "@" in url.netloc else ""
+    netloc = f"{credentials}127.0.0.1:{relay.port}"
+    proxied = urlunsplit(url._replace(netloc=netloc, query=""))
+    yield replace(settings, database_url=proxied), relay
+    relay.close()
+
+
+def test_a_committed_save_whose_answer_is_lost_is_not_applied_twice(relayed, clock):
+    settings, relay = relayed
+    ledger = open_ledger(settings, clock=clock)
+    try:
+        details = Firmographics("Lost", "lost.com", "it", 50, 10**6, "EUR", "DE", 0.1, "fair")
+        account_id = ledger.register(details, META).account.id
+        ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+        ledger.score_bant(account_id, BantRating(3, 3, 3, 3, {}), META)
+
+        relay.armed.set()
+        try:
+            ledger.send_material(account_id, "deck", "email", None, META)
+        except Exception:
+            pass  # not knowing whether it committed, the service may say it failed
+        assert relay.dropped.is_set()
+
+        assert ledger.account(account_id).materials_sent == 1
+        assert Audit(ledger).verify_all().verified
+    finally:
+        ledger.close()
