@@ -221,7 +221,8 @@ class AccountWriter:
     # One change ----------------------------------------------------------------------------
 
     def _decide(self, change: Change, *, fresh: bool) -> _Decided | None:
-        """Decides a change; None when it is answered already (refused, replayed, unchanged)."""
+        """Decides a change; None when it is answered already (refused, replayed, or unchanged
+        with no key to keep)."""
         ledger = self._ledger
         try:
             if (replayed := ledger.replay(change.meta)) is not None:
@@ -245,9 +246,12 @@ class AccountWriter:
                 self._cache.pop(change.account_id, None)
                 stored = self._load(change.account_id)
                 account = change.decide(_copy(stored), by.after(stored))
-            if not account.pending_events:
+            if not account.pending_events and change.meta.idempotency is None:
                 change.answer(ledger.result(account, position=None))
                 return None
+            # A command that changed nothing still keeps its key (its receipt alone is stored):
+            # otherwise a retry after another change would apply it then, and the key would
+            # not refuse another request.
             receipt = None
             if (key := change.meta.idempotency) is not None:
                 receipt = CommandReceipt.record(

@@ -75,8 +75,9 @@ class CommandMeta:
 @dataclass(frozen=True)
 class CommandResult:
     account: Account
-    # Global position of the command's last event; None when it stored nothing (a retry that
-    # replayed a stored result, or a command that changed nothing).
+    # Global position of the command's last event; None when it stored no account event (a retry
+    # that replayed a stored result, or a command that changed nothing: with a key, it stored
+    # its receipt alone).
     position: int | None
     replayed: bool = False
     # A replay's: the log's head when it was answered, which is at or after the first

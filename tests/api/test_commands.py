@@ -379,3 +379,25 @@ def test_concurrent_re_ratings_of_one_account_are_all_kept(client):
 
     assert statuses == [200] * 8
     assert history_types(client, account).count("bant_scored") == 8
+
+
+def test_a_keyed_command_that_changed_nothing_is_not_applied_when_retried_later(client):
+    # A correction that states what the account holds already stores no event; retried with
+    # its key after someone else changed the field, it must answer as it first did, not write
+    # its value over the other change.
+    account = register(client)
+    firmographics = f"/accounts/{account['id']}"
+    same = {"industry": account["industry"]}
+    headers = {"Idempotency-Key": "correct-1"}
+    first = client.patch(firmographics, json=same, headers=headers)
+    changed = client.patch(firmographics, json={"industry": "logistics"})
+
+    retry = client.patch(firmographics, json=same, headers=headers)
+    reused = client.patch(firmographics, json={"industry": "retail"}, headers=headers)
+
+    assert (first.status_code, changed.status_code, retry.status_code) == (200, 200, 200)
+    assert retry.headers.get("idempotent-replayed") == "true"
+    assert retry.headers["etag"] == first.headers["etag"]
+    assert client.get(f"/accounts/{account['id']}").json()["industry"] == "logistics"
+    assert reused.status_code == 422
+    assert reused.json()["rule"] == "idempotency_key_reused"
