@@ -1,5 +1,6 @@
-"""A save whose answer is lost: PostgreSQL commits it, and the connection drops before the
-service hears so. The command is then stored once, never applied a second time."""
+"""A connection to PostgreSQL lost during a save: before the save reached the server, or after
+the server committed it but before the service heard so. Either way the command is stored at
+most once, and the chains of what is stored after it still hold."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit, urlunsplit
+from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import OperationalError
 
 from domain.account import BantRating, Firmographics
-from domain.ledger import CommandMeta
+from domain.ledger import AccountLedger, CommandMeta
 from domain.vocabulary import ScreeningOutcome
 from services.audit import Audit
 from services.settings import Settings
@@ -25,12 +28,13 @@ READY_FOR_QUERY = b"Z\x00\x00\x00\x05"  # the server's last message for a query
 class AnswerLosingRelay:
     """Relays connections to PostgreSQL. Armed, it passes the next INSERT to the server, waits
     until the server has finished it (committed), and then drops that connection instead of
-    passing the answer back."""
+    passing the answer back; `unsent` drops the connection before passing the INSERT on."""
 
     def __init__(self, upstream: str | tuple[str, int]) -> None:
         self.upstream = upstream
         self.armed = threading.Event()
         self.dropped = threading.Event()
+        self.unsent = False
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = []
@@ -61,6 +65,11 @@ class AnswerLosingRelay:
         while data := _recv(client):
             if self.armed.is_set() and b"INSERT INTO" in data:
                 self.armed.clear()
+                if self.unsent:
+                    self.dropped.set()
+                    _close(client)
+                    _close(server)
+                    return
                 doomed.set()
             try:
                 server.sendall(data)
@@ -117,23 +126,54 @@ def relayed(store: str, settings: Settings) -> Iterator[tuple[Settings, AnswerLo
     relay.close()
 
 
-def test_a_committed_save_whose_answer_is_lost_is_not_applied_twice(relayed, clock):
+@pytest.fixture
+def relayed_ledger(relayed, clock) -> Iterator[tuple[AccountLedger, AnswerLosingRelay]]:
     settings, relay = relayed
     ledger = open_ledger(settings, clock=clock)
+    yield ledger, relay
+    ledger.close()
+
+
+def _qualified(ledger: AccountLedger, name: str) -> UUID:
+    details = Firmographics(name, f"{name}.com", "it", 50, 10**6, "EUR", "DE", 0.1, "fair")
+    account_id = ledger.register(details, META).account.id
+    ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+    return account_id
+
+
+def test_a_committed_save_whose_answer_is_lost_is_not_applied_twice(relayed_ledger):
+    ledger, relay = relayed_ledger
+    account_id = _qualified(ledger, "lost")
+    ledger.score_bant(account_id, BantRating(3, 3, 3, 3, {}), META)
+
+    relay.armed.set()
     try:
-        details = Firmographics("Lost", "lost.com", "it", 50, 10**6, "EUR", "DE", 0.1, "fair")
-        account_id = ledger.register(details, META).account.id
-        ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
-        ledger.score_bant(account_id, BantRating(3, 3, 3, 3, {}), META)
+        ledger.send_material(account_id, "deck", "email", None, META)
+    except OperationalError:
+        pass  # not knowing whether it committed, the service may say it failed
+    assert relay.dropped.is_set()
 
-        relay.armed.set()
-        try:
-            ledger.send_material(account_id, "deck", "email", None, META)
-        except Exception:
-            pass  # not knowing whether it committed, the service may say it failed
-        assert relay.dropped.is_set()
+    assert ledger.account(account_id).materials_sent == 1
+    assert Audit(ledger).verify_all().verified
 
-        assert ledger.account(account_id).materials_sent == 1
-        assert Audit(ledger).verify_all().verified
-    finally:
-        ledger.close()
+
+def test_a_save_lost_before_it_reached_the_server_stores_nothing_and_leaves_no_head(
+    relayed_ledger,
+):
+    ledger, relay = relayed_ledger
+    account_id = _qualified(ledger, "unsent")
+    before = ledger.account(account_id).version
+
+    relay.unsent = True
+    relay.armed.set()
+    with pytest.raises(OperationalError):
+        ledger.score_bant(account_id, BantRating(1, 1, 1, 1, {}), META)
+    assert relay.dropped.is_set()
+    assert ledger.account(account_id).version == before
+
+    # The same versions are written again, with other content (other instants): the chain
+    # links to what is stored, not to what the failed save would have stored.
+    ledger.score_bant(account_id, BantRating(2, 2, 2, 2, {}), META)
+    ledger.send_material(account_id, "deck", "email", None, META)
+    assert ledger.account(account_id).bant.budget == 2
+    assert Audit(ledger).verify_all().verified
