@@ -138,3 +138,37 @@ def test_a_key_sent_twice_at_once_over_http_stores_once(client):
     assert len({a.headers["etag"] for a in answers}) == 1
     events = client.get(f"/accounts/{account['id']}/history").json()["items"]
     assert [e["type"] for e in events].count("bant_scored") == 1
+
+
+def test_policies_created_on_many_threads_beside_account_commands_keep_their_chains(
+    ledger, other_process
+):
+    from domain.screening_policy import Criteria
+
+    accounts = [_outreach_ready(ledger, f"beside{i}") for i in range(3)]
+    created: list[int] = []
+
+    def create(through: AccountLedger, writer: int) -> Callable[[], None]:
+        def job() -> None:
+            for n in range(5):
+                key = IdempotencyKey(f"policy-{writer}-{n}", f"sha256:{writer}-{n}")
+                meta = CommandMeta("marta", idempotency=key)
+                criteria = Criteria(headcount_min=writer * 100 + n)
+                try:
+                    created.append(through.create_policy(criteria, meta).value)
+                except Contention:
+                    pass  # refused, to be sent again: it must have stored nothing
+                for account_id in accounts:
+                    through.send_material(account_id, f"p{n}", "email", None, META)
+
+        return job
+
+    errors = _at_once(*(create(lg, w) for w, lg in enumerate([ledger, other_process] * 2)))
+
+    assert errors == []
+    assert len(created) > 10
+    assert sorted(created) == list(range(1, len(created) + 1))
+    assert max(ledger.screening_policies().versions) == len(created)
+    assert [_sent(ledger, a) for a in accounts] == [20] * len(accounts)
+    report = Audit(ledger).verify_all()
+    assert report.verified, (report.broken, report.record_problems)
