@@ -172,3 +172,44 @@ def test_policies_created_on_many_threads_beside_account_commands_keep_their_cha
     assert [_sent(ledger, a) for a in accounts] == [20] * len(accounts)
     report = Audit(ledger).verify_all()
     assert report.verified, (report.broken, report.record_problems)
+
+
+def test_a_large_batch_meeting_another_ledgers_write_stores_every_command_once(
+    ledger, other_process
+):
+    accounts = []
+    for i in range(200):
+        details = Firmographics(f"big{i}", f"big{i}.com", "it", 50, 10**6, "EUR", "DE", 0.1, "f")
+        account_id = ledger.register(details, META).account.id
+        accounts.append(account_id)
+    screened = [
+        ledger.submit(a, META, Account.screen, ScreeningOutcome.QUALIFIED, ["industry"], None)
+        for a in accounts
+    ]
+    for future in screened:
+        future.result(timeout=60)  # all cached here, at the version screening left them
+    moved = accounts[::7]
+    for account_id in moved:  # then moved on elsewhere
+        other_process.score_bant(account_id, BantRating(1, 1, 1, 1, {}), META)
+    saves: list[int] = []
+    ledger.on_saved.append(saves.append)
+
+    futures = [
+        ledger.submit(
+            a,
+            CommandMeta("marta", idempotency=IdempotencyKey(f"big-{n}", "sha256:bb")),
+            Account.score_bant,
+            BantRating(4, 4, 4, 4, {}),
+        )
+        for n, a in enumerate(accounts)
+    ]
+    results = [f.result(timeout=120) for f in futures]
+
+    assert all(r.account.bant.budget == 4 and not r.replayed for r in results)
+    for account_id in accounts:
+        ratings = [
+            e for e in ledger.history(account_id, limit=100) if isinstance(e, Account.BantScored)
+        ]
+        assert len(ratings) == (2 if account_id in moved else 1)
+    assert len(saves) < len(accounts) // 2
+    assert Audit(ledger).verify_all().verified
