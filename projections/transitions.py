@@ -94,9 +94,9 @@ def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
         elif isinstance(event, Account.FunnelStateChanged):
             row(position, FUNNEL, account_id, event, event.from_state, event.to_state)
         elif isinstance(event, Account.FirmographicsUpdated) and account_id in groups:
-            industry, country = groups[account_id]
             changes = event.changes
             if "industry" in changes or "country" in changes:
+                industry, country = groups[account_id]
                 groups[account_id] = regrouped[account_id] = (
                     changes.get("industry", industry),
                     changes.get("country", country),
