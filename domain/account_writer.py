@@ -67,13 +67,22 @@ class Change:
     reply: Reply = field(default_factory=Future)
     answered: bool = False
 
+    # A reply that cannot be delivered (its event loop has closed at shutdown) is that
+    # caller's loss alone: raised here, it would fail the answers still due to the rest of
+    # the batch, whose commands are stored.
     def answer(self, result: CommandResult) -> None:
         self.answered = True
-        self.reply.set_result(result)
+        try:
+            self.reply.set_result(result)
+        except Exception:
+            log.warning("a command's answer could not be delivered", exc_info=True)
 
     def fail(self, error: BaseException) -> None:
         self.answered = True
-        self.reply.set_exception(error)
+        try:
+            self.reply.set_exception(error)
+        except Exception:
+            log.warning("a command's refusal could not be delivered", exc_info=True)
 
     def keys(self) -> set[UUID]:
         """What the change writes: its account, and its receipt when it has an idempotency key."""
@@ -96,31 +105,31 @@ class AccountWriter:
         self._cache: OrderedDict[UUID, Account] = OrderedDict()  # as last committed
         self._queue: queue.SimpleQueue[Change | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        # Held while a change is queued and while closing: so no change is queued behind the
+        # writer's last item, where nobody would answer it.
+        self._lock = threading.Lock()
         self._closed = False
 
     def submit(self, change: Change) -> Reply:
-        if self._closed:
-            raise RuntimeError("the ledger is closed")
-        self._start()
-        self._queue.put(change)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the ledger is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="account-writer", daemon=True
+                )
+                self._thread.start()
+            self._queue.put(change)
         return change.reply
 
     def close(self) -> None:
-        self._closed = True
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _start(self) -> None:
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="account-writer", daemon=True
-                    )
-                    self._thread.start()
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout=30)
 
     # The writer's loop ---------------------------------------------------------------------
 
@@ -150,14 +159,6 @@ class AccountWriter:
                 for change in batch:
                     if not change.answered:
                         change.fail(error)
-        # Submitted while the ledger was closing: answered, so that nobody waits for ever.
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                item.fail(RuntimeError("the ledger is closed"))
 
     def _write(self, batch: list[Change]) -> list[Change]:
         """Decides and stores a batch; returns the changes deferred to the next batch."""

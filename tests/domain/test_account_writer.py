@@ -3,15 +3,19 @@ accounts that never make a command act on stale state (other processes write the
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from concurrent.futures import Future, wait
 
 import pytest
 
 from domain.account import Account, BantRating, Firmographics
+from domain.account_writer import Change
 from domain.errors import RuleViolation, VersionMismatch
 from domain.ledger import AccountLedger, CommandMeta
 from domain.receipts import IdempotencyKey
 from domain.vocabulary import AbmStage, ScreeningOutcome
+from services.api.command_meta import LoopReply
 from services.audit import Audit
 from services.store import open_ledger
 
@@ -191,3 +195,64 @@ def test_concurrent_commands_are_all_stored_and_their_chains_hold(ledger):
     )
     assert ratings == 16 * 15
     assert all(Audit(ledger).verify_account(a).verified for a in accounts)
+
+
+def test_an_answer_that_cannot_be_delivered_does_not_fail_the_rest_of_its_batch(ledger):
+    blocker, gone, waiting = (_qualified(ledger, name) for name in ("blocker", "gone", "waiting"))
+    release = threading.Event()
+
+    def held(account, by):
+        release.wait(timeout=30)
+        return account
+
+    # A request whose event loop closed while its command waited, as at shutdown.
+    closed_loop = asyncio.new_event_loop()
+    gone_reply = closed_loop.run_until_complete(_loop_reply())
+    closed_loop.close()
+
+    first = ledger.writer.submit(Change(blocker, META, held))
+    # Both wait while the writer is held, so they are decided and stored in one batch.
+    ledger.submit(gone, META, Account.score_bant, _rating(2), reply=gone_reply)
+    after = ledger.submit(waiting, META, Account.score_bant, _rating(4))
+    release.set()
+
+    first.result(timeout=30)
+    assert after.result(timeout=30).account.bant.budget == 4
+    assert ledger.account(gone).bant.budget == 2
+
+
+async def _loop_reply() -> LoopReply:
+    return LoopReply()
+
+
+def test_every_command_submitted_while_the_ledger_closes_is_answered(settings, clock):
+    closing = open_ledger(settings, clock=clock)
+    accounts = [_qualified(closing, f"closing{i}") for i in range(8)]
+    replies: list[Future] = []
+    refused: list[RuntimeError] = []
+    started = threading.Barrier(len(accounts) + 1)
+
+    def send(account_id) -> None:
+        started.wait(timeout=30)
+        n = 0
+        while True:  # until the ledger refuses: it is closing
+            n += 1
+            try:
+                reply = closing.submit(account_id, META, Account.score_bant, _rating(1 + n % 5))
+            except RuntimeError as error:
+                refused.append(error)
+                return
+            replies.append(reply)
+
+    threads = [threading.Thread(target=send, args=(a,)) for a in accounts]
+    for thread in threads:
+        thread.start()
+    started.wait(timeout=30)
+    closing.close()
+    for thread in threads:
+        thread.join()
+
+    # Each command is either stored or refused; none is left waiting.
+    wait(replies, timeout=30)
+    assert all(reply.done() for reply in replies)
+    assert len(refused) == len(accounts)
