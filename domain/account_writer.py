@@ -163,6 +163,7 @@ class AccountWriter:
     def _write(self, batch: list[Change]) -> list[Change]:
         """Decides and stores a batch; returns the changes deferred to the next batch."""
         decided: list[_Decided] = []
+        unchanged: list[tuple[Change, Account]] = []
         claimed: set[UUID] = set()
         deferred: list[Change] = []
         for change in batch:
@@ -170,10 +171,11 @@ class AccountWriter:
             if keys & claimed:
                 deferred.append(change)  # an earlier change of this batch writes the same
                 continue
-            outcome = self._decide(change, fresh=False)
+            outcome = self._decide(change, unchanged, fresh=False)
             if outcome is not None:
                 claimed |= keys
                 decided.append(outcome)
+        self._answer_unchanged(unchanged)
         if decided:
             self._store(decided)
         return deferred
@@ -190,7 +192,9 @@ class AccountWriter:
                 for outcome in decided:
                     self._write_alone(outcome.change)
                 return
-            redecided = [self._decide(outcome.change, fresh=True) for outcome in decided]
+            unchanged: list[tuple[Change, Account]] = []
+            redecided = [self._decide(o.change, unchanged, fresh=True) for o in decided]
+            self._answer_unchanged(unchanged)
             if retry := [outcome for outcome in redecided if outcome is not None]:
                 self._store(retry, again=True)
             return
@@ -204,8 +208,10 @@ class AccountWriter:
 
     def _write_alone(self, change: Change) -> None:
         for _ in range(MAX_ATTEMPTS):
-            outcome = self._decide(change, fresh=True)
+            unchanged: list[tuple[Change, Account]] = []
+            outcome = self._decide(change, unchanged, fresh=True)
             if outcome is None:
+                self._answer_unchanged(unchanged)
                 return
             try:
                 positions = self._save([outcome])
@@ -221,9 +227,12 @@ class AccountWriter:
 
     # One change ----------------------------------------------------------------------------
 
-    def _decide(self, change: Change, *, fresh: bool) -> _Decided | None:
-        """Decides a change; None when it is answered already (refused, replayed, or unchanged
-        with no key to keep)."""
+    def _decide(
+        self, change: Change, unchanged: list[tuple[Change, Account]], *, fresh: bool
+    ) -> _Decided | None:
+        """Decides a change; None when it is answered already (refused or replayed), or when
+        it changes nothing and has no key to keep: then it is added to `unchanged`, to be
+        answered with the log's head."""
         ledger = self._ledger
         try:
             if (replayed := ledger.replay(change.meta)) is not None:
@@ -248,7 +257,7 @@ class AccountWriter:
                 stored = self._load(change.account_id)
                 account = change.decide(_copy(stored), by.after(stored))
             if not account.pending_events and change.meta.idempotency is None:
-                change.answer(ledger.result(account, position=None))
+                unchanged.append((change, account))
                 return None
             # A command that changed nothing still keeps its key (its receipt alone is stored):
             # otherwise a retry after another change would apply it then, and the key would
@@ -291,7 +300,25 @@ class AccountWriter:
             self._cache.move_to_end(account.id)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        outcome.change.answer(self._ledger.result(account, position=positions.get(account.id)))
+        # A keyed command that changed nothing stored its receipt alone, after every event of
+        # the account it answers with.
+        receipt = outcome.receipt
+        head = positions.get(receipt.id) if receipt is not None else None
+        outcome.change.answer(self._ledger.result(account, positions.get(account.id), head))
+
+    def _answer_unchanged(self, unchanged: list[tuple[Change, Account]]) -> None:
+        """Answers the changes that stored nothing with the log's head, read once they were
+        all decided: it is at or after every event the accounts they answer with hold."""
+        if not unchanged:
+            return
+        try:
+            head = self._ledger.recorder.max_notification_id()
+        except BaseException as error:
+            for change, _ in unchanged:
+                change.fail(error)
+            return
+        for change, account in unchanged:
+            change.answer(self._ledger.result(account, None, head))
 
 
 def _copy(account: Account | None) -> Account | None:

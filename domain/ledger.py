@@ -80,14 +80,14 @@ class CommandResult:
     # its receipt alone).
     position: int | None
     replayed: bool = False
-    # A replay's: the log's head when it was answered, which is at or after the first
-    # command's events, so a read that reaches it reflects them.
-    replay_position: int | None = None
+    # When it stored no account event: a position at or after every event the answer reflects
+    # (the log's head when it was decided, or its receipt's), so a read that reaches it does.
+    head: int | None = None
 
     @property
     def visible_at(self) -> int | None:
-        """The log position a read model must reach to reflect this result, when known."""
-        return self.position if self.position is not None else self.replay_position
+        """The log position a read model must reach to reflect this result."""
+        return self.position if self.position is not None else self.head
 
 
 @dataclass(frozen=True)
@@ -468,8 +468,10 @@ class AccountLedger(Application):
 
     # Internals ---------------------------------------------------------------------------
 
-    def result(self, account: Account, position: int | None) -> CommandResult:
-        return CommandResult(account, position)
+    def result(
+        self, account: Account, position: int | None, head: int | None = None
+    ) -> CommandResult:
+        return CommandResult(account, position, head=head)
 
     def replay(self, meta: CommandMeta) -> CommandResult | None:
         """The stored result of an earlier account command sent with the same idempotency key."""
@@ -479,7 +481,7 @@ class AccountLedger(Application):
         # The exact position of the first command's events is not kept anywhere a query can
         # reach without SQL; the log's head is at or after it, and that is what reads need.
         head = self.recorder.max_notification_id()
-        return CommandResult(account, position=None, replayed=True, replay_position=head)
+        return CommandResult(account, position=None, replayed=True, head=head)
 
     def answered(self, meta: CommandMeta) -> Any:
         """What an earlier command sent with the same idempotency key wrote, as it left it;

@@ -31,8 +31,10 @@ ETAG = _header("ETag", 'The account\'s version, which If-Match takes back: "3".'
 COMMAND_POSITION = _header(
     "CRM-Position",
     "The event log position at which the read models reflect the command: a read with this "
-    "min_position sees it. Absent when the command changed nothing.",
+    "min_position sees it (when the command changed nothing, or was replayed, the log's "
+    "position when it was answered).",
     "42",
+    True,
 )
 READ_POSITION = _header(
     "CRM-Position",

@@ -68,8 +68,26 @@ def test_a_correction_that_changes_nothing_stores_nothing(client):
 
     assert response.status_code == 200
     assert response.json()["version"] == account["version"]
-    assert "crm-position" not in response.headers
     assert [e["type"] for e in history(client, account)] == ["registered"]
+
+
+@pytest.mark.parametrize("key", [None, "same-again"])
+def test_a_correction_that_changes_nothing_answers_a_position_its_state_can_be_read_at(client, key):
+    account = register(client)
+    renamed = correct(client, account, {"name": "Zenith Machines"})
+    headers = {"Idempotency-Key": key} if key else {}
+
+    same = client.patch(
+        f"/accounts/{account['id']}", json={"name": "Zenith Machines"}, headers=headers
+    )
+
+    assert same.status_code == 200
+    assert same.json()["version"] == renamed.json()["version"]
+    position = int(same.headers["crm-position"])
+    assert position >= int(renamed.headers["crm-position"])
+    listed = client.get("/accounts", params={"q": "Zenith", "min_position": position}).json()
+    assert listed["min_position_reached"] is True
+    assert [a["account_id"] for a in listed["items"]] == [account["id"]]
 
 
 @pytest.mark.parametrize(
