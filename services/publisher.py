@@ -372,6 +372,7 @@ class Publisher:
         try:
             await js.stream_info(self.stream.name)
         except NotFoundError:
+            max_age = self.stream.max_age_seconds
             await js.add_stream(
                 StreamConfig(
                     name=self.stream.name,
@@ -379,8 +380,9 @@ class Publisher:
                     storage=StorageType.FILE,
                     retention=RetentionPolicy.LIMITS,
                     discard=DiscardPolicy.OLD,
-                    max_age=self.stream.max_age_seconds or None,
-                    duplicate_window=DUPLICATE_WINDOW_SECONDS,
+                    max_age=max_age or None,
+                    # JetStream refuses a window longer than the messages are kept.
+                    duplicate_window=min(DUPLICATE_WINDOW_SECONDS, max_age or float("inf")),
                     num_replicas=self.stream.replicas,
                 )
             )

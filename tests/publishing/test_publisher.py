@@ -144,6 +144,33 @@ async def test_a_publisher_killed_mid_batch_resumes_exactly_after_the_duplicate_
     assert_exactly(await stream_messages(broker.url), history)
 
 
+async def test_a_stream_keeping_messages_less_than_two_minutes_is_created_and_filled(
+    ledger, broker
+):
+    # Given events, and messages to be kept for less than the usual duplicate window
+    await asyncio.to_thread(make_accounts, ledger, 3)
+    history = stored_history(ledger)
+    publisher = Publisher(ledger, broker.url, StreamSettings(max_age_seconds=60), batch_size=64)
+
+    # When the publisher runs
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        await wait_for_stream_count(broker.url, len(history), timeout=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+    # Then it created the stream with that age limit and published every event into it
+    assert_exactly(await stream_messages(broker.url), history)
+    nc = await nats.connect(broker.url)
+    try:
+        config = (await nc.jetstream().stream_info("CRM")).config
+    finally:
+        await nc.close()
+    assert (config.max_age, config.duplicate_window) == (60, 60)
+
+
 async def test_a_broker_without_jetstream_is_refused_at_start_up_saying_why(tmp_path):
     from services.nats_server import EmbeddedNats
     from services.publisher import ServerTooOld, check_broker
