@@ -26,7 +26,7 @@ from msgspec import Struct
 from nats.errors import NoServersError, TimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from contracts.events import AccountEvent, subject
@@ -230,6 +230,8 @@ class Publisher:
             except ServerTooOld:
                 log.error("the broker cannot serve the publisher; nothing is published")
                 raise
+            except NoStreamResponseError:
+                log.warning("no stream %s on the broker; creating it again", self.stream.name)
             except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
                 log.warning("NATS unavailable (%s); events wait in the log", type(exc).__name__)
             except Exception as error:
@@ -332,6 +334,11 @@ class Publisher:
                 try:
                     await self._publish_one(js, event)
                     break
+                except NoStreamResponseError:
+                    # No stream takes the subject (deleted, or on a broker that lost its store):
+                    # no retry would ever succeed. Starting again creates it and resumes from
+                    # its end, so an empty stream receives every event again.
+                    raise
                 except (TimeoutError, nats.errors.Error, OSError):
                     # It may have been stored all the same: the same Nats-Msg-Id dedupes it.
                     if self._stop.is_set():  # what is not acknowledged is resumed next start

@@ -109,6 +109,28 @@ async def test_a_broker_outage_loses_nothing_and_duplicates_nothing(
     assert len(lost) == 1
 
 
+async def test_a_stream_deleted_under_a_running_publisher_is_created_again_with_every_event(
+    ledger, broker, running_publisher
+):
+    # Given a publisher that has published what is stored
+    await asyncio.to_thread(make_accounts, ledger, 5)
+    await wait_for_stream_count(broker.url, len(stored_history(ledger)))
+
+    # When the stream is deleted under it (or a broker comes back without its store), and
+    # more events are stored
+    nc = await nats.connect(broker.url)
+    try:
+        await nc.jetstream().delete_stream("CRM")
+    finally:
+        await nc.close()
+    await asyncio.to_thread(make_accounts, ledger, 5)
+    history = stored_history(ledger)
+
+    # Then a new stream holds every event, once and in order
+    await wait_for_stream_count(broker.url, len(history), timeout=10)
+    assert_exactly(await stream_messages(broker.url), history)
+
+
 async def test_a_publisher_killed_mid_batch_resumes_exactly_after_the_duplicate_window(
     ledger, broker
 ):
