@@ -3,7 +3,8 @@
 The event store is the outbox: the publisher follows its notification log, never a request.
 It publishes a batch of consecutive log positions: accounts concurrently, each account's
 events one after the other, and starts the next batch only when JetStream has acknowledged
-all of them; a failed publish is retried with the same `Nats-Msg-Id` (JetStream drops a copy).
+all of them; a failed publish is retried, with the same `Nats-Msg-Id`, unless the account's
+last message in the stream shows that it was stored all the same.
 It keeps no position of its own: on start it reads where the stream ends and replays the range
 the last batch may have covered, skipping what each account's last message shows was already
 stored. So a publisher killed at any moment resumes exactly, however long it was down.
@@ -332,7 +333,11 @@ class Publisher:
             attempt = 0
             while True:
                 try:
-                    await self._publish_one(js, event)
+                    # A failed attempt may have been stored all the same, and its Nats-Msg-Id
+                    # dedupes a copy only within the duplicate window, which a broker away
+                    # for longer has left: the account's last message says.
+                    if attempt == 0 or await self._stored_version(js, event) < event.version:
+                        await self._publish_one(js, event)
                     break
                 except NoStreamResponseError:
                     # No stream takes the subject (deleted, or on a broker that lost its store):
@@ -340,7 +345,6 @@ class Publisher:
                     # its end, so an empty stream receives every event again.
                     raise
                 except (TimeoutError, nats.errors.Error, OSError):
-                    # It may have been stored all the same: the same Nats-Msg-Id dedupes it.
                     if self._stop.is_set():  # what is not acknowledged is resumed next start
                         raise
                     attempt += 1

@@ -20,65 +20,30 @@ from domain.vocabulary import ScreeningOutcome
 from services.audit import Audit
 from services.settings import Settings
 from services.store import open_ledger
+from tests.failures.relay import Relay, recv
 
 META = CommandMeta("marta")
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05"  # the server's last message for a query
 
 
-class AnswerLosingRelay:
+class AnswerLosingRelay(Relay):
     """Relays connections to PostgreSQL. Armed, it passes the next INSERT to the server, waits
     until the server has finished it (committed), and then drops that connection instead of
     passing the answer back; `unsent` drops the connection before passing the INSERT on."""
 
-    def __init__(self, upstream: str | tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.armed = threading.Event()
-        self.dropped = threading.Event()
-        self.unsent = False
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+    unsent = False
 
-    def close(self) -> None:
-        self._listener.close()
-        for sock in self._sockets:
-            _close(sock)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if isinstance(self.upstream, str):
-                server = socket.socket(socket.AF_UNIX)
-            else:
-                server = socket.socket()
-            server.connect(self.upstream)
-            self._sockets += [client, server]
-            doomed = threading.Event()
-            threading.Thread(target=self._up, args=(client, server, doomed), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, doomed), daemon=True).start()
-
-    def _up(self, client: socket.socket, server: socket.socket, doomed: threading.Event) -> None:
-        while data := _recv(client):
-            if self.armed.is_set() and b"INSERT INTO" in data:
-                self.armed.clear()
-                if self.unsent:
-                    self.dropped.set()
-                    _close(client)
-                    _close(server)
-                    return
-                doomed.set()
-            try:
-                server.sendall(data)
-            except OSError:
-                return
+    def _sends(self, data: bytes, doomed: threading.Event) -> bool:
+        if self.armed.is_set() and b"INSERT INTO" in data:
+            self.armed.clear()
+            if self.unsent:
+                return False
+            doomed.set()
+        return True
 
     def _down(self, server: socket.socket, client: socket.socket, doomed: threading.Event) -> None:
         withheld = b""
-        while data := _recv(server):
+        while data := recv(server):
             if not doomed.is_set():
                 try:
                     client.sendall(data)
@@ -87,25 +52,8 @@ class AnswerLosingRelay:
                 continue
             withheld += data
             if READY_FOR_QUERY in withheld:  # the server is done with the save: it committed
-                self.dropped.set()  # before the client can learn of it
-                _close(client)
-                _close(server)
+                self.drop(client, server)  # before the client can learn of it
                 return
-
-
-def _recv(sock: socket.socket) -> bytes:
-    try:
-        return sock.recv(65536)
-    except OSError:
-        return b""
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
 
 
 @pytest.fixture
