@@ -56,18 +56,21 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     """The records of an export, each checked for the fields its kind needs; Unreadable when
     the file is not an export (empty, neither JSON Lines nor the CSV export, a record that
     lacks what it needs, or no first record saying what the export holds)."""
-    text = path.read_text(encoding="utf-8")
-    start = text.lstrip()
+    # Lines end at a line feed only: a text in the export may hold a line separator (U+2028,
+    # which a reason or note may), and str.splitlines() would cut the record there.
+    with path.open(encoding="utf-8", newline="") as file:
+        lines = file.readlines()
+    start = "".join(lines).lstrip()
     if not start:
         raise Unreadable("the file is empty")
     if start.startswith("{"):
         records = [
             (f"line {number}", _json_record(line))
-            for number, line in enumerate(text.splitlines(), 1)
+            for number, line in enumerate(lines, 1)
             if line.strip()
         ]
     elif start.startswith("record,"):
-        reader = csv.DictReader(text.splitlines(keepends=True))
+        reader = csv.DictReader(lines)
         records = [(f"row {reader.line_num}", _csv_record(row)) for row in reader]
     else:
         raise Unreadable("it is neither JSON Lines nor CSV of an audit export")

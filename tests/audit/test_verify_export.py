@@ -99,6 +99,32 @@ def test_one_accounts_export_verifies_as_such(client, exported, tmp_path):
     assert "1 accounts (one account's export) against checkpoint 1" in result.stdout
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_of_texts_with_line_separators_verifies(client, settings, tmp_path, fmt):
+    # Given a note and a reason holding Unicode's line and paragraph separators, which a text
+    # may hold, in the stored state and the readable columns of the export
+    details = Firmographics("Acme", "acme.com", "it", 10, 1, "EUR", "DE", 0.1, "fair")
+    account_id = client.post("/accounts", json=vars(details)).json()["id"]
+    screening = {
+        "outcome": "qualified",
+        "criteria": ["industry"],
+        "note": "first line\u2028second line",
+        "reason": "met\u2029at the fair",
+    }
+    assert client.post(f"/accounts/{account_id}/screening", json=screening).status_code == 200
+    assert client.post("/audit/checkpoints").status_code == 201
+    out = tmp_path / f"ledger.{fmt}"
+    assert crm(settings, "audit", "export", "--format", fmt, "--out", str(out)) == 0
+
+    # When it is verified offline
+    result = verify_offline(out)
+
+    # Then each record is read whole, and the export verifies
+    assert "\u2028" in out.read_text(encoding="utf-8")
+    assert result.returncode == 0, result.stderr
+    assert "verified: 1 accounts (the whole store) against checkpoint 1" in result.stdout
+
+
 def _csv(*rows: dict) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=["record", "account_id", "scope", "events"])
