@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import EventStore, Mapper, StoredEvent
 from eventsourcing.utils import get_topic
 
 from domain.errors import EventUnreadable
@@ -294,3 +294,29 @@ class ChainingMapper(Mapper[UUID]):
         head = stored_hash(stored)
         self._remember(originator_id, (version - 1, head))
         return head
+
+
+class GaplessEventStore(EventStore[UUID]):
+    """Reads an aggregate's events in version order, and refuses a version missing among them
+    (removed behind the ledger's back) as EventUnreadable: replayed without it, the next event
+    would fail to apply (a 500), or the history would pass over it unseen."""
+
+    def get(
+        self,
+        originator_id: UUID,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Any]:
+        events = super().get(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        return events if desc else _gapless(originator_id, events, (gt or 0) + 1)
+
+
+def _gapless(originator_id: UUID, events: Iterator[Any], version: int) -> Iterator[Any]:
+    for event in events:
+        if event.originator_version != version:
+            raise EventUnreadable(originator_id, version, "it is missing from the store")
+        yield event
+        version += 1

@@ -23,7 +23,7 @@ from domain.account import (
     account_id_for,
 )
 from domain.account_writer import MAX_ATTEMPTS, AccountWriter, Change, Reply
-from domain.chain import ChainingMapper
+from domain.chain import ChainingMapper, GaplessEventStore
 from domain.errors import (
     AccountNotFound,
     Contention,
@@ -123,6 +123,9 @@ class AccountLedger(Application):
 
     def construct_mapper(self) -> ChainingMapper:
         return ChainingMapper(transcoder=self.construct_transcoder())
+
+    def construct_event_store(self) -> GaplessEventStore:
+        return GaplessEventStore(mapper=self.mapper, recorder=self.recorder)
 
     def save(self, *aggregates: Any) -> Any:
         """Stores the aggregates' new events in one transaction.

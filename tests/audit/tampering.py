@@ -64,6 +64,14 @@ class RawStore:
             from_version,
         )
 
+    def remove(self, account_id: UUID, version: int) -> None:
+        """One event removed, the events after it left as they are."""
+        self._execute(
+            "DELETE FROM {table} WHERE originator_id = {} AND originator_version = {}",
+            account_id,
+            version,
+        )
+
     def swap_versions(self, account_id: UUID, one: int, other: int) -> None:
         """Each of two events stored as the other's version, their contents left as written."""
         where = "WHERE originator_id = {} AND originator_version = {}"

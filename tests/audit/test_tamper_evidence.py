@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from domain.errors import EventUnreadable
+from services.store import open_ledger
 from tests.audit.tampering import META, RawStore, crm, five_events, flip_a_byte, verify_offline
 
 
@@ -100,6 +102,42 @@ def test_a_deleted_event_is_found(client, ledger, settings, accounts, tmp_path, 
     assert f"account {acme}: first bad version 3" in capsys.readouterr().err
     offline = verify_offline(_export(settings, tmp_path))
     assert f"account {acme}: first bad version 3" in offline.stdout
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_a_deleted_event_is_named_by_the_reads_that_need_it(
+    client, ledger, settings, accounts, capsys, version
+):
+    # Given one of Acme's events deleted, the events after it left
+    acme, globex = accounts
+    RawStore(settings, ledger).remove(acme, version)
+
+    # When an auditor reads the account as it was, what changed, and its story
+    reads = {
+        "as of": client.get(f"/accounts/{acme}", params={"as_of": "2030-01-01T00:00:00Z"}),
+        "at a version": client.get(f"/accounts/{acme}", params={"version": 4}),
+        "diff": client.get(f"/accounts/{acme}/diff", params={"from": "0"}),
+        "history": client.get(f"/accounts/{acme}/history"),
+    }
+    story = crm(settings, "audit", "history", str(acme))
+    said = capsys.readouterr()
+    restarted = open_ledger(settings)  # the service's writer still holds Acme as it wrote it
+    try:
+        with pytest.raises(EventUnreadable) as refused:
+            restarted.account(acme)
+    finally:
+        restarted.close()
+
+    # Then each names the missing version, as for an event that can no longer be read,
+    # rather than failing or answering an account built without it
+    for name, answer in reads.items():
+        assert answer.status_code == 409, name
+        assert answer.json()["type"] == "urn:crm:problem:event-unreadable", name
+        assert (answer.json()["account_id"], answer.json()["version"]) == (str(acme), version)
+    assert story == 1 and "Traceback" not in said.err
+    assert f"Version {version} of {acme} can no longer be read: it is missing" in said.err
+    assert (refused.value.originator_id, refused.value.version) == (acme, version)
+    assert client.get(f"/accounts/{globex}", params={"as_of": "2030-01-01T00:00Z"}).is_success
 
 
 def test_a_deleted_tail_is_found_against_the_checkpoint(
