@@ -447,6 +447,11 @@ class Audit:
         # Checked whole, so that an export never vouches for a checkpoint that was altered.
         check = self.check_checkpoints(latest_only=True).intact()
         entry = check.latest
+        if account_id is not None and str(account_id) not in check.heads:
+            # An account the checkpoint has, or with any event stored (its first may have been
+            # removed), is exported for the verifier to judge; one with neither is unknown.
+            if not self.ledger.recorder.select_events(account_id, limit=1):
+                raise AccountNotFound(account_id)
         if entry is None:
             return []
         if account_id is None:

@@ -197,10 +197,15 @@ def _history(args: argparse.Namespace, audit: Any) -> int:
 
 @_with_audit
 def _export(args: argparse.Namespace, audit: Any) -> int:
+    from domain.errors import AccountNotFound
     from services.audit import EXPORT_FIELDS, EXPORT_HASHED
     from services.exporting import as_text, write_whole
 
-    records = audit.export_records(args.account)
+    try:
+        records = audit.export_records(args.account)
+    except AccountNotFound as error:
+        print(error.detail, file=sys.stderr)
+        return 2
     if problem := write_whole(
         args.out, as_text(records, args.format, EXPORT_FIELDS, EXPORT_HASHED)
     ):

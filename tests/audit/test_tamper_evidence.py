@@ -172,8 +172,42 @@ def test_a_deleted_account_is_named(client, ledger, settings, accounts, tmp_path
     assert str(globex) not in offline.stdout
 
 
-def test_an_unknown_account_has_no_audit(client):
-    assert client.get("/accounts/00000000-0000-0000-0000-000000000001/audit").status_code == 404
+@pytest.mark.parametrize("removed", ["its first event", "every event"])
+def test_an_account_that_lost_events_is_exported_for_the_verifier_to_find(
+    client, ledger, settings, accounts, tmp_path, removed
+):
+    # Given a checkpoint, then Acme's first event removed, or all of them
+    acme, _ = accounts
+    client.post("/audit/checkpoints")
+    raw = RawStore(settings, ledger)
+    if removed == "its first event":
+        raw.remove(acme, 1)
+    else:
+        raw.delete(acme)
+
+    # When an auditor takes Acme's record away, over HTTP and with the command line
+    answer = client.get(f"/accounts/{acme}/history", params={"format": "jsonl"})
+    (tmp_path / "http.jsonl").write_text(answer.text)
+    cli = _export(settings, tmp_path, "--account", str(acme))
+
+    # Then it is exported, not called unknown, and the offline verifier names what is missing
+    assert answer.status_code == 200
+    said = "first bad version 1: it is missing" if removed == "its first event" else "missing"
+    for export in (tmp_path / "http.jsonl", cli):
+        offline = verify_offline(export)
+        assert offline.returncode == 1
+        assert f"account {acme}: {said}" in offline.stdout
+
+
+def test_an_unknown_account_has_no_audit(client, settings, tmp_path, capsys):
+    unknown = "00000000-0000-0000-0000-000000000001"
+    out = tmp_path / "unknown.jsonl"
+
+    assert client.get(f"/accounts/{unknown}/audit").status_code == 404
+    assert client.get(f"/accounts/{unknown}/history", params={"format": "jsonl"}).status_code == 404
+    assert crm(settings, "audit", "export", "--account", unknown, "--out", str(out)) == 2
+    assert f"No account has id {unknown}" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def _topic(ledger) -> str:
