@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+import msgspec
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -48,7 +49,8 @@ async def tail(
     """Prints `<stream seq> <subject> <JSON body>` per message; returns how many it printed.
 
     Stops after `limit` messages, or when no message came for `idle_seconds`, else runs until
-    cancelled. Every body is decoded against the contracts first, as a subscriber would.
+    cancelled. Every body is decoded against the contracts first, as a subscriber would: one
+    that does not decode is named on stderr and left out.
     """
     nc = await _connect(url)
     printed = 0
@@ -65,7 +67,18 @@ async def tail(
                 if idle_seconds is not None:
                     break
                 continue
-            decode_event(msg.data)
+            try:
+                decode_event(msg.data)
+            except msgspec.MsgspecError as error:
+                # Not the CRM's (published by hand under its subjects) or of a newer contract:
+                # said once, and the tail reads on.
+                print(
+                    f"crm tail: message {msg.metadata.sequence.stream} on {msg.subject} does "
+                    f"not match the event contracts ({error}); left out",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
             print(
                 f"{msg.metadata.sequence.stream} {msg.subject} {msg.data.decode()}",
                 file=out,

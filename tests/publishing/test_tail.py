@@ -3,14 +3,19 @@ answer, a subject no stream holds. One line and a non-zero exit, never a traceba
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
+import msgspec
+import nats
 import pytest
 
+from contracts.events import decode_event
 from services.cli import build_parser
 from services.nats_server import free_port
 from tests.processes import ROOT
@@ -90,3 +95,30 @@ def test_since_without_an_offset_is_refused_as_an_argument():
 
     assert done.returncode == 2
     assert "argument --since: give an offset" in done.stderr
+
+
+def test_a_message_that_is_not_an_event_is_named_and_the_tail_reads_on(broker):
+    golden = Path(__file__).parent / "golden" / "crm.account.registered.v1.json"
+    event = msgspec.json.encode(decode_event(golden.read_bytes()))
+
+    async def publish() -> None:
+        nc = await nats.connect(broker.url)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name="CRM", subjects=["crm.accounts.>"])
+            await js.publish("crm.accounts.by-hand.note", b"not an event")
+            await js.publish("crm.accounts.by-hand.note", b'{"type": "crm.account.unknown.v9"}')
+            await js.publish("crm.accounts.acme.registered", event)
+        finally:
+            await nc.close()
+
+    asyncio.run(publish())
+    done = crm_tail("--url", broker.url, "--from-start", "--limit", "1")
+
+    assert done.returncode == 0
+    assert "Traceback" not in done.stderr
+    first, second = done.stderr.splitlines()
+    assert first.startswith("crm tail: message 1 on crm.accounts.by-hand.note does not match")
+    assert second.startswith("crm tail: message 2 on crm.accounts.by-hand.note does not match")
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("3 crm.accounts.acme.registered {")
