@@ -396,7 +396,7 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
     return run_tail(url, args.subject, config, args.limit, args.idle)
 
 
-def _export_contracts(args: argparse.Namespace, _settings: Settings) -> int:
+def _export_contracts(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from contracts.asyncapi import asyncapi_document, event_schemas
@@ -405,7 +405,8 @@ def _export_contracts(args: argparse.Namespace, _settings: Settings) -> int:
         args.dir.mkdir(parents=True, exist_ok=True)
         for name, schema in event_schemas().items():
             (args.dir / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
-        (args.dir / "asyncapi.json").write_text(json.dumps(asyncapi_document(), indent=2) + "\n")
+        document = asyncapi_document(settings.nats_stream)
+        (args.dir / "asyncapi.json").write_text(json.dumps(document, indent=2) + "\n")
     except OSError as error:  # a directory that cannot be made or written: named, exit 2
         # mkdir(exist_ok=True) says "File exists" of a regular file in the way.
         reason = "Not a directory" if isinstance(error, FileExistsError) else error.strerror

@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 
+from contracts.asyncapi import asyncapi_document
 from domain.ledger import AccountLedger
 from services.api import metrics, openapi
 from services.api.accounts import AccountController
@@ -65,6 +66,7 @@ def create_app(
     pages = PageCache(projector.database)
     reads = Reads(projector, settings.read_wait_seconds, pages)
     audit = Audit(ledger)
+    events_document = asyncapi_document(settings.nats_stream)
 
     def account_command(request: Request[Any, Any, Any]) -> AccountCommand:
         return AccountCommand(ledger, command_headers(request))
@@ -91,6 +93,9 @@ def create_app(
             "publisher": Provide(lambda: publisher, use_cache=True, sync_to_thread=False),
             "jobs": Provide(lambda: jobs, use_cache=True, sync_to_thread=False),
             "audit": Provide(lambda: audit, use_cache=True, sync_to_thread=False),
+            "events_document": Provide(
+                lambda: events_document, use_cache=True, sync_to_thread=False
+            ),
             "command_headers": Provide(command_headers, sync_to_thread=False),
             "command": Provide(account_command, sync_to_thread=False),
         },

@@ -11,7 +11,6 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from msgspec import Struct
 
-from contracts.asyncapi import asyncapi_document
 from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.documentation import NO_STORE_PROBLEM
@@ -20,7 +19,6 @@ from services.publisher import PublisherView
 from services.worker_processes import PublisherProcess
 
 log = logging.getLogger("crm.api")
-ASYNCAPI = asyncapi_document()
 
 
 class Health(Struct, frozen=True):
@@ -118,5 +116,5 @@ def status(
     tags=["operations"],
     sync_to_thread=False,
 )
-def asyncapi() -> dict[str, Any]:
-    return ASYNCAPI
+def asyncapi(events_document: NamedDependency[dict[str, Any]]) -> dict[str, Any]:
+    return events_document
