@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
 import pytest
+from litestar.testing import TestClient
 
 from contracts.asyncapi import asyncapi_document, event_schemas
 from contracts.events import EVENT_TYPES, decode_event, subject, type_name
+from services.api.app import create_app
 from services.cli import main
 from services.integration_events import to_integration_event
 from services.publisher import Publisher, StreamSettings
@@ -110,3 +113,17 @@ def test_event_instants_are_date_times_in_every_schema():
     assert len(schemas) == 2 * len(EVENT_TYPES)
     for schema in schemas:
         assert schema["properties"]["occurred_at"] == {"type": "string", "format": "date-time"}
+
+
+def test_the_asyncapi_document_names_the_stream_the_crm_publishes_on(
+    ledger, projector, settings, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CRM_NATS_STREAM", "SALES")
+    assert main(["contracts", "export", str(tmp_path)]) == 0
+    exported = json.loads((tmp_path / "asyncapi.json").read_text())
+    app = create_app(ledger, projector, replace(settings, nats_stream="SALES"))
+    with TestClient(app) as client:
+        served = client.get("/asyncapi.json").json()
+
+    for document in (exported, served):
+        assert "JetStream stream `SALES`" in document["info"]["description"]
