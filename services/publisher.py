@@ -381,7 +381,7 @@ class Publisher:
 
     async def ensure_stream(self, js: JetStreamContext) -> None:
         try:
-            await js.stream_info(self.stream.name)
+            info = await js.stream_info(self.stream.name)
         except NotFoundError:
             max_age = self.stream.max_age_seconds
             await js.add_stream(
@@ -398,6 +398,28 @@ class Publisher:
                 )
             )
             log.info("created stream %s", self.stream.name)
+            return
+        # An existing stream is left as it is: it may have been tuned by hand, and changing
+        # how long it keeps messages drops some at once. A setting it does not follow is said.
+        kept = round(info.config.max_age or 0)
+        if kept != self.stream.max_age_seconds:
+            log.warning(
+                "stream %s keeps messages %s, not %s as CRM_NATS_MAX_AGE_SECONDS says; "
+                "`nats stream edit` changes it",
+                self.stream.name,
+                f"for {kept} s" if kept else "for ever",
+                f"for {self.stream.max_age_seconds} s"
+                if self.stream.max_age_seconds
+                else "for ever",
+            )
+        if (info.config.num_replicas or 1) != self.stream.replicas:
+            log.warning(
+                "stream %s has %s replicas, not %s as CRM_NATS_REPLICAS says; "
+                "`nats stream edit` changes it",
+                self.stream.name,
+                info.config.num_replicas or 1,
+                self.stream.replicas,
+            )
 
     async def resume_position(self, js: JetStreamContext) -> int:
         """The log position up to which every event is certainly in the stream."""

@@ -193,6 +193,45 @@ async def test_a_stream_keeping_messages_less_than_two_minutes_is_created_and_fi
     assert (config.max_age, config.duplicate_window) == (60, 60)
 
 
+async def test_an_existing_stream_is_left_as_it_is_and_a_setting_it_does_not_follow_is_said(
+    ledger, broker, caplog
+):
+    # Given a stream made by hand, keeping messages for ever on one replica
+    nc = await nats.connect(broker.url)
+    try:
+        await nc.jetstream().add_stream(name="CRM", subjects=["crm.accounts.>"])
+    finally:
+        await nc.close()
+    await asyncio.to_thread(make_accounts, ledger, 2)
+    history = stored_history(ledger)
+    publisher = Publisher(ledger, broker.url, StreamSettings(max_age_seconds=3600), batch_size=64)
+
+    # When a publisher told to keep messages for an hour runs
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        await wait_for_stream_count(broker.url, len(history), timeout=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+    # Then it publishes into the stream as it is, and says that it keeps messages for ever
+    assert_exactly(await stream_messages(broker.url), history)
+    nc = await nats.connect(broker.url)
+    try:
+        assert not (await nc.jetstream().stream_info("CRM")).config.max_age
+    finally:
+        await nc.close()
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "crm.publisher" and r.levelno == logging.WARNING
+    ] == [
+        "stream CRM keeps messages for ever, not for 3600 s as CRM_NATS_MAX_AGE_SECONDS says; "
+        "`nats stream edit` changes it"
+    ]
+
+
 async def test_a_broker_without_jetstream_is_refused_at_start_up_saying_why(tmp_path):
     from services.nats_server import EmbeddedNats
     from services.publisher import ServerTooOld, check_broker
