@@ -42,6 +42,25 @@ def make_accounts(ledger, count: int) -> list:
     return ids
 
 
+async def publish_until(publisher: Publisher, broker, count: int) -> None:
+    """Runs the publisher until the stream holds `count` messages, then stops it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        await wait_for_stream_count(broker.url, count, timeout=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def stream_config(broker) -> StreamConfig:
+    nc = await nats.connect(broker.url)
+    try:
+        return (await nc.jetstream().stream_info("CRM")).config
+    finally:
+        await nc.close()
+
+
 def assert_exactly(messages, history) -> None:
     published = [(str(e.account_id), e.version) for _, _, e in messages]
     assert len(published) == len(set(published)), "an event was published twice"
@@ -175,21 +194,11 @@ async def test_a_stream_keeping_messages_less_than_two_minutes_is_created_and_fi
     publisher = Publisher(ledger, broker.url, StreamSettings(max_age_seconds=60), batch_size=64)
 
     # When the publisher runs
-    stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    try:
-        await wait_for_stream_count(broker.url, len(history), timeout=10)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
+    await publish_until(publisher, broker, len(history))
 
     # Then it created the stream with that age limit and published every event into it
     assert_exactly(await stream_messages(broker.url), history)
-    nc = await nats.connect(broker.url)
-    try:
-        config = (await nc.jetstream().stream_info("CRM")).config
-    finally:
-        await nc.close()
+    config = await stream_config(broker)
     assert (config.max_age, config.duplicate_window) == (60, 60)
 
 
@@ -207,21 +216,11 @@ async def test_an_existing_stream_is_left_as_it_is_and_a_setting_it_does_not_fol
     publisher = Publisher(ledger, broker.url, StreamSettings(max_age_seconds=3600), batch_size=64)
 
     # When a publisher told to keep messages for an hour runs
-    stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    try:
-        await wait_for_stream_count(broker.url, len(history), timeout=10)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
+    await publish_until(publisher, broker, len(history))
 
     # Then it publishes into the stream as it is, and says that it keeps messages for ever
     assert_exactly(await stream_messages(broker.url), history)
-    nc = await nats.connect(broker.url)
-    try:
-        assert not (await nc.jetstream().stream_info("CRM")).config.max_age
-    finally:
-        await nc.close()
+    assert not (await stream_config(broker)).max_age
     assert [
         r.getMessage()
         for r in caplog.records
