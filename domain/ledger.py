@@ -332,13 +332,17 @@ class AccountLedger(Application):
     def screening_decisions(self, version: int, account_ids: list[UUID]) -> list[ScreeningDecision]:
         """What applying the policy would decide for each account; nothing is stored."""
         criteria = self.policy(version)
-        decisions = []
+        return [ScreeningDecision.of(a, criteria) for a in self.accounts(account_ids)]
+
+    def accounts(self, account_ids: list[UUID]) -> list[Account]:
+        """The accounts as they stand now; raises AccountNotFound for the first unknown one."""
+        accounts = []
         for account_id in account_ids:
             account = self._find(account_id)
             if account is None:
                 raise AccountNotFound(account_id)
-            decisions.append(ScreeningDecision.of(account, criteria))
-        return decisions
+            accounts.append(account)
+        return accounts
 
     def apply_policy(
         self, version: int, account_ids: list[UUID], meta: CommandMeta

@@ -180,3 +180,19 @@ def test_bad_policies_and_runs_are_refused(client):
         json={"outcome": "qualified", "reason": "x"},
     )
     assert override.status_code == 404
+
+
+def test_an_apply_naming_an_unknown_account_is_404_and_screens_none_of_the_others(client):
+    known = register(client, name="Small", domain="small.com", headcount=10)
+    create_policy(client, headcount_min=50)
+    unknown = "00000000-0000-0000-0000-000000000000"
+
+    for query in ("", "?background=true"):
+        answer = client.post(
+            f"/screening-policies/1/apply{query}", json={"account_ids": [known["id"], unknown]}
+        )
+
+        assert answer.status_code == 404, answer.text
+        assert unknown in answer.json()["detail"]
+    assert history_length(client, known) == 1
+    assert client.get(f"/accounts/{known['id']}").json()["abm_stage"] == "identified"
