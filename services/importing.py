@@ -136,7 +136,7 @@ def column_mapping(header: list[str]) -> dict[int, str]:
 
 
 def _title(title: str) -> str:
-    return title.strip().lstrip("\ufeff")
+    return title.strip()
 
 
 def _utf_16(data: bytes) -> bool:
@@ -152,7 +152,9 @@ def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
     if _utf_16(data):
         # What a spreadsheet saves as "Unicode text": read as UTF-8 its header names no column.
         raise FileRefused("the file is UTF-16, not UTF-8: save it as CSV in UTF-8")
-    text = data.decode("utf-8", errors="surrogateescape")
+    # A byte-order mark goes before the first cell is read: left there, it would keep a
+    # quote that opens the cell (`"name"`) from being read as one.
+    text = data.decode("utf-8-sig", errors="surrogateescape")
     delimiter = _delimiter(text)
     records = _records(text, delimiter)
     try:

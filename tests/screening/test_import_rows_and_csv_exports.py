@@ -234,6 +234,21 @@ def test_a_header_line_with_a_comma_is_read_as_comma_separated(ledger):
     assert account_of(ledger, "acme.de").firmographics.name == "Acme;Inc"
 
 
+def test_a_file_with_a_byte_order_mark_and_every_cell_quoted_is_read(ledger):
+    # As PowerShell's Export-Csv writes it: a byte-order mark, then a quoted title.
+    quoted = ",".join(f'"{title}"' for title in HEADER.strip().split(","))
+    body = (
+        "\ufeff"
+        + quoted
+        + '\r\n"Acme","acme.de","software","10","1000","EUR","DE","","2.5","fair"\r\n'
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+
+    assert (report.refused, report.registered) == (None, 1)
+    assert account_of(ledger, "acme.de").firmographics.name == "Acme"
+
+
 # A quote that is never closed ----------------------------------------------------------
 
 
