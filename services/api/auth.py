@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -68,6 +69,11 @@ class KeyConfigError(SettingError):
     pass
 
 
+# What a request can present as it is configured: a header carries ASCII (Latin-1 at most,
+# which no UTF-8 secret survives), and the presented key loses the spaces around it.
+_SECRET = re.compile(r"[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?")
+
+
 def parse_keys(spec: str, source: str) -> list[ApiKey]:
     keys = []
     for number, entry in enumerate(spec.replace("\n", ",").split(","), start=1):
@@ -82,6 +88,11 @@ def parse_keys(spec: str, source: str) -> list[ApiKey]:
             raise KeyConfigError(f"{source}: key {name!r} has unknown role {role!r}")
         if len(secret) < 16:
             raise KeyConfigError(f"{source}: the secret of key {name!r} is under 16 characters")
+        if not _SECRET.fullmatch(secret):
+            raise KeyConfigError(
+                f"{source}: the secret of key {name!r} is not printable ASCII without white"
+                " space at its ends, so no request could present it"
+            )
         keys.append(ApiKey(name, Role(role), hashlib.sha256(secret.encode()).digest()))
     return keys
 

@@ -110,6 +110,10 @@ def test_bad_key_configuration_is_refused_clearly(tmp_path):
         parse_keys("x:boss:0123456789abcdef", "CRM_API_KEYS")
     with pytest.raises(KeyConfigError, match="under 16"):
         parse_keys("x:viewer:short", "CRM_API_KEYS")
+    # Secrets that no Authorization header could carry as configured, so no key would match.
+    for unusable in ("pässwörd-0123456789", " leading-space-0123456789"):
+        with pytest.raises(KeyConfigError, match="not printable ASCII"):
+            parse_keys(f"x:viewer:{unusable}", "CRM_API_KEYS")
     file = tmp_path / "keys"
     file.write_text("# team keys\nvera:viewer:viewer-secret-0123456789\n")
     assert [k.name for k in load_keys(None, file)] == ["vera"]
