@@ -254,14 +254,22 @@ def follow(
     on_commit: Callable[[int], None],
     on_wanted: Callable[[], None] | None = None,
 ) -> None:
-    """Looks at the shared positions every `every` seconds until `done`: see serve_parent."""
+    """Looks at the shared positions every `every` seconds until `done`: see serve_parent.
+
+    A read that waits hurries the projector when it begins to wait and again after each batch
+    that did not answer it, not at every look: a position the log has not reached (a mistaken
+    `min_position`) would have the projector read the log every few milliseconds for ever."""
     seen = positions.committed()
+    hurried = (0, 0)  # the positions wanted and projected at the last hurry
     while not done.wait(every):
         if (position := positions.committed()) != seen:
             seen = position
             on_commit(position)
-        if on_wanted is not None and positions.wanted() > positions.projected():
-            on_wanted()
+        if on_wanted is not None:
+            waiting = (positions.wanted(), positions.projected())
+            if waiting[0] > waiting[1] and waiting != hurried:
+                hurried = waiting
+                on_wanted()
 
 
 def serve_publisher(fds: str, publisher: Publisher, stop: asyncio.Event) -> None:

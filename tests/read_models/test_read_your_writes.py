@@ -11,7 +11,7 @@ import services.projector
 from services.projector import Projector
 from services.store import open_read_models
 from services.worker_processes import SharedPositions, follow
-from tests.read_models.test_projector_process import seed
+from tests.read_models.test_projector_process import seed, wait_until
 
 
 @pytest.mark.parametrize("where", ["child process", "same process"])
@@ -54,3 +54,43 @@ def test_a_read_waiting_for_its_write_does_not_wait_out_the_projectors_pace(
         reader.database.dispose()
         if reader is not worker:
             worker.database.dispose()
+
+
+def test_a_read_waiting_for_a_position_the_log_has_not_reached_hurries_the_projector_once():
+    # A min_position beyond the log (mistyped, or from another deployment) is waited for in
+    # vain: hurried at every look, the projector would read the log every few milliseconds,
+    # for ever. It is hurried when the read begins to wait, and again after each batch.
+    positions = SharedPositions()
+    done = threading.Event()
+    commits: list[int] = []
+    hurried_at: list[int] = []  # where the read models were at each hurry
+    follower = threading.Thread(
+        target=follow,
+        args=(
+            positions,
+            done,
+            0.001,
+            commits.append,
+            lambda: hurried_at.append(positions.projected()),
+        ),
+    )
+    follower.start()
+
+    def looked_twice_more() -> None:  # a commit seen is a look taken, whole, after the one before
+        for _ in range(2):
+            positions.commit(positions.committed() + 1)
+            wait_until(lambda: commits[-1:] == [positions.committed()], timeout=10)
+
+    try:
+        positions.want(1_000_000)
+        wait_until(lambda: hurried_at, timeout=10)
+        looked_twice_more()
+        assert hurried_at == [0]
+
+        positions.project(5)  # a batch applied: the read is not answered, so hurried again
+        wait_until(lambda: len(hurried_at) == 2, timeout=10)
+        looked_twice_more()
+        assert hurried_at == [0, 5]
+    finally:
+        done.set()
+        follower.join(10)
