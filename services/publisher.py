@@ -65,6 +65,7 @@ POSITION_HEADER = "CRM-Position"
 MIN_SERVER = (2, 10, 0)
 DUPLICATE_WINDOW_SECONDS = 120.0
 POLL_SECONDS = 0.2
+BACKLOG_SECONDS = 1.0  # how often the backlog is counted while nothing can be published
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class Publisher:
         self._nc: Any = None  # the live connection, while this process is the active publisher
         self._broker_failing = False
         self._stop = asyncio.Event()  # the running publisher's stop
+        self._resumed = False  # the stream's end has been read: published_position is known
 
     @property
     def connected(self) -> bool:
@@ -195,6 +197,25 @@ class Publisher:
             loop.call_soon_threadsafe(wake.set)
 
     async def _run(self, stop: asyncio.Event) -> None:
+        counting = asyncio.get_running_loop().create_task(self._count_backlog(stop))
+        try:
+            await self._publish(stop)
+        finally:
+            counting.cancel()
+            await asyncio.gather(counting, return_exceptions=True)
+
+    async def _count_backlog(self, stop: asyncio.Event) -> None:
+        """Reads the log's head every second: while the broker is away nothing is published,
+        and the backlog, what an operator watches then, would stand where the outage began."""
+        while not stop.is_set():
+            await _sleep_unless(stop, BACKLOG_SECONDS)
+            if self._resumed and not stop.is_set():
+                with contextlib.suppress(Exception):  # the store away: the last count stands
+                    head = await asyncio.to_thread(self._head)
+                    self.status.head_position = max(self.status.head_position, head)
+                    PUBLISH_BACKLOG.set(self.status.backlog)
+
+    async def _publish(self, stop: asyncio.Event) -> None:
         self._stop = stop
         failing = False
         while not stop.is_set():
@@ -220,6 +241,7 @@ class Publisher:
                 js = nc.jetstream(timeout=5)
                 await self.ensure_stream(js)
                 position = await self.resume_position(js)
+                self._resumed = True
                 self.status.connected = True
                 self._nc = nc
                 PUBLISHER_ACTIVE.set(1)

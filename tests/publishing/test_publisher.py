@@ -13,7 +13,7 @@ from nats.js.api import StreamConfig
 from domain.account import BantRating, Firmographics
 from domain.ledger import CommandMeta
 from domain.vocabulary import ScreeningOutcome
-from services.publisher import Publisher, StreamSettings
+from services.publisher import PUBLISH_BACKLOG, Publisher, StreamSettings
 from tests.audit.tampering import RawStore
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 
@@ -273,3 +273,35 @@ async def test_an_unreadable_event_stops_publishing_after_every_event_before_it(
         if (n.originator_id, n.originator_version) == (ids[1], 1)
     ]
     assert publisher.status.published_position == bad - 1
+
+
+async def test_the_backlog_counts_the_events_that_wait_while_the_broker_is_away(
+    ledger, broker, running_publisher
+):
+    # Given a publisher that has published everything
+    await asyncio.to_thread(make_accounts, ledger, 2)
+    await wait_for_stream_count(broker.url, len(stored_history(ledger)))
+    await until(lambda: backlog(running_publisher) == (0, 0))
+
+    # When the broker goes away and events are stored meanwhile
+    broker.kill()
+    await asyncio.to_thread(make_accounts, ledger, 3)
+
+    # Then the backlog, in /status and in the metric, counts them: it is what an operator
+    # watches during an outage
+    await until(lambda: backlog(running_publisher) == (12, 12))
+    broker.start()
+    await until(lambda: backlog(running_publisher) == (0, 0))
+
+
+def backlog(publisher: Publisher) -> tuple[int, int]:
+    """The publisher's backlog as /status shows it, and as crm_publish_backlog_events does."""
+    (gauge,) = PUBLISH_BACKLOG.collect()
+    return publisher.view().backlog, int(gauge.samples[0].value)
+
+
+async def until(condition, seconds: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not in time"
+        await asyncio.sleep(0.05)  # polling the publisher, which works in this event loop
