@@ -20,7 +20,7 @@ from projections import READ_MODEL_NAMES
 from services.audit_cli import add_audit_commands
 from services.gc_policy import collect_garbage_rarely
 from services.logs import configure as configure_logs
-from services.settings import PORT_MAX, SettingError, Settings
+from services.settings import PORT_MAX, SettingError, Settings, without_credentials
 
 log = logging.getLogger("crm")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -205,7 +205,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         app = _api_only(settings, keys) if args.no_workers else _api_with_workers(settings, keys)
     except ServerTooOld as error:  # CRM_NATS_URL names a broker to replace or reconfigure
-        print(f"crm serve: CRM_NATS_URL {settings.nats_url}: {error}", file=sys.stderr)
+        url = without_credentials(settings.nats_url or "")
+        print(f"crm serve: CRM_NATS_URL {url}: {error}", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
     print(f"CRM listening on http://{host}:{port} (store: {_describe(settings)})", flush=True)
@@ -334,13 +335,14 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
         await publisher.run(stop)
 
     if not args.for_serve:  # else `crm serve` has said where, and serves the metrics
-        log.info("publishing %s to %s", _describe(settings), settings.nats_url)
+        log.info("publishing %s to %s", _describe(settings), without_credentials(settings.nats_url))
         _serve_metrics(metrics)
     try:
         collect_garbage_rarely()
         uvloop.run(run())  # the loop `crm serve` runs on too: a JetStream publish costs less
     except ServerTooOld as error:  # CRM_NATS_URL names a broker to replace or reconfigure
-        print(f"crm publish: CRM_NATS_URL {settings.nats_url}: {error}", file=sys.stderr)
+        url = without_credentials(settings.nats_url)
+        print(f"crm publish: CRM_NATS_URL {url}: {error}", file=sys.stderr)
         return 2
     finally:
         ledger.close()

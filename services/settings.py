@@ -153,16 +153,27 @@ def nats_url(value: str | None) -> str | None:
         return None
     for server in (part.strip() for part in value.split(",")):
         url = urlsplit(server if "://" in server else f"nats://{server}")
+        named = without_credentials(server)
         try:
             url.port  # noqa: B018 (urlsplit checks the port only when asked)
         except ValueError:
-            message = f"CRM_NATS_URL has a port that is not a number: {server!r}"
+            message = f"CRM_NATS_URL has a port that is not a number: {named!r}"
             raise SettingError(message) from None
         if url.scheme not in NATS_SCHEMES or not url.hostname:
             raise SettingError(
-                f"CRM_NATS_URL must list servers such as nats://host:4222, not {server!r}"
+                f"CRM_NATS_URL must list servers such as nats://host:4222, not {named!r}"
             )
     return value.strip()
+
+
+def without_credentials(nats_url: str) -> str:
+    """CRM_NATS_URL as a message or a log line may show it: each server without the user and
+    password, or the token, that nats://user:password@host:4222 gives the broker."""
+    servers = []
+    for server in nats_url.split(","):
+        scheme, sep, rest = server.strip().rpartition("://")
+        servers.append(f"{scheme}{sep}{rest.rpartition('@')[2]}")
+    return ",".join(servers)
 
 
 def schema_name(value: str) -> str:

@@ -59,6 +59,16 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
             "CRM_NATS_URL must list servers such as nats://host:4222, not 'http://b:4222'",
         ),
         ("CRM_NATS_URL", "nats://a:four", "CRM_NATS_URL has a port that is not a number"),
+        (
+            "CRM_NATS_URL",
+            "nats://a:4222,http://crm:hunter2@b:4222",
+            "CRM_NATS_URL must list servers such as nats://host:4222, not 'http://b:4222'",
+        ),
+        (
+            "CRM_NATS_URL",
+            "nats://crm:hunter2@a:four",
+            "CRM_NATS_URL has a port that is not a number: 'nats://a:four'",
+        ),
         ("CRM_NATS_STREAM", "crm events", "CRM_NATS_STREAM must be a name without spaces"),
         ("CRM_NATS_STREAM", "crm.events", "CRM_NATS_STREAM must be a name without spaces, dots"),
         *(

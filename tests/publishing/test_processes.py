@@ -153,15 +153,17 @@ def test_crm_serve_on_a_broker_that_cannot_serve_it_stops_with_one_line_saying_w
     plain = EmbeddedNats(tmp_path / "plain", jetstream=False)
     plain.start()
     try:
-        done = run_crm(settings, "serve", "--port", str(free_port()), CRM_NATS_URL=plain.url)
+        url = with_password(plain.url)
+        done = run_crm(settings, "serve", "--port", str(free_port()), CRM_NATS_URL=url)
     finally:
         plain.stop()
 
     assert done.returncode == 2  # a setting to fix, as for any value that cannot be used
     *_, line = done.stderr.splitlines()  # crm serve may first say it is in development mode
-    assert line.startswith(f"crm serve: CRM_NATS_URL {plain.url}: ")
+    assert line.startswith(f"crm serve: CRM_NATS_URL {plain.url}: ")  # without the password
     assert "JetStream is not enabled" in line
     assert "Traceback" not in done.stderr
+    assert "hunter2" not in done.stderr
     assert "CRM listening" not in done.stdout
 
 
@@ -171,15 +173,31 @@ def test_crm_publish_on_a_broker_that_cannot_serve_it_stops_with_one_line_saying
     plain = EmbeddedNats(tmp_path / "plain", jetstream=False)
     plain.start()
     try:
-        done = run_crm(settings, "publish", CRM_NATS_URL=plain.url)
+        done = run_crm(settings, "publish", CRM_NATS_URL=with_password(plain.url))
     finally:
         plain.stop()
 
     assert done.returncode == 2
     *_, line = done.stderr.splitlines()  # after the log's line that nothing is published
-    assert line.startswith(f"crm publish: CRM_NATS_URL {plain.url}: ")
+    assert line.startswith(f"crm publish: CRM_NATS_URL {plain.url}: ")  # without the password
     assert "JetStream is not enabled" in line
     assert "Traceback" not in done.stderr
+    assert "hunter2" not in done.stderr
+
+
+def test_crm_publish_names_its_broker_in_its_log_without_the_password(settings, broker):
+    publisher = CrmProcess(settings, "publish", CRM_NATS_URL=with_password(broker.url))
+    publisher.wait_logged("publisher: active")
+    assert publisher.stop() == 0
+
+    (said,) = [line for line in publisher.log_lines() if line["message"].startswith("publishing")]
+    assert said["message"].endswith(f" to {broker.url}")
+    assert "hunter2" not in publisher.log_path.read_text()
+
+
+def with_password(url: str) -> str:
+    """A broker's URL with a user and password, which a broker without accounts ignores."""
+    return url.replace("nats://", "nats://crm:hunter2@")
 
 
 def test_crm_publish_stops_on_sigterm_while_its_broker_does_not_answer(settings):
