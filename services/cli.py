@@ -105,6 +105,12 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
             nats_url = broker.start()
         except StoreInUse as error:
             raise SettingError(f"CRM_DATA_DIR {settings.data_dir}: {error}") from None
+        except (OSError, RuntimeError) as error:  # a store it cannot make or write, say
+            reason = getattr(error, "strerror", None) or str(error)
+            raise SettingError(
+                f"CRM_DATA_DIR {settings.data_dir}: the embedded nats-server cannot store its "
+                f"streams in {broker.store_dir}: {reason}"
+            ) from None
         print(f"Embedded NATS with JetStream for subscribers: {nats_url}", flush=True)
     try:
         asyncio.run(check_broker(nats_url))  # a broker too old to serve stops it here

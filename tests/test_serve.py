@@ -83,3 +83,24 @@ def test_the_embedded_broker_refuses_more_than_one_replica(settings):
 
     assert done.returncode == 2, done.stderr
     assert "CRM_NATS_REPLICAS 3: the embedded nats-server is one node" in done.stderr
+
+
+@pytest.mark.parametrize("in_the_way", ["nats", "nats/jetstream"])
+def test_an_embedded_broker_that_cannot_store_its_streams_stops_crm_serve_saying_where(
+    settings, in_the_way
+):
+    # A regular file where the broker's store or its JetStream directory would be: as a
+    # directory that cannot be written, it keeps the broker from starting.
+    settings.data_dir.joinpath(in_the_way).parent.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.joinpath(in_the_way).write_text("")
+
+    done = run_crm(settings, "serve", "--port", str(free_port()))
+
+    assert done.returncode == 2, done.stderr  # a setting to fix, not a database to wait for
+    *_, line = done.stderr.splitlines()  # crm serve may first say it is in development mode
+    assert line.startswith(
+        f"CRM_DATA_DIR {settings.data_dir}: the embedded nats-server cannot store its streams "
+        f"in {settings.data_dir / 'nats'}: "
+    )
+    assert "Traceback" not in done.stderr
+    assert "CRM listening" not in done.stdout
