@@ -7,7 +7,8 @@ released by the operating system or the server the moment its holder dies, so a 
 over within its retry interval, and nothing has to expire first.
 
 The active worker checks five times a second that it still holds the lock (a PostgreSQL
-connection can be cut); when it does not, it stops working and stands by again.
+connection can be cut, a lock file removed); when it does not, it stops working and stands by
+again.
 """
 
 from __future__ import annotations
@@ -83,7 +84,16 @@ class Leadership:
         if self._held is None:
             return False
         if self._url is None:
-            return True  # a flock lasts as long as its open file
+            # A flock lasts as long as its open file, but is the one the others ask for only
+            # while the file is still at its path: removed, the next to ask makes a new one.
+            try:
+                at_path, ours = os.stat(self._path), os.fstat(self._held.fileno())
+                if (at_path.st_dev, at_path.st_ino) == (ours.st_dev, ours.st_ino):
+                    return True
+            except OSError:  # removed
+                pass
+            self.release()
+            return False
         try:
             self._held.execute("SELECT 1").fetchone()
             return True

@@ -39,6 +39,24 @@ def test_workers_of_other_kinds_and_other_schemas_do_not_block_each_other(settin
         publisher.release()
 
 
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_a_worker_whose_lock_file_is_removed_stops_and_the_other_takes_over(settings):
+    first, second = Leadership(settings, "projector"), Leadership(settings, "projector")
+    assert first.acquire(lambda: False)
+
+    # An operator "cleans up" the lock file after a crash: the next worker to ask makes a new
+    # one and takes it, so the first no longer holds the lock that the others ask for.
+    (settings.data_dir / "projector.lock").unlink()
+    assert second.acquire(lambda: False)
+    try:
+        assert not first.held()
+        assert not first.acquire(after(3), retry=0.01)  # it stands by
+        assert second.held()
+    finally:
+        first.release()
+        second.release()
+
+
 @pytest.mark.parametrize("store", ["postgresql"])
 def test_a_worker_whose_lock_connection_is_cut_stops_and_one_worker_takes_over(settings):
     stop = threading.Event()
