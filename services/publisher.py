@@ -5,16 +5,34 @@ It publishes a batch of consecutive log positions: accounts concurrently, each a
 events one after the other, and starts the next batch only when JetStream has acknowledged
 all of them; a failed publish is retried, with the same `Nats-Msg-Id`, unless the account's
 last message in the stream shows that it was stored all the same.
-It keeps no position of its own: on start it reads where the stream ends and replays the range
-the last batch may have covered, skipping what each account's last message shows was already
-stored. So a publisher killed at any moment resumes exactly, however long it was down.
+
+Where it resumes. The stream alone cannot always say how far the publisher got: messages age out
+(CRM_NATS_MAX_AGE_SECONDS), and anyone may publish on its subjects or delete a message. So after
+each acknowledged batch the publisher records, in a key-value bucket that keeps it for ever
+(RECORD_BUCKET, under the stream's name), the log position up to which every event is stored and
+the stream's last sequence then, tied to the stream's creation time: a stream deleted and
+created again starts from nothing and receives every event. On start:
+- a stream whose last sequence is the record's received nothing since: it resumes from the
+  recorded position, exactly, even if every message has aged out;
+- otherwise the last batch went out in part, or a message not the publisher's came. It looks
+  back from the stream's end for the last message with a `CRM-Position` header (passing over
+  deleted, aged-out and foreign ones), and re-checks the range the last batch may have covered,
+  from the highest position certainly stored (the record's, or that message's less a batch),
+  skipping what each account's last message in the stream shows was stored.
+A batch is published whole before the next begins and the record is written before the next,
+so only the last batch is ever in doubt. A publisher killed at any moment resumes exactly,
+however long it was down, with one exception: if it was killed in the middle of a batch and
+stayed down longer than the stream keeps messages, that batch's messages have aged out and
+nothing shows which were stored, so they are published again (never lost).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -26,8 +44,16 @@ import nats
 from msgspec import Struct
 from nats.errors import NoServersError, TimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NoStreamResponseError, NotFoundError
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
+from nats.js.kv import KeyValue
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from contracts.events import AccountEvent, subject
@@ -66,6 +92,16 @@ MIN_SERVER = (2, 10, 0)
 DUPLICATE_WINDOW_SECONDS = 120.0
 POLL_SECONDS = 0.2
 BACKLOG_SECONDS = 1.0  # how often the backlog is counted while nothing can be published
+RECORD_BUCKET = "crm_publisher"  # JetStream key-value bucket: the publisher's record per stream
+SCAN_LIMIT = 1024  # messages looked at, back from the stream's end, for the publisher's last
+
+
+class Record(Struct, frozen=True):
+    """What the publisher knows the stream holds, written after each acknowledged batch."""
+
+    stream_created: str  # the stream's creation time: which stream this is about
+    position: int  # every event up to here is in the stream
+    seq: int  # the stream's last sequence then: a later message came after the record
 
 
 @dataclass(frozen=True)
@@ -149,6 +185,9 @@ class Publisher:
         self._broker_failing = False
         self._stop = asyncio.Event()  # the running publisher's stop
         self._resumed = False  # the stream's end has been read: published_position is known
+        self._records: KeyValue | None = None
+        self._stream_created: str | None = None  # of the stream resumed into
+        self._seq = 0  # the stream's last sequence known: resumed at, or acknowledged since
 
     @property
     def connected(self) -> bool:
@@ -240,6 +279,7 @@ class Publisher:
                 self._broker_failing = False
                 js = nc.jetstream(timeout=5)
                 await self.ensure_stream(js)
+                await self.ensure_record_bucket(js)
                 position = await self.resume_position(js)
                 self._resumed = True
                 self.status.connected = True
@@ -254,7 +294,11 @@ class Publisher:
                 log.error("the broker cannot serve the publisher; nothing is published")
                 raise
             except NoStreamResponseError:
-                log.warning("no stream %s on the broker; creating it again", self.stream.name)
+                log.warning(
+                    "no stream %s (or no bucket %s) on the broker; creating it again",
+                    self.stream.name,
+                    RECORD_BUCKET,
+                )
             except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
                 log.warning("NATS unavailable (%s); events wait in the log", type(exc).__name__)
             except Exception as error:
@@ -297,6 +341,7 @@ class Publisher:
             PUBLISH_BACKLOG.set(self.status.backlog)
             return position
         await self._publish_all(js, batch)
+        await self._record(js, end)
         self.status.published_position = end
         PUBLISH_BACKLOG.set(self.status.backlog)
         log.info(
@@ -373,12 +418,13 @@ class Publisher:
                     await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
 
     async def _publish_one(self, js: JetStreamContext, event: AccountEvent) -> None:
-        await js.publish(
+        ack = await js.publish(
             subject(event, self.stream.subject_prefix),
             msgspec.json.encode(event),
             stream=self.stream.name,
             headers=self.headers(event),
         )
+        self._seq = max(self._seq, ack.seq)
         self.status.published += 1
         lag = time.time() - event.occurred_at.timestamp()
         self.status.lags_ms.append(lag * 1000)
@@ -443,23 +489,112 @@ class Publisher:
                 self.stream.replicas,
             )
 
+    async def ensure_record_bucket(self, js: JetStreamContext) -> None:
+        try:
+            self._records = await js.key_value(RECORD_BUCKET)
+        except BucketNotFoundError:
+            self._records = await js.create_key_value(
+                KeyValueConfig(
+                    bucket=RECORD_BUCKET,
+                    description="How far the CRM's publisher got, per stream",
+                    history=1,
+                    storage=StorageType.FILE,
+                    replicas=self.stream.replicas,
+                )
+            )
+            log.info("created key-value bucket %s", RECORD_BUCKET)
+
     async def resume_position(self, js: JetStreamContext) -> int:
         """The log position up to which every event is certainly in the stream."""
         info = await js.stream_info(self.stream.name)
-        if info.state.last_seq == 0:
-            return 0
-        last = await js.get_msg(self.stream.name, seq=info.state.last_seq)
-        last_position = int((last.headers or {}).get(POSITION_HEADER, "0"))
-        # Batches are published whole before the next begins, so everything before the last
-        # batch is stored. That batch (at most batch_size positions) holds the last message,
-        # but its accounts went out concurrently: events on either side of the last message's
-        # position may be stored or not, and each account's last message says which.
-        position = max(last_position - self.batch_size, 0)
-        stored: dict[Any, int] = {}
-        while position < last_position + self.batch_size:
+        self._stream_created = info.created.isoformat() if info.created else None
+        self._seq = last_seq = info.state.last_seq
+        record = await self._recorded(info)
+        position, seq = (record.position, record.seq) if record else (0, 0)
+        if last_seq > seq:
+            # Messages came after the record (or there is none): the last batch went out in
+            # part, or is not recorded yet, or someone published on the stream's subjects.
+            # Batches are published whole before the next begins, so everything before the last
+            # batch is stored. That batch (at most batch_size positions) holds the publisher's
+            # last message, but its accounts went out concurrently: events on either side of
+            # that message's position may be stored or not, and each account's last message says.
+            last = await self._last_position(js, info, after_seq=seq)
+            if last is not None:
+                start = max(position, last - self.batch_size)
+                position = await self._recheck(js, start, max(position, last) + self.batch_size)
+            elif record is not None:  # none found: aged out or deleted, or none came
+                position = await self._recheck(js, position, position + self.batch_size)
+            else:
+                log.warning(
+                    "stream %s has no message of the publisher's near its end, and no record of "
+                    "how far it got: checking every event against the stream",
+                    self.stream.name,
+                )
+                position = await self._recheck(js, 0, None)
+            await self._record(js, position)
+        self.status.published_position = position
+        return position
+
+    async def _recorded(self, info: StreamInfo) -> Record | None:
+        """The record of the stream as it is now, if there is one."""
+        if self._records is None or self._stream_created is None:
+            return None
+        try:
+            entry = await self._records.get(self._record_key)
+            record = msgspec.json.decode(entry.value or b"", type=Record)
+        except NotFoundError:
+            return None
+        except msgspec.DecodeError:
+            log.warning("the record of stream %s cannot be read; ignoring it", self.stream.name)
+            return None
+        if record.stream_created != self._stream_created:
+            return None  # of a stream deleted since: this one starts from nothing
+        if record.seq > info.state.last_seq:
+            log.warning(
+                "stream %s ends before the publisher's record of it (a broker that lost part of "
+                "its store?): checking its end against the event log",
+                self.stream.name,
+            )
+            return None
+        return record
+
+    async def _record(self, js: JetStreamContext, position: int) -> None:
+        if self._records is None or self._stream_created is None:
+            return
+        record = Record(self._stream_created, position, self._seq)
+        await self._records.put(self._record_key, msgspec.json.encode(record))
+
+    @property
+    def _record_key(self) -> str:
+        name = self.stream.name
+        if re.fullmatch(r"[-_=a-zA-Z0-9]+", name):
+            return name
+        return "b64." + base64.urlsafe_b64encode(name.encode()).decode()  # keys take no more
+
+    async def _last_position(
+        self, js: JetStreamContext, info: StreamInfo, after_seq: int
+    ) -> int | None:
+        """The `CRM-Position` of the stream's last message that has one, after `after_seq`."""
+        state = info.state
+        lowest = max(state.first_seq, after_seq + 1, state.last_seq - SCAN_LIMIT + 1)
+        for seq in range(state.last_seq, lowest - 1, -1):
+            try:
+                msg = await js.get_msg(self.stream.name, seq=seq)
+            except NotFoundError:  # deleted, or aged out since
+                continue
+            position = (msg.headers or {}).get(POSITION_HEADER, "")
+            if position.isdigit():
+                return int(position)
+            # no position: someone else's message
+        return None
+
+    async def _recheck(self, js: JetStreamContext, position: int, until: int | None) -> int:
+        """Publishes what the stream lacks from `position` on, to `until` or the log's end."""
+        while until is None or position < until:
             events, end = await asyncio.to_thread(self._read, position)
             if end == position:  # the log ends here
                 break
+            stored: dict[Any, int] = {}
             missing = []
             for event in events:
                 if event.account_id not in stored:
@@ -468,7 +603,6 @@ class Publisher:
                     missing.append(event)
             await self._publish_all(js, missing)
             position = end
-        self.status.published_position = position
         return position
 
     async def _stored_version(self, js: JetStreamContext, event: AccountEvent) -> int:
