@@ -58,15 +58,15 @@ class Attribution:
     reason: str | None = None
     request_id: str | None = None
 
-    def after(self, account: Account | None) -> Attribution:
-        """This attribution, at the microsecond after the account's last event if its clock
-        reads no later: an account's events must follow each other in time as they do in
-        order, or `as_of` would see a later change before an earlier one. Clocks disagree
-        when API processes on several hosts write one account, or when a host's clock is
-        set back."""
-        if account is None or self.at > account.modified_on:
+    def after(self, aggregate: Aggregate | None) -> Attribution:
+        """This attribution, at the microsecond after the aggregate's last event (an
+        account's, or a period's objectives') if its clock reads no later: an aggregate's
+        events must follow each other in time as they do in order, or `as_of` would see a
+        later change before an earlier one. Clocks disagree when API processes on several
+        hosts write one account, or when a host's clock is set back."""
+        if aggregate is None or self.at > aggregate.modified_on:
             return self
-        return replace(self, at=account.modified_on + timedelta(microseconds=1))
+        return replace(self, at=aggregate.modified_on + timedelta(microseconds=1))
 
     def event_fields(self) -> dict[str, Any]:
         return {

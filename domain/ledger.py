@@ -286,10 +286,9 @@ class AccountLedger(Application):
         for _ in range(MAX_ATTEMPTS):
             if (answered := self.answered(meta)) is not None:
                 return Outcome(answered, replayed=True)
-            by = self.attribution(meta)
-            objectives = self._get(objectives_id(period))
-            if not isinstance(objectives, Objectives):
-                objectives = Objectives.open(period, by)
+            objectives = self.objectives(period)
+            by = self.attribution(meta).after(objectives)  # reads as of an instant need it
+            objectives = objectives or Objectives.open(period, by)
             for target in targets:
                 objectives.set_target(target, by)
             try:
@@ -309,8 +308,9 @@ class AccountLedger(Application):
         for _ in range(MAX_ATTEMPTS):
             if (answered := self.answered(meta)) is not None:
                 return Outcome(max(answered.versions), replayed=True)
-            by = self.attribution(meta)
-            policies = self.screening_policies() or ScreeningPolicies.start(by)
+            policies = self.screening_policies()
+            by = self.attribution(meta).after(policies)  # versions are created in order
+            policies = policies or ScreeningPolicies.start(by)
             version = policies.create_version(criteria, by)
             try:
                 self.save(policies, self._receipt_for(meta, policies, by))

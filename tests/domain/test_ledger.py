@@ -19,7 +19,9 @@ from domain.errors import (
     VersionMismatch,
 )
 from domain.ledger import AccountLedger, CommandMeta
+from domain.objectives import Target
 from domain.receipts import CommandReceipt, IdempotencyKey
+from domain.screening_policy import Criteria
 from domain.vocabulary import AbmStage, BuyingRole, DecisionPower, ScreeningOutcome
 from services.store import open_ledger
 from tests.domain.scenario import ACME
@@ -333,6 +335,29 @@ def test_a_clock_set_back_still_stamps_an_accounts_change_after_its_last_one(led
     assert (then.version, then.stage, then.bant) == (2, AbmStage.IDENTIFIED, None)
     now = ledger.account_as_of(account_id, rated[0].timestamp)
     assert (now.version, now.stage, now.bant.score) == (4, AbmStage.PRIORITIZED, 120)
+
+
+def test_a_clock_set_back_still_stamps_a_periods_new_target_after_its_last_one(ledger, clock):
+    ledger.set_objectives("2026", [Target("accounts_won", 10, 20, 30)], META)
+    first_set_at = ledger.objectives("2026").modified_on
+    clock.advance(hours=-1)  # another host's clock behind this one's, or this one set back
+
+    ledger.set_objectives("2026", [Target("accounts_won", 40, 50, 60)], META)
+
+    then = ledger.objectives("2026", as_of=first_set_at)
+    assert then.targets["accounts_won"] == Target("accounts_won", 10, 20, 30)
+    now = ledger.objectives("2026", as_of=first_set_at + timedelta(microseconds=1))
+    assert now.targets["accounts_won"] == Target("accounts_won", 40, 50, 60)
+
+
+def test_a_clock_set_back_still_dates_a_new_policy_version_after_the_last_one(ledger, clock):
+    ledger.create_policy(Criteria(headcount_min=10), META)
+    clock.advance(hours=-1)
+
+    ledger.create_policy(Criteria(headcount_min=50), META)
+
+    created_at = ledger.screening_policies().created_at
+    assert created_at[2] == created_at[1] + timedelta(microseconds=1)
 
 
 def test_an_account_at_a_version_is_the_state_after_that_many_events(ledger):
