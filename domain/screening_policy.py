@@ -59,9 +59,9 @@ class Criteria:
                 )
 
     def failed(self, company: Firmographics) -> list[str]:
-        """The names of the criteria the company fails, in a fixed order: `industry`,
-        `headcount`, `annual_revenue` or `revenue_currency`, `country`, `region`,
-        `growth_rate`."""
+        """The names of the criteria the company fails (industries and regions whatever their
+        letter case), in a fixed order: `industry`, `headcount`, `annual_revenue` or
+        `revenue_currency`, `country`, `region`, `growth_rate`."""
         industry = company.industry.casefold()
         failures = []
         if (
@@ -86,7 +86,10 @@ class Criteria:
             company.country in self.countries_excluded
         ):
             failures.append("country")
-        if self.regions_included and company.region not in self.regions_included:
+        if self.regions_included and (
+            company.region is None
+            or company.region.casefold() not in {r.casefold() for r in self.regions_included}
+        ):
             failures.append("region")
         if self.growth_rate_min is not None and company.growth_rate < self.growth_rate_min:
             failures.append("growth_rate")

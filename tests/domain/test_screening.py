@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+from domain.screening_policy import Criteria
 from domain.vocabulary import AbmStage, ScreeningOutcome
 from tests.domain.scenario import (
+    ACME,
     AT,
     EXCLUDED,
     IN_OUTREACH,
@@ -108,3 +112,10 @@ def test_an_exclusion_without_criteria_is_refused():
     error = refused(account, screened(ScreeningOutcome.EXCLUDED, criteria=()))
 
     assert error.rule == "exclusion_requires_criteria"
+
+
+@pytest.mark.parametrize("written", ["Bavaria", "bavaria", "BAVARIA"])
+def test_a_policys_regions_match_a_companys_region_whatever_the_letter_case(written):
+    criteria = Criteria(industries_included=("MANUFACTURING",), regions_included=(written,))
+
+    assert criteria.failed(ACME) == []  # ACME is a manufacturer in Bavaria
