@@ -40,7 +40,9 @@ class Window:
 
 
 def period_of(instant: datetime, period: Period) -> str:
-    return instant.strftime({"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[period])
+    # The ISO form writes a year in four digits, where strftime writes 0999 as 999: a name
+    # no objective is set under.
+    return instant.date().isoformat()[: {"day": 10, "month": 7, "year": 4}[period]]
 
 
 def report(

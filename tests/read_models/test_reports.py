@@ -420,3 +420,20 @@ def test_a_corrected_industry_regroups_the_account_whole(client, history):
     assert set(groups) == {"software"}
     current = {k: v for k, v in groups["software"]["current"].items() if v}
     assert current == {"won": 1, "lost": 1, "identified": 1}
+
+
+def test_a_period_of_a_year_before_1000_is_named_with_four_digits(client, clock):
+    clock.now = datetime(999, 3, 10, tzinfo=UTC)
+    registered = client.post("/accounts", json=registration(name="Old", domain="old.com"))
+    client.put(
+        "/objectives/0999-03",
+        json={
+            "targets": [{"metric": "entered_identified", "acceptable": 1, "optimal": 2, "best": 3}]
+        },
+    )
+    window = {"from": "0999-03-01T00:00:00Z", "to": "0999-04-01T00:00:00Z", "period": "month"}
+
+    report = stage_report(client, {"position": int(registered.headers["crm-position"])}, **window)
+
+    assert [p["period"] for p in report["groups"][0]["periods"]] == ["0999-03"]
+    assert [(o["period"], o["actual"]) for o in report["objectives"]] == [("0999-03", 1)]
