@@ -181,7 +181,7 @@ def _page(
         params["domain"] = filters.domain
     if filters.search:
         conditions.append("(name_key LIKE :q ESCAPE '\\' OR domain LIKE :q ESCAPE '\\')")
-        params["q"] = "%" + _escape_like(filters.search.casefold()) + "%"
+        params["q"] = "%" + _escape_like(accounts.search_key(filters.search)) + "%"
     if state["k"] is not None:
         conditions.append(_after(order))
         params.update({f"k{i}": v for i, v in enumerate(state["k"])})

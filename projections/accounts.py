@@ -8,6 +8,7 @@ position) while writes go on.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
@@ -167,6 +168,12 @@ def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
     writes.flush(conn, t)
 
 
+def search_key(text: str) -> str:
+    """`text` as names are sorted and searched: whatever its letter case, and whichever way
+    its accents are encoded (é as one code point or as e and a combining accent)."""
+    return unicodedata.normalize("NFC", text.casefold())
+
+
 def _registered_row(
     event: Account.Registered, account_id: str, position: int, at: int
 ) -> dict[str, Any]:
@@ -177,7 +184,7 @@ def _registered_row(
         "from_at": at,
         "to_at": None,
         "name": event.name,
-        "name_key": event.name.casefold(),
+        "name_key": search_key(event.name),
         "domain": event.domain,
         "industry": event.industry,
         "country": event.country,
@@ -220,7 +227,7 @@ def _changes(event: Any, at: int) -> dict[str, Any]:
     if isinstance(event, Account.FirmographicsUpdated):
         changes = {k: v for k, v in event.changes.items() if k in COLUMNS}
         if "name" in changes:
-            changes["name_key"] = changes["name"].casefold()
+            changes["name_key"] = search_key(changes["name"])
         return changes
     if isinstance(event, Account.StageChanged):
         return {"abm_stage": event.to_stage}

@@ -390,3 +390,20 @@ def test_as_of_pages_have_no_duplicates_or_gaps_while_writes_go_on(client, clock
 
     # Then the pages show the list of the first page's position, each account once
     assert names == expected
+
+
+def test_a_name_is_found_and_sorted_however_its_accents_are_encoded(client):
+    # "Café" as one code point for the é, and as an e followed by a combining acute accent
+    register(client, name="Cafe\u0301 Noir", domain="noir.fr", country="FR")
+    register(client, name="Caf\u00e9 Bleu", domain="bleu.fr", country="FR")
+    last = client.post("/accounts", json=registration(name="Cafeteria", domain="cafeteria.fr"))
+    seen = {"min_position": last.headers["crm-position"]}
+
+    listed = client.get("/accounts", params=seen).json()
+    composed = client.get("/accounts", params={"q": "caf\u00e9", **seen}).json()
+    decomposed = client.get("/accounts", params={"q": "CAFE\u0301", **seen}).json()
+
+    cafes = ["Caf\u00e9 Bleu", "Cafe\u0301 Noir"]
+    assert [a["name"] for a in listed["items"]] == ["Cafeteria", *cafes]
+    assert [a["name"] for a in composed["items"]] == cafes
+    assert [a["name"] for a in decomposed["items"]] == cafes
