@@ -48,3 +48,7 @@ def test_compose_offers_a_single_nats_node_and_a_three_node_cluster_profile():
     assert len(names) == 3
     for service in [SERVICES["postgres"], SERVICES["nats"], *cluster.values()]:
         assert "healthcheck" in service and service["volumes"]
+
+
+def test_compose_creates_its_database_to_sort_names_as_sqlite_does():
+    assert "--locale=C.UTF-8" in SERVICES["postgres"]["environment"]["POSTGRES_INITDB_ARGS"]
