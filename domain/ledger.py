@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.utils import get_topic
 
 from domain.account import (
+    EVENT_TOPIC_PREFIX,
     Account,
     Attribution,
     BantRating,
@@ -343,6 +344,14 @@ class AccountLedger(Application):
                 raise AccountNotFound(account_id)
             accounts.append(account)
         return accounts
+
+    def require_accounts(self, account_ids: list[UUID]) -> None:
+        """Raises AccountNotFound for the first id no account has; reads only each first
+        event, not the accounts (a check before a run that loads them anyway)."""
+        for account_id in account_ids:
+            first = self.stored_event(account_id, 1)
+            if first is None or not first.topic.startswith(EVENT_TOPIC_PREFIX):
+                raise AccountNotFound(account_id)
 
     def apply_policy(
         self, version: int, account_ids: list[UUID], meta: CommandMeta

@@ -202,7 +202,7 @@ class ScreeningPolicyController(Controller):
         ledger.policy(version)
         accounts = _candidates(reads.projector, reads.wait_seconds, data.account_ids)
         if data.account_ids is not None:
-            ledger.accounts(accounts)  # an unknown one refuses the apply before any is screened
+            ledger.require_accounts(accounts)  # an unknown one refuses it before any is screened
         meta = command_headers.meta(data)
         if background or len(accounts) > INLINE_APPLY_LIMIT:
             return accepted(jobs.submit_apply(version, accounts, meta))
