@@ -2,6 +2,8 @@
 
 import re
 
+import idna
+
 from domain.errors import InvalidValue
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -9,14 +11,17 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 def normalise_domain(value: str) -> str:
     """`WWW.Acme.COM.` and `acme.com` name the same company; schemes and paths are refused."""
-    domain = value.strip().lower().rstrip(".")
+    domain = value.strip().lower()
     if not domain.isascii():
         # An international name is kept in the ASCII form DNS uses (münchen.de is
-        # xn--mnchen-3ya.de), so both spellings name the same company.
+        # xn--mnchen-3ya.de), so both spellings name the same company. IDNA 2008 as browsers
+        # apply it (UTS 46, non-transitional): Python's own "idna" codec is IDNA 2003, which
+        # turns straße.de into strasse.de, another domain and often another company.
         try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
+            domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+        except UnicodeError:  # idna.IDNAError is one
             domain = ""  # refused below
+    domain = domain.rstrip(".")  # after mapping, which makes an ideographic full stop a dot
     if domain.startswith("www."):
         domain = domain[4:]
     labels = domain.split(".")

@@ -242,3 +242,12 @@ def test_an_international_domain_is_kept_in_its_ascii_form_and_stays_unique(clie
     assert created.status_code == 201, created.text
     assert created.json()["domain"] == "xn--mller-kva.de"
     assert (again.status_code, again.json()["rule"]) == (409, "domain_unique")
+
+
+def test_a_domain_with_sharp_s_names_another_account_than_its_ss_spelling(client):
+    sharp = client.post("/accounts", json=registration(name="Straße AG", domain="straße.de"))
+    double = client.post("/accounts", json=registration(name="Strasse SA", domain="strasse.de"))
+
+    assert (sharp.status_code, double.status_code) == (201, 201), (sharp.text, double.text)
+    assert (sharp.json()["domain"], double.json()["domain"]) == ("xn--strae-oqa.de", "strasse.de")
+    assert sharp.json()["id"] != double.json()["id"]

@@ -68,6 +68,24 @@ def test_a_domain_is_normalised_to_lower_case_without_www_or_trailing_dot(writte
 
 
 @pytest.mark.parametrize(
+    "written, normal",
+    [
+        ("münchen.de", "xn--mnchen-3ya.de"),
+        ("WWW.München.DE", "xn--mnchen-3ya.de"),
+        ("münchen.de。", "xn--mnchen-3ya.de"),  # an ideographic full stop is a dot
+        ("ＡＣＭＥ．com", "acme.com"),
+        # ß and final sigma are letters of their own in IDNA 2008, as registries and browsers
+        # read them: straße.de and strasse.de are two domains, often two companies.
+        ("straße.de", "xn--strae-oqa.de"),
+        ("σοφίας.gr", "xn--kxae4bobt.gr"),
+        ("σοφίας.gr".replace("ς", "σ"), "xn--kxae4bpdp.gr"),
+    ],
+)
+def test_an_international_domain_is_kept_in_the_ascii_form_dns_uses(written, normal):
+    assert normalise_domain(written) == normal
+
+
+@pytest.mark.parametrize(
     "written",
     [
         "https://acme.com",
@@ -83,6 +101,8 @@ def test_a_domain_is_normalised_to_lower_case_without_www_or_trailing_dot(writte
         "10.0.0.1",
         "ac me.com",
         "a" * 64 + ".com",
+        "a\u200db.com",  # a joiner outside the scripts that need one
+        "☃.net",  # symbols are not letters of any IDNA 2008 label
     ],
 )
 def test_what_is_not_a_web_domain_is_refused(written):
