@@ -153,6 +153,7 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         projector.ledger,
         projector,
         settings,
+        projecting=projecting,
         publisher=publisher,
         jobs=jobs,
         keys=keys,

@@ -6,9 +6,10 @@ request handlers and the account writer; in processes of their own they leave th
 (BENCHMARKS.md: W1 in one process). `crm serve` starts each as `crm project` or `crm publish`
 with two descriptors:
 
-* a socket, over which the API process tells the child to stop and asks the publisher for its
-  state and metrics (for `/ready`, `/status` and `/metrics`). A child stops when the socket
-  closes too, so it never outlives the API process, however that ends;
+* a socket, over which the API process tells the child to stop, asks the projector whether it
+  runs and the publisher for its state and metrics (for `/ready`, `/status` and `/metrics`).
+  A child stops when the socket closes too, so it never outlives the API process, however
+  that ends;
 * a page of memory shared by the three processes, holding three log positions: the API
   process's last commit, which the account writer stores after each commit and the children
   look at every few milliseconds; how far the projector has brought every read model, which
@@ -51,7 +52,7 @@ log = logging.getLogger("crm.workers")
 
 POSITION = struct.Struct("q")
 COMMITTED, PROJECTED, WANTED = (n * POSITION.size for n in range(3))  # offsets in the page
-ASK_SECONDS = 2.0  # how long /status waits for the publisher's answer
+ASK_SECONDS = 2.0  # how long /ready and /status wait for a child's answer
 STOP_SECONDS = 15.0
 RESTART_MAX_SECONDS = 30.0
 
@@ -164,6 +165,10 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def state(self) -> str:
+        """ok while the child answers; unavailable while it is dead, starting or hung."""
+        return "unavailable" if self._ask() is None else "ok"
 
     def _ask(self) -> tuple | None:
         """The child's answer to a question, or None if it gives none in time."""

@@ -133,3 +133,24 @@ class CrmServe(CrmProcess):
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def children_named(pid: int, name: str) -> list[tuple[int, list[str]]]:
+    """The child processes of `pid` running `name`, with their command lines."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(fields[1]) == pid and Path(cmdline[0]).name == name:
+            found.append((int(stat.parent.name), cmdline))
+    return found
+
+
+def crm_child(pid: int, command: str) -> int:
+    """The pid of `crm serve`'s child running `crm <command>`."""
+    python = Path(sys.executable).name
+    (found,) = [p for p, cmdline in children_named(pid, python) if command in cmdline]
+    return found

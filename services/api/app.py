@@ -41,7 +41,7 @@ from services.audit import Audit
 from services.jobs import JobRunner
 from services.projector import Projector
 from services.settings import Settings
-from services.worker_processes import PublisherProcess
+from services.worker_processes import PublisherProcess, WorkerProcess
 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
@@ -55,6 +55,7 @@ def create_app(
     ledger: AccountLedger,
     projector: Projector,
     settings: Settings | None = None,
+    projecting: WorkerProcess | None = None,
     publisher: PublisherProcess | None = None,
     jobs: JobRunner | None = None,
     keys: list[ApiKey] | None = None,
@@ -90,6 +91,7 @@ def create_app(
             "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),
             "projector": Provide(lambda: projector, use_cache=True, sync_to_thread=False),
             "reads": Provide(lambda: reads, use_cache=True, sync_to_thread=False),
+            "projecting": Provide(lambda: projecting, use_cache=True, sync_to_thread=False),
             "publisher": Provide(lambda: publisher, use_cache=True, sync_to_thread=False),
             "jobs": Provide(lambda: jobs, use_cache=True, sync_to_thread=False),
             "audit": Provide(lambda: audit, use_cache=True, sync_to_thread=False),

@@ -16,7 +16,7 @@ from services.api.auth import Permission
 from services.api.documentation import NO_STORE_PROBLEM
 from services.projector import Projector
 from services.publisher import PublisherView
-from services.worker_processes import PublisherProcess
+from services.worker_processes import PublisherProcess, WorkerProcess
 
 log = logging.getLogger("crm.api")
 
@@ -43,7 +43,7 @@ def health() -> Health:
 
 @get(
     "/ready",
-    summary="Whether each dependency answers: the store, the read models, the broker",
+    summary="Whether each dependency answers: the store, the read models, the workers",
     tags=["operations"],
     sync_to_thread=True,
     responses={
@@ -57,6 +57,7 @@ def health() -> Health:
 def ready(
     ledger: NamedDependency[AccountLedger],
     projector: NamedDependency[Projector],
+    projecting: NamedDependency[WorkerProcess | None],
     publisher: NamedDependency[PublisherProcess | None],
 ) -> Response[Readiness]:
     checks = {
@@ -65,6 +66,10 @@ def ready(
             "read models", lambda: [projector.position(n) for n in projector.read_models]
         ),
     }
+    # A process's own projector keeps its reads fresh (one run apart, `crm project`, is out of
+    # its sight); down, the reads go stale: not ready, as while its publisher is down.
+    if projecting is not None:
+        checks["projector"] = projecting.state()
     if publisher is not None:  # only a process that publishes depends on the broker
         checks["broker"] = publisher.view().state
     if all(state in READY_STATES for state in checks.values()):
@@ -87,6 +92,7 @@ def _check(what: str, probe: Callable[[], object]) -> str:
 class Status(Struct, frozen=True):
     log_position: int
     read_models: dict[str, int]
+    projector: str | None  # the state of `crm serve`'s projector process; None without one
     publisher: PublisherView | None
 
 
@@ -100,11 +106,13 @@ class Status(Struct, frozen=True):
 def status(
     ledger: NamedDependency[AccountLedger],
     projector: NamedDependency[Projector],
+    projecting: NamedDependency[WorkerProcess | None],
     publisher: NamedDependency[PublisherProcess | None],
 ) -> Status:
     return Status(
         log_position=ledger.recorder.max_notification_id() or 0,
         read_models={name: projector.position(name) for name in projector.read_models},
+        projector=None if projecting is None else projecting.state(),
         publisher=None if publisher is None else publisher.view(),
     )
 

@@ -4,6 +4,8 @@ id that the events record, and readiness per dependency."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import time
 
@@ -11,7 +13,7 @@ import httpx
 import pytest
 
 from tests.api.requests import qualified, register, registration
-from tests.processes import CrmServe
+from tests.processes import CrmServe, crm_child
 
 
 def samples(text: str) -> dict[str, float]:
@@ -90,7 +92,7 @@ def test_every_request_logs_one_json_line_with_its_id_which_its_events_record(se
     assert [json.loads(line)["level"] for line in text] == ["warning"]
 
 
-@pytest.mark.parametrize("store", ["postgresql"])
+@pytest.mark.parametrize("store", ["postgres"])
 def test_ready_reports_each_dependency_and_turns_unready_while_the_broker_is_down(settings, broker):
     active = CrmServe(settings, CRM_NATS_URL=broker.url).wait_ready()
     second = CrmServe(settings, CRM_NATS_URL=broker.url).wait_ready()
@@ -99,6 +101,7 @@ def test_ready_reports_each_dependency_and_turns_unready_while_the_broker_is_dow
         assert httpx.get(f"{active.url}/ready").json()["checks"] == {
             "store": "ok",
             "read_models": "ok",
+            "projector": "ok",
             "broker": "ok",
         }
         # The second process's publisher stands by while the first publishes: still ready.
@@ -119,6 +122,25 @@ def test_ready_reports_each_dependency_and_turns_unready_while_the_broker_is_dow
     finally:
         for server in (active, second, api_only):
             server.stop()
+
+
+@pytest.mark.parametrize(("child", "check"), [("project", "projector"), ("publish", "broker")])
+def test_ready_turns_unready_while_a_worker_process_is_down_and_ready_once_it_is_back(
+    settings, child, check
+):
+    server = CrmServe(settings).wait_ready()
+    try:
+        os.kill(crm_child(server.process.pid, child), signal.SIGKILL)
+
+        down = _until(server.url, lambda r: r.status_code == 503)
+        assert down.json()["checks"][check] == "unavailable"
+        assert down.json()["checks"]["store"] == "ok"
+        up = _until(server.url, lambda r: r.status_code == 200)
+        assert up.json()["checks"][check] == "ok"
+        status = httpx.get(f"{server.url}/status").json()
+        assert (status["projector"], status["publisher"]["state"]) == ("ok", "ok")
+    finally:
+        server.stop()
 
 
 def _until(url: str, condition, seconds: float = 30) -> httpx.Response:

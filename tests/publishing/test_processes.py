@@ -17,7 +17,14 @@ import pytest
 from contracts.events import decode_event
 from services.nats_server import EmbeddedNats, free_port
 from tests.api.requests import registration
-from tests.processes import CrmProcess, CrmServe, crm_environment, run_crm
+from tests.processes import (
+    CrmProcess,
+    CrmServe,
+    children_named,
+    crm_child,
+    crm_environment,
+    run_crm,
+)
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 from tests.publishing.test_publisher import assert_exactly, make_accounts, stored_history
 
@@ -205,27 +212,6 @@ def test_crm_publish_stops_on_sigterm_while_its_broker_does_not_answer(settings)
     publisher.wait_logged("publisher: active")
 
     assert publisher.stop() == 0
-
-
-def children_named(pid: int, name: str) -> list[tuple[int, list[str]]]:
-    """The child processes of `pid` running `name`, with their command lines."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes().decode().split("\0")
-        except OSError:
-            continue  # a process that ended meanwhile
-        if int(fields[1]) == pid and Path(cmdline[0]).name == name:
-            found.append((int(stat.parent.name), cmdline))
-    return found
-
-
-def crm_child(pid: int, command: str) -> int:
-    """The pid of `crm serve`'s child running `crm <command>`."""
-    python = Path(sys.executable).name
-    (found,) = [p for p, cmdline in children_named(pid, python) if command in cmdline]
-    return found
 
 
 @pytest.mark.parametrize("store", ["sqlite"])
