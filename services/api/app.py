@@ -43,6 +43,24 @@ from services.projector import Projector
 from services.settings import Settings
 from services.worker_processes import PublisherProcess, WorkerProcess
 
+# A browser shows a page on another origin only the response headers CORS safelists and those
+# an answer exposes: a frontend reads these to send If-Match and min_position, to follow a
+# Location, and to back off. The OpenAPI document lists each (tests/security compares them).
+EXPOSED_HEADERS = [
+    "CRM-Position",
+    "CRM-Stale",
+    "ETag",
+    "Idempotent-Replayed",
+    "Location",
+    "RateLimit-Limit",
+    "RateLimit-Policy",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "Retry-After",
+    "WWW-Authenticate",
+    "X-Request-ID",
+]
+
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
     """Before any handler: what a request sends that its route would ignore is refused."""
@@ -106,7 +124,9 @@ def create_app(
             RequestContext,
             *authentication(keys or [], settings.rate_limit_per_minute),
         ],
-        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins), expose_headers=EXPOSED_HEADERS
+        )
         if settings.cors_origins
         else None,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -182,6 +182,31 @@ def test_every_answer_carries_security_headers_and_cors_is_off_unless_configured
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
 
 
+def test_a_frontend_on_an_allowed_origin_may_read_every_header_the_answers_carry(
+    ledger, projector, settings
+):
+    """A browser hides from a page on another origin every response header that CORS does not
+    safelist (ETag, CRM-Position, Location…) unless the answer exposes it."""
+    from dataclasses import replace
+
+    app = create_app(ledger, projector, replace(settings, cors_origins=("https://app.example",)))
+    origin = {"Origin": "https://app.example"}
+    with TestClient(app) as client:
+        created = client.post("/accounts", json=registration(), headers=origin)
+        document = client.get("/schema/openapi.json").json()
+
+    documented = {
+        name.lower()
+        for operation in (op for path in document["paths"].values() for op in path.values())
+        if isinstance(operation, dict)
+        for answer in operation.get("responses", {}).values()
+        for name in answer.get("headers", {})
+    }
+    exposed = created.headers["access-control-expose-headers"].lower().split(", ")
+    assert {"etag", "crm-position", "location", "x-request-id"} <= set(exposed)
+    assert documented <= set(exposed), documented - set(exposed)
+
+
 def test_only_auditors_and_admins_verify_diff_checkpoint_and_export(secured):
     created = secured.post("/accounts", json=registration(), headers=as_("sam"))
     account = f"/accounts/{created.json()['id']}"
