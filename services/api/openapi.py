@@ -27,6 +27,7 @@ from litestar.openapi.spec import (
     Reference,
     RequestBody,
     Schema,
+    SecurityScheme,
 )
 
 from services.api.auth import PUBLIC_PATHS
@@ -84,6 +85,7 @@ def complete(app: Litestar) -> None:
     """Adds to the app's OpenAPI document what Litestar cannot know from the routes."""
     document_command_headers(app)
     document_problems(app)
+    document_keys(app)
     document_headers(app)
     document_downloads(app.openapi_schema)
     document_limits(app)
@@ -155,6 +157,27 @@ def document_problems(app: Litestar) -> None:
                 response.content = {
                     "application/problem+json": OpenAPIMediaType(schema=PROBLEM_SCHEMA)
                 }
+
+
+API_KEY = "apiKey"
+
+
+def document_keys(app: Litestar) -> None:
+    """How an operation off the public paths presents a key, so that a client generator or
+    the Swagger page (its Authorize button) can send one. Without keys configured (development
+    mode) the service asks for none, as the 401 of each operation says."""
+    components = app.openapi_schema.components
+    components.security_schemes = {
+        API_KEY: SecurityScheme(
+            type="http",
+            scheme="bearer",
+            description="A key of CRM_API_KEYS or CRM_API_KEYS_FILE, whose role decides what it"
+            " may do; none is needed when no key is configured.",
+        )
+    }
+    for path, _, operation in operations(app):
+        if not _public(path):
+            operation.security = [{API_KEY: []}]
 
 
 def document_headers(app: Litestar) -> None:

@@ -204,6 +204,18 @@ def test_the_headers_of_keys_and_rate_limits_are_documented_where_they_are_sent(
         assert not undocumented_headers(document, "/accounts", "get", answer), answer.status_code
 
 
+def test_the_document_says_how_to_present_a_key_where_one_is_needed(client):
+    document = openapi(client)
+    schemes = document["components"]["securitySchemes"]
+    (name,) = [name for name, scheme in schemes.items() if scheme.get("scheme") == "bearer"]
+
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            public = path in ("/health", "/ready") or path.startswith("/schema")
+            expected = None if public else [{name: []}]
+            assert operation.get("security") == expected, (method, path)
+
+
 def header_schema(document: dict[str, Any], path: str, method: str, name: str) -> dict[str, Any]:
     parameters = document["paths"][path][method]["parameters"]
     return next(p["schema"] for p in parameters if p["name"] == name)
