@@ -9,6 +9,7 @@ the file does not have, or an empty cell of an optional column, leaves the store
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -110,6 +111,21 @@ class FileRefused(ValueError):
     pass
 
 
+class UnknownCharset(ValueError):
+    pass
+
+
+def text_codec(charset: str) -> str:
+    """Python's codec of a charset's name (`windows-1252` is `cp1252`); UnknownCharset when
+    Python has none of that name that reads bytes as text (`base64` turns bytes into bytes)."""
+    try:
+        # A codec that takes no `surrogateescape` (idna) could not report a row's bad bytes.
+        b"a".decode(charset, "surrogateescape")
+    except (LookupError, ValueError):
+        raise UnknownCharset(charset) from None
+    return codecs.lookup(charset).name
+
+
 def column_mapping(header: list[str]) -> dict[int, str]:
     """Which field each column holds; raises FileRefused when a required one is missing or
     two columns hold the same field (which of them a row means is anyone's guess)."""
@@ -139,6 +155,22 @@ def _title(title: str) -> str:
     return title.strip()
 
 
+def _text(data: bytes, charset: str) -> str:
+    codec = text_codec(charset)
+    if codec == "utf-8" and _utf_16(data):
+        # What a spreadsheet saves as "Unicode text": read as UTF-8 its header names no column.
+        raise FileRefused("the file is UTF-16, not UTF-8: save it as CSV in UTF-8")
+    try:
+        # Bytes the charset has no character for become lone surrogates: their rows are
+        # rejected, the others read.
+        text = data.decode(codec, errors="surrogateescape")
+    except UnicodeDecodeError as exc:  # a codec that refuses rather than escapes (unicode_escape)
+        raise FileRefused(f"the file is not {charset} text: {exc.reason}") from None
+    # A byte-order mark goes before the first cell is read: left there, it would keep a
+    # quote that opens the cell (`"name"`) from being read as one.
+    return text.removeprefix("\ufeff")
+
+
 def _utf_16(data: bytes) -> bool:
     """A byte-order mark of UTF-16, or a header of ASCII titles in UTF-16 (a NUL beside each)."""
     head = data[:64]
@@ -147,14 +179,11 @@ def _utf_16(data: bytes) -> bool:
     )
 
 
-def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
-    """Good rows (with their line numbers) and the errors of the bad ones."""
-    if _utf_16(data):
-        # What a spreadsheet saves as "Unicode text": read as UTF-8 its header names no column.
-        raise FileRefused("the file is UTF-16, not UTF-8: save it as CSV in UTF-8")
-    # A byte-order mark goes before the first cell is read: left there, it would keep a
-    # quote that opens the cell (`"name"`) from being read as one.
-    text = data.decode("utf-8-sig", errors="surrogateescape")
+def parse(data: bytes, charset: str | None = None) -> tuple[list[GoodRow], list[RowError]]:
+    """Good rows (with their line numbers) and the errors of the bad ones. The file is read
+    in `charset` (UnknownCharset if Python has no such codec), UTF-8 when None."""
+    charset = charset or "UTF-8"
+    text = _text(data, charset)
     delimiter = _delimiter(text)
     records = _records(text, delimiter)
     try:
@@ -181,7 +210,7 @@ def parse(data: bytes) -> tuple[list[GoodRow], list[RowError]]:
                 )
             )
             continue
-        row, row_errors = _row(cells, mapping, titles, line, _DIGIT_GROUPS[delimiter])
+        row, row_errors = _row(cells, mapping, titles, line, _DIGIT_GROUPS[delimiter], charset)
         if row is not None and row.details.domain in first_line:
             row_errors.append(
                 RowError(
@@ -273,7 +302,12 @@ def _host(value: str) -> str:
 
 
 def _row(
-    cells: list[str], mapping: dict[int, str], titles: dict[int, str], line: int, groups: str
+    cells: list[str],
+    mapping: dict[int, str],
+    titles: dict[int, str],
+    line: int,
+    groups: str,
+    charset: str,
 ) -> tuple[GoodRow | None, list[RowError]]:
     values: dict[str, Any] = {}
     errors: list[RowError] = []
@@ -282,7 +316,7 @@ def _row(
         raw = cell.strip()
         column = titles[index]
         if any("\udc80" <= ch <= "\udcff" for ch in raw):
-            errors.append(RowError(line, column, "not valid UTF-8 text"))
+            errors.append(RowError(line, column, f"not valid {charset} text"))
             continue
         if raw and not _ONE_LINE.search(cell):
             errors.append(RowError(line, column, f"not {TEXT_RULES[LINE_PATTERN]}"))
@@ -358,11 +392,12 @@ def import_rows(
     meta: CommandMeta,
     strict: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    charset: str | None = None,
 ) -> ImportReport:
     """Parses the whole file first, then stores the good rows (in strict mode: all or none)."""
     report = ImportReport()
     try:
-        good, report.errors = parse(data)
+        good, report.errors = parse(data, charset)
     except FileRefused as exc:
         report.refused = str(exc)
         return report

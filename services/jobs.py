@@ -56,7 +56,12 @@ class JobRunner:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def submit_import(
-        self, data: bytes, meta: CommandMeta, strict: bool, screen_with: int | None
+        self,
+        data: bytes,
+        meta: CommandMeta,
+        strict: bool,
+        screen_with: int | None,
+        charset: str | None = None,
     ) -> Outcome[Job]:
         """Starts an import job; a retry with the same idempotency key gets the first job."""
         if screen_with is not None:
@@ -71,6 +76,7 @@ class JobRunner:
             "file": str(path),
             "strict": strict,
             "screen_with": screen_with,
+            "charset": charset,
             "reason": meta.reason,
             "request_id": meta.request_id,
         }
@@ -164,7 +170,14 @@ class JobRunner:
 
     def _import(self, job: Job, meta: CommandMeta, progress: _Progress) -> dict[str, Any]:
         data = Path(job.params["file"]).read_bytes()
-        report = import_rows(self.ledger, data, meta, job.params["strict"], progress)
+        report = import_rows(
+            self.ledger,
+            data,
+            meta,
+            job.params["strict"],
+            progress,
+            job.params.get("charset"),  # recorded since charsets were read; UTF-8 before
+        )
         result: dict[str, Any] = {
             "registered": report.registered,
             "updated": report.updated,

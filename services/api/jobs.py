@@ -18,6 +18,7 @@ from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.documentation import JOB_LOCATION, RAW_BODY, REPLAYED
 from services.api.problems import KEY_REUSED, problem, problem_response
+from services.importing import UnknownCharset, text_codec
 from services.jobs import JobRunner
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -51,8 +52,9 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
         RAW_BODY: (
             "text/csv",
             "The target list: a header row and one company a row, comma- or "
-            "semicolon-separated, UTF-8; the columns are described in docs/IMPORT.md. At most "
-            "50 MiB. Sent without a Content-Type, it is read as CSV.",
+            "semicolon-separated, in UTF-8 unless the Content-Type names another charset "
+            "(`text/csv; charset=windows-1252`); the columns are described in docs/IMPORT.md. "
+            "At most 50 MiB. Sent without a Content-Type, it is read as CSV.",
         ),
     },
     status_code=202,
@@ -63,7 +65,7 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
         400: problem_response("An empty body or a bad parameter."),
         404: problem_response("No such policy version as `screen_with`."),
         413: problem_response("The file is over 50 MiB."),
-        415: problem_response("The body is not text/csv."),
+        415: problem_response("The body is not text/csv, or its charset is not one known."),
         422: problem_response(f"Refused: {KEY_REUSED}."),
     },
     response_headers=[JOB_LOCATION, REPLAYED],
@@ -77,14 +79,15 @@ async def upload_import(
         int | None, QueryParameter(ge=1, description="Then screen by this policy version.")
     ] = None,
 ) -> Response[JobView]:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in ("text/csv", ""):  # media types are case-insensitive (RFC 9110)
+    media_type, *parameters = request.headers.get("content-type", "").split(";")
+    if media_type.strip().lower() not in ("text/csv", ""):  # case-insensitive (RFC 9110)
         raise problem(
             415,
             "Unsupported media type",
             "Send the file as text/csv.",
             kind="unsupported-media-type",
         )
+    charset = _charset(parameters)
     data = await request.body()
     if not data.strip():
         raise problem(400, "Empty file", "The CSV file is empty.", kind="empty-file")
@@ -96,11 +99,35 @@ async def upload_import(
             "strict": strict,
             "screen_with": screen_with,
         }
+        if charset is not None:  # so a retry without one is the same request as before
+            upload["charset"] = charset
         meta = command_headers.meta(upload)
-        return jobs.submit_import(data, meta, strict, screen_with)
+        return jobs.submit_import(data, meta, strict, screen_with, charset)
 
     started = await anyio.to_thread.run_sync(submit)
     return accepted(started.value, started.replayed)
+
+
+def _charset(parameters: list[str]) -> str | None:
+    """The `charset` parameter of the Content-Type, if any (its name is case-insensitive and
+    its value may be quoted, RFC 9110); a problem when Python has no codec of that name."""
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() != "charset":
+            continue
+        charset = value.strip().strip('"')
+        try:
+            text_codec(charset)
+        except UnknownCharset:
+            raise problem(
+                415,
+                "Unsupported charset",
+                f"The charset {charset!r} is not one the import can read: send the file in"
+                " UTF-8, or name its charset as Python does (such as windows-1252 or latin-1).",
+                kind="unsupported-charset",
+            ) from None
+        return charset
+    return None
 
 
 @get(

@@ -1,0 +1,71 @@
+"""An upload is read in the charset its Content-Type names, UTF-8 when it names none; on both
+stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.account import account_id_for
+from tests.screening.test_import import HEADER, events_in_store
+from tests.screening.test_jobs import finished
+
+
+def uploaded(client, body: bytes, content_type: str) -> dict:
+    response = client.post("/imports", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 202, response.text
+    return finished(client, response.headers["location"])
+
+
+@pytest.mark.parametrize(
+    ("content_type", "name", "bom"),
+    [
+        ("text/csv; charset=windows-1252", "Müller – Café € Söhne", b""),
+        ('text/csv; charset="Windows-1252"', "Müller – Café € Söhne", b""),
+        ("text/csv;charset=latin-1", "Café Zürich", b""),
+        ("text/csv; charset=ISO-8859-1", "Søren Å", b""),
+        ("text/csv; charset=utf-8", "Café Zürich", b"\xef\xbb\xbf"),
+        ("text/csv", "Café Zürich", b"\xef\xbb\xbf"),
+        ("text/csv", "Café Zürich", b""),
+    ],
+    ids=["cp1252", "quoted", "latin-1", "iso-8859-1", "utf-8-bom", "default-bom", "default"],
+)
+def test_an_upload_is_read_in_the_charset_its_content_type_names(
+    client, ledger, content_type, name, bom
+):
+    charset = content_type.partition("charset=")[2].strip('"') or "utf-8"
+    body = bom + f'{HEADER}"{name}",acme.example,software,10,1,EUR,DE,,1,list\n'.encode(charset)
+
+    job = uploaded(client, body, content_type)
+
+    assert job["status"] == "finished", job
+    assert (job["result"]["registered"], job["result"]["rejected"]) == (1, 0), job["result"]
+    assert ledger.account(account_id_for("acme.example")).firmographics.name == name
+
+
+def test_a_row_with_bytes_its_charset_does_not_have_is_rejected_naming_the_charset(client):
+    # 0x81 is no character in windows-1252.
+    body = HEADER.encode() + b"Bad \x81 Co,bad.example,software,10,1,EUR,DE,,1,list\n"
+
+    job = uploaded(client, body, "text/csv; charset=windows-1252")
+
+    assert job["result"]["errors"] == [
+        {"line": 2, "column": "Company", "reason": "not valid windows-1252 text"}
+    ]
+
+
+@pytest.mark.parametrize("charset", ["klingon", "base64", "idna", "undefined", ""])
+def test_an_upload_in_a_charset_the_service_cannot_read_is_refused_and_nothing_kept(
+    client, ledger, settings, charset
+):
+    body = f"{HEADER}Acme,acme.example,software,10,1,EUR,DE,,1,list\n".encode()
+
+    response = client.post(
+        "/imports", content=body, headers={"Content-Type": f"text/csv; charset={charset}"}
+    )
+
+    assert response.status_code == 415, response.text
+    assert response.json()["type"] == "urn:crm:problem:unsupported-charset"
+    assert f"'{charset}'" in response.json()["detail"]
+    assert events_in_store(ledger) == 0
+    uploads = settings.data_dir / "imports"
+    assert not uploads.exists() or not any(uploads.iterdir())
