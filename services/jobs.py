@@ -71,7 +71,6 @@ class JobRunner:
         job_id = uuid4()
         self.uploads.mkdir(parents=True, exist_ok=True)
         path = self.uploads / f"{job_id}.csv"
-        path.write_bytes(data)  # kept before the job exists, so a resumed job finds its file
         params = {
             "file": str(path),
             "strict": strict,
@@ -80,10 +79,28 @@ class JobRunner:
             "reason": meta.reason,
             "request_id": meta.request_id,
         }
-        started = self._start(IMPORT, params, meta, job_id)
+        try:
+            path.write_bytes(data)  # kept before the job exists, so a resumed job finds its file
+            started = self._start(IMPORT, params, meta, job_id)
+        except BaseException:
+            self._discard_unless_started(path, job_id)
+            raise
         if started.replayed:  # a retry with the same key started its job first
             path.unlink(missing_ok=True)
         return started
+
+    def _discard_unless_started(self, path: Path, job_id: UUID) -> None:
+        """Removes the upload of a job that was not started (another upload took its
+        Idempotency-Key first, the store refused the save). A save whose answer was lost may
+        have stored the job all the same: unless the store says it has no such job, the file
+        stays for the job to find when it is resumed."""
+        try:
+            if self.ledger.job(job_id) is not None:
+                return
+        except Exception:
+            log.warning("job %s may be stored: its upload is kept", job_id, exc_info=True)
+            return
+        path.unlink(missing_ok=True)
 
     def submit_apply(self, version: int, account_ids: list[UUID], meta: CommandMeta) -> Job:
         params = {

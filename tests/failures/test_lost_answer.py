@@ -18,9 +18,11 @@ from domain.account import BantRating, Firmographics
 from domain.ledger import AccountLedger, CommandMeta
 from domain.vocabulary import ScreeningOutcome
 from services.audit import Audit
+from services.jobs import JobRunner
 from services.settings import Settings
 from services.store import open_ledger
 from tests.failures.relay import Relay, recv
+from tests.screening.test_import import HEADER, good_rows
 
 META = CommandMeta("marta")
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05"  # the server's last message for a query
@@ -125,3 +127,30 @@ def test_a_save_lost_before_it_reached_the_server_stores_nothing_and_leaves_no_h
     ledger.send_material(account_id, "deck", "email", None, META)
     assert ledger.account(account_id).bant.budget == 2
     assert Audit(ledger).verify_all().verified
+
+
+@pytest.mark.parametrize("store", ["postgres"])  # only a networked store loses an answer
+@pytest.mark.parametrize("unsent", [True, False], ids=["save-unsent", "answer-lost"])
+def test_an_upload_keeps_its_file_exactly_when_its_job_may_be_stored(relayed, clock, unsent):
+    settings, relay = relayed
+    ledger = open_ledger(settings, clock=clock)
+    try:
+        runner = JobRunner(ledger, settings)
+        relay.unsent = unsent
+        relay.armed.set()  # the next INSERT is the job's Started event
+        with pytest.raises(OperationalError):
+            runner.submit_import((HEADER + good_rows(3)).encode(), META, False, None)
+        assert relay.dropped.is_set()
+
+        kept = list((settings.data_dir / "imports").iterdir())
+        if unsent:  # no job refers to it
+            assert kept == []
+            assert runner.resume() == 0
+        else:  # the job is stored: the next start runs it, on its file
+            assert len(kept) == 1
+            assert runner.resume() == 1
+            runner.wait(60)
+            (job,) = [ledger.job(UUID(p.stem)) for p in kept]
+            assert (job.status, job.result["registered"]) == ("finished", 3)
+    finally:
+        ledger.close()

@@ -3,7 +3,12 @@ and stores nothing; the key sent with another request is refused. On both stores
 
 from __future__ import annotations
 
-from domain.ledger import JOB_STARTED_TOPIC
+import threading
+
+import pytest
+
+from domain.ledger import JOB_STARTED_TOPIC, CommandMeta
+from domain.receipts import IdempotencyKey
 from tests.api.requests import registration
 from tests.screening.test_import import HEADER, events_in_store, good_rows
 from tests.screening.test_jobs import finished
@@ -74,6 +79,40 @@ def test_an_import_key_sent_with_another_file_or_options_is_refused(client, ledg
     assert events_in_store(ledger) == stored
     assert jobs_started(ledger) == 1
     assert len(list((settings.data_dir / "imports").iterdir())) == 1  # no upload kept either
+
+
+@pytest.mark.parametrize("same_file", [True, False], ids=["same-file", "another-file"])
+def test_uploads_racing_with_one_key_keep_only_the_file_of_the_job_started(
+    ledger, settings, jobs, same_file
+):
+    body = (HEADER + good_rows(2)).encode()
+    refused: list[Exception] = []
+
+    def upload(key: str, barrier: threading.Barrier, n: int) -> None:
+        data = body if same_file else body + good_rows(1, start=10 + n).encode()
+        meta = CommandMeta("importer", idempotency=IdempotencyKey(key, data.hex()))
+        barrier.wait()  # both pass the check for an earlier upload before either starts a job
+        try:
+            jobs.submit_import(data, meta, strict=False, screen_with=None)
+        except Exception as exc:  # the upload that lost, with another file: 422
+            refused.append(exc)
+
+    for race in range(20):
+        barrier = threading.Barrier(2)
+        racing = [
+            threading.Thread(target=upload, args=(f"race-{race}", barrier, n)) for n in range(2)
+        ]
+        for thread in racing:
+            thread.start()
+        for thread in racing:
+            thread.join(60)
+    jobs.wait(60)
+
+    started = ledger.recorder.select_notifications(1, 1_000_000, topics=[JOB_STARTED_TOPIC])
+    files = {ledger.job(n.originator_id).params["file"] for n in started}
+    assert len(files) == 20
+    assert {str(p) for p in (settings.data_dir / "imports").iterdir()} == files
+    assert len(refused) == (0 if same_file else 20)
 
 
 def test_the_same_key_on_another_command_is_refused(client):
