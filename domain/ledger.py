@@ -465,6 +465,19 @@ class AccountLedger(Application):
             aggregate = event.mutate(aggregate)
         return aggregate
 
+    def caused_since(
+        self, account_id: UUID, meta: CommandMeta, since: datetime
+    ) -> list[Account.Event]:
+        """The account's events from `since` on that name `meta`'s actor and request: what a
+        job started then stored of it, as its events carry no job of their own."""
+        caused = []
+        for event in self.events.get(account_id, desc=True):
+            if event.timestamp < since:
+                break
+            if (event.actor, event.request_id) == (meta.actor, meta.request_id):
+                caused.append(event)
+        return caused
+
     def history(self, account_id: UUID, after: int = 0, limit: int = 100) -> list[Account.Event]:
         if self._find(account_id) is None:
             raise AccountNotFound(account_id)

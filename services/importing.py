@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import msgspec
 
@@ -100,7 +101,7 @@ class ImportReport:
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
     refused: str | None = None  # why the whole file was refused, if it was
-    account_ids: list[Any] = field(default_factory=list)
+    account_ids: list[UUID] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -393,8 +394,11 @@ def import_rows(
     strict: bool = False,
     progress: Callable[[int, int], None] | None = None,
     charset: str | None = None,
+    counted: Callable[[str, UUID], str] | None = None,
 ) -> ImportReport:
-    """Parses the whole file first, then stores the good rows (in strict mode: all or none)."""
+    """Parses the whole file first, then stores the good rows (in strict mode: all or none).
+    `counted` says what a stored row counts as, given its outcome and account (a resumed job
+    counts what its first run stored)."""
     report = ImportReport()
     try:
         good, report.errors = parse(data, charset)
@@ -408,10 +412,11 @@ def import_rows(
     done, total = 0, len(good)
     if progress:
         progress(done, total)  # the file is read: its rows are counted before any is stored
-    for outcome in _store(ledger, good, meta, report):
-        if outcome is None:  # the store refused the row: a bad row now, not one to import
+    for stored in _store(ledger, good, meta, report):
+        if stored is None:  # the store refused the row: a bad row now, not one to import
             total -= 1
         else:
+            outcome = counted(*stored) if counted else stored[0]
             setattr(report, outcome, getattr(report, outcome) + 1)
             done += 1
         if progress:
@@ -424,8 +429,9 @@ def _store(
     rows: list[GoodRow],
     meta: CommandMeta,
     report: ImportReport,
-) -> Iterator[str | None]:
-    """Each row's outcome, or None for a row the store refused (reported as a bad row)."""
+) -> Iterator[tuple[str, UUID] | None]:
+    """Each row's outcome and account, or None for a row the store refused (reported as a bad
+    row)."""
     for line, details, given in rows:
         try:
             outcome, account_id = ledger.import_account(details, meta, given)
@@ -434,4 +440,4 @@ def _store(
             yield None
             continue
         report.account_ids.append(account_id)
-        yield outcome
+        yield outcome, account_id

@@ -7,12 +7,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+from domain.account import Account
 from domain.jobs import RUNNING, Job
 from domain.ledger import AccountLedger, CommandMeta, Outcome
+from domain.screening_policy import ScreeningDecision
 from services.importing import import_rows
 from services.leadership import Leadership
 from services.settings import Settings
@@ -165,11 +168,12 @@ class JobRunner:
             job.actor, reason=job.params.get("reason"), request_id=job.params.get("request_id")
         )
         progress = _Progress(self.ledger, job_id, meta, self._stopping, done_before=job.done)
+        earlier = _EarlierRun(self.ledger, job, meta)
         try:
             if job.kind == IMPORT:
-                result = self._import(job, meta, progress)
+                result = self._import(job, meta, progress, earlier)
             else:
-                result = self._apply(job, meta, progress)
+                result = self._apply(job, meta, progress, earlier)
         except Interrupted:
             log.info("job %s stopped with the process; the next start resumes it", job_id)
             return
@@ -185,7 +189,9 @@ class JobRunner:
             return
         self.ledger.record_job(job_id, lambda j, by: j.finish(result, by), meta)
 
-    def _import(self, job: Job, meta: CommandMeta, progress: _Progress) -> dict[str, Any]:
+    def _import(
+        self, job: Job, meta: CommandMeta, progress: _Progress, earlier: _EarlierRun
+    ) -> dict[str, Any]:
         data = Path(job.params["file"]).read_bytes()
         report = import_rows(
             self.ledger,
@@ -194,6 +200,7 @@ class JobRunner:
             job.params["strict"],
             progress,
             job.params.get("charset"),  # recorded since charsets were read; UTF-8 before
+            earlier.row,
         )
         result: dict[str, Any] = {
             "registered": report.registered,
@@ -209,31 +216,73 @@ class JobRunner:
             # `refused` stays in the result too: clients read the reason there before a
             # refusal failed the job.
             raise InputRefused(report.refused, result)
-        if job.params.get("screen_with") and report.account_ids:
-            decisions = self.ledger.apply_policy(
-                job.params["screen_with"], report.account_ids, meta
-            )
-            result["screened"] = sum(1 for d in decisions if d.applies)
+        if (version := job.params.get("screen_with")) and report.account_ids:
+            ids = report.account_ids
+            decisions = self._screen(version, ids, meta, lambda _: None)
+            result["screened"] = sum(earlier.screened(d, version) for d in decisions)
         return result
 
-    def _apply(self, job: Job, meta: CommandMeta, progress: _Progress) -> dict[str, Any]:
-        ids = [UUID(a) for a in job.params["account_ids"]]
+    def _apply(
+        self, job: Job, meta: CommandMeta, progress: _Progress, earlier: _EarlierRun
+    ) -> dict[str, Any]:
+        version, ids = job.params["version"], [UUID(a) for a in job.params["account_ids"]]
         applied = overridden = skipped = 0
         progress(0, len(ids))  # the total is known now, before the first chunk is screened
-        for start in range(0, len(ids), APPLY_CHUNK):
-            for d in self.ledger.apply_policy(
-                job.params["version"], ids[start : start + APPLY_CHUNK], meta
-            ):
-                applied += d.applies
+        for d in self._screen(version, ids, meta, lambda done: progress(done, len(ids))):
+            if earlier.screened(d, version):
+                applied += 1
+            else:
                 overridden += d.overridden
                 skipped += d.skipped
-            progress(min(start + APPLY_CHUNK, len(ids)), len(ids))
         return {
             "accounts": len(ids),
             "applied": applied,
             "overridden": overridden,
             "skipped": skipped,
         }
+
+    def _screen(
+        self, version: int, ids: list[UUID], meta: CommandMeta, done: Callable[[int], None]
+    ) -> Iterator[ScreeningDecision]:
+        """Each account's decision, screening a chunk at a time; `done` learns how many are
+        screened after each chunk, where a stopping process stops the job."""
+        for start in range(0, len(ids), APPLY_CHUNK):
+            yield from self.ledger.apply_policy(version, ids[start : start + APPLY_CHUNK], meta)
+            done(min(start + APPLY_CHUNK, len(ids)))
+
+
+class _EarlierRun:
+    """What a resumed job's first run stored. The job goes over its work again from the start
+    and finds that done: a row it registered is unchanged now, an account it screened needs no
+    screening. Counted as that run did them, its result says what the job did, as a run that
+    no restart cut short would. A job that recorded no progress has stored nothing."""
+
+    def __init__(self, ledger: AccountLedger, job: Job, meta: CommandMeta) -> None:
+        self.ledger = ledger
+        self.job = job
+        self.meta = meta
+        self.ran = job.total is not None
+
+    def row(self, outcome: str, account_id: UUID) -> str:
+        """What an imported row counts as, given what storing it did now."""
+        if outcome == "registered" or not self.ran:
+            return outcome
+        kinds = {type(e) for e in self._caused(account_id)}
+        if Account.Registered in kinds:
+            return "registered"
+        return "updated" if Account.FirmographicsUpdated in kinds else outcome
+
+    def screened(self, decision: ScreeningDecision, version: int) -> bool:
+        """Whether the job screened the account by the policy `version`, now or before."""
+        if decision.applies or not self.ran:
+            return decision.applies
+        return any(
+            isinstance(e, Account.Screened) and e.policy_version == version
+            for e in self._caused(decision.account_id)
+        )
+
+    def _caused(self, account_id: UUID) -> list[Account.Event]:
+        return self.ledger.caused_since(account_id, self.meta, self.job.created_on)
 
 
 class _Progress:

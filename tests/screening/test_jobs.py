@@ -33,19 +33,39 @@ def finished(client, location: str, timeout: float = 60.0) -> dict:
         time.sleep(0.05)  # polling the job as a client would
 
 
-def stored_import_job(runner: JobRunner, rows: int) -> uuid.UUID:
-    """An import job as the API stores it (its upload kept, the job started), not yet run."""
+def stored_import_job(
+    runner: JobRunner, rows: int = 0, *, body: str | None = None, screen_with: int | None = None
+) -> uuid.UUID:
+    """An import job as the API stores it (its upload kept, the job started), not yet run: of
+    `rows` good rows, or of the rows in `body`."""
     runner.uploads.mkdir(parents=True, exist_ok=True)
     job_id = uuid.uuid4()
     path = runner.uploads / f"{job_id}.csv"
-    path.write_bytes((HEADER + good_rows(rows)).encode())
+    path.write_bytes((HEADER + (good_rows(rows) if body is None else body)).encode())
     runner.ledger.start_job(
         IMPORT,
-        {"file": str(path), "strict": False, "screen_with": None, "reason": None},
+        {"file": str(path), "strict": False, "screen_with": screen_with, "reason": None},
         CommandMeta("importer"),
         job_id,
     )
     return job_id
+
+
+def when_stored(ledger, topic: str, count: int, then) -> None:
+    """Calls `then()` once `count` saves have stored an event whose topic ends with `topic`,
+    right after the last of them (in the thread that stores, before the command is answered)."""
+    seen, after = 0, ledger.recorder.max_notification_id() or 0
+
+    def saved(position: int) -> None:
+        nonlocal seen, after
+        stored = ledger.recorder.select_notifications(after + 1, position - after)
+        after = position
+        if any(n.topic.endswith(topic) for n in stored):
+            seen += 1
+            if seen == count:
+                then()
+
+    ledger.on_saved.append(saved)
 
 
 def finished_at_next_start(ledger, settings, job_id):
@@ -269,14 +289,18 @@ def test_a_policy_apply_can_run_as_a_job(client):
 
 
 def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(ledger, settings):
-    job_id = stored_import_job(JobRunner(ledger, settings), 400)
-    # The process stopped after storing the first half of the rows.
-    import_rows(ledger, (HEADER + good_rows(200)).encode(), CommandMeta("importer"))
+    runner = JobRunner(ledger, settings)
+    job_id = stored_import_job(runner, 400)
+    # The process stops after the job stored the first half of the rows.
+    when_stored(ledger, "Account.Registered", 200, runner.stop)
+    runner.run(job_id)
+    assert ledger.job(job_id).status == "running"
 
     job = finished_at_next_start(ledger, settings, job_id)
 
     assert job.status == "finished"
-    assert (job.result["registered"], job.result["unchanged"]) == (200, 200)
+    # What the import did, as a run the restart had not cut would say.
+    assert (job.result["registered"], job.result["unchanged"]) == (400, 0)
     assert ledger.unfinished_jobs() == []
     registrations = [
         n
@@ -284,6 +308,41 @@ def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(le
         if n.topic.endswith("Account.Registered")
     ]
     assert len(registrations) == 400
+
+
+def test_a_resumed_job_counts_each_row_as_a_run_the_restart_had_not_cut_would(ledger, settings):
+    import_rows(ledger, (HEADER + good_rows(20)).encode(), CommandMeta("importer"))
+    # Ten known companies the file moves to France, ten it states as they are, twenty new.
+    body = good_rows(10).replace(",DE,", ",FR,") + good_rows(30, start=10)
+    runner = JobRunner(ledger, settings)
+    job_id = stored_import_job(runner, body=body)
+    when_stored(ledger, "Account.Registered", 5, runner.stop)  # past the updates, mid-file
+    runner.run(job_id)
+    assert ledger.job(job_id).status == "running"
+
+    job = finished_at_next_start(ledger, settings, job_id)
+
+    assert (job.status, job.done, job.total) == ("finished", 40, 40)
+    counts = {k: job.result[k] for k in ("registered", "updated", "unchanged", "rejected")}
+    assert counts == {"registered": 20, "updated": 10, "unchanged": 10, "rejected": 0}
+
+
+def test_a_resumed_policy_apply_counts_the_accounts_its_first_run_screened(
+    ledger, settings, monkeypatch
+):
+    monkeypatch.setattr("services.jobs.APPLY_CHUNK", 10)
+    monkeypatch.setattr("services.jobs.STOP_SECONDS", 0.0)  # stopped from the writer's thread
+    imported = import_rows(ledger, (HEADER + good_rows(30)).encode(), CommandMeta("importer"))
+    ledger.create_policy(Criteria(headcount_min=25), CommandMeta("analyst"))
+    runner = JobRunner(ledger, settings)
+    when_stored(ledger, "Account.Screened", 15, runner.stop)  # in the second chunk
+
+    job = runner.submit_apply(1, imported.account_ids, CommandMeta("analyst"))
+    runner.wait(60)
+    assert ledger.job(job.id).status == "running"
+
+    resumed = finished_at_next_start(ledger, settings, job.id)
+    assert resumed.result == {"accounts": 30, "applied": 30, "overridden": 0, "skipped": 0}
 
 
 def test_a_resumed_job_shows_what_it_had_done_and_counts_on_from_there(ledger, settings):
