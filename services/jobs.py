@@ -183,6 +183,13 @@ class JobRunner:
             self.ledger.record_job(job_id, lambda j, by: j.refuse(reason, found, by), meta)
             return
         except Exception as exc:
+            if self._stopping.is_set():
+                # The ledger closed under a job that outlasted the stop's wait: the job did
+                # not fail, it was stopped, and the next start resumes it.
+                log.info(
+                    "job %s stopped with the process (%r); the next start resumes it", job_id, exc
+                )
+                return
             log.exception("job %s failed", job_id)
             error = type(exc).__name__  # the log has the details; a job view shows no paths
             self.ledger.record_job(job_id, lambda j, by: j.fail(error, by), meta)
@@ -218,7 +225,7 @@ class JobRunner:
             raise InputRefused(report.refused, result)
         if (version := job.params.get("screen_with")) and report.account_ids:
             ids = report.account_ids
-            decisions = self._screen(version, ids, meta, lambda _: None)
+            decisions = self._screen(version, ids, meta, lambda _: progress.check())
             result["screened"] = sum(earlier.screened(d, version) for d in decisions)
         return result
 
@@ -306,9 +313,13 @@ class _Progress:
         self.last = 0.0
         self.total: int | None = None
 
-    def __call__(self, done: int, total: int) -> None:
+    def check(self) -> None:
+        """Raises Interrupted when the process is stopping: the job stops here, to resume."""
         if self.stopping.is_set():
             raise Interrupted
+
+    def __call__(self, done: int, total: int) -> None:
+        self.check()
         now = time.monotonic()
         # The first total is recorded at once: a client polling the job learns it before the
         # first row or chunk is done, however long that takes. A row the store refuses lowers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 
@@ -325,6 +326,38 @@ def test_a_resumed_job_counts_each_row_as_a_run_the_restart_had_not_cut_would(le
     assert (job.status, job.done, job.total) == ("finished", 40, 40)
     counts = {k: job.result[k] for k in ("registered", "updated", "unchanged", "rejected")}
     assert counts == {"registered": 20, "updated": 10, "unchanged": 10, "rejected": 0}
+
+
+def test_an_import_stopped_while_it_screens_is_resumed_and_screens_nobody_twice(
+    ledger, settings, monkeypatch
+):
+    monkeypatch.setattr("services.jobs.STOP_SECONDS", 0.0)  # the screening outlasts the wait
+    ledger.create_policy(Criteria(headcount_min=100), CommandMeta("analyst"))
+    serving = open_ledger(settings)  # the process that stops
+    runner = JobRunner(serving, settings)
+    job_id = stored_import_job(runner, 50, screen_with=1)  # headcounts 10 to 59: excluded
+    screening = threading.Event()
+    when_stored(serving, "Account.Screened", 1, screening.set)
+    runner.resume()
+    assert screening.wait(60), "the job did not screen"
+
+    # The process stops as `crm serve` does: its jobs first, then the ledger, whose writer
+    # closes before its store; the job learns of the closed writer while the store is open.
+    runner.stop()
+    serving.writer.close()
+    runner.wait(60)
+    serving.close()
+
+    assert ledger.job(job_id).status == "running"
+    job = finished_at_next_start(ledger, settings, job_id)
+    assert job.status == "finished", job.error
+    assert (job.result["registered"], job.result["screened"]) == (50, 50)
+    screened = [
+        n
+        for n in ledger.recorder.select_notifications(1, 1_000_000)
+        if n.topic.endswith("Account.Screened")
+    ]
+    assert len(screened) == 50
 
 
 def test_a_resumed_policy_apply_counts_the_accounts_its_first_run_screened(
