@@ -396,7 +396,8 @@ def import_rows(
     charset: str | None = None,
     counted: Callable[[str, UUID], str] | None = None,
 ) -> ImportReport:
-    """Parses the whole file first, then stores the good rows (in strict mode: all or none).
+    """Parses the whole file first, then stores the good rows, each in a transaction of its
+    own (in strict mode none when a row is bad; a row the store refuses leaves the others).
     `counted` says what a stored row counts as, given its outcome and account (a resumed job
     counts what its first run stored)."""
     report = ImportReport()

@@ -11,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from domain.account import account_id_for
 from domain.ledger import CommandMeta
 from services.importing import import_rows
+from services.store import open_ledger
+from tests.audit.tampering import RawStore
 from tests.processes import crm_environment, run_crm
 
 ROOT = Path(__file__).parent.parent.parent
@@ -96,6 +99,24 @@ def test_strict_refuses_the_whole_file_and_a_missing_column_refuses_it_too(ledge
     assert strict.refused and strict.registered == 0
     assert no_country.refused.startswith("missing column(s): headcount")
     assert events_in_store(ledger) == 0
+
+
+def test_strict_mode_checks_the_file_not_the_store_a_row_refused_there_leaves_the_others(
+    ledger, settings
+):
+    import_rows(ledger, (HEADER + good_rows(1, start=2)).encode(), META)
+    # That company's stored record can no longer be read: the store refuses to update it.
+    RawStore(settings, ledger).garble_state(account_id_for("company2.example"), 1)
+    restarted = open_ledger(settings)  # this ledger's writer still holds the record as written
+    try:
+        report = import_rows(restarted, (HEADER + good_rows(5)).encode(), META, strict=True)
+    finally:
+        restarted.close()
+
+    assert report.refused is None
+    assert (report.registered, report.rejected) == (4, 1)
+    assert [(e.line, e.column) for e in report.errors] == [(4, "row")]
+    assert events_in_store(ledger) == 5
 
 
 def test_an_import_killed_midway_and_run_again_doubles_nothing(ledger, settings, tmp_path):
