@@ -433,7 +433,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
     from domain.errors import PolicyNotFound
     from domain.ledger import CommandMeta
-    from services.importing import import_rows
+    from services.importing import UnknownCharset, import_rows, text_codec
     from services.store import open_ledger
 
     try:
@@ -441,6 +441,14 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as error:  # missing, a directory, unreadable: the file is refused
         print(f"crm import: refused: {args.file}: {error.strerror}", file=sys.stderr)
         return 2
+    if args.charset is not None:
+        try:
+            text_codec(args.charset)
+        except UnknownCharset:
+            print(
+                f"crm import: --charset {args.charset}: not a charset it can read", file=sys.stderr
+            )
+            return 2
     console = Console()
     ledger = open_ledger(settings)
     meta = CommandMeta(args.actor, reason=f"import of {args.file.name}")
@@ -459,6 +467,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
                 meta,
                 strict=args.strict,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
+                charset=args.charset,
             )
         if report.errors:
             table = Table("line", "column", "reason", title="rows not imported")
@@ -588,6 +597,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         type=int,
         metavar="VERSION",
         help="then screen the imported accounts by this policy version",
+    )
+    importing.add_argument(
+        "--charset",
+        metavar="NAME",
+        help="the file's charset, such as windows-1252 (default: UTF-8, with or without a BOM)",
     )
     importing.add_argument("--actor", default="import", help="default: %(default)s")
     importing.set_defaults(run=_import)

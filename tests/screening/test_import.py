@@ -177,6 +177,22 @@ def test_crm_import_refuses_a_policy_version_that_does_not_exist_before_storing_
     assert events_in_store(ledger) == 0
 
 
+def test_crm_import_reads_a_file_in_the_charset_it_is_told(ledger, settings, tmp_path):
+    path = tmp_path / "targets.csv"
+    path.write_bytes(
+        f"{HEADER}Müller – Café,mueller.example,software,10,1,EUR,DE,,1,list\n".encode("cp1252")
+    )
+
+    done = run_crm(settings, "import", "--charset", "windows-1252", str(path))
+    unknown = run_crm(settings, "import", "--charset", "klingon", str(path))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ledger.account(account_id_for("mueller.example")).firmographics.name == "Müller – Café"
+    assert unknown.returncode == 2
+    assert "klingon" in unknown.stderr
+    assert events_in_store(ledger) == 1
+
+
 def test_exports_write_what_a_spreadsheet_opens(client, ledger, projector):
     import_rows(ledger, (HEADER + good_rows(30)).encode(), META)
     head = events_in_store(ledger)
