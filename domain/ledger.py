@@ -98,6 +98,8 @@ class Outcome(Generic[T]):
 
     value: T
     replayed: bool = False
+    # Of a command a read model shows: the log position the read model reflects it at.
+    position: int | None = None
 
 
 class AccountLedger(Application):
@@ -286,7 +288,9 @@ class AccountLedger(Application):
         """Sets targets for a period; other metrics of the period keep theirs."""
         for _ in range(MAX_ATTEMPTS):
             if (answered := self.answered(meta)) is not None:
-                return Outcome(answered, replayed=True)
+                return Outcome(
+                    answered, replayed=True, position=self.recorder.max_notification_id()
+                )
             objectives = self.objectives(period)
             by = self.attribution(meta).after(objectives)  # reads as of an instant need it
             objectives = objectives or Objectives.open(period, by)
@@ -295,10 +299,11 @@ class AccountLedger(Application):
             try:
                 # A key is kept even when no target changed, so that it still refuses
                 # another request.
-                self.save(objectives, self._receipt_for(meta, objectives, by))
+                saved = self.save(objectives, self._receipt_for(meta, objectives, by))
             except IntegrityError:
                 continue  # written meanwhile (the objectives, or the receipt by a retry)
-            return Outcome(objectives)
+            position = saved[-1].notification.id if saved else self.recorder.max_notification_id()
+            return Outcome(objectives, position=position)
         raise Contention(objectives_id(period))
 
     # Screening policies --------------------------------------------------------------------

@@ -21,7 +21,7 @@ from domain.objectives import Objectives
 from domain.objectives import Target as DomainTarget
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.documentation import REPLAYED
+from services.api.documentation import COMMAND_POSITION, REPLAYED
 from services.api.problems import KEY_REUSED, invalid_field, problem, problem_response
 from services.api.strict_json import StrictJSON
 
@@ -110,7 +110,7 @@ class ObjectivesController(Controller):
             409: problem_response("The levels do not rise (rule `objective_levels_order`)."),
             422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
         },
-        response_headers=[REPLAYED],
+        response_headers=[COMMAND_POSITION, REPLAYED],
     )
     def set_objectives(
         self,
@@ -126,7 +126,9 @@ class ObjectivesController(Controller):
         targets = [DomainTarget(t.metric, t.acceptable, t.optimal, t.best) for t in data.targets]
         meta = command_headers.meta(data)
         outcome = ledger.set_objectives(period, targets, meta)
-        headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+        headers = {"CRM-Position": str(outcome.position)}
+        if outcome.replayed:
+            headers["Idempotent-Replayed"] = "true"
         return Response(objectives_view(outcome.value), headers=headers)
 
     @get(

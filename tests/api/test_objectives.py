@@ -94,3 +94,17 @@ def test_a_key_first_sent_with_targets_already_set_still_guards_its_request(clie
     assert unchanged.status_code == 200
     assert other.status_code == 422
     assert client.get("/objectives/2026-03").json()["targets"] == WON["targets"]
+
+
+def test_setting_objectives_answers_with_the_log_position_of_its_last_event(client, ledger):
+    headers = {"Idempotency-Key": "objectives-4"}
+
+    first = client.put("/objectives/2026-03", json=WON, headers=headers)
+    set_at = ledger.recorder.max_notification_id()
+    replayed = client.put("/objectives/2026-03", json=WON, headers=headers)
+    unchanged = client.put("/objectives/2026-03", json=WON)
+
+    assert int(first.headers["crm-position"]) == set_at
+    # Nothing stored: the log's position when answered, at or after the targets' events.
+    assert int(replayed.headers["crm-position"]) >= set_at
+    assert int(unchanged.headers["crm-position"]) >= set_at
