@@ -442,10 +442,8 @@ class AccountLedger(Application):
 
     # Queries -----------------------------------------------------------------------------
 
-    def objectives(self, period: str, as_of: datetime | None = None) -> Objectives | None:
-        """The period's targets now, or as they were set at `as_of`."""
-        key = objectives_id(period)
-        found = self._get(key) if as_of is None else self._as_of(key, as_of)
+    def objectives(self, period: str) -> Objectives | None:
+        found = self._get(objectives_id(period))
         return found if isinstance(found, Objectives) else None
 
     def account(self, account_id: UUID, version: int | None = None) -> Account:

@@ -1,4 +1,5 @@
-"""Stage and funnel reports over the `transitions` read model.
+"""Stage and funnel reports over the `transitions` read model, and the stage report's
+objectives over the `objectives` one.
 
 For a window [start, end) and an instant `as_of` (what was known then): how many accounts are
 in each state, how many entered and left each state per day, month or year, the conversion
@@ -18,7 +19,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
-from projections import transitions
+from domain.objectives import Target
+from projections import objectives, transitions
 from projections.database import from_micros, to_micros
 from projections.generations import live_generation
 
@@ -46,11 +48,12 @@ def period_of(instant: datetime, period: Period) -> str:
 
 
 def report(
-    conn: Connection, kind: str, window: Window, periods: tuple[str, ...] = ()
+    conn: Connection, kind: str, window: Window, targets_set_at: datetime | None = None
 ) -> dict[str, Any]:
-    """`kind` is `stage` or `funnel`; the figures per group (or for `all`), and for each of
-    `periods` (names of days, months or years, whatever the window) the accounts of all groups
-    that entered each state in it, as `actuals`."""
+    """`kind` is `stage` or `funnel`; the figures per group (or for `all`), and for the stage
+    report the `targets` of the periods the window touches, as set at `targets_set_at` (else
+    as they stand), with the accounts of all groups that entered each state in each of those
+    periods, over the whole period, as `actuals`."""
     gen = live_generation(conn, transitions.NAME)
     order, states = (
         (STAGE_ORDER, STAGES) if kind == transitions.STAGE else (FUNNEL_ORDER, FUNNEL_ORDER)
@@ -75,13 +78,21 @@ def report(
             group = group.lower()
         by_group[group].append(row)
     by_account = _by_account(rows)
+    targets: dict[str, dict[str, Target]] = {}
+    position = gen.position if gen else 0
+    if kind == transitions.STAGE and (set_gen := live_generation(conn, objectives.NAME)):
+        first = period_of(window.start, window.period)
+        last = period_of(window.end - timedelta(microseconds=1), window.period)
+        targets = objectives.targets_between(conn, set_gen, first, last, targets_set_at)
+        position = min(position, set_gen.position)
     return {
-        "position": gen.position if gen else 0,
+        "position": position,
         "groups": [
             {"group": group, **_figures(group_rows, window, order, states, kind)}
             for group, group_rows in sorted(by_group.items())
         ],
-        "actuals": {name: _entered(by_account, *period_bounds(name)) for name in periods},
+        "targets": targets,
+        "actuals": _entered_per_period(by_account, set(targets), window.period),
     }
 
 
@@ -101,6 +112,27 @@ def _entered(by_account: dict[str, list[Any]], start: int, end: int) -> dict[str
             if state not in OUTCOMES or _stood(moves, state, end):
                 entered[state] += 1
     return dict(entered)
+
+
+def _entered_per_period(
+    by_account: dict[str, list[Any]], names: set[str], period: Period
+) -> dict[str, dict[str, int]]:
+    """`_entered` for each of the periods named (all of `period`'s size), in one pass over the
+    moves rather than one a period."""
+    if not names:
+        return {}
+    start, end = period_bounds(min(names))[0], period_bounds(max(names))[1]
+    entered: dict[str, dict[str, int]] = {name: defaultdict(int) for name in names}
+    for moves in by_account.values():
+        states = {
+            (name, m.to_state)
+            for m in moves
+            if start <= m.at < end and (name := period_of(from_micros(m.at), period)) in names
+        }
+        for name, state in states:
+            if state not in OUTCOMES or _stood(moves, state, period_bounds(name)[1]):
+                entered[name][state] += 1
+    return {name: dict(counts) for name, counts in entered.items()}
 
 
 def _stood(moves: list[Any], outcome: str, end: int) -> bool:
@@ -177,21 +209,6 @@ def _spread(seconds: list[float]) -> dict[str, Any]:
         "median_seconds": statistics.median(ordered),
         "p90_seconds": ordered[math.ceil(0.9 * len(ordered)) - 1],
     }
-
-
-def periods_between(start: datetime, end: datetime, period: Period, cap: int = 1000) -> list[str]:
-    """The names of the periods that [start, end) touches, at most `cap` of them."""
-    names: list[str] = []
-    cursor = start
-    while cursor < end and len(names) < cap:
-        name = period_of(cursor, period)
-        if not names or names[-1] != name:
-            names.append(name)
-        try:
-            cursor = _next_period(cursor, period)
-        except (ValueError, OverflowError):  # the period after 9999-12: there is none
-            break
-    return names
 
 
 def period_bounds(name: str) -> tuple[int, int]:

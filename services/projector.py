@@ -21,7 +21,7 @@ from eventsourcing.utils import get_topic
 from sqlalchemy import Connection, text
 
 from domain.ledger import AccountLedger
-from projections import READ_MODEL_NAMES, accounts, transitions
+from projections import READ_MODEL_NAMES, accounts, objectives, transitions
 from projections.account_queries import ensure_cursor_key
 from projections.batch import Entry
 from projections.database import ReadModelDatabase
@@ -39,7 +39,9 @@ from services.leadership import lock_key
 
 log = logging.getLogger("crm.projector")
 
-READ_MODELS: dict[str, ModuleType] = {model.NAME: model for model in (accounts, transitions)}
+READ_MODELS: dict[str, ModuleType] = {
+    model.NAME: model for model in (accounts, transitions, objectives)
+}
 assert tuple(READ_MODELS) == READ_MODEL_NAMES, "projections/__init__.py names other read models"
 POLL_SECONDS = 0.2
 PACE_SECONDS = 0.05  # a batch at most this often (see _follow)

@@ -73,12 +73,13 @@ def objectives_view(objectives: Objectives) -> ObjectivesView:
 
 
 def objective_results(
-    targets: dict[str, Objectives], actuals: dict[str, dict[str, int]]
+    targets: dict[str, dict[str, DomainTarget]], actuals: dict[str, dict[str, int]]
 ) -> list[ObjectiveResult]:
-    """Each target of each period against the accounts that entered its stage in the period."""
+    """Each target of each period (by metric) against the accounts that entered its stage in
+    the period."""
     results = []
-    for period, objectives in targets.items():
-        for target in sorted(objectives.targets.values(), key=lambda t: t.metric):
+    for period, by_metric in targets.items():
+        for target in sorted(by_metric.values(), key=lambda t: t.metric):
             actual = actuals.get(period, {}).get(METRIC_STATES[target.metric], 0)
             results.append(
                 ObjectiveResult(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,10 +32,10 @@ from contracts.read_models import (
     LeaderboardPage,
     Report,
 )
-from projections import accounts, transitions
+from projections import accounts, objectives, transitions
 from projections.account_queries import BadCursor, Filters, Page, cursor_key, leaderboard
 from projections.database import ReadModelDatabase, from_micros
-from projections.reports import Window, periods_between, report
+from projections.reports import Window, report
 from services.api.auth import PAST_READS, Permission
 from services.api.documentation import NO_STORE_PROBLEM, READ_POSITION, STALE
 from services.api.objectives import objective_results
@@ -94,7 +95,7 @@ class Reads:
 
             def waited() -> Answer:
                 return render(
-                    wait_for_position(self.projector, name, min_position, self.wait_seconds)
+                    wait_for_position(self.projector, (name,), min_position, self.wait_seconds)
                 )
 
             answer = await anyio.to_thread.run_sync(waited)
@@ -134,11 +135,16 @@ def instant(value: str | None, field: str) -> datetime | None:
 
 
 def wait_for_position(
-    projector: Projector, name: str, min_position: int | None, wait: float
+    projector: Projector, names: tuple[str, ...], min_position: int | None, wait: float
 ) -> bool | None:
+    """Whether the read models `names` reached `min_position` within `wait` seconds."""
     if min_position is None:
         return None
-    return projector.wait_for(name, min_position, wait) >= min_position
+    deadline = time.monotonic() + wait
+    return all(
+        projector.wait_for(name, min_position, deadline - time.monotonic()) >= min_position
+        for name in names
+    )
 
 
 def read_page(projector: Projector, query, *args) -> Page:  # type: ignore[no-untyped-def]
@@ -270,18 +276,15 @@ def _report(
             f"its end, {window.end.isoformat()}."
         )
         raise invalid_field(field, detail, 400)
-    reached = wait_for_position(projector, transitions.NAME, min_position, reads.wait_seconds)
-    # The objectives of the periods the window touches, as set at `as_of`, each measured over
-    # its whole period.
-    targets = {}
-    set_at = window.as_of if as_of_text else None
-    if kind == transitions.STAGE:
-        for name in periods_between(window.start, window.end, period):
-            if (objectives := projector.ledger.objectives(name, set_at)) is not None:
-                targets[name] = objectives
+    shown = (
+        (transitions.NAME, objectives.NAME) if kind == transitions.STAGE else (transitions.NAME,)
+    )
+    reached = wait_for_position(projector, shown, min_position, reads.wait_seconds)
     with projector.database.read() as conn:
-        figures = report(conn, kind, window, tuple(targets))
-    results = objective_results(targets, figures["actuals"])
+        # The objectives as set at `as_of`, else as they stand: whatever this host's clock
+        # reads, another host's may have stamped a target after it.
+        figures = report(conn, kind, window, window.as_of if as_of_text else None)
+    results = objective_results(figures["targets"], figures["actuals"])
     body = Report(
         kind=kind,
         start=window.start,

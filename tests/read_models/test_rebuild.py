@@ -13,6 +13,7 @@ from sqlalchemy import inspect, text
 from domain.account import Account, BantRating, Firmographics
 from domain.errors import LedgerError
 from domain.ledger import CommandMeta
+from domain.objectives import METRICS, Target
 from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
 from projections import accounts
 from projections.account_queries import Filters, cursor_key, leaderboard
@@ -42,6 +43,14 @@ steps = st.lists(
                 st.fixed_dictionaries({"industry": st.sampled_from(["it", "energy"])})
                 | st.fixed_dictionaries({"country": st.sampled_from(["DE", "FR"])}),
             ),
+            st.tuples(
+                st.just("objectives"),
+                st.tuples(
+                    st.sampled_from(["2026", "2026-03", "2026-03-15"]),
+                    st.sampled_from(METRICS),
+                    st.integers(0, 3),
+                ),
+            ),
             st.tuples(st.just("catch_up"), st.none()),
         ),
     ),
@@ -65,6 +74,9 @@ def run(ledger, projector, account_ids, step) -> None:
         "correct": lambda: ledger.submit(
             account_id, META, Account.correct_firmographics, arg
         ).result(),
+        "objectives": lambda: ledger.set_objectives(
+            arg[0], [Target(arg[1], arg[2], arg[2], arg[2])], META
+        ),
         "catch_up": projector.catch_up,
     }
     try:
@@ -163,7 +175,7 @@ def test_a_read_that_began_before_a_rebuild_went_live_is_answered_from_the_table
     with projector.database.read() as conn:
         assert not inspect(conn).has_table(accounts.table(before))
         names = conn.execute(text("SELECT name, live FROM rm_generations")).all()
-    assert sorted(names) == [("accounts", 1), ("transitions", 1)]
+    assert sorted(names) == [("accounts", 1), ("objectives", 1), ("transitions", 1)]
 
 
 def switched(projector, rebuilt) -> bool:

@@ -85,6 +85,15 @@ def stage_report(client, history, **params):
     return response.json()
 
 
+def set_targets(client, period: str, *targets: tuple[str, int, int, int]) -> int:
+    """Sets (metric, acceptable, optimal, best) targets; the position a report reflects them at."""
+    fields = ("metric", "acceptable", "optimal", "best")
+    body = {"targets": [dict(zip(fields, t, strict=True)) for t in targets]}
+    response = client.put(f"/objectives/{period}", json=body)
+    assert response.status_code == 200, response.text
+    return int(response.headers["crm-position"])
+
+
 def days(value: float) -> float:
     return pytest.approx(value * DAY, abs=1)
 
@@ -195,16 +204,9 @@ def test_daily_periods_and_the_window(client, history):
 
 
 def test_objectives_show_actuals_against_three_levels(client, history):
-    response = client.put(
-        "/objectives/2026-02",
-        json={
-            "targets": [
-                {"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3},
-                {"metric": "entered_warm_up", "acceptable": 1, "optimal": 2, "best": 4},
-            ]
-        },
+    position = set_targets(
+        client, "2026-02", ("accounts_won", 1, 2, 3), ("entered_warm_up", 1, 2, 4)
     )
-    assert response.status_code == 200, response.text
     assert (
         client.put(
             "/objectives/2026-03",
@@ -215,7 +217,7 @@ def test_objectives_show_actuals_against_three_levels(client, history):
         == "objective_levels_order"
     )
 
-    report = stage_report(client, history)
+    report = stage_report(client, {"position": position})
 
     assert report["objectives"] == [
         {
@@ -243,14 +245,26 @@ def test_objectives_show_actuals_against_three_levels(client, history):
     assert client.get("/objectives/26-4").status_code in (400, 404)
 
 
+def test_a_day_report_over_years_shows_the_objectives_of_every_day_it_touches(client, history):
+    set_targets(client, "2023-01-01", ("entered_identified", 1, 2, 3))
+    set_targets(client, "2026-02", ("accounts_won", 1, 2, 3))  # a month: not on a day report
+    set_targets(client, "2026-03-01", ("accounts_lost", 2, 1, 0))  # the day the window ends
+    last = set_targets(client, "2026-02-04", ("accounts_won", 1, 2, 3))  # A was won that day
+    window = {"from": "2023-01-01T12:00:00Z", "to": "2026-03-01T00:00:00Z", "period": "day"}
+
+    report = stage_report(client, {"position": last}, **window)  # 1,155 days
+
+    assert [(o["period"], o["metric"], o["actual"]) for o in report["objectives"]] == [
+        ("2023-01-01", "entered_identified", 0),
+        ("2026-02-04", "accounts_won", 1),
+    ]
+
+
 def test_an_objective_counts_its_whole_period_whatever_the_window(client, history):
-    client.put(
-        "/objectives/2026-02",
-        json={"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]},
-    )
+    position = set_targets(client, "2026-02", ("accounts_won", 1, 2, 3))
 
     # A was won on 4 February, before this window opens; the February objective still counts it.
-    report = stage_report(client, history, **{"from": "2026-02-10T00:00:00Z"})
+    report = stage_report(client, {"position": position}, **{"from": "2026-02-10T00:00:00Z"})
 
     assert [(o["period"], o["actual"], o["level"]) for o in report["objectives"]] == [
         ("2026-02", 1, "acceptable")
@@ -258,19 +272,31 @@ def test_an_objective_counts_its_whole_period_whatever_the_window(client, histor
 
 
 def test_a_report_as_of_an_instant_shows_the_objectives_set_by_then(client, history, clock):
-    client.put(
-        "/objectives/2026-02",
-        json={"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]},
-    )
+    position = {"position": set_targets(client, "2026-02", ("accounts_won", 1, 2, 3))}
     set_at = clock.now  # the clock moves a microsecond an event: the last one is the put's
 
-    before = stage_report(client, history, as_of=(set_at - timedelta(hours=1)).isoformat())
-    after = stage_report(client, history, as_of=set_at.isoformat())
+    before = stage_report(client, position, as_of=(set_at - timedelta(hours=1)).isoformat())
+    after = stage_report(client, position, as_of=set_at.isoformat())
 
     assert before["objectives"] == []
     assert [(o["period"], o["metric"]) for o in after["objectives"]] == [
         ("2026-02", "accounts_won")
     ]
+
+
+def test_a_report_as_of_a_target_shows_it_though_a_clock_set_back_stamped_the_next(
+    client, history, clock
+):
+    set_targets(client, "2026-02", ("accounts_won", 1, 2, 3))
+    first_set_at = clock.now
+    clock.advance(hours=-1)  # another host's clock behind this one's, or this one set back
+    position = {"position": set_targets(client, "2026-02", ("accounts_won", 4, 5, 6))}
+
+    then = stage_report(client, position, as_of=first_set_at.isoformat())
+    now = stage_report(client, position)
+
+    assert [o["acceptable"] for o in then["objectives"]] == [1]
+    assert [o["acceptable"] for o in now["objectives"]] == [4]
 
 
 def test_a_cleared_deal_is_no_deal_and_a_deal_lost_twice_counts_once(client, history, clock):
@@ -285,18 +311,10 @@ def test_a_cleared_deal_is_no_deal_and_a_deal_lost_twice_counts_once(client, his
         command(client, b, "stage", {"to": "outreach", "reason": "new budget"})
         last = client.post(f"/accounts/{b['id']}/deal", json={"outcome": "lost", "reason": why})
         assert last.status_code == 200, last.text
-    client.put(
-        "/objectives/2026-03",
-        json={
-            "targets": [
-                {"metric": "accounts_lost", "acceptable": 2, "optimal": 1, "best": 0},
-                {"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3},
-            ]
-        },
-    )
+    position = set_targets(client, "2026-03", ("accounts_lost", 2, 1, 0), ("accounts_won", 1, 2, 3))
     march = {"from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
 
-    report = stage_report(client, {"position": int(last.headers["crm-position"])}, **march)
+    report = stage_report(client, {"position": position}, **march)
 
     (group,) = report["groups"]
     assert group["win_rate"] == {"won": 0, "lost": 1, "rate": 0.0}
@@ -424,16 +442,11 @@ def test_a_corrected_industry_regroups_the_account_whole(client, history):
 
 def test_a_period_of_a_year_before_1000_is_named_with_four_digits(client, clock):
     clock.now = datetime(999, 3, 10, tzinfo=UTC)
-    registered = client.post("/accounts", json=registration(name="Old", domain="old.com"))
-    client.put(
-        "/objectives/0999-03",
-        json={
-            "targets": [{"metric": "entered_identified", "acceptable": 1, "optimal": 2, "best": 3}]
-        },
-    )
+    client.post("/accounts", json=registration(name="Old", domain="old.com"))
+    position = set_targets(client, "0999-03", ("entered_identified", 1, 2, 3))
     window = {"from": "0999-03-01T00:00:00Z", "to": "0999-04-01T00:00:00Z", "period": "month"}
 
-    report = stage_report(client, {"position": int(registered.headers["crm-position"])}, **window)
+    report = stage_report(client, {"position": position}, **window)
 
     assert [p["period"] for p in report["groups"][0]["periods"]] == ["0999-03"]
     assert [(o["period"], o["actual"]) for o in report["objectives"]] == [("0999-03", 1)]
