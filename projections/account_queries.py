@@ -263,7 +263,7 @@ def _state(cursor: str) -> Any:
     payload = cursor.partition(".")[0]
     try:
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except binascii.Error as exc:
+    except (binascii.Error, RecursionError) as exc:  # a made-up one may nest without end
         raise ValueError(str(exc)) from None
 
 

@@ -248,3 +248,16 @@ def test_only_an_auditor_may_page_on_with_the_cursor_of_a_past_page(secured, clo
     assert secured.get("/accounts", params=past_page, headers=as_("ada")).status_code == 200
     present_page = {"cursor": present["next_cursor"], "limit": 1}
     assert secured.get("/accounts", params=present_page, headers=as_("vera")).status_code == 200
+
+
+def test_a_made_up_cursor_nested_too_deeply_is_a_400_for_any_role(secured):
+    """The role check looks into a cursor before the query checks its signature: one that
+    nests deeper than a decoder follows must still be refused as a cursor, not fail the server."""
+    import base64
+
+    forged = base64.urlsafe_b64encode(b"[" * 40_000).decode().rstrip("=")
+
+    for name in ("vera", "ada"):
+        answer = secured.get("/accounts", params={"cursor": forged}, headers=as_(name))
+        assert answer.status_code == 400, (name, answer.text)
+        assert answer.json()["field"] == "cursor"
