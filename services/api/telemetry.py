@@ -30,8 +30,10 @@ _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()  # as ASGI servers pass hea
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
-# What a browser must not do with a CRM's answers: sniff types, frame them, leak the URL.
+# What a browser must not do with a CRM's answers: sniff types, frame them, leak the URL, or
+# keep personal data in a cache (shared or its own; no answer is revalidated, so none is kept).
 SECURITY_HEADERS = [
+    (b"cache-control", b"no-store"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),

@@ -121,6 +121,7 @@ GENERIC = {
     "date",
     "server",
     "transfer-encoding",
+    "cache-control",
     "x-content-type-options",
     "x-frame-options",
     "referrer-policy",

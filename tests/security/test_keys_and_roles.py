@@ -182,6 +182,25 @@ def test_every_answer_carries_security_headers_and_cors_is_off_unless_configured
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
 
 
+def test_no_answer_may_be_kept_by_a_cache(secured):
+    """Accounts hold people's names and e-mail addresses: neither a shared cache on the way nor
+    the browser's own may store an answer (none is revalidated: the API takes no If-None-Match)."""
+    created = secured.post("/accounts", json=registration(), headers=as_("sam"))
+    account = f"/accounts/{created.json()['id']}"
+
+    answers = [
+        created,
+        secured.get(account, headers=as_("vera")),
+        secured.get("/accounts", headers=as_("vera")),
+        secured.get(f"{account}/history", params={"format": "csv"}, headers=as_("ada")),
+        secured.get(account, headers=as_("prom")),
+        secured.get(account),
+    ]
+
+    for answer in answers:
+        assert answer.headers["cache-control"] == "no-store", (answer.request.url, answer.headers)
+
+
 def test_a_frontend_on_an_allowed_origin_may_read_every_header_the_answers_carry(
     ledger, projector, settings
 ):
