@@ -152,6 +152,7 @@ class BearerKeyMiddleware(AbstractAuthenticationMiddleware):
             raise NotAuthorizedException(
                 "The key is not valid.", headers={"WWW-Authenticate": "Bearer"}
             )
+        connection.scope["user"] = key  # known before a refusal, so its log line names it
         authorize(key, connection)
         return AuthenticationResult(user=key, auth=key.role)
 

@@ -280,3 +280,20 @@ def test_a_made_up_cursor_nested_too_deeply_is_a_400_for_any_role(secured):
         answer = secured.get("/accounts", params={"cursor": forged}, headers=as_(name))
         assert answer.status_code == 400, (name, answer.text)
         assert answer.json()["field"] == "cursor"
+
+
+def test_the_log_line_of_a_refused_request_names_the_key_that_sent_it(secured, caplog):
+    """An operator looking into what a key tried to do finds its refusals too."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="crm.requests"):
+        secured.post("/accounts", json=registration(), headers=as_("vera"))
+        secured.get("/accounts", headers=as_("prom"))
+        secured.get("/accounts", headers={"Authorization": "Bearer not-a-key-at-all-0000"})
+
+    lines = [r.fields for r in caplog.records if r.name == "crm.requests"]
+    assert [(line["status"], line["key"]) for line in lines] == [
+        (403, "vera"),
+        (403, "prom"),
+        (401, None),
+    ]
