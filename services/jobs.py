@@ -181,7 +181,6 @@ class JobRunner:
             reason, found = refusal.reason, refusal.result
             log.info("job %s refused its input: %s", job_id, reason)
             self.ledger.record_job(job_id, lambda j, by: j.refuse(reason, found, by), meta)
-            return
         except Exception as exc:
             if self._stopping.is_set():
                 # The ledger closed under a job that outlasted the stop's wait: the job did
@@ -193,8 +192,12 @@ class JobRunner:
             log.exception("job %s failed", job_id)
             error = type(exc).__name__  # the log has the details; a job view shows no paths
             self.ledger.record_job(job_id, lambda j, by: j.fail(error, by), meta)
-            return
-        self.ledger.record_job(job_id, lambda j, by: j.finish(result, by), meta)
+        else:
+            self.ledger.record_job(job_id, lambda j, by: j.finish(result, by), meta)
+        # An ended job is never run again: its upload, the people and companies of a target
+        # list, is kept no longer than it is needed (kept, every upload would fill the disk).
+        if job.kind == IMPORT:
+            Path(job.params["file"]).unlink(missing_ok=True)
 
     def _import(
         self, job: Job, meta: CommandMeta, progress: _Progress, earlier: _EarlierRun

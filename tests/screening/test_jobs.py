@@ -260,6 +260,25 @@ def test_bad_uploads_are_refused(client):
     assert client.get(f"/jobs/{uuid.uuid4()}").status_code == 404
 
 
+def test_an_upload_is_not_kept_once_its_job_has_ended(client, jobs, settings):
+    """The file holds the people and companies of the list: once the job is done nothing reads
+    it again, and kept it would fill the disk with every upload ever sent."""
+    imported = client.post(
+        "/imports", content=(HEADER + good_rows(3)).encode(), headers={"Content-Type": "text/csv"}
+    )
+    refused = client.post(
+        "/imports?strict=true",
+        content=(HEADER + "Bad,bad.example,it,many,1,EUR,DE,,1,x\n").encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert finished(client, imported.headers["location"])["status"] == "finished"
+    assert finished(client, refused.headers["location"])["status"] == "failed"
+
+    jobs.wait(60)
+
+    assert list((settings.data_dir / "imports").iterdir()) == []
+
+
 def test_a_policy_apply_can_run_as_a_job(client):
     upload = client.post(
         "/imports", content=(HEADER + good_rows(50)).encode(), headers={"Content-Type": "text/csv"}
