@@ -18,7 +18,7 @@ from domain.ledger import AccountLedger, CommandMeta, Outcome
 from domain.screening_policy import ScreeningDecision
 from services.importing import import_rows
 from services.leadership import Leadership
-from services.settings import Settings
+from services.settings import PRIVATE, Settings
 
 log = logging.getLogger("crm.jobs")
 
@@ -72,7 +72,8 @@ class JobRunner:
         if (answered := self.ledger.answered(meta)) is not None:
             return Outcome(answered, replayed=True)  # nothing kept, no job started
         job_id = uuid4()
-        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.settings.make_data_dir()
+        self.uploads.mkdir(mode=PRIVATE, exist_ok=True)
         path = self.uploads / f"{job_id}.csv"
         params = {
             "file": str(path),

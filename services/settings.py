@@ -15,6 +15,7 @@ T = TypeVar("T", int, float)
 
 
 PORT_MAX = 65535
+PRIVATE = 0o700  # the mode of the directories the CRM makes for its files
 # Upper bounds of numbers that the libraries beneath would take and then fail on, at run time.
 CENTURY_SECONDS = 3_155_760_000  # JetStream counts a stream's max age in 64-bit nanoseconds
 YEAR_SECONDS = 31_536_000
@@ -97,7 +98,9 @@ class Settings:
         making it (no permission, a read-only or pseudo file system such as /proc) is said so,
         naming the variable, by the first command that needs it."""
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Made for this user alone: it holds personal data and the key cursors are signed
+            # with. A directory that exists is left as the operator made it.
+            self.data_dir.mkdir(mode=PRIVATE, parents=True, exist_ok=True)
         except OSError as error:
             raise SettingError(
                 f"CRM_DATA_DIR {self.data_dir} cannot be made: {error.strerror}"
