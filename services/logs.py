@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -71,15 +72,29 @@ class JsonFormatter(logging.Formatter):
         return f"{self._second[1]}.{micros // 1000:03d}+00:00"
 
 
+# What a request may bring into a line (a path's %0A or %1B): written as it is, it would start
+# a forged line or drive the operator's terminal, so a text line shows it as an escape.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(text: str) -> str:
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return _escaped(super().formatMessage(record))  # a traceback after it keeps its lines
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = getattr(record, "fields", None)
         if fields:
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            line += " " + " ".join(
+                f"{k}={_escaped(str(v))}" for k, v in fields.items() if v is not None
+            )
         return line
 
 

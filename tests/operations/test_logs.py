@@ -109,3 +109,27 @@ def test_lines_still_waiting_for_their_loop_are_written_at_exit():
     )
     assert done.returncode == 0, done.stderr
     assert [line["message"] for line in lines(done.stderr)] == [f"line {n}" for n in range(100)]
+
+
+def test_a_text_line_shows_control_characters_a_request_sent_as_escapes(capsys):
+    """A path may carry %0A or %1B: written as they are, they would start a forged line or
+    recolour an operator's terminal; the JSON lines escape them already."""
+    configure("text")
+    path = "/accounts/x\n2026-01-01 00:00:00,000 INFO crm.requests forged\x1b[2J"
+
+    log_fields(logging.getLogger("crm.requests"), logging.INFO, f"GET {path} 404", {"path": path})
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("crm.api").exception("failed on %s", path)
+
+    written = capsys.readouterr().err.splitlines()
+    assert written[0].endswith(
+        "GET /accounts/x\\n2026-01-01 00:00:00,000 INFO crm.requests forged\\x1b[2J 404"
+        " path=/accounts/x\\n2026-01-01 00:00:00,000 INFO crm.requests forged\\x1b[2J"
+    )
+    assert written[1].endswith(
+        "failed on /accounts/x\\n2026-01-01 00:00:00,000 INFO crm.requests forged\\x1b[2J"
+    )
+    assert written[2] == "Traceback (most recent call last):"  # a traceback keeps its lines
+    assert not any("\x1b" in line for line in written)
