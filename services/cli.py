@@ -188,6 +188,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from services.api.auth import load_keys
+    from services.request_head import BoundedHead
 
     keys = load_keys(settings.api_keys, settings.api_keys_file)
     if not keys:
@@ -223,7 +224,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHead,  # httptools, with a bound on the request line and headers
         ws="none",  # no route is a WebSocket: an upgrade is answered as HTTP, and no library loads
         log_level="warning",
         log_config=None,  # uvicorn's own lines go to the root logger, in the CRM's format

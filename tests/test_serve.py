@@ -104,3 +104,49 @@ def test_an_embedded_broker_that_cannot_store_its_streams_stops_crm_serve_saying
     )
     assert "Traceback" not in done.stderr
     assert "CRM listening" not in done.stdout
+
+
+def _answer_to(port: int, head: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+        try:
+            raw.sendall(head)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the whole head was sent
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize("store", ["sqlite"])  # the HTTP server's own limit; no store involved
+def test_a_request_whose_line_and_headers_pass_64_kib_is_refused_with_431(settings):
+    """Nobody needs a key to send headers: with no limit, a client could make the server hold
+    and parse a head of any size (100 MB took it 12 s), and many such clients its memory."""
+    server = CrmServe(settings).wait_ready()
+    try:
+        huge = _answer_to(
+            server.port,
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4_000_000 + b"\r\n\r\n",
+        )
+        many = _answer_to(
+            server.port,
+            b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 20_000 + b"\r\n",
+        )
+        long_url = _answer_to(
+            server.port, b"GET /health?" + b"a=1&" * 250_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        fine = _answer_to(
+            server.port,
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
+            + b"a" * 32_000
+            + b"\r\n\r\n",
+        )
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
+
+    for refused in (huge, many, long_url):
+        status, _, rest = refused.partition(b"\r\n")
+        assert status == b"HTTP/1.1 431 Request Header Fields Too Large", refused[:200]
+        assert b"content-type: application/problem+json" in rest
+        assert b'"status":431' in rest
+    assert fine.startswith(b"HTTP/1.1 200 OK")
