@@ -30,7 +30,7 @@ from services.api.objectives import ObjectivesController
 from services.api.page_cache import PageCache
 from services.api.parameters import (
     note_what_routes_take,
-    refuse_unknown_query_parameters,
+    refuse_parameters_not_taken,
     refuse_unread_body,
 )
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
@@ -63,8 +63,9 @@ EXPOSED_HEADERS = [
 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
-    """Before any handler: what a request sends that its route would ignore is refused."""
-    refuse_unknown_query_parameters(request)
+    """Before any handler: what a request sends that its route would ignore or misread is
+    refused."""
+    refuse_parameters_not_taken(request)
     await refuse_unread_body(request)
     await refuse_unheeded_guards(request)
 

@@ -1,40 +1,83 @@
 """What a request sends that its route would ignore is refused rather than ignored: a
 misspelt filter (`?industy=`) would otherwise answer every account, as if it had matched, and
-a body sent where none is read (a DELETE's reason, which goes in `?reason=`) would be lost."""
+a body sent where none is read (a DELETE's reason, which goes in `?reason=`) would be lost.
+
+A whole number in the path or query string is taken in the digits 0-9 alone. Litestar reads
+one in the path with Python's int(), which also takes `1_0` (as 10), `+1`, ` 1` and other
+scripts' digits (`٢`), and one in the query string as a JSON number, which also takes `1.0`,
+`1e1` and `-0`; each route's whole numbers are checked here, before either reads them."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
 from litestar import Litestar, Request
+from litestar.exceptions import ImproperlyConfiguredException
+from litestar.handlers import HTTPRouteHandler
+from litestar.typing import FieldDefinition
 
 from services.api.documentation import RAW_BODY
 from services.api.problems import invalid_field
 
 QUERY = "query_parameters"  # handler opt: the names its route takes, noted at start
 TAKES_BODY = "takes_body"  # handler opt: it reads a request body, noted at start
+WHOLE = "whole_numbers"  # handler opt: its parameters that are whole numbers, noted at start
+# The API's whole numbers (versions, positions, page sizes) are never negative.
+_DIGITS = re.compile(r"0|[1-9][0-9]*")
 
 
 def note_what_routes_take(app: Litestar) -> None:
     """Notes on each handler the query parameters Litestar resolves for it (its own and its
-    dependencies'), which of them may repeat, and whether it reads a body."""
+    dependencies'), which of them may repeat, which of them and of its path parameters are
+    whole numbers, and whether it reads a body."""
     for route in app.routes:
+        for parameter in route.path_parameters.values():
+            if parameter.type is int:  # read with int() before any check could see the text
+                raise ImproperlyConfiguredException(
+                    f"{route.path}: declare {{{parameter.name}:str}}; the handler's int "
+                    "annotation makes it a whole number, taken in digits only"
+                )
         for handler, model in getattr(route, "route_handler_map", {}).values():
             names = frozenset(p.field_alias for p in model.expected_query_params)
             handler.opt[QUERY] = (names, frozenset(model.sequence_query_parameter_names))
+            fields = _fields(handler)
+            handler.opt[WHOLE] = frozenset(
+                p.field_alias
+                for p in (*model.expected_query_params, *model.expected_path_params)
+                if _whole_number(fields[p.field_name])
+            )
             handler.opt[TAKES_BODY] = (
                 "data" in handler.parsed_fn_signature.parameters or RAW_BODY in handler.opt
             )
 
 
-def refuse_unknown_query_parameters(request: Request[Any, Any, Any]) -> None:
+def _fields(handler: HTTPRouteHandler) -> dict[str, FieldDefinition]:
+    """The parameters of the handler and of its dependencies, by name."""
+    fields = {}
+    for provide in handler.resolve_dependencies().values():
+        fields.update(provide.parsed_fn_signature.parameters)
+    return {**fields, **handler.parsed_fn_signature.parameters}
+
+
+def _whole_number(field: FieldDefinition) -> bool:
+    return field.annotation is int or (field.is_optional and int in field.args)
+
+
+def refuse_parameters_not_taken(request: Request[Any, Any, Any]) -> None:
+    """Refuses a query parameter the route does not take, or takes once but is given again,
+    and a whole number in the path or query string not written in digits."""
+    whole = request.route_handler.opt.get(WHOLE, frozenset())
+    for name, value in request.scope["path_params"].items():
+        if name in whole and (problem := _number_problem(name, value)):
+            raise invalid_field(*problem, 400)
     query = request.scope["query_string"]
     if not query:
         return
     names, repeatable = request.route_handler.opt.get(QUERY, (frozenset(), frozenset()))
-    problem = _query_problem(query, names, repeatable)
+    problem = _query_problem(query, names, repeatable, whole)
     if problem is not None:
         raise invalid_field(*problem, 400)
 
@@ -58,16 +101,24 @@ async def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
 
 @lru_cache(1024)  # as Litestar parses query strings: a page asked for again is not parsed again
 def _query_problem(
-    query: bytes, names: frozenset[str], repeatable: frozenset[str]
+    query: bytes, names: frozenset[str], repeatable: frozenset[str], whole: frozenset[str]
 ) -> tuple[str, str] | None:
     """The first parameter of `query` the route does not take, or takes once but is given
-    again, and why; None when the route takes them all."""
+    again, or takes as a whole number but is not one, and why; None when all are well."""
     seen = set()
-    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if name not in names:
             takes = ", ".join(sorted(names)) or "none"
             return name, f"Unknown query parameter {name!r}; this route takes: {takes}."
         if name in seen and name not in repeatable:
             return name, f"The query parameter {name!r} is given more than once."
+        if name in whole and (problem := _number_problem(name, value)):
+            return problem
         seen.add(name)
     return None
+
+
+def _number_problem(name: str, value: str) -> tuple[str, str] | None:
+    if _DIGITS.fullmatch(value):
+        return None
+    return name, f"{name} must be a whole number in the digits 0-9, without a sign or leading 0."

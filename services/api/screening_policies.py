@@ -141,12 +141,12 @@ class ScreeningPolicyController(Controller):
         versions = sorted(policies.versions) if policies else []
         return PolicyList(items=[_policy_view(ledger, v) for v in versions])
 
-    @get("/{version:int}", sync_to_thread=True, summary="One version", responses=_NO_VERSION)
+    @get("/{version:str}", sync_to_thread=True, summary="One version", responses=_NO_VERSION)
     def read(self, version: Version, ledger: NamedDependency[AccountLedger]) -> PolicyView:
         return _policy_view(ledger, version)
 
     @post(
-        "/{version:int}/dry-run",
+        "/{version:str}/dry-run",
         opt={"permission": Permission.WRITE},
         dto=StrictJSON[ScreenAccounts],
         return_dto=None,
@@ -169,7 +169,7 @@ class ScreeningPolicyController(Controller):
     # No Idempotency-Key here: an apply stores a transaction per account, which no receipt can
     # join, and applying a version again changes nothing anyway.
     @post(
-        "/{version:int}/apply",
+        "/{version:str}/apply",
         opt={"permission": Permission.WRITE},
         dto=StrictJSON[ScreenAccounts],
         return_dto=None,

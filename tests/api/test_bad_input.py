@@ -386,6 +386,58 @@ def test_numbers_beyond_what_the_store_holds_are_400_naming_the_parameter(
     assert field in json.dumps(problem)
 
 
+# Python's int() reads all but the last; a JSON number reader takes the last four.
+NOT_DIGITS = ["1_0", "+1", " 1", "1 ", "\u0662", "\uff11", "1.0", "1e1", "-0", "01", ""]
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/accounts/{account}", "version"),
+        ("/accounts/{account}/history", "after"),
+        ("/accounts/{account}/history", "limit"),
+        ("/accounts", "limit"),
+        ("/leaderboards/bant", "min_position"),
+        ("/reports/stages", "min_position"),
+    ],
+)
+def test_an_integer_query_parameter_is_taken_in_ascii_digits_only(client, path, name):
+    account = qualified(client)
+    url = path.format(account=account["id"])
+
+    for written in NOT_DIGITS:
+        problem = assert_problem(client.get(url, params={name: written}), 400, name)
+        assert name in problem["detail"]
+    assert client.get(url, params={name: "1"}).status_code == 200
+
+
+@pytest.mark.parametrize("action", ["", "/dry-run", "/apply"])
+def test_a_policy_version_in_the_path_is_taken_in_ascii_digits_only(client, action):
+    for _ in range(10):  # version 10 is there, so 1_0 or 1.0 are not read as a version
+        response = client.post("/screening-policies", json={"headcount_min": 50})
+        assert response.status_code == 201, response.text
+    method = "GET" if action == "" else "POST"
+    body = None if action == "" else {}
+
+    for written in [*NOT_DIGITS[:-1], "abc", "%D9%A2"]:
+        url = f"/screening-policies/{written}{action}"
+        response = client.request(method, url, json=body)
+        problem = assert_problem(response, 400, "version")
+        assert "version" in problem["detail"]
+    assert client.request(method, f"/screening-policies/10{action}", json=body).status_code < 300
+
+
+def test_an_import_screens_with_a_policy_version_in_ascii_digits_only(client):
+    for written in NOT_DIGITS:
+        response = client.post(
+            "/imports",
+            params={"screen_with": written},
+            content=b"name\n",
+            headers={"Content-Type": "text/csv"},
+        )
+        assert_problem(response, 400, "screen_with")
+
+
 def test_a_body_sent_to_a_read_is_refused_and_an_empty_one_is_not(client):
     account = qualified(client)
     url = f"/accounts/{account['id']}"
