@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, text
 
 from contracts.accounts import STORED_INT_MAX
+from domain.text import fold
 from projections import accounts
 from projections.database import from_micros, to_micros
 from projections.generations import live_generation
@@ -53,7 +54,7 @@ class Filters:
             self.funnel,
             self.industry and self.industry.lower(),
             self.country and self.country.upper(),
-            self.search,
+            self.search and fold(self.search),
             self.domain,
         )
         return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
@@ -181,7 +182,7 @@ def _page(
         params["domain"] = filters.domain
     if filters.search:
         conditions.append("(name_key LIKE :q ESCAPE '\\' OR domain LIKE :q ESCAPE '\\')")
-        params["q"] = "%" + _escape_like(accounts.search_key(filters.search)) + "%"
+        params["q"] = "%" + _escape_like(fold(filters.search)) + "%"
     if state["k"] is not None:
         conditions.append(_after(order))
         params.update({f"k{i}": v for i, v in enumerate(state["k"])})

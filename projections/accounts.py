@@ -8,7 +8,6 @@ position) while writes go on.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
@@ -17,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, bindparam, text
 
 from domain.account import Account
+from domain.text import fold
 from projections.batch import Entry, stored_accounts
 from projections.database import insert_rows, placeholder, to_micros
 from projections.generations import Generation
@@ -168,12 +168,6 @@ def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
     writes.flush(conn, t)
 
 
-def search_key(text: str) -> str:
-    """`text` as names are sorted and searched: whatever its letter case, and whichever way
-    its accents are encoded (é as one code point or as e and a combining accent)."""
-    return unicodedata.normalize("NFC", text.casefold())
-
-
 def _registered_row(
     event: Account.Registered, account_id: str, position: int, at: int
 ) -> dict[str, Any]:
@@ -184,7 +178,7 @@ def _registered_row(
         "from_at": at,
         "to_at": None,
         "name": event.name,
-        "name_key": search_key(event.name),
+        "name_key": fold(event.name),
         "domain": event.domain,
         "industry": event.industry,
         "country": event.country,
@@ -227,7 +221,7 @@ def _changes(event: Any, at: int) -> dict[str, Any]:
     if isinstance(event, Account.FirmographicsUpdated):
         changes = {k: v for k, v in event.changes.items() if k in COLUMNS}
         if "name" in changes:
-            changes["name_key"] = search_key(changes["name"])
+            changes["name_key"] = fold(changes["name"])
         return changes
     if isinstance(event, Account.StageChanged):
         return {"abm_stage": event.to_stage}
