@@ -14,6 +14,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.account import Account, Attribution, Firmographics
 from domain.errors import InvalidValue
+from domain.text import fold
 from domain.vocabulary import AbmStage, ScreeningOutcome
 
 # Stage 1 of ABM: a policy screens only accounts that have not gone further.
@@ -51,23 +52,22 @@ class Criteria:
     def refuse_contradictions(self) -> None:
         """A value both included and excluded says two things at once. Checked when a version
         is created, not in __post_init__: versions stored before the check must still load."""
-        for kind, fold in (("industries", str.casefold), ("countries", str.upper)):
-            included = {fold(v) for v in getattr(self, f"{kind}_included")}
-            if both := sorted(included & {fold(v) for v in getattr(self, f"{kind}_excluded")}):
+        for kind, key in (("industries", fold), ("countries", str.upper)):
+            included = {key(v) for v in getattr(self, f"{kind}_included")}
+            if both := sorted(included & {key(v) for v in getattr(self, f"{kind}_excluded")}):
                 raise InvalidValue(
                     f"{kind}_excluded", f"{', '.join(both)} both included and excluded."
                 )
 
     def failed(self, company: Firmographics) -> list[str]:
-        """The names of the criteria the company fails (industries and regions whatever their
-        letter case), in a fixed order: `industry`, `headcount`, `annual_revenue` or
+        """The names of the criteria the company fails (industries and regions folded, as
+        names are compared), in a fixed order: `industry`, `headcount`, `annual_revenue` or
         `revenue_currency`, `country`, `region`, `growth_rate`."""
-        industry = company.industry.casefold()
+        industry = fold(company.industry)
         failures = []
         if (
-            self.industries_included
-            and industry not in {i.casefold() for i in self.industries_included}
-        ) or industry in {i.casefold() for i in self.industries_excluded}:
+            self.industries_included and industry not in {fold(i) for i in self.industries_included}
+        ) or industry in {fold(i) for i in self.industries_excluded}:
             failures.append("industry")
         if (self.headcount_min is not None and company.headcount < self.headcount_min) or (
             self.headcount_max is not None and company.headcount > self.headcount_max
@@ -88,7 +88,7 @@ class Criteria:
             failures.append("country")
         if self.regions_included and (
             company.region is None
-            or company.region.casefold() not in {r.casefold() for r in self.regions_included}
+            or fold(company.region) not in {fold(r) for r in self.regions_included}
         ):
             failures.append("region")
         if self.growth_rate_min is not None and company.growth_rate < self.growth_rate_min:

@@ -52,7 +52,7 @@ class Filters:
         values = (
             sorted(self.stages),
             self.funnel,
-            self.industry and self.industry.lower(),
+            self.industry and fold(self.industry),
             self.country and self.country.upper(),
             self.search and fold(self.search),
             self.domain,
@@ -170,10 +170,11 @@ def _page(
     if filters.funnel is not None:
         conditions.append("funnel_state = :funnel_state")
         params["funnel_state"] = filters.funnel
-    # Industries are free text, matched as screening matches them: whatever the letter case.
+    # Industries are free text, matched as screening matches them, folded as names are. Rows
+    # written before industry_key was added have none: matched as they were until a rebuild.
     if filters.industry is not None:
-        conditions.append("lower(industry) = :industry")
-        params["industry"] = filters.industry.lower()
+        conditions.append("COALESCE(industry_key, lower(industry)) = :industry")
+        params["industry"] = fold(filters.industry)
     if filters.country is not None:  # ISO codes are stored in capitals
         conditions.append("country = :country")
         params["country"] = filters.country.upper()

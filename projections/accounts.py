@@ -13,7 +13,7 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, TextClause, bindparam, text
+from sqlalchemy import Connection, TextClause, bindparam, inspect, text
 
 from domain.account import Account
 from domain.text import fold
@@ -33,6 +33,7 @@ COLUMNS = (
     "name_key",
     "domain",
     "industry",
+    "industry_key",
     "country",
     "region",
     "headcount",
@@ -70,6 +71,7 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
             name_key TEXT NOT NULL,
             domain TEXT NOT NULL,
             industry TEXT NOT NULL,
+            industry_key TEXT NOT NULL,
             country TEXT NOT NULL,
             region TEXT,
             headcount INTEGER NOT NULL,
@@ -88,12 +90,16 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
         )""")
     )
     if query_indexes:
-        create_query_indexes(conn, gen)
+        complete_tables(conn, gen)
 
 
-def create_query_indexes(conn: Connection, gen: Generation) -> None:
-    # The projector finds an account's rows by the primary key; these serve the queries.
+def complete_tables(conn: Connection, gen: Generation) -> None:
+    """Adds what the queries read by: the indexes (the projector finds an account's rows by
+    the primary key), and on tables an earlier release made, the columns it lacked."""
     t = table(gen)
+    if "industry_key" not in {c["name"] for c in inspect(conn).get_columns(t)}:
+        # Their rows match an industry as they did, until `crm rebuild accounts` keys them.
+        conn.execute(text(f"ALTER TABLE {t} ADD COLUMN industry_key TEXT"))
     for index, columns in (
         ("open", "(account_id) WHERE to_pos IS NULL"),
         ("score", "(score DESC, name ASC, account_id ASC) WHERE to_pos IS NULL"),
@@ -181,6 +187,7 @@ def _registered_row(
         "name_key": fold(event.name),
         "domain": event.domain,
         "industry": event.industry,
+        "industry_key": fold(event.industry),
         "country": event.country,
         "region": event.region,
         "headcount": event.headcount,
@@ -220,8 +227,9 @@ def _changes(event: Any, at: int) -> dict[str, Any]:
         }
     if isinstance(event, Account.FirmographicsUpdated):
         changes = {k: v for k, v in event.changes.items() if k in COLUMNS}
-        if "name" in changes:
-            changes["name_key"] = fold(changes["name"])
+        for column in ("name", "industry"):
+            if column in changes:
+                changes[f"{column}_key"] = fold(changes[column])
         return changes
     if isinstance(event, Account.StageChanged):
         return {"abm_stage": event.to_stage}

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, text
 
 from domain.objectives import Target
+from domain.text import fold
 from projections import objectives, transitions
 from projections.database import from_micros, to_micros
 from projections.generations import live_generation
@@ -72,10 +73,10 @@ def report(
     )
     by_group: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
-        # Industries are free text: grouped whatever their letter case, named in lower case.
+        # Industries are free text: grouped and named folded, as names are sorted.
         group = ALL if window.group_by is None else getattr(row, window.group_by)
         if window.group_by == "industry":
-            group = group.lower()
+            group = fold(group)
         by_group[group].append(row)
     by_account = _by_account(rows)
     targets: dict[str, dict[str, Target]] = {}

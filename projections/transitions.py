@@ -55,10 +55,11 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
     # The projector finds an account's industry and country by this one.
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_account ON {t} (account_id, position)"))
     if query_indexes:
-        create_query_indexes(conn, gen)
+        complete_tables(conn, gen)
 
 
-def create_query_indexes(conn: Connection, gen: Generation) -> None:
+def complete_tables(conn: Connection, gen: Generation) -> None:
+    """Adds the index the reports read by."""
     t = table(gen)
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_at ON {t} (kind, at)"))
 

@@ -96,7 +96,7 @@ class Projector:
     # Set-up and catching up ----------------------------------------------------------------
 
     def setup(self) -> None:
-        """Creates the registry and a first live generation of every read model, or the indexes
+        """Creates the registry and a first live generation of every read model, or adds what
         the live ones lack."""
         with self.database.write() as conn:
             if conn.dialect.name == "postgresql":
@@ -107,8 +107,8 @@ class Projector:
             for name, model in self.read_models.items():
                 if (gen := live_generation(conn, name)) is None:
                     model.create_tables(conn, add_generation(conn, name, live=True))
-                else:  # an index a later release reads by is built once on the live tables
-                    model.create_query_indexes(conn, gen)
+                else:  # what a later release reads by is added once to the live tables
+                    model.complete_tables(conn, gen)
 
     def catch_up(self) -> int:
         """Applies every event recorded so far to every read model; returns how many events
@@ -337,7 +337,7 @@ class Projector:
                     progress(applied, self.ledger.recorder.max_notification_id() or 0)
         with self.database.write() as conn:
             for name, gen in new.items():
-                self.read_models[name].create_query_indexes(conn, gen)
+                self.read_models[name].complete_tables(conn, gen)
         with self.database.write() as conn:
             for name in names:
                 live_generation(conn, name, lock=True)  # holds off the live projector meanwhile

@@ -311,6 +311,21 @@ def test_industry_filters_ignore_letter_case_and_country_codes_may_be_lower_case
     assert [a["name"] for a in german["items"]] == ["Anvil", "Bolt", "Dyne"]
 
 
+def test_an_industry_filter_matches_however_accents_and_a_turkish_i_are_written(client):
+    make(client, "Bistro", "bistro.fr", (3, 3, 3, 3), industry="Caf\u00e9s", country="FR")
+    make(client, "Brasserie", "brasserie.fr", (3, 3, 3, 3), industry="cafe\u0301s", country="FR")
+    make(client, "Cafeteria", "cafeteria.fr", (3, 3, 3, 3), industry="cafes", country="FR")
+    _, last = make(client, "Yapi", "yapi.com.tr", (3, 3, 3, 3), industry="\u0130n\u015faat")
+
+    def names(path, industry):
+        params = {"industry": industry, "min_position": last}
+        return [e["name"] for e in client.get(path, params=params).json()["items"]]
+
+    for path in ("/accounts", "/leaderboards/bant"):
+        assert names(path, "caf\u00e9s") == names(path, "CAFE\u0301S") == ["Bistro", "Brasserie"]
+        assert names(path, "in\u015faat") == names(path, "\u0130N\u015eAAT") == ["Yapi"]
+
+
 def test_text_sent_with_white_space_around_it_sorts_and_filters_as_without(client):
     spaced = register(
         client,

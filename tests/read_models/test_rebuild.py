@@ -16,7 +16,7 @@ from domain.ledger import CommandMeta
 from domain.objectives import METRICS, Target
 from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
 from projections import accounts
-from projections.account_queries import Filters, cursor_key, leaderboard
+from projections.account_queries import Filters, account_list, cursor_key, leaderboard
 from projections.generations import live_generation
 from services.projector import Projector
 from services.store import open_read_models
@@ -222,3 +222,39 @@ def test_a_batch_that_would_end_inside_a_command_ends_before_it(ledger, projecto
     assert [(r["name"], r["score"], r["abm_stage"]) for r in rated] == [
         ("Acme", 625, "prioritized")
     ]
+
+
+def test_accounts_listed_before_industry_keys_are_filtered_as_then_until_a_rebuild(
+    ledger, projector
+):
+    def register(name: str, industry: str) -> None:
+        details = Firmographics(
+            name, f"{uuid.uuid4().hex}.com", industry, 10, 1000, "EUR", "DE", 1.0, "test"
+        )
+        ledger.register(details, META)
+
+    def listed(industry: str) -> list[str]:
+        with projector.database.read() as conn:
+            page = account_list(conn, Filters(industry=industry), 10, key=cursor_key(conn))
+        return [row["name"] for row in page.rows]
+
+    # Given accounts listed in a table as the release before made it, without industry_key
+    register("Anvil", "Manufacturing")
+    register("Bistro", "Cafe\u0301s")  # with a combining accent
+    projector.catch_up()
+    with projector.database.write() as conn:
+        table = accounts.table(live_generation(conn, accounts.NAME))
+        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN industry_key"))
+
+    # When this release starts on it, and lists more
+    projector.setup()
+    register("Bolt", "manufacturing")
+    register("Brasserie", "Caf\u00e9s")
+    projector.catch_up()
+
+    # Then the industry filter finds the earlier accounts as that release did, until a rebuild
+    assert listed("MANUFACTURING") == ["Anvil", "Bolt"]
+    assert listed("caf\u00e9s") == ["Brasserie"]
+    projector.rebuild("accounts")
+    assert listed("MANUFACTURING") == ["Anvil", "Bolt"]
+    assert listed("caf\u00e9s") == ["Bistro", "Brasserie"]

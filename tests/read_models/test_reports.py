@@ -179,6 +179,26 @@ def test_industries_are_grouped_whatever_their_letter_case(client, history):
     assert groups == {"retail": 2, "software": 0}
 
 
+def test_industries_are_grouped_however_their_accents_are_encoded(client, history):
+    # "Cafés" with é as one code point, and as e and a combining accent; "İnşaat" with the
+    # Turkish capital İ, whose lower case is an i and a combining dot above
+    for name, industry in [
+        ("D", "Caf\u00e9s"),
+        ("E", "CAFE\u0301S"),
+        ("F", "\u0130n\u015faat"),
+        ("G", "in\u015faat"),
+    ]:
+        last = client.post(
+            "/accounts", json=registration(name=name, domain=f"{name}.com", industry=industry)
+        )
+    history = {**history, "position": int(last.headers["crm-position"])}
+
+    report = stage_report(client, history, group_by="industry", to="2026-12-31T00:00:00Z")
+
+    groups = {g["group"]: g["current"]["identified"] for g in report["groups"]}
+    assert groups == {"caf\u00e9s": 2, "in\u015faat": 2, "retail": 1, "software": 0}
+
+
 def test_as_of_reports_what_was_known_then(client, history):
     (group,) = stage_report(client, history, as_of="2026-01-20T00:00:00Z")["groups"]
 

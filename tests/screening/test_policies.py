@@ -90,6 +90,25 @@ def test_a_policys_names_lose_the_white_space_around_them(client):
     assert [(d["name"], d["failed_criteria"]) for d in dry["decisions"]] == [("Shop", ["industry"])]
 
 
+def test_a_policy_matches_industries_and_regions_however_their_accents_are_encoded(client):
+    register(client, name="Bistro", domain="bistro.fr", industry="CAFE\u0301S", region="Ile")
+    register(client, name="Yapi", domain="yapi.de", industry="\u0130n\u015faat", region="Ile")
+    register(client, name="Shop", domain="shop.com", industry="retail", region="\u00cele")
+    policy = create_policy(
+        client,
+        industries_included=["caf\u00e9s", "in\u015faat"],
+        regions_included=["I\u0302le"],  # with a combining circumflex
+    )
+
+    dry = client.post(f"/screening-policies/{policy['version']}/dry-run", json={}).json()
+
+    assert {d["name"]: d["failed_criteria"] for d in dry["decisions"]} == {
+        "Bistro": ["region"],
+        "Yapi": ["region"],
+        "Shop": ["industry"],
+    }
+
+
 def test_a_revenue_in_another_currency_fails_as_its_currency_not_its_amount(client):
     register(
         client,
