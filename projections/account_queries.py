@@ -31,6 +31,10 @@ from projections.database import from_micros, to_micros
 from projections.generations import live_generation
 
 ACTIVE_STAGES = ("prioritized", "outreach", "warm_up")
+Order = tuple[tuple[str, str], ...]  # the columns a page is sorted by, each ASC or DESC
+# Names in their folded form, the account list's order, break the leaderboard's ties.
+LEADERBOARD_ORDER: Order = (("score", "DESC"), ("name_key", "ASC"), ("account_id", "ASC"))
+LIST_ORDER: Order = (("name_key", "ASC"), ("account_id", "ASC"))
 
 
 class BadCursor(ValueError):
@@ -79,7 +83,8 @@ def leaderboard(
     *,
     key: bytes,
 ) -> Page:
-    """Rated accounts by score desc, then name, then id; by default only active stages."""
+    """Rated accounts by score desc, then name (folded), then id; by default only active
+    stages."""
     stages = filters.stages or ACTIVE_STAGES
     return _page(
         conn,
@@ -90,7 +95,7 @@ def leaderboard(
         key=key,
         where=["score IS NOT NULL", "abm_stage IN :stages"],
         params={"stages": list(stages)},
-        order=(("score", "DESC"), ("name", "ASC"), ("account_id", "ASC")),
+        order=LEADERBOARD_ORDER,
     )
 
 
@@ -117,7 +122,7 @@ def account_list(
         key=key,
         where=where,
         params=params,
-        order=(("name_key", "ASC"), ("account_id", "ASC")),
+        order=LIST_ORDER,
     )
 
 
@@ -131,7 +136,7 @@ def _page(
     key: bytes,
     where: list[str],
     params: dict[str, Any],
-    order: tuple[tuple[str, str], ...],
+    order: Order,
 ) -> Page:
     if cursor == "":  # what a client may send for a null next_cursor: the last page was read
         raise BadCursor("The cursor is empty; the page without a next_cursor was the last.")
@@ -139,7 +144,7 @@ def _page(
     if gen is None:
         return Page(rows=[], position=0)
     state = (
-        _decode(cursor, key, [c for c, _ in order], gen.position)
+        _decode(cursor, key, order, gen.position)
         if cursor
         else {"p": gen.position, "r": 0, "k": None}
     )
@@ -209,6 +214,7 @@ def _page(
                 "r": state["r"] + len(rows),
                 "k": [last[c] for c, _ in order],
             },
+            order,
         )
     return Page(
         rows=rows,
@@ -219,7 +225,7 @@ def _page(
     )
 
 
-def _after(order: tuple[tuple[str, str], ...]) -> str:
+def _after(order: Order) -> str:
     """The keyset condition 'comes after the last row' for a mixed-direction ORDER BY."""
     clauses = []
     for i, (column, direction) in enumerate(order):
@@ -249,15 +255,18 @@ def cursor_key(conn: Connection) -> bytes:
     return bytes.fromhex(conn.execute(text("SELECT secret FROM rm_cursor_key")).scalar_one())
 
 
-def _signature(key: bytes, payload: str) -> str:
-    digest = hmac.new(key, payload.encode(), hashlib.sha256).digest()[:16]
+def _signature(key: bytes, payload: str, order: Order) -> str:
+    # The order is signed with the cursor: one issued for another (by an earlier release, whose
+    # leaderboard broke ties by name as written) would skip or repeat rows.
+    message = f"{payload}.{','.join(f'{c} {d}' for c, d in order)}"
+    digest = hmac.new(key, message.encode(), hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def _encode(key: bytes, state: dict[str, Any]) -> str:
+def _encode(key: bytes, state: dict[str, Any], order: Order) -> str:
     raw = json.dumps(state, separators=(",", ":")).encode()
     payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    return f"{payload}.{_signature(key, payload)}"
+    return f"{payload}.{_signature(key, payload, order)}"
 
 
 def _state(cursor: str) -> Any:
@@ -269,11 +278,11 @@ def _state(cursor: str) -> Any:
         raise ValueError(str(exc)) from None
 
 
-def _decode(cursor: str, key: bytes, columns: list[str], position: int) -> dict[str, Any]:
+def _decode(cursor: str, key: bytes, order: Order, position: int) -> dict[str, Any]:
     """A cursor's state, when this service signed it, and still fits the read model: never a
     position it has not reached, nor values the database cannot take."""
     payload, _, signature = cursor.partition(".")
-    if not (cursor.isascii() and hmac.compare_digest(signature, _signature(key, payload))):
+    if not (cursor.isascii() and hmac.compare_digest(signature, _signature(key, payload, order))):
         raise BadCursor("The cursor is not one this service issued.")
     try:
         state = _state(cursor)
@@ -285,8 +294,8 @@ def _decode(cursor: str, key: bytes, columns: list[str], position: int) -> dict[
         and _whole(state.get("r"), STORED_INT_MAX)
         and (state.get("t") is None or _whole(state.get("t"), *_INSTANTS))
         and isinstance(state.get("k"), list)
-        and len(state["k"]) == len(columns)
-        and all(_key_value(c, v) for c, v in zip(columns, state["k"], strict=True))
+        and len(state["k"]) == len(order)
+        and all(_key_value(c, v) for (c, _), v in zip(order, state["k"], strict=True))
     ):
         raise BadCursor("The cursor is not one this service issued.")
     return state

@@ -100,9 +100,11 @@ def complete_tables(conn: Connection, gen: Generation) -> None:
     if "industry_key" not in {c["name"] for c in inspect(conn).get_columns(t)}:
         # Their rows match an industry as they did, until `crm rebuild accounts` keys them.
         conn.execute(text(f"ALTER TABLE {t} ADD COLUMN industry_key TEXT"))
+    # The leaderboard's order before its ties went by name_key: no query reads by it.
+    conn.execute(text(f"DROP INDEX IF EXISTS {t}_score"))
     for index, columns in (
         ("open", "(account_id) WHERE to_pos IS NULL"),
-        ("score", "(score DESC, name ASC, account_id ASC) WHERE to_pos IS NULL"),
+        ("ranking", "(score DESC, name_key ASC, account_id ASC) WHERE to_pos IS NULL"),
         ("by_name", "(name_key ASC, account_id ASC) WHERE to_pos IS NULL"),
         ("by_domain", "(domain) WHERE to_pos IS NULL"),
         ("span", "(from_pos, to_pos)"),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from datetime import timedelta
 
 import pytest
 
-from projections.account_queries import Filters, _encode, cursor_key
+from projections.account_queries import LEADERBOARD_ORDER, Filters, _encode, cursor_key
 from tests.api.requests import command, qualified, register, registration
 
 
@@ -53,6 +55,45 @@ def test_the_leaderboard_ranks_by_score_then_name_then_id(client):
     assert (first["budget"], first["authority"], first["need"], first["timing"]) == (5, 5, 5, 5)
     assert first["abm_stage"] == "prioritized"
     assert first["funnel_state"] == "see"
+
+
+def test_a_tie_on_the_leaderboard_goes_by_name_as_the_account_list_sorts_names(client):
+    for name in ("beta", "Gamma", "\u0130stanbul", "Alpha"):
+        _, last = make(client, name, f"{len(name)}{name[1:].lower()}.com", (3, 3, 3, 3))
+    expected = ["Alpha", "beta", "Gamma", "\u0130stanbul"]
+
+    ranked = board(client, min_position=last)["items"]
+    paged, cursor = [], None
+    while True:
+        page = board(client, limit=1, **({"cursor": cursor} if cursor else {}))
+        paged += [e["name"] for e in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+
+    assert [(e["rank"], e["name"]) for e in ranked] == list(enumerate(expected, 1))
+    assert paged == expected
+    assert listed(client, {"min_position": last}) == expected
+
+
+def test_a_leaderboard_cursor_of_the_release_before_ties_went_by_folded_name_is_400(
+    client, projector
+):
+    # Given the second page's cursor as the earlier release signed it: after Alpha, by name
+    alpha, _ = make(client, "Alpha", "alpha.com", (3, 3, 3, 3))
+    for name in ("beta", "Gamma"):
+        _, last = make(client, name, f"{name.lower()}.com", (3, 3, 3, 3))
+    assert board(client, min_position=last)["min_position_reached"] is True
+    state = {"p": last, "t": None, "f": FIRST, "r": 1, "k": [81, "Alpha", alpha["id"]]}
+    payload = made_up(state)
+    with projector.database.read() as conn:
+        digest = hmac.new(cursor_key(conn), payload.encode(), hashlib.sha256).digest()[:16]
+    signature = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    # When a client asks for that page after the upgrade
+    response = client.get("/leaderboards/bant", params={"cursor": f"{payload}.{signature}"})
+
+    # Then it starts again from the first page, rather than be shown Alpha again
+    assert (response.status_code, response.json()["field"]) == (400, "cursor")
 
 
 def test_only_rated_accounts_in_active_stages_by_default_and_filters_narrow(client):
@@ -223,7 +264,7 @@ def test_a_signed_cursor_with_values_the_database_cannot_take_is_400(client, pro
     # Were the key ever out, the database would still be asked nothing it cannot answer.
     qualified(client)
     with projector.database.read() as conn:
-        signed = _encode(cursor_key(conn), state)
+        signed = _encode(cursor_key(conn), state, LEADERBOARD_ORDER)
 
     response = client.get("/leaderboards/bant", params={"cursor": signed})
 
