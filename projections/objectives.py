@@ -51,10 +51,10 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
         )""")
     )
     if query_indexes:
-        create_query_indexes(conn, gen)
+        complete_tables(conn, gen)
 
 
-def create_query_indexes(conn: Connection, gen: Generation) -> None:
+def complete_tables(conn: Connection, gen: Generation) -> None:
     t, _ = tables(gen)
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_period ON {t} (period)"))
 
