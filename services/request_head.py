@@ -2,10 +2,12 @@
 does not set: it held and parsed a header of any size, before authentication could refuse
 the request, so a client without a key could make it spend seconds and memory on one request.
 
-The count is of the bytes of the reads that leave a head unfinished. A read that ended a
-request (its body) and began the next one's head is not counted, since only part of it is that
-head: a client that sends its requests without waiting for the answers (pipelining) may pass
-the bound by that one read.
+The count is of the bytes of the reads that leave a head unfinished: a head that arrives whole
+in one read (asyncio reads up to 256 KiB at a time) is parsed whatever its size, as part of
+that read may be the body. A read that ended a request (its body) and began the next one's
+head is not counted either, since only part of it is that head: a client that sends its
+requests without waiting for the answers (pipelining) may pass the bound by that one read.
+Either way the head held stays within a read of the bound.
 
 A head past the bound is answered 431, and the rest of the request read and dropped until the
 client closes the connection (or for LINGER_SECONDS): closed at once, with the client's bytes
