@@ -158,6 +158,7 @@ def _page(
         raise BadCursor("The cursor was issued for other filters; send it with the same.")
     conditions = list(where)
     params = dict(params)
+    snapshot = None
     if state.get("t") is not None:
         # The rows valid at the instant as the log stood at the first page's position: a
         # change stamped at or before the instant but recorded after that position (a clock
@@ -170,8 +171,8 @@ def _page(
     elif cursor is None:
         conditions.append("to_pos IS NULL")
     else:
-        conditions.append("from_pos <= :p AND (to_pos IS NULL OR to_pos > :p)")
-        params["p"] = state["p"]
+        snapshot = state["p"]
+        params["p"] = snapshot
     if filters.funnel is not None:
         conditions.append("funnel_state = :funnel_state")
         params["funnel_state"] = filters.funnel
@@ -192,10 +193,11 @@ def _page(
     if state["k"] is not None:
         conditions.append(_after(order))
         params.update({f"k{i}": v for i, v in enumerate(state["k"])})
-    sql = (
-        f"SELECT * FROM {accounts.table(gen)} WHERE {' AND '.join(conditions)} "
-        f"ORDER BY {', '.join(f'{c} {d}' for c, d in order)} LIMIT :limit"
-    )
+    t, ordered = accounts.table(gen), f"ORDER BY {', '.join(f'{c} {d}' for c, d in order)}"
+    if snapshot is None:
+        sql = f"SELECT * FROM {t} WHERE {' AND '.join(conditions)} {ordered} LIMIT :limit"
+    else:
+        sql = _snapshot_page(t, conditions, ordered)
     statement = text(sql)
     if "stages" in params:
         statement = statement.bindparams(bindparam("stages", expanding=True))
@@ -222,6 +224,28 @@ def _page(
         next_cursor=next_cursor,
         first_rank=state["r"] + 1,
         as_of=None if state.get("t") is None else from_micros(state["t"]),
+    )
+
+
+def _snapshot_page(t: str, conditions: list[str], ordered: str) -> str:
+    """A later page of a cursor: the rows valid as the log stood at its first page (`:p`).
+
+    As one condition (`from_pos <= :p AND (to_pos IS NULL OR to_pos > :p)`) no index on the
+    current rows serves it, and every row of the table was read and sorted for each page. Those
+    rows are the current ones that were there at `:p`, read in order by the index of the page's
+    order, and the rows that changes since `:p` closed: a row is closed only when the
+    account's next row opens, so their accounts are those with a row opened after `:p`
+    (a range of the `span` index), each found by its key."""
+    rest = " AND ".join(conditions) or "1 = 1"
+    current = f"SELECT * FROM {t} WHERE to_pos IS NULL AND from_pos <= :p AND {rest}"
+    closed = (
+        f"SELECT * FROM {t} WHERE account_id IN (SELECT account_id FROM {t} WHERE from_pos > :p)"
+        f" AND from_pos <= :p AND to_pos > :p AND {rest}"
+    )
+    return (
+        f"SELECT * FROM (SELECT * FROM ({current} {ordered} LIMIT :limit) AS now"
+        f" UNION ALL SELECT * FROM ({closed} {ordered} LIMIT :limit) AS since) AS valid"
+        f" {ordered} LIMIT :limit"
     )
 
 

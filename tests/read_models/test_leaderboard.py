@@ -127,7 +127,8 @@ def test_pages_have_no_duplicates_or_gaps_while_writes_go_on(client):
     # Writes between pages: a re-rating that would move an account across the page boundary,
     # and a new account that would rank first.
     rate(client, accounts[0], 5, 5, 5, 5)
-    make(client, "Newcomer", "newcomer.com", (5, 5, 5, 5))
+    _, written = make(client, "Newcomer", "newcomer.com", (5, 5, 5, 5))
+    board(client, limit=1, min_position=written)  # the later pages are read after the writes
 
     names = [e["name"] for e in first["items"]]
     ranks = [e["rank"] for e in first["items"]]
@@ -140,6 +141,28 @@ def test_pages_have_no_duplicates_or_gaps_while_writes_go_on(client):
 
     assert names == expected
     assert ranks == list(range(1, 8))
+
+
+def test_list_pages_show_the_names_as_they_were_at_the_first_page_after_a_rename(client):
+    registered = [
+        client.post("/accounts", json=registration(name=name, domain=f"{name}.com"))
+        for name in "abcde"
+    ]
+    listed = registered[-1].headers["crm-position"]
+    first = client.get("/accounts", params={"limit": 2, "min_position": listed}).json()
+    accounts = [response.json() for response in registered]
+
+    renamed = client.patch(f"/accounts/{accounts[4]['id']}", json={"name": "0 first now"})
+    client.get("/accounts", params={"limit": 1, "min_position": renamed.headers["crm-position"]})
+
+    names = [e["name"] for e in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = client.get("/accounts", params={"limit": 2, "cursor": cursor}).json()
+        names += [e["name"] for e in page["items"]]
+        cursor = page["next_cursor"]
+
+    assert names == list("abcde")
 
 
 def test_as_of_shows_the_ranking_as_it_stood_then(client, clock):
