@@ -110,9 +110,14 @@ def _entered(by_account: dict[str, list[Any]], start: int, end: int) -> dict[str
     entered: dict[str, int] = defaultdict(int)
     for moves in by_account.values():
         for state in {m.to_state for m in moves if start <= m.at < end}:
-            if state not in OUTCOMES or _stood(moves, state, end):
+            if _counts(moves, state, end):
                 entered[state] += 1
     return dict(entered)
+
+
+def _counts(moves: list[Any], state: str, end: int) -> bool:
+    """Whether entering `state` counts in a period ending at `end`: a deal only if it stood."""
+    return state not in OUTCOMES or _stood(moves, state, end)
 
 
 def _entered_per_period(
@@ -131,7 +136,7 @@ def _entered_per_period(
             if start <= m.at < end and (name := period_of(from_micros(m.at), period)) in names
         }
         for name, state in states:
-            if state not in OUTCOMES or _stood(moves, state, period_bounds(name)[1]):
+            if _counts(moves, state, period_bounds(name)[1]):
                 entered[name][state] += 1
     return {name: dict(counts) for name, counts in entered.items()}
 
