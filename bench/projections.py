@@ -28,9 +28,20 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import text  # noqa: E402
+
 from domain.account import Account, Attribution, BantRating, Firmographics  # noqa: E402
 from domain.vocabulary import ScreeningOutcome  # noqa: E402
-from projections.account_queries import Filters, cursor_key, leaderboard  # noqa: E402
+from projections import accounts  # noqa: E402
+from projections.account_queries import (  # noqa: E402
+    ACTIVE_STAGES,
+    LEADERBOARD_ORDER,
+    Filters,
+    _encode,
+    cursor_key,
+    leaderboard,
+)
+from projections.generations import live_generation  # noqa: E402
 from services.gc_policy import collect_garbage_rarely  # noqa: E402
 from services.projector import Projector  # noqa: E402
 from services.settings import Settings  # noqa: E402
@@ -99,11 +110,12 @@ def rebuild_rate(projector: Projector) -> tuple[float, float]:
 
 
 def leaderboard_latency(projector: Projector, runs: int = 300) -> dict[str, float]:
-    """p50 and p99 of the top 50, and of the page after it (read by the first page's cursor,
-    as the log stood then), in ms."""
-    first, following = [], []
+    """p50 and p99 of the top 50, of the page after it (read by the first page's cursor, as
+    the log stood then), and of a page halfway down the leaderboard, in ms."""
+    first, following, halfway = [], [], []
     with projector.database.read() as conn:
         key = cursor_key(conn)
+        middle = _cursor_halfway(conn, key)
     for _ in range(runs):
         started = time.perf_counter()
         with projector.database.read() as conn:
@@ -113,13 +125,37 @@ def leaderboard_latency(projector: Projector, runs: int = 300) -> dict[str, floa
         with projector.database.read() as conn:
             after = leaderboard(conn, Filters(), 50, cursor=page.next_cursor, key=key)
         following.append((time.perf_counter() - started) * 1000)
-        assert len(page.rows) == len(after.rows) == 50
+        started = time.perf_counter()
+        with projector.database.read() as conn:
+            deep = leaderboard(conn, Filters(), 50, cursor=middle, key=key)
+        halfway.append((time.perf_counter() - started) * 1000)
+        assert len(page.rows) == len(after.rows) == len(deep.rows) == 50
     return {
         "leaderboard_top50_p50_ms": round(statistics.median(first), 3),
         "leaderboard_top50_p99_ms": round(_p99(first), 3),
         "leaderboard_next50_p50_ms": round(statistics.median(following), 3),
         "leaderboard_next50_p99_ms": round(_p99(following), 3),
+        "leaderboard_halfway50_p50_ms": round(statistics.median(halfway), 3),
+        "leaderboard_halfway50_p99_ms": round(_p99(halfway), 3),
     }
+
+
+def _cursor_halfway(conn, key: bytes) -> str:  # type: ignore[no-untyped-def]
+    """The cursor a client paging from the top would hold halfway down the leaderboard (made
+    here rather than by reading every page before it)."""
+    position = leaderboard(conn, Filters(), 1, key=key).position
+    ranked = (
+        f"FROM {accounts.table(live_generation(conn, accounts.NAME))} WHERE to_pos IS NULL"
+        f" AND score IS NOT NULL AND abm_stage IN {tuple(ACTIVE_STAGES)}"
+    )
+    (count,) = conn.execute(text(f"SELECT count(*) {ranked}")).one()
+    columns = ", ".join(c for c, _ in LEADERBOARD_ORDER)
+    order = ", ".join(f"{c} {d}" for c, d in LEADERBOARD_ORDER)
+    row = conn.execute(
+        text(f"SELECT {columns} {ranked} ORDER BY {order} LIMIT 1 OFFSET {count // 2 - 1}")
+    ).one()
+    state = {"p": position, "t": None, "f": Filters().fingerprint(), "r": count // 2}
+    return _encode(key, {**state, "k": list(row)}, LEADERBOARD_ORDER)
 
 
 def _p99(timings: list[float]) -> float:
@@ -205,6 +241,7 @@ def main() -> int:
         "rebuild / raw",
         "top 50 p50 / p99 ms",
         "next 50 p50 / p99 ms",
+        "50 halfway p50 / p99 ms",
     ):
         table.add_column(column, justify="right")
     for f in figures:
@@ -217,6 +254,7 @@ def main() -> int:
             f"{f['rebuild_to_raw_ratio']:.3f}",
             f"{f['leaderboard_top50_p50_ms']:.2f} / {f['leaderboard_top50_p99_ms']:.2f}",
             f"{f['leaderboard_next50_p50_ms']:.2f} / {f['leaderboard_next50_p99_ms']:.2f}",
+            f"{f['leaderboard_halfway50_p50_ms']:.2f} / {f['leaderboard_halfway50_p99_ms']:.2f}",
         )
     print_figures(console, table, settings.store_name, figures, args.json)
     projector.database.dispose()

@@ -143,6 +143,46 @@ def test_pages_have_no_duplicates_or_gaps_while_writes_go_on(client):
     assert ranks == list(range(1, 8))
 
 
+def test_pages_one_row_long_step_through_equal_scores_and_equal_names_in_order(client):
+    # Every way a row can come after the page before it: a lower score, the same score and a
+    # later name, the same score and name and a later id; the last two for the list as well.
+    for i, (name, ratings) in enumerate(
+        [("Same", (3, 3, 3, 3)), ("Same", (3, 3, 3, 3)), ("Other", (3, 3, 3, 3))]
+        + [("Same", (2, 2, 2, 2)), ("Low", (1, 1, 1, 1)), ("Same", (3, 3, 3, 3))]
+    ):
+        account, last = make(client, name, f"company{i}.com", ratings)
+    expected = [
+        (e["name"], e["score"], e["account_id"]) for e in board(client, min_position=last)["items"]
+    ]
+    page = board(client, limit=1)
+    listed_first = client.get("/accounts", params={"limit": 1}).json()
+    # A re-rating, projected before the later pages are read, closes a row they still show.
+    board(client, limit=1, min_position=rate(client, account, 5, 5, 5, 5))
+
+    paged = []
+    while True:
+        paged += [(e["name"], e["score"], e["account_id"]) for e in page["items"]]
+        if not page["next_cursor"]:
+            break
+        page = board(client, limit=1, cursor=page["next_cursor"])
+    listed_pages, page = [], listed_first
+    while True:
+        listed_pages += [(a["name"], a["account_id"]) for a in page["items"]]
+        if not page["next_cursor"]:
+            break
+        page = client.get("/accounts", params={"cursor": page["next_cursor"]}).json()
+
+    same = sorted(e[2] for e in expected if e[:2] == ("Same", 81))
+    assert [e[:2] for e in expected] == [("Other", 81)] + [("Same", 81)] * 3 + [
+        ("Same", 16),
+        ("Low", 1),
+    ]
+    assert [e[2] for e in expected if e[:2] == ("Same", 81)] == same
+    assert paged == expected
+    assert [a[0] for a in listed_pages] == ["Low", "Other"] + ["Same"] * 4
+    assert [a[1] for a in listed_pages[2:]] == sorted(a[1] for a in listed_pages[2:])
+
+
 def test_list_pages_show_the_names_as_they_were_at_the_first_page_after_a_rename(client):
     registered = [
         client.post("/accounts", json=registration(name=name, domain=f"{name}.com"))
