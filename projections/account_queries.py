@@ -158,21 +158,13 @@ def _page(
         raise BadCursor("The cursor was issued for other filters; send it with the same.")
     conditions = list(where)
     params = dict(params)
-    snapshot = None
-    if state.get("t") is not None:
-        # The rows valid at the instant as the log stood at the first page's position: a
-        # change stamped at or before the instant but recorded after that position (a clock
-        # behind the reader's, an instant not reached yet) would move rows across the pages.
-        conditions.append(
-            "from_pos <= :p AND from_at <= :t AND (to_pos IS NULL OR to_pos > :p OR to_at > :t)"
-        )
-        params["t"] = state["t"]
-        params["p"] = state["p"]
-    elif cursor is None:
+    current = cursor is None and state.get("t") is None  # only the current rows
+    if current:
         conditions.append("to_pos IS NULL")
     else:
-        snapshot = state["p"]
-        params["p"] = snapshot
+        params["p"] = state["p"]
+        if state.get("t") is not None:
+            params["t"] = state["t"]
     if filters.funnel is not None:
         conditions.append("funnel_state = :funnel_state")
         params["funnel_state"] = filters.funnel
@@ -195,12 +187,10 @@ def _page(
         after = _after(order)
         params.update({f"k{i}": v for i, v in enumerate(state["k"])})
     t, ordered = accounts.table(gen), f"ORDER BY {', '.join(f'{c} {d}' for c, d in order)}"
-    if snapshot is None:
-        if after:
-            conditions.append(_any(after))
+    if current:
         sql = f"SELECT * FROM {t} WHERE {' AND '.join(conditions)} {ordered} LIMIT :limit"
     else:
-        sql = _snapshot_page(t, conditions, after, ordered)
+        sql = _valid_page(t, conditions, after, ordered, instant="t" in params)
     statement = text(sql)
     if "stages" in params:
         statement = statement.bindparams(bindparam("stages", expanding=True))
@@ -230,29 +220,43 @@ def _page(
     )
 
 
-def _snapshot_page(t: str, conditions: list[str], after: list[str], ordered: str) -> str:
-    """A later page of a cursor: the rows valid as the log stood at its first page (`:p`).
+def _valid_page(
+    t: str, conditions: list[str], after: list[str], ordered: str, *, instant: bool
+) -> str:
+    """A page of the rows valid as the log stood at a cursor's first page (`:p`), and with
+    `instant` at that instant too (`:t`): a change stamped at or before the instant but
+    recorded after that position (a clock behind the reader's, an instant not reached yet)
+    would otherwise move rows across the pages.
 
-    As one condition (`from_pos <= :p AND (to_pos IS NULL OR to_pos > :p)`) no index on the
-    current rows serves it, and every row of the table was read and sorted for each page. Those
-    rows are the current ones that were there at `:p`, read in order by the index of the page's
-    order, and the rows that changes since `:p` closed: a row is closed only when the
-    account's next row opens, so their accounts are those with a row opened after `:p`
-    (a range of the `span` index), each found by its key.
+    As one condition (`from_pos <= :p AND (to_pos IS NULL OR to_pos > :p)`, and `to_at > :t`)
+    no index serves it, and every row of the table was read and sorted for each page. Those
+    rows are the current ones that were there then, read in order by the index of the page's
+    order, and the rows later changes closed: those closed after the instant, a range of the
+    `closed_at` index, and those closed after `:p` (a row is closed only when the account's
+    next row opens, so their accounts are those with a row opened after `:p`, a range of the
+    `span` index), each found by its key.
 
     The current rows are read once for each way a row can come after the cursor's (`after`):
     under one condition with OR the index was walked from its start to the cursor's row, and
     a page cost what its depth did (13 ms 99,900 rows down on SQLite); each way alone is one
     range of the index."""
-    rest = " AND ".join(conditions) or "1 = 1"
-    current = f"SELECT * FROM {t} WHERE to_pos IS NULL AND from_pos <= :p AND {rest}"
-    closed = (
+    opened = "from_pos <= :p AND from_at <= :t" if instant else "from_pos <= :p"
+    rest = " AND ".join([*conditions, _any(after)] if after else conditions) or "1 = 1"
+    current = [
+        f"SELECT * FROM {t} WHERE to_pos IS NULL AND {opened} AND {way}"
+        for way in (" AND ".join([*conditions, w]) for w in after or ["1 = 1"])
+    ]
+    closed = [
         f"SELECT * FROM {t} WHERE account_id IN (SELECT account_id FROM {t} WHERE from_pos > :p)"
-        f" AND from_pos <= :p AND to_pos > :p AND {rest} AND {_any(after)}"
-    )
+        f" AND {opened} AND to_pos > :p AND {'to_at <= :t AND ' if instant else ''}{rest}"
+    ]
+    if instant:  # those closed after the instant (the branch before has the others)
+        closed.append(
+            f"SELECT * FROM {t} WHERE to_pos IS NOT NULL AND to_at > :t AND {opened} AND {rest}"
+        )
     branches = [
         f"SELECT * FROM ({sql} {ordered} LIMIT :limit) AS b{i}"
-        for i, sql in enumerate([*(f"{current} AND {way}" for way in after), closed])
+        for i, sql in enumerate([*current, *closed])
     ]
     return f"SELECT * FROM ({' UNION ALL '.join(branches)}) AS valid {ordered} LIMIT :limit"
 

@@ -108,6 +108,7 @@ def complete_tables(conn: Connection, gen: Generation) -> None:
         ("by_name", "(name_key ASC, account_id ASC) WHERE to_pos IS NULL"),
         ("by_domain", "(domain) WHERE to_pos IS NULL"),
         ("span", "(from_pos, to_pos)"),
+        ("closed_at", "(to_at, from_at, from_pos) WHERE to_pos IS NOT NULL"),
     ):
         conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_{index} ON {t} {columns}"))
 

@@ -511,6 +511,35 @@ def test_as_of_pages_have_no_duplicates_or_gaps_while_writes_go_on(client, clock
     assert names == expected
 
 
+def test_an_as_of_cursor_shows_each_account_once_when_its_accounts_change_after_its_first_page(
+    client, clock
+):
+    # Given five rated accounts, and a first page as of an instant after their ratings
+    accounts = []
+    for i in range(5):
+        account, last = make(client, f"Company {i}", f"company{i}.com", (1 + i, 2, 2, 2))
+        accounts.append(account)
+    then = clock.advance(days=1).isoformat()
+    clock.advance(days=1)
+    first = board(client, limit=2, as_of=then, min_position=last)
+    expected = [e["name"] for e in board(client, limit=50, as_of=then)["items"]]
+
+    # When every account is re-rated after it, both later than the instant and than the page
+    for account in accounts:
+        last = rate(client, account, 5, 5, 5, 5)
+
+    names = [e["name"] for e in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = board(client, limit=2, cursor=cursor, as_of=then, min_position=last)
+        names += [e["name"] for e in page["items"]]
+        cursor = page["next_cursor"]
+
+    # Then the pages show the ranking at the instant, each account once
+    assert expected == [f"Company {i}" for i in range(4, -1, -1)]
+    assert names == expected
+
+
 def registered(client, *accounts: dict) -> dict[str, str]:
     """Registers the accounts; the parameter that has a read wait until it shows them all."""
     for overrides in accounts:
