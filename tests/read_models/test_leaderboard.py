@@ -500,12 +500,7 @@ def test_as_of_pages_have_no_duplicates_or_gaps_while_writes_go_on(client, clock
     rate(client, accounts[0], 5, 5, 5, 5)
     _, last = make(client, "Newcomer", "newcomer.com", (5, 5, 5, 5))
 
-    names = [e["name"] for e in first["items"]]
-    cursor = first["next_cursor"]
-    while cursor:
-        page = board(client, limit=3, cursor=cursor, as_of=then, min_position=last)
-        names += [e["name"] for e in page["items"]]
-        cursor = page["next_cursor"]
+    names = later_pages(client, first, limit=3, as_of=then, min_position=last)
 
     # Then the pages show the list of the first page's position, each account once
     assert names == expected
@@ -528,16 +523,21 @@ def test_an_as_of_cursor_shows_each_account_once_when_its_accounts_change_after_
     for account in accounts:
         last = rate(client, account, 5, 5, 5, 5)
 
-    names = [e["name"] for e in first["items"]]
-    cursor = first["next_cursor"]
-    while cursor:
-        page = board(client, limit=2, cursor=cursor, as_of=then, min_position=last)
-        names += [e["name"] for e in page["items"]]
-        cursor = page["next_cursor"]
+    names = later_pages(client, first, limit=2, as_of=then, min_position=last)
 
     # Then the pages show the ranking at the instant, each account once
     assert expected == [f"Company {i}" for i in range(4, -1, -1)]
     assert names == expected
+
+
+def later_pages(client, first: dict, **params) -> list[str]:
+    """The names on the first page and on every page its cursor leads to."""
+    names, page = [], first
+    while True:
+        names += [e["name"] for e in page["items"]]
+        if not page["next_cursor"]:
+            return names
+        page = board(client, cursor=page["next_cursor"], **params)
 
 
 def registered(client, *accounts: dict) -> dict[str, str]:
