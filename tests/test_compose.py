@@ -52,3 +52,13 @@ def test_compose_offers_a_single_nats_node_and_a_three_node_cluster_profile():
 
 def test_compose_creates_its_database_to_sort_names_as_sqlite_does():
     assert "--locale=C.UTF-8" in SERVICES["postgres"]["environment"]["POSTGRES_INITDB_ARGS"]
+
+
+def test_the_image_runs_the_service_as_a_user_of_its_own_owning_the_data_directories():
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    data_dirs = {s["environment"]["CRM_DATA_DIR"] for s in OURS.values()}
+    owned = " ".join(line for line in lines if "chown" in line)
+
+    assert users and users[-1] not in ("root", "0")
+    assert data_dirs | {"/data"} <= set(re.findall(r"/[\w/]+", owned.split("chown")[1]))
