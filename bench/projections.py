@@ -11,6 +11,7 @@ screened, bant_scored, stage_changed), many aggregates to a save.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import random
@@ -19,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,34 +57,39 @@ SAVE_BATCH = 500
 def seed(ledger, start: int, count: int, progress: Progress, re_ratings: int = 0) -> None:
     """Registers, screens and rates accounts start…start+count-1 (4 events each), then rates
     each of them `re_ratings` more times (one event each)."""
-    task = progress.add_task(f"seed {count:,} accounts", total=count)
     rng = random.Random(start)
     by = Attribution("bench", datetime.now(UTC))
-    batch = []
-    for i in range(start, start + count):
-        account = Account.register(
-            Firmographics(
-                f"Company {i:07d}",
-                f"company{i}.example",
-                rng.choice(INDUSTRIES),
-                rng.randint(10, 5000),
-                rng.randint(10**5, 10**9),
-                "EUR",
-                rng.choice(COUNTRIES),
-                rng.uniform(-5, 40),
-                "bench",
-            ),
-            by,
-        )
+
+    def account(i: int) -> Account:
+        account = Account.register(firmographics(i, rng), by)
         account.screen(ScreeningOutcome.QUALIFIED, ["industry"], None, by)
         for _ in range(1 + re_ratings):
             account.score_bant(BantRating(*(rng.randint(1, 5) for _ in range(4))), by)
-        batch.append(account)
-        if len(batch) == SAVE_BATCH:
-            ledger.save(*batch)
-            progress.advance(task, len(batch))
-            batch = []
-    if batch:
+        return account
+
+    save_in_batches(ledger, map(account, range(start, start + count)), count, progress)
+
+
+def firmographics(i: int, rng: random.Random) -> Firmographics:
+    """Company i's, the same whichever script seeds it."""
+    return Firmographics(
+        f"Company {i:07d}",
+        f"company{i}.example",
+        rng.choice(INDUSTRIES),
+        rng.randint(10, 5000),
+        rng.randint(10**5, 10**9),
+        "EUR",
+        rng.choice(COUNTRIES),
+        rng.uniform(-5, 40),
+        "bench",
+    )
+
+
+def save_in_batches(ledger, accounts: Iterable[Account], count: int, progress: Progress) -> None:  # type: ignore[no-untyped-def]
+    """Saves the accounts made, many to a save, as a progress bar of `count` accounts."""
+    task = progress.add_task(f"seed {count:,} accounts", total=count)
+    made = iter(accounts)
+    while batch := list(itertools.islice(made, SAVE_BATCH)):
         ledger.save(*batch)
         progress.advance(task, len(batch))
     progress.remove_task(task)

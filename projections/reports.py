@@ -13,8 +13,10 @@ import math
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, Literal
 
 from sqlalchemy import Connection, text
@@ -23,7 +25,7 @@ from domain.objectives import Target
 from domain.text import fold
 from projections import objectives, transitions
 from projections.database import from_micros, to_micros
-from projections.generations import live_generation
+from projections.generations import Generation, live_generation
 
 Period = Literal["day", "month", "year"]
 STAGE_ORDER = ("identified", "prioritized", "outreach", "warm_up", "won")
@@ -54,31 +56,11 @@ def report(
     """`kind` is `stage` or `funnel`; the figures per group (or for `all`), and for the stage
     report the `targets` of the periods the window touches, as set at `targets_set_at` (else
     as they stand), with the accounts of all groups that entered each state in each of those
-    periods, over the whole period, as `actuals`."""
+    periods, over the whole period, as `actuals`.
+
+    The moves are read account by account, in one pass, and only the tallies are kept: a
+    report over a million accounts' history holds one account's moves at a time, not all."""
     gen = live_generation(conn, transitions.NAME)
-    order, states = (
-        (STAGE_ORDER, STAGES) if kind == transitions.STAGE else (FUNNEL_ORDER, FUNNEL_ORDER)
-    )
-    rows = (
-        []
-        if gen is None
-        else conn.execute(
-            text(
-                f"SELECT account_id, at, from_state, to_state, industry, country "
-                f"FROM {transitions.table(gen)} WHERE kind = :kind AND at <= :as_of "
-                f"ORDER BY account_id, position"
-            ),
-            {"kind": kind, "as_of": to_micros(window.as_of)},
-        ).all()
-    )
-    by_group: dict[str, list[Any]] = defaultdict(list)
-    for row in rows:
-        # Industries are free text: grouped and named folded, as names are sorted.
-        group = ALL if window.group_by is None else getattr(row, window.group_by)
-        if window.group_by == "industry":
-            group = fold(group)
-        by_group[group].append(row)
-    by_account = _by_account(rows)
     targets: dict[str, dict[str, Target]] = {}
     position = gen.position if gen else 0
     if kind == transitions.STAGE and (set_gen := live_generation(conn, objectives.NAME)):
@@ -86,126 +68,188 @@ def report(
         last = period_of(window.end - timedelta(microseconds=1), window.period)
         targets = objectives.targets_between(conn, set_gen, first, last, targets_set_at)
         position = min(position, set_gen.position)
+    tally = _Tally(kind, window, set(targets))
+    if gen is not None:
+        rows = moves(conn, gen, kind, window.as_of)
+        for _, account in itertools.groupby(rows, key=itemgetter(0)):
+            read = list(account)
+            history = [(at, old, new) for _, at, old, new, _, _ in read]
+            industry, country = read[-1][4:]
+            if window.group_by is None:
+                group = ALL
+            else:  # Industries are free text: grouped and named folded, as names are sorted.
+                group = fold(industry) if window.group_by == "industry" else country
+            tally.add(group, history)
     return {
         "position": position,
-        "groups": [
-            {"group": group, **_figures(group_rows, window, order, states, kind)}
-            for group, group_rows in sorted(by_group.items())
-        ],
+        "groups": tally.groups(),
         "targets": targets,
-        "actuals": _entered_per_period(by_account, set(targets), window.period),
+        "actuals": tally.actuals,
     }
 
 
-def _by_account(rows: list[Any]) -> dict[str, list[Any]]:
-    by_account: dict[str, list[Any]] = defaultdict(list)
-    for row in rows:
-        by_account[row.account_id].append(row)
-    return by_account
+def moves(conn: Connection, gen: Generation, kind: str, as_of: datetime) -> Iterator[Any]:
+    """Every move of `kind` up to `as_of` (account id, at, from state, to state, industry,
+    country), account by account in log order, fetched a few thousand at a time."""
+    result = conn.execute(
+        text(
+            f"SELECT account_id, at, from_state, to_state, industry, country "
+            f"FROM {transitions.table(gen)} WHERE kind = :kind AND at <= :as_of "
+            f"ORDER BY account_id, position"
+        ).execution_options(stream_results=True),
+        {"kind": kind, "as_of": to_micros(as_of)},
+    )
+    return itertools.chain.from_iterable(result.partitions(ROWS_A_FETCH))
 
 
-def _entered(by_account: dict[str, list[Any]], start: int, end: int) -> dict[str, int]:
-    """How many accounts entered each state in [start, end); a deal counts only while it stood
-    at the end (a deal recorded in error and cleared is no deal), each account once."""
-    entered: dict[str, int] = defaultdict(int)
-    for moves in by_account.values():
-        for state in {m.to_state for m in moves if start <= m.at < end}:
-            if _counts(moves, state, end):
-                entered[state] += 1
-    return dict(entered)
+ROWS_A_FETCH = 5_000
+DAY = 86_400_000_000  # microseconds
+Move = tuple[int, str | None, str]  # at, from state, to state; an account's in log order
 
 
-def _counts(moves: list[Any], state: str, end: int) -> bool:
-    """Whether entering `state` counts in a period ending at `end`: a deal only if it stood."""
-    return state not in OUTCOMES or _stood(moves, state, end)
+class _Tally:
+    """What a report counts, added up one account at a time."""
 
+    def __init__(self, kind: str, window: Window, targets: set[str]) -> None:
+        self.kind = kind
+        self.order, self.states = (
+            (STAGE_ORDER, STAGES) if kind == transitions.STAGE else (FUNNEL_ORDER, FUNNEL_ORDER)
+        )
+        self.start, self.end = to_micros(window.start), to_micros(window.end)
+        self.period = window.period
+        self._names: dict[int, str] = {}  # a period's name by day, made once a day
+        self._groups: dict[str, _Group] = {}
+        # Each period with a target: the accounts of all groups that entered each state in it.
+        self.actuals: dict[str, dict[str, int]] = {name: {} for name in targets}
+        self._ends = {name: period_bounds(name)[1] for name in targets}
+        self._span = (
+            (period_bounds(min(targets))[0], period_bounds(max(targets))[1]) if targets else None
+        )
 
-def _entered_per_period(
-    by_account: dict[str, list[Any]], names: set[str], period: Period
-) -> dict[str, dict[str, int]]:
-    """`_entered` for each of the periods named (all of `period`'s size), in one pass over the
-    moves rather than one a period."""
-    if not names:
-        return {}
-    start, end = period_bounds(min(names))[0], period_bounds(max(names))[1]
-    entered: dict[str, dict[str, int]] = {name: defaultdict(int) for name in names}
-    for moves in by_account.values():
-        states = {
-            (name, m.to_state)
-            for m in moves
-            if start <= m.at < end and (name := period_of(from_micros(m.at), period)) in names
+    def period_of(self, at: int) -> str:
+        day = at // DAY
+        name = self._names.get(day)
+        if name is None:
+            name = self._names[day] = period_of(from_micros(day * DAY), self.period)
+        return name
+
+    def add(self, group_name: str, moves: list[Move]) -> None:
+        group = self._groups.get(group_name) or self._groups.setdefault(
+            group_name, _Group(self.states)
+        )
+        start, end = self.start, self.end
+        last = moves[-1][2]
+        group.current[last] = group.current.get(last, 0) + 1
+        first: dict[str, int] = {}  # when it first entered each state in the window
+        latest: dict[str, int] = {}  # when it last entered each state
+        before: Move | None = None
+        for move in moves:
+            at, old, new = move
+            if latest.get(new, at) <= at:
+                latest[new] = at
+            if start <= at < end:
+                if first.get(new, at) >= at:
+                    first[new] = at
+                day = at // DAY
+                bucket = group.days.get(day) or group.day(day, self.period_of(at))
+                bucket["entered"][new] = bucket["entered"].get(new, 0) + 1
+                if old is not None:
+                    bucket["left"][old] = bucket["left"].get(old, 0) + 1
+                if before is not None:  # the visit of the state it entered before ended
+                    group.durations[before[2]].append((at - before[0]) / 1_000_000)
+            before = move
+        for here, following in itertools.pairwise(self.order):
+            if here in first:  # it converted if it entered the next state after
+                group.cohorts[here] += 1
+                group.converted[here] += latest.get(following, first[here] - 1) >= first[here]
+        if self.kind == transitions.STAGE:
+            for outcome in OUTCOMES:
+                group.closed[outcome] += outcome in first and _stood(moves, outcome, end)
+        if self._span is not None:
+            self._add_actuals(moves)
+
+    def _add_actuals(self, moves: list[Move]) -> None:
+        """The account's entries in each period with a target, each state once a period; a
+        deal only if it stood at the period's end (a deal recorded in error and cleared is no
+        deal)."""
+        start, end = self._span  # type: ignore[misc]
+        seen = {
+            (name, new)
+            for at, _, new in moves
+            if start <= at < end and (name := self.period_of(at)) in self.actuals
         }
-        for name, state in states:
-            if _counts(moves, state, period_bounds(name)[1]):
-                entered[name][state] += 1
-    return {name: dict(counts) for name, counts in entered.items()}
+        for name, state in seen:
+            if state not in OUTCOMES or _stood(moves, state, self._ends[name]):
+                self.actuals[name][state] = self.actuals[name].get(state, 0) + 1
+
+    def groups(self) -> list[dict[str, Any]]:
+        return [
+            {"group": name, **group.figures(self.order, self.states, self.kind)}
+            for name, group in sorted(self._groups.items())
+        ]
 
 
-def _stood(moves: list[Any], outcome: str, end: int) -> bool:
-    """Whether the account was in `outcome` just before `end`."""
-    before = [m for m in moves if m.at < end]
-    return bool(before) and before[-1].to_state == outcome
+class _Group:
+    """The tallies of one group's accounts."""
 
+    def __init__(self, states: tuple[str, ...]) -> None:
+        self.states = states
+        self.current: dict[str, int] = dict.fromkeys(states, 0)
+        self.periods: dict[str, dict[str, dict[str, int]]] = {}
+        self.days: dict[int, dict[str, dict[str, int]]] = {}  # the same, by day
+        self.cohorts: dict[str, int] = defaultdict(int)  # accounts that entered it in the window
+        self.converted: dict[str, int] = defaultdict(int)  # of those, entered the next one after
+        self.durations: dict[str, list[float]] = defaultdict(list)
+        self.closed: dict[str, int] = defaultdict(int)  # deals closed in the window that stood
 
-def _figures(
-    rows: list[Any], window: Window, order: tuple[str, ...], states: tuple[str, ...], kind: str
-) -> dict[str, Any]:
-    start, end = to_micros(window.start), to_micros(window.end)
-    current: dict[str, int] = dict.fromkeys(states, 0)
-    periods: dict[str, dict[str, dict[str, int]]] = {}
-    entered_in_window: dict[str, set[str]] = defaultdict(set)
-    durations: dict[str, list[float]] = defaultdict(list)
-    by_account = _by_account(rows)
-    for moves in by_account.values():
-        current[moves[-1].to_state] = current.get(moves[-1].to_state, 0) + 1
-        for i, move in enumerate(moves):
-            if start <= move.at < end:
-                entered_in_window[move.to_state].add(move.account_id)
-                bucket = periods.setdefault(
-                    period_of(from_micros(move.at), window.period),
-                    {"entered": dict.fromkeys(states, 0), "left": dict.fromkeys(states, 0)},
-                )
-                bucket["entered"][move.to_state] = bucket["entered"].get(move.to_state, 0) + 1
-                if move.from_state is not None:
-                    bucket["left"][move.from_state] = bucket["left"].get(move.from_state, 0) + 1
-            if i > 0 and start <= move.at < end:
-                entered = moves[i - 1]
-                durations[entered.to_state].append((move.at - entered.at) / 1_000_000)
+    def day(self, day: int, period: str) -> dict[str, dict[str, int]]:
+        """The counts of the period a day (since 1970) is in, kept for the day as well."""
+        bucket = self.periods.get(period)
+        if bucket is None:
+            bucket = self.periods[period] = {
+                "entered": dict.fromkeys(self.states, 0),
+                "left": dict.fromkeys(self.states, 0),
+            }
+        self.days[day] = bucket
+        return bucket
 
-    conversion = []
-    for here, following in itertools.pairwise(order):
-        cohort = entered_in_window[here]
-        converted = sum(1 for a in cohort if _entered_after(by_account[a], here, following, start))
-        conversion.append(
+    def figures(self, order: tuple[str, ...], states: tuple[str, ...], kind: str) -> dict:
+        conversion = [
             {
                 "from": here,
                 "to": following,
-                "entered": len(cohort),
-                "converted": converted,
-                "rate": round(converted / len(cohort), 4) if cohort else None,
+                "entered": self.cohorts[here],
+                "converted": self.converted[here],
+                "rate": (
+                    round(self.converted[here] / self.cohorts[here], 4)
+                    if self.cohorts[here]
+                    else None
+                ),
             }
-        )
-    figures: dict[str, Any] = {
-        "current": current,
-        "periods": [{"period": p, **periods[p]} for p in sorted(periods)],
-        "conversion": conversion,
-        "time_in_state": {state: _spread(durations[state]) for state in states if durations[state]},
-    }
-    if kind == transitions.STAGE:
-        closed = _entered(by_account, start, end)
-        won, lost = closed.get("won", 0), closed.get("lost", 0)
-        figures["win_rate"] = {
-            "won": won,
-            "lost": lost,
-            "rate": round(won / (won + lost), 4) if won + lost else None,
+            for here, following in itertools.pairwise(order)
+        ]
+        figures: dict[str, Any] = {
+            "current": self.current,
+            "periods": [{"period": p, **self.periods[p]} for p in sorted(self.periods)],
+            "conversion": conversion,
+            "time_in_state": {
+                state: _spread(self.durations[state]) for state in states if self.durations[state]
+            },
         }
-    return figures
+        if kind == transitions.STAGE:
+            won, lost = self.closed["won"], self.closed["lost"]
+            figures["win_rate"] = {
+                "won": won,
+                "lost": lost,
+                "rate": round(won / (won + lost), 4) if won + lost else None,
+            }
+        return figures
 
 
-def _entered_after(moves: list[Any], here: str, following: str, start: int) -> bool:
-    """Whether the account entered `following` after it first entered `here` in the window."""
-    entered_here = min(m.at for m in moves if m.to_state == here and m.at >= start)
-    return any(m.to_state == following and m.at >= entered_here for m in moves)
+def _stood(moves: list[Move], outcome: str, end: int) -> bool:
+    """Whether the account was in `outcome` just before `end`."""
+    before = [new for at, _, new in moves if at < end]
+    return bool(before) and before[-1] == outcome
 
 
 def _spread(seconds: list[float]) -> dict[str, Any]:
