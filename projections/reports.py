@@ -184,7 +184,7 @@ class _Tally:
 
     def groups(self) -> list[dict[str, Any]]:
         return [
-            {"group": name, **group.figures(self.order, self.states, self.kind)}
+            {"group": name, **group.figures(self.order, self.kind)}
             for name, group in sorted(self._groups.items())
         ]
 
@@ -213,7 +213,7 @@ class _Group:
         self.days[day] = bucket
         return bucket
 
-    def figures(self, order: tuple[str, ...], states: tuple[str, ...], kind: str) -> dict:
+    def figures(self, order: tuple[str, ...], kind: str) -> dict:
         conversion = [
             {
                 "from": here,
@@ -233,7 +233,9 @@ class _Group:
             "periods": [{"period": p, **self.periods[p]} for p in sorted(self.periods)],
             "conversion": conversion,
             "time_in_state": {
-                state: _spread(self.durations[state]) for state in states if self.durations[state]
+                state: _spread(self.durations[state])
+                for state in self.states
+                if self.durations[state]
             },
         }
         if kind == transitions.STAGE:
