@@ -35,8 +35,9 @@ def table(gen: Generation) -> str:
 
 
 def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = True) -> None:
-    """The table, with the indexes the reports read by unless a rebuild adds them after its
-    bulk load (building an index once is far quicker than keeping it up row by row)."""
+    """The table and its index; a rebuild's bulk load keeps only a narrow index by account,
+    which the projector finds accounts by, and builds the reports' index at the end
+    (building an index once is far quicker than keeping it up row by row)."""
     t = table(gen)
     conn.execute(
         text(f"""
@@ -52,16 +53,28 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
             PRIMARY KEY (position, kind)
         )""")
     )
-    # The projector finds an account's industry and country by this one.
-    conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_account ON {t} (account_id, position)"))
     if query_indexes:
         complete_tables(conn, gen)
+    else:
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_account ON {t} (account_id, position)"))
 
 
 def complete_tables(conn: Connection, gen: Generation) -> None:
-    """Adds the index the reports read by."""
+    """Each kind's moves account by account in log order, holding every column a report
+    reads: a report walks it from one end without sorting and without visiting the table
+    (twice as fast as reading by when a move happened and sorting), and the projector finds
+    an account's industry and country by it. Once it is built, it replaces the narrow index
+    by account of a bulk load and an earlier release's index by time (keeping both up cost
+    the projector more than this one does)."""
     t = table(gen)
-    conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_at ON {t} (kind, at)"))
+    read = "at, from_state, to_state, industry, country"
+    if conn.dialect.name == "postgresql":
+        columns = f"kind, account_id, position) INCLUDE ({read}"
+    else:
+        columns = f"kind, account_id, position, {read}"
+    conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_moves ON {t} ({columns})"))
+    conn.execute(text(f"DROP INDEX IF EXISTS {t}_account"))
+    conn.execute(text(f"DROP INDEX IF EXISTS {t}_at"))
 
 
 def analyze(conn: Connection, gen: Generation) -> None:
@@ -106,18 +119,22 @@ def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
     if regrouped:  # after the inserts: the batch's own rows of the account are regrouped too
         mark = placeholder(conn)
         conn.exec_driver_sql(
-            f"UPDATE {t} SET industry = {mark}, country = {mark} WHERE account_id = {mark}",
+            f"UPDATE {t} SET industry = {mark}, country = {mark} "
+            f"WHERE kind IN ('{STAGE}', '{FUNNEL}') AND account_id = {mark}",
             [(industry, country, a) for a, (industry, country) in regrouped.items()],
         )
 
 
 def _groups(conn: Connection, t: str, account_ids: set[str]) -> dict[str, tuple[str, str]]:
-    """The industry and country of these accounts, read together rather than one at a time."""
+    """The industry and country of these accounts, read together rather than one at a time
+    (from their stage moves: a registration is one, and every row of an account is in the
+    same group)."""
     ids = sorted(account_ids)
     found: dict[str, tuple[str, str]] = {}
     for start in range(0, len(ids), 500):
         query = text(
-            f"SELECT DISTINCT account_id, industry, country FROM {t} WHERE account_id IN :ids"
+            f"SELECT DISTINCT account_id, industry, country FROM {t} "
+            f"WHERE kind = '{STAGE}' AND account_id IN :ids"
         ).bindparams(bindparam("ids", expanding=True))
         for account_id, industry, country in conn.execute(query, {"ids": ids[start : start + 500]}):
             found[account_id] = (industry, country)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,9 +16,10 @@ from domain.errors import LedgerError
 from domain.ledger import CommandMeta
 from domain.objectives import METRICS, Target
 from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
-from projections import accounts
+from projections import accounts, transitions
 from projections.account_queries import Filters, account_list, cursor_key, leaderboard
 from projections.generations import live_generation
+from projections.reports import Window, report
 from services.projector import Projector
 from services.store import open_read_models
 from tests.read_models.snapshots import all_rows
@@ -258,3 +260,36 @@ def test_accounts_listed_before_industry_keys_are_filtered_as_then_until_a_rebui
     projector.rebuild("accounts")
     assert listed("MANUFACTURING") == ["Anvil", "Bolt"]
     assert listed("caf\u00e9s") == ["Bistro", "Brasserie"]
+
+
+def test_moves_indexed_as_the_release_before_did_are_reported_after_the_upgrade(ledger, projector):
+    def prioritized() -> int:
+        window = Window(datetime(2000, 1, 1, tzinfo=UTC), END, END, "year")
+        with projector.database.read() as conn:
+            return report(conn, transitions.STAGE, window)["groups"][0]["current"]["prioritized"]
+
+    # Given three accounts' moves in a table indexed as the release before did: by account,
+    # and by kind and time
+    seed(ledger, 3)
+    projector.catch_up()
+    with projector.database.write() as conn:
+        table = transitions.table(live_generation(conn, transitions.NAME))
+        conn.execute(text(f"DROP INDEX {table}_moves"))
+        conn.execute(text(f"CREATE INDEX {table}_account ON {table} (account_id, position)"))
+        conn.execute(text(f"CREATE INDEX {table}_at ON {table} (kind, at)"))
+    assert prioritized() == 3
+
+    # When this release starts on it, and records two more
+    projector.setup()
+    seed(ledger, 2)
+    projector.catch_up()
+
+    # Then the reports' index has replaced the two (each one more to keep up on every move),
+    # and the report counts all five
+    with projector.database.read() as conn:
+        indexes = {index["name"] for index in inspect(conn).get_indexes(table)}
+    assert indexes == {f"{table}_moves"}
+    assert prioritized() == 5
+
+
+END = datetime(2100, 1, 1, tzinfo=UTC)
