@@ -34,6 +34,7 @@ class Settings:
     database_pool_size: int = 20
     max_body_bytes: int = 64 * 1024
     read_wait_seconds: float = 2.0  # how long a read with min_position waits at most
+    report_wait_seconds: float = 30.0  # how long a report waits for the one before
     projector_batch_size: int = 1000  # events applied per read-model transaction
     aggregate_cache_size: int = 10_000  # accounts kept loaded between commands; 0: none
     api_keys: str | None = None  # name:role:secret,…; none (and no file) is development mode
@@ -70,6 +71,7 @@ class Settings:
             max_body_bytes=num("CRM_MAX_BODY_BYTES", int, least=1),
             # A reader that waited a minute has given up, and held a thread all the while.
             read_wait_seconds=num("CRM_READ_WAIT_SECONDS", float, most=60),
+            report_wait_seconds=num("CRM_REPORT_WAIT_SECONDS", float, most=600),
             # A batch is one transaction, and its size a LIMIT the databases hold in 64 bits.
             projector_batch_size=num("CRM_PROJECTOR_BATCH_SIZE", int, least=1, most=100_000),
             aggregate_cache_size=num("CRM_AGGREGATE_CACHE_SIZE", int),

@@ -84,7 +84,7 @@ def create_app(
     settings = settings or Settings()
     jobs = jobs or JobRunner(ledger, settings)
     pages = PageCache(projector.database)
-    reads = Reads(projector, settings.read_wait_seconds, pages)
+    reads = Reads(projector, settings.read_wait_seconds, pages, settings.report_wait_seconds)
     audit = Audit(ledger)
     events_document = asyncapi_document(settings.nats_stream)
 

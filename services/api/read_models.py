@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -40,7 +40,7 @@ from services.api.auth import PAST_READS, Permission
 from services.api.documentation import NO_STORE_PROBLEM, READ_POSITION, STALE
 from services.api.objectives import objective_results
 from services.api.page_cache import Answer, PageCache
-from services.api.problems import invalid_field, problem_response
+from services.api.problems import RETRY_AFTER_SECONDS, invalid_field, problem, problem_response
 from services.exporting import render
 from services.projector import Projector
 
@@ -78,11 +78,40 @@ Text = Annotated[
 @dataclass(frozen=True)
 class Reads:
     """What the read endpoints read with: the projector's read models, how long a read with
-    `min_position` may wait, and the answers kept until the read models change."""
+    `min_position` may wait, the answers kept until the read models change, and how long a
+    report may wait for its turn."""
 
     projector: Projector
     wait_seconds: float
     pages: PageCache
+    report_wait_seconds: float
+    # A report is seconds of Python at a million accounts, holding the interpreter lock most
+    # of that time: several at once finish no sooner than one after another, and meanwhile
+    # slow every other request of the process (BENCHMARKS.md). So a process makes one at a
+    # time.
+    reports: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+
+    async def report(self, make: Callable[[], Any]) -> Any:
+        """`make()` in a worker thread once this process makes no other report; a 503 `busy`
+        if none finished within `report_wait_seconds`."""
+        try:
+            self.reports.acquire_nowait()
+        except anyio.WouldBlock:
+            with anyio.move_on_after(self.report_wait_seconds) as waiting:
+                await self.reports.acquire()
+            if waiting.cancelled_caught:
+                raise problem(
+                    503,
+                    "Busy",
+                    f"Another report is being made, and has taken more than "
+                    f"{self.report_wait_seconds:g} s; retry shortly.",
+                    kind="busy",
+                    headers={"Retry-After": RETRY_AFTER_SECONDS},
+                ) from None
+        try:
+            return await anyio.to_thread.run_sync(make)
+        finally:
+            self.reports.release()
 
     async def page(
         self, key: Hashable, name: str, min_position: int | None, render: Render
@@ -249,7 +278,7 @@ async def account_rows(
     return await reads.page(key, accounts.NAME, min_position, render)
 
 
-def _report(
+async def _report(
     kind: str,
     reads: Reads,
     start: str | None,
@@ -279,11 +308,19 @@ def _report(
     shown = (
         (transitions.NAME, objectives.NAME) if kind == transitions.STAGE else (transitions.NAME,)
     )
-    reached = wait_for_position(projector, shown, min_position, reads.wait_seconds)
-    with projector.database.read() as conn:
-        # The objectives as set at `as_of`, else as they stand: whatever this host's clock
-        # reads, another host's may have stamped a target after it.
-        figures = report(conn, kind, window, window.as_of if as_of_text else None)
+    reached = None
+    if min_position is not None:
+        reached = await anyio.to_thread.run_sync(
+            wait_for_position, projector, shown, min_position, reads.wait_seconds
+        )
+
+    def make() -> dict[str, Any]:
+        with projector.database.read() as conn:
+            # The objectives as set at `as_of`, else as they stand: whatever this host's clock
+            # reads, another host's may have stamped a target after it.
+            return report(conn, kind, window, window.as_of if as_of_text else None)
+
+    figures = await reads.report(make)
     results = objective_results(figures["targets"], figures["actuals"])
     body = Report(
         kind=kind,
@@ -319,14 +356,20 @@ GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
 @get(
     "/reports/{kind:str}",
     opt={PAST_READS: True},
-    sync_to_thread=True,
     tags=["read models"],
-    responses=PAGE_PROBLEMS,
+    responses={
+        **PAGE_PROBLEMS,
+        503: problem_response(
+            "Another report was being made, and this process makes one at a time: it did not "
+            "finish within CRM_REPORT_WAIT_SECONDS (`busy`); or the store is unavailable. "
+            "Retry after Retry-After."
+        ),
+    },
     response_headers=[READ_POSITION, STALE],
     summary="ABM stages or See-Think-Do-Care: counts, moves per period, conversion, time in "
     "state, and for stages the win rate and objectives",
 )
-def stage_or_funnel_report(
+async def stage_or_funnel_report(
     kind: Annotated[Literal["stages", "funnel"], PathParameter()],
     reads: NamedDependency[Reads],
     start: From = None,
@@ -336,7 +379,7 @@ def stage_or_funnel_report(
     as_of: AsOf = None,
     min_position: MinPosition = None,
 ) -> Response[Report]:
-    return _report(
+    return await _report(
         transitions.STAGE if kind == "stages" else transitions.FUNNEL,
         reads,
         start,

@@ -83,6 +83,11 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
         ),
         ("CRM_AUDIT_CHECKPOINT_SECONDS", "1e300", "CRM_AUDIT_CHECKPOINT_SECONDS must be a number"),
         ("CRM_READ_WAIT_SECONDS", "3600", "CRM_READ_WAIT_SECONDS must be a number of at most 60"),
+        (
+            "CRM_REPORT_WAIT_SECONDS",
+            "3600",
+            "CRM_REPORT_WAIT_SECONDS must be a number of at most 600",
+        ),
         ("CRM_DATABASE_POOL_SIZE", "100000", "CRM_DATABASE_POOL_SIZE must be a whole number of"),
         ("CRM_PROJECTOR_BATCH_SIZE", "10" * 10, "CRM_PROJECTOR_BATCH_SIZE must be a whole number"),
     ],
@@ -265,9 +270,9 @@ def test_unset_or_empty_settings_take_their_defaults():
     empty = ["CRM_PORT", "CRM_READ_WAIT_SECONDS", "CRM_LOG_LEVEL", "CRM_HOST", "CRM_DATA_DIR"]
     assert Settings.from_env(dict.fromkeys(empty, "")) == Settings()
     assert Settings.from_env({"CRM_READ_WAIT_SECONDS": " "}) == Settings()
-    assert Settings.from_env({"CRM_PORT": "9000", "CRM_READ_WAIT_SECONDS": "0.5"}) == Settings(
-        port=9000, read_wait_seconds=0.5
-    )
+    assert Settings.from_env(
+        {"CRM_PORT": "9000", "CRM_READ_WAIT_SECONDS": "0.5", "CRM_REPORT_WAIT_SECONDS": "0"}
+    ) == Settings(port=9000, read_wait_seconds=0.5, report_wait_seconds=0)
 
 
 def test_the_log_level_leaves_out_what_is_below_it(capsys):
