@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 import sys
+from array import array
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -156,7 +156,7 @@ class _Tally:
                 if old is not None:
                     bucket["left"][old] = bucket["left"].get(old, 0) + 1
                 if before is not None:  # the visit of the state it entered before ended
-                    group.durations[before[2]].append((at - before[0]) / 1_000_000)
+                    group.durations[before[2]].append(at - before[0])
             before = move
         for here, following in itertools.pairwise(self.order):
             if here in first:  # it converted if it entered the next state after
@@ -199,7 +199,9 @@ class _Group:
         self.days: dict[int, dict[str, dict[str, int]]] = {}  # the same, by day
         self.cohorts: dict[str, int] = defaultdict(int)  # accounts that entered it in the window
         self.converted: dict[str, int] = defaultdict(int)  # of those, entered the next one after
-        self.durations: dict[str, list[float]] = defaultdict(list)
+        # Each visit's length in microseconds, for the median and the 90th percentile: eight
+        # bytes a visit (a list of floats took 32), the most a report holds at a million.
+        self.durations: dict[str, array[int]] = defaultdict(lambda: array("q"))
         self.closed: dict[str, int] = defaultdict(int)  # deals closed in the window that stood
 
     def day(self, day: int, period: str) -> dict[str, dict[str, int]]:
@@ -254,12 +256,14 @@ def _stood(moves: list[Move], outcome: str, end: int) -> bool:
     return bool(before) and before[-1] == outcome
 
 
-def _spread(seconds: list[float]) -> dict[str, Any]:
-    ordered = sorted(seconds)
+def _spread(micros: array[int]) -> dict[str, Any]:
+    ordered = sorted(micros)
+    count = len(ordered)
+    middle = [ordered[(count - 1) // 2] / 1e6, ordered[count // 2] / 1e6]
     return {
-        "visits": len(ordered),
-        "median_seconds": statistics.median(ordered),
-        "p90_seconds": ordered[math.ceil(0.9 * len(ordered)) - 1],
+        "visits": count,
+        "median_seconds": middle[0] if count % 2 else (middle[0] + middle[1]) / 2,
+        "p90_seconds": ordered[math.ceil(0.9 * count) - 1] / 1e6,
     }
 
 
