@@ -62,7 +62,7 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
 def complete_tables(conn: Connection, gen: Generation) -> None:
     """Each kind's moves account by account in log order, holding every column a report
     reads: a report walks it from one end without sorting and without visiting the table
-    (twice as fast as reading by when a move happened and sorting), and the projector finds
+    (1.7 times as fast as reading by when a move happened and sorting), and the projector finds
     an account's industry and country by it. Once it is built, it replaces the narrow index
     by account of a bulk load and an earlier release's index by time (keeping both up cost
     the projector more than this one does)."""
