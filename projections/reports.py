@@ -259,10 +259,11 @@ def _stood(moves: list[Move], outcome: str, end: int) -> bool:
 def _spread(micros: array[int]) -> dict[str, Any]:
     ordered = sorted(micros)
     count = len(ordered)
-    middle = [ordered[(count - 1) // 2] / 1e6, ordered[count // 2] / 1e6]
     return {
         "visits": count,
-        "median_seconds": middle[0] if count % 2 else (middle[0] + middle[1]) / 2,
+        # The two middle visits (one and the same when the count is odd: halving a doubled
+        # float gives it back exactly), as seconds, averaged as statistics.median does.
+        "median_seconds": (ordered[(count - 1) // 2] / 1e6 + ordered[count // 2] / 1e6) / 2,
         "p90_seconds": ordered[math.ceil(0.9 * count) - 1] / 1e6,
     }
 
