@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
+from prometheus_client import Counter
 from sqlalchemy import Connection
 
 from contracts.accounts import (
@@ -45,6 +47,11 @@ from services.exporting import render
 from services.projector import Projector
 
 PAGE_MAX = 200
+REPORTS = Counter(
+    "crm_reports",
+    "Reports answered: made by this process, or shared with a request for the same report",
+    ["answer"],
+)
 PAGE_PROBLEMS = {400: problem_response("A parameter or the cursor is invalid.")}
 
 Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_MAX, description="Page size.")]
@@ -75,6 +82,14 @@ Text = Annotated[
 ]
 
 
+@dataclass
+class Flight:
+    """A report waiting for its turn or being made, and how many requests wait to share it."""
+
+    answer: asyncio.Future[Any]
+    sharing: int = 0
+
+
 @dataclass(frozen=True)
 class Reads:
     """What the read endpoints read with: the projector's read models, how long a read with
@@ -90,10 +105,57 @@ class Reads:
     # slow every other request of the process (BENCHMARKS.md). So a process makes one at a
     # time.
     reports: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+    # The reports waiting for their turn or being made, by what was asked: the same report
+    # asked meanwhile (a team opening one dashboard) shares the answer rather than queueing to
+    # make it again.
+    flights: dict[Hashable, Flight] = field(default_factory=dict)
 
-    async def report(self, make: Callable[[], Any]) -> Any:
-        """`make()` in a worker thread once this process makes no other report; a 503 `busy`
-        if none finished within `report_wait_seconds`."""
+    async def report(
+        self, asked: Hashable, make: Callable[[], Any], fresh: Callable[[Any], bool]
+    ) -> Any:
+        """The answer to the report `asked` for: that of the same report waiting for its turn
+        or being made, if `fresh(answer)`, else `make()`'s."""
+        if (flight := self.flights.get(asked)) is not None:
+            flight.sharing += 1
+            try:
+                answer = await asyncio.shield(flight.answer)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not flight.answer.cancelled() or (task and task.cancelling()):
+                    raise  # this request was cancelled, not the one it waited for
+            else:
+                if fresh(answer):
+                    REPORTS.labels("shared").inc()
+                    return answer
+        return await self._make(asked, make)
+
+    async def _make(self, asked: Hashable, make: Callable[[], Any]) -> Any:
+        flight = Flight(asyncio.get_running_loop().create_future())
+        own = self.flights.setdefault(asked, flight) is flight
+        try:
+            await self._turn()
+            try:
+                answer = await anyio.to_thread.run_sync(make)
+            finally:
+                self.reports.release()
+        except Exception as error:
+            flight.answer.set_exception(error)
+            flight.answer.exception()  # retrieved: asyncio would log it if nobody shared it
+            raise
+        except BaseException:
+            flight.answer.cancel()
+            raise
+        else:
+            flight.answer.set_result(answer)
+            REPORTS.labels("made").inc()
+            return answer
+        finally:
+            if own:
+                del self.flights[asked]
+
+    async def _turn(self) -> None:
+        """Once this process makes no other report; a 503 `busy` if none finished within
+        `report_wait_seconds`."""
         try:
             self.reports.acquire_nowait()
         except anyio.WouldBlock:
@@ -108,10 +170,6 @@ class Reads:
                     kind="busy",
                     headers={"Retry-After": RETRY_AFTER_SECONDS},
                 ) from None
-        try:
-            return await anyio.to_thread.run_sync(make)
-        finally:
-            self.reports.release()
 
     async def page(
         self, key: Hashable, name: str, min_position: int | None, render: Render
@@ -314,13 +372,21 @@ async def _report(
             wait_for_position, projector, shown, min_position, reads.wait_seconds
         )
 
-    def make() -> dict[str, Any]:
+    def make() -> tuple[Window, dict[str, Any]]:
         with projector.database.read() as conn:
             # The objectives as set at `as_of`, else as they stand: whatever this host's clock
             # reads, another host's may have stamped a target after it.
-            return report(conn, kind, window, window.as_of if as_of_text else None)
+            return window, report(conn, kind, window, window.as_of if as_of_text else None)
 
-    figures = await reads.report(make)
+    def fresh(shared: tuple[Window, dict[str, Any]]) -> bool:
+        # Made from the read models as they stood before this request waited for its own
+        # write, it would not show it.
+        return min_position is None or shared[1]["position"] >= min_position
+
+    # Shared with a request that asked the same, its window with it: "now", the default
+    # `as_of`, is then the instant that request came.
+    asked = (kind, start, end, period, group_by, as_of_text)
+    window, figures = await reads.report(asked, make, fresh)
     results = objective_results(figures["targets"], figures["actuals"])
     body = Report(
         kind=kind,

@@ -1,9 +1,11 @@
 """An API process makes one report at a time: the next waits its turn, up to
-CRM_REPORT_WAIT_SECONDS, and other reads are answered meanwhile."""
+CRM_REPORT_WAIT_SECONDS, and other reads are answered meanwhile; the same report asked while
+one waits or is being made shares its answer."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from litestar.testing import TestClient
 
+from services.api import read_models
 from services.api.app import create_app
 from services.api.read_models import Reads
 from tests.api.requests import registration
@@ -75,3 +78,88 @@ def test_a_report_asked_while_another_is_made_waits_its_turn(patient):
         answer = asked.result(timeout=30)
     assert answer.status_code == 200
     assert answer.json()["groups"][0]["current"]["see"] == 1
+
+
+class CountedReports:
+    """The reports the process makes, counted; with `hold`, each made waits for `release`
+    before it is answered."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, hold: bool = False) -> None:
+        self.made = 0
+        self.hold = hold
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        make = read_models.report
+
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.made += 1
+            figures = make(*args, **kwargs)
+            if self.hold:
+                self.holding.set()
+                assert self.released.wait(30), "the test did not release the report"
+            return figures
+
+        monkeypatch.setattr(read_models, "report", counted)
+
+
+def wait_until(condition, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)  # a look every 10 ms
+
+
+def sharing(reads: Reads) -> int:
+    return sum(flight.sharing for flight in reads.flights.values())
+
+
+def test_the_same_report_asked_while_it_waits_is_made_once_for_all(patient, monkeypatch):
+    client, reads = patient
+    reports = CountedReports(monkeypatch)
+    # Given a report being made in the process, and one waiting for its turn
+    client.blocking_portal.call(reads.reports.acquire_on_behalf_of, MAKING)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(client.get, "/reports/stages?group_by=industry")
+        wait_until(lambda: reads.reports.statistics().tasks_waiting == 1, "it did not wait")
+
+        # When the same report is asked twice more, and another report once
+        same = [pool.submit(client.get, "/reports/stages?group_by=industry") for _ in range(2)]
+        wait_until(lambda: sharing(reads) == 2, "the same report did not share the first")
+        other = pool.submit(client.get, "/reports/stages?group_by=country")
+        wait_until(lambda: reads.reports.statistics().tasks_waiting == 2, "other did not wait")
+        client.blocking_portal.call(reads.reports.release_on_behalf_of, MAKING)
+        answers = [asked.result(timeout=30) for asked in (first, *same, other)]
+
+    # Then the three asking the same get one answer, made once; the other its own
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert answers[0].json() == answers[1].json() == answers[2].json()
+    assert answers[0].json()["groups"][0]["group"] == "manufacturing"
+    assert answers[3].json()["groups"][0]["group"] == "DE"
+    assert reports.made == 2
+    metrics = client.get("/metrics").text
+    assert 'crm_reports_total{answer="shared"}' in metrics
+
+
+def test_a_report_that_waits_for_a_write_does_not_share_one_made_before_it(
+    patient, projector, monkeypatch
+):
+    client, reads = patient
+    reports = CountedReports(monkeypatch, hold=True)
+    with ThreadPoolExecutor(2) as pool:
+        # Given a report made and not yet answered
+        first = pool.submit(client.get, "/reports/stages")
+        assert reports.holding.wait(30), "the report was not made"
+        # When another account is registered, and the same report asked for with its position
+        response = client.post("/accounts", json=registration(domain="globex.example"))
+        projector.catch_up()
+        position = int(response.headers["CRM-Position"])
+        waiting = pool.submit(client.get, f"/reports/stages?min_position={position}")
+        wait_until(lambda: sharing(reads) == 1, "the report did not wait for the first")
+        reports.released.set()
+        earlier, later = first.result(timeout=30), waiting.result(timeout=30)
+
+    # Then the first shows one account, the one that waited both: it made its own
+    assert earlier.json()["groups"][0]["current"]["identified"] == 1
+    assert later.json()["groups"][0]["current"]["identified"] == 2
+    assert later.json()["position"] >= position
+    assert reports.made == 2
