@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 
@@ -12,3 +13,17 @@ def fold(text: str) -> str:
     i's own dot, so a reader sees no accent), which would keep `istanbul` from `İstanbul`."""
     folded = unicodedata.normalize("NFD", text.casefold()).replace("i\u0307", "i")
     return unicodedata.normalize("NFC", folded)
+
+
+# The marks NFD splits off Latin, Greek and Cyrillic letters (acute, grave, diaeresis, cedilla,
+# ring, caron, …); the marks of other scripts are part of their letters and are kept.
+ACCENTS = re.compile("[\u0300-\u036f]")
+# Letters whose stroke is not a mark NFD splits off, read as their plain letter.
+PLAIN = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ħ": "h", "æ": "ae", "œ": "oe"})
+
+
+def search_key(text: str) -> str:
+    """`text` as search compares it: folded, and without accents, so that `cafe` finds Café,
+    `lodz` Łódź and `Cafe` café, as a search box does."""
+    plain = ACCENTS.sub("", unicodedata.normalize("NFD", fold(text))).translate(PLAIN)
+    return unicodedata.normalize("NFC", plain)

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, text
 
 from contracts.accounts import STORED_INT_MAX
-from domain.text import fold
+from domain.text import fold, search_key
 from projections import accounts
 from projections.database import from_micros, to_micros
 from projections.generations import live_generation
@@ -180,8 +180,17 @@ def _page(
         conditions.append("domain = :domain")
         params["domain"] = filters.domain
     if filters.search:
-        conditions.append("(name_key LIKE :q ESCAPE '\\' OR domain LIKE :q ESCAPE '\\')")
-        params["q"] = "%" + _escape_like(fold(filters.search)) + "%"
+        plain, folded = search_key(filters.search), fold(filters.search)
+        if plain == folded:
+            # Typed without accents: found with or without them. Rows listed before
+            # search_key was added have none, and are matched as they were until a rebuild.
+            conditions.append(
+                "(search_key LIKE :q ESCAPE '\\' OR domain LIKE :q ESCAPE '\\'"
+                " OR (search_key IS NULL AND name_key LIKE :q ESCAPE '\\'))"
+            )
+        else:  # typed with accents: found as typed
+            conditions.append("(name_key LIKE :q ESCAPE '\\' OR domain LIKE :q ESCAPE '\\')")
+        params["q"] = "%" + _escape_like(plain if plain == folded else folded) + "%"
     after = []
     if state["k"] is not None:
         after = _after(order)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, bindparam, inspect, text
 
 from domain.account import Account
-from domain.text import fold
+from domain.text import fold, search_key
 from projections.batch import Entry, stored_accounts
 from projections.database import insert_rows, placeholder, to_micros
 from projections.generations import Generation
@@ -31,6 +31,7 @@ COLUMNS = (
     "to_at",
     "name",
     "name_key",
+    "search_key",
     "domain",
     "industry",
     "industry_key",
@@ -69,6 +70,7 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
             to_at BIGINT,
             name TEXT NOT NULL,
             name_key TEXT NOT NULL,
+            search_key TEXT,
             domain TEXT NOT NULL,
             industry TEXT NOT NULL,
             industry_key TEXT NOT NULL,
@@ -97,9 +99,12 @@ def complete_tables(conn: Connection, gen: Generation) -> None:
     """Adds what the queries read by: the indexes (the projector finds an account's rows by
     the primary key), and on tables an earlier release made, the columns it lacked."""
     t = table(gen)
-    if "industry_key" not in {c["name"] for c in inspect(conn).get_columns(t)}:
-        # Their rows match an industry as they did, until `crm rebuild accounts` keys them.
-        conn.execute(text(f"ALTER TABLE {t} ADD COLUMN industry_key TEXT"))
+    columns = {c["name"] for c in inspect(conn).get_columns(t)}
+    # Their rows match an industry, and a search, as they did (by the folded name, accents
+    # and all), until `crm rebuild accounts` keys them.
+    for column in ("industry_key", "search_key"):
+        if column not in columns:
+            conn.execute(text(f"ALTER TABLE {t} ADD COLUMN {column} TEXT"))
     # The leaderboard's order before its ties went by name_key: no query reads by it.
     conn.execute(text(f"DROP INDEX IF EXISTS {t}_score"))
     for index, columns in (
@@ -188,6 +193,7 @@ def _registered_row(
         "to_at": None,
         "name": event.name,
         "name_key": fold(event.name),
+        "search_key": search_key(event.name),
         "domain": event.domain,
         "industry": event.industry,
         "industry_key": fold(event.industry),
@@ -233,6 +239,8 @@ def _changes(event: Any, at: int) -> dict[str, Any]:
         for column in ("name", "industry"):
             if column in changes:
                 changes[f"{column}_key"] = fold(changes[column])
+        if "name" in changes:
+            changes["search_key"] = search_key(changes["name"])
         return changes
     if isinstance(event, Account.StageChanged):
         return {"abm_stage": event.to_stage}

@@ -203,7 +203,13 @@ class AccountController(Controller):
         funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
         industry: Text = None,
         country: Text = None,
-        q: Annotated[Text, QueryParameter(description="Part of the name or domain.")] = None,
+        q: Annotated[
+            Text,
+            QueryParameter(
+                description="Part of the name or domain; typed without accents, it finds "
+                "names with or without them."
+            ),
+        ] = None,
         domain: Annotated[
             Text,
             QueryParameter(

@@ -567,6 +567,32 @@ def test_a_name_is_found_and_sorted_however_its_accents_are_encoded(client):
     assert listed(client, seen, q="CAFE\u0301") == cafes
 
 
+def test_a_search_typed_without_accents_finds_names_with_them(client):
+    seen = registered(
+        client,
+        {"name": "Caf\u00e9 Bleu", "domain": "bleu.fr", "country": "FR"},
+        {"name": "Cafeteria", "domain": "cafeteria.fr"},
+        {"name": "\u0141\u00f3d\u017a Steel", "domain": "steel.pl", "country": "PL"},
+        {"name": "Soci\u00e9t\u00e9 G\u00e9n\u00e9rale", "domain": "sg.fr", "country": "FR"},
+    )
+
+    assert listed(client, seen, q="cafe") == ["Cafeteria", "Caf\u00e9 Bleu"]
+    assert listed(client, seen, q="LODZ") == ["\u0141\u00f3d\u017a Steel"]
+    assert listed(client, seen, q="societe gen") == ["Soci\u00e9t\u00e9 G\u00e9n\u00e9rale"]
+    # and one typed with them finds them as typed
+    assert listed(client, seen, q="caf\u00e9") == ["Caf\u00e9 Bleu"]
+
+
+def test_a_renamed_account_is_found_by_its_new_name_without_accents(client):
+    account = client.post("/accounts", json=registration(name="Zurich Reinsurance")).json()
+    renamed = client.patch(f"/accounts/{account['id']}", json={"name": "Z\u00fcrich Re"})
+    assert renamed.status_code == 200, renamed.text
+    seen = {"min_position": renamed.headers["crm-position"]}
+
+    assert listed(client, seen, q="zurich re") == ["Z\u00fcrich Re"]
+    assert listed(client, seen, q="reinsurance") == []
+
+
 def test_a_turkish_capital_i_is_found_and_sorted_as_the_i_it_is_typed_as(client):
     seen = registered(
         client,

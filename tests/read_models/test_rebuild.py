@@ -262,6 +262,38 @@ def test_accounts_listed_before_industry_keys_are_filtered_as_then_until_a_rebui
     assert listed("caf\u00e9s") == ["Bistro", "Brasserie"]
 
 
+def test_accounts_listed_before_search_keys_are_found_as_then_until_a_rebuild(ledger, projector):
+    def register(name: str, domain: str) -> None:
+        details = Firmographics(name, domain, "retail", 10, 1000, "EUR", "FR", 1.0, "test")
+        ledger.register(details, META)
+
+    def found(search: str) -> list[str]:
+        with projector.database.read() as conn:
+            page = account_list(conn, Filters(search=search), 10, key=cursor_key(conn))
+        return [row["name"] for row in page.rows]
+
+    # Given accounts listed in a table as the release before made it, without search_key
+    register("Caf\u00e9 Bleu", "b1.example")
+    projector.catch_up()
+    with projector.database.write() as conn:
+        table = accounts.table(live_generation(conn, accounts.NAME))
+        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN search_key"))
+
+    # When this release starts on it, and lists more
+    projector.setup()
+    register("Caf\u00e9 Noir", "n1.example")
+    projector.catch_up()
+
+    # Then the earlier ones are found as that release found them (by their name with its
+    # accents, or by their domain), and without accents too once the read model is rebuilt
+    assert found("caf\u00e9") == ["Caf\u00e9 Bleu", "Caf\u00e9 Noir"]
+    assert found("BLEU") == ["Caf\u00e9 Bleu"]
+    assert found("b1.ex") == ["Caf\u00e9 Bleu"]
+    assert found("cafe") == ["Caf\u00e9 Noir"]
+    projector.rebuild("accounts")
+    assert found("cafe") == ["Caf\u00e9 Bleu", "Caf\u00e9 Noir"]
+
+
 def test_moves_indexed_as_the_release_before_did_are_reported_after_the_upgrade(ledger, projector):
     def prioritized() -> int:
         window = Window(datetime(2000, 1, 1, tzinfo=UTC), END, END, "year")
