@@ -226,66 +226,67 @@ def test_a_batch_that_would_end_inside_a_command_ends_before_it(ledger, projecto
     ]
 
 
+def list_account(ledger, name: str, industry: str = "retail", domain: str = "") -> None:
+    domain = domain or f"{uuid.uuid4().hex}.com"
+    details = Firmographics(name, domain, industry, 10, 1000, "EUR", "DE", 1.0, "test")
+    ledger.register(details, META)
+
+
+def listed(projector, filters: Filters) -> list[str]:
+    with projector.database.read() as conn:
+        page = account_list(conn, filters, 10, key=cursor_key(conn))
+    return [row["name"] for row in page.rows]
+
+
+def started_without(projector, column: str) -> None:
+    """The accounts read model as the release before made it, without `column`; then this
+    release started on it."""
+    with projector.database.write() as conn:
+        table = accounts.table(live_generation(conn, accounts.NAME))
+        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+    projector.setup()
+
+
 def test_accounts_listed_before_industry_keys_are_filtered_as_then_until_a_rebuild(
     ledger, projector
 ):
-    def register(name: str, industry: str) -> None:
-        details = Firmographics(
-            name, f"{uuid.uuid4().hex}.com", industry, 10, 1000, "EUR", "DE", 1.0, "test"
-        )
-        ledger.register(details, META)
+    def by_industry(industry: str) -> list[str]:
+        return listed(projector, Filters(industry=industry))
 
-    def listed(industry: str) -> list[str]:
-        with projector.database.read() as conn:
-            page = account_list(conn, Filters(industry=industry), 10, key=cursor_key(conn))
-        return [row["name"] for row in page.rows]
-
-    # Given accounts listed in a table as the release before made it, without industry_key
-    register("Anvil", "Manufacturing")
-    register("Bistro", "Cafe\u0301s")  # with a combining accent
+    # Given accounts listed by the release before, whose table had no industry_key
+    list_account(ledger, "Anvil", "Manufacturing")
+    list_account(ledger, "Bistro", "Cafe\u0301s")  # with a combining accent
     projector.catch_up()
-    with projector.database.write() as conn:
-        table = accounts.table(live_generation(conn, accounts.NAME))
-        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN industry_key"))
 
     # When this release starts on it, and lists more
-    projector.setup()
-    register("Bolt", "manufacturing")
-    register("Brasserie", "Caf\u00e9s")
+    started_without(projector, "industry_key")
+    list_account(ledger, "Bolt", "manufacturing")
+    list_account(ledger, "Brasserie", "Caf\u00e9s")
     projector.catch_up()
 
     # Then the industry filter finds the earlier accounts as that release did, until a rebuild
-    assert listed("MANUFACTURING") == ["Anvil", "Bolt"]
-    assert listed("caf\u00e9s") == ["Brasserie"]
+    assert by_industry("MANUFACTURING") == ["Anvil", "Bolt"]
+    assert by_industry("caf\u00e9s") == ["Brasserie"]
     projector.rebuild("accounts")
-    assert listed("MANUFACTURING") == ["Anvil", "Bolt"]
-    assert listed("caf\u00e9s") == ["Bistro", "Brasserie"]
+    assert by_industry("MANUFACTURING") == ["Anvil", "Bolt"]
+    assert by_industry("caf\u00e9s") == ["Bistro", "Brasserie"]
 
 
 def test_accounts_listed_before_search_keys_are_found_as_then_until_a_rebuild(ledger, projector):
-    def register(name: str, domain: str) -> None:
-        details = Firmographics(name, domain, "retail", 10, 1000, "EUR", "FR", 1.0, "test")
-        ledger.register(details, META)
-
     def found(search: str) -> list[str]:
-        with projector.database.read() as conn:
-            page = account_list(conn, Filters(search=search), 10, key=cursor_key(conn))
-        return [row["name"] for row in page.rows]
+        return listed(projector, Filters(search=search))
 
-    # Given accounts listed in a table as the release before made it, without search_key
-    register("Caf\u00e9 Bleu", "b1.example")
+    # Given an account listed by the release before, whose table had no search_key
+    list_account(ledger, "Caf\u00e9 Bleu", domain="b1.example")
     projector.catch_up()
-    with projector.database.write() as conn:
-        table = accounts.table(live_generation(conn, accounts.NAME))
-        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN search_key"))
 
     # When this release starts on it, and lists more
-    projector.setup()
-    register("Caf\u00e9 Noir", "n1.example")
+    started_without(projector, "search_key")
+    list_account(ledger, "Caf\u00e9 Noir", domain="n1.example")
     projector.catch_up()
 
-    # Then the earlier ones are found as that release found them (by their name with its
-    # accents, or by their domain), and without accents too once the read model is rebuilt
+    # Then the earlier one is found as that release found it (by its name with its accents,
+    # or by its domain), and without accents too once the read model is rebuilt
     assert found("caf\u00e9") == ["Caf\u00e9 Bleu", "Caf\u00e9 Noir"]
     assert found("BLEU") == ["Caf\u00e9 Bleu"]
     assert found("b1.ex") == ["Caf\u00e9 Bleu"]
