@@ -87,6 +87,7 @@ class Flight:
     """A report waiting for its turn or being made, and how many requests wait to share it."""
 
     answer: asyncio.Future[Any]
+    began: float = field(default_factory=time.monotonic)  # it reads the store after this
     sharing: int = 0
 
 
@@ -114,8 +115,10 @@ class Reads:
         self, asked: Hashable, make: Callable[[], Any], fresh: Callable[[Any], bool]
     ) -> Any:
         """The answer to the report `asked` for: that of the same report waiting for its turn
-        or being made, if `fresh(answer)`, else `make()`'s."""
-        if (flight := self.flights.get(asked)) is not None:
+        or being made, if it began after this request came or `fresh(answer)`, else
+        `make()`'s."""
+        came = time.monotonic()
+        while (flight := self.flights.get(asked)) is not None:
             flight.sharing += 1
             try:
                 answer = await asyncio.shield(flight.answer)
@@ -123,15 +126,17 @@ class Reads:
                 task = asyncio.current_task()
                 if not flight.answer.cancelled() or (task and task.cancelling()):
                     raise  # this request was cancelled, not the one it waited for
-            else:
-                if fresh(answer):
-                    REPORTS.labels("shared").inc()
-                    return answer
+                continue
+            if flight.began >= came or fresh(answer):
+                REPORTS.labels("shared").inc()
+                return answer
+            # Made before this request came, it may not show what this one waited for: the
+            # one being made next (if another asked meanwhile) began after, and does.
         return await self._make(asked, make)
 
     async def _make(self, asked: Hashable, make: Callable[[], Any]) -> Any:
-        flight = Flight(asyncio.get_running_loop().create_future())
-        own = self.flights.setdefault(asked, flight) is flight
+        # Found by the requests that ask the same from now on (none is being made: see report)
+        flight = self.flights[asked] = Flight(asyncio.get_running_loop().create_future())
         try:
             await self._turn()
             try:
@@ -150,8 +155,7 @@ class Reads:
             REPORTS.labels("made").inc()
             return answer
         finally:
-            if own:
-                del self.flights[asked]
+            del self.flights[asked]
 
     async def _turn(self) -> None:
         """Once this process makes no other report; a 503 `busy` if none finished within
