@@ -18,6 +18,11 @@ as a check per read: a pass runs only requests whose bytes had arrived before it
 positions checked during it are of an instant between each such request's arrival and its
 answer, as a read's answer must be. Under load a pass answers several reads, and the check
 was a sixth of a kept page's CPU.
+
+On PostgreSQL a read waits for a check that begins after it came, which is as exact for the
+same reason; the reads that come while one check is under way share the next. A check of
+each read's own, each in a worker thread, held an API process to about a tenth of a bare
+GET's rate (BENCHMARKS.md); a kept page is then answered in the event loop's thread.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ class PageCache:
         # The positions checked in this pass of the event loop, and that loop.
         self._checked: tuple[asyncio.AbstractEventLoop, tuple] | None = None
         self.in_loop = database.sqlite_path is not None
+        # PostgreSQL: the check the reads that came during the one under way wait for.
+        self._next_check: asyncio.Future[tuple] | None = None
+        self._checking: asyncio.Task[None] | None = None  # the task that runs the checks
 
     async def answer(self, key: Hashable, render: Callable[[], Answer]) -> Answer:
         if self.in_loop:
@@ -68,7 +76,35 @@ class PageCache:
                 self._checked = (loop, self._positions())
                 loop.call_soon(self._end_of_pass)
             return self._answer(key, render, self._checked[1])
-        return await anyio.to_thread.run_sync(lambda: self._answer(key, render, self._positions()))
+        positions = await self._check_begun_after_now()
+        if (kept := self._kept(key, positions)) is not None:
+            return kept
+        return await anyio.to_thread.run_sync(lambda: self._answer(key, render, positions))
+
+    async def _check_begun_after_now(self) -> tuple:
+        """The positions, read by a check that begins after this call: exact for the read
+        that asks, as a check of its own would be. Reads that come while a check is under
+        way share the next one, so under load a check (a query in a worker thread, with
+        its hand-over of the interpreter lock) serves many reads rather than one each."""
+        loop = asyncio.get_running_loop()
+        if self._next_check is None or self._next_check.get_loop() is not loop:
+            self._next_check = loop.create_future()
+        if self._checking is None or self._checking.get_loop() is not loop:
+            self._checking = loop.create_task(self._run_checks())
+        return await asyncio.shield(self._next_check)
+
+    async def _run_checks(self) -> None:
+        try:
+            while (check := self._next_check) is not None:
+                self._next_check = None  # the reads that come from now on wait for the next
+                try:
+                    check.set_result(await anyio.to_thread.run_sync(self._positions))
+                except Exception as error:
+                    check.set_exception(error)
+                    check.exception()  # retrieved: each read waiting for it raises it
+        finally:
+            if self._checking is asyncio.current_task():
+                self._checking = None
 
     def close(self) -> None:
         """Closes the connection of the checks; a later check opens another."""
@@ -79,12 +115,17 @@ class PageCache:
     def _end_of_pass(self) -> None:
         self._checked = None
 
-    def _answer(self, key: Hashable, render: Callable[[], Answer], positions: tuple) -> Answer:
+    def _kept(self, key: Hashable, positions: tuple) -> Answer | None:
         with self._lock:
             kept = self._answers.get(key)
-            if kept is not None and kept[0] == positions:
-                self._answers.move_to_end(key)
-                return kept[1]
+            if kept is None or kept[0] != positions:
+                return None
+            self._answers.move_to_end(key)
+            return kept[1]
+
+    def _answer(self, key: Hashable, render: Callable[[], Answer], positions: tuple) -> Answer:
+        if (kept := self._kept(key, positions)) is not None:
+            return kept
         # Read after the positions: if a batch lands meanwhile, this answer is kept under the
         # positions of before it, which no later check matches. (Within the pass it may serve
         # a later read of the same page: one that arrived before the batch landed.)

@@ -113,3 +113,22 @@ def test_a_kept_page_goes_out_with_each_reads_own_request_id_and_one_of_each_hea
         for name in ("crm-position", "content-type", "content-length", "x-frame-options"):
             assert len(answer.headers.get_list(name)) == 1, (name, answer.headers)
         assert int(answer.headers["content-length"]) == len(answer.content)
+
+
+def test_reads_that_come_together_share_one_check(client, projector, counted, monkeypatch):
+    checks = 0
+    check = counted.pages._positions
+
+    def counted_check() -> tuple:
+        nonlocal checks
+        checks += 1
+        return check()
+
+    monkeypatch.setattr(counted.pages, "_positions", counted_check)
+
+    async def reads() -> list[bytes]:
+        return await asyncio.gather(*(counted.read() for _ in range(10)))
+
+    # Ten reads that come while no check is under way wait for one that begins after them
+    assert asyncio.run(reads()) == [b"1"] * 10
+    assert checks == 1
