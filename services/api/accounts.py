@@ -84,6 +84,7 @@ from services.api.read_models import (
     account_rows,
     download,
     instant,
+    text_query,
 )
 from services.api.strict_json import StrictJSON
 from services.api.views import account_diff, account_view, chain_audit, history_event
@@ -204,17 +205,17 @@ class AccountController(Controller):
         industry: Text = None,
         country: Text = None,
         q: Annotated[
-            Text,
-            QueryParameter(
-                description="Part of the name or domain; typed without accents, it finds "
-                "names with or without them."
+            str | None,
+            text_query(
+                "Part of the name or domain; typed without accents, it finds names with or "
+                "without them (`cafe` finds Café)."
             ),
         ] = None,
         domain: Annotated[
-            Text,
-            QueryParameter(
-                description="A web domain: the account it names, if any, written as a "
-                "registration may write it (`WWW.Acme.com` finds acme.com)."
+            str | None,
+            text_query(
+                "A web domain: the account it names, if any, written as a registration may "
+                "write it (`WWW.Acme.com` finds acme.com)."
             ),
         ] = None,
         limit: Limit = 50,

@@ -74,12 +74,22 @@ MinPosition = Annotated[
         ge=0, le=STORED_INT_MAX, description="Wait briefly until the data reflects this position."
     ),
 ]
-Text = Annotated[
-    str | None,
-    QueryParameter(
-        min_length=1, max_length=200, pattern=LINE_PATTERN, description=TEXT_RULES[LINE_PATTERN]
-    ),
-]
+
+
+def text_query(description: str = "") -> Any:
+    """A free-text query parameter: what it is, then the rules its text follows. (Litestar
+    reads the first QueryParameter of an Annotated type, so a description cannot be added to
+    `Text` by wrapping it.)"""
+    rules = TEXT_RULES[LINE_PATTERN]
+    return QueryParameter(
+        min_length=1,
+        max_length=200,
+        pattern=LINE_PATTERN,
+        description=f"{description} {rules[0].upper()}{rules[1:]}." if description else rules,
+    )
+
+
+Text = Annotated[str | None, text_query()]
 
 
 @dataclass

@@ -251,6 +251,11 @@ def test_the_document_states_the_limits_the_service_enforces(client):
     parameters = document["paths"]["/accounts"]["get"]["parameters"]
     min_position = next(p["schema"] for p in parameters if p["name"] == "min_position")
     assert min_position["minimum"] == 0
+    # A free-text parameter says what it is and the rules of its text
+    search = next(p for p in parameters if p["name"] == "q")
+    assert "without accents" in search["description"]
+    assert "control" in search["description"]
+    assert (search["schema"]["minLength"], search["schema"]["maxLength"]) == (1, 200)
 
 
 def test_the_document_states_the_form_of_the_guard_headers(client):
