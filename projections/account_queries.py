@@ -180,8 +180,8 @@ def _page(
         conditions.append("domain = :domain")
         params["domain"] = filters.domain
     if filters.search:
-        plain, folded = search_key(filters.search), fold(filters.search)
-        if plain == folded:
+        folded = fold(filters.search)
+        if search_key(filters.search) == folded:
             # Typed without accents: found with or without them. Rows listed before
             # search_key was added have none, and are matched as they were until a rebuild.
             conditions.append(
@@ -190,7 +190,7 @@ def _page(
             )
         else:  # typed with accents: found as typed
             conditions.append("(name_key LIKE :q ESCAPE '\\' OR domain LIKE :q ESCAPE '\\')")
-        params["q"] = "%" + _escape_like(plain if plain == folded else folded) + "%"
+        params["q"] = "%" + _escape_like(folded) + "%"  # without accents, if typed so
     after = []
     if state["k"] is not None:
         after = _after(order)
