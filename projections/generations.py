@@ -55,10 +55,6 @@ LIVE_POSITIONS = (
 )
 
 
-def live_positions(conn: Connection) -> tuple[tuple[str, int, int], ...]:
-    return tuple((r[0], r[1], r[2]) for r in conn.exec_driver_sql(LIVE_POSITIONS))
-
-
 def generation(conn: Connection, name: str, number: int) -> Generation | None:
     row = conn.execute(
         text("SELECT position FROM rm_generations WHERE name = :n AND generation = :g"),

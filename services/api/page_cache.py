@@ -22,7 +22,9 @@ was a sixth of a kept page's CPU.
 On PostgreSQL a read waits for a check that begins after it came, which is as exact for the
 same reason; the reads that come while one check is under way share the next. A check of
 each read's own, each in a worker thread, held an API process to about a tenth of a bare
-GET's rate (BENCHMARKS.md); a kept page is then answered in the event loop's thread.
+GET's rate (BENCHMARKS.md); a kept page is then answered in the event loop's thread. A check
+is its query alone, on a connection held in autocommit: through the reader's pool it was four
+round trips (a checkout's ping, BEGIN, the query, COMMIT).
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import anyio.to_thread
+import sqlalchemy
 from litestar import MediaType
 from litestar.response.base import ASGIResponse
 
 from projections.database import ReadModelDatabase
-from projections.generations import LIVE_POSITIONS, live_positions
+from projections.generations import LIVE_POSITIONS
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class PageCache:
         self.size = size
         self._answers: OrderedDict[Hashable, tuple[tuple, Answer]] = OrderedDict()
         self._lock = threading.Lock()
-        self._sqlite: sqlite3.Connection | None = None
+        self._connection: sqlite3.Connection | sqlalchemy.Connection | None = None  # checks'
         # The positions checked in this pass of the event loop, and that loop.
         self._checked: tuple[asyncio.AbstractEventLoop, tuple] | None = None
         self.in_loop = database.sqlite_path is not None
@@ -108,7 +111,7 @@ class PageCache:
 
     def close(self) -> None:
         """Closes the connection of the checks; a later check opens another."""
-        connection, self._sqlite = self._sqlite, None
+        connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
 
@@ -138,12 +141,26 @@ class PageCache:
         return answer
 
     def _positions(self) -> tuple:
-        if self.database.sqlite_path is None:
-            with self.database.read() as conn:
-                return live_positions(conn)
-        if self._sqlite is None:
-            # A connection of its own, in autocommit: each check reads the latest commit.
-            self._sqlite = sqlite3.connect(
-                self.database.sqlite_path, isolation_level=None, check_same_thread=False
-            )
-        return tuple(self._sqlite.execute(LIVE_POSITIONS).fetchall())
+        if self.database.sqlite_path is not None:
+            if self._connection is None:
+                # A connection of its own, in autocommit: each check reads the latest commit.
+                self._connection = sqlite3.connect(
+                    self.database.sqlite_path, isolation_level=None, check_same_thread=False
+                )
+            assert isinstance(self._connection, sqlite3.Connection)
+            return tuple(self._connection.execute(LIVE_POSITIONS).fetchall())
+        try:
+            return self._postgres_positions()
+        except sqlalchemy.exc.OperationalError:
+            # Most likely a connection the database dropped (a restart): once more on a new
+            # one, which raises again if the database is away.
+            self.close()
+            return self._postgres_positions()
+
+    def _postgres_positions(self) -> tuple:
+        if self._connection is None:
+            # Held, in autocommit: each check is its query alone (projections/database.py).
+            assert self.database.autocommit is not None
+            self._connection = self.database.autocommit.connect()
+        assert isinstance(self._connection, sqlalchemy.Connection)
+        return tuple(tuple(row) for row in self._connection.exec_driver_sql(LIVE_POSITIONS))

@@ -57,6 +57,8 @@ def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back
     )
     with TestClient(app, raise_server_exceptions=False) as client:
         account = client.post("/accounts", json=registration(domain="before.com")).json()["id"]
+        # A page read before: the page cache holds a connection for its checks, which dies
+        assert client.get("/accounts").status_code == 200
 
         _stop(own_postgres)
         started = time.monotonic()
@@ -81,5 +83,14 @@ def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back
         position = int(after.headers["crm-position"])
         listed = client.get("/accounts", params={"min_position": position})
         assert {a["domain"] for a in listed.json()["items"]} == {"before.com", "after.com"}
+        # A page read with no position to wait for is checked on a new connection
+        listed = client.get("/accounts")
+        assert listed.status_code == 200, listed.text
+        assert {a["domain"] for a in listed.json()["items"]} == {"before.com", "after.com"}
+
+        # The database restarts between two reads: the second is answered all the same
+        _stop(own_postgres)
+        own_postgres.ensure_postgres_running()
+        assert client.get("/accounts").json() == listed.json()
     projector.database.dispose()
     ledger.close()
