@@ -1,7 +1,8 @@
 """Runs every benchmark against its target and rewrites the summary at the top of BENCHMARKS.md.
 What `make bench` runs. A script, not a test.
 
-    uv run python bench/targets.py [--postgres URL] [--sizes 10000,100000] [--no-write]
+    uv run python bench/targets.py [--postgres URL] [--sizes 10000,100000]
+        [--scale-sizes 10000,100000,1000000] [--pg-scale-size 1000000] [--no-write]
 
 Each script runs as its own process, one after another, and leaves its figures as JSON; this
 script reads them, prints the summary and puts it between the markers in BENCHMARKS.md (the
@@ -57,6 +58,12 @@ def main() -> int:
         default="10000,100000,1000000",
         help="accounts for the service figures (R1, M1, growth), each in a fresh SQLite store",
     )
+    parser.add_argument(
+        "--pg-scale-size",
+        type=int,
+        default=1_000_000,
+        help="accounts for the service figures (R1, M1) on PostgreSQL; 0: none (default: 1M)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, do not touch the file")
     args = parser.parse_args()
     server = None
@@ -67,6 +74,7 @@ def main() -> int:
         server = pgserver.get_server(tempfile.mkdtemp(prefix="crm-bench-pg-"), cleanup_mode="stop")
         url = server.get_uri()
     work = Path(tempfile.mkdtemp(prefix="crm-targets-"))
+    scale_pg = None
     try:
         write = run(
             "write_path.py", work / "w1.json", "--postgres", url, "--split", "--accounts", "10000"
@@ -100,10 +108,21 @@ def main() -> int:
             )
             for n in sizes
         ]
+        if args.pg_scale_size:
+            scale_pg = run(
+                "scale.py",
+                work / "s-pg.json",
+                "--postgres",
+                url,
+                "--accounts",
+                str(args.pg_scale_size),
+                "--memory-seconds",
+                "30",
+            )
     finally:
         if server is not None:
             server.cleanup()
-    summary = render(write, latency, reads, publish, scale)
+    summary = render(write, latency, reads, publish, scale, scale_pg)
     print(summary)
     if not args.no_write:
         path = ROOT / "BENCHMARKS.md"
@@ -115,7 +134,9 @@ def main() -> int:
     return 0
 
 
-def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any]) -> str:
+def render(
+    write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any], scale_pg: Any | None
+) -> str:
     rows = {r["store"] or "bare": r for r in write["results"]}
     lines = [
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} CPUs "
@@ -188,25 +209,27 @@ def render(write: Any, latency: Any, reads: Any, publish: Any, scale: list[Any])
                 f"{lag['within_250_ms']:.1%} within 250 ms | p99 < 250 ms | "
                 f"{verdict(lag['within_250_ms'] >= 0.99)} |"
             )
-    big = scale[-1]
-    at_scale = big["accounts"] >= 10**6
-    api = big["crm"]
-    lines.append(
-        f"| R1 | {big['store']}, service | top 50 p99 {api['top50_p99_ms']:.2f} ms through "
-        f"`crm serve --no-workers` at {big['accounts']:,} accounts; {api['requests_per_s']:,.0f} "
-        f"requests/s = {big['read_ratio']:.3f}× a bare GET ({big['bare']['requests_per_s']:,.0f}/s)"
-        f" | p99 < 10 ms, ≥ 0.6× | "
-        f"{verdict(api['top50_p99_ms'] < 10 and big['read_ratio'] >= 0.6) if at_scale else 'n/a (smaller run)'} |"  # noqa: E501
-    )
-    events = big["accounts"] * big["events_per_account"]
-    peak = big["crm_serve"]["rss_peak_mb"]
-    lines.append(
-        f"| M1 | {big['store']} | `crm serve` peak {peak:,.0f} MB (with its projector and "
-        f"publisher) at {big['accounts']:,} accounts "
-        f"/ {events:,} events (its nats-server {big['crm_serve']['nats_server_rss_peak_mb']:,.0f}"
-        f" MB apart); `--no-workers` {max(big['api_rss_mb'].values()):,.0f} MB | < 300 MB | "
-        f"{verdict(peak < 300) if at_scale else 'n/a (smaller run)'} |"
-    )
+    for big in (scale[-1], scale_pg):
+        if big is None:
+            continue
+        at_scale = big["accounts"] >= 10**6
+        api = big["crm"]
+        lines.append(
+            f"| R1 | {big['store']}, service | top 50 p99 {api['top50_p99_ms']:.2f} ms through "
+            f"`crm serve --no-workers` at {big['accounts']:,} accounts; "
+            f"{api['requests_per_s']:,.0f} requests/s = {big['read_ratio']:.3f}× a bare GET "
+            f"({big['bare']['requests_per_s']:,.0f}/s) | p99 < 10 ms, ≥ 0.6× | "
+            f"{verdict(api['top50_p99_ms'] < 10 and big['read_ratio'] >= 0.6) if at_scale else 'n/a (smaller run)'} |"  # noqa: E501
+        )
+        events = big["accounts"] * big["events_per_account"]
+        peak = big["crm_serve"]["rss_peak_mb"]
+        lines.append(
+            f"| M1 | {big['store']} | `crm serve` peak {peak:,.0f} MB (with its projector and "
+            f"publisher) at {big['accounts']:,} accounts / {events:,} events (its nats-server "
+            f"{big['crm_serve']['nats_server_rss_peak_mb']:,.0f} MB apart); `--no-workers` "
+            f"{max(big['api_rss_mb'].values()):,.0f} MB | < 300 MB | "
+            f"{verdict(peak < 300) if at_scale else 'n/a (smaller run)'} |"
+        )
     lines += ["", "How the service figures grow with size (SQLite, each size a fresh store):", ""]
     lines += [
         "| accounts | events | rebuild s (ev/s) | top 50 p50 / p99 ms | "

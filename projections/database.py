@@ -8,16 +8,21 @@ the epoch (UTC) so that both stores compare and index them the same way.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.pool import NullPool
 
+if TYPE_CHECKING:
+    import psycopg
+
+CONNECT_SECONDS = 5  # for a connection, then a request answers 503 rather than wait on
+QUERY_SECONDS = 5  # for a small query on a held connection, likewise
 MAX_PARAMETERS = 30_000  # bound in one statement: under SQLite's limit of 32,766
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -78,10 +83,8 @@ class ReadModelDatabase:
     writer: Engine
     reader: Engine
     sqlite_path: str | None = None
-    # PostgreSQL: connections in autocommit, each held for a small query asked often. Through
-    # the reader's pool each query would also pay a checkout's ping and a BEGIN and a COMMIT:
-    # four round trips for one, and more than three times the CPU of the query alone.
-    autocommit: Engine | None = None
+    postgres_url: str | None = None
+    schema: str = "public"
 
     @classmethod
     def sqlite(cls, path: str) -> ReadModelDatabase:
@@ -89,32 +92,34 @@ class ReadModelDatabase:
 
     @classmethod
     def postgres(cls, url: str, schema: str, pool_size: int) -> ReadModelDatabase:
-        def engine(isolation_level: str, **pool: Any) -> Engine:
+        def engine(isolation_level: str, size: int) -> Engine:
             return create_engine(
                 url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
                     "postgres://", "postgresql+psycopg://", 1
                 ),
-                isolation_level=isolation_level,
-                connect_args={"options": f"-c search_path={schema}", "connect_timeout": 5},
-                **pool,
-            )
-
-        def pooled(isolation_level: str, size: int) -> Engine:
-            return engine(
-                isolation_level,
                 pool_size=size,
                 max_overflow=0,
                 pool_pre_ping=True,
-                pool_timeout=5,  # then the request answers 503 rather than wait on
+                pool_timeout=CONNECT_SECONDS,
+                isolation_level=isolation_level,
+                connect_args={
+                    "options": f"-c search_path={schema}",
+                    "connect_timeout": CONNECT_SECONDS,
+                },
             )
 
         # A read sees one snapshot: the read model's position and its rows agree.
         return cls(
-            pooled("READ COMMITTED", 2),
-            pooled("REPEATABLE READ", pool_size),
-            # Not pooled: each connection is held by its user, and closed when it is done.
-            autocommit=engine("AUTOCOMMIT", poolclass=NullPool),
+            engine("READ COMMITTED", 2),
+            engine("REPEATABLE READ", pool_size),
+            postgres_url=url,
+            schema=schema,
         )
+
+    def held_connection(self) -> HeldConnection:
+        """PostgreSQL: a connection for an event loop's small queries (below)."""
+        assert self.postgres_url is not None
+        return HeldConnection(self.postgres_url, self.schema)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -129,8 +134,73 @@ class ReadModelDatabase:
     def dispose(self) -> None:
         self.writer.dispose()
         self.reader.dispose()
-        if self.autocommit is not None:
-            self.autocommit.dispose()
+
+
+class ReadModelsUnavailable(Exception):
+    """The read models' PostgreSQL does not answer."""
+
+
+class HeldConnection:
+    """One PostgreSQL connection of the event loop's own, outside the pools, each statement a
+    transaction of its own: for a small query asked often, such as the read models'
+    positions. Through the reader's pool, from a worker thread, each such query would also
+    pay a checkout's ping, a BEGIN and a COMMIT (four round trips for one), and the hand-overs
+    of the interpreter lock: an API process answered about 0.6 times as many kept pages then
+    (BENCHMARKS.md).
+
+    A connection belongs to the event loop it was opened in: another loop opens its own.
+    Queries are run one at a time (its user's concern).
+    """
+
+    def __init__(self, url: str, schema: str) -> None:
+        self.url = url
+        self.schema = schema
+        self._held: tuple[asyncio.AbstractEventLoop, psycopg.AsyncConnection] | None = None
+
+    async def rows(self, query: str) -> list[tuple]:
+        """The rows of `query`; asked once more on a new connection if the one held fails
+        (most often one the database dropped as it restarted). ReadModelsUnavailable if the
+        database does not answer that second time, or either time within QUERY_SECONDS."""
+        import psycopg  # here, not at the top: a SQLite deployment never loads it
+
+        try:
+            return await self._rows(query)
+        except TimeoutError as error:
+            await self.close()
+            raise ReadModelsUnavailable("no answer in time") from error
+        except psycopg.OperationalError:
+            await self.close()
+        try:
+            return await self._rows(query)
+        except (psycopg.OperationalError, TimeoutError) as error:
+            await self.close()
+            raise ReadModelsUnavailable(type(error).__name__) from error
+
+    async def _rows(self, query: str) -> list[tuple]:
+        import psycopg
+
+        loop = asyncio.get_running_loop()
+        # A connection's answers are awaited on its loop: after another loop, a new one.
+        if self._held is None or self._held[0] is not loop:
+            await self.close()
+            connection = await psycopg.AsyncConnection.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=CONNECT_SECONDS,
+                options=f"-c search_path={self.schema}",
+            )
+            self._held = (loop, connection)
+        # A query never answered leaves its connection unusable: `rows` closes it.
+        async with asyncio.timeout(QUERY_SECONDS):
+            cursor = await self._held[1].execute(query)
+            return await cursor.fetchall()
+
+    async def close(self) -> None:
+        """Closes the connection held, if any (closing takes no round trip, so it may be
+        closed from any loop); a later query opens another."""
+        held, self._held = self._held, None
+        if held is not None:
+            await held[1].close()
 
 
 def _sqlite_engine(path: str, begin: str) -> Engine:

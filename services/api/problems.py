@@ -32,6 +32,7 @@ from domain.errors import (
     RuleViolation,
     VersionMismatch,
 )
+from projections.database import ReadModelsUnavailable
 from services.api import metrics
 
 log = logging.getLogger("crm.api")
@@ -269,6 +270,7 @@ PROBLEM_DETAILS = ProblemDetailsConfig(
         OperationalError: _from_operational_error,
         sqlalchemy.exc.OperationalError: _from_operational_error,
         sqlite3.OperationalError: _from_operational_error,  # e.g. the file cannot be opened
+        ReadModelsUnavailable: _from_operational_error,
     },
 )
 EXCEPTION_HANDLERS = {HTTP_500_INTERNAL_SERVER_ERROR: _internal_error}

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pgserver
+import psutil
 import pytest
 from litestar.testing import TestClient
 from pgserver._commands import pg_ctl
@@ -42,9 +45,9 @@ def _until(condition, seconds: float = 60) -> bool:
     return False
 
 
-def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back(
-    own_postgres, tmp_path
-):
+@pytest.fixture
+def client(own_postgres, tmp_path) -> Iterator[TestClient]:
+    """The API on that PostgreSQL, with its projector in the background."""
     settings = Settings(
         data_dir=tmp_path, database_url=own_postgres.get_uri(), database_pool_size=4
     )
@@ -56,41 +59,79 @@ def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back
         ledger, projector, settings, on_startup=[background.start], on_shutdown=[background.stop]
     )
     with TestClient(app, raise_server_exceptions=False) as client:
-        account = client.post("/accounts", json=registration(domain="before.com")).json()["id"]
-        # A page read before: the page cache holds a connection for its checks, which dies
-        assert client.get("/accounts").status_code == 200
-
-        _stop(own_postgres)
-        started = time.monotonic()
-        write = client.put(
-            f"/accounts/{account}/bant", json={"budget": 1, "authority": 1, "need": 1, "timing": 1}
-        )
-        read = client.get(f"/accounts/{account}")
-        listing = client.get("/accounts")
-        ready = client.get("/ready")
-        print(f"four requests answered in {time.monotonic() - started:.1f}s while away")
-
-        for answer in (write, read, listing):
-            assert answer.status_code == 503, answer.text
-            assert answer.headers["retry-after"].isdigit()
-            assert answer.json()["type"] == "urn:crm:problem:store-unavailable"
-        assert ready.status_code == 503
-
-        own_postgres.ensure_postgres_running()
-        assert _until(lambda: client.get("/ready").status_code == 200)
-        after = client.post("/accounts", json=registration(domain="after.com"))
-        assert after.status_code == 201, after.text
-        position = int(after.headers["crm-position"])
-        listed = client.get("/accounts", params={"min_position": position})
-        assert {a["domain"] for a in listed.json()["items"]} == {"before.com", "after.com"}
-        # A page read with no position to wait for is checked on a new connection
-        listed = client.get("/accounts")
-        assert listed.status_code == 200, listed.text
-        assert {a["domain"] for a in listed.json()["items"]} == {"before.com", "after.com"}
-
-        # The database restarts between two reads: the second is answered all the same
-        _stop(own_postgres)
-        own_postgres.ensure_postgres_running()
-        assert client.get("/accounts").json() == listed.json()
+        yield client
     projector.database.dispose()
     ledger.close()
+
+
+def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back(
+    own_postgres, client
+):
+    account = client.post("/accounts", json=registration(domain="before.com")).json()["id"]
+    # A page read before: the page cache holds a connection for its checks, which dies
+    assert client.get("/accounts").status_code == 200
+
+    _stop(own_postgres)
+    started = time.monotonic()
+    write = client.put(
+        f"/accounts/{account}/bant", json={"budget": 1, "authority": 1, "need": 1, "timing": 1}
+    )
+    read = client.get(f"/accounts/{account}")
+    listing = client.get("/accounts")
+    ready = client.get("/ready")
+    print(f"four requests answered in {time.monotonic() - started:.1f}s while away")
+
+    for answer in (write, read, listing):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"].isdigit()
+        assert answer.json()["type"] == "urn:crm:problem:store-unavailable"
+    assert ready.status_code == 503
+
+    own_postgres.ensure_postgres_running()
+    assert _until(lambda: client.get("/ready").status_code == 200)
+    after = client.post("/accounts", json=registration(domain="after.com"))
+    assert after.status_code == 201, after.text
+    position = int(after.headers["crm-position"])
+    listed = client.get("/accounts", params={"min_position": position})
+    assert {a["domain"] for a in listed.json()["items"]} == {"before.com", "after.com"}
+    # A page read with no position to wait for is checked on a new connection
+    listed = client.get("/accounts")
+    assert listed.status_code == 200, listed.text
+    assert {a["domain"] for a in listed.json()["items"]} == {"before.com", "after.com"}
+
+    # The database restarts between two reads: the second is answered all the same
+    _stop(own_postgres)
+    own_postgres.ensure_postgres_running()
+    assert client.get("/accounts").json() == listed.json()
+
+
+def test_a_page_read_answers_503_when_the_database_stops_answering_and_200_once_it_answers(
+    own_postgres, client
+):
+    registered = client.post("/accounts", json=registration(domain="frozen.com"))
+    position = registered.headers["crm-position"]
+    assert client.get("/accounts", params={"min_position": position}).status_code == 200
+    listed = client.get("/accounts")  # kept, and checked on a connection the page cache holds
+    assert [a["domain"] for a in listed.json()["items"]] == ["frozen.com"]
+
+    # Every process of the database stops, as in a network partition: connections stay
+    # open and nothing answers on them.
+    server = psutil.Process(
+        int((Path(own_postgres.pgdata) / "postmaster.pid").read_text().split()[0])
+    )
+    processes = [server, *server.children(recursive=True)]
+    for process in processes:
+        process.suspend()
+    pool = ThreadPoolExecutor(1)
+    try:
+        read = pool.submit(client.get, "/accounts").result(timeout=120)  # not for ever
+    finally:
+        for process in processes:
+            process.resume()
+        pool.shutdown()
+    assert read.status_code == 503, read.text
+    assert read.json()["type"] == "urn:crm:problem:store-unavailable"
+
+    read = client.get("/accounts")
+    assert read.status_code == 200, read.text
+    assert read.json() == listed.json()
