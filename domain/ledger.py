@@ -98,7 +98,8 @@ class Outcome(Generic[T]):
 
     value: T
     replayed: bool = False
-    # Of a command a read model shows: the log position the read model reflects it at.
+    # The log position a read with min_position waits for to reflect the command (the log's
+    # head when it was replayed).
     position: int | None = None
 
 
@@ -313,16 +314,20 @@ class AccountLedger(Application):
         command first sent with the same idempotency key created."""
         for _ in range(MAX_ATTEMPTS):
             if (answered := self.answered(meta)) is not None:
-                return Outcome(max(answered.versions), replayed=True)
+                return Outcome(
+                    max(answered.versions),
+                    replayed=True,
+                    position=self.recorder.max_notification_id(),
+                )
             policies = self.screening_policies()
             by = self.attribution(meta).after(policies)  # versions are created in order
             policies = policies or ScreeningPolicies.start(by)
             version = policies.create_version(criteria, by)
             try:
-                self.save(policies, self._receipt_for(meta, policies, by))
+                saved = self.save(policies, self._receipt_for(meta, policies, by))
             except IntegrityError:
                 continue  # another version was created meanwhile: number this one after it
-            return Outcome(version)
+            return Outcome(version, position=saved[-1].notification.id)
         raise Contention(POLICIES_ID)
 
     def screening_policies(self) -> ScreeningPolicies | None:

@@ -25,7 +25,7 @@ from domain.screening_policy import SCREENABLE_STAGES, Criteria, ScreeningDecisi
 from projections.account_queries import account_ids_in_stages
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.documentation import POLICY_LOCATION, REPLAYED
+from services.api.documentation import COMMAND_POSITION, POLICY_LOCATION, REPLAYED
 from services.api.jobs import accepted
 from services.api.problems import KEY_REUSED, problem_response
 from services.api.read_models import Reads
@@ -121,7 +121,7 @@ class ScreeningPolicyController(Controller):
         status_code=201,
         summary="Create a new version of the screening policy",
         responses={422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}.")},
-        response_headers=[POLICY_LOCATION, REPLAYED],
+        response_headers=[POLICY_LOCATION, COMMAND_POSITION, REPLAYED],
     )
     def create(
         self,
@@ -130,7 +130,10 @@ class ScreeningPolicyController(Controller):
         command_headers: NamedDependency[CommandHeaders],
     ) -> Response[PolicyView]:
         created = ledger.create_policy(_criteria(data), command_headers.meta(data))
-        headers = {"Location": f"/screening-policies/{created.value}"}
+        headers = {
+            "Location": f"/screening-policies/{created.value}",
+            "CRM-Position": str(created.position),
+        }
         if created.replayed:
             headers["Idempotent-Replayed"] = "true"
         return Response(_policy_view(ledger, created.value), status_code=201, headers=headers)
@@ -177,6 +180,7 @@ class ScreeningPolicyController(Controller):
         status_code=200,
         summary="Screen stage-1 accounts (or the named ones) by the version; 202 with a job when "
         "run in the background",
+        response_headers=[COMMAND_POSITION],
         responses={
             **_NO_VERSION_OR_ACCOUNT,
             202: ResponseSpec(
@@ -207,4 +211,8 @@ class ScreeningPolicyController(Controller):
         if background or len(accounts) > INLINE_APPLY_LIMIT:
             return accepted(jobs.submit_apply(version, accounts, meta))
         decisions = ledger.apply_policy(version, accounts, meta)
-        return Response(_run(version, decisions, dry_run=False))
+        # Read after every screening above was stored: a read that reaches it shows them all.
+        position = ledger.recorder.max_notification_id() or 0
+        return Response(
+            _run(version, decisions, dry_run=False), headers={"CRM-Position": str(position)}
+        )

@@ -215,3 +215,20 @@ def test_an_apply_naming_an_unknown_account_is_404_and_screens_none_of_the_other
         assert unknown in answer.json()["detail"]
     assert history_length(client, known) == 1
     assert client.get(f"/accounts/{known['id']}").json()["abm_stage"] == "identified"
+
+
+def test_a_read_at_the_position_a_policy_command_answers_reflects_it(client):
+    accounts = companies(client)
+    created = client.post("/screening-policies", json=POLICY)
+    assert created.status_code == 201, created.text
+    assert int(created.headers["crm-position"]) > 0
+
+    applied = client.post("/screening-policies/1/apply", json={})
+    assert applied.status_code == 200, applied.text
+    position = applied.headers["crm-position"]
+    listed = client.get("/accounts", params={"min_position": position, "stage": "excluded"})
+    assert "crm-stale" not in listed.headers
+    assert {a["domain"] for a in listed.json()["items"]} == {
+        accounts["small"]["domain"],
+        accounts["shop"]["domain"],
+    }
