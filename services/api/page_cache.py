@@ -70,8 +70,8 @@ class PageCache:
         # The positions checked in this pass of the event loop, and that loop.
         self._checked: tuple[asyncio.AbstractEventLoop, tuple] | None = None
         self.in_loop = database.sqlite_path is not None
-        # PostgreSQL: the check the reads that came during the one under way wait for.
-        self._next_check: asyncio.Future[tuple] | None = None
+        # PostgreSQL: the reads that came since the check under way began, waiting for the next.
+        self._waiting: list[asyncio.Future[tuple]] = []
         self._checking: asyncio.Task[None] | None = None  # the task that runs the checks
 
     async def answer(self, key: Hashable, render: Callable[[], Answer]) -> Answer:
@@ -92,21 +92,31 @@ class PageCache:
         way share the next one, so under load a check (a round trip to the database) serves
         many reads rather than one each."""
         loop = asyncio.get_running_loop()
-        if self._next_check is None or self._next_check.get_loop() is not loop:
-            self._next_check = loop.create_future()
+        # Each read waits on a future of its own: one it cancels (its client went away)
+        # cancels nothing else. A shared future behind asyncio.shield did the same with two
+        # more callbacks and a pass of the loop more per read.
+        waiting = loop.create_future()
+        self._waiting.append(waiting)
         if self._checking is None or self._checking.get_loop() is not loop:
+            # Another loop's reads (a test's earlier client) have gone with their loop.
+            self._waiting = [w for w in self._waiting if w.get_loop() is loop]
             self._checking = loop.create_task(self._run_checks())
-        return await asyncio.shield(self._next_check)
+        return await waiting
 
     async def _run_checks(self) -> None:
         try:
-            while (check := self._next_check) is not None:
-                self._next_check = None  # the reads that come from now on wait for the next
+            while waiting := self._waiting:
+                self._waiting = []  # the reads that come from now on wait for the next
                 try:
-                    check.set_result(await self._postgres_positions())
+                    positions = await self._postgres_positions()
                 except Exception as error:
-                    check.set_exception(error)
-                    check.exception()  # retrieved: each read waiting for it raises it
+                    for read in waiting:
+                        if not read.done():
+                            read.set_exception(error)
+                else:
+                    for read in waiting:
+                        if not read.done():
+                            read.set_result(positions)
         finally:
             if self._checking is asyncio.current_task():
                 self._checking = None

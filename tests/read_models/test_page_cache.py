@@ -133,3 +133,16 @@ def test_reads_that_come_together_share_one_check(client, projector, counted, mo
     # Ten reads that come while no check is under way wait for one that begins after them
     assert asyncio.run(reads()) == [b"1"] * 10
     assert checks == 1
+
+
+def test_a_read_given_up_on_leaves_the_reads_that_wait_with_it_their_answers(counted):
+    async def reads() -> list:
+        waiting = [asyncio.ensure_future(counted.read()) for _ in range(5)]
+        await asyncio.sleep(0)  # each has begun: on PostgreSQL each waits for the check
+        waiting[0].cancel()  # its client went away
+        return await asyncio.gather(*waiting, return_exceptions=True)
+
+    given_up, *others = asyncio.run(reads())
+    assert others == [b"1"] * 4
+    # On SQLite a read is answered in its first step, before it could be given up on
+    assert isinstance(given_up, asyncio.CancelledError) or given_up == b"1"
