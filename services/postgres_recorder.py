@@ -33,7 +33,7 @@ from eventsourcing.persistence import (
     OperationalError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import ClientCursor, Connection
 from psycopg.sql import SQL, Composed, Identifier
@@ -41,9 +41,21 @@ from psycopg.sql import SQL, Composed, Identifier
 _retry = retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
 _base = PostgresApplicationRecorder
 
+# How long a process starting waits for its pool's connections.
+POOL_OPEN_SECONDS = 30.0
+
 
 class FailFastRecorder(PostgresApplicationRecorder):
     # Each method calls the library's own, without its retry decorator (`__wrapped__`).
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        # The pool connects in the background, and the library's first query (its type
+        # adapters, here) would wait for a connection only as long as a request does: a start
+        # on a database busy for a moment (at its connection limit, a loaded machine) would
+        # fail although the database was there. A start waits for the whole pool instead; a
+        # pool that cannot fill in time raises PoolTimeout, an OperationalError.
+        datastore.pool.open(wait=True, timeout=POOL_OPEN_SECONDS)
+        super().__init__(datastore, **kwargs)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
         if not stored_events:

@@ -1,20 +1,28 @@
 """PostgreSQL goes away under the running service: requests answer 503 with Retry-After, and
-the service recovers by itself when the database is back, with no restart."""
+the service recovers by itself when the database is back, with no restart. A service starting
+while the database turns connections away for a moment waits for them."""
 
 from __future__ import annotations
 
+import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pgserver
 import psutil
+import psycopg
 import pytest
 from litestar.testing import TestClient
 from pgserver._commands import pg_ctl
+from psycopg import sql
 
+from domain.account import Firmographics
+from domain.ledger import CommandMeta
 from services.api.app import create_app
 from services.leadership import Leadership
 from services.projector import Projector
@@ -135,3 +143,53 @@ def test_a_page_read_answers_503_when_the_database_stops_answering_and_200_once_
     read = client.get("/accounts")
     assert read.status_code == 200, read.text
     assert read.json() == listed.json()
+
+
+def test_a_start_waits_for_its_pool_while_the_database_turns_connections_away(
+    postgres_server_url, tmp_path
+):
+    role = f"crm_busy_{secrets.token_hex(3)}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        database = admin.info.dbname
+        # One connection for the role: the start's set-up lock takes it, and the pool's are
+        # turned away until the limit is lifted, later than a request would wait (2 s).
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 1").format(sql.Identifier(role))
+        )
+        admin.execute(
+            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(database), sql.Identifier(role)
+            )
+        )
+    parts = urlsplit(postgres_server_url)
+    host = parts.netloc.rpartition("@")[2]
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=urlunsplit(parts._replace(netloc=f"{role}@{host}")),
+        database_schema=f"t_{secrets.token_hex(6)}",
+        database_pool_size=2,
+    )
+    lifted = threading.Event()
+
+    def lift() -> None:
+        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT -1").format(sql.Identifier(role)))
+        lifted.set()
+
+    timer = threading.Timer(3, lift)
+    timer.start()
+    try:
+        ledger = open_ledger(settings)
+        try:
+            assert lifted.is_set()  # no pooled connection could be had before
+            details = Firmographics("Acme", "acme.com", "it", 10, 1, "EUR", "DE", 0.1, "fair")
+            account = ledger.register(details, CommandMeta("starter")).account.id
+            assert ledger.account(account).version == 1
+        finally:
+            ledger.close()
+    finally:
+        timer.cancel()
+        timer.join()
+        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
