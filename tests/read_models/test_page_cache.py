@@ -146,3 +146,34 @@ def test_a_read_given_up_on_leaves_the_reads_that_wait_with_it_their_answers(cou
     assert others == [b"1"] * 4
     # On SQLite a read is answered in its first step, before it could be given up on
     assert isinstance(given_up, asyncio.CancelledError) or given_up == b"1"
+
+
+def test_a_read_after_a_batch_is_shown_it_though_it_joins_reads_that_came_before(
+    client, projector, counted, monkeypatch
+):
+    checks = 0
+    name = "_sqlite_positions" if counted.pages.in_loop else "_postgres_positions"
+    check = getattr(counted.pages, name)
+
+    def counted_check():
+        nonlocal checks
+        checks += 1
+        return check()
+
+    monkeypatch.setattr(counted.pages, name, counted_check)
+
+    async def reads() -> list[bytes]:
+        assert await counted.read() == b"1"  # kept
+        waiting = [asyncio.ensure_future(counted.read()) for _ in range(3)]
+        await asyncio.sleep(0)  # they wait together; a crowd's check lets more come first
+        rate(client, qualified(client, name="Beta", domain="beta.com"), 4)
+        projector.catch_up()  # a batch lands meanwhile
+        later = asyncio.ensure_future(counted.read())  # comes after the batch
+        return await asyncio.gather(*waiting, later)
+
+    answers = asyncio.run(reads())
+    if counted.pages.in_loop:  # SQLite answered the three in their own pass, before the batch
+        assert answers == [b"1", b"1", b"1", b"2"]
+    else:  # the four share a check that began after every one of them came
+        assert answers == [b"2"] * 4
+        assert checks == 2  # the first read's, and theirs
