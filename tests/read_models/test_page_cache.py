@@ -115,24 +115,28 @@ def test_a_kept_page_goes_out_with_each_reads_own_request_id_and_one_of_each_hea
         assert int(answer.headers["content-length"]) == len(answer.content)
 
 
-def test_reads_that_come_together_share_one_check(client, projector, counted, monkeypatch):
-    checks = 0
+@pytest.fixture
+def checks(counted, monkeypatch) -> list[None]:
+    """One item for each check of the positions that `counted`'s page cache makes."""
+    made: list[None] = []
     name = "_sqlite_positions" if counted.pages.in_loop else "_postgres_positions"
     check = getattr(counted.pages, name)
 
     def counted_check():  # the check's own answer: a tuple, or an awaitable of one
-        nonlocal checks
-        checks += 1
+        made.append(None)
         return check()
 
     monkeypatch.setattr(counted.pages, name, counted_check)
+    return made
 
+
+def test_reads_that_come_together_share_one_check(client, projector, counted, checks):
     async def reads() -> list[bytes]:
         return await asyncio.gather(*(counted.read() for _ in range(10)))
 
     # Ten reads that come while no check is under way wait for one that begins after them
     assert asyncio.run(reads()) == [b"1"] * 10
-    assert checks == 1
+    assert len(checks) == 1
 
 
 def test_a_read_given_up_on_leaves_the_reads_that_wait_with_it_their_answers(counted):
@@ -149,19 +153,8 @@ def test_a_read_given_up_on_leaves_the_reads_that_wait_with_it_their_answers(cou
 
 
 def test_a_read_after_a_batch_is_shown_it_though_it_joins_reads_that_came_before(
-    client, projector, counted, monkeypatch
+    client, projector, counted, checks
 ):
-    checks = 0
-    name = "_sqlite_positions" if counted.pages.in_loop else "_postgres_positions"
-    check = getattr(counted.pages, name)
-
-    def counted_check():
-        nonlocal checks
-        checks += 1
-        return check()
-
-    monkeypatch.setattr(counted.pages, name, counted_check)
-
     async def reads() -> list[bytes]:
         assert await counted.read() == b"1"  # kept
         waiting = [asyncio.ensure_future(counted.read()) for _ in range(3)]
@@ -176,4 +169,4 @@ def test_a_read_after_a_batch_is_shown_it_though_it_joins_reads_that_came_before
         assert answers == [b"1", b"1", b"1", b"2"]
     else:  # the four share a check that began after every one of them came
         assert answers == [b"2"] * 4
-        assert checks == 2  # the first read's, and theirs
+        assert len(checks) == 2  # the first read's, and theirs
