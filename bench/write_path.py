@@ -20,6 +20,9 @@ Each target is a subprocess on a free loopback port:
   endpoint committing every re-rating as a row, many to a transaction, before it answers.
   Measured between two bare rounds like a CRM target, it shows how much of the CRM's distance
   from the bare endpoint durability itself accounts for.
+* with --paused-workers, `crm serve` on each store again, its projector and publisher processes
+  paused (SIGSTOP) during the load and resumed after it: what the API process alone reaches
+  with the CPUs to itself, a bound on W1 with the API as it is, not a way to run the CRM.
 
 The CRM targets run one after another; only the one measured (or the bare endpoint, idle
 meanwhile) takes load.
@@ -322,6 +325,7 @@ def crm_argv(port: int) -> list[str]:
 
 SPLIT = "-split"
 FLOOR = "floor-"
+PAUSED = "-paused"
 
 
 def bare_argv(port: int) -> list[str]:
@@ -365,6 +369,35 @@ def split_processes(
         f"exec {shlex.join(serve_argv)} --no-workers"
     )
     return ["sh", "-c", script], env
+
+
+def pause_workers(server: Server) -> list[Any]:
+    """Stops (SIGSTOP) the projector and publisher processes `crm serve` started: the API then
+    has the CPUs to itself, which bounds what W1 can reach with the API as it is. The embedded
+    nats-server keeps running. Returns the processes, to be resumed with `resume_workers`."""
+    import psutil
+
+    assert server.process is not None
+    workers = [
+        child
+        for child in psutil.Process(server.process.pid).children(recursive=True)
+        if child.name() != "nats-server"
+    ]
+    if not workers:
+        raise RuntimeError(f"{server.name}: no projector or publisher process to pause")
+    for worker in workers:
+        worker.suspend()
+    return workers
+
+
+def resume_workers(workers: list[Any]) -> None:
+    import psutil
+
+    for worker in workers:
+        try:
+            worker.resume()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def wait_settled(server: Server, timeout: float) -> dict[str, Any] | None:
@@ -762,6 +795,12 @@ def main() -> int:
         help="also measure each store with `crm serve --no-workers`, `crm project` and "
         "`crm publish` as separate processes (and a nats-server of their own)",
     )
+    parser.add_argument(
+        "--paused-workers",
+        action="store_true",
+        help="also measure each store's `crm serve` with its projector and publisher processes "
+        "paused during the load: what the API process alone reaches (a bound, not a set-up)",
+    )
     parser.add_argument("--skip-sqlite", action="store_true", help="do not measure CRM on SQLite")
     parser.add_argument(
         "--skip-floor",
@@ -788,13 +827,17 @@ def main() -> int:
         plan.append(("CRM on SQLite", "sqlite"))
     if args.postgres:
         plan.append(("CRM on PostgreSQL", "postgresql"))
+    crm_plan = list(plan)
+    if args.paused_workers:
+        plan += [
+            (f"{name}, projector and publisher paused", f"{store}{PAUSED}")
+            for name, store in crm_plan
+        ]
     if args.split:
-        plan += [(f"{name}, as separate processes", f"{store}{SPLIT}") for name, store in plan]
+        plan += [(f"{name}, as separate processes", f"{store}{SPLIT}") for name, store in crm_plan]
     if not (args.skip_bare or args.skip_floor):
         plan += [
-            (name.replace("CRM", "durable floor"), f"{FLOOR}{store}")
-            for name, store in plan
-            if not store.endswith(SPLIT)
+            (name.replace("CRM", "durable floor"), f"{FLOOR}{store}") for name, store in crm_plan
         ]
     results: list[dict[str, Any]] = []
     servers: list[Server] = []
@@ -950,7 +993,11 @@ def main() -> int:
                 )
             lag_before = publish_lag_buckets(server)
             bare_before = measure_bare()
-            _load, row = measure(server, ids, store)
+            paused = pause_workers(server) if store.endswith(PAUSED) else []
+            try:
+                _load, row = measure(server, ids, store)
+            finally:
+                resume_workers(paused)
             # How far the projector and publisher were behind when the load stopped…
             try:
                 after = server.get_json("/status")
