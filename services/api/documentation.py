@@ -57,3 +57,10 @@ REPLAYED = _header(
 ACCOUNT_LOCATION = _header("Location", "The registered account.", "/accounts/{account_id}", True)
 POLICY_LOCATION = _header("Location", "The new policy version.", "/screening-policies/2", True)
 JOB_LOCATION = _header("Location", "The job, to follow its progress.", "/jobs/{job_id}", True)
+JOB_POSITION = _header(
+    "CRM-Position",
+    "Once the job has ended (finished or failed): an event log position at or after every "
+    "event it stored, so a read with this min_position sees all the job did. Not sent while "
+    "the job runs.",
+    "42",
+)

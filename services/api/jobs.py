@@ -12,11 +12,11 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
 from contracts.screening import JobView
-from domain.jobs import Job
+from domain.jobs import RUNNING, Job
 from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.documentation import JOB_LOCATION, RAW_BODY, REPLAYED
+from services.api.documentation import JOB_LOCATION, JOB_POSITION, RAW_BODY, REPLAYED
 from services.api.problems import KEY_REUSED, problem, problem_response
 from services.importing import UnknownCharset, text_codec
 from services.jobs import JobRunner
@@ -136,11 +136,17 @@ def _charset(parameters: list[str]) -> str | None:
     tags=["screening"],
     summary="A background job's progress and result",
     responses={404: problem_response("No such job.")},
+    response_headers=[JOB_POSITION],
 )
 def read_job(
     job_id: Annotated[UUID, PathParameter()], ledger: NamedDependency[AccountLedger]
-) -> JobView:
+) -> Response[JobView]:
     job = ledger.job(job_id)
     if job is None:
         raise problem(404, "Not found", f"No job has id {job_id}.", kind="not-found")
-    return job_view(job)
+    headers = {}
+    if job.status != RUNNING:
+        # The log's head, read after the ended job: at or after every event the job stored,
+        # so a client can wait for its reads to show the job's work, as after a command.
+        headers["CRM-Position"] = str(ledger.recorder.max_notification_id() or 0)
+    return Response(job_view(job), headers=headers)

@@ -169,6 +169,25 @@ def test_a_policy_apply_job_says_its_total_before_it_screens_a_chunk(ledger, set
     assert ledger.job(job.id).status == "finished"
 
 
+def test_an_ended_job_answers_the_position_its_reads_wait_for_and_a_running_one_none(
+    client, jobs, ledger
+):
+    running = stored_import_job(jobs, 3)  # started, not run yet
+    assert "crm-position" not in client.get(f"/jobs/{running}").headers
+    upload = client.post(
+        "/imports", content=(HEADER + good_rows(40)).encode(), headers={"Content-Type": "text/csv"}
+    )
+    assert finished(client, upload.headers["location"])["status"] == "finished"
+
+    ended = client.get(upload.headers["location"])
+
+    position = int(ended.headers["crm-position"])
+    assert position == ledger.recorder.max_notification_id()  # the job's last event, or later
+    listed = client.get("/accounts", params={"limit": 200, "min_position": position}).json()
+    assert listed["min_position_reached"] is True
+    assert len(listed["items"]) == 40
+
+
 def test_an_upload_answers_with_total_null_and_counts_the_rows_once_read(client, jobs):
     body = (HEADER + good_rows(5) + "Bad,bad.example,it,many,1,EUR,DE,,1,x\n").encode()
 
@@ -443,9 +462,8 @@ def test_an_upload_can_screen_what_it_imports_by_a_policy(client):
 
     assert job["result"]["registered"] == 5
     assert job["result"]["screened"] == 5
-    listed = client.get(
-        "/accounts", params={"min_position": client.get("/status").json()["log_position"]}
-    ).json()["items"]
+    position = client.get(upload.headers["location"]).headers["crm-position"]
+    listed = client.get("/accounts", params={"min_position": position}).json()["items"]
     stages = {a["name"]: a["abm_stage"] for a in listed}
     assert stages == {
         "Company 85": "excluded",
