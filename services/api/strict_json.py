@@ -2,11 +2,14 @@
 
 Litestar converts `data` in lax mode (a string "5" passes as 5), so command handlers take their
 body through this DTO instead, which decodes the raw bytes with msgspec's strict decoder and
-still lets Litestar document the body in the OpenAPI schema.
+still lets Litestar document the body in the OpenAPI schema. It also refuses a body that gives
+a name twice in one object, which msgspec (like most decoders) reads as its last value: a proxy
+or a log that reads the first would see another command than the one stored.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -40,7 +43,7 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
                 kind="unsupported-media-type",
             )
         try:
-            return msgspec.json.decode(value, type=self.model_type)
+            decoded = msgspec.json.decode(value, type=self.model_type)
         except msgspec.ValidationError as exc:
             # msgspec stops at the first invalid value, before it has read the rest: a body that
             # is not JSON at all is malformed (400), whatever value came first.
@@ -49,6 +52,57 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
             raise invalid_field(field or "body", readable(str(exc))) from None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise _malformed(exc) from None  # JSON text is UTF-8, and no command nests deep
+        if (name := _repeated_name(value)) is not None:
+            raise problem(
+                400,
+                "Malformed JSON",
+                f"The body gives {name!r} more than once: give each name once in an object.",
+                kind="malformed-json",
+                field=name,
+            )
+        return decoded
+
+
+class _Repeated(Exception):
+    pass
+
+
+class _Object(list):  # type: ignore[type-arg]
+    """An object's (name, value) pairs, in the order given."""
+
+
+def _refuse_repeats(pairs: list[tuple[str, Any]]) -> None:
+    if len(pairs) > 1 and len({name for name, _ in pairs}) < len(pairs):
+        raise _Repeated
+    # None: the check needs no object built, only its names seen
+
+
+def _repeated_name(value: bytes) -> str | None:
+    """The path of the first name a body gives twice in one object (`budget`, `notes.need`),
+    if any. Only called on a body msgspec has decoded: no command takes a list of objects."""
+    try:
+        text = value.decode()
+        json.loads(text, object_pairs_hook=_refuse_repeats)
+        return None
+    except _Repeated:
+        pass
+    except (ValueError, RecursionError):
+        return None  # what msgspec reads and this does not is msgspec's to judge
+    # Rare: read it again, keeping every pair, to name where the name repeats.
+    return _first_repeat(json.loads(text, object_pairs_hook=_Object), "")
+
+
+def _first_repeat(node: Any, path: str) -> str | None:
+    if isinstance(node, _Object):
+        seen: set[str] = set()
+        for name, child in node:
+            here = f"{path}.{name}" if path else name
+            if name in seen:
+                return here
+            seen.add(name)
+            if (found := _first_repeat(child, here)) is not None:
+                return found
+    return None
 
 
 def _check_json(value: bytes) -> None:

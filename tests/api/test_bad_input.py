@@ -272,6 +272,40 @@ def test_malformed_json_is_400_or_422_and_stores_nothing(client, raw):
     assert stored_versions(client, account) == before
 
 
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"budget": 5, "authority": 3, "need": 3, "timing": 3, "budget": 1}', "budget"),
+        (b'{"budget": 1, "authority": 3, "need": 3, "timing": 3, "bud\\u0067et": 5}', "budget"),
+        (
+            b'{"budget": 3, "authority": 3, "need": 3, "timing": 3,'
+            b' "notes": {"need": "urgent", "need": "none"}}',
+            "notes.need",
+        ),
+    ],
+    ids=["top-level", "escaped", "nested"],
+)
+def test_a_name_given_twice_in_one_object_is_400_naming_it_and_stores_nothing(client, raw, field):
+    account = qualified(client)
+    before = stored_versions(client, account)
+    headers = {"Content-Type": "application/json"}
+
+    response = client.put(f"/accounts/{account['id']}/bant", content=raw, headers=headers)
+
+    assert assert_problem(response, 400, field)["type"] == "urn:crm:problem:malformed-json"
+    assert stored_versions(client, account) == before
+
+
+def test_the_same_name_in_different_objects_is_no_repeat(client):
+    account = qualified(client)
+    body = {**RATING, "notes": {"budget": "approved", "need": "urgent"}}
+
+    response = client.put(f"/accounts/{account['id']}/bant", json=body)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["bant"]["notes"] == body["notes"]
+
+
 DEEP = [b"[" * depth + b"]" * depth for depth in (30_000, 2_000)]
 
 
