@@ -3,8 +3,8 @@ Litestar GET (R1), and the resident memory of `crm serve` (M1), on a store of N 
 A script, not a test.
 
     uv run python bench/scale.py [--accounts 1000000] [--events-per-account 5]
-        [--data-dir DIR] [--postgres URL] [--clients 16] [--seconds 10] [--memory-seconds 120]
-        [--json OUT]
+        [--data-dir DIR] [--postgres URL] [--clients 16] [--seconds 10] [--runs 500]
+        [--memory-seconds 120] [--json OUT]
 
 1. N accounts are seeded through the domain in bulk (bench/projections.py: registered,
    screened, rated, moved to "prioritized", then re-rated until each has E events), and the
@@ -15,16 +15,16 @@ A script, not a test.
    50 entries) and `crm serve --no-workers` (the API as a read replica runs it) run side by
    side on free loopback ports, and take load one at a time: the bare endpoint, the API, the
    bare endpoint again (the API's ratio is to the mean of the two bare rounds). For each: one
-   client on one keep-alive connection asks for the top 50 N times in a row (the latency
+   client on one keep-alive connection asks for the top 50 --runs times in a row (the latency
    inside the service, plus a loopback round trip), then C clients ask as fast as they can
    for a fixed window (requests/s). The API then takes BANT re-ratings of random accounts
    from C clients for the same window (which fills its account cache); its resident memory
    (RSS) is read after start, reads and writes.
 3. `crm serve` with its workers, as `make run` starts it, on the same store: its projector
    catches up with those writes and its publisher starts on the whole log (its embedded
-   broker is new). Its RSS (the API process's and its publisher process's together) is sampled
-   every half second for --memory-seconds, with reads meanwhile; the peak is reported, the
-   embedded nats-server's apart.
+   broker is new). Its RSS (the API process's, its projector's and its publisher's together)
+   is sampled every half second for --memory-seconds, with reads meanwhile; the peak is
+   reported, the embedded nats-server's apart.
 """
 
 from __future__ import annotations

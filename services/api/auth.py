@@ -74,15 +74,19 @@ class KeyConfigError(SettingError):
 _SECRET = re.compile(r"[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?")
 
 
-def parse_keys(spec: str, source: str) -> list[ApiKey]:
+def parse_keys(spec: str, source: str, *, by_line: bool = False) -> list[ApiKey]:
+    """Keys as `name:role:secret` entries, separated by commas (CRM_API_KEYS) or one a line
+    (`by_line`, a keys file: there a secret may hold a comma, and a comment line anything)."""
     keys = []
-    for number, entry in enumerate(spec.replace("\n", ",").split(","), start=1):
+    entries = spec.splitlines() if by_line else spec.replace("\n", ",").split(",")
+    for number, entry in enumerate(entries, start=1):
         entry = entry.strip()
         if not entry or entry.startswith("#"):
             continue
         parts = entry.split(":", 2)
         if len(parts) != 3 or not all(parts):
-            raise KeyConfigError(f"{source}: entry {number} is not name:role:secret")
+            where = f"line {number}" if by_line else f"entry {number}"
+            raise KeyConfigError(f"{source}: {where} is not name:role:secret")
         name, role, secret = parts
         if role not in Role.__members__.values():
             raise KeyConfigError(f"{source}: key {name!r} has unknown role {role!r}")
@@ -99,17 +103,17 @@ def parse_keys(spec: str, source: str) -> list[ApiKey]:
 
 def load_keys(inline: str | None, file: Path | None) -> list[ApiKey]:
     """The keys of CRM_API_KEYS and CRM_API_KEYS_FILE; a message names the variable."""
-    sources = [("CRM_API_KEYS", inline)] if inline else []
+    sources = [("CRM_API_KEYS", inline, False)] if inline else []
     if file is not None:
         try:
-            sources.append((f"CRM_API_KEYS_FILE {file}", file.read_text(encoding="utf-8")))
+            sources.append((f"CRM_API_KEYS_FILE {file}", file.read_text(encoding="utf-8"), True))
         except OSError as exc:
             raise KeyConfigError(f"CRM_API_KEYS_FILE {file}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise KeyConfigError(f"CRM_API_KEYS_FILE {file}: not UTF-8 text") from None
     found: list[tuple[str, ApiKey]] = []
-    for source, spec in sources:
-        for key in parse_keys(spec, source):
+    for source, spec, by_line in sources:
+        for key in parse_keys(spec, source, by_line=by_line):
             for other_source, other in found:
                 both = " and ".join(dict.fromkeys([other_source, source]))
                 if other.name == key.name:

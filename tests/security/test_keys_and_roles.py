@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,25 @@ def test_bad_key_configuration_is_refused_clearly(tmp_path):
     file.write_text("vera:boss:viewer-secret-0123456789\n")
     with pytest.raises(KeyConfigError, match=f"^CRM_API_KEYS_FILE {file}: key 'vera' has unknown"):
         load_keys(None, file)
+    file.write_text("# keys\nvera viewer-secret-0123456789\n")
+    with pytest.raises(KeyConfigError, match=f"^CRM_API_KEYS_FILE {file}: line 2 is not name:"):
+        load_keys(None, file)
+
+
+def test_a_keys_file_has_an_entry_a_line_so_comments_and_secrets_may_hold_commas(tmp_path):
+    file = tmp_path / "keys"
+    file.write_text(
+        "# keys for sales, operations and monitoring\n"
+        "\n"
+        "sam:sales:sales,secret-0123456789\n"
+        "  ola:monitor:monitor-secret-0123456789  \n"
+    )
+
+    keys = {key.name: key for key in load_keys(None, file)}
+
+    assert sorted(keys) == ["ola", "sam"]
+    assert keys["sam"].secret_sha256 == hashlib.sha256(b"sales,secret-0123456789").digest()
+    assert keys["ola"].role == "monitor"
 
 
 @pytest.mark.parametrize("store", ["sqlite"])
