@@ -71,7 +71,7 @@ class DecisionView(Struct, frozen=True):
     current_outcome: ScreeningOutcomeName | None
     outcome: ScreeningOutcomeName
     failed_criteria: list[str]
-    changes: bool
+    changes: bool  # whether applying the policy would change the account (never when skipped)
     overridden: bool
     skipped: str | None  # why the policy leaves the account alone, if it does
 

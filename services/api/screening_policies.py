@@ -86,7 +86,7 @@ def _run(version: int, decisions: list[ScreeningDecision], dry_run: bool) -> Scr
             current_outcome=d.current.value if d.current else None,  # type: ignore[arg-type]
             outcome=d.outcome.value,  # type: ignore[arg-type]
             failed_criteria=list(d.failed),
-            changes=d.changes,
+            changes=d.applies,  # as the run's `changes` counts: a skipped account changes not
             overridden=d.overridden,
             skipped=None
             if not d.skipped

@@ -151,7 +151,9 @@ def test_an_override_survives_a_re_apply_and_is_reported(client):
     assert overridden["screening"]["overridden"] is True
     decision = next(d for d in rerun["decisions"] if d["name"] == "Small")
     assert (decision["overridden"], decision["skipped"]) == (True, "overridden")
+    assert (decision["outcome"], decision["changes"]) == ("excluded", False)
     assert rerun["overridden"] == 1
+    assert rerun["changes"] == sum(d["changes"] for d in rerun["decisions"]) == 0
     assert history_length(client, small) == length
     types = [e["type"] for e in client.get(f"/accounts/{small['id']}/history").json()["items"]]
     assert "screening_overridden" in types
@@ -167,7 +169,8 @@ def test_named_accounts_past_stage_one_are_left_alone(client):
 
     (decision,) = run["decisions"]
     assert decision["skipped"] == "in stage prioritized"
-    assert run["applied"] == 0
+    assert decision["outcome"] == "excluded"  # what the policy says of it, left unapplied
+    assert (decision["changes"], run["changes"], run["applied"]) == (False, 0, 0)
     assert client.get(f"/accounts/{prioritized['id']}").json()["abm_stage"] == "prioritized"
 
 
