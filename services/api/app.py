@@ -30,6 +30,7 @@ from services.api.objectives import ObjectivesController
 from services.api.page_cache import PageCache
 from services.api.parameters import (
     note_what_routes_take,
+    refuse_content_coding,
     refuse_parameters_not_taken,
     refuse_unread_body,
 )
@@ -67,6 +68,7 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     refused."""
     refuse_parameters_not_taken(request)
     await refuse_unread_body(request)
+    refuse_content_coding(request)
     await refuse_unheeded_guards(request)
 
 

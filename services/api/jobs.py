@@ -65,7 +65,9 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
         400: problem_response("An empty body or a bad parameter."),
         404: problem_response("No such policy version as `screen_with`."),
         413: problem_response("The file is over 50 MiB."),
-        415: problem_response("The body is not text/csv, or its charset is not one known."),
+        415: problem_response(
+            "The body is not text/csv, its charset is not one known, or it is sent compressed."
+        ),
         422: problem_response(f"Refused: {KEY_REUSED}."),
     },
     response_headers=[JOB_LOCATION, REPLAYED],

@@ -54,7 +54,7 @@ WITH_KEYS = {  # with API keys configured; the public paths take none
 }
 WITH_BODY = {
     "413": "The body is too large.",
-    "415": "The body is not JSON.",
+    "415": "The body is not JSON, or is sent compressed (Content-Encoding).",
     "422": "A field is invalid (see `field`) or a rule refused it (see `rule`).",
 }
 WITH_STORE = {"503": "The store is unavailable; retry after Retry-After."}

@@ -20,7 +20,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.typing import FieldDefinition
 
 from services.api.documentation import RAW_BODY
-from services.api.problems import invalid_field
+from services.api.problems import invalid_field, problem
 
 QUERY = "query_parameters"  # handler opt: the names its route takes, noted at start
 TAKES_BODY = "takes_body"  # handler opt: it reads a request body, noted at start
@@ -97,6 +97,21 @@ async def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
     if sent:
         detail = "This request takes no body: what it takes goes in its path and query string."
         raise invalid_field("body", detail, 400)
+
+
+def refuse_content_coding(request: Request[Any, Any, Any]) -> None:
+    """A body sent compressed is refused for what it is (RFC 9110, 415): read as it arrives,
+    it would be refused as malformed JSON or CSV."""
+    if not request.route_handler.opt.get(TAKES_BODY, True):
+        return
+    for name, value in request.scope["headers"]:
+        if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            raise problem(
+                415,
+                "Unsupported content encoding",
+                "Send the body uncompressed: no Content-Encoding is taken.",
+                kind="unsupported-content-encoding",
+            )
 
 
 @lru_cache(1024)  # as Litestar parses query strings: a page asked for again is not parsed again

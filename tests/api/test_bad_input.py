@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from uuid import uuid4
@@ -359,6 +360,34 @@ def test_a_body_that_is_not_json_is_415(client):
     )
 
     assert_problem(response, 415)
+
+
+def test_a_compressed_body_is_415_and_stores_nothing_and_identity_is_taken(client):
+    account = qualified(client)
+    before = stored_versions(client, account)
+    body = json.dumps({**RATING, "budget": 5}).encode()
+    json_headers = {"Content-Type": "application/json"}
+
+    compressed = client.put(
+        f"/accounts/{account['id']}/bant",
+        content=gzip.compress(body),
+        headers={**json_headers, "Content-Encoding": "gzip"},
+    )
+    upload = client.post(
+        "/imports",
+        content=gzip.compress(b"name,domain\n"),
+        headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"},
+    )
+
+    assert assert_problem(compressed, 415)["type"] == "urn:crm:problem:unsupported-content-encoding"
+    assert assert_problem(upload, 415)["type"] == "urn:crm:problem:unsupported-content-encoding"
+    assert stored_versions(client, account) == before
+    plain = client.put(
+        f"/accounts/{account['id']}/bant",
+        content=body,
+        headers={**json_headers, "Content-Encoding": "identity"},
+    )
+    assert plain.status_code == 200, plain.text
 
 
 @pytest.mark.parametrize(
