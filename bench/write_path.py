@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -375,8 +376,6 @@ def pause_workers(server: Server) -> list[Any]:
     """Stops (SIGSTOP) the projector and publisher processes `crm serve` started: the API then
     has the CPUs to itself, which bounds what W1 can reach with the API as it is. The embedded
     nats-server keeps running. Returns the processes, to be resumed with `resume_workers`."""
-    import psutil
-
     assert server.process is not None
     workers = [
         child
@@ -391,8 +390,6 @@ def pause_workers(server: Server) -> list[Any]:
 
 
 def resume_workers(workers: list[Any]) -> None:
-    import psutil
-
     for worker in workers:
         try:
             worker.resume()
