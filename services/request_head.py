@@ -12,6 +12,10 @@ Either way the head held stays within a read of the bound.
 A head past the bound is answered 431, and the rest of the request read and dropped until the
 client closes the connection (or for LINGER_SECONDS): closed at once, with the client's bytes
 still arriving, the connection would be reset, which can lose the answer before it is read.
+
+A request that is not HTTP/1.1 at all (an unknown method, a broken request line, header or
+chunked body) is answered 400 in the same way, as a problem like every other refusal, where
+uvicorn answered it in plain text.
 """
 
 from __future__ import annotations
@@ -28,12 +32,21 @@ LINGER_SECONDS = 5
 # than any URL this API takes.
 MAX_HEAD_BYTES = 64 * 1024
 
-_REFUSAL = msgspec.json.encode(
+_TOO_LARGE = msgspec.json.encode(
     {
         "status": 431,
         "type": "urn:crm:problem:request-header-fields-too-large",
         "title": "Request Header Fields Too Large",
         "detail": f"The request line and headers may hold at most {MAX_HEAD_BYTES} bytes.",
+    }
+)
+_NOT_HTTP = msgspec.json.encode(
+    {
+        "status": 400,
+        "type": "urn:crm:problem:malformed-request",
+        "title": "Malformed request",
+        "detail": "The request could not be read as HTTP/1.1: its method, request line, a "
+        "header or its chunked body is malformed.",
     }
 )
 
@@ -69,18 +82,32 @@ class BoundedHead(HttpToolsProtocol):
             return
         self._head_bytes += len(data)
         if self._head_bytes > MAX_HEAD_BYTES:
-            self._in_head, self._refused = False, True
-            self._refuse()
+            self.logger.warning("Request head over %d bytes refused.", MAX_HEAD_BYTES)
+            self._refuse(431, _TOO_LARGE)
 
-    def _refuse(self) -> None:
-        self.logger.warning("Request head over %d bytes refused.", MAX_HEAD_BYTES)
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to what its parser cannot read (it has logged `msg`)."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.response_started:  # only closing the connection can still tell the client
+                super().send_400_response(msg)
+                return
+            # A body that breaks off (bad chunking) while the app reads it: the app is told
+            # the client went away, as when it does, and what it answers is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._refuse(400, _NOT_HTTP)
+
+    def _refuse(self, status: int, problem: bytes) -> None:
+        self._in_head, self._refused = False, True
         headers = [
+            *self.server_state.default_headers,  # Date, as on every other answer
             (b"content-type", b"application/problem+json"),
-            (b"content-length", b"%d" % len(_REFUSAL)),
+            (b"content-length", b"%d" % len(problem)),
             (b"connection", b"close"),
             *SECURITY_HEADERS,
         ]
         head = b"".join(b"%s: %s\r\n" % header for header in headers)
-        self.transport.write(STATUS_LINE[431] + head + b"\r\n" + _REFUSAL)
+        self.transport.write(STATUS_LINE[status] + head + b"\r\n" + problem)
         self.transport.write_eof()  # the client reads the answer, then the end of it
         self.loop.call_later(LINGER_SECONDS, self.transport.close)

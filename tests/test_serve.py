@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 from collections.abc import Iterator
@@ -152,3 +153,33 @@ def test_a_request_whose_line_and_headers_pass_64_kib_is_refused_with_431(settin
         assert b"content-type: application/problem+json" in rest
         assert b'"status":431' in rest
     assert fine.startswith(b"HTTP/1.1 200 OK")
+
+
+@pytest.mark.parametrize("store", ["sqlite"])  # the HTTP server's own answer; no store involved
+def test_a_request_that_is_not_http_is_refused_as_a_problem(settings):
+    """uvicorn answered these in plain text, unlike every other refusal the API makes."""
+    server = CrmServe(settings).wait_ready()
+    try:
+        answers = [
+            _answer_to(server.port, head)
+            for head in (
+                b"BREW /health HTTP/1.1\r\nHost: x\r\n\r\n",  # a method HTTP does not have
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS spoken to plain HTTP
+                b"GET /health HTTP/1.1\r\nHost x\r\n\r\n",  # a header without its colon
+                b"POST /accounts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",  # no chunk size
+            )
+        ]
+        after = _answer_to(server.port, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
+
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request"), answer[:200]
+        assert b"content-type: application/problem+json" in head
+        assert b"connection: close" in head
+        problem = json.loads(body)
+        assert problem["status"] == 400
+        assert problem["type"] == "urn:crm:problem:malformed-request"
+    assert after.startswith(b"HTTP/1.1 200 OK")  # the server goes on serving
