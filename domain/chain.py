@@ -138,8 +138,10 @@ class ChainWalk:
             self._break(version, f"version {version} can no longer be read: {why}")
             return
         if link != self.head:
-            if version == 1:  # nothing comes before the first event: it is the one altered
-                self._break(1, "version 1 differs from what was written")
+            # Nothing comes before the first event, and an event whose hash a checkpoint
+            # recorded is vouched for: either way this one is the one altered.
+            if version == 1 or self.checkpoint == (self.version, self.head):
+                self._break(version, f"version {version} differs from what was written")
                 return
             self._unlinked = version
         self.version, self.head = version, stored_hash(stored)

@@ -211,11 +211,11 @@ class Projector:
             try:
                 self.setup()
                 with self._waiter() as waiter:
-                    if failing:
-                        log.info("projector running again")
-                        failing = False
                     while not stop.is_set():
                         self._follow(stop)
+                        if failing:  # caught up past what failed, not merely set up again
+                            log.info("projector running again")
+                            failing = False
                         waiter.wait()
             except Exception as error:
                 if failing:  # the same outage: one line a second, not a traceback

@@ -216,8 +216,10 @@ def verify_chain(
                 f"{event['unreadable']}"
             )
         if link != head:
-            if event["version"] == 1:  # nothing comes before the first event
-                return _altered(1, True)
+            # Nothing comes before the first event, and the checkpoint's head is vouched for:
+            # either way this one is the one altered.
+            if event["version"] == 1 or recorded == (version, head):
+                return _altered(event["version"], True)
             unlinked = event["version"]
         version = event["version"]
         head = event_hash(account_id, version, event["topic"], event["state"])

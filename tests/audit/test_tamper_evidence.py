@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from domain.account import BantRating
 from domain.errors import EventUnreadable
 from services.store import open_ledger
 from tests.audit.tampering import META, RawStore, crm, five_events, flip_a_byte, verify_offline
@@ -72,6 +73,32 @@ def test_a_changed_byte_is_found_with_its_version(
     assert str(globex) not in said.err
     assert offline.returncode == 1
     assert f"account {acme}: first bad version {version}" in offline.stdout
+
+
+def test_a_changed_link_after_the_checkpoint_is_found_at_its_own_version(
+    client, ledger, settings, accounts, tmp_path, capsys
+):
+    # Given Acme sealed at version 5, re-rated after (6), and the link of 6 altered
+    acme, _ = accounts
+    client.post("/audit/checkpoints")
+    ledger.score_bant(acme, BantRating(5, 3, 3, 3, {}), META)
+    RawStore(settings, ledger).change_state(acme, 6, _change_the_link)
+
+    audit = client.get(f"/accounts/{acme}/audit").json()
+    cli = crm(settings, "audit", "verify")
+    said = capsys.readouterr()
+    offline = verify_offline(_export(settings, tmp_path))
+
+    # Then 6 is named, not 5, which the checkpoint vouches for
+    assert (audit["first_bad_version"], audit["checkpoint_version"]) == (6, 5)
+    assert cli == 1 and f"account {acme}: first bad version 6" in said.err
+    assert offline.returncode == 1
+    assert f"account {acme}: first bad version 6" in offline.stdout
+
+
+def _change_the_link(state: bytes) -> bytes:
+    at = state.index(b'"previous_hash":"') + len(b'"previous_hash":"')
+    return state[:at] + (b"1" if state[at : at + 1] == b"0" else b"0") + state[at + 1 :]
 
 
 def test_a_changed_event_stops_the_next_checkpoint(client, ledger, settings, accounts):

@@ -5,6 +5,9 @@ answer a problem that names it, never a 500; exports carry it as stored, whole, 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 
 import pytest
 from eventsourcing.utils import get_topic
@@ -205,3 +208,36 @@ def test_an_unreadable_event_that_no_read_model_applies_does_not_hold_the_read_m
     assert {(r["account_id"], r["score"]) for r in rows} >= {(str(acme), 625)}
     assert projector.position("accounts") == ledger.recorder.max_notification_id()
     assert Audit(ledger).verify_account(acme).broken.version == MATERIAL_SENT
+
+
+def test_a_projector_held_up_by_an_unreadable_event_logs_one_traceback_then_a_line_a_retry(
+    ledger, projector, settings, accounts, caplog
+):
+    # Given Acme's rating (version 3, which the leaderboard applies) edited so that it can no
+    # longer be read
+    acme, _ = accounts
+    RawStore(settings, ledger).garble_state(acme, 3)
+
+    # When the projector runs and tries the event three times (a second apart)
+    caplog.set_level(logging.INFO, logger="crm.projector")
+    stop = threading.Event()
+    running = threading.Thread(target=projector.run, args=(stop,))
+    running.start()
+    try:
+        deadline = time.monotonic() + 30
+        while _projector_lines(caplog).count("projector still failing") < 2:
+            assert time.monotonic() < deadline, _projector_lines(caplog)
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        running.join(timeout=30)
+
+    # Then it wrote one traceback, and after it a line each time, never saying it runs again
+    # (setting up again is not getting past the event)
+    records = [r for r in caplog.records if r.name == "crm.projector"]
+    assert [r.exc_info is not None for r in records].count(True) == 1
+    assert "projector running again" not in _projector_lines(caplog)
+
+
+def _projector_lines(caplog) -> list[str]:
+    return [r.getMessage().split(":")[0] for r in caplog.records if r.name == "crm.projector"]
