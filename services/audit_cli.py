@@ -139,7 +139,8 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
     against = (
         f"checkpoint {checkpoint.number} (root {checkpoint.root})"
         if checkpoint
-        else "no checkpoint (run `crm audit checkpoint`)"
+        else f"no checkpoint{' that records it' if args.account else ''} "
+        "(run `crm audit checkpoint`)"
     )
     for problem in problems:
         print(problem, file=sys.stderr)

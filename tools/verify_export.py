@@ -6,10 +6,12 @@
 An export comes from `crm audit export`, `GET /audit/export` or
 `GET /accounts/{id}/history?format=jsonl`. Its first record says what it holds: the whole
 store or one account. For each account it recomputes every event's hash from the exported
-stored state, checks that each event links to the one before it, and compares the chain with
-the heads the checkpoint recorded; a whole-store export must hold a head for every account of
-the checkpoint, and those heads must give the checkpoint's root hash. The last record counts the
-events, so an export cut off on the way is found. docs/AUDIT.md defines the hashes.
+stored state, checks that each event links to the one before it, that what is shown for
+reading (type, time, actor, reason, request id, data) is what the stored state says, and
+compares the chain with the heads the checkpoint recorded; a whole-store export must hold a
+head for every account of the checkpoint, and those heads must give the checkpoint's root hash.
+The last record counts the events, so an export cut off on the way is found. docs/AUDIT.md
+defines the hashes.
 Exit status: 0 verified, 1 not verified, 2 unreadable file.
 """
 
@@ -18,8 +20,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import sys
+import uuid
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,19 @@ FIELDS: dict[str, dict[str, type]] = {
 }
 NUMBERS = ("version", "number", "position", "accounts", "events")
 SCOPES = ("store", "account")
+# The members of a stored state that are not the event's data.
+ENVELOPE = (
+    "timestamp",
+    "originator_topic",
+    "class_version",
+    "actor",
+    "reason",
+    "request_id",
+    "previous_hash",
+)
+# What a spreadsheet takes for the start of a formula: a CSV export writes such a text with a
+# `'` before it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class Unreadable(Exception):
@@ -52,8 +70,9 @@ def root_of(heads: list[tuple[str, int, str]]) -> str:
     return digest.hexdigest()
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of an export, each checked for the fields its kind needs; Unreadable when
+def read_records(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The records of an export, each checked for the fields its kind needs, and whether it is
+    the CSV export; Unreadable when
     the file is not an export (empty, neither JSON Lines nor the CSV export, a record that
     lacks what it needs, or no first record saying what the export holds)."""
     # Lines end at a line feed only: a text in the export may hold a line separator (U+2028,
@@ -89,7 +108,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         raise Unreadable("an account's export must name its account_id")
     if kinds.count("checkpoint") > 1:
         raise Unreadable("it has more than one checkpoint record")
-    return [record for _, record in records]
+    return [record for _, record in records], not start.startswith("{")
 
 
 def _json_record(line: str) -> Any:
@@ -125,8 +144,9 @@ def _check_fields(where: str, record: Any) -> None:
             raise Unreadable(f"{where}: the {kind} record needs {name} ({expected.__name__})")
 
 
-def verify(records: list[dict[str, Any]]) -> tuple[list[str], str]:
-    """The problems found (empty when verified) and a one-line summary."""
+def verify(records: list[dict[str, Any]], spreadsheet: bool = False) -> tuple[list[str], str]:
+    """The problems found (empty when verified) and a one-line summary. `spreadsheet`: the
+    records come from the CSV export."""
     export = records[0]
     checkpoint = next((r for r in records if r["record"] == "checkpoint"), None)
     heads = {r["account_id"]: (r["version"], r["hash"]) for r in records if r["record"] == "head"}
@@ -148,6 +168,12 @@ def verify(records: list[dict[str, Any]]) -> tuple[list[str], str]:
         problem = verify_chain(account_id, chain, heads.get(account_id))
         if problem:
             problems.append(f"account {account_id}: {problem}")
+        problems += [
+            f"account {account_id}: version {event['version']}: its `{name}` is not what its "
+            "stored state says (what is shown for reading was altered)"
+            for event in chain
+            if (name := misread(event, spreadsheet))
+        ]
     for account_id in sorted(heads.keys() - events.keys()):
         version = heads[account_id][0]
         problems.append(
@@ -240,6 +266,74 @@ def verify_chain(
     return None
 
 
+def misread(event: dict[str, Any], spreadsheet: bool) -> str | None:
+    """The first field of an event shown for reading that says other than its stored state,
+    if any. A field of `data` the state lacks may only be null: a field the event type gained
+    after the event was stored, which reading fills in."""
+    try:
+        state = json.loads(event["state"])
+    except ValueError:
+        return None  # unreadable: the chain names it
+    if not isinstance(state, dict) or "unreadable" in event:
+        return None
+    stored = {name: _plain(value) for name, value in state.items()}
+    shown = dict(event)
+    if spreadsheet:  # nested values are JSON in their cell; an empty cell is no value
+        try:
+            shown["data"] = json.loads(event.get("data", "null"))
+        except ValueError:
+            return "data"
+    data = shown.get("data")
+    if not isinstance(data, dict):
+        return "data"
+    expected = {
+        "previous_hash": stored.get("previous_hash"),
+        "type": _snake(event["topic"].rpartition(".")[2]),
+        "actor": stored.get("actor"),
+        "reason": stored.get("reason"),
+        "request_id": stored.get("request_id"),
+    }
+    for name, value in expected.items():
+        if shown.get(name) not in (value, _neutralised(value) if spreadsheet else value):
+            return name
+    if _instant(shown.get("recorded_at")) != _instant(stored.get("timestamp")):
+        return "recorded_at"
+    fields = stored.keys() - set(ENVELOPE)
+    if any(data.get(name, ...) != stored[name] for name in fields) or any(
+        data[name] is not None for name in data.keys() - fields
+    ):
+        return "data"
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A value of a stored state as reading shows it (a UUID hyphenated, an instant as text)."""
+    if isinstance(value, dict) and set(value) == {"_type_", "_data_"}:
+        if value["_type_"] == "uuid_hex":
+            return str(uuid.UUID(value["_data_"]))
+        return value["_data_"]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _instant(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _neutralised(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def _link(state: str) -> str | None:
     try:
         link = json.loads(state).get("previous_hash")
@@ -265,7 +359,7 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, csv.Error, Unreadable) as error:
         print(f"cannot read {argv[1]}: {error}", file=sys.stderr)
         return 2
-    problems, summary = verify(records)
+    problems, summary = verify(*records)
     for problem in problems:
         print(problem)
     print(("NOT VERIFIED: " if problems else "verified: ") + summary)

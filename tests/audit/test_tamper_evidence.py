@@ -51,6 +51,10 @@ def test_an_untouched_store_verifies_in_the_api_the_cli_and_offline(
     spreadsheet = verify_offline(out)
     assert spreadsheet.returncode == 0, spreadsheet.stdout
     assert checkpoint.json()["root"] in spreadsheet.stdout
+    capsys.readouterr()
+    newcomer = five_events(ledger, "initech.com")  # registered after the checkpoint
+    assert crm(settings, "audit", "verify", "--account", str(newcomer)) == 0
+    assert "against no checkpoint that records it" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("version", [2, 5])

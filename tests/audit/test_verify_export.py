@@ -7,12 +7,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from uuid import UUID
 
 import pytest
 
 from domain.account import Firmographics
 from domain.ledger import CommandMeta
-from tests.audit.tampering import crm, verify_offline
+from tests.audit.tampering import RawStore, crm, verify_offline
 
 META = CommandMeta("marta", reason="audit", request_id="req-1")
 
@@ -123,6 +124,70 @@ def test_an_export_of_texts_with_line_separators_verifies(client, settings, tmp_
     assert "\u2028" in out.read_text(encoding="utf-8")
     assert result.returncode == 0, result.stderr
     assert "verified: 1 accounts (the whole store) against checkpoint 1" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_what_an_export_shows_for_reading_is_checked_against_the_stored_state(
+    client, ledger, settings, tmp_path, fmt
+):
+    # Given an account with a contact (an id the store writes in its own form), a reason a
+    # spreadsheet would take for a formula (written with a ' before it in CSV), and, last, a
+    # screening stored before screenings had a policy version (its reading fills in null)
+    details = Firmographics("Acme", "acme.com", "it", 10, 1, "EUR", "DE", 0.1, "fair")
+    account_id = client.post("/accounts", json=vars(details)).json()["id"]
+    contact = {"name": "Ann", "title": "CTO", "buying_role": "technical"}
+    contact |= {"decision_power": "influencer", "reason": "=met at the fair"}
+    assert client.post(f"/accounts/{account_id}/contacts", json=contact).status_code == 200
+    screening = {"outcome": "qualified", "criteria": ["industry"], "reason": "fits"}
+    assert client.post(f"/accounts/{account_id}/screening", json=screening).status_code == 200
+    RawStore(settings, ledger).change_state(UUID(account_id), 3, _as_screened_v1)
+    out = tmp_path / f"ledger.{fmt}"
+    assert crm(settings, "audit", "export", "--format", fmt, "--out", str(out)) == 0
+
+    # When it is verified as exported, and with what is shown of two events altered
+    as_exported = verify_offline(out)
+    records = _records(out, fmt)
+    events = {int(r["version"]): r for r in records if r["record"] == "event"}
+    events[2]["actor"] = "someone else"  # the contact added
+    events[3]["data"] = {**events[3]["data"], "outcome": "excluded"}  # the screening
+    altered = tmp_path / f"altered.{fmt}"
+    _write(altered, fmt, records)
+    result = verify_offline(altered)
+
+    # Then the export verifies, and the altered one does not, naming each altered field
+    if fmt == "csv":
+        assert "'=met at the fair" in out.read_text()
+    assert as_exported.returncode == 0, as_exported.stdout
+    assert result.returncode == 1
+    assert f"account {account_id}: version 2: its `actor` is not what" in result.stdout
+    assert f"account {account_id}: version 3: its `data` is not what" in result.stdout
+
+
+def _as_screened_v1(state: bytes) -> bytes:
+    stored = json.loads(state)
+    del stored["policy_version"], stored["class_version"]
+    return json.dumps(stored, separators=(",", ":")).encode()
+
+
+def _records(path, fmt: str) -> list[dict]:
+    if fmt == "jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    rows = list(csv.DictReader(io.StringIO(path.read_text(), newline="")))
+    for row in rows:
+        row["data"] = json.loads(row["data"]) if row["data"] else None
+    return rows
+
+
+def _write(path, fmt: str, records: list[dict]) -> None:
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        return
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=list(records[0]))
+    writer.writeheader()
+    for row in records:
+        writer.writerow({**row, "data": json.dumps(row["data"]) if row["data"] else ""})
+    path.write_text(out.getvalue(), newline="")
 
 
 def _csv(*rows: dict) -> str:
