@@ -95,9 +95,14 @@ HISTORY_PAGE, HISTORY_PAGE_MAX = 100, 1000  # events a history page holds: unles
 
 # The problems each route can give beyond those of any input, key or store (see openapi.py).
 _NO_ACCOUNT = {404: problem_response("No such account.")}
+_UNREADABLE = (
+    "an event of the account can no longer be read (type `event-unreadable`, naming its "
+    "`version`; see docs/AUDIT.md)"
+)
+_EVENT_UNREADABLE = problem_response(f"{_UNREADABLE[0].upper()}{_UNREADABLE[1:]}.")
 _COMMAND_PROBLEMS = {
     **_NO_ACCOUNT,
-    409: problem_response("Refused by a business rule (see `rule`)."),
+    409: problem_response(f"Refused by a business rule (see `rule`), or {_UNREADABLE}."),
     412: problem_response("If-Match names a version that is not current."),
     422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
 }
@@ -278,7 +283,8 @@ class AccountController(Controller):
             404: problem_response(
                 "No such account, or it has no such version (`field` version) or was not "
                 "registered yet at as_of (`field` as_of)."
-            )
+            ),
+            409: _EVENT_UNREADABLE,
         },
         response_headers=[ETAG],
     )
@@ -304,7 +310,13 @@ class AccountController(Controller):
         opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="The account's events in order",
-        responses={**_NO_ACCOUNT, 409: CHECKPOINT_ALTERED},
+        responses={
+            **_NO_ACCOUNT,
+            409: problem_response(
+                f"{CHECKPOINT_ALTERED.description} Or (json) {_UNREADABLE}: the exports "
+                "carry such an event as stored."
+            ),
+        },
     )
     def history(
         self,
@@ -364,6 +376,7 @@ class AccountController(Controller):
                 "from or to is not a version or an instant, is a version the account does not "
                 "have, or from comes after to (see `field`)."
             ),
+            409: _EVENT_UNREADABLE,
         },
     )
     def diff(

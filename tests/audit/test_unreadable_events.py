@@ -86,6 +86,10 @@ def test_an_event_whose_state_can_no_longer_be_read_is_reported_and_refused_by_r
         assert (answer.json()["account_id"], answer.json()["version"]) == (str(acme), 2), name
     assert client.get(f"/accounts/{globex}").status_code == 200
     assert (refused.value.originator_id, refused.value.version) == (acme, 2)
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    for read in ("", "/history", "/diff"):  # the answer is documented
+        responses = paths[f"/accounts/{{account_id}}{read}"]["get"]["responses"]
+        assert "event-unreadable" in responses["409"]["description"], read
 
 
 def test_the_exports_carry_an_unreadable_event_as_stored_and_whole(
