@@ -65,6 +65,7 @@ from services.api.documentation import (
     REPLAYED,
     STALE,
 )
+from services.api.parameters import number_problem
 from services.api.problems import (
     KEY_REUSED,
     etag,
@@ -624,6 +625,8 @@ def _at_version(ledger: AccountLedger, account_id: UUID, version: int | None) ->
 def _moment(audit: Audit, account_id: UUID, name: str, value: str) -> int:
     """A version number as given, or the account's version at an instant."""
     if value.isascii() and value.isdigit():
+        if refused := number_problem(name, value):  # 01 is not a version, as elsewhere
+            raise invalid_field(*refused, 400)
         if int(value) > STORED_INT_MAX:
             raise invalid_field(name, f"{name} is not a version this service can hold.", 400)
         return int(value)

@@ -71,7 +71,7 @@ def refuse_parameters_not_taken(request: Request[Any, Any, Any]) -> None:
     and a whole number in the path or query string not written in digits."""
     whole = request.route_handler.opt.get(WHOLE, frozenset())
     for name, value in request.scope["path_params"].items():
-        if name in whole and (problem := _number_problem(name, value)):
+        if name in whole and (problem := number_problem(name, value)):
             raise invalid_field(*problem, 400)
     query = request.scope["query_string"]
     if not query:
@@ -127,13 +127,13 @@ def _query_problem(
             return name, f"Unknown query parameter {name!r}; this route takes: {takes}."
         if name in seen and name not in repeatable:
             return name, f"The query parameter {name!r} is given more than once."
-        if name in whole and (problem := _number_problem(name, value)):
+        if name in whole and (problem := number_problem(name, value)):
             return problem
         seen.add(name)
     return None
 
 
-def _number_problem(name: str, value: str) -> tuple[str, str] | None:
+def number_problem(name: str, value: str) -> tuple[str, str] | None:
     if _DIGITS.fullmatch(value):
         return None
     return name, f"{name} must be a whole number in the digits 0-9, without a sign or leading 0."

@@ -78,6 +78,7 @@ def test_diff_refuses_moments_it_cannot_read(client, ledger):
     beyond = client.get(path, params={"from": "1", "to": "9"})
     backwards = client.get(path, params={"from": "1", "to": "0"})
     missing = client.get(path)
+    leading_zero = client.get(path, params={"from": "0", "to": "01"})
 
     # Bad parameters are 400, as everywhere, each naming its parameter.
     assert (bad_instant.status_code, bad_instant.json()["field"]) == (400, "from")
@@ -85,6 +86,8 @@ def test_diff_refuses_moments_it_cannot_read(client, ledger):
     assert (beyond.status_code, beyond.json()["field"]) == (400, "to")
     assert (backwards.status_code, backwards.json()["field"]) == (400, "from")
     assert (missing.status_code, missing.json()["field"]) == (400, "from")
+    assert (leading_zero.status_code, leading_zero.json()["field"]) == (400, "to")
+    assert "leading 0" in leading_zero.json()["detail"]
 
 
 def test_the_story_says_who_when_why_and_what_changed(ledger, settings, capsys):
