@@ -392,8 +392,13 @@ class Audit:
         return version
 
     def diff(self, account_id: UUID, from_version: int, to_version: int | None) -> Diff:
-        """Which fields of the account view changed between two versions, and by which events."""
-        current = self.ledger.account(account_id).version
+        """Which fields of the account view changed between two versions, and by which events.
+        Only the events up to `to` are read: versions before one that can no longer be read
+        still compare."""
+        latest = self.ledger.recorder.select_events(account_id, desc=True, limit=1)
+        if not latest:
+            raise AccountNotFound(account_id)
+        current = latest[0].originator_version
         to_version = current if to_version is None else to_version
         if not 0 <= to_version <= current:
             raise InvalidValue("to", f"The account has versions 1 to {current}.")

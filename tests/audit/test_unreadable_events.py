@@ -66,6 +66,7 @@ def test_an_event_whose_state_can_no_longer_be_read_is_reported_and_refused_by_r
         "history": client.get(f"/accounts/{acme}/history"),
         "diff": client.get(f"/accounts/{acme}/diff", params={"from": "1"}),
     }
+    before_it = client.get(f"/accounts/{acme}/diff", params={"from": "0", "to": "1"})
     restarted = open_ledger(settings)  # the service's writer still holds Acme as it wrote it
     try:
         with pytest.raises(EventUnreadable) as refused:
@@ -86,6 +87,8 @@ def test_an_event_whose_state_can_no_longer_be_read_is_reported_and_refused_by_r
         assert (answer.json()["account_id"], answer.json()["version"]) == (str(acme), 2), name
     assert client.get(f"/accounts/{globex}").status_code == 200
     assert (refused.value.originator_id, refused.value.version) == (acme, 2)
+    assert before_it.status_code == 200  # what came before the event still compares
+    assert before_it.json()["to_version"] == 1
     paths = client.get("/schema/openapi.json").json()["paths"]
     for read in ("", "/history", "/diff"):  # the answer is documented
         responses = paths[f"/accounts/{{account_id}}{read}"]["get"]["responses"]
