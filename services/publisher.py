@@ -56,7 +56,7 @@ from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundE
 from nats.js.kv import KeyValue
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
-from contracts.events import AccountEvent, subject
+from contracts.events import AccountEvent, subject, type_name
 from domain.account import EVENT_TOPIC_PREFIX
 from domain.errors import EventUnreadable
 from domain.ledger import AccountLedger
@@ -606,13 +606,44 @@ class Publisher:
         return position
 
     async def _stored_version(self, js: JetStreamContext, event: AccountEvent) -> int:
-        try:
-            msg = await js.get_last_msg(
-                self.stream.name, f"{self.stream.subject_prefix}.{event.account_id}.*"
-            )
-        except NotFoundError:
-            return 0
-        return int(str((msg.headers or {}).get("Nats-Msg-Id", ":0")).rsplit(":", 1)[1])
+        """The account's last version in the stream, as far as `event` needs to know: whether
+        it is stored.
+
+        The account's last message says, when it is the publisher's. When it is not (someone
+        published on the account's subjects), the last message of the event's own type says:
+        an account's events go out in version order, each after the one before is stored, so
+        the event is stored exactly when that message's version reaches it. When that one is
+        not the publisher's either, nothing says: the event is published again (a copy, if it
+        was stored), never skipped."""
+        prefix = self.stream.subject_prefix
+        for pattern in (f"{prefix}.{event.account_id}.*", subject(event, prefix)):
+            try:
+                msg = await js.get_last_msg(self.stream.name, pattern)
+            except NotFoundError:
+                return 0
+            version = _publishers_version(msg.headers or {}, event.account_id)
+            if version is not None:
+                return version
+        log.warning(
+            "the last %s message of account %s in stream %s is not the publisher's: "
+            "publishing version %d (again, if it was stored)",
+            type_name(type(event)),
+            event.account_id,
+            self.stream.name,
+            event.version,
+        )
+        return 0
+
+
+def _publishers_version(headers: dict[str, str], account_id: Any) -> int | None:
+    """The version a message of the publisher's about the account carries; None for any other
+    message (no position, or a `Nats-Msg-Id` that is not `<account id>:<version>`)."""
+    if not headers.get(POSITION_HEADER, "").isdigit():
+        return None
+    account, _, version = headers.get("Nats-Msg-Id", "").rpartition(":")
+    if account != str(account_id) or not (version.isascii() and version.isdigit()):
+        return None
+    return int(version)
 
 
 async def check_broker(nats_url: str) -> None:

@@ -5,6 +5,7 @@ one of the publisher's, or was deleted."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -12,8 +13,9 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
+from domain.account import BantRating
 from services.publisher import Publisher, StreamSettings
-from tests.publishing.test_publisher import make_accounts, stored_history
+from tests.publishing.test_publisher import META, make_accounts, stored_history
 
 
 class Witness:
@@ -31,11 +33,11 @@ class Witness:
         await self.nc.flush()
 
     async def _saw(self, msg) -> None:
-        msg_id = (msg.headers or {}).get("Nats-Msg-Id")
-        if msg_id is None:
+        headers = msg.headers or {}
+        if "CRM-Position" not in headers:  # someone else's, whatever its Nats-Msg-Id
             self.foreign += 1
             return
-        account_id, version = msg_id.rsplit(":", 1)
+        account_id, version = headers["Nats-Msg-Id"].rsplit(":", 1)
         self.seen.append((account_id, int(version)))
 
     async def saw_once_each(self, history: list[tuple[str, int]], timeout: float = 10.0) -> None:
@@ -194,6 +196,38 @@ async def test_a_stream_ending_in_a_message_not_the_publishers_resumes_where_it_
     deleted = ending == "a deleted message"
     await witness.saw_once_each(history)
     assert (await stream_state(broker.url)).last_seq == len(history) + (0 if deleted else 1)
+
+
+@pytest.mark.parametrize("msg_id", ["its own id", "the account's id and a version ahead"])
+async def test_a_message_not_the_publishers_on_an_accounts_subjects_neither_stops_nor_skips(
+    ledger, broker, witness, msg_id
+):
+    # Given a stream whose duplicate window cannot hide a copy, which a publisher filled
+    nc = await nats.connect(broker.url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(
+            StreamConfig(name="CRM", subjects=["crm.accounts.>"], duplicate_window=0.1)
+        )
+        acme, *_ = await asyncio.to_thread(make_accounts, ledger, 3)
+        await publish_until_head(ledger, broker.url, StreamSettings())
+        # And, as the last message about Acme, one another team published on its subjects
+        dedupe_id = str(uuid.uuid4()) if msg_id == "its own id" else f"{acme}:9999"
+        await js.publish(
+            f"crm.accounts.{acme}.note", b"{}", stream="CRM", headers={"Nats-Msg-Id": dedupe_id}
+        )
+    finally:
+        await nc.close()
+    await asyncio.sleep(0.2)  # longer than the duplicate window
+
+    # When Acme is re-rated and a publisher starts again
+    await asyncio.to_thread(ledger.score_bant, acme, BantRating(5, 5, 5, 5), META)
+    await publish_until_head(ledger, broker.url, StreamSettings())
+
+    # Then the re-rating went out, and nothing before it again
+    history = stored_history(ledger)
+    await witness.saw_once_each(history)
+    assert (await stream_state(broker.url)).last_seq == len(history) + 1
 
 
 async def test_a_stream_created_again_by_hand_receives_every_event_again(ledger, broker):
