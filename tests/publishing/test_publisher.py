@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import uuid
 
 import nats
@@ -13,6 +14,7 @@ from nats.js.api import StreamConfig
 from domain.account import BantRating, Firmographics
 from domain.ledger import CommandMeta
 from domain.vocabulary import ScreeningOutcome
+from services.nats_server import free_port
 from services.publisher import PUBLISH_BACKLOG, Publisher, StreamSettings
 from tests.audit.tampering import RawStore
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
@@ -292,6 +294,47 @@ async def test_the_backlog_counts_the_events_that_wait_while_the_broker_is_away(
     await until(lambda: backlog(running_publisher) == (12, 12))
     broker.start()
     await until(lambda: backlog(running_publisher) == (0, 0))
+
+
+async def test_the_backlog_counts_the_whole_log_before_the_broker_was_ever_reached(ledger):
+    # Given events stored, and a publisher started while its broker does not answer
+    await asyncio.to_thread(make_accounts, ledger, 2)
+    publisher = Publisher(ledger, f"nats://127.0.0.1:{free_port()}", StreamSettings())
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        # Then every event waits, as far as it knows: none is known to be in the stream
+        head = ledger.recorder.max_notification_id()
+        await until(lambda: backlog(publisher) == (head, head))
+        assert publisher.view().state == "unavailable"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_a_broker_that_hangs_is_reported_unavailable_and_loses_nothing(
+    ledger, broker, running_publisher
+):
+    # Given a publisher that has published everything
+    await asyncio.to_thread(make_accounts, ledger, 2)
+    await wait_for_stream_count(broker.url, len(stored_history(ledger)))
+    assert running_publisher.view().state == "ok"
+
+    # When the broker stops answering without closing its connections, as a stopped process or
+    # an unreachable host does, and events are stored meanwhile
+    broker.process.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.to_thread(make_accounts, ledger, 2)
+        # Then the publisher says it cannot reach the broker, within a few pings
+        await until(lambda: running_publisher.view().state == "unavailable")
+    finally:
+        broker.process.send_signal(signal.SIGCONT)
+
+    # And once the broker answers again, every event is in the stream once
+    history = stored_history(ledger)
+    await wait_for_stream_count(broker.url, len(history))
+    assert_exactly(await stream_messages(broker.url), history)
+    await until(lambda: running_publisher.view().state == "ok")
 
 
 def backlog(publisher: Publisher) -> tuple[int, int]:
