@@ -30,7 +30,10 @@ class AccountEvent(Struct, frozen=True, kw_only=True, tag_field="type"):
     id: str  # `<account_id>:<version>`, also the message's Nats-Msg-Id and ce-id
     account_id: UUID
     version: int  # the account's version after this event: per-account order
-    position: int  # the event's global position in the CRM's event log
+    # The event's global position in the CRM's event log. The log also holds records that are
+    # not published (idempotency receipts, jobs, policies, objectives), so positions have gaps:
+    # `version` is the one that has none, per account.
+    position: int
     # An RFC 3339 instant with its offset; msgspec leaves the format out of a datetime's schema.
     occurred_at: Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
     actor: str
@@ -147,12 +150,30 @@ class DealLostV1(AccountEvent, frozen=True, tag="crm.account.deal_lost.v1"):
     """The deal with the account was lost; `reason` says why."""
 
 
+# Text rather than an enumeration: a cause added later must not fail a subscriber's decoding.
+StageCause = Annotated[
+    str,
+    msgspec.Meta(
+        description="What moved it: `manual` (a person's move), or the fact recorded with it: "
+        "`screened`, `screening_overridden`, `bant_scored`, `material_sent`, "
+        "`response_received`, `meeting_held`, `deal_won` or `deal_lost`; later versions may "
+        "add causes."
+    ),
+]
+FunnelCause = Annotated[
+    str,
+    msgspec.Meta(
+        description="What moved it: `manual` (a person's move); later versions may add causes."
+    ),
+]
+
+
 class StageChangedV1(AccountEvent, frozen=True, tag="crm.account.stage_changed.v1"):
     """The account moved from one ABM stage to another; `cause` names what moved it."""
 
     from_stage: AbmStageName
     to_stage: AbmStageName
-    cause: str
+    cause: StageCause
 
 
 class FunnelStateChangedV1(AccountEvent, frozen=True, tag="crm.account.funnel_state_changed.v1"):
@@ -160,7 +181,7 @@ class FunnelStateChangedV1(AccountEvent, frozen=True, tag="crm.account.funnel_st
 
     from_state: FunnelStateName
     to_state: FunnelStateName
-    cause: str
+    cause: FunnelCause
 
 
 IntegrationEvent = (

@@ -445,7 +445,7 @@ class Publisher:
             "ce-id": event.id,
             "ce-type": str(tag),
             "ce-source": self.stream.source,
-            "ce-time": event.occurred_at.isoformat(),
+            "ce-time": msgspec.json.encode(event.occurred_at)[1:-1].decode(),  # as the body has it
             "ce-subject": f"accounts/{event.account_id}",
             "ce-datacontenttype": "application/json",
             POSITION_HEADER: str(event.position),
