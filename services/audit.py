@@ -252,14 +252,19 @@ class Audit:
                 continue  # another checkpoint was recorded since the log was read
             # The accounts written since, each followed on from the head recorded for it.
             walks: dict[str, ChainWalk] = {}
+            rechecked: set[str] = set()
             start = previous.position + 1 if previous is not None else 1
             for stored in self._account_events(start, position):
                 account_id = str(stored.originator_id)
+                recorded = check.heads.get(account_id)
                 if (walk := walks.get(account_id)) is None:
-                    recorded = check.heads.get(account_id)
                     walk = walks[account_id] = (
                         ChainWalk.resume(*recorded) if recorded else ChainWalk()
                     )
+                if recorded and stored.originator_version <= recorded[0]:
+                    if account_id not in rechecked:
+                        rechecked.add(account_id)
+                        self._refuse_unless_intact(stored.originator_id, recorded)
                 walk.add(stored)
             self._read_left_out(walks)
             for account_id, walk in walks.items():
@@ -347,6 +352,15 @@ class Audit:
             )
         report.broken.sort(key=lambda r: str(r.account_id))
         return report
+
+    def _refuse_unless_intact(self, account_id: UUID, recorded: tuple[int, str]) -> None:
+        """A version the checkpoint covers, stored since: an event moved to another position
+        unchanged, or the account's history written anew (removed, then registered again).
+        The account's whole chain, against the head recorded, says which."""
+        walk = ChainWalk(recorded)
+        walk.add_all(self.ledger.stored_events(account_id))
+        if (broken := walk.finish()) is not None:
+            raise ChainBroken(account_id, broken.version, broken.problem)
 
     def _read_left_out(self, walks: dict[str, ChainWalk]) -> int:
         """Reads by version, straight from the store, the versions a walk of the log left out

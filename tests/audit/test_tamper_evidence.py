@@ -105,6 +105,27 @@ def _change_the_link(state: bytes) -> bytes:
     return state[:at] + (b"1" if state[at : at + 1] == b"0" else b"0") + state[at + 1 :]
 
 
+def test_an_account_removed_and_registered_again_stops_the_next_checkpoint(
+    client, ledger, settings, accounts
+):
+    # Given Acme sealed at version 5, then its events removed and the account registered again
+    # by a process that never saw it (its version 1 is new, and links as a first event does)
+    acme, _ = accounts
+    client.post("/audit/checkpoints")
+    RawStore(settings, ledger).delete(acme)
+    fresh = open_ledger(settings)
+    try:
+        assert five_events(fresh, "acme.com") == acme
+    finally:
+        fresh.close()
+
+    refused = client.post("/audit/checkpoints")
+
+    # Then no checkpoint vouches for the new history in place of the sealed one
+    assert refused.status_code == 409, refused.json()
+    assert (refused.json()["rule"], refused.json()["account_id"]) == ("chain_intact", str(acme))
+
+
 def test_a_changed_event_stops_the_next_checkpoint(client, ledger, settings, accounts):
     acme, _ = accounts
     RawStore(settings, ledger).change_state(acme, 3, flip_a_byte)
