@@ -113,6 +113,11 @@ class CrmServe(CrmProcess):
     def __init__(
         self, settings: Settings, *args: str, own_session: bool = False, **env: str
     ) -> None:
+        self._args = (settings, args, own_session, env)
+        self._start()
+
+    def _start(self) -> None:
+        settings, args, own_session, env = self._args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
@@ -121,18 +126,35 @@ class CrmServe(CrmProcess):
 
     def wait_ready(self, seconds: float = 30) -> CrmServe:
         deadline = time.monotonic() + seconds
+        said = "nothing"
         while True:
-            assert self.process.poll() is None, f"crm serve exited early:\n{self.log_tail()}"
+            if self.process.poll() is not None:
+                taken = f"cannot listen on 127.0.0.1:{self.port}" in self.log_tail()
+                if taken and time.monotonic() < deadline:
+                    # Another socket took the free port before the server bound it.
+                    self._start()
+                    continue
+                raise AssertionError(f"crm serve exited early:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                answer = httpx.get(f"{self.url}/ready", timeout=1)
+                if answer.status_code == 200:
                     return self
+                said = answer.text
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, f"not ready in time:\n{self.log_tail()}"
+            assert time.monotonic() < deadline, (
+                f"not ready in time; /ready said {said}:\n{self.log_tail(but='/ready')}"
+            )
             time.sleep(0.1)  # polling a starting process; readiness is checked, not assumed
 
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+    def log_tail(self, lines: int = 30, but: str | None = None) -> str:
+        """The last lines of the log, but those that name `but` (the polls of a wait)."""
+        kept = [
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if but is None or but not in line
+        ]
+        return "\n".join(kept[-lines:])
 
 
 def children_named(pid: int, name: str) -> list[tuple[int, list[str]]]:
