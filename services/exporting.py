@@ -35,6 +35,14 @@ def neutralise(value: Any) -> Any:
     return value
 
 
+def unneutralise(cell: str) -> str:
+    """A cell `neutralise` wrote, as it was: an export read back (an import) holds the text,
+    not the quote."""
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
+
+
 COLUMNS: dict[str, tuple[str, ...]] = {
     "accounts": (
         "account_id",

@@ -27,6 +27,7 @@ from domain.errors import InvalidValue, LedgerError
 from domain.ledger import AccountLedger, CommandMeta
 from domain.web_domain import normalise_domain
 from services.api.problems import field_from_msgspec
+from services.exporting import unneutralise
 
 FIELDS = (
     "name",
@@ -314,7 +315,7 @@ def _row(
     errors: list[RowError] = []
     for index, name in mapping.items():
         cell = cells[index] if index < len(cells) else ""
-        raw = cell.strip()
+        raw = unneutralise(cell.strip()).strip()
         column = titles[index]
         if any("\udc80" <= ch <= "\udcff" for ch in raw):
             errors.append(RowError(line, column, f"not valid {charset} text"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from typing import Annotated, Any
 from uuid import UUID
@@ -91,7 +92,7 @@ async def upload_import(
         )
     charset = _charset(parameters)
     data = await request.body()
-    if not data.strip():
+    if not data.removeprefix(codecs.BOM_UTF8).strip():  # a byte-order mark alone is no file
         raise problem(400, "Empty file", "The CSV file is empty.", kind="empty-file")
 
     def submit() -> Any:

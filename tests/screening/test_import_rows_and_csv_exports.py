@@ -417,6 +417,38 @@ def test_account_and_leaderboard_csv_exports_neutralise_formulas(client, project
     assert [json.loads(line)["name"] for line in jsonl] == [FORMULA]
 
 
+def test_an_exported_row_imported_again_holds_the_text_not_the_quote_before_it(client, projector):
+    # Given an account whose name an export writes with a quote before it
+    account, position = _hostile_account(client)
+    projector.wait_for("accounts", position, 10)
+    (exported,) = csv.DictReader(io.StringIO(client.get("/accounts/export?format=csv").text))
+
+    # When a file with that cell, and an industry written the same way, is imported
+    file = io.StringIO()
+    csv.writer(file).writerow(
+        [exported["name"], "evil.example", "'-tools", 10, 1000, "EUR", "DE", "", 2.5, "fair"]
+    )
+    upload = client.post(
+        "/imports", content=HEADER + file.getvalue(), headers={"Content-Type": "text/csv"}
+    )
+    job = finished(client, upload.headers["location"])
+
+    # Then the name is the one stored, not changed, and the industry is the text
+    stored = client.get(f"/accounts/{account['id']}").json()
+    assert exported["name"] == "'" + FORMULA
+    assert job["result"]["errors"] == []
+    assert (stored["name"], stored["industry"]) == (FORMULA, "-tools")
+
+
+def test_an_empty_upload_is_refused_at_once_and_starts_no_job(client):
+    for body in (b"", b" \r\n", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n"):  # a byte-order mark alone too
+        refused = client.post("/imports", content=body, headers={"Content-Type": "text/csv"})
+
+        assert refused.status_code == 400, (body, refused.text)
+        assert refused.json()["type"] == "urn:crm:problem:empty-file"
+        assert "location" not in refused.headers
+
+
 def test_crm_export_neutralises_formulas(client, projector, settings, tmp_path):
     _, position = _hostile_account(client)
     out = tmp_path / "board.csv"
