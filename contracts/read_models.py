@@ -5,10 +5,10 @@ Every page says which position of the event log it reflects (`position`); a requ
 """
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from msgspec import Meta, Struct
+from msgspec import Meta, Struct, field
 
 from contracts.accounts import AbmStageName, Body, FunnelStateName, Reason
 
@@ -109,6 +109,51 @@ class ObjectiveResult(Struct, frozen=True):
     level: Literal["below", "acceptable", "optimal", "best"]
 
 
+class PeriodMoves(Struct, frozen=True):
+    """How many accounts entered and left each state in one period of the window."""
+
+    period: str  # 2026, 2026-03 or 2026-03-15, as `period` asks
+    entered: dict[str, int]
+    left: dict[str, int]
+
+
+class Conversion(Struct, frozen=True):
+    """Of the accounts that entered `from` in the window, those that entered `to` after."""
+
+    from_: str = field(name="from")
+    to: str
+    entered: int
+    converted: int
+    rate: float | None  # converted / entered; none when none entered
+
+
+class TimeInState(Struct, frozen=True):
+    """The visits of a state that ended in the window."""
+
+    visits: int
+    median_seconds: float
+    p90_seconds: float
+
+
+class WinRate(Struct, frozen=True):
+    """Deals closed in the window that still stood at its end, each account once."""
+
+    won: int
+    lost: int
+    rate: float | None  # won / (won + lost); none when no deal closed
+
+
+class ReportGroup(Struct, frozen=True, omit_defaults=True):
+    """One group's figures: `all`, an industry (folded) or a country."""
+
+    group: str
+    current: dict[str, int]  # accounts in each state at as_of
+    periods: list[PeriodMoves]  # the periods with moves, in order
+    conversion: list[Conversion]
+    time_in_state: dict[str, TimeInState]  # the states with visits that ended
+    win_rate: WinRate | None = None  # the stage report's
+
+
 class Report(Struct, frozen=True):
     """Figures per group (`all` without `group_by`); see the README for their definitions."""
 
@@ -119,6 +164,6 @@ class Report(Struct, frozen=True):
     period: str
     group_by: str | None
     position: int
-    groups: list[dict[str, Any]]
+    groups: list[ReportGroup]
     objectives: list[ObjectiveResult] = []
     min_position_reached: bool | None = None

@@ -33,6 +33,7 @@ from contracts.read_models import (
     LeaderboardEntry,
     LeaderboardPage,
     Report,
+    ReportGroup,
 )
 from projections import accounts, objectives, transitions
 from projections.account_queries import BadCursor, Filters, Page, cursor_key, leaderboard
@@ -410,7 +411,7 @@ async def _report(
         period=period,
         group_by=group_by,
         position=figures["position"],
-        groups=figures["groups"],
+        groups=msgspec.convert(figures["groups"], list[ReportGroup]),
         objectives=results,
         min_position_reached=reached,
     )

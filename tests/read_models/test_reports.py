@@ -378,6 +378,27 @@ def test_the_funnel_report(client, history):
     assert response.json()["objectives"] == []
 
 
+def test_the_openapi_document_describes_every_figure_a_report_answers(client, history):
+    schemas = client.get("/schema/openapi.json").json()["components"]["schemas"]
+
+    def described(value: dict, schema: str) -> None:
+        properties = schemas[schema]["properties"]
+        assert set(value) <= set(properties), (schema, set(value) - set(properties))
+
+    for path in ("/reports/stages", "/reports/funnel"):
+        for group in client.get(path, params={"as_of": "2026-03-01T00:00:00Z"}).json()["groups"]:
+            described(group, "ReportGroup")
+            for moves in group["periods"]:
+                described(moves, "PeriodMoves")
+            for conversion in group["conversion"]:
+                described(conversion, "Conversion")
+            for visits in group["time_in_state"].values():
+                described(visits, "TimeInState")
+            if "win_rate" in group:
+                described(group["win_rate"], "WinRate")
+    assert "from" in schemas["Conversion"]["required"]
+
+
 def test_bad_report_parameters_are_400(client):
     assert client.get("/reports/stages", params={"period": "week"}).status_code == 400
     assert client.get("/reports/stages", params={"group_by": "city"}).status_code == 400
