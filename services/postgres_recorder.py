@@ -33,7 +33,7 @@ from eventsourcing.persistence import (
     OperationalError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import retry
 from psycopg import ClientCursor, Connection
 from psycopg.sql import SQL, Composed, Identifier
@@ -43,6 +43,19 @@ _base = PostgresApplicationRecorder
 
 # How long a process starting waits for its pool's connections.
 POOL_OPEN_SECONDS = 30.0
+
+
+class ConninfoFactory(PostgresFactory):
+    """The library's factory, its pool given `POSTGRES_CONNINFO` (the whole of CRM_DATABASE_URL)
+    as well: the library passes on only the database, host, port, user and password, and the
+    URL's other parameters (`sslmode`, `sslrootcert`, `application_name`, …) would hold for
+    the read models' connections but not for the event store's."""
+
+    CONNINFO = "POSTGRES_CONNINFO"
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.datastore.pool.conninfo = self.env.get(self.CONNINFO) or ""
 
 
 class FailFastRecorder(PostgresApplicationRecorder):

@@ -30,12 +30,14 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
             "APPLICATION_RECORDER_TOPIC": get_topic(MultiRowRecorder),
         }
     # Here, not at the top: a process on SQLite never loads psycopg (megabytes it would keep).
-    from services.postgres_recorder import FailFastRecorder
+    from services.postgres_recorder import ConninfoFactory, FailFastRecorder
 
     url = urlsplit(settings.database_url)  # checked by Settings
     query = dict(part.split("=", 1) for part in url.query.split("&") if "=" in part)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": get_topic(ConninfoFactory),
+        # The URL's parameters (sslmode…) for every connection; those below take precedence.
+        ConninfoFactory.CONNINFO: settings.database_url,
         "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
         # A unix-socket directory may come as ?host=/path, as libpq allows.
         "POSTGRES_HOST": unquote(query.get("host", url.hostname or "127.0.0.1")),
@@ -61,7 +63,7 @@ def open_ledger(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
         env["AGGREGATE_CACHE_FASTFORWARD"] = "y"
     cache = settings.aggregate_cache_size
-    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+    if settings.database_url is None:
         return AccountLedger(env=env, clock=clock, cache_size=cache)
     with _setting_up(env):
         return AccountLedger(env=env, clock=clock, cache_size=cache)  # creates missing tables
@@ -77,6 +79,7 @@ def _setting_up(env: dict[str, str]) -> Iterator[None]:
 
     schema = env["POSTGRES_SCHEMA"]
     with psycopg.connect(
+        env["POSTGRES_CONNINFO"],
         dbname=env["POSTGRES_DBNAME"],
         host=env["POSTGRES_HOST"],
         port=env["POSTGRES_PORT"],

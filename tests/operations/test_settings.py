@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from services.cli import main
 from services.logs import configure
 from services.nats_server import free_port
 from services.settings import Settings
+from services.store import drop_schema, open_ledger
 from tests.processes import ROOT, crm_environment, run_crm
 
 KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no development banner
@@ -122,6 +124,32 @@ def test_a_schema_name_the_read_models_would_not_find_is_refused_before_any_is_m
             (schema.lower(),),
         ).fetchall()
     assert made == []
+
+
+def test_the_event_stores_connections_take_the_parameters_of_the_database_url(
+    postgres_server_url, tmp_path
+):
+    """`?sslmode=verify-full` must hold for the connections that write events, not only for the
+    read models'; `application_name` shows whether a connection took the URL's parameters."""
+    name = f"crm-{secrets.token_hex(4)}"
+    joiner = "&" if "?" in postgres_server_url else "?"
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"{postgres_server_url}{joiner}application_name={name}",
+        database_schema=f"t_{secrets.token_hex(6)}",
+        database_pool_size=3,
+    )
+    ledger = open_ledger(settings)
+    try:
+        with psycopg.connect(postgres_server_url) as conn:
+            (named,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchone()
+    finally:
+        ledger.close()
+        drop_schema(postgres_server_url, settings.database_schema)
+
+    assert named >= 3  # the event store's pool, opened whole at start
 
 
 @pytest.mark.parametrize("under", ["", "data"])
