@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
 from domain.account import Account, Attribution
 from domain.errors import Contention, LedgerError
@@ -45,6 +45,8 @@ MAX_BATCH = 200  # commands in one transaction
 # Other processes' writes to the same account collide on its next version; each collision
 # reloads the account and decides again, and this many attempts make a persistent one unlikely.
 MAX_ATTEMPTS = 8
+# What the store raises when it does not answer (down, unreachable, locked past its timeout).
+StoreUnavailable = (OperationalError, InterfaceError)
 
 # Decides a command: gets the account as it stands (None when there is none yet) and returns
 # the account carrying the command's new events (none: the command changes nothing).
@@ -66,6 +68,7 @@ class Change:
     decide: Decide
     reply: Reply = field(default_factory=Future)
     answered: bool = False
+    error: BaseException | None = None  # what it was refused with
 
     # A reply that cannot be delivered (its event loop has closed at shutdown) is that
     # caller's loss alone: raised here, it would fail the answers still due to the rest of
@@ -78,7 +81,7 @@ class Change:
             log.warning("a command's answer could not be delivered", exc_info=True)
 
     def fail(self, error: BaseException) -> None:
-        self.answered = True
+        self.answered, self.error = True, error
         try:
             self.reply.set_exception(error)
         except Exception:
@@ -166,7 +169,14 @@ class AccountWriter:
         unchanged: list[tuple[Change, Account]] = []
         claimed: set[UUID] = set()
         deferred: list[Change] = []
+        away: BaseException | None = None
         for change in batch:
+            if away is not None:
+                # The store did not answer an earlier change of this batch, after its timeout
+                # and retry: asked for each in turn, it would keep the last waiting for all of
+                # those timeouts, one after the other. They are refused at once, as that one was.
+                change.fail(away)
+                continue
             keys = change.keys()
             if keys & claimed:
                 deferred.append(change)  # an earlier change of this batch writes the same
@@ -175,6 +185,12 @@ class AccountWriter:
             if outcome is not None:
                 claimed |= keys
                 decided.append(outcome)
+            elif isinstance(change.error, StoreUnavailable):
+                away = change.error
+        if away is not None:
+            for change, _ in unchanged:
+                change.fail(away)
+            unchanged.clear()
         self._answer_unchanged(unchanged)
         if decided:
             self._store(decided)

@@ -9,6 +9,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +18,7 @@ import pgserver
 import psutil
 import psycopg
 import pytest
+from eventsourcing.persistence import OperationalError
 from litestar.testing import TestClient
 from pgserver._commands import pg_ctl
 from psycopg import sql
@@ -193,3 +195,37 @@ def test_a_start_waits_for_its_pool_while_the_database_turns_connections_away(
         with psycopg.connect(postgres_server_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_commands_queued_while_the_database_is_away_are_refused_without_asking_it_each(
+    own_postgres, tmp_path
+):
+    """Each command asked alone would hold the ones behind it for the store's whole timeout,
+    one after the other: twenty waiting clients were answered over 80 s."""
+    settings = Settings(
+        data_dir=tmp_path, database_url=own_postgres.get_uri(), database_pool_size=2
+    )
+    ledger = open_ledger(settings)
+    try:
+        _stop(own_postgres)
+        pool = ledger.recorder.datastore.pool
+        pool.pop_stats()
+        # The writer takes the first, and while the store keeps it waiting the rest queue up
+        replies = [
+            ledger.submit_registration(
+                Firmographics(f"Co {i}", f"co{i}.com", "it", 10, 1, "EUR", "DE", 1.0, "x"),
+                CommandMeta("ops"),
+            )
+            for i in range(8)
+        ]
+        futures.wait(replies, timeout=120)
+
+        refusals = [reply.exception(timeout=0) for reply in replies]
+        asked = pool.get_stats().get("requests_num", 0)
+    finally:
+        own_postgres.ensure_postgres_running()
+        ledger.close()
+
+    assert all(isinstance(error, OperationalError) for error in refusals), refusals
+    # Two batches at most (the first alone), each asking the store once, with one retry
+    assert asked <= 4, asked
