@@ -599,12 +599,15 @@ class PeriodicCheckpoints:
 
     def _run(self) -> None:
         meta = CommandMeta("crm", reason="periodic checkpoint")
+        said = None  # the checkpoint last logged: with nothing new, the latest is returned
         while not self._stop.wait(self.interval):
             if self.leadership is not None and not self.leadership.active:
                 continue
             try:
                 entry = self.audit.checkpoint(meta)
-                log.info("checkpoint %s covers position %s", entry.number, entry.position)
+                if entry.number != said:
+                    log.info("checkpoint %s covers position %s", entry.number, entry.position)
+                    said = entry.number
             except ChainBroken as error:
                 log.error("no checkpoint: %s", error.detail)
             except Exception:  # the store may be away for a while; try again next time

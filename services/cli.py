@@ -191,6 +191,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from services.request_head import BoundedHead
 
     keys = load_keys(settings.api_keys, settings.api_keys_file)
+    # Uploads wait there to be imported, on PostgreSQL too: a directory that cannot be made
+    # stops the start, not the first import.
+    settings.make_data_dir()
     if not keys:
         if args.host not in LOOPBACK:
             print(
@@ -517,6 +520,10 @@ def _instant(value: str):  # type: ignore[no-untyped-def]
         return parse_instant(value)
     except NoOffset:
         raise argparse.ArgumentTypeError("give an offset, e.g. 2026-01-31T12:00:00Z") from None
+    except ValueError:  # else argparse says "invalid _instant value"
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an RFC 3339 instant, e.g. 2026-01-31T12:00:00Z"
+        ) from None
 
 
 def sequence(text: str) -> int:

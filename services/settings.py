@@ -74,7 +74,8 @@ class Settings:
             report_wait_seconds=num("CRM_REPORT_WAIT_SECONDS", float, most=600),
             # A batch is one transaction, and its size a LIMIT the databases hold in 64 bits.
             projector_batch_size=num("CRM_PROJECTOR_BATCH_SIZE", int, least=1, most=100_000),
-            aggregate_cache_size=num("CRM_AGGREGATE_CACHE_SIZE", int),
+            # Accounts held in memory: ten million would take tens of gigabytes.
+            aggregate_cache_size=num("CRM_AGGREGATE_CACHE_SIZE", int, most=10_000_000),
             api_keys=env.get("CRM_API_KEYS") or None,
             api_keys_file=Path(env["CRM_API_KEYS_FILE"]) if env.get("CRM_API_KEYS_FILE") else None,
             rate_limit_per_minute=num("CRM_RATE_LIMIT_PER_MINUTE", int),
@@ -87,7 +88,9 @@ class Settings:
             nats_replicas=num("CRM_NATS_REPLICAS", int, least=1, most=5),  # JetStream: 1 to 5
             # A thread's wait takes no more than about 292 years; a year between checkpoints
             # is already more than any audit waits for.
-            audit_checkpoint_seconds=num("CRM_AUDIT_CHECKPOINT_SECONDS", float, most=YEAR_SECONDS),
+            audit_checkpoint_seconds=checkpoint_seconds(
+                num("CRM_AUDIT_CHECKPOINT_SECONDS", float, most=YEAR_SECONDS)
+            ),
             log_format=env.get("CRM_LOG_FORMAT") or defaults.log_format,
             log_level=env.get("CRM_LOG_LEVEL") or defaults.log_level,
             metrics_port=num("CRM_METRICS_PORT", int, most=PORT_MAX),
@@ -204,6 +207,17 @@ def stream_name(value: str) -> str:
     return value
 
 
+def checkpoint_seconds(seconds: float) -> float:
+    """0 turns the periodic checkpoints off; a shorter interval than a second would record
+    one for nearly every change, reading the log all the while."""
+    if 0 < seconds < 1:
+        raise SettingError(
+            f"CRM_AUDIT_CHECKPOINT_SECONDS must be 0 (off) or a number of at least 1, "
+            f"not {seconds!r}"
+        )
+    return seconds
+
+
 def number(
     env: Mapping[str, str],
     name: str,
@@ -219,6 +233,8 @@ def number(
         return default
     what = "a whole number" if kind is int else "a number"
     try:
+        if not value.isascii():  # int() and float() read other scripts' digits too: ٥ is 5
+            raise ValueError(value)
         parsed = kind(value)
     except ValueError:
         raise SettingError(f"{name} must be {what}, not {value!r}") from None

@@ -84,6 +84,14 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
             "CRM_NATS_MAX_AGE_SECONDS must be a number of at most 3155760000, not '1e10'",
         ),
         ("CRM_AUDIT_CHECKPOINT_SECONDS", "1e300", "CRM_AUDIT_CHECKPOINT_SECONDS must be a number"),
+        (
+            "CRM_AUDIT_CHECKPOINT_SECONDS",
+            "0.0001",
+            "CRM_AUDIT_CHECKPOINT_SECONDS must be 0 (off) or a number of at least 1",
+        ),
+        ("CRM_DATABASE_POOL_SIZE", "٥", "CRM_DATABASE_POOL_SIZE must be a whole number, not '٥'"),
+        ("CRM_READ_WAIT_SECONDS", "١.٥", "CRM_READ_WAIT_SECONDS must be a number, not"),
+        ("CRM_AGGREGATE_CACHE_SIZE", "9" * 20, "CRM_AGGREGATE_CACHE_SIZE must be a whole number"),
         ("CRM_READ_WAIT_SECONDS", "3600", "CRM_READ_WAIT_SECONDS must be a number of at most 60"),
         (
             "CRM_REPORT_WAIT_SECONDS",
@@ -175,6 +183,18 @@ def test_a_data_dir_that_cannot_be_made_stops_the_command_naming_it(monkeypatch,
     assert capsys.readouterr().err == (
         "CRM_DATA_DIR /proc/crm-data cannot be made: No such file or directory\n"
     )
+
+
+@pytest.mark.parametrize("store", ["postgres"])  # on SQLite the store is made there first
+def test_crm_serve_on_postgresql_checks_its_data_dir_at_start(settings):
+    """Uploads wait in CRM_DATA_DIR to be imported: found out at the first import, it was a 500."""
+    done = run_crm(settings, "serve", "--no-workers", "--port", "0", CRM_DATA_DIR="/proc/crm")
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "CRM_DATA_DIR /proc/crm cannot be made: No such file or directory"
+    )
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(

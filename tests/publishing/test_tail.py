@@ -97,6 +97,13 @@ def test_since_without_an_offset_is_refused_as_an_argument():
     assert "argument --since: give an offset" in done.stderr
 
 
+def test_since_that_is_no_instant_is_refused_saying_what_it_takes():
+    done = crm_tail("--url", f"nats://127.0.0.1:{free_port()}", "--since", "yesterday")
+
+    assert done.returncode == 2
+    assert "argument --since: 'yesterday' is not an RFC 3339 instant" in done.stderr
+
+
 def test_a_message_that_is_not_an_event_is_named_and_the_tail_reads_on(broker):
     golden = Path(__file__).parent / "golden" / "crm.account.registered.v1.json"
     event = msgspec.json.encode(decode_event(golden.read_bytes()))
