@@ -60,7 +60,6 @@ from services.api.documentation import (
     ACCOUNT_LOCATION,
     COMMAND_POSITION,
     ETAG,
-    NO_STORE_PROBLEM,
     READ_POSITION,
     REPLAYED,
     STALE,
@@ -90,7 +89,6 @@ from services.api.read_models import (
 from services.api.strict_json import StrictJSON
 from services.api.views import account_diff, account_view, chain_audit, history_event
 from services.audit import Audit
-from services.projector import Projector
 
 HISTORY_PAGE, HISTORY_PAGE_MAX = 100, 1000  # events a history page holds: unless asked; at most
 
@@ -117,7 +115,6 @@ _REGISTRATION_PROBLEMS = {
 AccountId = Annotated[UUID, PathParameter(description="The account id.")]
 ContactId = Annotated[UUID, PathParameter(description="The contact's id, as the account lists it.")]
 Ledger = NamedDependency[AccountLedger]
-ProjectorDependency = NamedDependency[Projector]
 Command = NamedDependency[AccountCommand]
 AuditDependency = NamedDependency[Audit]
 
@@ -266,14 +263,20 @@ class AccountController(Controller):
 
     @get(
         "/export",
-        opt={"permission": Permission.AUDIT, NO_STORE_PROBLEM: True},
-        sync_to_thread=False,
+        # Before the file begins it reads the read models' position: a store away is a 503.
+        opt={"permission": Permission.AUDIT},
         tags=["read models"],
         summary="The whole account list as CSV or JSON Lines",
         media_type="text/csv",
+        response_headers=[READ_POSITION, STALE],
     )
-    def export(self, projector: ProjectorDependency, format: ExportFormat = "csv") -> Stream:
-        return download(projector, "accounts", format)
+    async def export(
+        self,
+        reads: NamedDependency[Reads],
+        format: ExportFormat = "csv",
+        min_position: MinPosition = None,
+    ) -> Stream:
+        return await download(reads, "accounts", format, min_position)
 
     @get(
         "/{account_id:uuid}",

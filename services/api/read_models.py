@@ -40,7 +40,7 @@ from projections.account_queries import BadCursor, Filters, Page, cursor_key, le
 from projections.database import ReadModelDatabase, from_micros
 from projections.reports import Window, report
 from services.api.auth import PAST_READS, Permission
-from services.api.documentation import NO_STORE_PROBLEM, READ_POSITION, STALE
+from services.api.documentation import READ_POSITION, STALE
 from services.api.objectives import objective_results
 from services.api.page_cache import Answer, PageCache
 from services.api.problems import RETRY_AFTER_SECONDS, invalid_field, problem, problem_response
@@ -489,23 +489,36 @@ def attachment(lines: Iterator[str], fmt: str, name: str) -> Stream:
     )
 
 
-def download(projector: Projector, kind: Literal["accounts", "leaderboard"], fmt: str) -> Stream:
-    """The whole list as a file to open in a spreadsheet (CSV) or to load elsewhere (JSON Lines)."""
-    return attachment(render(projector.database, kind, fmt), fmt, kind)  # type: ignore[arg-type]
+async def download(
+    reads: Reads, kind: Literal["accounts", "leaderboard"], fmt: str, min_position: int | None
+) -> Stream:
+    """The whole list as a file to open in a spreadsheet (CSV) or to load elsewhere (JSON Lines),
+    after waiting, as a page does, for the read models to reach `min_position` (an import's,
+    say). `CRM-Position` is where they stood when the file began: it holds every event up to
+    there."""
+    projector = reads.projector
+    reached = await anyio.to_thread.run_sync(
+        wait_for_position, projector, (accounts.NAME,), min_position, reads.wait_seconds
+    )
+    position = await anyio.to_thread.run_sync(projector.position, accounts.NAME)
+    stream = attachment(render(projector.database, kind, fmt), fmt, kind)  # type: ignore[arg-type]
+    stream.headers.update(position_headers(position, reached))
+    return stream
 
 
 @get(
     "/leaderboards/bant/export",
-    opt={"permission": Permission.AUDIT, NO_STORE_PROBLEM: True},
-    sync_to_thread=False,
+    # Before the file begins it reads the read models' position: a store away is a 503.
+    opt={"permission": Permission.AUDIT},
     tags=["read models"],
     summary="The whole BANT leaderboard as CSV or JSON Lines",
     media_type="text/csv",
+    response_headers=[READ_POSITION, STALE],
 )
-def leaderboard_export(
-    projector: NamedDependency[Projector], format: ExportFormat = "csv"
+async def leaderboard_export(
+    reads: NamedDependency[Reads], format: ExportFormat = "csv", min_position: MinPosition = None
 ) -> Stream:
-    return download(projector, "leaderboard", format)
+    return await download(reads, "leaderboard", format, min_position)
 
 
 READ_MODEL_HANDLERS = [bant_leaderboard, leaderboard_export, stage_or_funnel_report]

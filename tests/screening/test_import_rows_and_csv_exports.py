@@ -449,6 +449,26 @@ def test_an_empty_upload_is_refused_at_once_and_starts_no_job(client):
         assert "location" not in refused.headers
 
 
+def test_an_export_waits_for_min_position_and_says_where_the_read_models_stood(client):
+    registered = client.post("/accounts", json=registration(domain="fresh.example"))
+    position = int(registered.headers["crm-position"])
+
+    exports = {
+        path: client.get(path, params={"format": "jsonl", "min_position": position})
+        for path in ("/accounts/export", "/leaderboards/bant/export")
+    }
+    beyond = client.get("/accounts/export", params={"min_position": position + 1000})
+
+    listed = exports["/accounts/export"].text.splitlines()
+    assert [json.loads(line)["domain"] for line in listed] == ["fresh.example"]
+    for answer in exports.values():
+        assert answer.status_code == 200, answer.text
+        assert int(answer.headers["crm-position"]) >= position
+        assert "crm-stale" not in answer.headers
+    assert beyond.status_code == 200
+    assert beyond.headers["crm-stale"] == "true"
+
+
 def test_crm_export_neutralises_formulas(client, projector, settings, tmp_path):
     _, position = _hostile_account(client)
     out = tmp_path / "board.csv"
