@@ -345,9 +345,18 @@ def _row(
         body = msgspec.convert(values, RegisterAccount)
         domain = normalise_domain(body.domain)
     except msgspec.ValidationError as exc:
-        name = field_from_msgspec(str(exc)) or "row"
-        column = titles.get(_index(mapping, name), name) if name in mapping.values() else name
-        return None, [RowError(line, column, str(exc).split(" - at ")[0])]
+        # msgspec names the first bad field only: each is checked alone, so that a row is
+        # corrected in one go.
+        found = [
+            RowError(line, titles[_index(mapping, name)], reason)
+            for name, value in values.items()
+            if (reason := _refusal(name, value))
+        ]
+        if not found:
+            name = field_from_msgspec(str(exc)) or "row"
+            column = titles.get(_index(mapping, name), name) if name in mapping.values() else name
+            found = [RowError(line, column, str(exc).split(" - at ")[0])]
+        return None, found
     except InvalidValue:
         index = _index(mapping, "domain")
         return None, [
@@ -371,6 +380,21 @@ def _row(
         source=body.source,
     )
     return GoodRow(line, details, frozenset(values)), []
+
+
+_FIELD_TYPES = {f.encode_name: f.type for f in msgspec.structs.fields(RegisterAccount)}
+_CODES = {"country": "an ISO 3166-1 country code", "revenue_currency": "an ISO 4217 currency code"}
+
+
+def _refusal(name: str, value: Any) -> str | None:
+    """Why a field's value is refused, as the API would refuse it; None when it is taken."""
+    try:
+        msgspec.convert(value, _FIELD_TYPES[name])
+    except msgspec.ValidationError as exc:
+        if name in _CODES:  # msgspec says "Invalid enum value"
+            return f"{value!r} is not {_CODES[name]}"
+        return str(exc)
+    return None
 
 
 def _whole(raw: str, groups: str) -> int:

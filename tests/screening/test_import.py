@@ -70,10 +70,24 @@ def test_good_rows_land_and_every_bad_row_is_reported_by_line_column_and_reason(
     assert reasons[2002] == "duplicate of line 7"
     assert reasons[2003] == "empty"
     assert "not a number" in reasons[2004]
-    assert "XX" in reasons[2007]
+    assert reasons[2007] == "'XX' is not an ISO 3166-1 country code"
     assert "UTF-8" in reasons[2008]
     assert report.rejected == 7
     assert events_in_store(ledger) == 2000
+
+
+def test_every_bad_value_of_a_row_is_named_at_once(ledger):
+    row = "A,two.example,it,1,1,XXX,XX,,1," + "s" * 201 + "\n"  # currency, country, source
+
+    report = import_rows(ledger, (HEADER + row).encode(), META)
+
+    assert {(e.column, e.reason) for e in report.errors} == {
+        ("Currency", "'XXX' is not an ISO 4217 currency code"),
+        ("Country", "'XX' is not an ISO 3166-1 country code"),
+        ("Source", "Expected `str` of length <= 200"),
+    }
+    assert {e.line for e in report.errors} == {2}
+    assert events_in_store(ledger) == 0
 
 
 def test_a_re_import_changes_nothing_and_a_changed_row_updates_only_it(ledger):
