@@ -79,9 +79,7 @@ class Settings:
             api_keys=env.get("CRM_API_KEYS") or None,
             api_keys_file=Path(env["CRM_API_KEYS_FILE"]) if env.get("CRM_API_KEYS_FILE") else None,
             rate_limit_per_minute=num("CRM_RATE_LIMIT_PER_MINUTE", int),
-            cors_origins=tuple(
-                o.strip() for o in env.get("CRM_CORS_ORIGINS", "").split(",") if o.strip()
-            ),
+            cors_origins=cors_origins(env.get("CRM_CORS_ORIGINS", "")),
             nats_url=nats_url(env.get("CRM_NATS_URL")),
             nats_stream=stream_name(env.get("CRM_NATS_STREAM") or defaults.nats_stream),
             nats_max_age_seconds=num("CRM_NATS_MAX_AGE_SECONDS", float, most=CENTURY_SECONDS),
@@ -205,6 +203,19 @@ def stream_name(value: str) -> str:
             f"not {value!r}"
         )
     return value
+
+
+def cors_origins(value: str) -> tuple[str, ...]:
+    """Origins as a browser sends them, `scheme://host[:port]` (or `*`): any other text would
+    match no request, and the CORS setting would do nothing, silently."""
+    origins = tuple(o.strip() for o in value.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^\s/?#]+", origin):
+            raise SettingError(
+                f"CRM_CORS_ORIGINS must name origins such as https://app.example.com, "
+                f"not {origin!r}"
+            )
+    return origins
 
 
 def checkpoint_seconds(seconds: float) -> float:

@@ -92,6 +92,14 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
         ("CRM_DATABASE_POOL_SIZE", "٥", "CRM_DATABASE_POOL_SIZE must be a whole number, not '٥'"),
         ("CRM_READ_WAIT_SECONDS", "١.٥", "CRM_READ_WAIT_SECONDS must be a number, not"),
         ("CRM_AGGREGATE_CACHE_SIZE", "9" * 20, "CRM_AGGREGATE_CACHE_SIZE must be a whole number"),
+        *(
+            ("CRM_CORS_ORIGINS", origins, f"CRM_CORS_ORIGINS must name origins such as {said}")
+            for origins, said in [
+                ("not a url", "https://app.example.com, not 'not a url'"),
+                ("https://a.example,app.example.com", "https://app.example.com, not 'app."),
+                ("https://app.example.com/", "https://app.example.com, not 'https://app"),
+            ]
+        ),
         ("CRM_READ_WAIT_SECONDS", "3600", "CRM_READ_WAIT_SECONDS must be a number of at most 60"),
         (
             "CRM_REPORT_WAIT_SECONDS",
