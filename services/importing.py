@@ -340,18 +340,17 @@ def _row(
         except ValueError as error:
             errors.append(RowError(line, column, f"{raw!r} is not {error}"))
     if errors:
-        return None, errors
+        # The values that were read are checked too, so that a row is corrected in one go.
+        errors += _refused(values, mapping, titles, line)
+        order = {title: index for index, title in titles.items()}
+        return None, sorted(errors, key=lambda e: order.get(e.column, -1))
     try:
         body = msgspec.convert(values, RegisterAccount)
         domain = normalise_domain(body.domain)
     except msgspec.ValidationError as exc:
         # msgspec names the first bad field only: each is checked alone, so that a row is
         # corrected in one go.
-        found = [
-            RowError(line, titles[_index(mapping, name)], reason)
-            for name, value in values.items()
-            if (reason := _refusal(name, value))
-        ]
+        found = _refused(values, mapping, titles, line)
         if not found:
             name = field_from_msgspec(str(exc)) or "row"
             column = titles.get(_index(mapping, name), name) if name in mapping.values() else name
@@ -384,6 +383,17 @@ def _row(
 
 _FIELD_TYPES = {f.encode_name: f.type for f in msgspec.structs.fields(RegisterAccount)}
 _CODES = {"country": "an ISO 3166-1 country code", "revenue_currency": "an ISO 4217 currency code"}
+
+
+def _refused(
+    values: dict[str, Any], mapping: dict[int, str], titles: dict[int, str], line: int
+) -> list[RowError]:
+    """The values of a row that the API would refuse, each with its column and why."""
+    return [
+        RowError(line, titles[_index(mapping, name)], reason)
+        for name, value in values.items()
+        if (reason := _refusal(name, value))
+    ]
 
 
 def _refusal(name: str, value: Any) -> str | None:

@@ -77,16 +77,21 @@ def test_good_rows_land_and_every_bad_row_is_reported_by_line_column_and_reason(
 
 
 def test_every_bad_value_of_a_row_is_named_at_once(ledger):
-    row = "A,two.example,it,1,1,XXX,XX,,1," + "s" * 201 + "\n"  # currency, country, source
+    rows = (
+        "A,two.example,it,1,1,XXX,XX,,1," + "s" * 201 + "\n"  # currency, country, source
+        "B,three.example,it,many,1,XXX,DE,,abc,s\n"  # not numbers, and a currency
+    )
 
-    report = import_rows(ledger, (HEADER + row).encode(), META)
+    report = import_rows(ledger, (HEADER + rows).encode(), META)
 
-    assert {(e.column, e.reason) for e in report.errors} == {
-        ("Currency", "'XXX' is not an ISO 4217 currency code"),
-        ("Country", "'XX' is not an ISO 3166-1 country code"),
-        ("Source", "Expected `str` of length <= 200"),
-    }
-    assert {e.line for e in report.errors} == {2}
+    assert [(e.line, e.column, e.reason) for e in report.errors] == [
+        (2, "Currency", "'XXX' is not an ISO 4217 currency code"),
+        (2, "Country", "'XX' is not an ISO 3166-1 country code"),
+        (2, "Source", "Expected `str` of length <= 200"),
+        (3, "Employees", "'many' is not a number"),
+        (3, "Currency", "'XXX' is not an ISO 4217 currency code"),
+        (3, "Growth", "'abc' is not a number"),
+    ]
     assert events_in_store(ledger) == 0
 
 
