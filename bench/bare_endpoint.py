@@ -43,17 +43,19 @@ from contracts.read_models import LeaderboardEntry, LeaderboardPage  # noqa: E40
 PAGE = LeaderboardPage(
     [
         LeaderboardEntry(
-            rank,
-            uuid4(),
-            f"Company {rank:07d}",
-            20,
-            5,
-            5,
-            5,
-            5,
-            "prioritise",
-            "think",
-            datetime.now(UTC),
+            rank=rank,
+            account_id=uuid4(),
+            name=f"Company {rank:07d}",
+            score=20,
+            budget=5,
+            authority=5,
+            need=5,
+            timing=5,
+            abm_stage="prioritized",
+            funnel_state="think",
+            industry="Software",
+            country="DE",
+            scored_at=datetime.now(UTC),
         )
         for rank in range(1, 51)
     ],

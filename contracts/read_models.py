@@ -24,6 +24,8 @@ class LeaderboardEntry(Struct, frozen=True):
     timing: int
     abm_stage: AbmStageName
     funnel_state: FunnelStateName
+    industry: str
+    country: str
     scored_at: datetime
 
 
@@ -45,6 +47,9 @@ class AccountSummary(Struct, frozen=True):
     headcount: int
     annual_revenue: int
     revenue_currency: str
+    # Null for an account listed before the read model kept them, until `crm rebuild accounts`.
+    growth_rate: float | None
+    source: str | None
     abm_stage: AbmStageName
     funnel_state: FunnelStateName
     score: int | None

@@ -37,6 +37,8 @@ COLUMNS = (
     "industry_key",
     "country",
     "region",
+    "growth_rate",
+    "source",
     "headcount",
     "annual_revenue",
     "revenue_currency",
@@ -76,6 +78,8 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
             industry_key TEXT NOT NULL,
             country TEXT NOT NULL,
             region TEXT,
+            growth_rate DOUBLE PRECISION,
+            source TEXT,
             headcount INTEGER NOT NULL,
             annual_revenue BIGINT NOT NULL,
             revenue_currency TEXT NOT NULL,
@@ -101,10 +105,16 @@ def complete_tables(conn: Connection, gen: Generation) -> None:
     t = table(gen)
     columns = {c["name"] for c in inspect(conn).get_columns(t)}
     # Their rows match an industry, and a search, as they did (by the folded name, accents
-    # and all), until `crm rebuild accounts` keys them.
-    for column in ("industry_key", "search_key"):
+    # and all), until `crm rebuild accounts` keys them; their growth rate and source are null
+    # until then.
+    for column, kind in (
+        ("industry_key", "TEXT"),
+        ("search_key", "TEXT"),
+        ("growth_rate", "DOUBLE PRECISION"),
+        ("source", "TEXT"),
+    ):
         if column not in columns:
-            conn.execute(text(f"ALTER TABLE {t} ADD COLUMN {column} TEXT"))
+            conn.execute(text(f"ALTER TABLE {t} ADD COLUMN {column} {kind}"))
     # The leaderboard's order before its ties went by name_key: no query reads by it.
     conn.execute(text(f"DROP INDEX IF EXISTS {t}_score"))
     for index, columns in (
@@ -199,6 +209,8 @@ def _registered_row(
         "industry_key": fold(event.industry),
         "country": event.country,
         "region": event.region,
+        "growth_rate": event.growth_rate,
+        "source": event.source,
         "headcount": event.headcount,
         "annual_revenue": event.annual_revenue,
         "revenue_currency": event.revenue_currency,

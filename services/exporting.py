@@ -54,6 +54,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "headcount",
         "annual_revenue",
         "revenue_currency",
+        "growth_rate",
+        "source",
         "abm_stage",
         "funnel_state",
         "score",

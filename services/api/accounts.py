@@ -249,6 +249,8 @@ class AccountController(Controller):
                 headcount=r["headcount"],
                 annual_revenue=r["annual_revenue"],
                 revenue_currency=r["revenue_currency"],
+                growth_rate=r["growth_rate"],
+                source=r["source"],
                 abm_stage=r["abm_stage"],
                 funnel_state=r["funnel_state"],
                 score=r["score"],

@@ -312,6 +312,8 @@ async def bant_leaderboard(
             timing=r["timing"],
             abm_stage=r["abm_stage"],
             funnel_state=r["funnel_state"],
+            industry=r["industry"],
+            country=r["country"],
             scored_at=from_micros(r["scored_at"]),
         ),
         filters,

@@ -36,7 +36,7 @@ def make(client, name, domain, ratings, **overrides):
 
 
 def test_the_leaderboard_ranks_by_score_then_name_then_id(client):
-    make(client, "Beta", "beta.com", (5, 5, 5, 5))
+    make(client, "Beta", "beta.com", (5, 5, 5, 5), industry="Retail", country="FR")
     make(client, "Alpha", "alpha.com", (2, 2, 2, 2))
     make(client, "Gamma", "gamma.com", (2, 2, 2, 2))
     _, last = make(client, "Delta", "delta.com", (3, 3, 3, 3))
@@ -55,6 +55,8 @@ def test_the_leaderboard_ranks_by_score_then_name_then_id(client):
     assert (first["budget"], first["authority"], first["need"], first["timing"]) == (5, 5, 5, 5)
     assert first["abm_stage"] == "prioritized"
     assert first["funnel_state"] == "see"
+    assert (first["industry"], first["country"]) == ("Retail", "FR")
+    assert (page["items"][1]["industry"], page["items"][1]["country"]) == ("manufacturing", "DE")
 
 
 def test_a_tie_on_the_leaderboard_goes_by_name_as_the_account_list_sorts_names(client):

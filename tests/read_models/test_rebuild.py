@@ -238,12 +238,13 @@ def listed(projector, filters: Filters) -> list[str]:
     return [row["name"] for row in page.rows]
 
 
-def started_without(projector, column: str) -> None:
-    """The accounts read model as the release before made it, without `column`; then this
+def started_without(projector, *columns: str) -> None:
+    """The accounts read model as the release before made it, without `columns`; then this
     release started on it."""
     with projector.database.write() as conn:
         table = accounts.table(live_generation(conn, accounts.NAME))
-        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        for column in columns:
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     projector.setup()
 
 
@@ -293,6 +294,29 @@ def test_accounts_listed_before_search_keys_are_found_as_then_until_a_rebuild(le
     assert found("cafe") == ["Caf\u00e9 Noir"]
     projector.rebuild("accounts")
     assert found("cafe") == ["Caf\u00e9 Bleu", "Caf\u00e9 Noir"]
+
+
+def test_accounts_listed_before_growth_and_source_were_kept_show_them_after_a_rebuild(
+    ledger, projector
+):
+    def kept() -> list[tuple]:
+        with projector.database.read() as conn:
+            page = account_list(conn, Filters(), 10, key=cursor_key(conn))
+        return [(row["name"], row["growth_rate"], row["source"]) for row in page.rows]
+
+    # Given an account listed by the release before, whose table had neither column
+    list_account(ledger, "Anvil")
+    projector.catch_up()
+
+    # When this release starts on it, and lists another
+    started_without(projector, "growth_rate", "source")
+    list_account(ledger, "Bolt")
+    projector.catch_up()
+
+    # Then the earlier account's are unknown (null), not made up, until a rebuild reads them
+    assert kept() == [("Anvil", None, None), ("Bolt", 1.0, "test")]
+    projector.rebuild("accounts")
+    assert kept() == [("Anvil", 1.0, "test"), ("Bolt", 1.0, "test")]
 
 
 def test_moves_indexed_as_the_release_before_did_are_reported_after_the_upgrade(ledger, projector):

@@ -440,6 +440,45 @@ def test_an_exported_row_imported_again_holds_the_text_not_the_quote_before_it(c
     assert (stored["name"], stored["industry"]) == (FORMULA, "-tools")
 
 
+def test_an_accounts_export_edited_in_a_spreadsheet_imports_back_as_updates(client):
+    # Given two accounts, one of them corrected since it was registered
+    kept = client.post("/accounts", json=registration(domain="kept.example")).json()
+    moved = client.post("/accounts", json=registration(domain="moved.example")).json()
+    corrected = client.patch(
+        f"/accounts/{moved['id']}", json={"growth_rate": -3.25, "source": "partner: Hansa"}
+    )
+    position = int(corrected.headers["crm-position"])
+    exported = client.get("/accounts/export", params={"format": "csv", "min_position": position})
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert {(r["domain"], r["growth_rate"], r["source"]) for r in rows} == {
+        ("kept.example", "12.5", "trade fair"),
+        ("moved.example", "-3.25", "partner: Hansa"),
+    }
+
+    # When the file comes back with one headcount changed, every other column as exported
+    for row in rows:
+        if row["domain"] == "moved.example":
+            row["headcount"] = "260"
+    file = io.StringIO()
+    writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    upload = client.post("/imports", content=file.getvalue(), headers={"Content-Type": "text/csv"})
+    job = finished(client, upload.headers["location"])
+
+    # Then it is read whole: one update, one company unchanged, nothing refused
+    assert job["status"] == "finished", job
+    result = job["result"]
+    assert (result["errors"], result["updated"], result["unchanged"]) == ([], 1, 1)
+    stored = client.get(f"/accounts/{moved['id']}").json()
+    assert (stored["headcount"], stored["growth_rate"], stored["source"]) == (
+        260,
+        -3.25,
+        "partner: Hansa",
+    )
+    assert client.get(f"/accounts/{kept['id']}").json()["headcount"] == 250
+
+
 def test_an_empty_upload_is_refused_at_once_and_starts_no_job(client):
     for body in (b"", b" \r\n", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n"):  # a byte-order mark alone too
         refused = client.post("/imports", content=body, headers={"Content-Type": "text/csv"})
