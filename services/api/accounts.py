@@ -75,6 +75,7 @@ from services.api.problems import (
 from services.api.read_models import (
     PAGE_PROBLEMS,
     AsOf,
+    Country,
     Cursor,
     ExportFormat,
     Limit,
@@ -82,6 +83,7 @@ from services.api.read_models import (
     Reads,
     Text,
     account_rows,
+    country_filter,
     download,
     instant,
     text_query,
@@ -206,7 +208,7 @@ class AccountController(Controller):
         stage: Annotated[AbmStageName | None, QueryParameter()] = None,
         funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
         industry: Text = None,
-        country: Text = None,
+        country: Country = None,
         q: Annotated[
             str | None,
             text_query(
@@ -230,7 +232,7 @@ class AccountController(Controller):
             stages=(stage,) if stage else (),
             funnel=funnel,
             industry=industry,
-            country=country,
+            country=country_filter(country),
             search=q,
             domain=_domain_parameter(domain),
         )

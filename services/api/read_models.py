@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from sqlalchemy import Connection
 
 from contracts.accounts import (
+    COUNTRY_CODES,
     LINE_PATTERN,
     STORED_INT_MAX,
     TEXT_RULES,
@@ -91,6 +92,25 @@ def text_query(description: str = "") -> Any:
 
 
 Text = Annotated[str | None, text_query()]
+Country = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=2,
+        max_length=2,
+        description="ISO 3166-1 alpha-2, e.g. DE (whatever its letter case).",
+    ),
+]
+
+
+def country_filter(value: str | None) -> str | None:
+    """The code a `country` filter names, in capitals as stored. A code ISO 3166-1 does not
+    assign is refused: it matches no account, and an empty page would hide the typo."""
+    if value is None:
+        return None
+    code = value.upper()
+    if not (value.isascii() and code in COUNTRY_CODES):  # "ß".upper() is "SS"
+        raise invalid_field("country", f"{value!r} is not an ISO 3166-1 alpha-2 code", 400)
+    return code
 
 
 @dataclass
@@ -288,14 +308,17 @@ async def bant_leaderboard(
     stage: Annotated[AbmStageName | None, QueryParameter()] = None,
     funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
     industry: Text = None,
-    country: Text = None,
+    country: Country = None,
     limit: Limit = 50,
     cursor: Cursor = None,
     as_of: AsOf = None,
     min_position: MinPosition = None,
 ) -> Response[LeaderboardPage]:
     filters = Filters(
-        stages=(stage,) if stage else (), funnel=funnel, industry=industry, country=country
+        stages=(stage,) if stage else (),
+        funnel=funnel,
+        industry=industry,
+        country=country_filter(country),
     )
     return await account_rows(
         reads,

@@ -417,6 +417,19 @@ def test_industry_filters_ignore_letter_case_and_country_codes_may_be_lower_case
     assert [a["name"] for a in german["items"]] == ["Anvil", "Bolt", "Dyne"]
 
 
+@pytest.mark.parametrize("path", ["/accounts", "/leaderboards/bant"])
+def test_a_country_filter_that_is_no_country_code_is_refused_not_answered_empty(client, path):
+    _, last = make(client, "Anvil", "anvil.de", (3, 3, 3, 3))
+
+    for code in ("UK", "XX", "D", "DEU", "ß", "dе"):  # SS is a code; Cyrillic e
+        refused = client.get(path, params={"country": code})
+
+        assert refused.status_code == 400, (code, refused.text)
+        assert refused.json()["field"] == "country", refused.json()
+    german = client.get(path, params={"country": "de", "min_position": last}).json()
+    assert [e["name"] for e in german["items"]] == ["Anvil"]
+
+
 def test_an_industry_filter_matches_however_accents_and_a_turkish_i_are_written(client):
     make(client, "Bistro", "bistro.fr", (3, 3, 3, 3), industry="Caf\u00e9s", country="FR")
     make(client, "Brasserie", "brasserie.fr", (3, 3, 3, 3), industry="cafe\u0301s", country="FR")
