@@ -385,10 +385,15 @@ class Account(Aggregate):
         by: Attribution,
         policy_version: int | None = None,
     ) -> None:
-        self._refuse_if_won()
+        self._refuse_if_closed()
         if outcome is ScreeningOutcome.EXCLUDED and not criteria:
             raise RuleViolation(
                 "exclusion_requires_criteria", "An exclusion names the criteria that decided it."
+            )
+        if outcome is ScreeningOutcome.EXCLUDED and self.stage in ACTIVE_STAGES:
+            # It leaves the pipeline without a deal: the reason is all the record will say.
+            self._require_reason(
+                by, f"The account is in {self.stage}, being worked: excluding it needs a reason."
             )
         self._trigger(
             self.Screened,
@@ -402,7 +407,7 @@ class Account(Aggregate):
 
     def override_screening(self, outcome: ScreeningOutcome, by: Attribution) -> None:
         """A person's decision against the policy; policies applied later leave it alone."""
-        self._refuse_if_won()
+        self._refuse_if_closed()
         self._require_reason(by, "An override needs a reason.")
         policy = self.screening.policy_version if self.screening else None
         self._trigger(self.ScreeningOverridden, by, outcome=outcome.value, policy_version=policy)
@@ -414,10 +419,17 @@ class Account(Aggregate):
         elif outcome is ScreeningOutcome.QUALIFIED and self.stage is AbmStage.EXCLUDED:
             self._change_stage(AbmStage.IDENTIFIED, cause, by)
 
-    def _refuse_if_won(self) -> None:
+    def _refuse_if_closed(self) -> None:
         if self.stage is AbmStage.WON:
             raise RuleViolation(
                 "screening_after_win", "A won account is a customer; it is not screened again."
+            )
+        if self.stage is AbmStage.LOST:
+            # An exclusion would take it out of `lost`, and the loss out of the win rate.
+            raise RuleViolation(
+                "screening_after_loss",
+                "A lost account's deal is closed; move the account back to a stage to reopen "
+                "it before screening it again.",
             )
 
     def score_bant(self, rating: BantRating, by: Attribution) -> None:
@@ -514,6 +526,18 @@ class Account(Aggregate):
             raise RuleViolation(
                 "outreach_requires_bant",
                 "Outreach starts only after the account has a BANT rating.",
+            )
+        if self.stage is AbmStage.IDENTIFIED:  # screened again since it was rated
+            raise RuleViolation(
+                "outreach_requires_prioritized",
+                "The account is in identified: rate it by BANT again, or move it to "
+                "prioritized, before outreach.",
+            )
+        if self.stage is AbmStage.LOST:
+            raise RuleViolation(
+                "outreach_after_loss",
+                "The account's deal is lost: move the account back to a stage to reopen it "
+                "before outreach.",
             )
         self._trigger(self.MaterialSent, by, material=material, channel=channel, note=note)
         if self.stage is AbmStage.PRIORITIZED:

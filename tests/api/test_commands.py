@@ -148,6 +148,22 @@ def test_outreach_before_a_bant_rating_is_refused(client):
     assert response.json()["rule"] == "outreach_requires_bant"
 
 
+def test_excluding_an_account_in_outreach_needs_a_reason_and_a_lost_one_is_not_screened(client):
+    account = rated(client)
+    command(client, account, "outreach", MATERIAL)
+    url = f"/accounts/{account['id']}/screening"
+    before = history_types(client, account)
+
+    unexplained = client.post(url, json={"outcome": "excluded", "criteria": ["headcount"]})
+    command(client, account, "deal", {"outcome": "lost", "reason": "chose a competitor"})
+    after_loss = client.post(url, json={"outcome": "qualified"})
+
+    assert (unexplained.status_code, unexplained.json()["rule"]) == (409, "reason_required")
+    assert "reason" in unexplained.json()["detail"]
+    assert (after_loss.status_code, after_loss.json()["rule"]) == (409, "screening_after_loss")
+    assert history_types(client, account) == [*before, "deal_lost", "stage_changed"]
+
+
 @pytest.mark.parametrize(
     "fact",
     [
@@ -159,7 +175,8 @@ def test_outreach_before_a_bant_rating_is_refused(client):
 def test_an_excluded_account_refuses_responses_and_meetings_as_it_refuses_material(client, fact):
     account = rated(client)
     command(client, account, "outreach", MATERIAL)
-    command(client, account, "screening", {"outcome": "excluded", "criteria": ["headcount"]})
+    dropped = {"outcome": "excluded", "criteria": ["headcount"], "reason": "300 staff, not 30"}
+    command(client, account, "screening", dropped)
     before = history_types(client, account)
 
     material = client.post(f"/accounts/{account['id']}/outreach", json=MATERIAL)

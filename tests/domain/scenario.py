@@ -115,6 +115,8 @@ WARMED_UP = (*IN_OUTREACH, response_received(Reaction.POSITIVE))
 WON = (*WARMED_UP, deal_won())
 IN_CARE = (*WON, funnel_moved(FunnelState.CARE))
 EXCLUDED = (screened(ScreeningOutcome.EXCLUDED),)
+# An account being worked (prioritized and on) leaves the pipeline with a reason.
+DROPPED = screened(ScreeningOutcome.EXCLUDED, reason="not a target after all")
 
 
 # Given / When / Then ---------------------------------------------------------------------

@@ -6,9 +6,10 @@ import pytest
 
 from domain.account import BantRating
 from domain.errors import InvalidValue
-from domain.vocabulary import AbmStage, ScreeningOutcome
+from domain.vocabulary import AbmStage
 from tests.domain.scenario import (
     AT,
+    DROPPED,
     EXCLUDED,
     IN_OUTREACH,
     PRIORITIZED,
@@ -19,7 +20,6 @@ from tests.domain.scenario import (
     kinds,
     rated,
     refused,
-    screened,
     stage_changes,
     when,
 )
@@ -39,7 +39,7 @@ def test_rating_an_excluded_account_is_refused():
 
 
 def test_rating_an_account_excluded_after_being_rated_is_refused():
-    account = given(*PRIORITIZED, screened(ScreeningOutcome.EXCLUDED))
+    account = given(*PRIORITIZED, DROPPED)
 
     assert refused(account, rated(5, 5, 5, 5)).rule == "bant_requires_qualified"
     assert account.bant.score == 81

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from domain.vocabulary import AbmStage, Reaction, ScreeningOutcome
+from domain.vocabulary import AbmStage, Reaction
 from tests.domain.scenario import (
+    DROPPED,
     EXCLUDED,
     IN_OUTREACH,
     PRIORITIZED,
@@ -37,14 +38,14 @@ def test_sending_a_material_to_an_excluded_account_is_refused():
 
 
 def test_sending_a_material_to_an_account_excluded_after_rating_is_refused():
-    account = given(*PRIORITIZED, screened(ScreeningOutcome.EXCLUDED))
+    account = given(*PRIORITIZED, DROPPED)
 
     assert refused(account, material_sent()).rule == "account_excluded"
 
 
 def test_a_response_or_a_meeting_on_an_account_excluded_in_outreach_is_refused_as_material_is():
     for history in (IN_OUTREACH, WARMED_UP):
-        account = given(*history, screened(ScreeningOutcome.EXCLUDED))
+        account = given(*history, DROPPED)
 
         for fact in (response_received(POSITIVE), response_received(NEGATIVE), meeting_held()):
             assert refused(account, fact).rule == refused(account, material_sent()).rule
@@ -60,7 +61,7 @@ def test_a_response_on_an_excluded_account_is_refused_as_excluded_before_it_asks
 
 
 def test_a_requalified_account_takes_responses_and_meetings_again():
-    account = given(*IN_OUTREACH, screened(ScreeningOutcome.EXCLUDED), screened())
+    account = given(*IN_OUTREACH, DROPPED, screened())
 
     assert kinds(when(account, response_received(NEUTRAL))) == ["response_received"]
     assert kinds(when(account, meeting_held())) == ["meeting_held"]

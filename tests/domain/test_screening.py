@@ -11,6 +11,7 @@ from tests.domain.scenario import (
     AT,
     EXCLUDED,
     IN_OUTREACH,
+    PRIORITIZED,
     WARMED_UP,
     WON,
     deal_lost,
@@ -51,12 +52,24 @@ def test_an_excluded_screening_moves_the_account_to_excluded_because_it_was_scre
     assert account.screening.criteria == ("headcount", "country")
 
 
-def test_an_account_in_the_middle_of_outreach_can_be_excluded():
+def test_an_account_in_the_middle_of_outreach_can_be_excluded_with_a_reason():
     account = given(*IN_OUTREACH)
 
-    events = when(account, screened(EXCLUDE))
+    events = when(account, screened(EXCLUDE, reason="the group closed this plant"))
 
     assert stage_changes(events) == [("outreach", "excluded", "screened")]
+    assert events[0].reason == "the group closed this plant"
+
+
+@pytest.mark.parametrize("history", [PRIORITIZED, IN_OUTREACH, WARMED_UP])
+def test_excluding_an_account_being_worked_without_a_reason_is_refused(history):
+    account = given(*history)
+    stage = account.stage
+
+    assert refused(account, screened(EXCLUDE)).rule == "reason_required"
+    assert refused(account, screened(EXCLUDE, reason="  ")).rule == "reason_required"
+    assert account.stage is stage
+    assert kinds(when(account, screened(QUALIFIED))) == ["screened"]  # a check that keeps it
 
 
 def test_an_excluded_account_screened_excluded_again_stays_excluded_without_a_stage_change():
@@ -89,13 +102,15 @@ def test_an_account_already_under_way_requalified_keeps_its_stage():
     assert account.stage is AbmStage.WARM_UP
 
 
-def test_a_lost_account_can_be_excluded_and_loses_its_deal():
+def test_screening_a_lost_account_is_refused_so_its_loss_stays_counted():
     account = given(*IN_OUTREACH, deal_lost())
 
-    events = when(account, screened(EXCLUDE))
-
-    assert stage_changes(events) == [("lost", "excluded", "screened")]
-    assert account.deal is None
+    for outcome in (EXCLUDE, QUALIFIED):
+        error = refused(account, screened(outcome, reason="went out of business"))
+        assert error.rule == "screening_after_loss"
+        assert "reopen" in error.detail
+    assert account.stage is AbmStage.LOST
+    assert account.deal.outcome == "lost"
 
 
 def test_screening_a_won_account_is_refused():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
+from domain.vocabulary import AbmStage, FunnelState, Reaction
 from tests.domain.scenario import (
+    DROPPED,
     IN_CARE,
     IN_OUTREACH,
     PRIORITIZED,
@@ -77,7 +78,7 @@ def test_moving_to_the_current_stage_is_refused():
 
 
 def test_an_excluded_account_cannot_be_moved_until_it_is_requalified():
-    account = given(*PRIORITIZED, screened(outcome=ScreeningOutcome.EXCLUDED))
+    account = given(*PRIORITIZED, DROPPED)
 
     assert refused(account, stage_moved(PRIORITIZED_)).rule == "account_excluded"
     assert refused(account, stage_moved(IDENTIFIED)).rule == "account_excluded"
@@ -154,7 +155,7 @@ def test_a_forward_move_needs_a_reason_too():
 
 
 def test_a_requalified_account_with_an_old_rating_can_be_moved_forward_to_prioritized():
-    account = given(*PRIORITIZED, screened(ScreeningOutcome.EXCLUDED), screened())
+    account = given(*PRIORITIZED, DROPPED, screened())
 
     events = when(account, stage_moved(PRIORITIZED_))
 
@@ -211,13 +212,22 @@ def test_a_won_account_in_care_cannot_leave_won_until_the_funnel_moves_back():
     assert stage_changes(when(account, stage_moved(WARM_UP))) == [("won", "warm_up", "manual")]
 
 
-def test_a_material_sent_after_a_move_back_to_identified_does_not_move_the_account():
+def test_a_material_after_a_move_back_to_identified_waits_for_a_rating_or_a_move():
+    # Recorded in identified, the outreach would be worked off the leaderboard and reports
     account = given(*IN_OUTREACH, stage_moved(IDENTIFIED))
 
-    events = when(account, material_sent())
+    assert refused(account, material_sent()).rule == "outreach_requires_prioritized"
+    when(account, stage_moved(PRIORITIZED_))
+    assert stage_changes(when(account, material_sent())) == [
+        ("prioritized", "outreach", "material_sent")
+    ]
 
-    assert kinds(events) == ["material_sent"]
-    assert account.stage is IDENTIFIED
+
+def test_a_material_to_a_lost_account_waits_for_it_to_be_reopened():
+    account = given(*IN_OUTREACH, deal_lost())
+
+    assert refused(account, material_sent()).rule == "outreach_after_loss"
+    assert account.materials_sent == 1
 
 
 def test_a_rating_after_a_move_back_to_identified_prioritises_the_account_again():
