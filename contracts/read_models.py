@@ -123,7 +123,8 @@ class PeriodMoves(Struct, frozen=True):
 
 
 class Conversion(Struct, frozen=True):
-    """Of the accounts that entered `from` in the window, those that entered `to` after."""
+    """Of the accounts that entered `from` in the window, those that entered `to` after, or
+    skipped it for a later state; a win only while it stands (not moved back from `won`)."""
 
     from_: str = field(name="from")
     to: str

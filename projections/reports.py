@@ -115,6 +115,8 @@ class _Tally:
         self.order, self.states = (
             (STAGE_ORDER, STAGES) if kind == transitions.STAGE else (FUNNEL_ORDER, FUNNEL_ORDER)
         )
+        # Each state but the last, with the states beyond it: entering any of them converts.
+        self._steps = [(here, self.order[i + 1 :]) for i, here in enumerate(self.order[:-1])]
         self.start, self.end = to_micros(window.start), to_micros(window.end)
         self.period = window.period
         self._names: dict[int, str] = {}  # a period's name by day, made once a day
@@ -158,10 +160,13 @@ class _Tally:
                 if before is not None:  # the visit of the state it entered before ended
                     group.durations[before[2]].append(at - before[0])
             before = move
-        for here, following in itertools.pairwise(self.order):
-            if here in first:  # it converted if it entered the next state after
+        if last != "won":  # only a move back leaves won: a deal recorded in error is no win
+            latest.pop("won", None)
+        for here, beyond in self._steps:
+            if here in first:  # it converted if it entered a later state after (or skipped one)
                 group.cohorts[here] += 1
-                group.converted[here] += latest.get(following, first[here] - 1) >= first[here]
+                since = first[here]
+                group.converted[here] += any(latest.get(state, -1) >= since for state in beyond)
         if self.kind == transitions.STAGE:
             for outcome in OUTCOMES:
                 group.closed[outcome] += outcome in first and _stood(moves, outcome, end)
@@ -198,7 +203,7 @@ class _Group:
         self.periods: dict[str, dict[str, dict[str, int]]] = {}
         self.days: dict[int, dict[str, dict[str, int]]] = {}  # the same, by day
         self.cohorts: dict[str, int] = defaultdict(int)  # accounts that entered it in the window
-        self.converted: dict[str, int] = defaultdict(int)  # of those, entered the next one after
+        self.converted: dict[str, int] = defaultdict(int)  # of those, went on after
         # Each visit's length in microseconds, for the median and the 90th percentile: eight
         # bytes a visit (a list of floats took 32), the most a report holds at a million.
         self.durations: dict[str, array[int]] = defaultdict(lambda: array("q"))

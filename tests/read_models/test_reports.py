@@ -338,10 +338,36 @@ def test_a_cleared_deal_is_no_deal_and_a_deal_lost_twice_counts_once(client, his
 
     (group,) = report["groups"]
     assert group["win_rate"] == {"won": 0, "lost": 1, "rate": 0.0}
+    conversion = {(c["from"], c["to"]): (c["entered"], c["converted"]) for c in group["conversion"]}
+    assert conversion[("warm_up", "won")] == (1, 0)  # as the win rate: the cleared win is none
     assert [(o["metric"], o["actual"], o["level"]) for o in report["objectives"]] == [
         ("accounts_lost", 1, "optimal"),
         ("accounts_won", 0, "below"),
     ]
+
+
+def test_a_state_skipped_on_the_way_counts_as_passed(client, clock):
+    clock.now = datetime(2026, 5, 4, 9, tzinfo=UTC)
+    ahead = client.post("/accounts", json=registration(name="D", domain="d.com")).json()
+    client.post("/accounts", json=registration(name="E", domain="e.com"))
+    clock.now += timedelta(days=1)
+    moved = client.post(f"/accounts/{ahead['id']}/funnel", json={"to": "do"})  # past think
+    assert moved.status_code == 200, moved.text
+
+    response = client.get(
+        "/reports/funnel",
+        params={
+            "from": "2026-05-01T00:00:00Z",
+            "to": "2026-06-01T00:00:00Z",
+            "min_position": moved.headers["crm-position"],
+        },
+    )
+
+    (group,) = response.json()["groups"]
+    conversion = {(c["from"], c["to"]): (c["entered"], c["converted"]) for c in group["conversion"]}
+    assert conversion[("see", "think")] == (2, 1)
+    assert conversion[("think", "do")] == (0, 0)
+    assert conversion[("do", "care")] == (1, 0)
 
 
 def test_fewer_deals_lost_is_better(client):
