@@ -478,6 +478,8 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             for error in report.errors:  # the file's own text, not rich markup
                 table.add_row(str(error.line), escape(error.column), escape(error.reason))
             console.print(table)
+            if unlisted := report.error_count - len(report.errors):
+                console.print(f"and {unlisted} more errors, not listed")
         if report.refused:
             console.print(f"[red]refused:[/red] {escape(report.refused)}")
             return 2
@@ -491,7 +493,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             console.print(f"screened by policy v{args.screen_with}: {applied} decisions recorded")
     finally:
         ledger.close()
-    return 1 if report.errors else 0
+    return 1 if report.rejected else 0
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:

@@ -94,19 +94,29 @@ class RowError:
     reason: str
 
 
+# The errors a report lists, the first ones in the file: a file of nothing but bad rows would
+# otherwise keep millions, in memory and in the job's result, an event kept for good.
+LISTED_ERRORS = 1000
+SHOWN_CHARACTERS = 60  # of a cell an error quotes
+
+
 @dataclass
 class ImportReport:
     rows: int = 0
     registered: int = 0
     updated: int = 0
     unchanged: int = 0
-    errors: list[RowError] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)  # the first LISTED_ERRORS
+    error_count: int = 0  # all of them
+    rejected: int = 0  # the rows they are on
     refused: str | None = None  # why the whole file was refused, if it was
     account_ids: list[UUID] = field(default_factory=list)
 
-    @property
-    def rejected(self) -> int:
-        return len({e.line for e in self.errors})
+    def reject(self, row_errors: list[RowError]) -> None:
+        """Counts one bad row, and lists its errors while there is room."""
+        self.rejected += 1
+        self.error_count += len(row_errors)
+        self.errors.extend(row_errors[: max(LISTED_ERRORS - len(self.errors), 0)])
 
 
 class FileRefused(ValueError):
@@ -181,9 +191,11 @@ def _utf_16(data: bytes) -> bool:
     )
 
 
-def parse(data: bytes, charset: str | None = None) -> tuple[list[GoodRow], list[RowError]]:
-    """Good rows (with their line numbers) and the errors of the bad ones. The file is read
-    in `charset` (UnknownCharset if Python has no such codec), UTF-8 when None."""
+def parse(
+    data: bytes, charset: str | None, reject: Callable[[list[RowError]], None]
+) -> list[GoodRow]:
+    """Good rows (with their line numbers); each bad one's errors go to `reject`. The file is
+    read in `charset` (UnknownCharset if Python has no such codec), UTF-8 when None."""
     charset = charset or "UTF-8"
     text = _text(data, charset)
     delimiter = _delimiter(text)
@@ -195,7 +207,6 @@ def parse(data: bytes, charset: str | None = None) -> tuple[list[GoodRow], list[
     mapping = column_mapping(header)
     titles = {i: _title(header[i]) for i in mapping}
     good: list[GoodRow] = []
-    errors: list[RowError] = []
     first_line: dict[str, int] = {}
     for line, cells in records:
         if not any(c.strip() for c in cells):
@@ -203,13 +214,15 @@ def parse(data: bytes, charset: str | None = None) -> tuple[list[GoodRow], list[
         if len(cells) > len(header):
             # A cell beyond the header: the row's cells are not where its header says (an
             # unquoted comma in a name shifts every cell after it), so none of them is trusted.
-            errors.append(
-                RowError(
-                    line,
-                    "row",
-                    f"{len(cells)} cells but the header has {len(header)} columns"
-                    f" (is a {_SEPARATORS[delimiter]} in a value not quoted?)",
-                )
+            reject(
+                [
+                    RowError(
+                        line,
+                        "row",
+                        f"{len(cells)} cells but the header has {len(header)} columns"
+                        f" (is a {_SEPARATORS[delimiter]} in a value not quoted?)",
+                    )
+                ]
             )
             continue
         row, row_errors = _row(cells, mapping, titles, line, _DIGIT_GROUPS[delimiter], charset)
@@ -222,11 +235,11 @@ def parse(data: bytes, charset: str | None = None) -> tuple[list[GoodRow], list[
                 )
             )
         if row_errors:
-            errors.extend(row_errors)
+            reject(row_errors)
         elif row is not None:
             first_line[row.details.domain] = line
             good.append(row)
-    return good, errors
+    return good
 
 
 class _Lines:
@@ -338,7 +351,7 @@ def _row(
                 else raw
             )
         except ValueError as error:
-            errors.append(RowError(line, column, f"{raw!r} is not {error}"))
+            errors.append(RowError(line, column, f"{shown(raw)} is not {error}"))
     if errors:
         # The values that were read are checked too, so that a row is corrected in one go.
         errors += _refused(values, mapping, titles, line)
@@ -362,7 +375,7 @@ def _row(
             RowError(
                 line,
                 titles[index],
-                f"{cells[index].strip()!r} is not a web domain such as 'acme.com' "
+                f"{shown(cells[index].strip())} is not a web domain such as 'acme.com' "
                 "or a web address such as 'https://www.acme.com/'",
             )
         ]
@@ -385,6 +398,13 @@ _FIELD_TYPES = {f.encode_name: f.type for f in msgspec.structs.fields(RegisterAc
 _CODES = {"country": "an ISO 3166-1 country code", "revenue_currency": "an ISO 4217 currency code"}
 
 
+def shown(cell: str) -> str:
+    """A cell quoted in an error, cut short: a long one would be kept whole in every result."""
+    if len(cell) <= SHOWN_CHARACTERS:
+        return repr(cell)
+    return f"{cell[:SHOWN_CHARACTERS]!r}… ({len(cell)} characters)"
+
+
 def _refused(
     values: dict[str, Any], mapping: dict[int, str], titles: dict[int, str], line: int
 ) -> list[RowError]:
@@ -402,7 +422,7 @@ def _refusal(name: str, value: Any) -> str | None:
         msgspec.convert(value, _FIELD_TYPES[name])
     except msgspec.ValidationError as exc:
         if name in _CODES:  # msgspec says "Invalid enum value"
-            return f"{value!r} is not {_CODES[name]}"
+            return f"{shown(value)} is not {_CODES[name]}"
         return str(exc)
     return None
 
@@ -437,12 +457,12 @@ def import_rows(
     counts what its first run stored)."""
     report = ImportReport()
     try:
-        good, report.errors = parse(data, charset)
+        good = parse(data, charset, report.reject)
     except FileRefused as exc:
         report.refused = str(exc)
         return report
     report.rows = len(good) + report.rejected
-    if strict and report.errors:
+    if strict and report.rejected:
         report.refused = f"{report.rejected} bad row(s) and --strict: nothing was imported"
         return report
     done, total = 0, len(good)
@@ -472,7 +492,7 @@ def _store(
         try:
             outcome, account_id = ledger.import_account(details, meta, given)
         except LedgerError as exc:
-            report.errors.append(RowError(line, "row", exc.detail))
+            report.reject([RowError(line, "row", exc.detail)])
             yield None
             continue
         report.account_ids.append(account_id)

@@ -222,6 +222,7 @@ class JobRunner:
             "errors": [
                 {"line": e.line, "column": e.column, "reason": e.reason} for e in report.errors
             ],
+            "errors_total": report.error_count,
         }
         if report.refused:
             # `refused` stays in the result too: clients read the reason there before a

@@ -76,6 +76,23 @@ def test_good_rows_land_and_every_bad_row_is_reported_by_line_column_and_reason(
     assert events_in_store(ledger) == 2000
 
 
+def test_a_file_of_bad_rows_lists_its_first_thousand_errors_and_counts_them_all(ledger):
+    # Each row with two bad values, the first of them a cell far too long to quote whole
+    bad = "".join(
+        f"Co {i},co{i}.example,software,{'9' * 5000}x,1,EUR,XX,,1,list\n" for i in range(1500)
+    )
+
+    report = import_rows(ledger, (HEADER + bad + good_rows(1)).encode(), META)
+
+    assert (report.registered, report.rejected, report.error_count) == (1, 1500, 3000)
+    assert len(report.errors) == 1000
+    assert [e.line for e in report.errors[:4]] == [2, 2, 3, 3]
+    assert report.errors[-1].line == 501
+    first = report.errors[0].reason
+    assert first == f"'{'9' * 60}'… (5001 characters) is not a number"
+    assert events_in_store(ledger) == 1
+
+
 def test_every_bad_value_of_a_row_is_named_at_once(ledger):
     rows = (
         "A,two.example,it,1,1,XXX,XX,,1," + "s" * 201 + "\n"  # currency, country, source
@@ -169,6 +186,19 @@ def test_crm_import_prints_the_files_own_text_in_its_report(settings, tmp_path):
     assert done.returncode == 1, done.stderr
     assert "[/x]" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_crm_import_says_how_many_errors_it_did_not_list(settings, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        HEADER + "".join(f"Co {i},co{i}.example,software,many,1,EUR,DE,,1,x\n" for i in range(1200))
+    )
+
+    done = run_crm(settings, "import", str(path))
+
+    assert done.returncode == 1, done.stderr
+    assert "and 200 more errors, not listed" in done.stdout
+    assert "0 registered, 0 updated, 0 unchanged, 1200 rejected" in done.stdout
 
 
 def test_crm_import_refuses_a_file_it_cannot_read_with_exit_2(settings, tmp_path):

@@ -92,6 +92,7 @@ def test_an_uploaded_csv_is_imported_by_a_job_with_progress_and_a_result(client)
     assert result["errors"] == [
         {"line": 302, "column": "Employees", "reason": "'many' is not a number"}
     ]
+    assert result["errors_total"] == 1
     again = finished(
         client,
         client.post("/imports", content=body, headers={"Content-Type": "text/csv"}).headers[
