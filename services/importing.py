@@ -354,7 +354,7 @@ def _row(
             errors.append(RowError(line, column, f"{shown(raw)} is not {error}"))
     if errors:
         # The values that were read are checked too, so that a row is corrected in one go.
-        errors += _refused(values, mapping, titles, line)
+        errors += _refused(values, cells, mapping, titles, line)
         order = {title: index for index, title in titles.items()}
         return None, sorted(errors, key=lambda e: order.get(e.column, -1))
     try:
@@ -363,22 +363,14 @@ def _row(
     except msgspec.ValidationError as exc:
         # msgspec names the first bad field only: each is checked alone, so that a row is
         # corrected in one go.
-        found = _refused(values, mapping, titles, line)
+        found = _refused(values, cells, mapping, titles, line)
         if not found:
             name = field_from_msgspec(str(exc)) or "row"
             column = titles.get(_index(mapping, name), name) if name in mapping.values() else name
             found = [RowError(line, column, str(exc).split(" - at ")[0])]
         return None, found
     except InvalidValue:
-        index = _index(mapping, "domain")
-        return None, [
-            RowError(
-                line,
-                titles[index],
-                f"{shown(cells[index].strip())} is not a web domain such as 'acme.com' "
-                "or a web address such as 'https://www.acme.com/'",
-            )
-        ]
+        return None, [_not_a_domain(cells, mapping, titles, line)]
     details = Firmographics(
         name=body.name,
         domain=domain,
@@ -406,14 +398,40 @@ def shown(cell: str) -> str:
 
 
 def _refused(
-    values: dict[str, Any], mapping: dict[int, str], titles: dict[int, str], line: int
+    values: dict[str, Any],
+    cells: list[str],
+    mapping: dict[int, str],
+    titles: dict[int, str],
+    line: int,
 ) -> list[RowError]:
     """The values of a row that the API would refuse, each with its column and why."""
-    return [
-        RowError(line, titles[_index(mapping, name)], reason)
-        for name, value in values.items()
-        if (reason := _refusal(name, value))
-    ]
+    found = []
+    for name, value in values.items():
+        if reason := _refusal(name, value):
+            found.append(RowError(line, titles[_index(mapping, name)], reason))
+        elif name == "domain" and not _is_web_domain(value):
+            found.append(_not_a_domain(cells, mapping, titles, line))
+    return found
+
+
+def _is_web_domain(value: str) -> bool:
+    try:
+        normalise_domain(value)
+    except InvalidValue:
+        return False
+    return True
+
+
+def _not_a_domain(
+    cells: list[str], mapping: dict[int, str], titles: dict[int, str], line: int
+) -> RowError:
+    index = _index(mapping, "domain")
+    return RowError(
+        line,
+        titles[index],
+        f"{shown(cells[index].strip())} is not a web domain such as 'acme.com' "
+        "or a web address such as 'https://www.acme.com/'",
+    )
 
 
 def _refusal(name: str, value: Any) -> str | None:

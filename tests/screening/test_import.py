@@ -97,7 +97,10 @@ def test_every_bad_value_of_a_row_is_named_at_once(ledger):
     rows = (
         "A,two.example,it,1,1,XXX,XX,,1," + "s" * 201 + "\n"  # currency, country, source
         "B,three.example,it,many,1,XXX,DE,,abc,s\n"  # not numbers, and a currency
+        "C,intranet,it,many,1,EUR,DE,,1,s\n"  # a domain, and a number
+        "D,https://intranet/,it,1,1,XXX,DE,,1,s\n"  # a domain, and a currency
     )
+    no_domain = "is not a web domain such as 'acme.com' or a web address such as"
 
     report = import_rows(ledger, (HEADER + rows).encode(), META)
 
@@ -108,6 +111,10 @@ def test_every_bad_value_of_a_row_is_named_at_once(ledger):
         (3, "Employees", "'many' is not a number"),
         (3, "Currency", "'XXX' is not an ISO 4217 currency code"),
         (3, "Growth", "'abc' is not a number"),
+        (4, "Website", f"'intranet' {no_domain} 'https://www.acme.com/'"),
+        (4, "Employees", "'many' is not a number"),
+        (5, "Website", f"'https://intranet/' {no_domain} 'https://www.acme.com/'"),
+        (5, "Currency", "'XXX' is not an ISO 4217 currency code"),
     ]
     assert events_in_store(ledger) == 0
 
