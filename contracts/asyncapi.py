@@ -42,6 +42,11 @@ def asyncapi_document(stream: str = "CRM", subject_prefix: str = "crm.accounts")
                     "ce-subject": {"type": "string"},
                     "ce-datacontenttype": {"type": "string", "const": "application/json"},
                     "CRM-Position": {"type": "string", "description": "global log position"},
+                    "Nats-Expected-Stream": {
+                        "type": "string",
+                        "const": stream,
+                        "description": "JetStream's check that the stream is the one meant",
+                    },
                 },
             },
             "payload": {"$ref": f"#/components/schemas/{event_type.__name__}"},

@@ -46,7 +46,9 @@ def add_audit_commands(commands: Any) -> None:
         "export", help="write events with their chain hashes, for tools/verify_export.py"
     )
     export.add_argument("--account", type=UUID, metavar="ID", help="only this account")
-    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument(
+        "--format", choices=["jsonl", "csv"], default="jsonl", help="default: jsonl"
+    )
     export.add_argument("--out", type=Path, required=True, help="the file to write")
     export.set_defaults(run=_export)
 

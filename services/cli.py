@@ -617,7 +617,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     importing.set_defaults(run=_import)
     export = commands.add_parser("export", help="write the account list or the leaderboard")
     export.add_argument("kind", choices=["accounts", "leaderboard"])
-    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="default: csv")
     export.add_argument("--out", type=Path, help="a file (default: standard output)")
     export.set_defaults(run=_export)
     contracts = commands.add_parser("contracts", help="the published contracts")

@@ -146,7 +146,12 @@ COMMAND_HEADERS = {
     "X-Actor": f"Who sends it: {ACTOR_RULE} (development mode only; with API keys, the key's "
     "name).",
 }
-COMMAND_HEADER_FORMS = {"If-Match": _IF_MATCH, "Idempotency-Key": _IDEMPOTENCY_KEY}
+COMMAND_HEADER_FORMS = {
+    "If-Match": _IF_MATCH,
+    "Idempotency-Key": _IDEMPOTENCY_KEY,
+    "X-Actor": _ACTOR,
+}
+ACTOR_MAX_LENGTH = 200
 _HEADER_KEYS = {name.lower().encode() for name in COMMAND_HEADERS}  # as ASGI names them
 GUARDS = frozenset({"If-Match", "Idempotency-Key"})
 _GUARD_KEYS = {guard.lower().encode(): guard for guard in GUARDS}
@@ -180,7 +185,7 @@ def _actor(header: str | None) -> str:
     except UnicodeDecodeError:
         pass
     actor = header.strip()
-    if not (len(actor) <= 200 and _ACTOR.match(actor)):
+    if not (len(actor) <= ACTOR_MAX_LENGTH and _ACTOR.match(actor)):
         raise invalid_field("X-Actor", f"X-Actor must be {ACTOR_RULE}.", 400)
     return actor
 

@@ -31,7 +31,13 @@ from litestar.openapi.spec import (
 )
 
 from services.api.auth import PUBLIC_PATHS
-from services.api.command_meta import COMMAND_HEADER_FORMS, COMMAND_HEADERS, GUARDS, guards
+from services.api.command_meta import (
+    ACTOR_MAX_LENGTH,
+    COMMAND_HEADER_FORMS,
+    COMMAND_HEADERS,
+    GUARDS,
+    guards,
+)
 from services.api.documentation import JOB_LOCATION, NO_STORE_PROBLEM, RAW_BODY
 from services.api.read_models import MEDIA_TYPES
 
@@ -115,7 +121,11 @@ def document_command_headers(app: Litestar) -> None:
                 Parameter(
                     name=name,
                     param_in="header",
-                    schema=Schema(type=OpenAPIType.STRING, pattern=_pattern(name)),
+                    schema=Schema(
+                        type=OpenAPIType.STRING,
+                        pattern=_pattern(name),
+                        max_length=ACTOR_MAX_LENGTH if name == "X-Actor" else None,
+                    ),
                     description=description,
                     required=False,
                 )
@@ -308,9 +318,9 @@ PARAMETER_LIMITS = {
 
 def document_limits(app: Litestar) -> None:
     """The limits the service enforces, where Litestar leaves them out: it drops a limit of 0
-    (`ge=0`, a falsy check) and those of list items. Parameters get them from their
-    declarations, request bodies from the msgspec schema of their contracts (the limits their
-    decoder enforces)."""
+    (`ge=0`, a falsy check) and those of list items, and does not say that a body may hold no
+    field it does not know. Parameters get them from their declarations, request bodies from
+    the msgspec schema of their contracts (the limits their decoder enforces)."""
     bodies = set()
     for _, handler, operation in operations(app):
         signature = handler.parsed_fn_signature.parameters
@@ -330,6 +340,8 @@ def document_limits(app: Litestar) -> None:
     for name, contract in enforced.items():
         documented = schemas.get(name)
         properties = documented.properties if isinstance(documented, Schema) else None
+        if isinstance(documented, Schema) and contract.get("additionalProperties") is False:
+            documented.additional_properties = False  # a field it does not know is a 422
         for field, limits in contract.get("properties", {}).items():
             if isinstance(schema := (properties or {}).get(field), Schema):
                 _add_limits(schema, limits)

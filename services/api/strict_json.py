@@ -48,19 +48,24 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
             # msgspec stops at the first invalid value, before it has read the rest: a body that
             # is not JSON at all is malformed (400), whatever value came first.
             _check_json(value)
+            _refuse_repeated_names(value)  # the body's own fault comes first, as it is 400
             field = field_from_msgspec(str(exc))
             raise invalid_field(field or "body", readable(str(exc))) from None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise _malformed(exc) from None  # JSON text is UTF-8, and no command nests deep
-        if (name := _repeated_name(value)) is not None:
-            raise problem(
-                400,
-                "Malformed JSON",
-                f"The body gives {name!r} more than once: give each name once in an object.",
-                kind="malformed-json",
-                field=name,
-            )
+        _refuse_repeated_names(value)
         return decoded
+
+
+def _refuse_repeated_names(value: bytes) -> None:
+    if (name := _repeated_name(value)) is not None:
+        raise problem(
+            400,
+            "Malformed JSON",
+            f"The body gives {name!r} more than once: give each name once in an object.",
+            kind="malformed-json",
+            field=name,
+        )
 
 
 class _Repeated(Exception):
@@ -79,7 +84,7 @@ def _refuse_repeats(pairs: list[tuple[str, Any]]) -> None:
 
 def _repeated_name(value: bytes) -> str | None:
     """The path of the first name a body gives twice in one object (`budget`, `notes.need`),
-    if any. Only called on a body msgspec has decoded: no command takes a list of objects."""
+    if any. Only called on a body that is JSON: no command takes a list of objects."""
     try:
         text = value.decode()
         json.loads(text, object_pairs_hook=_refuse_repeats)

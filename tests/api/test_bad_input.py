@@ -283,8 +283,10 @@ def test_malformed_json_is_400_or_422_and_stores_nothing(client, raw):
             b' "notes": {"need": "urgent", "need": "none"}}',
             "notes.need",
         ),
+        (b'{"budget": 5, "budget": 1}', "budget"),  # and fields missing
+        (b'{"budget": 5, "authority": 9, "need": 3, "timing": 3, "budget": 1}', "budget"),
     ],
-    ids=["top-level", "escaped", "nested"],
+    ids=["top-level", "escaped", "nested", "in-an-incomplete-body", "in-an-invalid-body"],
 )
 def test_a_name_given_twice_in_one_object_is_400_naming_it_and_stores_nothing(client, raw, field):
     account = qualified(client)

@@ -284,6 +284,31 @@ def test_the_document_states_the_form_of_the_guard_headers(client):
     assert re.search(key["pattern"], "k" * 255) and re.search(key["pattern"], "retry-1")
     for taken in ['"1"', "1", "*"]:
         assert re.search(version["pattern"], taken)
+    actor = header_schema(document, "/accounts/{account_id}/screening", "post", "X-Actor")
+    for refused in [" ", "a\tb", "a" * 201]:
+        answer = client.post(screening, json=body, headers={"X-Actor": refused})
+        assert (answer.status_code, answer.json()["field"]) == (400, "X-Actor")
+        assert not re.search(actor["pattern"], refused) or len(refused) > actor["maxLength"]
+    assert re.search(actor["pattern"], "Ann Smith") and actor["maxLength"] == 200
+
+
+def test_every_request_body_is_documented_as_taking_no_field_it_does_not_know(client):
+    document = openapi(client)
+    schemas = document["components"]["schemas"]
+    bodies = {
+        content["schema"]["$ref"].rsplit("/", 1)[1]
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        for content in operation.get("requestBody", {}).get("content", {}).values()
+        if "$ref" in content["schema"]
+    }
+    nested = {"BantNotes", "Target"}
+    unknown = client.post("/accounts", json={**registration(), "colour": "red"})
+
+    assert len(bodies) > 10
+    assert unknown.status_code == 422
+    for name in bodies | nested:
+        assert schemas[name].get("additionalProperties") is False, name
 
 
 def test_the_upload_documents_its_csv_body_which_the_service_takes(client):
