@@ -146,7 +146,40 @@ def postgres_url(value: str | None) -> str | None:
         url.port  # noqa: B018 (urlsplit checks the port only when asked)
     except ValueError:
         raise SettingError("CRM_DATABASE_URL has a port that is not a number") from None
+    _check_libpq_parameters(value.strip())
     return value.strip()
+
+
+# libpq's parameters whose values it reads only as it connects, and then either fails in
+# words a supervisor would take for an outage, or leaves the pool waiting out its timeout.
+_WHOLE_NUMBER_PARAMETERS = (
+    "port",
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _check_libpq_parameters(url: str) -> None:
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parameters = conninfo_to_dict(url)
+    except ProgrammingError as exc:  # a parameter libpq does not know, named
+        raise SettingError(f"CRM_DATABASE_URL: {exc}") from None
+    for name in _WHOLE_NUMBER_PARAMETERS:
+        given = str(parameters.get(name, "0"))
+        if not (given.isascii() and given.isdigit()):
+            raise SettingError(f"CRM_DATABASE_URL has {name}={given!r}, not a whole number")
+    if (mode := parameters.get("sslmode", "prefer")) not in _SSL_MODES:
+        raise SettingError(
+            f"CRM_DATABASE_URL has sslmode={mode!r}, not one of {', '.join(_SSL_MODES)}"
+        )
 
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")

@@ -55,6 +55,27 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
             "postgresql://crm:hunter2@db:five/crm",
             "CRM_DATABASE_URL has a port that is not a number",
         ),
+        # libpq's parameters it would read only as it connects, and fail on as on an outage
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@db/crm?sslmode=verify_full",
+            "CRM_DATABASE_URL has sslmode='verify_full', not one of disable, allow, prefer,",
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@db/crm?sslmod=require",
+            'CRM_DATABASE_URL: invalid URI query parameter: "sslmod"',
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@db/crm?port=abc",
+            "CRM_DATABASE_URL has port='abc', not a whole number",
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@db/crm?connect_timeout=5s",
+            "CRM_DATABASE_URL has connect_timeout='5s', not a whole number",
+        ),
         (
             "CRM_NATS_URL",
             "nats://a:4222,http://b:4222",
