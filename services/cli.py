@@ -663,6 +663,9 @@ def _without_password(url: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every file the CRM makes (stores, uploads, exports, its broker's) may hold personal data:
+    # its user's alone, whatever the directory it is made in lets others do.
+    os.umask(0o077)
     settings = None
     try:
         settings = Settings.from_env()

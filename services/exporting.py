@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import secrets
+import tempfile
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -144,16 +145,21 @@ def write_whole(path: Path, chunks: Iterable[str]) -> str | None:
     """Writes `chunks` to `path`; returns why it could not (the system's words), or None.
 
     Written beside the file and moved in place when complete, so a failed export leaves no
-    file behind, and an earlier file at `path` stays as it was until the new one is whole."""
-    partial = path.with_name(path.name + ".partial")
+    file behind, and an earlier file at `path` stays as it was until the new one is whole. The
+    file beside it is a new one of a name nobody could guess (a link made in its place would
+    send the export elsewhere), readable by this user alone: it holds personal data."""
+    partial = None
     try:
-        with partial.open("w", encoding="utf-8", newline="") as out:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        partial = Path(name)
+        with open(handle, "w", encoding="utf-8", newline="") as out:
             for chunk in chunks:
                 out.write(chunk)
         partial.replace(path)
     except OSError as error:  # a path that cannot be written, a full disk
         return error.strerror or str(error)
     finally:
-        with suppress(OSError):  # none there, or no directory that could hold it
-            partial.unlink()
+        if partial is not None:
+            with suppress(OSError):  # moved in place already
+                partial.unlink()
     return None

@@ -89,7 +89,12 @@ def parse_keys(spec: str, source: str, *, by_line: bool = False) -> list[ApiKey]
             raise KeyConfigError(f"{source}: {where} is not name:role:secret")
         name, role, secret = parts
         if role not in Role.__members__.values():
-            raise KeyConfigError(f"{source}: key {name!r} has unknown role {role!r}")
+            # A secret has 16 characters or more: one written in the role's place is not shown.
+            said = repr(role) if len(role) < 16 else f"of {len(role)} characters"
+            roles = ", ".join(Role)
+            raise KeyConfigError(
+                f"{source}: key {name!r} has unknown role {said} (name:role:secret; roles: {roles})"
+            )
         if len(secret) < 16:
             raise KeyConfigError(f"{source}: the secret of key {name!r} is under 16 characters")
         if not _SECRET.fullmatch(secret):

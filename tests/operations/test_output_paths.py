@@ -82,6 +82,27 @@ def test_crm_export_replaces_an_earlier_file_only_once_the_new_one_is_whole(
 
 
 @pytest.mark.parametrize("store", ["sqlite"])
+def test_an_export_is_for_its_user_alone_and_follows_no_link_beside_it(
+    ledger, settings, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CRM_DATA_DIR", str(settings.data_dir))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("kept\n")
+    out = tmp_path / "ledger.jsonl"
+    (tmp_path / "ledger.jsonl.partial").symlink_to(victim)  # the name an export once wrote
+
+    assert main(["audit", "export", "--out", str(out)]) == 0
+
+    assert victim.read_text() == "kept\n"
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert {p.name for p in tmp_path.iterdir()} - {settings.data_dir.name} == {
+        "ledger.jsonl",
+        "ledger.jsonl.partial",
+        "victim.txt",
+    }
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
 @pytest.mark.parametrize(
     "command", [["export", "accounts", "--format", "jsonl"], ["audit", "history", "{account}"]]
 )

@@ -107,8 +107,11 @@ def test_the_actor_is_the_keys_name_and_x_actor_is_ignored(secured):
 def test_bad_key_configuration_is_refused_clearly(tmp_path):
     with pytest.raises(KeyConfigError, match="not name:role:secret"):
         parse_keys("just-a-secret", "CRM_API_KEYS")
-    with pytest.raises(KeyConfigError, match="unknown role 'boss'"):
+    with pytest.raises(KeyConfigError, match="unknown role 'boss'.*roles: viewer, sales"):
         parse_keys("x:boss:0123456789abcdef", "CRM_API_KEYS")
+    with pytest.raises(KeyConfigError, match="unknown role of 20 characters") as swapped:
+        parse_keys("app:Sup3rS3cretValue1234:sales", "CRM_API_KEYS")  # the secret and the role
+    assert "Sup3r" not in str(swapped.value)
     with pytest.raises(KeyConfigError, match="under 16"):
         parse_keys("x:viewer:short", "CRM_API_KEYS")
     # Secrets that no Authorization header could carry as configured, so no key would match.
