@@ -16,10 +16,19 @@ still arriving, the connection would be reset, which can lose the answer before 
 A request that is not HTTP/1.1 at all (an unknown method, a broken request line, header or
 chunked body) is answered 400 in the same way, as a problem like every other refusal, where
 uvicorn answered it in plain text.
+
+Time is bounded too, which uvicorn leaves to a proxy: it waited for ever for a connection's
+first request, for the rest of a head, and for a body the application reads. So a client
+without a key could hold connections, each a file descriptor, until the server had none left.
+A head must arrive whole within HEAD_SECONDS of the connection (or of its first byte, on a
+connection kept alive), else it is answered 408 (a connection that sent nothing is closed);
+a body may pause for at most BODY_PAUSE_SECONDS, else the connection is closed and the
+application told the client went away.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -28,6 +37,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from services.api.telemetry import SECURITY_HEADERS
 
 LINGER_SECONDS = 5
+HEAD_SECONDS = 20.0  # as a slow mobile link may need; nginx allows 60 between two reads
+BODY_PAUSE_SECONDS = 60.0  # nginx's client_body_timeout
 # More than a browser or a proxy sends (nginx refuses a header line over 8 KiB by default), and
 # than any URL this API takes.
 MAX_HEAD_BYTES = 64 * 1024
@@ -51,25 +62,51 @@ _NOT_HTTP = msgspec.json.encode(
 )
 
 
+_TOO_SLOW = msgspec.json.encode(
+    {
+        "status": 408,
+        "type": "urn:crm:problem:request-timeout",
+        "title": "Request Timeout",
+        "detail": f"The request line and headers did not arrive within {HEAD_SECONDS:g} s.",
+    }
+)
+
+
 class BoundedHead(HttpToolsProtocol):
-    """uvicorn's httptools protocol (`http=` of its Config), with heads bounded."""
+    """uvicorn's httptools protocol (`http=` of its Config), with heads bounded in size and
+    time, and bodies in how long they may pause."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = False  # between a request's first byte and the end of its headers
+        self._in_body = False  # between the end of its headers and the end of its body
         self._ended_in_this_read = False
         self._refused = False
         self._head_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(HEAD_SECONDS)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._arm(None)
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
+        if self._deadline is None:  # kept alive: the head's time starts with its first byte
+            self._arm(HEAD_SECONDS)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head, self._in_body = False, True
+        self._arm(BODY_PAUSE_SECONDS)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._in_body = False
+        self._arm(None)
         super().on_message_complete()
         self._ended_in_this_read = True
 
@@ -77,6 +114,8 @@ class BoundedHead(HttpToolsProtocol):
         if self._refused:
             return
         self._ended_in_this_read = False
+        if self._in_body:
+            self._arm(BODY_PAUSE_SECONDS)  # a pause is counted from the last bytes
         super().data_received(data)
         if not self._in_head or self._ended_in_this_read:
             return
@@ -98,8 +137,25 @@ class BoundedHead(HttpToolsProtocol):
             cycle.message_event.set()
         self._refuse(400, _NOT_HTTP)
 
+    def _arm(self, seconds: float | None) -> None:
+        """Replaces the deadline of what the connection is waiting for (None: no deadline)."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = None if seconds is None else self.loop.call_later(seconds, self._late)
+
+    def _late(self) -> None:
+        self._deadline = None
+        if self._refused or self.transport.is_closing():
+            return
+        if self._in_head:
+            self.logger.warning("Request head not whole within %g s refused.", HEAD_SECONDS)
+            self._refuse(408, _TOO_SLOW)
+        else:  # no request yet, or a body that stopped: nothing an answer would reach
+            self.transport.close()
+
     def _refuse(self, status: int, problem: bytes) -> None:
-        self._in_head, self._refused = False, True
+        self._arm(None)
+        self._in_head, self._in_body, self._refused = False, False, True
         headers = [
             *self.server_state.default_headers,  # Date, as on every other answer
             (b"content-type", b"application/problem+json"),
