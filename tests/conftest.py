@@ -28,6 +28,7 @@ from services.nats_server import EmbeddedNats
 from services.projector import Projector
 from services.settings import Settings
 from services.store import open_ledger, open_read_models
+from tests.api.requests import LOCAL
 from tests.processes import CrmProcess
 from tests.projecting import BackgroundProjector
 
@@ -155,5 +156,5 @@ def client(
         on_startup=[background.start],
         on_shutdown=[background.stop],
     )
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client:
         yield client

@@ -125,7 +125,7 @@ def create_app(
         plugins=[ProblemDetailsPlugin(PROBLEM_DETAILS)],
         middleware=[
             RequestContext,
-            *authentication(keys or [], settings.rate_limit_per_minute),
+            *authentication(keys or [], settings.rate_limit_per_minute, settings.cors_origins),
         ],
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins), expose_headers=EXPOSED_HEADERS

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,6 +24,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 
 from projections.account_queries import looks_back
+from services.api.problems import problem
 from services.settings import SettingError
 
 # Paths anyone may reach: liveness for load balancers and the API's own documentation.
@@ -190,10 +192,13 @@ def _require(key: ApiKey, permission: Permission) -> None:
         raise PermissionDeniedException(f"The {key.role} role may not {permission.value} here.")
 
 
-def authentication(keys: list[ApiKey], per_minute: int) -> list[Any]:
-    """The middleware to install: authentication, then a rate limit per key; none without keys."""
+def authentication(
+    keys: list[ApiKey], per_minute: int, cors_origins: tuple[str, ...] = ()
+) -> list[Any]:
+    """The middleware to install: authentication, then a rate limit per key; without keys, the
+    refusal of what a web page could send."""
     if not keys:
-        return []
+        return [DefineMiddleware(LoopbackOnly, cors_origins=cors_origins)]
     middleware: list[Any] = [DefineMiddleware(BearerKeyMiddleware, ring=KeyRing(keys))]
     if per_minute > 0:
         limit = RateLimitConfig(
@@ -203,6 +208,66 @@ def authentication(keys: list[ApiKey], per_minute: int) -> list[Any]:
         )
         middleware.append(limit.middleware)
     return middleware
+
+
+class LoopbackOnly:
+    """Development mode authenticates nobody, and serves loopback alone; but a web page the
+    developer opens can make the browser send requests there. Refused: a request for another
+    host name (a page whose name was pointed at 127.0.0.1, DNS rebinding, would read every
+    answer) and a write a page of another origin sends (a form or a fetch), unless
+    CRM_CORS_ORIGINS names that origin."""
+
+    def __init__(self, app: Any, cors_origins: tuple[str, ...]) -> None:
+        self.app = app
+        self.origins = {origin.encode() for origin in cors_origins}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            host = headers.get(b"host")
+            if host is not None and not _loopback(host):
+                raise problem(
+                    421,
+                    "Misdirected Request",
+                    "Without API keys the CRM answers only requests for localhost, 127.0.0.1 or "
+                    "[::1]: configure keys to serve it under another name.",
+                    kind="misdirected-request",
+                )
+            origin = headers.get(b"origin")
+            if (
+                origin is not None
+                and scope["method"] not in _READS  # what a page reads, it is not let see
+                and origin not in self.origins
+                and not _loopback_origin(origin)
+            ):
+                raise problem(
+                    403,
+                    "Forbidden",
+                    "Without API keys the CRM refuses what a page of another origin sends: "
+                    "name the origin in CRM_CORS_ORIGINS, or configure keys.",
+                    kind="cross-origin",
+                )
+        await self.app(scope, receive, send)
+
+
+_READS = ("GET", "HEAD", "OPTIONS")
+
+
+def _loopback(host: bytes) -> bool:
+    """Whether a Host header (a name or address, and perhaps a port) names this machine."""
+    name = host.partition(b"]")[0] + b"]" if host.startswith(b"[") else host.partition(b":")[0]
+    name = name.lower()
+    if name == b"localhost" or name.endswith(b".localhost"):  # RFC 6761: always loopback
+        return True
+    try:
+        return ipaddress.ip_address(name.strip(b"[]").decode("ascii")).is_loopback
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def _loopback_origin(origin: bytes) -> bool:
+    scheme, sep, host = origin.partition(b"://")
+    return bool(sep) and scheme in (b"http", b"https") and b"/" not in host and _loopback(host)
 
 
 def _key_name(request: Request[Any, Any, Any]) -> str:

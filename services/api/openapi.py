@@ -55,7 +55,8 @@ PROBLEM_EXAMPLE = {
 WITH_INPUT = {"400": "A parameter, header or body that cannot be read (see `field`)."}
 WITH_KEYS = {  # with API keys configured; the public paths take none
     "401": "No API key, or one the service does not know.",
-    "403": "The key's role does not allow this.",
+    "403": "The key's role does not allow this (without keys: a page of another origin sent "
+    "this write).",
     "429": "Over the key's rate limit; retry after Retry-After.",
 }
 WITH_BODY = {
@@ -64,6 +65,9 @@ WITH_BODY = {
     "422": "A field is invalid (see `field`) or a rule refused it (see `rule`).",
 }
 WITH_STORE = {"503": "The store is unavailable; retry after Retry-After."}
+WITHOUT_KEYS = {  # development mode (services/api/auth.py, LoopbackOnly)
+    "421": "Without API keys: the request names a host other than localhost, 127.0.0.1 or [::1]."
+}
 _PUBLIC = [re.compile(pattern) for pattern in PUBLIC_PATHS]
 
 # Headers of every answer (telemetry.on_response_start), and, with API keys and a rate limit
@@ -160,6 +164,7 @@ def document_problems(app: Litestar) -> None:
             expected.update(WITH_BODY)
         if not handler.opt.get(NO_STORE_PROBLEM):
             expected.update(WITH_STORE)
+        expected.update(WITHOUT_KEYS)
         for status, description in expected.items():
             responses.setdefault(status, OpenAPIResponse(description=description))
         for status, response in responses.items():

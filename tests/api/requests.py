@@ -6,6 +6,10 @@ from typing import Any
 
 from litestar.testing import TestClient
 
+# Where a test client sends its requests: without API keys the CRM answers only requests for
+# this machine (services/api/auth.py, LoopbackOnly).
+LOCAL = "http://crm.localhost"  # a name with a dot, as the test client would have it
+
 
 def registration(**overrides: Any) -> dict[str, Any]:
     body = {

@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 
 from services.api.app import create_app
 from services.api.auth import parse_keys
-from tests.api.requests import register, registration
+from tests.api.requests import LOCAL, register, registration
 
 
 def openapi(client: TestClient) -> dict[str, Any]:
@@ -36,7 +36,8 @@ def problems_of(operation: dict[str, Any]) -> set[str]:
     return {status for status in operation["responses"] if int(status) >= 400}
 
 
-KEYS = {"401", "403", "429"}  # with API keys configured
+# With API keys configured; without, 421 for another host name, and 403 for another origin
+KEYS = {"401", "403", "429", "421"}
 COMMAND_INPUT = {"400", "413", "415", "422"}
 
 
@@ -64,8 +65,8 @@ def test_each_operation_lists_the_problems_it_can_give_and_no_others(client):
     assert problems_of(paths["/accounts/export"]["get"]) == KEYS | {"400", "503"}
     assert problems_of(paths["/metrics"]["get"]) == KEYS
     # The probes take no key and touch the store only to report on it.
-    assert problems_of(paths["/health"]["get"]) == set()
-    assert problems_of(paths["/ready"]["get"]) == {"503"}
+    assert problems_of(paths["/health"]["get"]) == {"421"}
+    assert problems_of(paths["/ready"]["get"]) == {"421", "503"}
 
 
 # The reads that vouch for the record answer 409 when its latest checkpoint does not verify,
@@ -199,7 +200,7 @@ def test_the_headers_of_keys_and_rate_limits_are_documented_where_they_are_sent(
         keys=parse_keys("sam:sales:sales-secret-0123456789", "test"),
     )
     key = {"Authorization": "Bearer sales-secret-0123456789"}
-    with TestClient(limited) as client:
+    with TestClient(limited, base_url=LOCAL) as client:
         document = openapi(client)
         answers = [client.get("/accounts"), client.get("/accounts", headers=key)]
         answers.append(client.get("/accounts", headers=key))

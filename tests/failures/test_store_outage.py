@@ -30,7 +30,7 @@ from services.leadership import Leadership
 from services.projector import Projector
 from services.settings import Settings
 from services.store import open_ledger, open_read_models
-from tests.api.requests import registration
+from tests.api.requests import LOCAL, registration
 from tests.projecting import BackgroundProjector
 
 
@@ -68,7 +68,7 @@ def client(own_postgres, tmp_path) -> Iterator[TestClient]:
     app = create_app(
         ledger, projector, settings, on_startup=[background.start], on_shutdown=[background.stop]
     )
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client:
         yield client
     projector.database.dispose()
     ledger.close()

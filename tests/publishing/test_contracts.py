@@ -16,6 +16,7 @@ from services.api.app import create_app
 from services.cli import main
 from services.integration_events import to_integration_event
 from services.publisher import Publisher, StreamSettings
+from tests.api.requests import LOCAL
 from tests.publishing.samples import sample_events
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -123,7 +124,7 @@ def test_the_asyncapi_document_names_the_stream_the_crm_publishes_on(
     assert main(["contracts", "export", str(tmp_path)]) == 0
     exported = json.loads((tmp_path / "asyncapi.json").read_text())
     app = create_app(ledger, projector, replace(settings, nats_stream="SALES"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         served = client.get("/asyncapi.json").json()
 
     for document in (exported, served):

@@ -16,14 +16,14 @@ from litestar.testing import TestClient
 from services.api import read_models
 from services.api.app import create_app
 from services.api.read_models import Reads
-from tests.api.requests import registration
+from tests.api.requests import LOCAL, registration
 
 MAKING = "a report being made"
 
 
 def serving(ledger, projector, settings, wait: float) -> Iterator[tuple[TestClient, Reads]]:
     app = create_app(ledger, projector, dataclasses.replace(settings, report_wait_seconds=wait))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client:
         reads = app.dependencies["reads"].dependency()
         assert client.post("/accounts", json=registration()).status_code == 201
         projector.catch_up()
