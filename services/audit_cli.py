@@ -63,7 +63,7 @@ def _with_audit(command: Callable[[argparse.Namespace, Any], int]) -> Command:
         from services.audit import Audit
         from services.store import open_ledger
 
-        if (absent := _no_event_store(settings)) is not None:
+        if (absent := no_event_store(settings)) is not None:
             print(f"there is no event store at {absent}", file=sys.stderr)
             return 2
         audit = Audit(open_ledger(settings))
@@ -78,7 +78,7 @@ def _with_audit(command: Callable[[argparse.Namespace, Any], int]) -> Command:
     return run
 
 
-def _no_event_store(settings: Settings) -> str | None:
+def no_event_store(settings: Settings) -> str | None:
     """Where the settings point when no event store is there (None when one is)."""
     from domain.ledger import AccountLedger
 

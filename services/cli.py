@@ -497,8 +497,14 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from services.audit_cli import no_event_store
     from services.exporting import render, write_whole
 
+    # Run where no store is (another directory than the CRM's), it would make an empty one
+    # and export nothing, as if the CRM held no account.
+    if (absent := no_event_store(settings)) is not None:
+        print(f"crm export: there is no event store at {absent}", file=sys.stderr)
+        return 2
     projector = _projector(settings)
     try:
         projector.setup()

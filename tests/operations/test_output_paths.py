@@ -67,6 +67,19 @@ def test_an_export_to_a_file_it_cannot_write_stops_naming_it(
     assert not [p for d in (tmp_path, tmp_path.parent) for p in d.glob("*.partial")]
 
 
+def test_crm_export_where_no_event_store_is_says_so_and_makes_none(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path / "var"))  # run in another directory
+
+    code = main(["export", "accounts"])
+
+    assert code == 2
+    assert capsys.readouterr() == (
+        "",
+        f"crm export: there is no event store at {tmp_path / 'var' / 'crm.sqlite3'}\n",
+    )
+    assert not (tmp_path / "var").exists()
+
+
 @pytest.mark.parametrize("store", ["sqlite"])
 def test_crm_export_replaces_an_earlier_file_only_once_the_new_one_is_whole(
     ledger, settings, tmp_path, monkeypatch, capsys
