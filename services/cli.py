@@ -234,10 +234,29 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         server_header=False,  # no "server: uvicorn" on every answer
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     with listening:
         server.run(sockets=[listening])
     return 0 if server.started else STARTUP_FAILED
+
+
+def _server_class():  # type: ignore[no-untyped-def]
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but one that a SIGTERM or SIGINT has shut down gracefully ends the
+        command with status 0: uvicorn raises the signal again once it is done, so `crm serve`
+        ended with 143 (and a KeyboardInterrupt traceback after SIGINT), as if it had failed."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()  # what uvicorn would raise again
+
+    return Server
 
 
 def _metrics_socket(args: argparse.Namespace) -> socket.socket | None:

@@ -103,7 +103,8 @@ class CrmProcess:
                 crm.kill()
 
     def stop(self) -> int:
-        """SIGTERM, then the exit status (uvicorn re-raises the signal after its shutdown)."""
+        """SIGTERM, then the exit status (0 once `crm serve` has shut down; -SIGTERM for a
+        process killed before it handles the signal)."""
         if self.process.poll() is None:
             self.process.terminate()
         return self.process.wait(timeout=30)

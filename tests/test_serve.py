@@ -127,20 +127,21 @@ def test_a_request_whose_line_and_headers_pass_64_kib_is_refused_with_431(settin
     try:
         huge = _answer_to(
             server.port,
-            b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4_000_000 + b"\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 4_000_000 + b"\r\n\r\n",
         )
         # Each head refused is over 256 KiB, the most one read takes: a head that arrives
         # whole in one read is parsed whatever its size (services/request_head.py).
         many = _answer_to(
             server.port,
-            b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 40_000 + b"\r\n",
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\n" + b"X-A: b\r\n" * 40_000 + b"\r\n",
         )
         long_url = _answer_to(
-            server.port, b"GET /health?" + b"a=1&" * 250_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            server.port,
+            b"GET /health?" + b"a=1&" * 250_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n",
         )
         fine = _answer_to(
             server.port,
-            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Big: "
             + b"a" * 32_000
             + b"\r\n\r\n",
         )
@@ -163,10 +164,10 @@ def test_a_request_that_is_not_http_is_refused_as_a_problem(settings):
         answers = [
             _answer_to(server.port, head)
             for head in (
-                b"BREW /health HTTP/1.1\r\nHost: x\r\n\r\n",  # a method HTTP does not have
+                b"BREW /health HTTP/1.1\r\nHost: localhost\r\n\r\n",  # a method HTTP does not have
                 b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS spoken to plain HTTP
                 b"GET /health HTTP/1.1\r\nHost x\r\n\r\n",  # a header without its colon
-                b"POST /accounts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /accounts HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",  # no chunk size
             )
         ]

@@ -24,7 +24,6 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 
 from projections.account_queries import looks_back
-from services.api.problems import problem
 from services.settings import SettingError
 
 # Paths anyone may reach: liveness for load balancers and the API's own documentation.
@@ -218,15 +217,18 @@ class LoopbackOnly:
     CRM_CORS_ORIGINS names that origin."""
 
     def __init__(self, app: Any, cors_origins: tuple[str, ...]) -> None:
+        from services.api.problems import problem  # which imports this module (its metrics)
+
         self.app = app
         self.origins = {origin.encode() for origin in cors_origins}
+        self.problem = problem
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             headers = dict(scope["headers"])
             host = headers.get(b"host")
             if host is not None and not _loopback(host):
-                raise problem(
+                raise self.problem(
                     421,
                     "Misdirected Request",
                     "Without API keys the CRM answers only requests for localhost, 127.0.0.1 or "
@@ -240,7 +242,7 @@ class LoopbackOnly:
                 and origin not in self.origins
                 and not _loopback_origin(origin)
             ):
-                raise problem(
+                raise self.problem(
                     403,
                     "Forbidden",
                     "Without API keys the CRM refuses what a page of another origin sends: "

@@ -114,7 +114,8 @@ def test_sigterm_lets_the_request_in_flight_finish_and_stops_the_workers(setting
     # A read that waits (up to 3 s) for a log position that will not come: in flight on purpose.
     waiting = socket.create_connection(("127.0.0.1", server.port))
     waiting.sendall(
-        b"GET /accounts?min_position=1000000 HTTP/1.1\r\nHost: crm\r\nConnection: close\r\n\r\n"
+        b"GET /accounts?min_position=1000000 HTTP/1.1\r\n"
+        b"Host: localhost\r\nConnection: close\r\n\r\n"
     )
     # Connections are accepted and read in order: once a later request is answered, the
     # waiting one has been read and is being handled.
@@ -126,7 +127,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_stops_the_workers(setting
 
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert b'"min_position_reached":false' in answer
-    assert status in (0, -signal.SIGTERM)
+    assert status == 0, server.log_tail()  # a shutdown asked for and done, not a failure
     assert psutil.wait_procs(children, timeout=15)[1] == [], "a child outlived crm serve"
 
 
@@ -152,10 +153,11 @@ def test_ctrl_c_stops_crm_serve_and_its_children_once_without_restarting_the_bro
     os.killpg(server.process.pid, signal.SIGINT)
     status = server.process.wait(timeout=30)
 
-    assert status in (0, -signal.SIGINT)
+    assert status == 0, server.log_tail()
     assert psutil.wait_procs(children, timeout=15)[1] == [], "a child outlived crm serve"
     complaints = [line for line in server.log_lines() if line.get("level") != "info"]
     assert complaints == [], complaints
+    assert "Traceback" not in server.log_tail()
 
 
 def _role(process: psutil.Process) -> str:
