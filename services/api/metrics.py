@@ -42,6 +42,12 @@ class StoreCollector(Collector):
         if projects:
             self.pools["projector"] = projector.database.writer
 
+    def describe(self) -> list[Metric]:
+        # Without it the registry would collect once on registering, reading a store that may
+        # not hold its tables yet (a fresh database, before the projector made them): a
+        # warning at every first start.
+        return []
+
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("crm_store_up", "1 when the event store and read models answer")
         try:

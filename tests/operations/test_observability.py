@@ -151,3 +151,25 @@ def _until(url: str, condition, seconds: float = 30) -> httpx.Response:
             return answer
         assert time.monotonic() < deadline, answer.text
         time.sleep(0.1)  # polling another process's readiness
+
+
+@pytest.mark.parametrize("store", ["postgres"])  # a fresh schema holds no table yet
+def test_the_store_collector_reads_nothing_until_scraped(ledger, settings, caplog):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from services.api.metrics import StoreCollector
+    from services.projector import Projector
+    from services.store import open_read_models
+
+    projector = Projector(ledger, open_read_models(settings))  # its tables not made yet
+    registry = CollectorRegistry(auto_describe=True)  # as prometheus_client.REGISTRY
+    try:
+        registry.register(StoreCollector(projector, projects=True))  # as `crm project` starts
+        said_at_start = [r.getMessage() for r in caplog.records if r.name == "crm.metrics"]
+        projector.setup()
+        scraped = samples(generate_latest(registry).decode())
+    finally:
+        projector.database.dispose()
+
+    assert said_at_start == []
+    assert scraped["crm_store_up"] == 1
