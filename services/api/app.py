@@ -9,7 +9,6 @@ from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 
 from contracts.asyncapi import asyncapi_document
@@ -36,6 +35,7 @@ from services.api.parameters import (
 )
 from services.api.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS
 from services.api.read_models import READ_MODEL_HANDLERS, Reads
+from services.api.reference_page import assets, swagger_page
 from services.api.screening_policies import ScreeningPolicyController
 from services.api.telemetry import RequestContext, on_response_start
 from services.audit import Audit
@@ -107,6 +107,7 @@ def create_app(
             status,
             asyncapi,
             metrics.metrics,
+            assets(),
         ],
         dependencies={
             "ledger": Provide(lambda: ledger, use_cache=True, sync_to_thread=False),
@@ -144,7 +145,7 @@ def create_app(
             version="0.1.0",
             description="Event-sourced CRM for account-based B2B marketing.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=[swagger_page()],  # the first is /schema's too
         ),
     )
     note_what_routes_take(app)

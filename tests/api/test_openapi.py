@@ -326,3 +326,21 @@ def test_the_upload_documents_its_csv_body_which_the_service_takes(client):
     assert list(body["content"]) == ["text/csv"]
     assert "docs/IMPORT.md" in body["description"]
     assert uploaded.status_code == 202
+
+
+def test_the_reference_pages_load_only_what_the_service_serves_itself(client):
+    for page in ("/schema", "/schema/swagger"):
+        html = client.get(page)
+        assert html.status_code == 200, page
+        named = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+
+        assert len(named) >= 4, named  # the script, its preset, the style sheet, the icon
+        for url in named:
+            assert url.startswith("/schema/assets/"), url  # no CDN: offline, and no third party
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            assert asset.headers["content-type"].split(";")[0] in (
+                "text/javascript",
+                "text/css",
+                "image/png",
+            ), url
