@@ -30,6 +30,7 @@ DealOutcomeName = Literal["won", "lost"]
 _FORBIDDEN = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
 # What a reader cannot see: white space and the zero-width and format characters.
 _INVISIBLE = r"\s\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
+TRIMMED = "white space and invisible characters around it are dropped"  # Body.__post_init__
 # msgspec searches a pattern with Python's `re`, OpenAPI readers with ECMAScript's: both read
 # these alike. `$(?![\s\S])` is the end of the text (Python's `$` also matches before a final
 # newline), and the look-ahead for a visible character keeps the match linear in the length.
@@ -61,7 +62,7 @@ Name = Annotated[
         min_length=1,
         max_length=200,
         pattern=LINE_PATTERN,
-        description=f"{TEXT_RULES[LINE_PATTERN]}; white space around it is dropped",
+        description=f"{TEXT_RULES[LINE_PATTERN]}; {TRIMMED}",
     ),
 ]
 Note = Annotated[
@@ -102,7 +103,7 @@ Email = Annotated[
     Meta(
         max_length=254,
         pattern=EMAIL_PATTERN,
-        description=f"{TEXT_RULES[EMAIL_PATTERN]}; white space around it is dropped",
+        description=f"{TEXT_RULES[EMAIL_PATTERN]}; {TRIMMED}",
     ),
 ]
 Amount = Annotated[int, Meta(ge=0, le=10**15, description="Whole units of the currency.")]
@@ -110,19 +111,31 @@ Amount = Annotated[int, Meta(ge=0, le=10**15, description="Whole units of the cu
 STORED_INT_MAX = 2**63 - 1
 
 
+# The invisible characters a text may begin or end with (soft hyphen, zero-width spaces and
+# joiners, word joiner, byte-order mark), as a pasted or exported text often does.
+_INVISIBLE_AT_ENDS = "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
+
+
+def trimmed(text: str) -> str:
+    """The text without the white space and invisible characters around it."""
+    while (shorter := text.strip().strip(_INVISIBLE_AT_ENDS)) != text:
+        text = shorter
+    return text
+
+
 class Body(Struct, frozen=True, forbid_unknown_fields=True):
     """Base of every command body (and of an object in one). Its text loses the white space
-    around it, as a cell of an import does: "Acme " and "Acme" are one name, sorted, searched
-    and filtered alike."""
+    and invisible characters around it, as a cell of an import does: "Acme ", "\ufeffAcme"
+    and "Acme" are one name, which reads, sorts, and is searched and filtered alike."""
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
             value = getattr(self, name)
             if isinstance(value, str):
-                if (trimmed := value.strip()) != value:
-                    force_setattr(self, name, trimmed)
+                if (shorter := trimmed(value)) != value:
+                    force_setattr(self, name, shorter)
             elif isinstance(value, list) and any(isinstance(v, str) for v in value):
-                force_setattr(self, name, [v.strip() if isinstance(v, str) else v for v in value])
+                force_setattr(self, name, [trimmed(v) if isinstance(v, str) else v for v in value])
 
 
 Headcount = Annotated[int, Meta(ge=1, le=10_000_000)]

@@ -448,7 +448,7 @@ def test_an_industry_filter_matches_however_accents_and_a_turkish_i_are_written(
 def test_text_sent_with_white_space_around_it_sorts_and_filters_as_without(client):
     spaced = register(
         client,
-        name="  Zed Works ",
+        name="\ufeff  Zed Works \u200b",  # a byte-order mark and a zero-width space too
         domain="zed.de",
         industry=" manufacturing\u00a0",
         region=" Bavaria",
