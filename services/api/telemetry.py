@@ -118,6 +118,8 @@ async def on_response_start(message: Message, scope: Scope) -> None:
             "status": status,
             "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
             "key": getattr(scope.get("user"), "name", None),
+            # Who sent it (behind a proxy, the proxy): a run of 401s is traced to an address.
+            "client": (scope.get("client") or (None,))[0],
         },
     )
 

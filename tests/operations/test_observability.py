@@ -82,6 +82,7 @@ def test_every_request_logs_one_json_line_with_its_id_which_its_events_record(se
     (mine,) = [line for line in lines if line.get("request_id") == "trace-42"]
     assert mine["method"] == "POST" and mine["route"] == "/accounts" and mine["status"] == 201
     assert mine["duration_ms"] > 0 and mine["level"] == "info"
+    assert mine["client"] == "127.0.0.1"  # whose requests they are, a run of 401s too
     (head_line,) = [line for line in lines if line.get("request_id") == "head-7"]
     assert head_line["method"] == "HEAD" and head_line["route"] == "/accounts/{account_id}"
     unknown = [line for line in lines if line["path"] == "/nowhere"]
