@@ -592,7 +592,7 @@ def test_a_client_gone_before_its_body_arrived_is_no_server_error(client, caplog
         "root_path": "",
         "query_string": b"",
         "headers": [
-            (b"host", b"testserver"),
+            (b"host", b"localhost"),
             (b"content-type", b"application/json"),
             (b"content-length", b"64"),
         ],

@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 from services.api.app import create_app
 from services.api.auth import KeyConfigError, load_keys, parse_keys
 from services.leadership import Leadership
-from tests.api.requests import registration
+from tests.api.requests import LOCAL, registration
 from tests.projecting import BackgroundProjector
 
 ROOT = Path(__file__).parent.parent.parent
@@ -194,7 +194,7 @@ def test_every_answer_carries_security_headers_and_cors_is_off_unless_configured
     denied = secured.get("/accounts")
     plain = secured.get("/health", headers={"Origin": "https://app.example"})
     app = create_app(ledger, projector, replace(settings, cors_origins=("https://app.example",)))
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         allowed = client.get("/health", headers={"Origin": "https://app.example"})
 
     for response in (denied, plain):
@@ -233,7 +233,7 @@ def test_a_frontend_on_an_allowed_origin_may_read_every_header_the_answers_carry
 
     app = create_app(ledger, projector, replace(settings, cors_origins=("https://app.example",)))
     origin = {"Origin": "https://app.example"}
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         created = client.post("/accounts", json=registration(), headers=origin)
         document = client.get("/schema/openapi.json").json()
 
