@@ -115,6 +115,8 @@ class _Tally:
         self.order, self.states = (
             (STAGE_ORDER, STAGES) if kind == transitions.STAGE else (FUNNEL_ORDER, FUNNEL_ORDER)
         )
+        # Where each state of the way lies; `lost` and `excluded` lie on none.
+        self._rank: dict[str | None, int] = {state: i for i, state in enumerate(self.order)}
         # Each state but the last, with the states beyond it: entering any of them converts.
         self._steps = [(here, self.order[i + 1 :]) for i, here in enumerate(self.order[:-1])]
         self.start, self.end = to_micros(window.start), to_micros(window.end)
@@ -174,14 +176,18 @@ class _Tally:
             self._add_actuals(moves)
 
     def _add_actuals(self, moves: list[Move]) -> None:
-        """The account's entries in each period with a target, each state once a period; a
-        deal only if it stood at the period's end (a deal recorded in error and cleared is no
+        """The account's entries in each period with a target, each state once a period, but
+        not by a move back (taken back to a stage is no progress toward an objective); a deal
+        only if it stood at the period's end (a deal recorded in error and cleared is no
         deal)."""
         start, end = self._span  # type: ignore[misc]
+        rank = self._rank
         seen = {
             (name, new)
-            for at, _, new in moves
-            if start <= at < end and (name := self.period_of(at)) in self.actuals
+            for at, old, new in moves
+            if start <= at < end
+            and (name := self.period_of(at)) in self.actuals
+            and not (new in rank and old in rank and rank[new] < rank[old])
         }
         for name, state in seen:
             if state not in OUTCOMES or _stood(moves, state, self._ends[name]):

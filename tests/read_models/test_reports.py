@@ -280,6 +280,20 @@ def test_a_day_report_over_years_shows_the_objectives_of_every_day_it_touches(cl
     ]
 
 
+def test_a_move_back_is_no_progress_toward_an_objective(client, history):
+    # B was taken back from outreach to prioritized on 9 January, and entered nothing else
+    position = set_targets(client, "2026-01-09", ("entered_prioritized", 1, 2, 3))
+    window = {"from": "2026-01-09T00:00:00Z", "to": "2026-01-10T00:00:00Z", "period": "day"}
+
+    report = stage_report(client, {"position": position}, **window)
+
+    (entered,) = report["groups"][0]["periods"]
+    assert entered["entered"]["prioritized"] == 1  # the move is one all the same
+    assert [(o["metric"], o["actual"]) for o in report["objectives"]] == [
+        ("entered_prioritized", 0)
+    ]
+
+
 def test_an_objective_counts_its_whole_period_whatever_the_window(client, history):
     position = set_targets(client, "2026-02", ("accounts_won", 1, 2, 3))
 
