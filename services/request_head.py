@@ -83,30 +83,36 @@ class BoundedHead(HttpToolsProtocol):
         self._ended_in_this_read = False
         self._refused = False
         self._head_bytes = 0
-        self._deadline: asyncio.TimerHandle | None = None
+        # What the connection waits for from the client, as the seconds allowed (None: nothing,
+        # as while the application answers), and since when. A request sets them; a check
+        # every few seconds acts on them, as a timer a request would cost every request time.
+        self._allowed: float | None = HEAD_SECONDS
+        self._since = 0.0
+        self._check: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(HEAD_SECONDS)
+        self._since = self.loop.time()  # a first request's head is due from the connection
+        self._look_again()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._arm(None)
+        if self._check is not None:
+            self._check.cancel()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
-        if self._deadline is None:  # kept alive: the head's time starts with its first byte
-            self._arm(HEAD_SECONDS)
+        if self._allowed is None:  # kept alive: the head's time starts with its first byte
+            self._allowed, self._since = HEAD_SECONDS, self.loop.time()
 
     def on_headers_complete(self) -> None:
         self._in_head, self._in_body = False, True
-        self._arm(BODY_PAUSE_SECONDS)
+        self._allowed, self._since = BODY_PAUSE_SECONDS, self.loop.time()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._in_body = False
-        self._arm(None)
+        self._in_body, self._allowed = False, None
         super().on_message_complete()
         self._ended_in_this_read = True
 
@@ -115,7 +121,7 @@ class BoundedHead(HttpToolsProtocol):
             return
         self._ended_in_this_read = False
         if self._in_body:
-            self._arm(BODY_PAUSE_SECONDS)  # a pause is counted from the last bytes
+            self._since = self.loop.time()  # a pause is counted from the last bytes
         super().data_received(data)
         if not self._in_head or self._ended_in_this_read:
             return
@@ -137,24 +143,24 @@ class BoundedHead(HttpToolsProtocol):
             cycle.message_event.set()
         self._refuse(400, _NOT_HTTP)
 
-    def _arm(self, seconds: float | None) -> None:
-        """Replaces the deadline of what the connection is waiting for (None: no deadline)."""
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = None if seconds is None else self.loop.call_later(seconds, self._late)
+    def _look_again(self) -> None:
+        # A deadline is kept within a quarter of its length: late by at most that.
+        every = min(HEAD_SECONDS, BODY_PAUSE_SECONDS) / 4
+        self._check = self.loop.call_later(every, self._look)
 
-    def _late(self) -> None:
-        self._deadline = None
+    def _look(self) -> None:
         if self._refused or self.transport.is_closing():
             return
-        if self._in_head:
+        allowed = self._allowed
+        if allowed is None or self.loop.time() - self._since <= allowed:
+            self._look_again()
+        elif self._in_head:
             self.logger.warning("Request head not whole within %g s refused.", HEAD_SECONDS)
             self._refuse(408, _TOO_SLOW)
         else:  # no request yet, or a body that stopped: nothing an answer would reach
             self.transport.close()
 
     def _refuse(self, status: int, problem: bytes) -> None:
-        self._arm(None)
         self._in_head, self._in_body, self._refused = False, False, True
         headers = [
             *self.server_state.default_headers,  # Date, as on every other answer

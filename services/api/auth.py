@@ -8,6 +8,7 @@ service runs in development mode: no authentication, loopback only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -225,8 +226,12 @@ class LoopbackOnly:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            host = headers.get(b"host")
+            host = origin = None
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value
+                elif name == b"origin":
+                    origin = value
             if host is not None and not _loopback(host):
                 raise self.problem(
                     421,
@@ -235,7 +240,6 @@ class LoopbackOnly:
                     "[::1]: configure keys to serve it under another name.",
                     kind="misdirected-request",
                 )
-            origin = headers.get(b"origin")
             if (
                 origin is not None
                 and scope["method"] not in _READS  # what a page reads, it is not let see
@@ -255,6 +259,7 @@ class LoopbackOnly:
 _READS = ("GET", "HEAD", "OPTIONS")
 
 
+@functools.lru_cache(maxsize=256)  # a request names one of a few; reading an address is slow
 def _loopback(host: bytes) -> bool:
     """Whether a Host header (a name or address, and perhaps a port) names this machine."""
     name = host.partition(b"]")[0] + b"]" if host.startswith(b"[") else host.partition(b":")[0]
