@@ -113,6 +113,12 @@ class BoundedHead(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_body, self._allowed = False, None
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete:
+            # Answered before its body ended (a 401 reads none): uvicorn armed its keep-alive
+            # timer with the answer, and the body's bytes cancelled it. The connection waits
+            # for a next request now, and that wait has a deadline as a new connection's has.
+            self._allowed, self._since = HEAD_SECONDS, self.loop.time()
         super().on_message_complete()
         self._ended_in_this_read = True
 
@@ -154,6 +160,8 @@ class BoundedHead(HttpToolsProtocol):
         allowed = self._allowed
         if allowed is None or self.loop.time() - self._since <= allowed:
             self._look_again()
+        elif self._in_head and self.cycle is not None and not self.cycle.response_complete:
+            self._look_again()  # sent after a request still being answered: that answer first
         elif self._in_head:
             self.logger.warning("Request head not whole within %g s refused.", HEAD_SECONDS)
             self._refuse(408, _TOO_SLOW)
