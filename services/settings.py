@@ -170,12 +170,17 @@ def _check_libpq_parameters(url: str) -> None:
 
     try:
         parameters = conninfo_to_dict(url)
-    except ProgrammingError as exc:  # a parameter libpq does not know, named
-        raise SettingError(f"CRM_DATABASE_URL: {exc}") from None
+    except ProgrammingError as exc:
+        said = str(exc)
+        if said.startswith("invalid URI query parameter"):  # names the parameter alone
+            raise SettingError(f"CRM_DATABASE_URL: {said}") from None
+        # Other complaints quote the part they could not read, which may be the password.
+        raise SettingError("CRM_DATABASE_URL cannot be read as a libpq URL") from None
     for name in _WHOLE_NUMBER_PARAMETERS:
-        given = str(parameters.get(name, "0"))
-        if not (given.isascii() and given.isdigit()):
-            raise SettingError(f"CRM_DATABASE_URL has {name}={given!r}, not a whole number")
+        # One value a host, for a URL that lists several (an empty one: the default).
+        for given in str(parameters.get(name, "")).split(","):
+            if given and not re.fullmatch(r"-?[0-9]+", given):
+                raise SettingError(f"CRM_DATABASE_URL has {name}={given!r}, not a whole number")
     if (mode := parameters.get("sslmode", "prefer")) not in _SSL_MODES:
         raise SettingError(
             f"CRM_DATABASE_URL has sslmode={mode!r}, not one of {', '.join(_SSL_MODES)}"

@@ -19,7 +19,7 @@ import pytest
 from services.cli import main
 from services.logs import configure
 from services.nats_server import free_port
-from services.settings import Settings
+from services.settings import Settings, postgres_url
 from services.store import drop_schema, open_ledger
 from tests.processes import ROOT, crm_environment, run_crm
 
@@ -65,6 +65,11 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
             "CRM_DATABASE_URL",
             "postgresql://crm:hunter2@db/crm?sslmod=require",
             'CRM_DATABASE_URL: invalid URI query parameter: "sslmod"',
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2%zz@db/crm",  # libpq would quote the password it misreads
+            "CRM_DATABASE_URL cannot be read as a libpq URL",
         ),
         (
             "CRM_DATABASE_URL",
@@ -131,6 +136,15 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
         ("CRM_PROJECTOR_BATCH_SIZE", "10" * 10, "CRM_PROJECTOR_BATCH_SIZE must be a whole number"),
     ],
 )
+@pytest.mark.parametrize(
+    "query", ["port=5432,5433", "port=5432,", "connect_timeout=-1", "sslmode=verify-full"]
+)
+def test_libpq_parameter_values_libpq_takes_are_taken(query):
+    url = f"postgresql://crm:hunter2@db/crm?{query}"
+
+    assert postgres_url(url) == url
+
+
 def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
     name, value, says, monkeypatch, capsys, tmp_path
 ):
