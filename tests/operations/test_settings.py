@@ -27,6 +27,15 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
 
 
 @pytest.mark.parametrize(
+    "query", ["port=5432,5433", "port=5432,", "connect_timeout=-1", "sslmode=verify-full"]
+)
+def test_libpq_parameter_values_libpq_takes_are_taken(query):
+    url = f"postgresql://crm:hunter2@db/crm?{query}"
+
+    assert postgres_url(url) == url
+
+
+@pytest.mark.parametrize(
     ("name", "value", "says"),
     [
         ("CRM_PORT", "eighty", "CRM_PORT must be a whole number, not 'eighty'"),
@@ -136,15 +145,6 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
         ("CRM_PROJECTOR_BATCH_SIZE", "10" * 10, "CRM_PROJECTOR_BATCH_SIZE must be a whole number"),
     ],
 )
-@pytest.mark.parametrize(
-    "query", ["port=5432,5433", "port=5432,", "connect_timeout=-1", "sslmode=verify-full"]
-)
-def test_libpq_parameter_values_libpq_takes_are_taken(query):
-    url = f"postgresql://crm:hunter2@db/crm?{query}"
-
-    assert postgres_url(url) == url
-
-
 def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
     name, value, says, monkeypatch, capsys, tmp_path
 ):
