@@ -176,19 +176,24 @@ class _Tally:
             self._add_actuals(moves)
 
     def _add_actuals(self, moves: list[Move]) -> None:
-        """The account's entries in each period with a target, each state once a period, but
-        not by a move back (taken back to a stage is no progress toward an objective); a deal
-        only if it stood at the period's end (a deal recorded in error and cleared is no
-        deal)."""
+        """The account's entries in each period with a target, each state once a period, and
+        only where it went further than it had been (taken back to a stage, or reopened at one
+        it had passed, is no progress toward an objective); a deal only if it stood at the
+        period's end (a deal recorded in error and cleared is no deal)."""
         start, end = self._span  # type: ignore[misc]
-        rank = self._rank
-        seen = {
-            (name, new)
-            for at, old, new in moves
-            if start <= at < end
-            and (name := self.period_of(at)) in self.actuals
-            and not (new in rank and old in rank and rank[new] < rank[old])
-        }
+        rank, furthest = self._rank, -1
+        seen = set()
+        for at, _, new in moves:
+            reached = rank.get(new)
+            further = reached is None or reached > furthest
+            if reached is not None and reached > furthest:
+                furthest = reached
+            if (
+                (further or new in OUTCOMES)
+                and start <= at < end
+                and (name := self.period_of(at)) in self.actuals
+            ):
+                seen.add((name, new))
         for name, state in seen:
             if state not in OUTCOMES or _stood(moves, state, self._ends[name]):
                 self.actuals[name][state] = self.actuals[name].get(state, 0) + 1

@@ -345,7 +345,13 @@ def test_a_cleared_deal_is_no_deal_and_a_deal_lost_twice_counts_once(client, his
         command(client, b, "stage", {"to": "outreach", "reason": "new budget"})
         last = client.post(f"/accounts/{b['id']}/deal", json={"outcome": "lost", "reason": why})
         assert last.status_code == 200, last.text
-    position = set_targets(client, "2026-03", ("accounts_lost", 2, 1, 0), ("accounts_won", 1, 2, 3))
+    position = set_targets(
+        client,
+        "2026-03",
+        ("accounts_lost", 2, 1, 0),
+        ("accounts_won", 1, 2, 3),
+        ("entered_outreach", 1, 2, 3),
+    )
     march = {"from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
 
     report = stage_report(client, {"position": position}, **march)
@@ -357,6 +363,7 @@ def test_a_cleared_deal_is_no_deal_and_a_deal_lost_twice_counts_once(client, his
     assert [(o["metric"], o["actual"], o["level"]) for o in report["objectives"]] == [
         ("accounts_lost", 1, "optimal"),
         ("accounts_won", 0, "below"),
+        ("entered_outreach", 0, "below"),  # B reopened at outreach, where it had been
     ]
 
 
