@@ -16,6 +16,7 @@ import secrets
 import tempfile
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import suppress
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,6 +139,9 @@ def as_text(
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        # As a spreadsheet and an import read a number: 0.00001, where Python writes 1e-05.
+        return format(Decimal(repr(value)), "f")
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
 
 

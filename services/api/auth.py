@@ -222,6 +222,7 @@ class LoopbackOnly:
 
         self.app = app
         self.origins = {origin.encode() for origin in cors_origins}
+        self.any_origin = "*" in cors_origins  # as CORS itself lets every page read
         self.problem = problem
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -243,6 +244,7 @@ class LoopbackOnly:
             if (
                 origin is not None
                 and scope["method"] not in _READS  # what a page reads, it is not let see
+                and not self.any_origin
                 and origin not in self.origins
                 and not _loopback_origin(origin)
             ):
@@ -263,7 +265,7 @@ _READS = ("GET", "HEAD", "OPTIONS")
 def _loopback(host: bytes) -> bool:
     """Whether a Host header (a name or address, and perhaps a port) names this machine."""
     name = host.partition(b"]")[0] + b"]" if host.startswith(b"[") else host.partition(b":")[0]
-    name = name.lower()
+    name = name.lower().removesuffix(b".")  # `localhost.` is the same name, fully qualified
     if name == b"localhost" or name.endswith(b".localhost"):  # RFC 6761: always loopback
         return True
     try:

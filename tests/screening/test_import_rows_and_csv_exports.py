@@ -445,14 +445,14 @@ def test_an_accounts_export_edited_in_a_spreadsheet_imports_back_as_updates(clie
     kept = client.post("/accounts", json=registration(domain="kept.example")).json()
     moved = client.post("/accounts", json=registration(domain="moved.example")).json()
     corrected = client.patch(
-        f"/accounts/{moved['id']}", json={"growth_rate": -3.25, "source": "partner: Hansa"}
+        f"/accounts/{moved['id']}", json={"growth_rate": 0.00001, "source": "partner: Hansa"}
     )
     position = int(corrected.headers["crm-position"])
     exported = client.get("/accounts/export", params={"format": "csv", "min_position": position})
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert {(r["domain"], r["growth_rate"], r["source"]) for r in rows} == {
         ("kept.example", "12.5", "trade fair"),
-        ("moved.example", "-3.25", "partner: Hansa"),
+        ("moved.example", "0.00001", "partner: Hansa"),  # as an import reads it, not 1e-05
     }
 
     # When the file comes back with one headcount changed, every other column as exported
@@ -473,7 +473,7 @@ def test_an_accounts_export_edited_in_a_spreadsheet_imports_back_as_updates(clie
     stored = client.get(f"/accounts/{moved['id']}").json()
     assert (stored["headcount"], stored["growth_rate"], stored["source"]) == (
         260,
-        -3.25,
+        0.00001,
         "partner: Hansa",
     )
     assert client.get(f"/accounts/{kept['id']}").json()["headcount"] == 250
