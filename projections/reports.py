@@ -186,7 +186,7 @@ class _Tally:
         for at, _, new in moves:
             reached = rank.get(new)
             further = reached is None or reached > furthest
-            if reached is not None and reached > furthest:
+            if further and reached is not None:
                 furthest = reached
             if (
                 (further or new in OUTCOMES)

@@ -43,32 +43,32 @@ BODY_PAUSE_SECONDS = 60.0  # nginx's client_body_timeout
 # than any URL this API takes.
 MAX_HEAD_BYTES = 64 * 1024
 
-_TOO_LARGE = msgspec.json.encode(
-    {
-        "status": 431,
-        "type": "urn:crm:problem:request-header-fields-too-large",
-        "title": "Request Header Fields Too Large",
-        "detail": f"The request line and headers may hold at most {MAX_HEAD_BYTES} bytes.",
-    }
-)
-_NOT_HTTP = msgspec.json.encode(
-    {
-        "status": 400,
-        "type": "urn:crm:problem:malformed-request",
-        "title": "Malformed request",
-        "detail": "The request could not be read as HTTP/1.1: its method, request line, a "
-        "header or its chunked body is malformed.",
-    }
-)
+
+def _problem(status: int, kind: str, title: str, detail: str) -> bytes:
+    """The body of a refusal this protocol answers itself, as the API's problems read."""
+    return msgspec.json.encode(
+        {"status": status, "type": f"urn:crm:problem:{kind}", "title": title, "detail": detail}
+    )
 
 
-_TOO_SLOW = msgspec.json.encode(
-    {
-        "status": 408,
-        "type": "urn:crm:problem:request-timeout",
-        "title": "Request Timeout",
-        "detail": f"The request line and headers did not arrive within {HEAD_SECONDS:g} s.",
-    }
+_TOO_LARGE = _problem(
+    431,
+    "request-header-fields-too-large",
+    "Request Header Fields Too Large",
+    f"The request line and headers may hold at most {MAX_HEAD_BYTES} bytes.",
+)
+_NOT_HTTP = _problem(
+    400,
+    "malformed-request",
+    "Malformed request",
+    "The request could not be read as HTTP/1.1: its method, request line, a header or its "
+    "chunked body is malformed.",
+)
+_TOO_SLOW = _problem(
+    408,
+    "request-timeout",
+    "Request Timeout",
+    f"The request line and headers did not arrive within {HEAD_SECONDS:g} s.",
 )
 
 

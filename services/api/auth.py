@@ -25,6 +25,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 
 from projections.account_queries import looks_back
+from services.api.telemetry import SAFE_METHODS
 from services.settings import SettingError
 
 # Paths anyone may reach: liveness for load balancers and the API's own documentation.
@@ -243,7 +244,7 @@ class LoopbackOnly:
                 )
             if (
                 origin is not None
-                and scope["method"] not in _READS  # what a page reads, it is not let see
+                and scope["method"] not in SAFE_METHODS  # what a page reads, it is not let see
                 and not self.any_origin
                 and origin not in self.origins
                 and not _loopback_origin(origin)
@@ -256,9 +257,6 @@ class LoopbackOnly:
                     kind="cross-origin",
                 )
         await self.app(scope, receive, send)
-
-
-_READS = ("GET", "HEAD", "OPTIONS")
 
 
 @functools.lru_cache(maxsize=256)  # a request names one of a few; reading an address is slow
