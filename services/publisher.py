@@ -4,7 +4,10 @@ The event store is the outbox: the publisher follows its notification log, never
 It publishes a batch of consecutive log positions: accounts concurrently, each account's
 events one after the other, and starts the next batch only when JetStream has acknowledged
 all of them; a failed publish is retried, with the same `Nats-Msg-Id`, unless the account's
-last message in the stream shows that it was stored all the same.
+last message in the stream shows that it was stored all the same. A publish JetStream refuses as
+a duplicate counts only if the message it names is the event; one that someone else published
+under the event's `Nats-Msg-Id` holds the account's events back until the duplicate window has
+passed and JetStream takes the event.
 
 Where it resumes. The stream alone cannot always say how far the publisher got: messages age out
 (CRM_NATS_MAX_AGE_SECONDS), and anyone may publish on its subjects or delete a message. So after
@@ -404,14 +407,29 @@ class Publisher:
     async def _publish_in_order(self, js: JetStreamContext, chain: list[AccountEvent]) -> None:
         for event in chain:
             attempt = 0
+            forced = False  # the stream holds another message under the event's id
             while True:
                 try:
                     # A failed attempt may have been stored all the same, and its Nats-Msg-Id
                     # dedupes a copy only within the duplicate window, which a broker away
                     # for longer has left: the account's last message says.
-                    if attempt == 0 or await self._stored_version(js, event) < event.version:
+                    if (
+                        attempt == 0
+                        or forced
+                        or await self._stored_version(js, event) < event.version
+                    ):
                         await self._publish_one(js, event)
                     break
+                except TakenId as taken:
+                    # Published again until the duplicate window has passed and the stream
+                    # takes it: the account's later events wait, so none goes out before it.
+                    if not forced:
+                        log.error("%s", taken)
+                    forced = True
+                    if self._stop.is_set():
+                        raise
+                    attempt += 1
+                    await _sleep_unless(self._stop, min(0.05 * 2**attempt, 2.0))
                 except NoStreamResponseError:
                     # No stream takes the subject (deleted, or on a broker that lost its store):
                     # no retry would ever succeed. Starting again creates it and resumes from
@@ -424,18 +442,30 @@ class Publisher:
                     await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
 
     async def _publish_one(self, js: JetStreamContext, event: AccountEvent) -> None:
+        data = msgspec.json.encode(event)
         ack = await js.publish(
             subject(event, self.stream.subject_prefix),
-            msgspec.json.encode(event),
+            data,
             stream=self.stream.name,
             headers=self.headers(event),
         )
+        if ack.duplicate and not await self._holds(js, ack.seq, data):
+            raise TakenId(event, self.stream.name, ack.seq)
         self._seq = max(self._seq, ack.seq)
         self.status.published += 1
         lag = time.time() - event.occurred_at.timestamp()
         self.status.lags_ms.append(lag * 1000)
         PUBLISHED.inc()
         PUBLISH_LAG.observe(lag)
+
+    async def _holds(self, js: JetStreamContext, seq: int, data: bytes) -> bool:
+        """Whether the stream's message `seq`, under whose id JetStream refused a message as a
+        duplicate, is that message: an earlier attempt of the publisher's stored all the same,
+        rather than someone else's message that took the id (or one deleted since)."""
+        try:
+            return (await js.get_msg(self.stream.name, seq=seq)).data == data
+        except NotFoundError:
+            return False
 
     def headers(self, event: AccountEvent) -> dict[str, str]:
         tag = type(event).__struct_config__.tag
@@ -639,6 +669,17 @@ class Publisher:
             event.version,
         )
         return 0
+
+
+class TakenId(Exception):
+    """JetStream refused an event as a duplicate of a message that is not the event."""
+
+    def __init__(self, event: AccountEvent, stream: str, seq: int) -> None:
+        super().__init__(
+            f"stream {stream} refused event {event.id} as a duplicate of its message {seq}, "
+            "which is not that event (someone else published under its Nats-Msg-Id, or it was "
+            "deleted): publishing it again until the duplicate window has passed"
+        )
 
 
 def _publishers_version(headers: dict[str, str], account_id: Any) -> int | None:

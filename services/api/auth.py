@@ -87,22 +87,24 @@ def parse_keys(spec: str, source: str, *, by_line: bool = False) -> list[ApiKey]
         if not entry or entry.startswith("#"):
             continue
         parts = entry.split(":", 2)
+        where = f"line {number}" if by_line else f"entry {number}"
         if len(parts) != 3 or not all(parts):
-            where = f"line {number}" if by_line else f"entry {number}"
             raise KeyConfigError(f"{source}: {where} is not name:role:secret")
         name, role, secret = parts
+        # A secret has 16 characters or more: one written in the place of the name or the
+        # role (the parts in the wrong order) is not shown, and the key is named by its place.
+        key = f"key {name!r}" if len(name) < 16 else f"the key of {where}"
         if role not in Role.__members__.values():
-            # A secret has 16 characters or more: one written in the role's place is not shown.
             said = repr(role) if len(role) < 16 else f"of {len(role)} characters"
             roles = ", ".join(Role)
             raise KeyConfigError(
-                f"{source}: key {name!r} has unknown role {said} (name:role:secret; roles: {roles})"
+                f"{source}: {key} has unknown role {said} (name:role:secret; roles: {roles})"
             )
         if len(secret) < 16:
-            raise KeyConfigError(f"{source}: the secret of key {name!r} is under 16 characters")
+            raise KeyConfigError(f"{source}: the secret of {key} is under 16 characters")
         if not _SECRET.fullmatch(secret):
             raise KeyConfigError(
-                f"{source}: the secret of key {name!r} is not printable ASCII without white"
+                f"{source}: the secret of {key} is not printable ASCII without white"
                 " space at its ends, so no request could present it"
             )
         keys.append(ApiKey(name, Role(role), hashlib.sha256(secret.encode()).digest()))

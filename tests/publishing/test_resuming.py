@@ -198,26 +198,37 @@ async def test_a_stream_ending_in_a_message_not_the_publishers_resumes_where_it_
     assert (await stream_state(broker.url)).last_seq == len(history) + (0 if deleted else 1)
 
 
+async def stream_with_a_note(ledger, url: str, window: float, msg_id) -> uuid.UUID:
+    """Accounts (Acme first) in a stream with the duplicate window given, which a publisher
+    filled; then, as the last message about Acme, one another team published on its subjects
+    with the `Nats-Msg-Id` `msg_id(acme)`. Returns Acme's id."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(
+            StreamConfig(name="CRM", subjects=["crm.accounts.>"], duplicate_window=window)
+        )
+        acme, *_ = await asyncio.to_thread(make_accounts, ledger, 3)
+        await publish_until_head(ledger, url, StreamSettings())
+        headers = {"Nats-Msg-Id": msg_id(acme)}
+        await js.publish(f"crm.accounts.{acme}.note", b"{}", stream="CRM", headers=headers)
+    finally:
+        await nc.close()
+    return acme
+
+
 @pytest.mark.parametrize("msg_id", ["its own id", "the account's id and a version ahead"])
 async def test_a_message_not_the_publishers_on_an_accounts_subjects_neither_stops_nor_skips(
     ledger, broker, witness, msg_id
 ):
-    # Given a stream whose duplicate window cannot hide a copy, which a publisher filled
-    nc = await nats.connect(broker.url)
-    try:
-        js = nc.jetstream()
-        await js.add_stream(
-            StreamConfig(name="CRM", subjects=["crm.accounts.>"], duplicate_window=0.1)
-        )
-        acme, *_ = await asyncio.to_thread(make_accounts, ledger, 3)
-        await publish_until_head(ledger, broker.url, StreamSettings())
-        # And, as the last message about Acme, one another team published on its subjects
-        dedupe_id = str(uuid.uuid4()) if msg_id == "its own id" else f"{acme}:9999"
-        await js.publish(
-            f"crm.accounts.{acme}.note", b"{}", stream="CRM", headers={"Nats-Msg-Id": dedupe_id}
-        )
-    finally:
-        await nc.close()
+    # Given a stream whose duplicate window cannot hide a copy, which a publisher filled, and
+    # as the last message about Acme one another team published on its subjects
+    acme = await stream_with_a_note(
+        ledger,
+        broker.url,
+        0.1,
+        lambda acme: str(uuid.uuid4()) if msg_id == "its own id" else f"{acme}:9999",
+    )
     await asyncio.sleep(0.2)  # longer than the duplicate window
 
     # When Acme is re-rated and a publisher starts again
@@ -228,6 +239,24 @@ async def test_a_message_not_the_publishers_on_an_accounts_subjects_neither_stop
     history = stored_history(ledger)
     await witness.saw_once_each(history)
     assert (await stream_state(broker.url)).last_seq == len(history) + 1
+
+
+async def test_an_event_whose_id_another_message_took_is_published_once_the_window_passes(
+    ledger, broker
+):
+    # Given a stream with a duplicate window of a second, which a publisher filled, and a
+    # message someone else published under the id of Acme's next event
+    acme = await stream_with_a_note(
+        ledger, broker.url, 1.0, lambda acme: f"{acme}:{ledger.account(acme).version + 1}"
+    )
+
+    # When Acme is re-rated within the window, and a publisher publishes it
+    await asyncio.to_thread(ledger.score_bant, acme, BantRating(5, 5, 5, 5), META)
+    await publish_until_head(ledger, broker.url, StreamSettings())
+
+    # Then the stream holds the re-rating (JetStream took it once the window had passed): it
+    # was not counted as published when JetStream refused it as a duplicate of the other one
+    assert sorted(await publishers_messages(broker.url)) == sorted(stored_history(ledger))
 
 
 async def test_a_stream_created_again_by_hand_receives_every_event_again(ledger, broker):
@@ -263,9 +292,9 @@ async def publishers_messages(url: str) -> list[tuple[str, int]]:
         state = (await js.stream_info("CRM")).state
         found = []
         for seq in range(state.first_seq, state.last_seq + 1):
-            msg_id = (await js.get_msg("CRM", seq=seq)).headers.get("Nats-Msg-Id")
-            if msg_id is not None:
-                account_id, version = msg_id.rsplit(":", 1)
+            headers = (await js.get_msg("CRM", seq=seq)).headers or {}
+            if "CRM-Position" in headers:
+                account_id, version = headers["Nats-Msg-Id"].rsplit(":", 1)
                 found.append((account_id, int(version)))
         return found
     finally:

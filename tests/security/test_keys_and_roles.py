@@ -112,6 +112,12 @@ def test_bad_key_configuration_is_refused_clearly(tmp_path):
     with pytest.raises(KeyConfigError, match="unknown role of 20 characters") as swapped:
         parse_keys("app:Sup3rS3cretValue1234:sales", "CRM_API_KEYS")  # the secret and the role
     assert "Sup3r" not in str(swapped.value)
+    with pytest.raises(KeyConfigError, match="the secret of the key of entry 2 is under 16"):
+        # The secret written first, where the name belongs: the key is named by its place.
+        parse_keys("ok:viewer:0123456789abcdef,Sup3rS3cretValue1234:sales:app", "CRM_API_KEYS")
+    with pytest.raises(KeyConfigError, match="the key of line 1 has unknown role") as first:
+        parse_keys("Sup3rS3cretValue1234:app:sales", "CRM_API_KEYS_FILE keys", by_line=True)
+    assert "Sup3r" not in str(first.value)
     with pytest.raises(KeyConfigError, match="under 16"):
         parse_keys("x:viewer:short", "CRM_API_KEYS")
     # Secrets that no Authorization header could carry as configured, so no key would match.
