@@ -122,7 +122,9 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
     projector.ledger.on_saved.append(positions.commit)
     projector.reported, projector.wanted = positions.projected, positions.want
     projecting = WorkerProcess("project", positions)
-    publisher = PublisherProcess(nats_url, positions)
+    publisher = PublisherProcess(
+        nats_url, positions, lambda: projector.ledger.recorder.max_notification_id() or 0
+    )
     forget_publisher_metrics()  # this process's would read as an idle publisher: the child's
     REGISTRY.register(publisher)
     jobs = JobRunner(projector.ledger, settings)

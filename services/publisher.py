@@ -58,6 +58,7 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from contracts.events import AccountEvent, subject, type_name
 from domain.account import EVENT_TOPIC_PREFIX
@@ -77,10 +78,18 @@ PUBLISH_LAG = Histogram(
     "From an event's commit to JetStream's acknowledgement",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-PUBLISH_BACKLOG = Gauge("crm_publish_backlog_events", "Log positions not yet in the stream")
-PUBLISHER_ACTIVE = Gauge("crm_publisher_active", "1 while this process is the active publisher")
+BACKLOG = ("crm_publish_backlog_events", "Log positions not yet in the stream")
+ACTIVE = ("crm_publisher_active", "1 while this process is the active publisher")
+PUBLISH_BACKLOG = Gauge(*BACKLOG)
+PUBLISHER_ACTIVE = Gauge(*ACTIVE)
 
 PUBLISHER_METRICS = (PUBLISHED, PUBLISH_LAG, PUBLISH_BACKLOG, PUBLISHER_ACTIVE)
+
+
+def away_publisher_gauges(backlog: int) -> list[Metric]:
+    """The publisher's gauges as the API process of `crm serve` reports them while its
+    publisher's process does not answer: the backlog it counts itself, and none active."""
+    return [GaugeMetricFamily(*BACKLOG, value=backlog), GaugeMetricFamily(*ACTIVE, value=0)]
 
 
 def forget_publisher_metrics() -> None:

@@ -188,26 +188,57 @@ class WorkerProcess:
 
 
 class PublisherProcess(WorkerProcess):
-    """The publisher's child, and its state and metrics in the API process."""
+    """The publisher's child, and its state and metrics in the API process.
 
-    def __init__(self, nats_url: str, positions: SharedPositions) -> None:
+    While the child does not answer (killed, starting again), the API process still reports
+    the backlog: from the position the child last said was in the stream (none, before its
+    first answer) to the log's head, so an alert on it sees the outage."""
+
+    def __init__(self, nats_url: str, positions: SharedPositions, head: Callable[[], int]) -> None:
         super().__init__("publish", positions, {"CRM_NATS_URL": nats_url})
+        self._head = head  # the event log's last position, read from the store
+        self._last: tuple[PublisherView, list[Metric]] | None = None  # the child's last answer
 
     def view(self) -> PublisherView:
         from services.publisher import PublisherView
 
-        answer = self._ask()
-        if answer is None:
-            return PublisherView("unavailable", False, 0, 0, 0, None, None, None)
-        return answer[0]
+        answer = self._answer()
+        if answer is not None:
+            return answer[0]
+        last = self._last[0] if self._last is not None else None
+        published = last.published_position if last is not None else 0
+        head = self._head_or(last.head_position if last is not None else 0)
+        backlog = max(head - published, 0)
+        return PublisherView("unavailable", False, published, head, backlog, None, None, None)
 
     def collect(self) -> Iterator[Metric]:
-        """Prometheus: the child's publisher metrics, in the API process's /metrics."""
-        answer = self._ask()
-        return iter(() if answer is None else answer[1])
+        """Prometheus: the child's publisher metrics, in the API process's /metrics; while it
+        does not answer, its last counts, the backlog counted here, and no publisher active."""
+        from services.publisher import ACTIVE, BACKLOG, away_publisher_gauges
+
+        answer = self._answer()
+        if answer is not None:
+            return iter(answer[1])
+        last = [] if self._last is None else self._last[1]
+        counts = [family for family in last if family.name not in (BACKLOG[0], ACTIVE[0])]
+        return iter(counts + away_publisher_gauges(self.view().backlog))
 
     def describe(self) -> list[Metric]:
         return []  # what collect() gives depends on the child: not checked at registration
+
+    def _answer(self) -> tuple[PublisherView, list[Metric]] | None:
+        answer = self._ask()
+        if answer is None:
+            return None
+        self._last = (answer[0], answer[1])
+        return self._last
+
+    def _head_or(self, fallback: int) -> int:
+        try:
+            return max(self._head(), fallback)
+        except Exception:  # the store does not answer either: the last head known
+            log.warning("the event log's head could not be read for the publisher's backlog")
+            return max(self.positions.committed(), fallback)
 
 
 # In the child ----------------------------------------------------------------------------------

@@ -245,3 +245,39 @@ def test_crm_serve_starts_its_broker_publisher_or_projector_process_again_when_i
         assert [a["account_id"] for a in listed.json()["items"]] == [created.json()["id"]]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_crm_serve_reports_the_backlog_while_its_publisher_process_does_not_answer(settings):
+    server = CrmServe(settings).wait_ready()
+    try:
+        # Given an account its publisher has published
+        first = httpx.post(f"{server.url}/accounts", json=registration())
+        published = int(first.headers["CRM-Position"])
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{server.url}/status").json()["publisher"]["backlog"]:
+            assert time.monotonic() < deadline, "the publisher did not publish the account"
+            time.sleep(0.05)  # polling the publisher's progress as an operator would
+
+        # When its publisher's process stops answering, and another account comes meanwhile
+        publisher = crm_child(server.process.pid, "publish")
+        os.kill(publisher, signal.SIGSTOP)
+        try:
+            second = httpx.post(
+                f"{server.url}/accounts", json=registration(name="Beta", domain="beta.example")
+            )
+            head = int(second.headers["CRM-Position"])
+            status = httpx.get(f"{server.url}/status", timeout=10).json()["publisher"]
+            metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        finally:
+            os.kill(publisher, signal.SIGCONT)
+
+        # Then /status and /metrics count the backlog from what it last said it published
+        assert status["state"] == "unavailable"
+        assert (status["published_position"], status["head_position"]) == (published, head)
+        assert status["backlog"] == head - published > 0
+        assert f"\ncrm_publish_backlog_events {float(head - published)}\n" in metrics
+        assert "\ncrm_publisher_active 0.0\n" in metrics
+        assert "\ncrm_events_published_total " in metrics  # its last count, kept
+    finally:
+        server.stop()
