@@ -356,13 +356,46 @@ class HistoryPage(Struct, frozen=True):
     next_after: int | None = None
 
 
+class ParameterError(Struct, frozen=True):
+    """One parameter of a request that could not be read."""
+
+    field: str | None
+    source: Annotated[str | None, Meta(description="path, query, header or body")]
+    message: str
+
+
 class Problem(Struct, frozen=True):
-    """RFC 9457 problem details, as every error is answered."""
+    """RFC 9457 problem details, as every error is answered. Besides the standard members, a
+    problem carries those of its kind (its `type`) that apply; the others are left out."""
 
     status: int
     title: str
     detail: str | None = None
     type: str = "about:blank"
-    rule: str | None = None
-    field: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    rule: Annotated[
+        str | None, Meta(description="The rule that refused the request (README.md, Rule names).")
+    ] = None
+    field: Annotated[str | None, Meta(description="The field or parameter at fault.")] = None
+    errors: Annotated[
+        list[ParameterError] | None,
+        Meta(description="invalid-parameter: each parameter that could not be read."),
+    ] = None
+    account_id: Annotated[
+        UUID | None,
+        Meta(
+            description="duplicate-domain: the account that holds the domain; chain-broken, "
+            "event-unreadable: the account whose history is at fault."
+        ),
+    ] = None
+    current_version: Annotated[
+        int | None, Meta(description="stale-version: the account's version now (as its ETag).")
+    ] = None
+    first_bad_version: Annotated[
+        int | None, Meta(description="chain-broken: the first version whose hash does not hold.")
+    ] = None
+    version: Annotated[
+        int | None, Meta(description="event-unreadable: the version that cannot be read.")
+    ] = None
+    problems: Annotated[
+        list[str] | None, Meta(description="checkpoint-altered: what does not match.")
+    ] = None

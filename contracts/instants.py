@@ -1,8 +1,11 @@
-"""Instants as requests and commands give them: RFC 3339 text with an offset."""
+"""Instants as requests and commands give them (RFC 3339 text with an offset), and as the
+service writes them: in UTC, with `Z`, as its JSON answers do."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+import msgspec
 
 
 class NoOffset(ValueError):
@@ -23,3 +26,9 @@ def parse_instant(text: str) -> datetime:
         return at.astimezone(UTC)
     except OverflowError as error:
         raise ValueError(str(error)) from None
+
+
+def written(at: datetime) -> str:
+    """`at` as the service writes an instant: RFC 3339 in UTC with `Z`, as msgspec writes it
+    in a JSON answer (Python's `isoformat` writes `+00:00`)."""
+    return msgspec.json.encode(at.astimezone(UTC))[1:-1].decode()

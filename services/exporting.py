@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from contracts.instants import written
 from projections.account_queries import Filters, Page, account_list, leaderboard
 from projections.database import ReadModelDatabase, from_micros
 
@@ -100,7 +101,7 @@ def _row(kind: Kind, row: dict[str, Any], rank: int) -> dict[str, Any]:
     out = {c: row.get(c) for c in COLUMNS[kind] if c != "rank"}
     for instant in ("registered_at", "scored_at"):
         if out.get(instant) is not None:
-            out[instant] = from_micros(out[instant]).isoformat()
+            out[instant] = written(from_micros(out[instant]))
     return {"rank": rank, **out} if kind == "leaderboard" else out
 
 

@@ -35,7 +35,7 @@ from contracts.accounts import (
     stated,
 )
 from contracts.audit import AccountDiff, ChainAudit
-from contracts.instants import NoOffset, parse_instant
+from contracts.instants import NoOffset, parse_instant, written
 from contracts.read_models import AccountPage, AccountSummary
 from contracts.screening import OverrideScreening
 from domain.account import Account, BantRating, Contact, Firmographics
@@ -614,7 +614,7 @@ def _as_of(ledger: AccountLedger, account_id: UUID, at: datetime) -> Account:
         return ledger.account_as_of(account_id, at)
     except AccountNotFound:
         first = ledger.account(account_id, 1)  # AccountNotFound when there is no account
-        detail = f"The account was registered at {first.created_on.isoformat()}, after as_of."
+        detail = f"The account was registered at {written(first.created_on)}, after as_of."
         raise problem(404, "Not registered yet", detail, kind="not-found", field="as_of") from None
 
 

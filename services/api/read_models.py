@@ -29,7 +29,7 @@ from contracts.accounts import (
     AbmStageName,
     FunnelStateName,
 )
-from contracts.instants import NoOffset, parse_instant
+from contracts.instants import NoOffset, parse_instant, written
 from contracts.read_models import (
     LeaderboardEntry,
     LeaderboardPage,
@@ -399,8 +399,8 @@ async def _report(
         # The window's end is `to`, else `as_of`, else now; its start `from`, else 1 January.
         field = "to" if end else "as_of" if as_of_text else "from"
         detail = (
-            f"The window is empty: its start, {window.start.isoformat()}, is not earlier than "
-            f"its end, {window.end.isoformat()}."
+            f"The window is empty: its start, {written(window.start)}, is not earlier than "
+            f"its end, {written(window.end)}."
         )
         raise invalid_field(field, detail, 400)
     shown = (

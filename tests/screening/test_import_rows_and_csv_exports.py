@@ -573,3 +573,16 @@ def test_digits_grouped_otherwise_than_by_threes_are_no_number_rather_than_anoth
     e = account_of(ledger, "e.example").firmographics
     assert (e.headcount, e.annual_revenue, e.growth_rate) == (1200, 40_000_000, 12.5)
     assert (first.registered, second.registered) == (1, 0)
+
+
+def test_exports_write_instants_as_the_json_answers_do(client, projector):
+    account, position = _hostile_account(client)
+    projector.wait_for("accounts", position, 10)
+    board = client.get("/leaderboards/bant").json()["items"][0]
+
+    exported = list(csv.DictReader(io.StringIO(client.get("/leaderboards/bant/export").text)))
+    listed = json.loads(client.get("/accounts/export", params={"format": "jsonl"}).text)
+
+    assert exported[0]["scored_at"] == board["scored_at"]
+    assert exported[0]["scored_at"].endswith("Z")
+    assert listed["registered_at"] == account["registered_at"]
