@@ -6,6 +6,8 @@ COPY domain domain
 COPY contracts contracts
 COPY projections projections
 COPY services services
+# An auditor checks an export with it, without the service (docs/AUDIT.md).
+COPY tools tools
 RUN uv sync --locked --no-dev
 ENV PATH="/app/.venv/bin:$PATH" CRM_DATA_DIR=/data
 # The service runs as a user of its own; a volume mounted at either data directory starts out

@@ -3,7 +3,9 @@
 They are not the stored domain events: the publisher maps each stored event onto one of
 these explicitly, so storage can evolve without breaking subscribers. Every type is versioned
 in its tag (`crm.account.bant_scored.v1`); a version only ever gains fields with defaults, and
-a breaking change is a new type (`…v2`) published beside the old one.
+a breaking change is a new type (`…v2`) that takes the old one's place from a release on,
+announced beforehand: an event is one message, and two types of one event would share its
+subject, its `Nats-Msg-Id` and its version, so one of them would be dropped as a copy.
 Decode any message body with `decode_event(body)`.
 """
 

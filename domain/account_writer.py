@@ -10,14 +10,16 @@ events together, and answers each only after that transaction committed.
 Being the only writer in the process, it never races itself: a batch holds at most one command
 per account (a second one waits for the next batch), and a cached account is never changed in
 place, only replaced by a copy that carries the command's events once they are stored. Other
-processes may write the same accounts: the store refuses an event whose version is taken, and
-then each command of the batch is decided again, alone, against the account reloaded from the
-store. A refusal decided against a cached account is checked once more against the store, so
+processes may write the same accounts: the store refuses an event whose version is taken (or
+whose predecessor it does not hold: a store restored from a backup under a running process),
+and then each command of the batch is decided again, alone, against the account reloaded from
+the store. A refusal decided against a cached account is checked once more against the store, so
 a rule never refuses on stale state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import queue
@@ -203,7 +205,7 @@ class AccountWriter:
             # Another process wrote one of these accounts (or receipts) first: decide them
             # all again on the accounts as stored, together once more, then one by one.
             for outcome in decided:
-                self._cache.pop(outcome.account.id, None)
+                self._forget(outcome.account.id)
             if again:
                 for outcome in decided:
                     self._write_alone(outcome.change)
@@ -232,7 +234,7 @@ class AccountWriter:
             try:
                 positions = self._save([outcome])
             except IntegrityError:
-                self._cache.pop(change.account_id, None)
+                self._forget(change.account_id)
                 continue
             except BaseException as error:
                 change.fail(error)
@@ -291,6 +293,16 @@ class AccountWriter:
         except BaseException as error:
             change.fail(error)
             return None
+
+    def _forget(self, account_id: UUID) -> None:
+        """Drops the account from this writer's cache and from the library's, whose copy is
+        brought up to date by reading the events after its version: one ahead of a store
+        restored from a backup would never be, and a command decided on it would be refused
+        again and again."""
+        self._cache.pop(account_id, None)
+        if (cached := self._ledger.repository.cache) is not None:
+            with contextlib.suppress(KeyError):
+                cached.get(account_id, evict=True)
 
     def _load(self, account_id: UUID) -> Account | None:
         try:

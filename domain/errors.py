@@ -47,10 +47,11 @@ class DomainAlreadyRegistered(LedgerError):
 
 
 class VersionMismatch(LedgerError):
-    """The caller's expected version is not the account's current version."""
+    """The caller's expected version is not the current version (of the account, or of what
+    `subject` names)."""
 
-    def __init__(self, expected: int, actual: int) -> None:
-        super().__init__(f"The account is at version {actual}, not {expected}.")
+    def __init__(self, expected: int, actual: int, subject: str = "The account") -> None:
+        super().__init__(f"{subject} is at version {actual}, not {expected}.")
         self.expected = expected
         self.actual = actual
 

@@ -293,6 +293,9 @@ class AccountLedger(Application):
                     answered, replayed=True, position=self.recorder.max_notification_id()
                 )
             objectives = self.objectives(period)
+            version = objectives.version if objectives else 0  # none set: none to expect
+            if meta.expected_version is not None and version != meta.expected_version:
+                raise VersionMismatch(meta.expected_version, version, f"The objectives of {period}")
             by = self.attribution(meta).after(objectives)  # reads as of an instant need it
             objectives = objectives or Objectives.open(period, by)
             for target in targets:

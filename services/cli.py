@@ -189,10 +189,12 @@ def _listen(host: str, port: int, who: str, naming: str = "") -> socket.socket:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from services.api.auth import load_keys
+    from services.api.auth import key_file_warning, load_keys
     from services.request_head import BoundedHead
 
     keys = load_keys(settings.api_keys, settings.api_keys_file)
+    if warning := key_file_warning(settings.api_keys_file):
+        print(warning, file=sys.stderr, flush=True)
     # Uploads wait there to be imported, on PostgreSQL too: a directory that cannot be made
     # stops the start, not the first import.
     settings.make_data_dir()
@@ -326,7 +328,7 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
         from services.api.metrics import StoreCollector
 
         log.info("projector following %s", _describe(settings))
-        _serve_metrics(metrics, StoreCollector(projector, projects=True))
+        _serve_metrics(metrics, StoreCollector(projector, projects=True, leadership=leadership))
     checkpoints.start()
     try:
         collect_garbage_rarely()

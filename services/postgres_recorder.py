@@ -43,6 +43,9 @@ _base = PostgresApplicationRecorder
 
 # How long a process starting waits for its pool's connections.
 POOL_OPEN_SECONDS = 30.0
+# How long the pool tries again to replace a lost connection before it leaves that to the next
+# request that needs one.
+RECONNECT_SECONDS = 5.0
 
 
 class ConninfoFactory(PostgresFactory):
@@ -55,7 +58,13 @@ class ConninfoFactory(PostgresFactory):
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
-        self.datastore.pool.conninfo = self.env.get(self.CONNINFO) or ""
+        pool = self.datastore.pool
+        pool.conninfo = self.env.get(self.CONNINFO) or ""
+        # The pool replaces a lost connection with attempts ever further apart (1, 2, 4 … s)
+        # for `reconnect_timeout`, 300 s by default, and meanwhile counts it as there: after
+        # an outage of minutes the API waited up to two more for the next attempt. Given up
+        # within seconds, the connection is made again as soon as a request asks for one.
+        pool.reconnect_timeout = RECONNECT_SECONDS
 
 
 class FailFastRecorder(PostgresApplicationRecorder):
@@ -94,6 +103,31 @@ class FailFastRecorder(PostgresApplicationRecorder):
                 pass
             # Rows are inserted in array order, so their ids rise in that order.
             return sorted(row["notification_id"] for row in curs.fetchall())
+
+    def create_table(self) -> None:
+        super().create_table()
+        # An aggregate's versions follow one another (see MultiRowRecorder): a version whose
+        # predecessor is not stored is refused as a version already taken is (23505, an
+        # IntegrityError). Checked after each row, when the rows of its statement are in.
+        name = self.events_table_name
+        function = Identifier(self.datastore.schema, f"{name}_versions_follow")
+        statements = SQL(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF NEW.originator_version > 1 AND NOT EXISTS (SELECT 1 FROM {table} "
+            "WHERE originator_id = NEW.originator_id "
+            "AND originator_version = NEW.originator_version - 1) THEN "
+            "RAISE EXCEPTION 'version % of % follows no stored version', "
+            "NEW.originator_version, NEW.originator_id USING ERRCODE = 'unique_violation'; "
+            "END IF; RETURN NULL; END $$; "
+            "DO $$ BEGIN CREATE TRIGGER {trigger} AFTER INSERT ON {table} FOR EACH ROW "
+            "EXECUTE FUNCTION {function}(); EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ).format(
+            function=function,
+            table=Identifier(self.datastore.schema, name),
+            trigger=Identifier(f"{name}_versions_follow"),
+        )
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(statements, prepare=False)
 
     @_retry
     def _connection(self, stack: ExitStack) -> Connection[Any]:

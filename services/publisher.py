@@ -27,6 +27,12 @@ so only the last batch is ever in doubt. A publisher killed at any moment resume
 however long it was down, with one exception: if it was killed in the middle of a batch and
 stayed down longer than the stream keeps messages, that batch's messages have aged out and
 nothing shows which were stored, so they are published again (never lost).
+
+The record also names the log's entry at its position, and each batch is read from that
+entry on: a log that no longer holds it (a store restored from a backup, or another store
+pointed at the stream) is not the one the stream was published from, and the events it gets
+would take positions and ids subscribers already hold for others. Nothing is published then
+until an operator deletes the stream or names another (docs/DEPLOY.md, Backup and restore).
 """
 
 from __future__ import annotations
@@ -38,12 +44,14 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
 import nats
+from eventsourcing.persistence import Notification
 from msgspec import Struct
 from nats.errors import NoServersError, TimeoutError
 from nats.js import JetStreamContext
@@ -103,6 +111,7 @@ POSITION_HEADER = "CRM-Position"
 MIN_SERVER = (2, 10, 0)
 DUPLICATE_WINDOW_SECONDS = 120.0
 POLL_SECONDS = 0.2
+BEHIND_SECONDS = 5.0  # how often a publisher whose log is not its stream's looks again
 BACKLOG_SECONDS = 1.0  # how often the backlog is counted while nothing can be published
 RECORD_BUCKET = "crm_publisher"  # JetStream key-value bucket: the publisher's record per stream
 PING_SECONDS = 5  # how often the connection to the broker is checked
@@ -115,6 +124,10 @@ class Record(Struct, frozen=True):
     stream_created: str  # the stream's creation time: which stream this is about
     position: int  # every event up to here is in the stream
     seq: int  # the stream's last sequence then: a later message came after the record
+    # The entry of the log at `position`, `<originator id>:<version>` (None where the batch
+    # ended in a gap, and in records written before it was kept): a log that holds another
+    # there (a store restored from a backup) is not the one the stream was published from.
+    at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +213,7 @@ class Publisher:
         self._records: KeyValue | None = None
         self._stream_created: str | None = None  # of the stream resumed into
         self._seq = 0  # the stream's last sequence known: resumed at, or acknowledged since
+        self._at: str | None = None  # the log's entry at the position published up to
 
     @property
     def connected(self) -> bool:
@@ -311,6 +325,10 @@ class Publisher:
             except ServerTooOld:
                 log.error("the broker cannot serve the publisher; nothing is published")
                 raise
+            except LogRewritten as error:
+                # Until an operator decides: nothing published, and a line every few seconds.
+                log.error("%s", error)
+                await _sleep_unless(stop, BEHIND_SECONDS)
             except NoStreamResponseError:
                 log.warning(
                     "no stream %s (or no bucket %s) on the broker; creating it again",
@@ -349,7 +367,7 @@ class Publisher:
         log.info("NATS connection back")
 
     async def _publish_next(self, js: JetStreamContext, position: int, stop: asyncio.Event) -> int:
-        batch, end = await asyncio.to_thread(self._read, position)
+        batch, end, at = await asyncio.to_thread(partial(self._read, position, check=True))
         self.status.head_position = max(self.status.head_position, end)
         if end == position:
             assert self._wake is not None
@@ -359,6 +377,7 @@ class Publisher:
             PUBLISH_BACKLOG.set(self.status.backlog)
             return position
         await self._publish_all(js, batch)
+        self._at = at
         await self._record(js, end)
         self.status.published_position = end
         PUBLISH_BACKLOG.set(self.status.backlog)
@@ -372,21 +391,33 @@ class Publisher:
         )
         return end
 
-    def _read(self, after: int) -> tuple[list[AccountEvent], int]:
-        """Integration events of the next batch, and the last log position it covers.
+    def _read(
+        self, after: int, *, check: bool = False
+    ) -> tuple[list[AccountEvent], int, str | None]:
+        """Integration events of the next batch, the last log position it covers, and the
+        log's entry there (None for a gap). With `check`, first that the log still holds at
+        `after` the entry published there (`_at`): read in the same query.
 
         A batch spans at most `batch_size` positions (not events: positions may have gaps),
         which is what lets `resume_position` bound the range it must check.
         """
         stop = after + self.batch_size
         head = self._head()  # read first: a position committed later is never skipped
-        notifications = self.ledger.recorder.select_notifications(
-            after + 1, self.batch_size, stop=stop
+        first = after if check and self._at is not None else after + 1
+        notifications = list(
+            self.ledger.recorder.select_notifications(
+                first, self.batch_size + after + 1 - first, stop=stop
+            )
         )
+        if first == after:
+            self._check_entry(after, notifications[:1], head)
+            del notifications[0]
         mapper = self.ledger.mapper
         events = []
+        before = None  # the notification before this one
         for n in notifications:
             if not n.topic.startswith(EVENT_TOPIC_PREFIX):
+                before = n
                 continue
             try:
                 event = to_integration_event(mapper.to_domain_event(n), n.id)
@@ -395,13 +426,30 @@ class Publisher:
                     raise  # nothing before it to publish: the publisher stops here
                 # Everything before it goes out; it stops the next batch, so no later event is
                 # published before it, and `crm audit verify` names it.
-                return events, n.id - 1
+                at = _entry(before) if before is not None and before.id == n.id - 1 else None
+                return events, n.id - 1, at
             if event is not None:
                 events.append(event)
+            before = n
         if notifications:
-            return events, notifications[-1].id
-        # Nothing in the range although the log goes beyond it: the whole range is a gap.
-        return events, stop if head >= stop else after
+            return events, notifications[-1].id, _entry(notifications[-1])
+        if head >= stop:  # nothing in the range although the log goes beyond: all a gap
+            return events, stop, None
+        return events, after, self._at
+
+    def _check_log(self, position: int) -> None:
+        """Raises LogRewritten unless the log holds at `position` what was published there."""
+        if position > 0:
+            head = self._head()
+            found = self.ledger.recorder.select_notifications(position, 1, stop=position)
+            self._check_entry(position, found, head)
+
+    def _check_entry(self, position: int, found: Sequence[Notification], head: int) -> None:
+        entry = _entry(found[0]) if found and found[0].id == position else None
+        if head < position:
+            raise LogRewritten(self.stream.name, position, f"its end at {head}")
+        if self._at is not None and entry != self._at:
+            raise LogRewritten(self.stream.name, position, entry or "no entry there", self._at)
 
     def _head(self) -> int:
         return self.ledger.recorder.max_notification_id() or 0
@@ -556,6 +604,9 @@ class Publisher:
         self._seq = last_seq = info.state.last_seq
         record = await self._recorded(info)
         position, seq = (record.position, record.seq) if record else (0, 0)
+        self._at = record.at if record else None
+        await asyncio.to_thread(self._check_log, position)
+        head = await asyncio.to_thread(self._head)
         if last_seq > seq:
             # Messages came after the record (or there is none): the last batch went out in
             # part, or is not recorded yet, or someone published on the stream's subjects.
@@ -564,6 +615,8 @@ class Publisher:
             # last message, but its accounts went out concurrently: events on either side of
             # that message's position may be stored or not, and each account's last message says.
             last = await self._last_position(js, info, after_seq=seq)
+            if last is not None and last > head:
+                raise LogRewritten(self.stream.name, last, f"its end at {head}")
             if last is not None:
                 start = max(position, last - self.batch_size)
                 position = await self._recheck(js, start, max(position, last) + self.batch_size)
@@ -606,7 +659,7 @@ class Publisher:
     async def _record(self, js: JetStreamContext, position: int) -> None:
         if self._records is None or self._stream_created is None:
             return
-        record = Record(self._stream_created, position, self._seq)
+        record = Record(self._stream_created, position, self._seq, self._at)
         await self._records.put(self._record_key, msgspec.json.encode(record))
 
     @property
@@ -635,8 +688,9 @@ class Publisher:
 
     async def _recheck(self, js: JetStreamContext, position: int, until: int | None) -> int:
         """Publishes what the stream lacks from `position` on, to `until` or the log's end."""
+        self._at = None  # the entry at `position` is not known
         while until is None or position < until:
-            events, end = await asyncio.to_thread(self._read, position)
+            events, end, at = await asyncio.to_thread(self._read, position)
             if end == position:  # the log ends here
                 break
             stored: dict[Any, int] = {}
@@ -647,7 +701,7 @@ class Publisher:
                 if stored[event.account_id] < event.version:
                     missing.append(event)
             await self._publish_all(js, missing)
-            position = end
+            self._at, position = at, end
         return position
 
     async def _stored_version(self, js: JetStreamContext, event: AccountEvent) -> int:
@@ -678,6 +732,30 @@ class Publisher:
             event.version,
         )
         return 0
+
+
+class LogRewritten(Exception):
+    """The event log does not hold what the stream was published from: it ends before, or
+    holds another entry at a position published. The store was restored from a backup, or is
+    another store than the stream's: events stored from now on would take positions, and
+    `<account id>:<version>` ids, that subscribers already hold for other events."""
+
+    def __init__(self, stream: str, position: int, found: str, held: str | None = None) -> None:
+        was = f"held {held} there" if held else "went on past it"
+        super().__init__(
+            f"stream {stream} was published from an event log that {was}, at position "
+            f"{position}, and the log now has {found}: the store was restored from a backup, "
+            "or is not the one the stream was published from. Nothing is published: "
+            "publishing would give subscribers other events under ids they already hold. "
+            "Delete the stream (and tell its subscribers to start again) to publish the "
+            "store's events afresh, or point CRM_NATS_STREAM at a new stream (docs/DEPLOY.md, "
+            "Backup and restore)"
+        )
+
+
+def _entry(notification: Notification) -> str:
+    """A log entry as the publisher's record names it: `<originator id>:<version>`."""
+    return f"{notification.originator_id}:{notification.originator_version}"
 
 
 class TakenId(Exception):

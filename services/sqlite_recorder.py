@@ -56,6 +56,22 @@ _ERRORS: tuple[tuple[type[sqlite3.Error], type[PersistenceError]], ...] = (
 
 
 class MultiRowRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        # An aggregate's versions follow one another: a version whose predecessor is not
+        # stored was decided on a state the store no longer holds (one restored from a backup
+        # under a running process). Refused as a version already taken is (IntegrityError), so
+        # the account writer decides the command again on the account as stored, rather than
+        # leave a hole in its history for good.
+        table = self.events_table_name
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TRIGGER IF NOT EXISTS {table}_versions_follow BEFORE INSERT ON {table} "
+            "WHEN NEW.originator_version > 1 AND NOT EXISTS (SELECT 1 FROM "
+            f"{table} WHERE originator_id = NEW.originator_id AND "
+            "originator_version = NEW.originator_version - 1) "
+            "BEGIN SELECT RAISE(ABORT, 'the version before it is not stored'); END",
+        ]
+
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:

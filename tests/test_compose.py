@@ -54,6 +54,21 @@ def test_compose_creates_its_database_to_sort_names_as_sqlite_does():
     assert "--locale=C.UTF-8" in SERVICES["postgres"]["environment"]["POSTGRES_INITDB_ARGS"]
 
 
+def test_compose_has_postgresql_notice_a_cut_connection_as_docs_deploy_says():
+    command = SERVICES["postgres"]["command"]
+    settings = dict(command[i + 1].split("=") for i, a in enumerate(command) if a == "-c")
+    assert int(settings["tcp_keepalives_idle"]) <= 10
+
+
+def test_the_api_healthcheck_waits_longer_than_ready_takes_with_its_database_away():
+    # /ready tries the store twice, 2 s each (POSTGRES_CONNECT_TIMEOUT)
+    assert int(OURS["api"]["healthcheck"]["timeout"].rstrip("s")) >= 5
+
+
+def test_the_image_holds_the_tool_that_checks_an_export_without_the_service():
+    assert "COPY tools tools" in (ROOT / "Dockerfile").read_text().splitlines()
+
+
 def test_the_image_runs_the_service_as_a_user_of_its_own_owning_the_data_directories():
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     users = [line.split()[1] for line in lines if line.startswith("USER ")]

@@ -111,6 +111,23 @@ def parse_keys(spec: str, source: str, *, by_line: bool = False) -> list[ApiKey]
     return keys
 
 
+def key_file_warning(file: Path | None) -> str | None:
+    """What to say of a keys file other users than its owner may read or change: a warning,
+    not a refusal (a mounted secret is often 0644 inside a container no other user enters)."""
+    if file is None:
+        return None
+    try:
+        mode = file.stat().st_mode & 0o777
+    except OSError:
+        return None  # load_keys says why it cannot be read
+    if not mode & 0o077:
+        return None
+    return (
+        f"warning: CRM_API_KEYS_FILE {file} has mode {mode:04o}: users other than its owner "
+        f"may read the secrets (chmod 600 {file})"
+    )
+
+
 def load_keys(inline: str | None, file: Path | None) -> list[ApiKey]:
     """The keys of CRM_API_KEYS and CRM_API_KEYS_FILE; a message names the variable."""
     sources = [("CRM_API_KEYS", inline, False)] if inline else []

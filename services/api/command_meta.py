@@ -35,6 +35,7 @@ from services.api.problems import invalid_field
 
 ANONYMOUS = "anonymous"
 IDEMPOTENT = "idempotent"  # handler opt: its command honours Idempotency-Key, not If-Match
+VERSIONED = "versioned"  # handler opt, with IDEMPOTENT: it honours If-Match too
 _IF_MATCH = re.compile(r'^\s*(?:"(\d{1,18})"|(\d{1,18})|(\*))\s*$')
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 ACTOR_RULE = f"{TEXT_RULES[LINE_PATTERN]}, at most 200 characters"
@@ -140,7 +141,8 @@ def route_path(scope: Any) -> str:
 
 
 COMMAND_HEADERS = {
-    "If-Match": 'The account version the command expects, as in the ETag: "3" (or 3, or *: any).',
+    "If-Match": "The version the command expects (the account's, or what the path names), as "
+    'in the ETag: "3" (or 3, or *: any).',
     "Idempotency-Key": "1 to 255 printable ASCII characters. Sending the same key and body "
     "again returns the first response.",
     "X-Actor": f"Who sends it: {ACTOR_RULE} (development mode only; with API keys, the key's "
@@ -155,23 +157,33 @@ ACTOR_MAX_LENGTH = 200
 _HEADER_KEYS = {name.lower().encode() for name in COMMAND_HEADERS}  # as ASGI names them
 GUARDS = frozenset({"If-Match", "Idempotency-Key"})
 _GUARD_KEYS = {guard.lower().encode(): guard for guard in GUARDS}
+# Preconditions no command honours: a write sent with one (If-None-Match: * to create only)
+# would otherwise be applied as if it had none.
+_UNHONOURED = {
+    name.lower().encode(): name
+    for name in ("If-None-Match", "If-Unmodified-Since", "If-Modified-Since", "If-Range")
+}
 
 
 async def refuse_unheeded_guards(request: Request[Any, Any, Any]) -> None:
     """A `before_request` hook: a guard sent to a POST, PUT or DELETE that does not honour it
-    (If-Match on a registration, either on a dry run) is refused rather than ignored."""
+    (If-Match on a registration, either on a dry run), or a precondition no command honours
+    (If-None-Match), is refused rather than ignored."""
     if request.scope["method"] in ("GET", "HEAD", "OPTIONS"):
         return
     for name, _ in request.scope["headers"]:
         guard = _GUARD_KEYS.get(name)
         if guard is not None and guard not in guards(request.route_handler):
             raise invalid_field(guard, f"This request does not take {guard}.", 400)
+        if (precondition := _UNHONOURED.get(name)) is not None:
+            detail = f"No command takes {precondition}; If-Match expects a version."
+            raise invalid_field(precondition, detail, 400)
 
 
 def guards(handler: Any) -> frozenset[str]:
     """The guard headers a handler's command honours."""
     if handler.opt.get(IDEMPOTENT):
-        return frozenset({"Idempotency-Key"})
+        return GUARDS if handler.opt.get(VERSIONED) else frozenset({"Idempotency-Key"})
     if "command" in handler.parsed_fn_signature.parameters:
         return GUARDS
     return frozenset()

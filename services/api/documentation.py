@@ -28,6 +28,9 @@ def _header(name: str, description: str, example: str, required: bool = False) -
 
 # The headers of success answers, as routes list them in `response_headers=`.
 ETAG = _header("ETag", 'The account\'s version, which If-Match takes back: "3".', '"3"', True)
+OBJECTIVES_ETAG = _header(
+    "ETag", 'The objectives\' version, which If-Match takes back: "3".', '"3"', True
+)
 COMMAND_POSITION = _header(
     "CRM-Position",
     "The event log position at which the read models reflect the command: a read with this "

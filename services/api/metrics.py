@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from litestar import Response, get
 from litestar.di import NamedDependency
@@ -25,6 +26,9 @@ from services.api.auth import Permission
 from services.api.documentation import NO_STORE_PROBLEM
 from services.projector import Projector
 
+if TYPE_CHECKING:
+    from services.leadership import Leadership
+
 log = logging.getLogger("crm.metrics")
 
 REFUSED = Counter("crm_commands_refused", "Commands refused, by the rule that refused", ["rule"])
@@ -34,8 +38,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4"  # Litestar adds the charset
 class StoreCollector(Collector):
     """What the store says when scraped; a store that cannot answer reports store_up 0."""
 
-    def __init__(self, projector: Projector, *, projects: bool = False) -> None:
+    def __init__(
+        self, projector: Projector, *, projects: bool = False, leadership: Leadership | None = None
+    ) -> None:
         self.projector = projector
+        self.leadership = leadership  # `crm project`'s: whether this one applies the batches
         # The projector's pool is reported by the process that projects (`crm project`): an API
         # process uses it only to create the read models' tables at start-up.
         self.pools = {"read_models": projector.database.reader}
@@ -49,6 +56,12 @@ class StoreCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
+        if self.leadership is not None:  # whether it holds the lock: known without the store
+            yield GaugeMetricFamily(
+                "crm_projector_active",
+                "1 while this process is the active projector",
+                value=int(self.leadership.active),
+            )
         up = GaugeMetricFamily("crm_store_up", "1 when the event store and read models answer")
         try:
             families = list(self._read())

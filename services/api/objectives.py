@@ -20,9 +20,9 @@ from domain.ledger import AccountLedger
 from domain.objectives import Objectives
 from domain.objectives import Target as DomainTarget
 from services.api.auth import Permission
-from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.documentation import COMMAND_POSITION, REPLAYED
-from services.api.problems import KEY_REUSED, invalid_field, problem, problem_response
+from services.api.command_meta import IDEMPOTENT, VERSIONED, CommandHeaders
+from services.api.documentation import COMMAND_POSITION, OBJECTIVES_ETAG, REPLAYED
+from services.api.problems import KEY_REUSED, etag, invalid_field, problem, problem_response
 from services.api.strict_json import StrictJSON
 
 # Which stage's entries each metric counts.
@@ -101,7 +101,7 @@ class ObjectivesController(Controller):
 
     @put(
         "/{period:str}",
-        opt={"permission": Permission.WRITE, IDEMPOTENT: True},
+        opt={"permission": Permission.WRITE, IDEMPOTENT: True, VERSIONED: True},
         dto=StrictJSON[SetObjectives],
         return_dto=None,
         sync_to_thread=True,
@@ -109,9 +109,12 @@ class ObjectivesController(Controller):
         responses={
             400: problem_response(f"{_BAD_PERIOD}, JSON or header."),
             409: problem_response("The levels do not rise (rule `objective_levels_order`)."),
+            412: problem_response(
+                "If-Match names a version that is not current (none is, before any target)."
+            ),
             422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
         },
-        response_headers=[COMMAND_POSITION, REPLAYED],
+        response_headers=[OBJECTIVES_ETAG, COMMAND_POSITION, REPLAYED],
     )
     def set_objectives(
         self,
@@ -127,7 +130,7 @@ class ObjectivesController(Controller):
         targets = [DomainTarget(t.metric, t.acceptable, t.optimal, t.best) for t in data.targets]
         meta = command_headers.meta(data)
         outcome = ledger.set_objectives(period, targets, meta)
-        headers = {"CRM-Position": str(outcome.position)}
+        headers = {"ETag": etag(outcome.value.version), "CRM-Position": str(outcome.position)}
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
         return Response(objectives_view(outcome.value), headers=headers)
@@ -140,6 +143,7 @@ class ObjectivesController(Controller):
             400: problem_response(f"{_BAD_PERIOD}."),
             404: problem_response("No objectives for the period."),
         },
+        response_headers=[OBJECTIVES_ETAG],
     )
     def read_objectives(
         self, period: PeriodPath, ledger: NamedDependency[AccountLedger]
@@ -149,4 +153,4 @@ class ObjectivesController(Controller):
             raise problem(
                 404, "Not found", f"No objectives are set for {period}.", kind="not-found"
             )
-        return Response(objectives_view(objectives))
+        return Response(objectives_view(objectives), headers={"ETag": etag(objectives.version)})

@@ -108,3 +108,32 @@ def test_setting_objectives_answers_with_the_log_position_of_its_last_event(clie
     # Nothing stored: the log's position when answered, at or after the targets' events.
     assert int(replayed.headers["crm-position"]) >= set_at
     assert int(unchanged.headers["crm-position"]) >= set_at
+
+
+def test_two_managers_editing_one_periods_objectives_do_not_overwrite_each_other(client, ledger):
+    # Given objectives both managers read, with their version as the ETag
+    client.put("/objectives/2026-05", json=WON)
+    read = client.get("/objectives/2026-05")
+    version = read.headers["ETag"]
+    assert version == f'"{read.json()["version"]}"'
+
+    # When one sets targets expecting that version, and then the other does the same
+    first = client.put("/objectives/2026-05", json=MORE_WON, headers={"If-Match": version})
+    stored = events_in_store(ledger)
+    second = client.put("/objectives/2026-05", json=WON, headers={"If-Match": version})
+
+    # Then the first is stored, and the second refused with the version now, storing nothing
+    assert first.status_code == 200, first.text
+    assert first.headers["ETag"] == f'"{first.json()["version"]}"'
+    assert (second.status_code, second.json()["current_version"]) == (412, first.json()["version"])
+    assert second.headers["ETag"] == first.headers["ETag"]
+    assert "objectives of 2026-05" in second.json()["detail"]
+    assert events_in_store(ledger) == stored
+    assert client.get("/objectives/2026-05").json()["targets"] == first.json()["targets"]
+
+
+def test_objectives_expected_before_any_is_set_are_refused(client, ledger):
+    response = client.put("/objectives/2026-06", json=WON, headers={"If-Match": '"1"'})
+
+    assert (response.status_code, response.json()["current_version"]) == (412, 0)
+    assert events_in_store(ledger) == 0

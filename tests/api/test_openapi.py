@@ -55,7 +55,7 @@ def test_each_operation_lists_the_problems_it_can_give_and_no_others(client):
     )
     assert problems_of(paths["/objectives/{period}"]["get"]) == KEYS | {"400", "404", "503"}
     assert problems_of(paths["/objectives/{period}"]["put"]) == (
-        KEYS | COMMAND_INPUT | {"409", "503"}
+        KEYS | COMMAND_INPUT | {"409", "412", "503"}
     )
     # No parameter to refuse; a malformed UUID in the path matches no route (404).
     assert problems_of(paths["/screening-policies"]["get"]) == KEYS | {"503"}

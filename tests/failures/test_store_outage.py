@@ -69,6 +69,7 @@ def client(own_postgres, tmp_path) -> Iterator[TestClient]:
         ledger, projector, settings, on_startup=[background.start], on_shutdown=[background.stop]
     )
     with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client:
+        client.ledger = ledger  # type: ignore[attr-defined]
         yield client
     projector.database.dispose()
     ledger.close()
@@ -113,6 +114,25 @@ def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back
     _stop(own_postgres)
     own_postgres.ensure_postgres_running()
     assert client.get("/accounts").json() == listed.json()
+
+
+def test_after_a_long_outage_the_first_command_once_the_database_is_back_succeeds(
+    own_postgres, client
+):
+    account = client.post("/accounts", json=registration(domain="before.com")).json()["id"]
+    pool = client.ledger.recorder.datastore.pool
+
+    # Given an outage long enough that the pool stopped trying to connect by itself
+    _stop(own_postgres)
+    assert client.get("/ready").status_code == 503  # its connections found lost
+    assert _until(lambda: pool.get_stats()["pool_size"] == 0, 30), "the pool never gave up"
+
+    # When the database is back
+    own_postgres.ensure_postgres_running()
+
+    # Then the first command connects at once, rather than wait for a late attempt
+    screened = client.post(f"/accounts/{account}/screening", json={"outcome": "qualified"})
+    assert screened.status_code == 200, screened.text
 
 
 def test_a_page_read_answers_503_when_the_database_stops_answering_and_200_once_it_answers(

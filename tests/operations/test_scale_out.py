@@ -176,7 +176,9 @@ def test_two_apis_with_a_projector_and_a_publisher_killed_mid_load_lose_nothing(
         active = [p for p in publishing if scrape(p)["crm_publisher_active"] == 1]
         assert len(active) == 1
         assert scrape(active[0])["crm_events_published_total"] > 0
-        for projector in [p for p in living if p in projectors or p is restarted_projector]:
+        projecting = [p for p in living if p in projectors or p is restarted_projector]
+        assert [scrape(p)["crm_projector_active"] for p in projecting].count(1) == 1
+        for projector in projecting:
             found = scrape(projector)
             assert found['crm_read_model_lag_events{read_model="accounts"}'] == 0
             assert found['crm_db_pool_size{pool="projector"}'] >= 1

@@ -167,8 +167,8 @@ async def test_a_publisher_killed_mid_batch_resumes_exactly_after_the_duplicate_
     publisher = Publisher(ledger, broker.url, StreamSettings(), batch_size=64)
     # And a publisher killed in its second batch, whose accounts went out concurrently: the
     # later accounts' events are stored, the first account's only in part, and its is last.
-    done, end = publisher._read(0)
-    events, _ = publisher._read(end)
+    done, end, _ = publisher._read(0)
+    events, _, _ = publisher._read(end)
     first = events[0].account_id
     for event in done + [e for e in events if e.account_id != first] + events[:1]:
         await publisher._publish_one(js, event)

@@ -127,7 +127,7 @@ async def test_a_publisher_killed_mid_batch_over_a_partly_aged_out_stream_resume
     # accounts' events are stored, the first account's only in part, and its is last
     await asyncio.to_thread(make_accounts, ledger, 10)
     publisher = Publisher(ledger, broker.url, stream, batch_size=64)
-    events, _ = publisher._read(end)
+    events, _, _ = publisher._read(end)
     first = events[0].account_id
     nc = await nats.connect(broker.url)
     try:

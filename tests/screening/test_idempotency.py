@@ -175,14 +175,37 @@ def test_if_match_is_refused_and_not_advertised_where_there_is_no_account_versio
     for path, method in [
         ("/screening-policies", "post"),
         ("/imports", "post"),
-        ("/objectives/{period}", "put"),
         ("/accounts", "post"),  # a registration: no account yet to expect a version of
     ]:
         names = {p["name"] for p in paths[path][method].get("parameters", [])}
         assert "If-Match" not in names, path
         assert "Idempotency-Key" in names, path
-    bant = {p["name"] for p in paths["/accounts/{account_id}/bant"]["put"]["parameters"]}
-    assert "If-Match" in bant
+    for path, method in [("/accounts/{account_id}/bant", "put"), ("/objectives/{period}", "put")]:
+        assert "If-Match" in {p["name"] for p in paths[path][method]["parameters"]}, path
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("If-None-Match", "*"),  # create only: no command would honour it
+        ("If-Unmodified-Since", "Sat, 05 Dec 2026 10:00:00 GMT"),
+    ],
+)
+def test_a_precondition_no_command_honours_is_refused_rather_than_ignored(
+    client, ledger, header, value
+):
+    stored = events_in_store(ledger)
+
+    registration = client.post("/accounts", json=REGISTRATION, headers={header: value})
+    objectives = client.put(
+        "/objectives/2026",
+        json={"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]},
+        headers={header: value},
+    )
+
+    assert (registration.status_code, registration.json()["field"]) == (400, header)
+    assert (objectives.status_code, objectives.json()["field"]) == (400, header)
+    assert events_in_store(ledger) == stored
 
 
 def test_a_dry_run_refuses_guard_headers_it_would_ignore(client):

@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import TestClient
 
 from services.api.app import create_app
-from services.api.auth import KeyConfigError, load_keys, parse_keys
+from services.api.auth import KeyConfigError, key_file_warning, load_keys, parse_keys
 from services.leadership import Leadership
 from tests.api.requests import LOCAL, registration
 from tests.projecting import BackgroundProjector
@@ -326,3 +326,13 @@ def test_the_log_line_of_a_refused_request_names_the_key_that_sent_it(secured, c
         (403, "prom"),
         (401, None),
     ]
+
+
+def test_a_keys_file_other_users_may_read_is_warned_of(tmp_path):
+    file = tmp_path / "keys"
+    file.write_text("vera:viewer:viewer-secret-0123456789\n")
+    file.chmod(0o644)
+    assert "mode 0644" in key_file_warning(file)
+    file.chmod(0o600)
+    assert key_file_warning(file) is None
+    assert key_file_warning(None) is None
