@@ -26,6 +26,10 @@ IMPORT, APPLY_POLICY = "import", "apply_policy"
 PROGRESS_SECONDS = 1.0  # how often a running job records its progress
 APPLY_CHUNK = 200
 STOP_SECONDS = 5.0  # how long a stopping process waits for its jobs to reach a safe point
+# An import holds its file and its decoded text in memory (a 50 MiB upload, several times
+# that): a process receives at most this many uploads, and runs this many imports, at once.
+UPLOADS_AT_ONCE = 4
+IMPORTS_AT_ONCE = 2
 
 
 class Interrupted(Exception):
@@ -49,6 +53,10 @@ class JobRunner:
         self.uploads = settings.data_dir / "imports"
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        # Taken by the API while it receives an upload (a 503 `busy` when none is free), and
+        # by an import job for its run (a job waits its turn, running at 0 rows).
+        self.receiving = threading.BoundedSemaphore(UPLOADS_AT_ONCE)
+        self.importing = threading.BoundedSemaphore(IMPORTS_AT_ONCE)
 
     def stop(self) -> None:
         """Stops the running jobs at their next progress point, before the ledger closes: a job
@@ -172,7 +180,11 @@ class JobRunner:
         earlier = _EarlierRun(self.ledger, job, meta)
         try:
             if job.kind == IMPORT:
-                result = self._import(job, meta, progress, earlier)
+                self._wait_for_turn(job_id)
+                try:
+                    result = self._import(job, meta, progress, earlier)
+                finally:
+                    self.importing.release()
             else:
                 result = self._apply(job, meta, progress, earlier)
         except Interrupted:
@@ -199,6 +211,15 @@ class JobRunner:
         # list, is kept no longer than it is needed (kept, every upload would fill the disk).
         if job.kind == IMPORT:
             Path(job.params["file"]).unlink(missing_ok=True)
+
+    def _wait_for_turn(self, job_id: UUID) -> None:
+        """Until fewer than IMPORTS_AT_ONCE imports run here; Interrupted on a stop."""
+        if self.importing.acquire(blocking=False):
+            return
+        log.info("import %s waits for its turn: %d run at once", job_id, IMPORTS_AT_ONCE)
+        while not self.importing.acquire(timeout=0.2):
+            if self._stopping.is_set():
+                raise Interrupted
 
     def _import(
         self, job: Job, meta: CommandMeta, progress: _Progress, earlier: _EarlierRun

@@ -18,9 +18,9 @@ from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.documentation import JOB_LOCATION, JOB_POSITION, RAW_BODY, REPLAYED
-from services.api.problems import KEY_REUSED, problem, problem_response
+from services.api.problems import KEY_REUSED, RETRY_AFTER_SECONDS, problem, problem_response
 from services.importing import UnknownCharset, text_codec
-from services.jobs import JobRunner
+from services.jobs import UPLOADS_AT_ONCE, JobRunner
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
@@ -70,6 +70,10 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
             "The body is not text/csv, its charset is not one known, or it is sent compressed."
         ),
         422: problem_response(f"Refused: {KEY_REUSED}."),
+        503: problem_response(
+            f"This process is receiving {UPLOADS_AT_ONCE} uploads already (`busy`), or the "
+            "store is unavailable. Retry after Retry-After."
+        ),
     },
     response_headers=[JOB_LOCATION, REPLAYED],
 )
@@ -91,23 +95,34 @@ async def upload_import(
             kind="unsupported-media-type",
         )
     charset = _charset(parameters)
-    data = await request.body()
-    if not data.removeprefix(codecs.BOM_UTF8).strip():  # a byte-order mark alone is no file
-        raise problem(400, "Empty file", "The CSV file is empty.", kind="empty-file")
+    if not jobs.receiving.acquire(blocking=False):
+        raise problem(
+            503,
+            "Busy",
+            f"This process is receiving {UPLOADS_AT_ONCE} uploads already; retry shortly.",
+            kind="busy",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    try:  # until the file is on disk, for its job to read
+        data = await request.body()
+        if not data.removeprefix(codecs.BOM_UTF8).strip():  # a byte-order mark alone is none
+            raise problem(400, "Empty file", "The CSV file is empty.", kind="empty-file")
 
-    def submit() -> Any:
-        # What makes a retry the same request: the file and the options.
-        upload = {
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "strict": strict,
-            "screen_with": screen_with,
-        }
-        if charset is not None:  # so a retry without one is the same request as before
-            upload["charset"] = charset
-        meta = command_headers.meta(upload)
-        return jobs.submit_import(data, meta, strict, screen_with, charset)
+        def submit() -> Any:
+            # What makes a retry the same request: the file and the options.
+            upload = {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "strict": strict,
+                "screen_with": screen_with,
+            }
+            if charset is not None:  # so a retry without one is the same request as before
+                upload["charset"] = charset
+            meta = command_headers.meta(upload)
+            return jobs.submit_import(data, meta, strict, screen_with, charset)
 
-    started = await anyio.to_thread.run_sync(submit)
+        started = await anyio.to_thread.run_sync(submit)
+    finally:
+        jobs.receiving.release()
     return accepted(started.value, started.replayed)
 
 

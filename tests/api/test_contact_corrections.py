@@ -182,3 +182,13 @@ def test_a_bad_reason_for_a_removal_is_refused_naming_it(client):
     assert response.status_code == 400
     assert response.json()["field"] == "reason"
     assert client.get(f"/accounts/{account['id']}").json() == account
+
+
+def test_a_contact_added_is_the_last_of_the_contacts_its_answer_lists(client):
+    # A frontend finds the new contact's id there, as the README says.
+    account = with_contacts(client, OMAR)
+    # Jane sorts before Omar by name and by e-mail: still last, as the one added
+    added = command(client, account, "contacts", JANE)
+
+    assert [c["name"] for c in added["contacts"]] == ["Omar Diaz", "Jane Roe"]
+    assert added["contacts"][-1]["id"] not in {c["id"] for c in account["contacts"]}

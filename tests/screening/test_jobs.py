@@ -15,7 +15,7 @@ from domain.ledger import CommandMeta
 from domain.screening_policy import Criteria
 from services.api.jobs import job_view
 from services.importing import import_rows
-from services.jobs import IMPORT, JobRunner
+from services.jobs import IMPORT, IMPORTS_AT_ONCE, UPLOADS_AT_ONCE, JobRunner
 from services.leadership import Leadership
 from services.store import open_ledger
 from tests.audit.tampering import RawStore
@@ -545,3 +545,48 @@ def test_an_upload_naming_a_missing_policy_is_refused_and_stores_nothing(client,
     assert not (settings.data_dir / "imports").exists() or not any(
         (settings.data_dir / "imports").iterdir()
     )
+
+
+CSV = {"Content-Type": "text/csv"}
+
+
+def test_an_upload_beyond_those_a_process_receives_at_once_is_503_busy(client, jobs, ledger):
+    # Given as many uploads being received as a process takes at once
+    held = [jobs.receiving.acquire(blocking=False) for _ in range(UPLOADS_AT_ONCE)]
+    assert all(held)
+    try:
+        busy = client.post("/imports", content=(HEADER + good_rows(2)).encode(), headers=CSV)
+    finally:
+        for _ in held:
+            jobs.receiving.release()
+
+    # Then one more is refused for now, storing nothing, and taken once one has ended
+    assert busy.status_code == 503, busy.text
+    assert busy.json()["type"] == "urn:crm:problem:busy"
+    assert busy.headers["Retry-After"].isdigit()
+    assert ledger.recorder.max_notification_id() is None
+    taken = client.post("/imports", content=(HEADER + good_rows(2)).encode(), headers=CSV)
+    assert finished(client, taken.headers["location"])["result"]["registered"] == 2
+
+
+def test_an_import_beyond_those_a_process_runs_at_once_waits_its_turn(client, jobs, caplog):
+    # Given as many imports running as a process runs at once
+    caplog.set_level("INFO", logger="crm.jobs")
+    held = [jobs.importing.acquire(blocking=False) for _ in range(IMPORTS_AT_ONCE)]
+    assert all(held)
+    try:
+        # When another is uploaded
+        upload = client.post("/imports", content=(HEADER + good_rows(2)).encode(), headers=CSV)
+        job_id = upload.headers["location"].rsplit("/", 1)[1]
+
+        # Then it waits its turn, running at 0 rows
+        deadline = time.monotonic() + 30
+        while f"import {job_id} waits for its turn" not in caplog.text:
+            assert time.monotonic() < deadline, "the import did not wait"
+            time.sleep(0.02)  # polling the job's log
+        assert client.get(upload.headers["location"]).json()["done"] == 0
+    finally:
+        for _ in held:
+            jobs.importing.release()
+    # And runs once one has ended
+    assert finished(client, upload.headers["location"])["result"]["registered"] == 2
