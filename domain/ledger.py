@@ -295,7 +295,9 @@ class AccountLedger(Application):
             objectives = self.objectives(period)
             version = objectives.version if objectives else 0  # none set: none to expect
             if meta.expected_version is not None and version != meta.expected_version:
-                raise VersionMismatch(meta.expected_version, version, f"The objectives of {period}")
+                raise VersionMismatch(
+                    meta.expected_version, version, f"The objectives of {period} are"
+                )
             by = self.attribution(meta).after(objectives)  # reads as of an instant need it
             objectives = objectives or Objectives.open(period, by)
             for target in targets:

@@ -127,7 +127,7 @@ def test_two_managers_editing_one_periods_objectives_do_not_overwrite_each_other
     assert first.headers["ETag"] == f'"{first.json()["version"]}"'
     assert (second.status_code, second.json()["current_version"]) == (412, first.json()["version"])
     assert second.headers["ETag"] == first.headers["ETag"]
-    assert "objectives of 2026-05" in second.json()["detail"]
+    assert "objectives of 2026-05 are at version" in second.json()["detail"]
     assert events_in_store(ledger) == stored
     assert client.get("/objectives/2026-05").json()["targets"] == first.json()["targets"]
 
