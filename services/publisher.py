@@ -437,12 +437,14 @@ class Publisher:
             return events, stop, None
         return events, after, self._at
 
-    def _check_log(self, position: int) -> None:
-        """Raises LogRewritten unless the log holds at `position` what was published there."""
+    def _check_log(self, position: int) -> int:
+        """The log's head; LogRewritten unless the log holds at `position` what was published
+        there."""
+        head = self._head()
         if position > 0:
-            head = self._head()
             found = self.ledger.recorder.select_notifications(position, 1, stop=position)
             self._check_entry(position, found, head)
+        return head
 
     def _check_entry(self, position: int, found: Sequence[Notification], head: int) -> None:
         entry = _entry(found[0]) if found and found[0].id == position else None
@@ -605,8 +607,7 @@ class Publisher:
         record = await self._recorded(info)
         position, seq = (record.position, record.seq) if record else (0, 0)
         self._at = record.at if record else None
-        await asyncio.to_thread(self._check_log, position)
-        head = await asyncio.to_thread(self._head)
+        head = await asyncio.to_thread(self._check_log, position)
         if last_seq > seq:
             # Messages came after the record (or there is none): the last batch went out in
             # part, or is not recorded yet, or someone published on the stream's subjects.
