@@ -10,6 +10,7 @@ or a log that reads the first would see another command than the one stored.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -82,9 +83,19 @@ def _refuse_repeats(pairs: list[tuple[str, Any]]) -> None:
     # None: the check needs no object built, only its names seen
 
 
+# Every string of a JSON text without escapes, in order, with the colon that makes it a name.
+# Matched from the text's start, each match begins at a string's opening quote: no other token
+# holds a quote.
+_STRING = re.compile(rb'"([^"]*)"(\s*:)?')
+
+
 def _repeated_name(value: bytes) -> str | None:
-    """The path of the first name a body gives twice in one object (`budget`, `notes.need`),
-    if any. Only called on a body that is JSON: no command takes a list of objects."""
+    """The path of the first name a body gives twice in one object (`budget`, `notes.need`,
+    `targets[1].metric`), if any. Only called on a body that is JSON."""
+    if b"\\" not in value:  # no escapes: a name repeated is the same bytes twice
+        names = [name for name, colon in _STRING.findall(value) if colon]
+        if len(set(names)) == len(names):
+            return None  # the usual body, told apart without the slower decoder below
     try:
         text = value.decode()
         json.loads(text, object_pairs_hook=_refuse_repeats)
@@ -106,6 +117,10 @@ def _first_repeat(node: Any, path: str) -> str | None:
                 return here
             seen.add(name)
             if (found := _first_repeat(child, here)) is not None:
+                return found
+    elif isinstance(node, list):  # the objects of a list, named as msgspec names them
+        for index, child in enumerate(node):
+            if (found := _first_repeat(child, f"{path}[{index}]")) is not None:
                 return found
     return None
 

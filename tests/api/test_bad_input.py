@@ -285,8 +285,20 @@ def test_malformed_json_is_400_or_422_and_stores_nothing(client, raw):
         ),
         (b'{"budget": 5, "budget": 1}', "budget"),  # and fields missing
         (b'{"budget": 5, "authority": 9, "need": 3, "timing": 3, "budget": 1}', "budget"),
+        (
+            b'{"budget": 3, "authority": 3, "need": 3, "timing": 3,'
+            b' "notes": {":": "a", "b": "c", ":": "d"}}',
+            "notes.:",
+        ),
     ],
-    ids=["top-level", "escaped", "nested", "in-an-incomplete-body", "in-an-invalid-body"],
+    ids=[
+        "top-level",
+        "escaped",
+        "nested",
+        "in-an-incomplete-body",
+        "in-an-invalid-body",
+        "a-name-of-a-colon-after-a-value",
+    ],
 )
 def test_a_name_given_twice_in_one_object_is_400_naming_it_and_stores_nothing(client, raw, field):
     account = qualified(client)

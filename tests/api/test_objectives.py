@@ -53,6 +53,20 @@ def test_a_metric_given_twice_in_one_request_is_refused_naming_it(client, ledger
     assert events_in_store(ledger) == 0
 
 
+def test_a_name_given_twice_in_a_target_is_400_naming_it(client, ledger):
+    raw = (
+        b'{"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3},'
+        b' {"metric": "accounts_lost", "acceptable": 1, "optimal": 2, "best": 3, "best": 9}]}'
+    )
+
+    response = client.put(
+        "/objectives/2026", content=raw, headers={"Content-Type": "application/json"}
+    )
+
+    assert (response.status_code, response.json()["field"]) == (400, "targets[1].best")
+    assert events_in_store(ledger) == 0
+
+
 def test_objectives_retried_with_the_same_key_and_body_answer_as_the_first_time(client, ledger):
     headers = {"Idempotency-Key": "objectives-1"}
     first = client.put("/objectives/2026-03", json=WON, headers=headers)
