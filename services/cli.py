@@ -699,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         args = build_parser(settings).parse_args(argv)
+        settings = settings.naming_connections(f"crm-{args.command}")
         configure_logs(settings.log_format, settings.log_level)
         status = args.run(args, settings)  # which may read a setting's file (the API keys)
         sys.stdout.flush()  # here, where a reader that has gone is told from an error

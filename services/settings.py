@@ -6,7 +6,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -109,6 +109,19 @@ class Settings:
                 f"CRM_DATA_DIR {self.data_dir} cannot be made: {error.strerror}"
             ) from None
         return self.data_dir
+
+    def naming_connections(self, name: str) -> Settings:
+        """These settings with `name` as the `application_name` of every database connection
+        (`crm-serve`, `crm-project`): an operator tells in `pg_stat_activity` which command
+        holds which connection. One the URL gives itself is kept."""
+        if self.database_url is None:
+            return self
+        from psycopg.conninfo import conninfo_to_dict
+
+        if "application_name" in conninfo_to_dict(self.database_url):
+            return self
+        joiner = "&" if "?" in self.database_url else "?"
+        return replace(self, database_url=f"{self.database_url}{joiner}application_name={name}")
 
     @property
     def sqlite_path(self) -> Path:

@@ -21,7 +21,7 @@ from services.logs import configure
 from services.nats_server import free_port
 from services.settings import Settings, postgres_url
 from services.store import drop_schema, open_ledger
-from tests.processes import ROOT, crm_environment, run_crm
+from tests.processes import ROOT, CrmServe, crm_environment, run_crm
 
 KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no development banner
 
@@ -201,6 +201,36 @@ def test_the_event_stores_connections_take_the_parameters_of_the_database_url(
         drop_schema(postgres_server_url, settings.database_schema)
 
     assert named >= 3  # the event store's pool, opened whole at start
+
+
+def test_each_process_of_crm_serve_names_its_connections_after_its_command(
+    postgres_server_url, tmp_path
+):
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=postgres_server_url,
+        database_schema=f"t_{secrets.token_hex(6)}",
+    )
+    server = CrmServe(settings).wait_ready()
+    try:
+        with psycopg.connect(postgres_server_url) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT application_name FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name LIKE 'crm-%'"
+            ).fetchall()
+    finally:
+        server.stop()
+        drop_schema(postgres_server_url, settings.database_schema)
+
+    named = {name for (name,) in rows}
+    assert {"crm-serve", "crm-project", "crm-publish"} <= named
+
+
+def test_a_name_the_database_url_gives_its_connections_is_kept():
+    url = "postgresql://crm@db.example/crm?sslmode=require&application_name=billing-crm"
+
+    assert Settings(database_url=url).naming_connections("crm-serve").database_url == url
+    assert Settings().naming_connections("crm-serve").database_url is None
 
 
 @pytest.mark.parametrize("under", ["", "data"])
