@@ -18,7 +18,11 @@ def event_schemas() -> dict[str, dict[str, Any]]:
     }
 
 
-def asyncapi_document(stream: str = "CRM", subject_prefix: str = "crm.accounts") -> dict[str, Any]:
+def asyncapi_document(
+    stream: str = "CRM", subject_prefix: str = "crm.accounts", brokers: str | None = None
+) -> dict[str, Any]:
+    """The document; `brokers`, the servers the events are published to (nats://host:port, a
+    comma between two), is given without credentials: the document is shown to subscribers."""
     (_, components) = msgspec.json.schema_components(
         EVENT_TYPES, ref_template="#/components/schemas/{name}"
     )
@@ -75,6 +79,7 @@ def asyncapi_document(stream: str = "CRM", subject_prefix: str = "crm.accounts")
                 "from the first message to rebuild everything a subscriber knows."
             ),
         },
+        **({"servers": _servers(brokers)} if brokers else {}),
         "channels": {
             "accountEvents": {
                 "address": f"{subject_prefix}.{{account_id}}.{{event_type}}",
@@ -99,6 +104,19 @@ def asyncapi_document(stream: str = "CRM", subject_prefix: str = "crm.accounts")
         },
         "components": {"messages": messages, "schemas": components},
     }
+
+
+def _servers(brokers: str) -> dict[str, Any]:
+    servers = {}
+    for number, url in enumerate(brokers.split(","), start=1):
+        scheme, _, host = url.strip().rpartition("://")
+        servers[f"broker{number}"] = {
+            "host": host,
+            # A tls:// URL is NATS over TLS; ws:// and wss:// are NATS over WebSocket.
+            "protocol": "nats" if scheme in ("", "nats", "tls") else scheme,
+            "description": f"NATS with JetStream ({url.strip()})",
+        }
+    return servers
 
 
 def _summary_and_description(event_type: type[AccountEvent]) -> dict[str, str]:

@@ -162,6 +162,7 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         # The read models' tables exist before the first request, whenever the child starts.
         on_startup=[partial(_set_up_read_models, projector), start_children, jobs.resume],
         on_shutdown=[close],
+        broker_url=nats_url,
     )
 
 
@@ -441,7 +442,8 @@ def _export_contracts(args: argparse.Namespace, settings: Settings) -> int:
         args.dir.mkdir(parents=True, exist_ok=True)
         for name, schema in event_schemas().items():
             (args.dir / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
-        document = asyncapi_document(settings.nats_stream)
+        brokers = settings.nats_url and without_credentials(settings.nats_url)
+        document = asyncapi_document(settings.nats_stream, brokers=brokers)
         (args.dir / "asyncapi.json").write_text(json.dumps(document, indent=2) + "\n")
     except OSError as error:  # a directory that cannot be made or written: named, exit 2
         # mkdir(exist_ok=True) says "File exists" of a regular file in the way.

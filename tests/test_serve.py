@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import nats
 import pytest
 
 from services.cli import _listen
@@ -40,6 +42,22 @@ def test_crm_serve_keeps_what_it_acknowledged_across_a_restart(settings):
         assert again.status_code == 200
         assert again.json() == screened.json()
         assert httpx.get(f"{url}/schema").status_code == 200
+
+
+def test_the_asyncapi_document_of_crm_serve_names_its_embedded_broker(settings):
+    with crm_serve(settings) as url:
+        servers = httpx.get(f"{url}/asyncapi.json").json()["servers"]
+        (server,) = servers.values()
+
+        async def stream_subjects() -> list[str]:
+            connection = await nats.connect(f"nats://{server['host']}", connect_timeout=5)
+            try:
+                return (await connection.jetstream().stream_info("CRM")).config.subjects
+            finally:
+                await connection.close()
+
+        # A subscriber that reads the document finds the stream where it says.
+        assert asyncio.run(stream_subjects()) == ["crm.accounts.>"]
 
 
 def test_the_port_crm_serve_checked_is_held_until_uvicorn_serves_on_it():

@@ -41,7 +41,7 @@ from services.api.telemetry import RequestContext, on_response_start
 from services.audit import Audit
 from services.jobs import JobRunner
 from services.projector import Projector
-from services.settings import Settings
+from services.settings import Settings, without_credentials
 from services.worker_processes import PublisherProcess, WorkerProcess
 
 # A browser shows a page on another origin only the response headers CORS safelists and those
@@ -82,13 +82,19 @@ def create_app(
     keys: list[ApiKey] | None = None,
     on_startup: Sequence[Callable[[], Any]] = (),
     on_shutdown: Sequence[Callable[[], Any]] = (),
+    broker_url: str | None = None,
 ) -> Litestar:
+    """`broker_url`: the NATS the events are published to, when not CRM_NATS_URL (the embedded
+    one), for the AsyncAPI document."""
     settings = settings or Settings()
     jobs = jobs or JobRunner(ledger, settings)
     pages = PageCache(projector.database)
     reads = Reads(projector, settings.read_wait_seconds, pages, settings.report_wait_seconds)
     audit = Audit(ledger)
-    events_document = asyncapi_document(settings.nats_stream)
+    broker_url = broker_url or settings.nats_url
+    events_document = asyncapi_document(
+        settings.nats_stream, brokers=broker_url and without_credentials(broker_url)
+    )
 
     def account_command(request: Request[Any, Any, Any]) -> AccountCommand:
         return AccountCommand(ledger, command_headers(request))

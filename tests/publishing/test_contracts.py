@@ -76,6 +76,22 @@ def test_crm_contracts_export_writes_a_schema_per_event_and_asyncapi(tmp_path, c
     assert len(asyncapi["components"]["messages"]) == len(EVENT_TYPES)
 
 
+def test_the_exported_asyncapi_document_names_the_brokers_without_credentials(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CRM_NATS_URL", "nats://crm:s3cret@nats-1:4222,tls://nats-2:4443")
+
+    assert main(["contracts", "export", str(tmp_path)]) == 0
+
+    asyncapi = (tmp_path / "asyncapi.json").read_text()
+    assert "s3cret" not in asyncapi
+    servers = json.loads(asyncapi)["servers"]
+    assert [(s["host"], s["protocol"]) for s in servers.values()] == [
+        ("nats-1:4222", "nats"),
+        ("nats-2:4443", "nats"),
+    ]
+
+
 def test_the_api_serves_the_asyncapi_document(client):
     response = client.get("/asyncapi.json")
 
