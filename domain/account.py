@@ -17,6 +17,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.chain import AppliedOrUnreadable
 from domain.errors import ContactNotFound, InvalidValue, RuleViolation
 from domain.vocabulary import (
     ACTIVE_STAGES,
@@ -153,7 +154,7 @@ _STAGE_FACTS = {
 class Account(Aggregate):
     """A company we target, with its firmographics, ratings, contacts and progress."""
 
-    class Event(Aggregate.Event):
+    class Event(AppliedOrUnreadable, Aggregate.Event):
         actor: str
         reason: str | None
         request_id: str | None

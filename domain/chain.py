@@ -15,13 +15,14 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, fields, is_dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import EventStore, Mapper, StoredEvent
 from eventsourcing.utils import get_topic
 
-from domain.errors import EventUnreadable
+from domain.errors import EventUnreadable, LedgerError
 
 GENESIS = "0" * 64
 PREVIOUS_HASH = "previous_hash"
@@ -41,6 +42,8 @@ def stored_hash(stored: StoredEvent) -> str:
 def stored_state(stored: StoredEvent) -> bytes:
     """The bytes of a stored state; of a state stored as text, its UTF-8 bytes."""
     state = stored.state
+    if state is None:  # a state set to NULL behind the ledger's back: hashed as no bytes
+        return b""
     return state.encode("utf-8") if isinstance(state, str) else bytes(state)
 
 
@@ -52,6 +55,8 @@ def unreadable_state(stored: StoredEvent) -> str | None:
     """
     if isinstance(stored.state, str):
         return "its state is stored as text, not as the bytes that were written"
+    if stored.state is None:
+        return "its state is missing"
     return None
 
 
@@ -202,6 +207,30 @@ def _required_fields(cls: type) -> frozenset[str]:
     return required
 
 
+class AppliedOrUnreadable:
+    """The base of an aggregate's events: a stored event whose values its aggregate refuses (a
+    stage it does not know, a rating out of range, a value of the wrong type: changed behind the
+    ledger's back) is EventUnreadable, naming it, not the error of whoever reads the aggregate.
+    A new event was checked before it was made, and applies."""
+
+    originator_id: Any
+    originator_version: int
+
+    def mutate(self, aggregate: Any) -> Any:
+        try:
+            return super().mutate(aggregate)  # type: ignore[misc]
+        except (LedgerError, ValueError, TypeError, KeyError, AttributeError) as error:
+            if isinstance(error, EventUnreadable):
+                raise
+            raise EventUnreadable(
+                self.originator_id,
+                self.originator_version,
+                f"its values do not apply to its {type(aggregate).__name__.lower()} ({error})"
+                if aggregate is not None
+                else f"its values do not apply ({error})",
+            ) from None
+
+
 class ChainingMapper(Mapper[UUID]):
     """Writes each new event's `previous_hash` into its stored state and reads it back out.
 
@@ -270,10 +299,16 @@ class ChainingMapper(Mapper[UUID]):
                 state = vars(event)
                 state.pop(PREVIOUS_HASH, None)
                 required = _required_fields(type(event))
-                if required <= state.keys():  # every event of a rebuild passes here: no new set
+                if not required <= state.keys():  # every event of a rebuild passes: no new set
+                    missing = ", ".join(sorted(required - state.keys()))
+                    reason = f"its state lacks {missing} of {stored_event.topic}"
+                elif isinstance(when := state.get("timestamp"), datetime) and when.tzinfo:
                     return event
-                missing = ", ".join(sorted(required - state.keys()))
-                reason = f"its state lacks {missing} of {stored_event.topic}"
+                elif isinstance(when, datetime):
+                    # Compared with instants that have one (as_of), it would fail every read.
+                    reason = "its timestamp has no time zone"
+                else:
+                    reason = "its timestamp is not datetime"
         raise EventUnreadable(stored_event.originator_id, stored_event.originator_version, reason)
 
     def _remember(self, originator_id: UUID, head: tuple[int, str]) -> None:

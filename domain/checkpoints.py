@@ -21,7 +21,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.account import Attribution
-from domain.chain import root_of
+from domain.chain import AppliedOrUnreadable, root_of
 
 CHECKPOINT_LOG_ID = uuid5(NAMESPACE_URL, "urn:abm-crm:audit-checkpoints")
 HEADS_PER_EVENT = 5000
@@ -40,7 +40,7 @@ def checkpoint_id(number: int) -> UUID:
 
 
 class Checkpoint(Aggregate):
-    class Event(Aggregate.Event):
+    class Event(AppliedOrUnreadable, Aggregate.Event):
         actor: str
         reason: str | None
         request_id: str | None
@@ -129,7 +129,7 @@ class CheckpointEntry:
 
 
 class CheckpointLog(Aggregate):
-    class Event(Aggregate.Event):
+    class Event(AppliedOrUnreadable, Aggregate.Event):
         actor: str
         reason: str | None
         request_id: str | None

@@ -10,12 +10,13 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.account import Attribution
+from domain.chain import AppliedOrUnreadable
 
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
 
 
 class Job(Aggregate):
-    class Event(Aggregate.Event):
+    class Event(AppliedOrUnreadable, Aggregate.Event):
         actor: str
         reason: str | None
         request_id: str | None

@@ -11,6 +11,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.account import Attribution
+from domain.chain import AppliedOrUnreadable
 from domain.errors import InvalidValue, RuleViolation
 
 OBJECTIVES_NAMESPACE = uuid5(NAMESPACE_URL, "urn:abm-crm:objectives")
@@ -74,7 +75,7 @@ class Target:
 class Objectives(Aggregate):
     """The targets of one period: a year (2026), a month (2026-03) or a day (2026-03-15)."""
 
-    class Event(Aggregate.Event):
+    class Event(AppliedOrUnreadable, Aggregate.Event):
         actor: str
         reason: str | None
         request_id: str | None

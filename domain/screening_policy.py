@@ -13,6 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.account import Account, Attribution, Firmographics
+from domain.chain import AppliedOrUnreadable
 from domain.errors import InvalidValue
 from domain.text import fold
 from domain.vocabulary import AbmStage, ScreeningOutcome
@@ -148,7 +149,7 @@ class ScreeningDecision:
 class ScreeningPolicies(Aggregate):
     """Every version of the screening policy, numbered from 1."""
 
-    class Event(Aggregate.Event):
+    class Event(AppliedOrUnreadable, Aggregate.Event):
         actor: str
         reason: str | None
         request_id: str | None

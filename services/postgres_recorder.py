@@ -36,7 +36,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import retry
 from psycopg import ClientCursor, Connection
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 _retry = retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
 _base = PostgresApplicationRecorder
@@ -120,11 +120,18 @@ class FailFastRecorder(PostgresApplicationRecorder):
             "NEW.originator_version, NEW.originator_id USING ERRCODE = 'unique_violation'; "
             "END IF; RETURN NULL; END $$; "
             "DO $$ BEGIN CREATE TRIGGER {trigger} AFTER INSERT ON {table} FOR EACH ROW "
-            "EXECUTE FUNCTION {function}(); EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            "EXECUTE FUNCTION {function}(); EXCEPTION WHEN duplicate_object THEN NULL; END $$; "
+            # The library's column takes NULL, which it then cannot read back: every read of
+            # the account and of the log would fail. Asked first, as the ALTER locks the whole
+            # table, and would wait behind a long export's reads (new reads queued behind it).
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_attribute "
+            "WHERE attrelid = {regclass}::regclass AND attname = 'state' AND NOT attnotnull) THEN "
+            "ALTER TABLE {table} ALTER COLUMN state SET NOT NULL; END IF; END $$"
         ).format(
             function=function,
             table=Identifier(self.datastore.schema, name),
             trigger=Identifier(f"{name}_versions_follow"),
+            regclass=Literal(f'"{self.datastore.schema}"."{name}"'),  # a checked schema name
         )
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(statements, prepare=False)

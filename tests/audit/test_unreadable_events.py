@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 
+import psycopg
 import pytest
 from eventsourcing.utils import get_topic
 
@@ -93,6 +94,67 @@ def test_an_event_whose_state_can_no_longer_be_read_is_reported_and_refused_by_r
     for read in ("", "/history", "/diff"):  # the answer is documented
         responses = paths[f"/accounts/{{account_id}}{read}"]["get"]["responses"]
         assert "event-unreadable" in responses["409"]["description"], read
+
+
+PRIORITISED = 4
+
+
+def _replace(old: bytes, new: bytes):  # type: ignore[no-untyped-def]
+    def change(state: bytes) -> bytes:
+        assert old in state
+        return state.replace(old, new, 1)
+
+    return change
+
+
+VALUES_CHANGED = {
+    "a stage it does not know": (PRIORITISED, _replace(b'"prioritized"', b'"bogus"')),
+    "a rating of the wrong type": (3, _replace(b'"budget":3', b'"budget":"four"')),
+    "a rating out of range": (3, _replace(b'"budget":3', b'"budget":99')),
+    "a timestamp without a time zone": (PRIORITISED, _replace(b'+00:00"', b'"')),
+    "a state set to NULL": (PRIORITISED, lambda state: None),
+}
+
+
+@pytest.mark.parametrize("change", VALUES_CHANGED, ids=list(VALUES_CHANGED))
+def test_an_event_whose_values_the_account_refuses_is_named_by_every_read_and_check(
+    client, ledger, settings, accounts, capsys, change
+):
+    # Given an event of Acme changed behind the ledger's back into one that still decodes (or
+    # not), but that no account could have recorded
+    acme, globex = accounts
+    version, edit = VALUES_CHANGED[change]
+    after = client.get(f"/accounts/{acme}", params={"version": 8}).json()["updated_at"]
+    if change == "a state set to NULL" and settings.database_url is not None:
+        with pytest.raises(psycopg.errors.NotNullViolation):  # PostgreSQL's column refuses it
+            RawStore(settings, ledger).change_state(acme, version, edit)
+        return
+    RawStore(settings, ledger).change_state(acme, version, edit)
+
+    # When the account is read in every way, and checked
+    reads = {
+        "now": client.get(f"/accounts/{acme}"),
+        "at a version": client.get(f"/accounts/{acme}", params={"version": 6}),
+        "as of an instant": client.get(f"/accounts/{acme}", params={"as_of": after}),
+        "history": client.get(f"/accounts/{acme}/history"),
+        "diff": client.get(f"/accounts/{acme}/diff", params={"from": "1"}),
+        "diff of instants": client.get(f"/accounts/{acme}/diff", params={"from": after}),
+    }
+    audit = client.get(f"/accounts/{acme}/audit")
+    verified = crm(settings, "audit", "verify")
+    history = crm(settings, "audit", "history", str(acme))
+    said = capsys.readouterr()
+
+    # Then each names the event as unreadable: none blames the request, none is a 500
+    for name, answer in reads.items():
+        assert answer.status_code == 409, (name, answer.text)
+        assert answer.json()["type"] == "urn:crm:problem:event-unreadable", name
+        assert (answer.json()["account_id"], answer.json()["version"]) == (str(acme), version)
+    assert audit.status_code == 200
+    assert (audit.json()["verified"], audit.json()["first_bad_version"]) == (False, version)
+    assert verified == 1 and f"account {acme}: first bad version {version}" in said.err
+    assert history == 1 and f"Version {version} of {acme} can no longer be read" in said.err
+    assert client.get(f"/accounts/{globex}").status_code == 200
 
 
 def test_the_exports_carry_an_unreadable_event_as_stored_and_whole(
