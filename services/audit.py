@@ -341,8 +341,13 @@ class Audit:
         for record_id, walk in sorted(others.items()):
             if (problem := _chain_problem(f"record {record_id}", walk)) is not None:
                 report.record_problems.append(problem)
+        misfiled = self._ids_not_as_written()
         for account_id, walk in walks.items():
-            if (broken := walk.finish()) is not None:
+            broken = walk.finish()
+            if (elsewhere := misfiled.get(account_id)) is not None:
+                if broken is None or elsewhere.version < broken.version:
+                    broken = elsewhere
+            if broken is not None:
                 report.broken.append(
                     ChainReport(UUID(account_id), walk.version, walk.head, broken=broken)
                 )
@@ -352,6 +357,20 @@ class Audit:
             )
         report.broken.sort(key=lambda r: str(r.account_id))
         return report
+
+    def _ids_not_as_written(self) -> dict[str, ChainBreak]:
+        """By account, the first of its events stored under its id written otherwise: the log
+        gives it to the account, a read of the account does not find it."""
+        found: dict[str, ChainBreak] = {}
+        for written, version in self.ledger.recorder.ids_not_as_written():
+            try:
+                account_id = str(UUID(written))
+            except ValueError:
+                continue  # not an id at all: the log could not have been read this far
+            if account_id not in found or version < found[account_id].version:
+                problem = f"it is stored under the id {written!r}, where reads do not find it"
+                found[account_id] = ChainBreak(version, problem)
+        return found
 
     def _refuse_unless_intact(self, account_id: UUID, recorded: tuple[int, str]) -> None:
         """A version the checkpoint covers, stored since: an event moved to another position

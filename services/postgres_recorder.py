@@ -104,6 +104,10 @@ class FailFastRecorder(PostgresApplicationRecorder):
             # Rows are inserted in array order, so their ids rise in that order.
             return sorted(row["notification_id"] for row in curs.fetchall())
 
+    def ids_not_as_written(self) -> list[tuple[str, int]]:
+        """None: a uuid column holds an id in one form only (see MultiRowRecorder)."""
+        return []
+
     def create_table(self) -> None:
         super().create_table()
         # An aggregate's versions follow one another (see MultiRowRecorder): a version whose

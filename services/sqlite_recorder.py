@@ -72,6 +72,18 @@ class MultiRowRecorder(SQLiteApplicationRecorder):
             "BEGIN SELECT RAISE(ABORT, 'the version before it is not stored'); END",
         ]
 
+    def ids_not_as_written(self) -> list[tuple[str, int]]:
+        """The id and version of each event stored under an id not in the form the ledger
+        writes (32 lower-case hex digits). Changed behind its back (in capitals, with dashes),
+        the event still reads as the account's in the log, but a read of the account no longer
+        finds it."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_id, originator_version FROM {self.events_table_name} "
+                "WHERE length(originator_id) != 32 OR originator_id GLOB '*[^0-9a-f]*'"
+            )
+            return [(row[0], row[1]) for row in c.fetchall()]
+
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:

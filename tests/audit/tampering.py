@@ -64,6 +64,17 @@ class RawStore:
             from_version,
         )
 
+    def respell_id(self, account_id: UUID, version: int, spelling: str) -> None:
+        """One event stored under its account's id written another way (SQLite's text column;
+        PostgreSQL's uuid column holds one spelling, and refuses this)."""
+        self._execute(
+            "UPDATE {table} SET originator_id = {} "
+            "WHERE originator_id = {} AND originator_version = {}",
+            spelling,
+            account_id,
+            version,
+        )
+
     def remove(self, account_id: UUID, version: int) -> None:
         """One event removed, the events after it left as they are."""
         self._execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 
 from domain.account import BantRating
@@ -201,6 +202,28 @@ def test_a_deleted_tail_is_found_against_the_checkpoint(
     assert f"account {acme}: first bad version 4" in capsys.readouterr().err
     offline = verify_offline(_export(settings, tmp_path))
     assert f"account {acme}: first bad version 4" in offline.stdout
+
+
+@pytest.mark.parametrize("version", [3, 5])
+@pytest.mark.parametrize("spelling", [lambda u: u.hex.upper(), str], ids=["capitals", "dashes"])
+def test_an_event_stored_under_its_account_id_written_otherwise_is_found(
+    client, ledger, settings, accounts, capsys, version, spelling
+):
+    acme, globex = accounts
+    client.post("/audit/checkpoints")
+    if settings.database_url is not None:  # a uuid column: one spelling of an id
+        with pytest.raises(psycopg.errors.Error):
+            RawStore(settings, ledger).respell_id(acme, version, spelling(acme) + "x")
+        return
+    RawStore(settings, ledger).respell_id(acme, version, spelling(acme))
+
+    cli = crm(settings, "audit", "verify")
+    said = capsys.readouterr().err
+    audit = client.get(f"/accounts/{acme}/audit").json()
+
+    assert cli == 1 and f"account {acme}: first bad version {version}" in said
+    assert str(globex) not in said
+    assert (audit["verified"], audit["first_bad_version"]) == (False, version)
 
 
 def test_a_deleted_account_is_named(client, ledger, settings, accounts, tmp_path, capsys):
