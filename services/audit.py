@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
+from contracts.instants import written
 from domain.account import EVENT_TOPIC_PREFIX, Account
 from domain.chain import ChainBreak, ChainWalk, linked_hash, stored_hash, stored_state
 from domain.checkpoints import (
@@ -362,13 +363,13 @@ class Audit:
         """By account, the first of its events stored under its id written otherwise: the log
         gives it to the account, a read of the account does not find it."""
         found: dict[str, ChainBreak] = {}
-        for written, version in self.ledger.recorder.ids_not_as_written():
+        for spelling, version in self.ledger.recorder.ids_not_as_written():
             try:
-                account_id = str(UUID(written))
+                account_id = str(UUID(spelling))
             except ValueError:
                 continue  # not an id at all: the log could not have been read this far
             if account_id not in found or version < found[account_id].version:
-                problem = f"it is stored under the id {written!r}, where reads do not find it"
+                problem = f"it is stored under the id {spelling!r}, where reads do not find it"
                 found[account_id] = ChainBreak(version, problem)
         return found
 
@@ -503,7 +504,7 @@ class Audit:
             "position": entry.position,
             "root": entry.root,
             "accounts": entry.accounts,
-            "recorded_at": entry.at.isoformat(),
+            "recorded_at": written(entry.at),
         }
         return [checkpoint] + [
             {"record": "head", "account_id": head_id, "version": version, "hash": head_hash}

@@ -177,6 +177,7 @@ def _checkpoint(args: argparse.Namespace, audit: Any) -> int:
 
 @_with_audit
 def _history(args: argparse.Namespace, audit: Any) -> int:
+    from contracts.instants import written
     from domain.account import event_type
     from domain.errors import AccountNotFound
 
@@ -189,7 +190,7 @@ def _history(args: argparse.Namespace, audit: Any) -> int:
         why = f" because {event.reason}" if event.reason else ""
         request = f" (request {event.request_id})" if event.request_id else ""
         print(
-            f"v{event.originator_version}  {event.timestamp.isoformat()}  "
+            f"v{event.originator_version}  {written(event.timestamp)}  "
             f"{event_type(event)} by {event.actor}{why}{request}"
         )
         shown = after if args.full else {name: after[name] for name in changed}

@@ -84,7 +84,10 @@ def test_a_checkpoint_after_few_changes_records_them_only_and_seals_every_accoun
     assert crm(settings, "audit", "export", "--out", str(out)) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len([r for r in records if r["record"] == "head"]) == 5
-    assert next(r for r in records if r["record"] == "checkpoint")["root"] == second.root
+    checkpoint = next(r for r in records if r["record"] == "checkpoint")
+    assert checkpoint["root"] == second.root
+    assert checkpoint["recorded_at"] == latest["recorded_at"]  # as the API writes it, with Z
+    assert checkpoint["recorded_at"].endswith("Z")
     offline = verify_offline(out)
     assert offline.returncode == 0, offline.stdout + offline.stderr
 

@@ -99,6 +99,7 @@ def test_the_story_says_who_when_why_and_what_changed(ledger, settings, capsys):
     lines = capsys.readouterr().out.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("v2 "))
     assert lines[0].startswith("v1 ") and "registered by marta because first call" in lines[0]
+    assert lines[0].split()[1].endswith("Z")  # in UTC, as every instant the service writes
     assert "(request req-7)" in lines[0]
     assert "screened by marta" in lines[first]
     assert json.loads(lines[first + 1].split(": ", 1)[1])["outcome"] == "qualified"
