@@ -116,6 +116,8 @@ def _json_record(line: str) -> Any:
         return json.loads(line)
     except ValueError:
         raise Unreadable(f"a line is not JSON: {line[:80]!r}") from None
+    except RecursionError:
+        raise Unreadable(f"a line nests too deeply to be a record: {line[:80]!r}") from None
 
 
 def _csv_record(row: dict[str | None, Any]) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def _check_fields(where: str, record: Any) -> None:
     if not isinstance(record, dict):
         raise Unreadable(f"{where} is not a record (a JSON object)")
     kind = record.get("record")
-    if kind not in FIELDS:
+    if not isinstance(kind, str) or kind not in FIELDS:
         what = "has no `record` field" if kind is None else f"is an unknown record {kind!r}"
         raise Unreadable(f"{where} {what}: it is not part of an audit export")
     for name, expected in FIELDS[kind].items():
@@ -226,6 +228,8 @@ def verify_chain(
     unlinked = None  # a version whose link does not match the event before it
     for event in chain:
         link = _link(event["state"])
+        if event["version"] == version:
+            return f"first bad version {version}: it is exported twice"
         if unlinked is not None:
             follows = event["version"] == version + 1
             return _altered(unlinked, follows and link is not None and link != head)
@@ -272,7 +276,7 @@ def misread(event: dict[str, Any], spreadsheet: bool) -> str | None:
     after the event was stored, which reading fills in."""
     try:
         state = json.loads(event["state"])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None  # unreadable: the chain names it
     if not isinstance(state, dict) or "unreadable" in event:
         return None
@@ -310,7 +314,10 @@ def _plain(value: Any) -> Any:
     """A value of a stored state as reading shows it (a UUID hyphenated, an instant as text)."""
     if isinstance(value, dict) and set(value) == {"_type_", "_data_"}:
         if value["_type_"] == "uuid_hex":
-            return str(uuid.UUID(value["_data_"]))
+            try:
+                return str(uuid.UUID(value["_data_"]))
+            except (TypeError, ValueError, AttributeError):
+                return value  # no id: shown as anything, it is not what the state says
         return value["_data_"]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -337,7 +344,7 @@ def _neutralised(value: Any) -> Any:
 def _link(state: str) -> str | None:
     try:
         link = json.loads(state).get("previous_hash")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return link if isinstance(link, str) else None
 
@@ -359,7 +366,11 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, csv.Error, Unreadable) as error:
         print(f"cannot read {argv[1]}: {error}", file=sys.stderr)
         return 2
-    problems, summary = verify(*records)
+    try:
+        problems, summary = verify(*records)
+    except RecursionError:  # a stored state nested deeper than any event's
+        print(f"cannot read {argv[1]}: a record nests too deeply", file=sys.stderr)
+        return 2
     for problem in problems:
         print(problem)
     print(("NOT VERIFIED: " if problems else "verified: ") + summary)

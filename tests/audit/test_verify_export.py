@@ -216,6 +216,8 @@ NOT_EXPORTS = {
         '{"record": "end", "events": 0}\n',
         "first record, and only that one, must be the `export` record",
     ),
+    "a record named by a list": (HEADER + '{"record": []}\n', "line 2 is an unknown record []"),
+    "a line nested too deeply": (HEADER + "[" * 100_000 + "]" * 100_000, "nests too deeply"),
     "a CSV row without a record": (_csv({"scope": "store"}), "has no `record` field"),
     "a CSV row of an unknown record": (_csv({"record": "note"}), "unknown record 'note'"),
     "a CSV count that is not a number": (
@@ -235,6 +237,39 @@ def test_a_file_that_is_not_an_export_is_unreadable_not_verified(tmp_path, conte
     assert result.returncode == 2, result.stdout
     assert result.stdout == ""
     assert f"cannot read {path}: " in result.stderr and said in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_event_exported_twice_is_named_as_such(exported, tmp_path):
+    _, files = exported
+    lines = files["jsonl"].read_text().splitlines(True)
+    at = next(
+        i for i, line in enumerate(lines) if '"record": "event"' in line.replace('":"', '": "')
+    )
+    doubled = tmp_path / "doubled.jsonl"
+    doubled.write_text("".join([*lines[: at + 1], lines[at], *lines[at + 1 :]]))
+
+    result = verify_offline(doubled)
+
+    account_id = json.loads(lines[at])["account_id"]
+    assert result.returncode == 1
+    assert f"account {account_id}: first bad version 1: it is exported twice" in result.stdout
+
+
+def test_an_id_in_a_state_that_is_no_id_is_reported_not_crashed_on(exported, tmp_path):
+    _, files = exported
+    records = _records(files["jsonl"], "jsonl")
+    event = next(r for r in records if r["record"] == "event")
+    state = json.loads(event["state"])
+    state["originator_id"] = {"_type_": "uuid_hex", "_data_": "zz"}
+    event["state"] = json.dumps(state, separators=(",", ":"))
+    changed = tmp_path / "changed.jsonl"
+    _write(changed, "jsonl", records)
+
+    result = verify_offline(changed)
+
+    assert result.returncode == 1, result.stderr
+    assert f"account {event['account_id']}: first bad version 1" in result.stdout
     assert "Traceback" not in result.stderr
 
 
