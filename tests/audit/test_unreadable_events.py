@@ -193,8 +193,12 @@ def test_the_exports_carry_an_unreadable_event_as_stored_and_whole(
 
 @pytest.mark.parametrize(
     ("version", "topic"),
-    [(MATERIAL_SENT, Account.MeetingHeld), (MEETING_HELD, Account.MaterialSent)],
-    ids=["material sent made a meeting", "meeting made a material sent"],
+    [
+        (MATERIAL_SENT, get_topic(Account.MeetingHeld)),
+        (MEETING_HELD, get_topic(Account.MaterialSent)),
+        (MATERIAL_SENT, "nosuchmodule:Thing"),
+    ],
+    ids=["material sent made a meeting", "meeting made a material sent", "a topic of no kind"],
 )
 def test_an_event_given_another_topic_is_found_and_exported_whole(
     client, ledger, settings, accounts, tmp_path, capsys, version, topic
@@ -202,7 +206,7 @@ def test_an_event_given_another_topic_is_found_and_exported_whole(
     # Given a checkpoint, then one of Acme's events given the topic of another event type
     acme, globex = accounts
     client.post("/audit/checkpoints")
-    RawStore(settings, ledger).change_topic(acme, version, get_topic(topic))
+    RawStore(settings, ledger).change_topic(acme, version, topic)
 
     # When an auditor checks, reads and takes the record away
     audit = client.get(f"/accounts/{acme}/audit").json()
@@ -221,7 +225,7 @@ def test_an_event_given_another_topic_is_found_and_exported_whole(
     for text in (out.read_text(), whole.text, history.text):
         assert json.loads(text.splitlines()[-1])["record"] == "end"
         changed = next(e for e in _event_lines(text) if e["version"] == version)
-        assert changed["topic"] == get_topic(topic)
+        assert changed["topic"] == topic
     offline = verify_offline(out)
     assert offline.returncode == 1
     assert f"account {acme}: first bad version {version}" in offline.stdout
