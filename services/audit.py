@@ -242,6 +242,19 @@ class Audit:
         entries, _ = self._log_entries(self.ledger.stored_events(CHECKPOINT_LOG_ID))
         return entries[-1] if entries else None
 
+    def compare_kept(self, number: int, root: str) -> str | None:
+        """What differs between checkpoint `number` as stored and the root an auditor kept of
+        it elsewhere, if anything: the checkpoint gone (the latest ones removed, with the
+        events only they covered) or its root another."""
+        entries, _ = self._log_entries(self.ledger.stored_events(CHECKPOINT_LOG_ID))
+        entry = next((e for e in entries if e.number == number), None)
+        if entry is None:
+            latest = f"the latest is {entries[-1].number}" if entries else "it holds none"
+            return f"checkpoint {number}, whose root was kept, is not in the store ({latest})"
+        if entry.root != root.lower():
+            return f"checkpoint {number}'s root is {entry.root}, not {root} as it was kept"
+        return None
+
     def checkpoint(self, meta: CommandMeta) -> CheckpointEntry:
         """Records the heads of every account chain now; refuses when a chain is broken.
 

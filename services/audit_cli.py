@@ -27,6 +27,15 @@ def add_audit_commands(commands: Any) -> None:
         "verify", help="check every account chain (or one) against the latest checkpoint"
     )
     verify.add_argument("--account", type=UUID, metavar="ID", help="only this account")
+    verify.add_argument(
+        "--checkpoint",
+        type=_checkpoint_number,
+        metavar="N",
+        help="with --root: a checkpoint whose root was kept outside the database",
+    )
+    verify.add_argument(
+        "--root", type=_root, metavar="HEX", help="checkpoint N's root, as it was kept"
+    )
     verify.set_defaults(run=_verify)
 
     checkpoint = audit_commands.add_parser(
@@ -51,6 +60,18 @@ def add_audit_commands(commands: Any) -> None:
     )
     export.add_argument("--out", type=Path, required=True, help="the file to write")
     export.set_defaults(run=_export)
+
+
+def _checkpoint_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a checkpoint number is 1 or more, not {text!r}")
+    return int(text)
+
+
+def _root(text: str) -> str:
+    if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise argparse.ArgumentTypeError("a root is 64 hexadecimal digits")
+    return text.lower()
 
 
 def _with_audit(command: Callable[[argparse.Namespace, Any], int]) -> Command:
@@ -112,6 +133,9 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
 
     from domain.errors import AccountNotFound
 
+    if (args.checkpoint is None) != (args.root is None):
+        print("crm audit verify: give --checkpoint and --root together", file=sys.stderr)
+        return 2
     if args.account is not None:
         try:
             reports = [audit.verify_account(args.account)]
@@ -138,6 +162,8 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
         if report.records:  # policies, objectives, import jobs, command receipts
             summary += f", {report.records} other records ({report.record_events} events)"
         checkpoint = report.checkpoint
+    if args.checkpoint is not None and (kept := audit.compare_kept(args.checkpoint, args.root)):
+        problems.append(kept)
     against = (
         f"checkpoint {checkpoint.number} (root {checkpoint.root})"
         if checkpoint

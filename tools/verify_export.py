@@ -2,6 +2,7 @@
 """Verifies an audit export of the ABM CRM without the service, with Python's standard library.
 
     python tools/verify_export.py ledger.jsonl      (or a .csv export)
+    python tools/verify_export.py ledger.jsonl --checkpoint 12 --root 5f0c…   (a root kept)
 
 An export comes from `crm audit export`, `GET /audit/export` or
 `GET /accounts/{id}/history?format=jsonl`. Its first record says what it holds: the whole
@@ -10,13 +11,16 @@ stored state, checks that each event links to the one before it, that what is sh
 reading (type, time, actor, reason, request id, data) is what the stored state says, and
 compares the chain with the heads the checkpoint recorded; a whole-store export must hold a
 head for every account of the checkpoint, and those heads must give the checkpoint's root hash.
-The last record counts the events, so an export cut off on the way is found. docs/AUDIT.md
-defines the hashes.
+The last record counts the events, so an export cut off on the way is found. With
+`--checkpoint N --root HEX`, the root of a checkpoint kept outside the database: the export's
+checkpoint must be that one with that root, or a later one (checkpoints removed since, with the
+events only they covered, are found so). docs/AUDIT.md defines the hashes.
 Exit status: 0 verified, 1 not verified, 2 unreadable file.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -357,20 +361,48 @@ def _altered(unlinked: int, contradicted: bool) -> str:
     return f"first bad version {bad}: it differs from what was written"
 
 
+def compare_kept(records: list[dict[str, Any]], number: int, root: str) -> str | None:
+    """What differs between the export's checkpoint and checkpoint `number`, whose root was
+    kept elsewhere, if anything."""
+    checkpoint = next((r for r in records if r["record"] == "checkpoint"), None)
+    if checkpoint is None or checkpoint["number"] < number:
+        held = "none" if checkpoint is None else f"checkpoint {checkpoint['number']}"
+        return (
+            f"the export holds {held}, and checkpoint {number}'s root was kept: "
+            "checkpoints were removed from the store"
+        )
+    if checkpoint["number"] == number and checkpoint["root"] != root.lower():
+        return f"checkpoint {number}'s root is {checkpoint['root']}, not {root} as it was kept"
+    return None
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog="verify_export.py",
+        description=__doc__.splitlines()[0],
+        epilog="Exit status: 0 verified, 1 not verified, 2 unreadable file (or arguments).",
+    )
+    parser.add_argument("file", type=Path, help="an export: JSON Lines or CSV")
+    parser.add_argument("--checkpoint", type=int, metavar="N", help="with --root")
+    parser.add_argument("--root", metavar="HEX", help="checkpoint N's root, kept elsewhere")
+    args = parser.parse_args(argv[1:])
+    if (args.checkpoint is None) != (args.root is None):
+        parser.error("give --checkpoint and --root together")
     try:
-        records = read_records(Path(argv[1]))
+        records = read_records(args.file)
     except (OSError, ValueError, csv.Error, Unreadable) as error:
-        print(f"cannot read {argv[1]}: {error}", file=sys.stderr)
+        print(f"cannot read {args.file}: {error}", file=sys.stderr)
         return 2
     try:
         problems, summary = verify(*records)
     except RecursionError:  # a stored state nested deeper than any event's
-        print(f"cannot read {argv[1]}: a record nests too deeply", file=sys.stderr)
+        print(f"cannot read {args.file}: a record nests too deeply", file=sys.stderr)
         return 2
+    if args.checkpoint is not None:
+        if kept := compare_kept(records[0], args.checkpoint, args.root):
+            problems.append(kept)
+        else:
+            summary += f"; checkpoint {args.checkpoint} kept: the export's is it or later"
     for problem in problems:
         print(problem)
     print(("NOT VERIFIED: " if problems else "verified: ") + summary)

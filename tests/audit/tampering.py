@@ -152,9 +152,9 @@ def crm(settings: Settings, *argv: str) -> int:
     return args.run(args, settings)
 
 
-def verify_offline(export: Path) -> subprocess.CompletedProcess[str]:
+def verify_offline(export: Path, *options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "verify_export.py"), str(export)],
+        [sys.executable, str(ROOT / "tools" / "verify_export.py"), str(export), *options],
         capture_output=True,
         text=True,
         timeout=60,

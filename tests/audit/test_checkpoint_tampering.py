@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from domain.account import BantRating
-from domain.checkpoints import CHECKPOINT_LOG_ID
+from domain.checkpoints import CHECKPOINT_LOG_ID, checkpoint_id
 from services.audit import Audit
-from tests.audit.tampering import META, RawStore, crm, five_events
+from tests.audit.tampering import META, RawStore, crm, five_events, verify_offline
 
 # A checkpoint of two accounts is stored as: opened (1), their heads (2), sealed (3); the log as:
 # started (1), then one entry a checkpoint (2 for the first).
@@ -226,3 +226,54 @@ def test_a_checkpoint_recorded_while_the_log_is_read_is_no_tampering(
     # Then it finds checkpoint 2 listed and intact
     assert check.problems == []
     assert check.latest is not None and check.latest.number == 2
+
+
+def test_the_latest_checkpoint_removed_with_what_it_covered_is_found_against_a_root_kept(
+    ledger, settings, checkpointed, tmp_path, capsys
+):
+    # Given checkpoint 2, covering a rating of Acme since checkpoint 1, whose root the auditor
+    # kept outside the database
+    acme, _, first = checkpointed
+    ledger.score_bant(acme, BantRating(5, 5, 5, 5, {}), META)
+    second = Audit(ledger).checkpoint(META)
+    # When the rating, checkpoint 2 and its entry in the log are removed behind the service's
+    # back: what is left is as checkpoint 1 sealed it
+    store = RawStore(settings, ledger)
+    store.remove(acme, 6)
+    store.delete(checkpoint_id(2))
+    store.delete(CHECKPOINT_LOG_ID, from_version=FIRST_ENTRY + 1)
+    out = tmp_path / "ledger.jsonl"
+    assert crm(settings, "audit", "export", "--out", str(out)) == 0
+    capsys.readouterr()
+
+    # Then checking against the root kept finds checkpoints removed, in the store and offline
+    kept = ("--checkpoint", "2", "--root", second.root)
+    assert crm(settings, "audit", "verify", *kept) == 1
+    said = capsys.readouterr().err
+    offline = verify_offline(out, *kept)
+    assert "checkpoint 2, whose root was kept, is not in the store (the latest is 1)" in said
+    assert offline.returncode == 1
+    assert "the export holds checkpoint 1, and checkpoint 2's root was kept" in offline.stdout
+    # and the root kept of checkpoint 1 still holds: it is there, as it was
+    assert crm(settings, "audit", "verify", "--checkpoint", "1", "--root", first.root) == 0
+
+
+def test_a_root_kept_that_is_not_the_checkpoints_is_named(
+    ledger, settings, checkpointed, tmp_path, capsys
+):
+    _, _, first = checkpointed
+    other = "0" * 64
+    out = tmp_path / "ledger.jsonl"
+    assert crm(settings, "audit", "export", "--out", str(out)) == 0
+    capsys.readouterr()
+
+    verified = crm(settings, "audit", "verify", "--checkpoint", "1", "--root", other)
+    said = capsys.readouterr().err
+    offline = verify_offline(out, "--checkpoint", "1", "--root", other)
+    alone = crm(settings, "audit", "verify", "--checkpoint", "1")
+
+    assert verified == 1
+    assert f"checkpoint 1's root is {first.root}, not {other} as it was kept" in said
+    assert offline.returncode == 1
+    assert f"checkpoint 1's root is {first.root}, not {other} as it was kept" in offline.stdout
+    assert alone == 2 and "give --checkpoint and --root together" in capsys.readouterr().err
