@@ -140,7 +140,15 @@ def load_keys(inline: str | None, file: Path | None) -> list[ApiKey]:
             raise KeyConfigError(f"CRM_API_KEYS_FILE {file}: not UTF-8 text") from None
     found: list[tuple[str, ApiKey]] = []
     for source, spec, by_line in sources:
-        for key in parse_keys(spec, source, by_line=by_line):
+        keys = parse_keys(spec, source, by_line=by_line)
+        if not keys:
+            # Set and empty (a secret not mounted yet, a template left blank): without keys
+            # the CRM would serve in development mode, where nothing asks for a key.
+            raise KeyConfigError(
+                f"{source} holds no key (name:role:secret); to serve without keys, in "
+                "development mode, leave it unset"
+            )
+        for key in keys:
             for other_source, other in found:
                 both = " and ".join(dict.fromkeys([other_source, source]))
                 if other.name == key.name:

@@ -162,6 +162,38 @@ def test_a_keys_file_has_an_entry_a_line_so_comments_and_secrets_may_hold_commas
 
 
 @pytest.mark.parametrize("store", ["sqlite"])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CRM_API_KEYS_FILE", ""),
+        ("CRM_API_KEYS_FILE", "# the team's keys, to come\n\n"),
+        ("CRM_API_KEYS", " , "),
+    ],
+    ids=["an empty keys file", "a keys file of comments", "keys of blanks"],
+)
+def test_keys_configured_but_none_given_stop_crm_serve_rather_than_serve_without_keys(
+    settings, tmp_path, variable, value
+):
+    if variable == "CRM_API_KEYS_FILE":
+        file = tmp_path / "keys"
+        file.write_text(value)
+        file.chmod(0o600)
+        value = str(file)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "--port", "1"],
+        env={"PATH": "/usr/bin:/bin", "CRM_DATA_DIR": str(settings.data_dir), variable: value},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "holds no key (name:role:secret)" in done.stderr
+    assert "DEVELOPMENT MODE" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
 def test_without_keys_crm_serve_refuses_any_host_but_loopback(settings):
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
