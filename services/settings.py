@@ -152,9 +152,19 @@ def postgres_url(value: str | None) -> str | None:
     one leaves out the URL, which may hold a password."""
     if not value or not value.strip():
         return None
-    url = urlsplit(value.strip())
+    try:
+        url = urlsplit(value.strip())
+    except ValueError:  # an IPv6 address without its closing bracket
+        raise SettingError("CRM_DATABASE_URL has a host that cannot be read") from None
     if url.scheme not in ("postgresql", "postgres"):
         raise SettingError(f"CRM_DATABASE_URL must start with postgresql://, not {url.scheme}:")
+    if url.netloc.count("@") > 1:
+        # Where the password ends is then a guess, and a message about the host or the port
+        # would show what follows: the rest of the password.
+        raise SettingError(
+            "CRM_DATABASE_URL has more than one @ before its host: write an @ in the user or "
+            "password as %40"
+        )
     try:
         url.port  # noqa: B018 (urlsplit checks the port only when asked)
     except ValueError:
@@ -193,7 +203,9 @@ def _check_libpq_parameters(url: str) -> None:
         # One value a host, for a URL that lists several (an empty one: the default).
         for given in str(parameters.get(name, "")).split(","):
             if given and not re.fullmatch(r"-?[0-9]+", given):
-                raise SettingError(f"CRM_DATABASE_URL has {name}={given!r}, not a whole number")
+                # The port is read from the URL's host part, which a password may run into.
+                shown = "a port" if name == "port" else f"{name}={given!r}"
+                raise SettingError(f"CRM_DATABASE_URL has {shown}, not a whole number")
     if (mode := parameters.get("sslmode", "prefer")) not in _SSL_MODES:
         raise SettingError(
             f"CRM_DATABASE_URL has sslmode={mode!r}, not one of {', '.join(_SSL_MODES)}"
@@ -209,8 +221,11 @@ def nats_url(value: str | None) -> str | None:
     if not value or not value.strip():
         return None
     for server in (part.strip() for part in value.split(",")):
-        url = urlsplit(server if "://" in server else f"nats://{server}")
         named = without_credentials(server)
+        try:
+            url = urlsplit(server if "://" in server else f"nats://{server}")
+        except ValueError:  # an IPv6 address without its closing bracket
+            raise SettingError(f"CRM_NATS_URL has a host that cannot be read: {named!r}") from None
         try:
             url.port  # noqa: B018 (urlsplit checks the port only when asked)
         except ValueError:

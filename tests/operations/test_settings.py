@@ -83,7 +83,27 @@ def test_libpq_parameter_values_libpq_takes_are_taken(query):
         (
             "CRM_DATABASE_URL",
             "postgresql://crm:hunter2@db/crm?port=abc",
-            "CRM_DATABASE_URL has port='abc', not a whole number",
+            "CRM_DATABASE_URL has a port, not a whole number",
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@x:TopSecretTail@127.0.0.1:5432/crm",
+            "CRM_DATABASE_URL has more than one @ before its host: write an @ in the user or",
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@TopSecretTail@127.0.0.1:1/crm",
+            "CRM_DATABASE_URL has more than one @ before its host",
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgres://alice:hunter2@[::1:1/db",
+            "CRM_DATABASE_URL has a host that cannot be read",
+        ),
+        (
+            "CRM_NATS_URL",
+            "nats://u:hunter2@[::1:1",
+            "CRM_NATS_URL has a host that cannot be read: 'nats://[::1:1'",
         ),
         (
             "CRM_DATABASE_URL",
@@ -156,7 +176,7 @@ def test_a_setting_that_cannot_be_used_stops_the_command_naming_it(
     assert code == 2
     assert says in err
     assert "Traceback" not in err
-    assert "hunter2" not in err  # a database password is not echoed
+    assert "hunter2" not in err and "TopSecret" not in err  # nor any part of a password
     assert not (tmp_path / "data").exists()
 
 
