@@ -325,7 +325,10 @@ def _signature(key: bytes, payload: str, order: Order) -> str:
 
 
 def _encode(key: bytes, state: dict[str, Any], order: Order) -> str:
-    raw = json.dumps(state, separators=(",", ":")).encode()
+    # UTF-8, not \u escapes: a name of 200 characters of any script fits a cursor's length.
+    raw = json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
     payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     return f"{payload}.{_signature(key, payload, order)}"
 

@@ -58,7 +58,7 @@ PAGE_PROBLEMS = {400: problem_response("A parameter or the cursor is invalid.")}
 
 Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_MAX, description="Page size.")]
 Cursor = Annotated[
-    str | None, QueryParameter(max_length=1000, description="From the previous page.")
+    str | None, QueryParameter(max_length=4000, description="From the previous page.")
 ]
 
 

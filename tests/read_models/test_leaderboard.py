@@ -185,6 +185,32 @@ def test_pages_one_row_long_step_through_equal_scores_and_equal_names_in_order(c
     assert [a[1] for a in listed_pages[2:]] == sorted(a[1] for a in listed_pages[2:])
 
 
+def test_pages_step_past_the_longest_names_of_any_script(client):
+    # 200 characters each (the most a name takes), of 3 and 4 bytes in UTF-8.
+    names = ["漢" * 200, "𠀋" * 200, "Ünïcödé" * 28]
+    for i, name in enumerate(names):
+        account, last = make(client, name, f"long{i}.com", (3, 3, 3, 3))
+
+    page, ranked = board(client, limit=1, min_position=last), []
+    while True:
+        ranked += [e["name"] for e in page["items"]]
+        if not page["next_cursor"]:
+            break
+        page = board(client, limit=1, cursor=page["next_cursor"])
+    page, listed = client.get("/accounts", params={"limit": 1, "q": "long"}).json(), []
+    while True:
+        listed += [a["name"] for a in page["items"]]
+        if not page["next_cursor"]:
+            break
+        params = {"limit": 1, "q": "long", "cursor": page["next_cursor"]}
+        answer = client.get("/accounts", params=params)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+
+    assert sorted(ranked) == sorted(names)
+    assert sorted(listed) == sorted(names)
+
+
 def test_list_pages_show_the_names_as_they_were_at_the_first_page_after_a_rename(client):
     registered = [
         client.post("/accounts", json=registration(name=name, domain=f"{name}.com"))
