@@ -415,6 +415,22 @@ def test_a_read_says_when_it_did_not_reach_min_position(client):
     assert ahead.headers["crm-stale"] == "true"
 
 
+def test_a_position_beyond_the_last_event_stored_is_not_waited_for(client, projector):
+    # Read models are waited for by asking the projector to hurry to the position; a position
+    # no command answered must not hold a thread for the whole wait.
+    account = qualified(client)
+    head = rate(client, account, 4, 4, 4, 4)
+    asked: list[int] = []
+    projector.wanted = asked.append
+
+    beyond = client.get("/leaderboards/bant", params={"min_position": head + 1000})
+    listed = client.get("/accounts", params={"min_position": head + 1})
+
+    assert beyond.json()["min_position_reached"] is False
+    assert listed.json()["min_position_reached"] is False
+    assert asked == []
+
+
 def test_a_command_response_position_is_readable_at_once(client):
     account = qualified(client)
     position = rate(client, account, 4, 4, 4, 4)
