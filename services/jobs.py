@@ -30,6 +30,9 @@ STOP_SECONDS = 5.0  # how long a stopping process waits for its jobs to reach a 
 # that): a process receives at most this many uploads, and runs this many imports, at once.
 UPLOADS_AT_ONCE = 4
 IMPORTS_AT_ONCE = 2
+# Imports a process accepts and has not finished (running or waiting their turn): each keeps its
+# file on disk and a thread until it ends.
+IMPORTS_HELD = 8
 
 
 class Interrupted(Exception):
@@ -57,6 +60,10 @@ class JobRunner:
         # by an import job for its run (a job waits its turn, running at 0 rows).
         self.receiving = threading.BoundedSemaphore(UPLOADS_AT_ONCE)
         self.importing = threading.BoundedSemaphore(IMPORTS_AT_ONCE)
+        # Taken by the API for an upload it accepts, given back when its job ends (a 503
+        # `busy` when none is free); a job resumed at start takes none.
+        self.held = threading.BoundedSemaphore(IMPORTS_HELD)
+        self._holding: set[UUID] = set()
 
     def stop(self) -> None:
         """Stops the running jobs at their next progress point, before the ledger closes: a job
@@ -93,11 +100,14 @@ class JobRunner:
         }
         try:
             path.write_bytes(data)  # kept before the job exists, so a resumed job finds its file
+            self._holding.add(job_id)  # the job gives back `held` when it ends
             started = self._start(IMPORT, params, meta, job_id)
         except BaseException:
+            self._holding.discard(job_id)
             self._discard_unless_started(path, job_id)
             raise
         if started.replayed:  # a retry with the same key started its job first
+            self._holding.discard(job_id)
             path.unlink(missing_ok=True)
         return started
 
@@ -156,6 +166,14 @@ class JobRunner:
         # Every replica resumes the unfinished jobs it finds at start: the job's own lock
         # keeps a job that runs in another process (or already here) from running twice, and
         # one that ended between the listing and the lock is left as it ended.
+        try:
+            self._claim_and_run(job_id)
+        finally:
+            if job_id in self._holding:
+                self._holding.discard(job_id)
+                self.held.release()
+
+    def _claim_and_run(self, job_id: UUID) -> None:
         claim = Leadership(self.settings, f"jobs/{job_id}")
         if not claim.try_acquire():
             log.info("job %s runs in another process", job_id)

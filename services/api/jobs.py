@@ -20,7 +20,7 @@ from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.documentation import JOB_LOCATION, JOB_POSITION, RAW_BODY, REPLAYED
 from services.api.problems import KEY_REUSED, RETRY_AFTER_SECONDS, problem, problem_response
 from services.importing import UnknownCharset, text_codec
-from services.jobs import UPLOADS_AT_ONCE, JobRunner
+from services.jobs import IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
@@ -71,8 +71,9 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
         ),
         422: problem_response(f"Refused: {KEY_REUSED}."),
         503: problem_response(
-            f"This process is receiving {UPLOADS_AT_ONCE} uploads already (`busy`), or the "
-            "store is unavailable. Retry after Retry-After."
+            f"This process is receiving {UPLOADS_AT_ONCE} uploads already, or holds "
+            f"{IMPORTS_HELD} imports not finished (`busy`), or the store is unavailable. Retry "
+            "after Retry-After."
         ),
     },
     response_headers=[JOB_LOCATION, REPLAYED],
@@ -95,14 +96,12 @@ async def upload_import(
             kind="unsupported-media-type",
         )
     charset = _charset(parameters)
+    if not jobs.held.acquire(blocking=False):
+        raise _busy(f"This process holds {IMPORTS_HELD} imports not finished; retry later.")
     if not jobs.receiving.acquire(blocking=False):
-        raise problem(
-            503,
-            "Busy",
-            f"This process is receiving {UPLOADS_AT_ONCE} uploads already; retry shortly.",
-            kind="busy",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        jobs.held.release()
+        raise _busy(f"This process is receiving {UPLOADS_AT_ONCE} uploads already; retry shortly.")
+    kept = False  # whether the job started holds the import's place, until it ends
     try:  # until the file is on disk, for its job to read
         data = await request.body()
         if not data.removeprefix(codecs.BOM_UTF8).strip():  # a byte-order mark alone is none
@@ -121,9 +120,16 @@ async def upload_import(
             return jobs.submit_import(data, meta, strict, screen_with, charset)
 
         started = await anyio.to_thread.run_sync(submit)
+        kept = not started.replayed
     finally:
         jobs.receiving.release()
+        if not kept:
+            jobs.held.release()
     return accepted(started.value, started.replayed)
+
+
+def _busy(detail: str) -> Exception:
+    return problem(503, "Busy", detail, kind="busy", headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def _charset(parameters: list[str]) -> str | None:

@@ -15,7 +15,7 @@ from domain.ledger import CommandMeta
 from domain.screening_policy import Criteria
 from services.api.jobs import job_view
 from services.importing import import_rows
-from services.jobs import IMPORT, IMPORTS_AT_ONCE, UPLOADS_AT_ONCE, JobRunner
+from services.jobs import IMPORT, IMPORTS_AT_ONCE, IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
 from services.leadership import Leadership
 from services.store import open_ledger
 from tests.audit.tampering import RawStore
@@ -590,3 +590,30 @@ def test_an_import_beyond_those_a_process_runs_at_once_waits_its_turn(client, jo
             jobs.importing.release()
     # And runs once one has ended
     assert finished(client, upload.headers["location"])["result"]["registered"] == 2
+
+
+def test_an_upload_beyond_the_imports_a_process_holds_unfinished_is_503_busy(client, jobs):
+    # Given as many imports accepted as a process holds, waiting their turn (none may run)
+    held = [jobs.importing.acquire(blocking=False) for _ in range(IMPORTS_AT_ONCE)]
+    assert all(held)
+    try:
+        waiting = [
+            client.post("/imports", content=(HEADER + good_rows(1)).encode(), headers=CSV)
+            for _ in range(IMPORTS_HELD)
+        ]
+        # When one more is uploaded
+        refused = client.post("/imports", content=(HEADER + good_rows(1)).encode(), headers=CSV)
+    finally:
+        for _ in held:
+            jobs.importing.release()
+
+    # Then it is refused for now, and taken once those held have ended
+    assert [w.status_code for w in waiting] == [202] * IMPORTS_HELD
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["type"] == "urn:crm:problem:busy"
+    assert f"holds {IMPORTS_HELD} imports not finished" in refused.json()["detail"]
+    for upload in waiting:
+        finished(client, upload.headers["location"])
+    taken = client.post("/imports", content=(HEADER + good_rows(2)).encode(), headers=CSV)
+    assert taken.status_code == 202
+    assert finished(client, taken.headers["location"])["status"] == "finished"
