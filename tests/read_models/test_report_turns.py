@@ -59,6 +59,24 @@ def test_a_report_asked_while_another_is_made_answers_busy_after_the_wait(impati
     assert client.get("/reports/stages").json()["groups"][0]["current"]["identified"] == 1
 
 
+def test_a_screening_dry_run_takes_its_turn_with_the_reports(impatient):
+    client, reads = impatient
+    assert client.post("/screening-policies", json={"headcount_min": 1}).status_code == 201
+    # Given a report being made in the process
+    client.blocking_portal.call(reads.reports.acquire_on_behalf_of, MAKING)
+
+    # When a dry-run is asked for, with no time to wait
+    busy = client.post("/screening-policies/1/dry-run", json={})
+
+    # Then it answers 503 busy, and once the report is made, it is made
+    assert busy.status_code == 503, busy.text
+    assert busy.json()["type"] == "urn:crm:problem:busy"
+    client.blocking_portal.call(reads.reports.release_on_behalf_of, MAKING)
+    made = client.post("/screening-policies/1/dry-run", json={})
+    assert made.status_code == 200, made.text
+    assert made.json()["dry_run"] is True
+
+
 def test_a_report_asked_while_another_is_made_waits_its_turn(patient):
     client, reads = patient
     # Given a report being made in the process
