@@ -28,8 +28,15 @@ DealOutcomeName = Literal["won", "lost"]
 # NUL, which would stop the read models) and the bidirectional overrides and isolates, which
 # make a text display other than it reads.
 _FORBIDDEN = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
-# What a reader cannot see: white space and the zero-width and format characters.
-_INVISIBLE = r"\s\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
+# What a reader cannot see: white space, the zero-width and format characters, the fillers
+# that render blank (Hangul's, the braille blank) and the marks that only modify the character
+# before them (the combining grapheme joiner, variation and free variation selectors). Only
+# characters of the Basic Multilingual Plane: an ECMAScript pattern without its `u` flag, as
+# OpenAPI readers use, cannot name a range of the others.
+_INVISIBLE = (
+    r"\s\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    r"\u2060-\u2065\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
+)
 TRIMMED = "white space and invisible characters around it are dropped"  # Body.__post_init__
 # msgspec searches a pattern with Python's `re`, OpenAPI readers with ECMAScript's: both read
 # these alike. `$(?![\s\S])` is the end of the text (Python's `$` also matches before a final

@@ -94,6 +94,10 @@ def test_a_bad_registration_is_422_naming_the_field_and_registers_nothing(client
         ("name", "Acme\x00Tooling"),  # PostgreSQL's text columns cannot even hold it
         ("name", "\u200b"),  # nothing a reader can see
         ("name", "\u00a0\ufeff"),
+        ("name", "\u3164\u3164"),  # Hangul fillers, drawn blank
+        ("name", "\u2800"),  # the braille blank
+        ("industry", "\u034f\ufe0f"),  # marks that only modify what comes before them
+        ("source", "\u180e\u061c\uffa0"),
         ("industry", "Acme\u202eloohcS"),  # displays other than it reads
         ("source", "web\n"),  # a name is one line
         ("name", "Acme\u2028Tooling"),  # Unicode's own line separator
@@ -166,6 +170,7 @@ def test_a_search_or_filter_with_a_control_character_is_400_naming_it(client, pa
         "ann@acme.com\u202e",
         "\u200b@\u200b.\u200b",  # nothing a reader sees
         "ann\u200b@acme.com",
+        "ann@\u3164.com",
         "ann @acme.com",
     ],
 )
