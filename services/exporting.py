@@ -32,8 +32,9 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(value: Any) -> Any:
-    """A text that a spreadsheet would run as a formula, with a `'` before it."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    """A text that a spreadsheet would run as a formula, with a `'` before it; and one that
+    begins with a `'` (which a spreadsheet hides, and `unneutralise` takes off), with another."""
+    if isinstance(value, str) and value.startswith((*FORMULA_STARTS, "'")):
         return "'" + value
     return value
 
@@ -41,7 +42,7 @@ def neutralise(value: Any) -> Any:
 def unneutralise(cell: str) -> str:
     """A cell `neutralise` wrote, as it was: an export read back (an import) holds the text,
     not the quote."""
-    if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
+    if cell.startswith("'") and cell[1:].startswith((*FORMULA_STARTS, "'")):
         return cell[1:]
     return cell
 
@@ -130,7 +131,12 @@ def as_text(
     writer.writeheader()
     for record in records:
         writer.writerow(
-            {k: _cell(v) if k in exact else neutralise(_cell(v)) for k, v in record.items()}
+            {
+                # A number is written as one, a negative one too, which a spreadsheet reads as
+                # a number, not a formula.
+                k: _cell(v) if k in exact or isinstance(v, int | float) else neutralise(_cell(v))
+                for k, v in record.items()
+            }
         )
         if buffer.tell() > 64_000:
             yield buffer.getvalue()

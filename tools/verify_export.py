@@ -342,7 +342,8 @@ def _snake(name: str) -> str:
 
 
 def _neutralised(value: Any) -> Any:
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+    quoted = isinstance(value, str) and value.startswith((*FORMULA_STARTS, "'"))
+    return "'" + value if quoted else value
 
 
 def _link(state: str) -> str | None:

@@ -132,13 +132,14 @@ def test_what_an_export_shows_for_reading_is_checked_against_the_stored_state(
 ):
     # Given an account with a contact (an id the store writes in its own form), a reason a
     # spreadsheet would take for a formula (written with a ' before it in CSV), and, last, a
-    # screening stored before screenings had a policy version (its reading fills in null)
+    # screening stored before screenings had a policy version (its reading fills in null), its
+    # reason beginning with a quote (written with another before it in CSV)
     details = Firmographics("Acme", "acme.com", "it", 10, 1, "EUR", "DE", 0.1, "fair")
     account_id = client.post("/accounts", json=vars(details)).json()["id"]
     contact = {"name": "Ann", "title": "CTO", "buying_role": "technical"}
     contact |= {"decision_power": "influencer", "reason": "=met at the fair"}
     assert client.post(f"/accounts/{account_id}/contacts", json=contact).status_code == 200
-    screening = {"outcome": "qualified", "criteria": ["industry"], "reason": "fits"}
+    screening = {"outcome": "qualified", "criteria": ["industry"], "reason": "'fits'"}
     assert client.post(f"/accounts/{account_id}/screening", json=screening).status_code == 200
     RawStore(settings, ledger).change_state(UUID(account_id), 3, _as_screened_v1)
     out = tmp_path / f"ledger.{fmt}"
@@ -157,6 +158,7 @@ def test_what_an_export_shows_for_reading_is_checked_against_the_stored_state(
     # Then the export verifies, and the altered one does not, naming each altered field
     if fmt == "csv":
         assert "'=met at the fair" in out.read_text()
+        assert "''fits'" in out.read_text()
     assert as_exported.returncode == 0, as_exported.stdout
     assert result.returncode == 1
     assert f"account {account_id}: version 2: its `actor` is not what" in result.stdout

@@ -479,6 +479,26 @@ def test_an_accounts_export_edited_in_a_spreadsheet_imports_back_as_updates(clie
     assert client.get(f"/accounts/{kept['id']}").json()["headcount"] == 250
 
 
+def test_a_negative_number_and_a_text_that_begins_with_a_quote_come_back_as_they_went(client):
+    # Given an account shrinking, named as a spreadsheet would show a formula's text
+    account = client.post(
+        "/accounts", json=registration(name="'=1+1", domain="quoted.example", growth_rate=-5.5)
+    )
+    position = int(account.headers["crm-position"])
+    exported = client.get("/accounts/export", params={"format": "csv", "min_position": position})
+    (row,) = csv.DictReader(io.StringIO(exported.text))
+
+    # When the file comes back as it was exported
+    upload = client.post("/imports", content=exported.text, headers={"Content-Type": "text/csv"})
+    job = finished(client, upload.headers["location"])
+
+    # Then the number was a number, the quote was kept, and nothing changed
+    assert (row["growth_rate"], row["name"]) == ("-5.5", "''=1+1")
+    assert (job["result"]["errors"], job["result"]["unchanged"]) == ([], 1)
+    stored = client.get(account.headers["location"]).json()
+    assert (stored["name"], stored["growth_rate"]) == ("'=1+1", -5.5)
+
+
 def test_an_empty_upload_is_refused_at_once_and_starts_no_job(client):
     for body in (b"", b" \r\n", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n"):  # a byte-order mark alone too
         refused = client.post("/imports", content=body, headers={"Content-Type": "text/csv"})
