@@ -237,6 +237,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level="warning",
         log_config=None,  # uvicorn's own lines go to the root logger, in the CRM's format
         server_header=False,  # no "server: uvicorn" on every answer
+        # The address a request came from is the connection's (behind a proxy, the proxy's,
+        # as DEPLOY.md says): X-Forwarded-For, which any client may send, is not taken for it.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
     server = _server_class()(config)

@@ -60,6 +60,22 @@ def test_the_asyncapi_document_of_crm_serve_names_its_embedded_broker(settings):
         assert asyncio.run(stream_subjects()) == ["crm.accounts.>"]
 
 
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_the_request_log_names_the_connections_address_not_one_a_header_claims(settings):
+    server = CrmServe(settings).wait_ready()
+    try:
+        answer = httpx.get(
+            f"{server.url}/accounts",
+            headers={"X-Forwarded-For": "203.0.113.9", "X-Request-ID": "xff"},
+        )
+    finally:
+        server.stop()
+
+    assert answer.status_code == 200
+    (line,) = [line for line in server.log_lines() if line.get("request_id") == "xff"]
+    assert line["client"] == "127.0.0.1"
+
+
 def test_the_port_crm_serve_checked_is_held_until_uvicorn_serves_on_it():
     # Held and listening from the check on: another server binding as uvicorn does (with
     # SO_REUSEADDR) cannot take it while crm serve starts its workers.
