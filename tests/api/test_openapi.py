@@ -344,3 +344,6 @@ def test_the_reference_pages_load_only_what_the_service_serves_itself(client):
                 "text/css",
                 "image/png",
             ), url
+    # and nothing more of the package: its source maps and editor are megabytes no key guards
+    for unused in ("swagger-ui-bundle.js.map", "swagger-editor-es-bundle.js.map", "index.html"):
+        assert client.get(f"/schema/assets/{unused}").status_code == 404, unused
