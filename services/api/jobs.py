@@ -23,6 +23,9 @@ from services.importing import UnknownCharset, text_codec
 from services.jobs import IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# The whole of an upload, which holds one of the few places a process receives uploads in:
+# 50 MiB at 90 kB/s. (Each pause is bounded too: services/request_head.py.)
+UPLOAD_SECONDS = 600.0
 
 
 def job_view(job: Job) -> JobView:
@@ -66,6 +69,7 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
         400: problem_response("An empty body or a bad parameter."),
         404: problem_response("No such policy version as `screen_with`."),
         413: problem_response("The file is over 50 MiB."),
+        408: problem_response("The upload took more than 10 minutes."),
         415: problem_response(
             "The body is not text/csv, its charset is not one known, or it is sent compressed."
         ),
@@ -103,7 +107,12 @@ async def upload_import(
         raise _busy(f"This process is receiving {UPLOADS_AT_ONCE} uploads already; retry shortly.")
     kept = False  # whether the job started holds the import's place, until it ends
     try:  # until the file is on disk, for its job to read
-        data = await request.body()
+        try:
+            with anyio.fail_after(UPLOAD_SECONDS):
+                data = await request.body()
+        except TimeoutError:
+            detail = f"The upload took more than {UPLOAD_SECONDS:g} s; send it again."
+            raise problem(408, "Request Timeout", detail, kind="request-timeout") from None
         if not data.removeprefix(codecs.BOM_UTF8).strip():  # a byte-order mark alone is none
             raise problem(400, "Empty file", "The CSV file is empty.", kind="empty-file")
 

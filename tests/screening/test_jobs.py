@@ -6,13 +6,16 @@ import json
 import threading
 import time
 import uuid
+from typing import Any
 
+import anyio
 import pytest
 
 from domain.account import EVENT_TOPIC_PREFIX, account_id_for
 from domain.jobs import Job
 from domain.ledger import CommandMeta
 from domain.screening_policy import Criteria
+from services.api import jobs as api_jobs
 from services.api.jobs import job_view
 from services.importing import import_rows
 from services.jobs import IMPORT, IMPORTS_AT_ONCE, IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
@@ -617,3 +620,56 @@ def test_an_upload_beyond_the_imports_a_process_holds_unfinished_is_503_busy(cli
     taken = client.post("/imports", content=(HEADER + good_rows(2)).encode(), headers=CSV)
     assert taken.status_code == 202
     assert finished(client, taken.headers["location"])["status"] == "finished"
+
+
+def test_an_upload_that_does_not_arrive_in_time_is_408_and_gives_its_place_back(
+    client, jobs, ledger, monkeypatch
+):
+    # Given an upload whose body stops coming after its first bytes, and little time for it
+    monkeypatch.setattr(api_jobs, "UPLOAD_SECONDS", 0.2)
+    answer: dict[str, Any] = {}
+
+    async def upload() -> None:
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": HEADER.encode(), "more_body": True}
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+
+        headers = [(b"host", b"localhost"), (b"content-type", b"text/csv")]
+        headers.append((b"content-length", b"100000"))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/imports",
+            "raw_path": b"/imports",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        await client.app(scope, receive, send)
+
+    # When it is sent
+    client.blocking_portal.call(upload)
+
+    # Then it is answered 408, stores nothing, and its place is free again
+    assert answer["status"] == 408
+    assert ledger.recorder.max_notification_id() is None
+    places = [jobs.receiving.acquire(blocking=False) for _ in range(UPLOADS_AT_ONCE)]
+    for taken in places:
+        if taken:
+            jobs.receiving.release()
+    assert all(places)
