@@ -67,3 +67,26 @@ def warmed_up(client: TestClient, **overrides: Any) -> dict[str, Any]:
         {"kind": "material_sent", "material": "white paper", "channel": "email"},
     )
     return command(client, account, "outreach", {"kind": "meeting_held"})
+
+
+def asgi_scope(method: str, path: str, content_type: bytes, length: int) -> dict[str, Any]:
+    """The scope of an HTTP request from loopback, for a test that sends its body itself (a
+    body that stops coming, a client that goes away)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"localhost"),
+            (b"content-type", content_type),
+            (b"content-length", str(length).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }

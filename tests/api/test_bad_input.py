@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.api.requests import qualified, register, registration
+from tests.api.requests import asgi_scope, qualified, register, registration
 
 RATING = {"budget": 3, "authority": 3, "need": 3, "timing": 3}
 
@@ -598,24 +598,7 @@ def test_a_client_gone_before_its_body_arrived_is_no_server_error(client, caplog
     account = qualified(client)
     before = stored_versions(client, account)
     path = f"/accounts/{account['id']}/bant"
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "PUT",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"localhost"),
-            (b"content-type", b"application/json"),
-            (b"content-length", b"64"),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = asgi_scope("PUT", path, b"application/json", 64)
     arriving = [{"type": "http.request", "body": b'{"budget": 3', "more_body": True}]
     answered = []
 

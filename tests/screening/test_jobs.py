@@ -21,6 +21,7 @@ from services.importing import import_rows
 from services.jobs import IMPORT, IMPORTS_AT_ONCE, IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
 from services.leadership import Leadership
 from services.store import open_ledger
+from tests.api.requests import asgi_scope
 from tests.audit.tampering import RawStore
 from tests.screening.test_import import HEADER, good_rows
 
@@ -644,22 +645,7 @@ def test_an_upload_that_does_not_arrive_in_time_is_408_and_gives_its_place_back(
             if message["type"] == "http.response.start":
                 answer["status"] = message["status"]
 
-        headers = [(b"host", b"localhost"), (b"content-type", b"text/csv")]
-        headers.append((b"content-length", b"100000"))
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/imports",
-            "raw_path": b"/imports",
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
+        scope = asgi_scope("POST", "/imports", b"text/csv", 100_000)
         await client.app(scope, receive, send)
 
     # When it is sent
