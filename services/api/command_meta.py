@@ -115,7 +115,10 @@ def _settle(
 def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
     sent: dict[bytes, str] = {}
     for name, value in request.scope["headers"]:
-        if name in _HEADER_KEYS and name not in sent:  # the first of repeated headers counts
+        if name in _HEADER_KEYS:
+            if name in sent:  # which one a proxy or a log reads is anyone's guess
+                header = _HEADER_KEYS[name]
+                raise invalid_field(header, f"{header} is sent more than once: send it once.", 400)
             sent[name] = value.decode("latin-1")
     key = caller(request)
     idempotency_key = _idempotency_key(sent.get(b"idempotency-key"))
@@ -154,7 +157,7 @@ COMMAND_HEADER_FORMS = {
     "X-Actor": _ACTOR,
 }
 ACTOR_MAX_LENGTH = 200
-_HEADER_KEYS = {name.lower().encode() for name in COMMAND_HEADERS}  # as ASGI names them
+_HEADER_KEYS = {name.lower().encode(): name for name in COMMAND_HEADERS}  # as ASGI names them
 GUARDS = frozenset({"If-Match", "Idempotency-Key"})
 _GUARD_KEYS = {guard.lower().encode(): guard for guard in GUARDS}
 # Preconditions no command honours: a write sent with one (If-None-Match: * to create only)

@@ -69,9 +69,16 @@ def warmed_up(client: TestClient, **overrides: Any) -> dict[str, Any]:
     return command(client, account, "outreach", {"kind": "meeting_held"})
 
 
-def asgi_scope(method: str, path: str, content_type: bytes, length: int) -> dict[str, Any]:
+def asgi_scope(
+    method: str,
+    path: str,
+    content_type: bytes,
+    length: int,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> dict[str, Any]:
     """The scope of an HTTP request from loopback, for a test that sends its body itself (a
-    body that stops coming, a client that goes away)."""
+    body that stops coming, a client that goes away) or its headers as it means them (one
+    twice: the test client would join them)."""
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -86,6 +93,7 @@ def asgi_scope(method: str, path: str, content_type: bytes, length: int) -> dict
             (b"host", b"localhost"),
             (b"content-type", content_type),
             (b"content-length", str(length).encode()),
+            *headers,
         ],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),

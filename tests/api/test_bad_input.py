@@ -432,6 +432,33 @@ def test_malformed_command_headers_are_400_naming_the_header(client, header, val
     assert stored_versions(client, account) == before
 
 
+@pytest.mark.parametrize(
+    ("header", "values"),
+    [("If-Match", ['"2"', '"9"']), ("Idempotency-Key", ["one", "two"]), ("X-Actor", ["a", "b"])],
+)
+def test_a_command_header_sent_twice_is_400_naming_it(client, header, values):
+    account = qualified(client)
+    before = stored_versions(client, account)
+    body = json.dumps(RATING).encode()
+    twice = tuple((header.lower().encode(), value.encode()) for value in values)
+    path = f"/accounts/{account['id']}/bant"
+    scope = asgi_scope("PUT", path, b"application/json", len(body), headers=twice)
+    answered = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        answered.append(message)
+
+    client.blocking_portal.call(client.app, scope, receive, send)
+
+    problem = json.loads(answered[1]["body"])
+    assert (answered[0]["status"], problem["field"]) == (400, header)
+    assert "more than once" in problem["detail"]
+    assert stored_versions(client, account) == before
+
+
 def test_an_account_id_that_is_not_a_uuid_is_a_client_error(client):
     response = client.get("/accounts/not-a-uuid")
 
