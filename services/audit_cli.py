@@ -203,9 +203,11 @@ def _checkpoint(args: argparse.Namespace, audit: Any) -> int:
 
 @_with_audit
 def _history(args: argparse.Namespace, audit: Any) -> int:
+    import msgspec
+
     from contracts.instants import written
-    from domain.account import event_type
     from domain.errors import AccountNotFound
+    from services.api.views import history_event
 
     try:
         audit.ledger.account(args.account)
@@ -215,10 +217,14 @@ def _history(args: argparse.Namespace, audit: Any) -> int:
     for event, _, after, changed in audit.story(args.account):
         why = f" because {event.reason}" if event.reason else ""
         request = f" (request {event.request_id})" if event.request_id else ""
+        recorded = history_event(event)
         print(
             f"v{event.originator_version}  {written(event.timestamp)}  "
-            f"{event_type(event)} by {event.actor}{why}{request}"
+            f"{recorded.type} by {event.actor}{why}{request}"
         )
+        # What the event itself says (a material's name and channel, a meeting's note), which
+        # the account shows only as counts.
+        print(f"    recorded: {msgspec.json.encode(recorded.data).decode()}")
         shown = after if args.full else {name: after[name] for name in changed}
         for name, value in shown.items():
             print(f"    {name}: {json.dumps(value, ensure_ascii=False)}")

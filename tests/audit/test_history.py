@@ -102,7 +102,24 @@ def test_the_story_says_who_when_why_and_what_changed(ledger, settings, capsys):
     assert lines[0].split()[1].endswith("Z")  # in UTC, as every instant the service writes
     assert "(request req-7)" in lines[0]
     assert "screened by marta" in lines[first]
-    assert json.loads(lines[first + 1].split(": ", 1)[1])["outcome"] == "qualified"
+    assert lines[first + 1].startswith("    recorded: ")  # what the event says
+    assert json.loads(lines[first + 1].split(": ", 1)[1])["criteria"] == ["industry"]
+    assert json.loads(lines[first + 2].split(": ", 1)[1])["outcome"] == "qualified"
+
+
+def test_the_story_shows_what_an_outreach_event_recorded(ledger, settings, capsys):
+    account_id = ledger.register(DETAILS, META).account.id
+    ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, META)
+    ledger.score_bant(account_id, BantRating(3, 3, 3, 3, {}), META)
+    ledger.send_material(account_id, "case study", "post", "pricing discussed", META)
+
+    assert crm(settings, "audit", "history", str(account_id)) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    sent = next(i for i, line in enumerate(lines) if "material_sent by marta" in line)
+    recorded = json.loads(lines[sent + 1].split(": ", 1)[1])
+    assert (recorded["material"], recorded["channel"]) == ("case study", "post")
+    assert recorded["note"] == "pricing discussed"
 
 
 def test_an_event_stored_in_its_old_form_still_verifies(ledger):
