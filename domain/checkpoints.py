@@ -12,7 +12,7 @@ account's head all the same, so a root kept elsewhere means the same whichever k
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -126,6 +126,9 @@ class CheckpointEntry:
     first_ids: tuple[str, ...]
     at: datetime
     base: int | None  # the full checkpoint whose heads it extends; None: it is full
+    # Who wrote the entry (actor, reason, request id): as the checkpoint's, which `differences`
+    # checks. Not part of what identifies an entry.
+    by: tuple[str, str | None, str | None] | None = field(default=None, compare=False)
 
 
 class CheckpointLog(Aggregate):
@@ -159,6 +162,7 @@ class CheckpointLog(Aggregate):
                 tuple(self.first_ids),
                 self.timestamp,
                 self.base,
+                (self.actor, self.reason, self.request_id),
             )
 
     def __init__(self, *, actor: str, reason: str | None, request_id: str | None) -> None:
@@ -255,6 +259,13 @@ def recorded_heads(events: list[Checkpoint.Event]) -> Heads:
     }
 
 
+def _by(event: Checkpoint.Event) -> str:
+    return (
+        f"by {event.actor} (request {event.request_id}, reason {event.reason!r}) at "
+        f"{event.timestamp.isoformat()}"
+    )
+
+
 def differences(entry: CheckpointEntry, events: list[Checkpoint.Event], heads: Heads) -> list[str]:
     """What a checkpoint's events, and its entry in the checkpoint log, say that does not agree.
 
@@ -280,10 +291,15 @@ def differences(entry: CheckpointEntry, events: list[Checkpoint.Event], heads: H
     for event in events:
         if (event.actor, event.reason, event.request_id, event.timestamp) != written:
             problems.append(
-                f"version {event.originator_version} says it was written by {event.actor} at "
-                f"{event.timestamp.isoformat()}, its opening by {opened.actor} at "
-                f"{opened.timestamp.isoformat()}"
+                f"version {event.originator_version} says it was written {_by(event)}, its "
+                f"opening {_by(opened)}"
             )
+    if entry.by is not None and entry.by != written[:3]:
+        actor, reason, request_id = entry.by
+        problems.append(
+            f"the checkpoint log says its entry was written by {actor} (request {request_id}, "
+            f"reason {reason!r}), the checkpoint {_by(opened)}"
+        )
     recorded = CheckpointEntry(
         opened.number,
         entry.checkpoint_id,

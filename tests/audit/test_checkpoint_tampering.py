@@ -91,6 +91,19 @@ def test_an_account_removed_with_its_head_is_found(client, ledger, settings, che
         ("checkpoint", SEALED, lambda s: s.update(actor="mallory"), "written by mallory"),
         ("log", FIRST_ENTRY, lambda s: s.update(root="0" * 64), "lists its root as " + "0" * 64),
         ("log", FIRST_ENTRY, lambda s: s.update(position=1), "lists its position as 1"),
+        ("log", FIRST_ENTRY, lambda s: s.update(actor="mallory"), "entry was written by mallory"),
+        (
+            "log",
+            FIRST_ENTRY,
+            lambda s: s.update(request_id="req-forged"),
+            "entry was written by marta (request req-forged",
+        ),
+        (
+            "checkpoint",
+            SEALED,
+            lambda s: s.update(request_id="req-forged"),
+            "written by marta (request req-forged",
+        ),
     ],
     ids=[
         "opening",
@@ -99,6 +112,9 @@ def test_an_account_removed_with_its_head_is_found(client, ledger, settings, che
         "who sealed it",
         "root in the log",
         "position in the log",
+        "who wrote the log's entry",
+        "the request of the log's entry",
+        "the request of the seal",
     ],
 )
 def test_a_changed_checkpoint_or_log_entry_is_named(
