@@ -36,11 +36,14 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
         content_type = next(
             (v for k, v in self.asgi_connection.scope["headers"] if k == b"content-type"), b""
         )
-        if content_type.split(b";")[0].strip().lower() not in (b"application/json", b""):
+        media_type, *parameters = content_type.split(b";")
+        if media_type.strip().lower() not in (b"application/json", b"") or not all(
+            _utf8(parameter) for parameter in parameters
+        ):
             raise problem(
                 415,
                 "Unsupported media type",
-                "Send the body as application/json.",
+                "Send the body as application/json, in UTF-8 (the only charset JSON has).",
                 kind="unsupported-media-type",
             )
         try:
@@ -56,6 +59,15 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
             raise _malformed(exc) from None  # JSON text is UTF-8, and no command nests deep
         _refuse_repeated_names(value)
         return decoded
+
+
+def _utf8(parameter: bytes) -> bool:
+    """Whether a media type's parameter says nothing against UTF-8: a body sent with another
+    charset would be read as UTF-8 all the same, and stored as another text than was meant."""
+    name, _, value = parameter.partition(b"=")
+    if name.strip().lower() != b"charset":
+        return True
+    return value.strip().strip(b'"').lower() in (b"utf-8", b"utf8")
 
 
 def _refuse_repeated_names(value: bytes) -> None:

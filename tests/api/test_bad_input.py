@@ -381,6 +381,29 @@ def test_a_body_that_is_not_json_is_415(client):
     assert_problem(response, 415)
 
 
+@pytest.mark.parametrize("charset", ["latin-1", "utf-16", '"iso-8859-1"'])
+def test_json_in_another_charset_than_utf_8_is_415_and_utf_8_is_taken(client, charset):
+    account = qualified(client)
+    before = stored_versions(client, account)
+    body = json.dumps({**RATING, "notes": {"need": "Müller"}}).encode("latin-1")
+
+    refused = client.put(
+        f"/accounts/{account['id']}/bant",
+        content=body,
+        headers={"Content-Type": f"application/json; charset={charset}"},
+    )
+    after_refused = stored_versions(client, account)
+    taken = client.put(
+        f"/accounts/{account['id']}/bant",
+        json=RATING,
+        headers={"Content-Type": "application/json; charset=UTF-8"},
+    )
+
+    assert "UTF-8" in assert_problem(refused, 415)["detail"]
+    assert after_refused == before
+    assert taken.status_code == 200, taken.text
+
+
 def test_a_compressed_body_is_415_and_stores_nothing_and_identity_is_taken(client):
     account = qualified(client)
     before = stored_versions(client, account)
