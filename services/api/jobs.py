@@ -18,7 +18,7 @@ from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.documentation import JOB_LOCATION, JOB_POSITION, RAW_BODY, REPLAYED
-from services.api.problems import KEY_REUSED, RETRY_AFTER_SECONDS, problem, problem_response
+from services.api.problems import KEY_REUSED, problem, problem_response, retry_shortly
 from services.importing import UnknownCharset, text_codec
 from services.jobs import IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
 
@@ -101,10 +101,12 @@ async def upload_import(
         )
     charset = _charset(parameters)
     if not jobs.held.acquire(blocking=False):
-        raise _busy(f"This process holds {IMPORTS_HELD} imports not finished; retry later.")
+        raise retry_shortly(f"This process holds {IMPORTS_HELD} imports not finished; retry later.")
     if not jobs.receiving.acquire(blocking=False):
         jobs.held.release()
-        raise _busy(f"This process is receiving {UPLOADS_AT_ONCE} uploads already; retry shortly.")
+        raise retry_shortly(
+            f"This process is receiving {UPLOADS_AT_ONCE} uploads already; retry shortly."
+        )
     kept = False  # whether the job started holds the import's place, until it ends
     try:  # until the file is on disk, for its job to read
         try:
@@ -135,10 +137,6 @@ async def upload_import(
         if not kept:
             jobs.held.release()
     return accepted(started.value, started.replayed)
-
-
-def _busy(detail: str) -> Exception:
-    return problem(503, "Busy", detail, kind="busy", headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def _charset(parameters: list[str]) -> str | None:

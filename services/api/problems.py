@@ -60,6 +60,13 @@ def problem(
     )
 
 
+def retry_shortly(
+    detail: str, *, kind: str = "busy", title: str = "Busy"
+) -> ProblemDetailsException:
+    """A 503 the client may retry after a second: the process or the store is busy or away."""
+    return problem(503, title, detail, kind=kind, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
 def problem_response(description: str) -> ResponseSpec:
     """A problem answer as a route lists it in `responses=`. Without generated examples: Litestar
     would fill the shared Problem schema with random ones (a status of 9361)."""
@@ -146,13 +153,7 @@ def _problem_for(exc: LedgerError) -> ProblemDetailsException:
             version=exc.version,
         )
     if isinstance(exc, Contention):
-        return problem(
-            503,
-            "Busy",
-            exc.detail,
-            kind="contention",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        return retry_shortly(exc.detail, kind="contention")
     return problem(400, "Refused", exc.detail, kind="refused")
 
 
@@ -204,12 +205,10 @@ def _parameter_error(error: dict[str, Any]) -> dict[str, Any]:
 def _from_operational_error(exc: Exception) -> ProblemDetailsException:
     """The event store or the read models' database does not answer."""
     log.warning("store unavailable: %s", type(exc).__name__)
-    return problem(
-        503,
-        "Store unavailable",
+    return retry_shortly(
         "The database does not answer; retry shortly.",
         kind="store-unavailable",
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
+        title="Store unavailable",
     )
 
 

@@ -44,7 +44,7 @@ from services.api.auth import PAST_READS, Permission
 from services.api.documentation import READ_POSITION, STALE
 from services.api.objectives import objective_results
 from services.api.page_cache import Answer, PageCache
-from services.api.problems import RETRY_AFTER_SECONDS, invalid_field, problem, problem_response
+from services.api.problems import invalid_field, problem_response, retry_shortly
 from services.exporting import render
 from services.projector import Projector
 
@@ -197,13 +197,9 @@ class Reads:
             with anyio.move_on_after(self.report_wait_seconds) as waiting:
                 await self.reports.acquire()
             if waiting.cancelled_caught:
-                raise problem(
-                    503,
-                    "Busy",
+                raise retry_shortly(
                     f"Another report is being made, and has taken more than "
-                    f"{self.report_wait_seconds:g} s; retry shortly.",
-                    kind="busy",
-                    headers={"Retry-After": RETRY_AFTER_SECONDS},
+                    f"{self.report_wait_seconds:g} s; retry shortly."
                 ) from None
 
     async def page(
