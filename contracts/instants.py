@@ -3,9 +3,19 @@ service writes them: in UTC, with `Z`, as its JSON answers do."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import msgspec
+
+# RFC 3339's date-time, its seconds optional (as the service has always taken them), its
+# offset optional here only so that a time without one is named as such. Python's ISO parser
+# also takes week dates, ordinal dates, the basic format and a comma before the fraction, which
+# other readers of the same text would not.
+_RFC_3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:\d{2})?)?",
+    re.ASCII,
+)
 
 
 class NoOffset(ValueError):
@@ -15,7 +25,10 @@ class NoOffset(ValueError):
 def parse_instant(text: str) -> datetime:
     """The instant `text` names, in UTC; ValueError when it names none (NoOffset when it lacks
     its offset). RFC 3339 lets `T` and `Z` be written in lower case, which Python's ISO parser
-    refuses, and Python's ISO parser takes more than RFC 3339 (a space for `T`, no seconds)."""
+    refuses; a space for `T` and a time without its seconds are taken, as RFC 3339's own
+    examples and most clients write them."""
+    if not _RFC_3339.fullmatch(text):
+        raise ValueError(f"{text!r} is not an RFC 3339 instant")
     try:
         at = datetime.fromisoformat(text.upper())
     except OverflowError as error:  # year 1 at an offset east of UTC

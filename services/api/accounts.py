@@ -404,8 +404,11 @@ class AccountController(Controller):
             QueryParameter(max_length=64, description="A version or an instant; default: now."),
         ] = None,
     ) -> AccountDiff:
-        from_version = _moment(audit, account_id, "from", from_)
-        to_version = None if to is None else _moment(audit, account_id, "to", to)
+        from_version, from_at = _moment(audit, account_id, "from", from_)
+        to_version, to_at = (None, None) if to is None else _moment(audit, account_id, "to", to)
+        if from_at is not None and to_at is not None and from_at > to_at:
+            # Both may fall on one version, which would compare it with itself.
+            raise invalid_field("from", "from must be an instant before to.", 400)
         try:
             return account_diff(account_id, audit.diff(account_id, from_version, to_version))
         except InvalidValue as exc:  # a version it does not have, or from after to
@@ -629,14 +632,14 @@ def _at_version(ledger: AccountLedger, account_id: UUID, version: int | None) ->
         raise problem(404, "Version not found", detail, kind="not-found", field="version") from None
 
 
-def _moment(audit: Audit, account_id: UUID, name: str, value: str) -> int:
-    """A version number as given, or the account's version at an instant."""
+def _moment(audit: Audit, account_id: UUID, name: str, value: str) -> tuple[int, datetime | None]:
+    """A version number as given, or the account's version at an instant, and the instant."""
     if value.isascii() and value.isdigit():
         if refused := number_problem(name, value):  # 01 is not a version, as elsewhere
             raise invalid_field(*refused, 400)
         if int(value) > STORED_INT_MAX:
             raise invalid_field(name, f"{name} is not a version this service can hold.", 400)
-        return int(value)
+        return int(value), None
     try:
         parse_instant(value)
     except NoOffset:
@@ -645,4 +648,5 @@ def _moment(audit: Audit, account_id: UUID, name: str, value: str) -> int:
         raise invalid_field(
             name, f"{name} must be a version or an RFC 3339 instant.", 400
         ) from None
-    return audit.version_at(account_id, instant(value, name))
+    at = instant(value, name)
+    return audit.version_at(account_id, at), at

@@ -90,6 +90,18 @@ def test_diff_refuses_moments_it_cannot_read(client, ledger):
     assert "leading 0" in leading_zero.json()["detail"]
 
 
+def test_diff_refuses_instants_given_backwards_even_within_one_version(client, ledger):
+    account_id = ledger.register(DETAILS, META).account.id
+    path = f"/accounts/{account_id}/diff"
+    later, earlier = "2999-01-02T00:00:00Z", "2999-01-01T00:00:00Z"  # both at its last version
+
+    backwards = client.get(path, params={"from": later, "to": earlier})
+    forwards = client.get(path, params={"from": earlier, "to": later})
+
+    assert (backwards.status_code, backwards.json()["field"]) == (400, "from"), backwards.text
+    assert (forwards.status_code, forwards.json()["changes"]) == (200, [])
+
+
 def test_the_story_says_who_when_why_and_what_changed(ledger, settings, capsys):
     account_id = ledger.register(DETAILS, META).account.id
     ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], "fits", META)

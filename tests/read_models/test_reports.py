@@ -477,6 +477,24 @@ def test_an_instant_that_is_not_one_or_an_empty_window_is_400_naming_the_paramet
     assert (response.status_code, response.json()["field"]) == (400, field), response.text
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        "2026-W09-7T12:00:00Z",  # a week date
+        "2026-060T12:00:00Z",  # a day of the year
+        "20260301T120000Z",  # ISO 8601's basic format
+        "2026-03-01T12:00:00,5Z",  # a comma before the fraction
+        "2026-03-01T12Z",  # hours alone
+        "2026-03-01T12:00:00+0100",  # an offset without its colon
+        "\uff12\uff10\uff12\uff16-03-01T12:00:00Z",  # full-width digits
+    ],
+)
+def test_iso_8601_forms_that_rfc_3339_has_not_are_400(client, written):
+    response = client.get("/reports/stages", params={"as_of": written})
+
+    assert (response.status_code, response.json()["field"]) == (400, "as_of"), response.text
+
+
 def test_an_instant_may_leave_out_its_seconds(client):
     response = client.get("/reports/stages", params={"as_of": "2026-03-01T12:00Z"})
 
