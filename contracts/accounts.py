@@ -5,12 +5,14 @@ field name or a wrong type is refused instead of silently ignored. New response 
 added with defaults; an existing field never changes its type.
 """
 
+import re
 from datetime import datetime
+from functools import cache
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import pycountry
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType, inspect
 from msgspec.structs import force_setattr
 
 AbmStageName = Literal[
@@ -130,6 +132,15 @@ def trimmed(text: str) -> str:
     return text
 
 
+# A visible character, beyond the Basic Multilingual Plane too: the patterns cannot name the
+# invisible characters there (tags, the musical and shorthand format controls, the variation
+# selectors supplement), so a text that needs a visible character is checked for one here.
+_VISIBLE = re.compile(
+    rf"[^{_FORBIDDEN}{_INVISIBLE}\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    r"\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
+)
+
+
 class Body(Struct, frozen=True, forbid_unknown_fields=True):
     """Base of every command body (and of an object in one). Its text loses the white space
     and invisible characters around it, as a cell of an import does: "Acme ", "\ufeffAcme"
@@ -139,10 +150,50 @@ class Body(Struct, frozen=True, forbid_unknown_fields=True):
         for name in self.__struct_fields__:
             value = getattr(self, name)
             if isinstance(value, str):
+                _check_visible(type(self), name, value)
                 if (shorter := trimmed(value)) != value:
                     force_setattr(self, name, shorter)
             elif isinstance(value, list) and any(isinstance(v, str) for v in value):
+                for item in value:
+                    if isinstance(item, str):
+                        _check_visible(type(self), name, item)
                 force_setattr(self, name, [trimmed(v) if isinstance(v, str) else v for v in value])
+
+
+def has_visible(text: str) -> bool:
+    """Whether a reader sees any of `text`, whatever plane its characters are in."""
+    return _VISIBLE.search(text) is not None
+
+
+def _check_visible(body: type[Body], name: str, value: str) -> None:
+    # An ASCII text that passed its pattern has a visible character already.
+    if not value.isascii() and name in (fields := _needs_visible(body)) and not has_visible(value):
+        json_name, rule = fields[name]
+        raise ValueError(f"Expected {rule} in field `{json_name}`")
+
+
+@cache
+def _needs_visible(body: type[Body]) -> dict[str, tuple[str, str]]:
+    """The fields of `body` whose text must show a character: their names as JSON has them,
+    and their rule in words."""
+    info = inspect.type_info(body)
+    assert isinstance(info, inspect.StructType)
+    return {
+        f.name: (f.encode_name, TEXT_RULES[pattern])
+        for f in info.fields
+        if (pattern := _visible_pattern(f.type))
+    }
+
+
+def _visible_pattern(kind: inspect.Type) -> str | None:
+    """The text pattern asking for a visible character that `kind` (or its items) has."""
+    if isinstance(kind, inspect.Metadata | inspect.ListType):
+        return _visible_pattern(kind.type if isinstance(kind, inspect.Metadata) else kind.item_type)
+    if isinstance(kind, inspect.UnionType):
+        return next(filter(None, map(_visible_pattern, kind.types)), None)
+    if isinstance(kind, inspect.StrType) and kind.pattern in (LINE_PATTERN, TEXT_PATTERN):
+        return kind.pattern
+    return None
 
 
 Headcount = Annotated[int, Meta(ge=1, le=10_000_000)]

@@ -21,7 +21,7 @@ from uuid import UUID
 
 import msgspec
 
-from contracts.accounts import LINE_PATTERN, TEXT_RULES, RegisterAccount
+from contracts.accounts import LINE_PATTERN, TEXT_RULES, RegisterAccount, has_visible
 from domain.account import Firmographics
 from domain.errors import InvalidValue, LedgerError
 from domain.ledger import AccountLedger, CommandMeta
@@ -333,7 +333,7 @@ def _row(
         if any("\udc80" <= ch <= "\udcff" for ch in raw):
             errors.append(RowError(line, column, f"not valid {charset} text"))
             continue
-        if raw and not _ONE_LINE.search(cell):
+        if raw and not (_ONE_LINE.search(cell) and has_visible(cell)):
             errors.append(RowError(line, column, f"not {TEXT_RULES[LINE_PATTERN]}"))
             continue
         if raw == "":

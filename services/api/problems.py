@@ -248,7 +248,7 @@ def readable(message: str) -> str:
 
 def field_from_msgspec(message: str) -> str | None:
     """The JSON path msgspec names in a validation message, as a dotted field name."""
-    if match := re.search(r"(?:unknown|missing required) field `([^`]+)`", message):
+    if match := re.search(r"(?:unknown|missing required|\bin) field `([^`]+)`", message):
         prefix = _LOCATION.search(message)
         parent = prefix.group(1).lstrip(".") + "." if prefix else ""
         return parent + match.group(1)

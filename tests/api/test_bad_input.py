@@ -114,6 +114,55 @@ def test_text_with_control_or_invisible_characters_is_refused_in_words(client, f
     assert client.get("/accounts").json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("name", "\U000e0041\U000e0063\U000e006d\U000e0065"),  # tag characters
+        ("industry", "\U0001d173\U0001d174"),  # musical format controls
+        ("source", " \U0001bca0\U000e0101"),  # a shorthand format control, a selector
+        ("region", "\u3164\U000e0020"),
+        ("reason", "\n\U000e007f"),
+    ],
+)
+def test_text_of_invisible_characters_beyond_the_bmp_is_refused_naming_the_field(
+    client, field, text
+):
+    response = client.post("/accounts", json=registration(**{field: text}))
+
+    problem = assert_problem(response, 422, field)
+    assert "visible character" in problem["detail"]
+    assert client.get("/accounts").json()["items"] == []
+
+
+def test_a_criterion_or_a_contact_of_invisible_characters_is_refused_naming_it(client):
+    account = qualified(client)
+    before = stored_versions(client, account)
+    contact = {"name": "\U000e0041", "title": "CFO", "buying_role": "economic"}
+
+    screened = client.post(
+        f"/accounts/{account['id']}/screening",
+        json={"outcome": "qualified", "criteria": ["industry", "\U0001d17a"]},
+    )
+    added = client.post(
+        f"/accounts/{account['id']}/contacts", json={**contact, "decision_power": "influencer"}
+    )
+
+    assert_problem(screened, 422, "criteria")
+    assert_problem(added, 422, "name")
+    assert stored_versions(client, account) == before
+
+
+def test_a_name_may_hold_an_emoji_made_with_tag_characters(client):
+    scotland = "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
+
+    response = client.post("/accounts", json=registration(name=f"{scotland} Distillers"))
+    alone = client.post("/accounts", json=registration(name=scotland, domain="flag.example"))
+
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == f"{scotland} Distillers"
+    assert alone.status_code == 201, alone.text
+
+
 def test_notes_and_reasons_may_span_lines_and_names_may_be_in_any_script(client):
     account = qualified(client)
     notes = {"budget": "Approved for Q3.\n\tPending the board.", "need": "Ja, dringend"}

@@ -142,6 +142,7 @@ def test_a_cell_with_a_control_or_bidi_character_or_nothing_visible_rejects_its_
         + '"Two\nLines",lines.example,software,10,1000,EUR,DE,,2.5,fair\n'
         + '"Break\n",break.example,software,10,1000,EUR,DE,,2.5,fair\n'
         + "Zero\u200bWidth,zw.example,software,10,1000,EUR,DE,,2.5,fair\n"
+        + "\U000e0041\U000e0063,tags.example,software,10,1000,EUR,DE,,2.5,fair\n"
     )
 
     report = import_rows(ledger, body.encode(), META)
@@ -160,6 +161,7 @@ def test_a_cell_with_a_control_or_bidi_character_or_nothing_visible_rejects_its_
         (11, "Employees", rule),
         (12, "Company", rule),  # the line the row starts on
         (14, "Company", rule),
+        (17, "Company", rule),  # tag characters: nothing visible beyond the BMP either
     ]
     assert "control or bidirectional override characters" in rule
     # A zero-width character next to visible ones is text.
