@@ -1,9 +1,10 @@
 """Stage and funnel reports over the `transitions` read model, and the stage report's
 objectives over the `objectives` one.
 
-For a window [start, end) and an instant `as_of` (what was known then): how many accounts are
-in each state, how many entered and left each state per day, month or year, the conversion
-from each state to the next, the win rate, and the time spent in each state.
+For a window [start, end) and an instant `as_of` (what was known then, up to and including
+`as_of`; a window ending at `as_of` takes in what was recorded at that instant too): how many
+accounts are in each state, how many entered and left each state per day, month or year, the
+conversion from each state to the next, the win rate, and the time spent in each state.
 """
 
 from __future__ import annotations
@@ -119,7 +120,12 @@ class _Tally:
         self._rank: dict[str | None, int] = {state: i for i, state in enumerate(self.order)}
         # Each state but the last, with the states beyond it: entering any of them converts.
         self._steps = [(here, self.order[i + 1 :]) for i, here in enumerate(self.order[:-1])]
+        # Only moves up to `as_of` are read, and `current` counts one made at `as_of` itself:
+        # a window ending at `as_of` takes it in too, or a report as of a deal's instant would
+        # show it won in `current` and not in the periods or the win rate.
         self.start, self.end = to_micros(window.start), to_micros(window.end)
+        if window.end == window.as_of:
+            self.end += 1
         self.period = window.period
         self._names: dict[int, str] = {}  # a period's name by day, made once a day
         self._groups: dict[str, _Group] = {}

@@ -211,6 +211,33 @@ def test_as_of_reports_what_was_known_then(client, history):
     assert group["win_rate"]["rate"] is None
 
 
+def test_a_report_as_of_a_deals_instant_counts_it_in_every_figure(client, history):
+    events = client.get(f"/accounts/{history['a']['id']}/history").json()["items"]
+    won_at = datetime.fromisoformat(
+        next(e for e in events if e["type"] == "deal_won")["recorded_at"]
+    )
+
+    def as_of(at: datetime) -> dict:
+        params = {"period": "day", "as_of": at.isoformat(), "min_position": history["position"]}
+        response = client.get("/reports/stages", params=params)
+        assert response.status_code == 200, response.text
+        (group,) = response.json()["groups"]
+        return group
+
+    then, just_before = as_of(won_at), as_of(won_at - timedelta(microseconds=1))
+
+    assert then["current"]["won"] == 1
+    assert then["periods"][-1]["period"] == "2026-02-04"
+    assert then["periods"][-1]["entered"]["won"] == 1
+    assert then["win_rate"] == {"won": 1, "lost": 0, "rate": 1.0}
+    assert ("warm_up", 1, 1) in [
+        (c["from"], c["entered"], c["converted"]) for c in then["conversion"]
+    ]
+    assert just_before["current"]["won"] == 0
+    assert just_before["win_rate"]["won"] == 0
+    assert all(p["entered"]["won"] == 0 for p in just_before["periods"])
+
+
 def test_daily_periods_and_the_window(client, history):
     (group,) = stage_report(
         client,
