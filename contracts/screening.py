@@ -61,7 +61,8 @@ class ScreenAccounts(Body):
 
 class OverrideScreening(Body):
     outcome: ScreeningOutcomeName
-    reason: Reason
+    # Required by the account (409 `reason_required`), as every decision that needs one.
+    reason: Reason | None = None
 
 
 class DecisionView(Struct, frozen=True):

@@ -159,6 +159,20 @@ def test_an_override_survives_a_re_apply_and_is_reported(client):
     assert "screening_overridden" in types
 
 
+def test_an_override_without_a_reason_is_the_reason_required_rule_and_stores_nothing(client):
+    account = companies(client)["small"]
+    length = history_length(client, account)
+    path = f"/accounts/{account['id']}/screening/override"
+
+    without = client.post(path, json={"outcome": "excluded"})
+    null = client.post(path, json={"outcome": "excluded", "reason": None})
+
+    for refused in (without, null):
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["rule"] == "reason_required"
+    assert history_length(client, account) == length
+
+
 def test_named_accounts_past_stage_one_are_left_alone(client):
     create_policy(client, headcount_min=100_000)
     prioritized = rated(client, name="Rated", domain="rated.com")
