@@ -454,7 +454,9 @@ def _year_so_far(as_of: datetime, *, ends_at_as_of: bool) -> datetime:
 
 
 From = Annotated[str | None, _instant("Window start, an RFC 3339 instant.", "from")]
-To = Annotated[str | None, _instant("Window end (open), an RFC 3339 instant; default `as_of`, included.", "to")]
+To = Annotated[
+    str | None, _instant("Window end (open), an RFC 3339 instant; default `as_of`, included.", "to")
+]
 PeriodParam = Annotated[Literal["day", "month", "year"], QueryParameter()]
 GroupBy = Annotated[Literal["industry", "country"] | None, QueryParameter()]
 
