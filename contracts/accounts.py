@@ -22,8 +22,10 @@ FunnelStateName = Literal["see", "think", "do", "care"]
 ScreeningOutcomeName = Literal["qualified", "excluded"]
 BuyingRoleName = Literal["economic", "technical", "end_user"]
 DecisionPowerName = Literal["decision_maker", "influencer"]
-ReactionName = Literal["positive", "neutral", "negative"]
-OutreachKind = Literal["material_sent", "response_received", "meeting_held"]
+# The reaction to outreach; `none` is recorded by the `no_response` fact, not as a response.
+ReactionName = Literal["positive", "neutral", "negative", "none"]
+ResponseReactionName = Literal["positive", "neutral", "negative"]
+OutreachKind = Literal["material_sent", "response_received", "no_response", "meeting_held"]
 DealOutcomeName = Literal["won", "lost"]
 
 # Characters no text may hold: control characters (a PostgreSQL text column cannot even store
@@ -291,12 +293,13 @@ def stated(body: Struct) -> dict[str, Any]:
 
 
 class RecordOutreach(Body):
-    """`material_sent` needs `material` and `channel`; `response_received` needs `reaction`."""
+    """`material_sent` needs `material` and `channel`; `response_received` needs `reaction`;
+    `no_response` (followed up, and no reaction came) and `meeting_held` need neither."""
 
     kind: OutreachKind
     material: Name | None = None
     channel: Name | None = None
-    reaction: ReactionName | None = None
+    reaction: ResponseReactionName | None = None
     note: Note | None = None
     reason: Reason | None = None
 
@@ -361,6 +364,7 @@ class OutreachView(Struct, frozen=True):
     responses_received: int
     meetings_held: int
     last_reaction: ReactionName | None
+    no_responses: int = 0
 
 
 class DealView(Struct, frozen=True):

@@ -21,7 +21,7 @@ from contracts.accounts import (
     BuyingRoleName,
     DecisionPowerName,
     FunnelStateName,
-    ReactionName,
+    ResponseReactionName,
     ScreeningOutcomeName,
 )
 
@@ -131,7 +131,13 @@ class MaterialSentV1(AccountEvent, frozen=True, tag="crm.account.material_sent.v
 class ResponseReceivedV1(AccountEvent, frozen=True, tag="crm.account.response_received.v1"):
     """The account responded to the outreach: positively, neutrally or negatively."""
 
-    reaction: ReactionName
+    reaction: ResponseReactionName
+    note: str | None
+
+
+class NoResponseV1(AccountEvent, frozen=True, tag="crm.account.no_response.v1"):
+    """The account was followed up after outreach, and no reaction came."""
+
     note: str | None
 
 
@@ -197,6 +203,7 @@ IntegrationEvent = (
     | ContactRemovedV1
     | MaterialSentV1
     | ResponseReceivedV1
+    | NoResponseV1
     | MeetingHeldV1
     | DealWonV1
     | DealLostV1

@@ -275,10 +275,19 @@ class Account(Aggregate):
         note: str | None
 
         def apply(self, account: Account) -> None:
+            if (reaction := Reaction(self.reaction)) is Reaction.NONE:
+                raise ValueError("a response with no reaction is a no_response")
             account.responses_received += 1
-            account.last_reaction = Reaction(self.reaction)
-            if self.reaction == Reaction.POSITIVE:
+            account.last_reaction = reaction
+            if reaction is Reaction.POSITIVE:
                 account.has_warm_signal = True
+
+    class NoResponse(Event):
+        note: str | None
+
+        def apply(self, account: Account) -> None:
+            account.no_responses += 1
+            account.last_reaction = Reaction.NONE
 
     class MeetingHeld(Event):
         note: str | None
@@ -363,6 +372,7 @@ class Account(Aggregate):
         self.contacts: list[Contact] = []
         self.materials_sent = 0
         self.responses_received = 0
+        self.no_responses = 0
         self.meetings_held = 0
         self.last_reaction: Reaction | None = None
         self.has_warm_signal = False
@@ -547,11 +557,21 @@ class Account(Aggregate):
     def receive_response(self, reaction: Reaction, note: str | None, by: Attribution) -> None:
         # Screened out means off the target list: no outreach fact is logged, as no material
         # is sent, until a screening qualifies it again.
+        if reaction is Reaction.NONE:
+            raise InvalidValue(
+                "reaction", "A response has a reaction; record no_response when none came."
+            )
         self._refuse_if_excluded()
         self._refuse_before_material()
         self._trigger(self.ResponseReceived, by, reaction=reaction.value, note=note)
         if reaction is Reaction.POSITIVE and self.stage is AbmStage.OUTREACH:
             self._change_stage(AbmStage.WARM_UP, "response_received", by)
+
+    def record_no_response(self, note: str | None, by: Attribution) -> None:
+        """Followed up, and no reaction came: the stage stays, and the account is no warmer."""
+        self._refuse_if_excluded()  # as a response
+        self._refuse_before_material()
+        self._trigger(self.NoResponse, by, note=note)
 
     def hold_meeting(self, note: str | None, by: Attribution) -> None:
         self._refuse_if_excluded()  # as a response: the account is off the target list

@@ -57,6 +57,7 @@ class Reaction(StrEnum):
     POSITIVE = "positive"
     NEUTRAL = "neutral"
     NEGATIVE = "negative"
+    NONE = "none"  # followed up, and no response came: recorded as its own fact
 
 
 class DealOutcome(StrEnum):

@@ -91,6 +91,8 @@ def to_integration_event(event: Any, position: int) -> published.IntegrationEven
             )
         case Account.ResponseReceived():
             return published.ResponseReceivedV1(**common, reaction=event.reaction, note=event.note)
+        case Account.NoResponse():
+            return published.NoResponseV1(**common, note=event.note)
         case Account.MeetingHeld():
             return published.MeetingHeldV1(**common, note=event.note)
         case Account.DealWon():

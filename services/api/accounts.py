@@ -545,6 +545,7 @@ class AccountController(Controller):
             {
                 "material_sent": ("material", "channel"),
                 "response_received": ("reaction",),
+                "no_response": (),
                 "meeting_held": (),
             }[data.kind],
             optional=("material", "channel", "reaction"),
@@ -559,6 +560,8 @@ class AccountController(Controller):
             submitted = command.submit(
                 data, account_id, Account.receive_response, Reaction(data.reaction), data.note
             )
+        elif data.kind == "no_response":
+            submitted = command.submit(data, account_id, Account.record_no_response, data.note)
         else:
             submitted = command.submit(data, account_id, Account.hold_meeting, data.note)
         return await _command_response(submitted)

@@ -104,6 +104,7 @@ def account_view(account: Account) -> AccountView:
         outreach=OutreachView(
             materials_sent=account.materials_sent,
             responses_received=account.responses_received,
+            no_responses=account.no_responses,
             meetings_held=account.meetings_held,
             last_reaction=account.last_reaction.value if account.last_reaction else None,
         ),

@@ -136,7 +136,35 @@ def test_outreach_moves_a_rated_account_through_outreach_to_warm_up(client):
         "responses_received": 2,
         "meetings_held": 0,
         "last_reaction": "positive",
+        "no_responses": 0,
     }
+
+
+def test_a_follow_up_without_a_reaction_is_recorded_as_none(client):
+    account = rated(client)
+    command(client, account, "outreach", MATERIAL)
+    path = f"/accounts/{account['id']}/outreach"
+
+    silent = client.post(path, json={"kind": "no_response", "note": "two reminders"})
+    as_reaction = client.post(path, json={"kind": "response_received", "reaction": "none"})
+    with_reaction = client.post(path, json={"kind": "no_response", "reaction": "negative"})
+    warm_up = client.post(
+        f"/accounts/{account['id']}/stage", json={"to": "warm_up", "reason": "keen"}
+    )
+
+    assert silent.status_code == 200, silent.text
+    assert silent.json()["abm_stage"] == "outreach"
+    assert silent.json()["outreach"]["last_reaction"] == "none"
+    assert (
+        silent.json()["outreach"]["no_responses"],
+        silent.json()["outreach"]["responses_received"],
+    ) == (1, 0)
+    for refused in (as_reaction, with_reaction):
+        assert (refused.status_code, refused.json()["field"]) == (422, "reaction"), refused.text
+    assert warm_up.json()["rule"] == "stage_requires_warm_response"  # no reaction is not warm
+    history = client.get(f"/accounts/{account['id']}/history").json()["items"]
+    assert history[-1]["type"] == "no_response"
+    assert history[-1]["data"]["note"] == "two reminders"
 
 
 def test_outreach_before_a_bant_rating_is_refused(client):

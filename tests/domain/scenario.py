@@ -86,6 +86,10 @@ def response_received(reaction: Reaction, reason: str | None = None) -> Step:
     return lambda a: a.receive_response(reaction, None, by(reason))
 
 
+def no_response(note: str | None = None) -> Step:
+    return lambda a: a.record_no_response(note, by())
+
+
 def meeting_held(reason: str | None = None) -> Step:
     return lambda a: a.hold_meeting("call with the CEO", by(reason))
 

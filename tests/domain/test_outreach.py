@@ -1,7 +1,10 @@
-"""Research and outreach: a material sent, the reaction to it, meetings held."""
+"""Research and outreach: a material sent, the reaction to it (or none), meetings held."""
 
 from __future__ import annotations
 
+import pytest
+
+from domain.errors import InvalidValue
 from domain.vocabulary import AbmStage, Reaction
 from tests.domain.scenario import (
     DROPPED,
@@ -10,10 +13,12 @@ from tests.domain.scenario import (
     PRIORITIZED,
     QUALIFIED,
     WARMED_UP,
+    by,
     given,
     kinds,
     material_sent,
     meeting_held,
+    no_response,
     refused,
     response_received,
     screened,
@@ -153,3 +158,41 @@ def test_responses_and_meetings_in_warm_up_are_counted_without_a_stage_change():
     assert kinds(when(account, response_received(NEGATIVE))) == ["response_received"]
     assert account.stage is AbmStage.WARM_UP
     assert account.last_reaction is NEGATIVE
+
+
+def test_no_response_is_recorded_as_the_reaction_none_and_moves_nothing():
+    account = given(*IN_OUTREACH)
+
+    events = when(account, no_response("two reminders"))
+
+    assert kinds(events) == ["no_response"]
+    assert events[0].note == "two reminders"
+    assert account.last_reaction is Reaction.NONE
+    assert (account.no_responses, account.responses_received) == (1, 0)
+    assert account.stage is AbmStage.OUTREACH
+    assert not account.has_warm_signal  # a manual move to warm_up still needs a warm fact
+
+
+def test_a_response_after_no_response_still_warms_the_account_up():
+    account = given(*IN_OUTREACH, no_response())
+
+    events = when(account, response_received(POSITIVE))
+
+    assert stage_changes(events) == [("outreach", "warm_up", "response_received")]
+    assert account.last_reaction is POSITIVE
+    assert (account.no_responses, account.responses_received) == (1, 1)
+
+
+def test_no_response_needs_a_material_sent_and_an_account_on_the_target_list():
+    assert refused(given(*PRIORITIZED), no_response()).rule == "outreach_not_started"
+    assert refused(given(*IN_OUTREACH, DROPPED), no_response()).rule == "account_excluded"
+
+
+def test_a_response_whose_reaction_is_none_is_refused_naming_no_response():
+    account = given(*IN_OUTREACH)
+
+    with pytest.raises(InvalidValue, match="no_response") as refusal:
+        account.receive_response(Reaction.NONE, None, by())
+
+    assert refusal.value.field == "reaction"
+    assert account.collect_events() == []

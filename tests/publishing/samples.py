@@ -73,4 +73,5 @@ def sample_events() -> list[tuple[object, int]]:
         )
     )
     events.append(make(Account.ContactRemoved, 15, contact_id=CONTACT))
+    events.append(make(Account.NoResponse, 16, note="two reminders, no answer"))
     return [(event, 100 + i) for i, event in enumerate(events)]
