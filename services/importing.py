@@ -72,7 +72,7 @@ _WHOLE = {
     mark: re.compile(rf"-?(?:[0-9]+|[0-9]{{1,3}}(?:{re.escape(mark)}[0-9]{{3}})+)")
     for mark in _DIGIT_GROUPS.values()
 }
-_DECIMAL = re.compile(r"-?[0-9]+(?:[.,][0-9]+)?%?")
+_DECIMAL = re.compile(r"-?[0-9]+(?:[.,][0-9]+)?(?: ?%)?")  # `12.5%` or `12,5 %`
 _FIRST_LINE = re.compile(r"[^\r\n]*")
 # Every cell the CRM reads follows the API's rule for one-line text: no control characters
 # (PostgreSQL cannot store NUL; a stored one stopped the read models for good), no
@@ -348,6 +348,8 @@ def _row(
                 if name in _FLOATS
                 else _host(raw)
                 if name == "domain"
+                else raw.upper()  # `de` and `eur`, as spreadsheets are typed, are codes too
+                if name in _CODES and raw.isascii()
                 else raw
             )
         except ValueError as error:
@@ -457,7 +459,7 @@ def _decimal(raw: str) -> float:
     """A number with `.` or `,` as its decimal mark and perhaps a `%` (not `nan` or `inf`)."""
     if not _DECIMAL.fullmatch(raw):
         raise ValueError("a number")
-    return float(raw.rstrip("%").replace(",", "."))
+    return float(raw.rstrip("%").rstrip().replace(",", "."))
 
 
 def import_rows(

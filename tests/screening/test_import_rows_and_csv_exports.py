@@ -608,3 +608,21 @@ def test_exports_write_instants_as_the_json_answers_do(client, projector):
     assert exported[0]["scored_at"] == board["scored_at"]
     assert exported[0]["scored_at"].endswith("Z")
     assert listed["registered_at"] == account["registered_at"]
+
+
+def test_codes_in_lower_case_and_a_percent_after_a_space_are_read_as_typed_in_a_sheet(ledger):
+    body = (
+        HEADER
+        + "Lower,lower.example,software,10,1000,eur,de,,7 %,fair\n"
+        + "Mixed,mixed.example,software,10,1000,Chf,Ch,,7.5 %,fair\n"
+        + "Wrong,wrong.example,software,10,1000,eur,zz,,7,fair\n"
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+
+    assert [(e.line, e.column) for e in report.errors] == [(4, "Country")]
+    assert report.registered == 2
+    lower = account_of(ledger, "lower.example").firmographics
+    assert (lower.revenue_currency, lower.country, lower.growth_rate) == ("EUR", "DE", 7.0)
+    mixed = account_of(ledger, "mixed.example").firmographics
+    assert (mixed.revenue_currency, mixed.country, mixed.growth_rate) == ("CHF", "CH", 7.5)
