@@ -54,7 +54,7 @@ def _calendar_period(period: str) -> str:
             400,
             "Invalid request",
             f"Invalid parameter: period {message}",
-            kind="invalid-parameter",
+            kind="invalid-field",
             field="period",
             errors=[{"field": "period", "source": "path", "message": message}],
         )

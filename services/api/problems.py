@@ -169,7 +169,7 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
             400,
             "Invalid request",
             f"Invalid parameter: {fields}." if fields else str(exc.detail),
-            kind="invalid-parameter",
+            kind="invalid-field",
             field=errors[0]["field"] if len(errors) == 1 else None,
             errors=errors,
         )

@@ -672,6 +672,29 @@ def test_a_query_parameter_the_route_does_not_take_or_takes_once_is_400(
     assert field in problem["detail"]
 
 
+def test_every_bad_field_parameter_or_header_is_one_problem_type_naming_it(client):
+    account = qualified(client)
+    answers = {
+        "limit": client.get("/accounts", params={"limit": "many"}),  # the framework's check
+        "stage": client.get("/leaderboards/bant", params={"stage": "nowhere"}),
+        "period": client.put(
+            "/objectives/2026-02-30",
+            json={
+                "targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]
+            },
+        ),
+        "as_of": client.get("/reports/stages", params={"as_of": "yesterday"}),  # the CRM's own
+        "If-Match": client.put(
+            f"/accounts/{account['id']}/bant", json=RATING, headers={"If-Match": "v3"}
+        ),
+        "budget": client.put(f"/accounts/{account['id']}/bant", json={**RATING, "budget": 9}),
+    }
+
+    for field, answer in answers.items():
+        problem = assert_problem(answer, 422 if field == "budget" else 400, field)
+        assert problem["type"] == "urn:crm:problem:invalid-field", problem
+
+
 def test_a_query_is_judged_by_the_route_it_is_sent_to_every_time_it_comes(client):
     register(client)
     query = {"industry": "software"}
