@@ -89,6 +89,13 @@ class ScreeningRun(Struct, frozen=True):
     overridden: int
     skipped: int
     decisions: list[DecisionView]
+    omitted: Annotated[
+        int,
+        Meta(
+            description="Decisions counted in the totals but not listed: a run lists at most "
+            "10,000, those that change first."
+        ),
+    ] = 0
 
 
 JobStatus = Literal["running", "finished", "failed"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -345,20 +345,22 @@ class AccountLedger(Application):
             raise PolicyNotFound(version)
         return policies.versions[version]
 
-    def screening_decisions(self, version: int, account_ids: list[UUID]) -> list[ScreeningDecision]:
-        """What applying the policy would decide for each account; nothing is stored."""
+    def screening_decisions(
+        self, version: int, account_ids: list[UUID]
+    ) -> Iterator[ScreeningDecision]:
+        """What applying the policy would decide for each account, one account loaded at a
+        time (a million would not fit); nothing is stored. An unknown policy version raises at
+        once, an unknown account when it comes."""
         criteria = self.policy(version)
-        return [ScreeningDecision.of(a, criteria) for a in self.accounts(account_ids)]
+        return (ScreeningDecision.of(a, criteria) for a in self.accounts(account_ids))
 
-    def accounts(self, account_ids: list[UUID]) -> list[Account]:
+    def accounts(self, account_ids: list[UUID]) -> Iterator[Account]:
         """The accounts as they stand now; raises AccountNotFound for the first unknown one."""
-        accounts = []
         for account_id in account_ids:
             account = self._find(account_id)
             if account is None:
                 raise AccountNotFound(account_id)
-            accounts.append(account)
-        return accounts
+            yield account
 
     def require_accounts(self, account_ids: list[UUID]) -> None:
         """Raises AccountNotFound for the first id no account has; reads only each first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 from uuid import UUID
 
@@ -35,6 +36,9 @@ from services.projector import Projector
 
 Version = Annotated[int, PathParameter(ge=1, description="The policy version.")]
 INLINE_APPLY_LIMIT = 500  # larger applies run as a background job
+# The most decisions an answer lists (about 3 MB of JSON): a dry run over a million accounts
+# would otherwise hold, and send, every one. Those that would change come first.
+DECISIONS_LISTED = 10_000
 _NO_VERSION = {404: problem_response("No such policy version.")}
 _NO_VERSION_OR_ACCOUNT = {404: problem_response("No such policy version or account.")}
 
@@ -77,33 +81,49 @@ def _candidates(projector: Projector, wait: float, named: list[UUID] | None) -> 
     return [UUID(i) for i in ids]
 
 
-def _run(version: int, decisions: list[ScreeningDecision], dry_run: bool) -> ScreeningRun:
-    views = [
-        DecisionView(
-            account_id=d.account_id,
-            name=d.name,
-            abm_stage=d.stage.value,  # type: ignore[arg-type]
-            current_outcome=d.current.value if d.current else None,  # type: ignore[arg-type]
-            outcome=d.outcome.value,  # type: ignore[arg-type]
-            failed_criteria=list(d.failed),
-            changes=d.applies,  # as the run's `changes` counts: a skipped account changes not
-            overridden=d.overridden,
-            skipped=None
-            if not d.skipped
-            else ("overridden" if d.overridden else f"in stage {d.stage.value}"),
-        )
-        for d in decisions
-    ]
+def _run(version: int, decisions: Iterable[ScreeningDecision], dry_run: bool) -> ScreeningRun:
+    """The totals of every decision, read one at a time, and the first DECISIONS_LISTED of
+    them (those that change first), in the order they were decided."""
+    totals = dict.fromkeys(("qualified", "excluded", "changes", "overridden", "skipped"), 0)
+    changing: list[tuple[int, DecisionView]] = []
+    others: list[tuple[int, DecisionView]] = []
+    for index, d in enumerate(decisions):
+        totals[d.outcome.value] += 1
+        totals["changes"] += d.applies
+        totals["overridden"] += d.overridden
+        totals["skipped"] += d.skipped
+        kept = changing if d.applies else others
+        if len(kept) < DECISIONS_LISTED:
+            kept.append((index, _decision_view(d)))
+    listed = sorted(changing + others[: DECISIONS_LISTED - len(changing)], key=lambda i: i[0])
+    decided = totals["qualified"] + totals["excluded"]
     return ScreeningRun(
         version=version,
         dry_run=dry_run,
-        qualified=sum(1 for d in decisions if d.outcome.value == "qualified"),
-        excluded=sum(1 for d in decisions if d.outcome.value == "excluded"),
-        changes=sum(1 for d in decisions if d.applies),
-        applied=0 if dry_run else sum(1 for d in decisions if d.applies),
-        overridden=sum(1 for d in decisions if d.overridden),
-        skipped=sum(1 for d in decisions if d.skipped),
-        decisions=views,
+        qualified=totals["qualified"],
+        excluded=totals["excluded"],
+        changes=totals["changes"],
+        applied=0 if dry_run else totals["changes"],
+        overridden=totals["overridden"],
+        skipped=totals["skipped"],
+        decisions=[view for _, view in listed],
+        omitted=decided - len(listed),
+    )
+
+
+def _decision_view(d: ScreeningDecision) -> DecisionView:
+    return DecisionView(
+        account_id=d.account_id,
+        name=d.name,
+        abm_stage=d.stage.value,  # type: ignore[arg-type]
+        current_outcome=d.current.value if d.current else None,  # type: ignore[arg-type]
+        outcome=d.outcome.value,  # type: ignore[arg-type]
+        failed_criteria=list(d.failed),
+        changes=d.applies,  # as the run's `changes` counts: a skipped account changes not
+        overridden=d.overridden,
+        skipped=None
+        if not d.skipped
+        else ("overridden" if d.overridden else f"in stage {d.stage.value}"),
     )
 
 

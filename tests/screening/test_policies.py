@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.api import screening_policies
 from tests.api.requests import command, rated, register
 
 POLICY = {
@@ -77,6 +78,32 @@ def test_dry_run_and_apply_agree_account_for_account_and_a_second_apply_adds_not
         "small": before["small"] + 2,
         "shop": before["shop"] + 2,
     }
+
+
+def test_a_run_lists_its_first_decisions_those_that_change_first_and_counts_them_all(
+    client, monkeypatch
+):
+    accounts = companies(client)
+    command(client, accounts["fit"], "screening", {"outcome": "qualified"})  # no change
+    create_policy(client, **POLICY)
+    monkeypatch.setattr(screening_policies, "DECISIONS_LISTED", 3)
+    whole = client.post("/screening-policies/1/dry-run", json={}).json()
+    monkeypatch.setattr(screening_policies, "DECISIONS_LISTED", 2)
+
+    dry = client.post("/screening-policies/1/dry-run", json={}).json()
+    named = client.post(
+        "/screening-policies/1/dry-run", json={"account_ids": [accounts["fit"]["id"]]}
+    )
+
+    assert ({d["name"] for d in whole["decisions"]}, whole["omitted"]) == (
+        {"Fit", "Small", "Shop"},
+        0,
+    )
+    changing = [d for d in whole["decisions"] if d["changes"]]  # in the order decided
+    assert {d["name"] for d in changing} == {"Small", "Shop"}
+    assert dry["decisions"] == changing
+    assert (dry["qualified"], dry["excluded"], dry["changes"], dry["omitted"]) == (1, 2, 2, 1)
+    assert ([d["name"] for d in named.json()["decisions"]], named.json()["omitted"]) == (["Fit"], 0)
 
 
 def test_a_policys_names_lose_the_white_space_around_them(client):
