@@ -135,11 +135,12 @@ def trimmed(text: str) -> str:
 
 
 # A visible character, beyond the Basic Multilingual Plane too: the patterns cannot name the
-# invisible characters there (tags, the musical and shorthand format controls, the variation
-# selectors supplement), so a text that needs a visible character is checked for one here.
+# invisible characters there (the Egyptian, shorthand and musical format controls, and the
+# whole block of tags and variation selectors, which Unicode keeps default-ignorable), so a text
+# that needs a visible character is checked for one here.
 _VISIBLE = re.compile(
-    rf"[^{_FORBIDDEN}{_INVISIBLE}\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    r"\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
+    rf"[^{_FORBIDDEN}{_INVISIBLE}\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    r"\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
 
 

@@ -529,8 +529,12 @@ class AccountController(Controller):
             QueryParameter(**REASON_LIMITS, description=REASON_DESCRIPTION),
         ] = None,
     ) -> Response[AccountView]:
+        try:  # the parameter's pattern cannot see invisible characters beyond the BMP
+            body = RemoveContact(reason)
+        except ValueError as refused:
+            raise invalid_field("reason", str(refused), 400) from None
         return await _command_response(
-            command.submit(RemoveContact(reason), account_id, Account.remove_contact, contact_id)
+            command.submit(body, account_id, Account.remove_contact, contact_id)
         )
 
     @_command("/{account_id:uuid}/outreach", RecordOutreach, summary="Record an outreach fact")

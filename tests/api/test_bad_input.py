@@ -122,6 +122,8 @@ def test_text_with_control_or_invisible_characters_is_refused_in_words(client, f
         ("source", " \U0001bca0\U000e0101"),  # a shorthand format control, a selector
         ("region", "\u3164\U000e0020"),
         ("reason", "\n\U000e007f"),
+        ("name", "\U000e0080\U000e0fff"),  # the rest of the block, default-ignorable too
+        ("industry", "\U00013430"),  # an Egyptian hieroglyph format control
     ],
 )
 def test_text_of_invisible_characters_beyond_the_bmp_is_refused_naming_the_field(
@@ -149,6 +151,22 @@ def test_a_criterion_or_a_contact_of_invisible_characters_is_refused_naming_it(c
 
     assert_problem(screened, 422, "criteria")
     assert_problem(added, 422, "name")
+    assert stored_versions(client, account) == before
+
+
+def test_a_removal_reason_of_invisible_characters_is_400_naming_it(client):
+    account = qualified(client)
+    contact = {"name": "Ann", "title": "CFO", "buying_role": "economic"}
+    added = client.post(
+        f"/accounts/{account['id']}/contacts", json={**contact, "decision_power": "influencer"}
+    ).json()
+    before = stored_versions(client, account)
+    path = f"/accounts/{account['id']}/contacts/{added['contacts'][0]['id']}"
+
+    response = client.delete(path, params={"reason": "\U000e0041\U000e0fff"})
+
+    problem = assert_problem(response, 400, "reason")
+    assert "visible character" in problem["detail"]
     assert stored_versions(client, account) == before
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from domain.ledger import CommandMeta
+from domain.screening_policy import Criteria
 from services.api import screening_policies
 from tests.api.requests import command, rated, register
 
+META = CommandMeta("marta")
 POLICY = {
     "industries_excluded": ["retail"],
     "headcount_min": 50,
@@ -104,6 +107,18 @@ def test_a_run_lists_its_first_decisions_those_that_change_first_and_counts_them
     assert dry["decisions"] == changing
     assert (dry["qualified"], dry["excluded"], dry["changes"], dry["omitted"]) == (1, 2, 2, 1)
     assert ([d["name"] for d in named.json()["decisions"]], named.json()["omitted"]) == (["Fit"], 0)
+
+
+def test_a_policy_stored_before_a_rule_was_added_is_still_read(client, ledger):
+    invisible = ("\U000e0041\U000e0042",)  # taken before names needed a visible character
+    version = ledger.create_policy(Criteria(industries_excluded=invisible), META).value
+
+    listed = client.get("/screening-policies")
+    one = client.get(f"/screening-policies/{version}")
+
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"][0]["criteria"]["industries_excluded"] == list(invisible)
+    assert (one.status_code, one.json()["criteria"]) == (200, listed.json()["items"][0]["criteria"])
 
 
 def test_a_policys_names_lose_the_white_space_around_them(client):
