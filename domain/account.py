@@ -685,7 +685,8 @@ class Account(Aggregate):
     def _refuse_before_material(self) -> None:
         if self.materials_sent == 0:
             raise RuleViolation(
-                "outreach_not_started", "Record a material sent before responses or meetings."
+                "outreach_not_started",
+                "Record a material sent before responses, no_response or meetings.",
             )
 
     @staticmethod

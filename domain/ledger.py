@@ -261,6 +261,11 @@ class AccountLedger(Application):
     ) -> CommandResult:
         return _wait(self.submit(account_id, meta, Account.receive_response, reaction, note))
 
+    def record_no_response(
+        self, account_id: UUID, note: str | None, meta: CommandMeta
+    ) -> CommandResult:
+        return _wait(self.submit(account_id, meta, Account.record_no_response, note))
+
     def hold_meeting(self, account_id: UUID, note: str | None, meta: CommandMeta) -> CommandResult:
         return _wait(self.submit(account_id, meta, Account.hold_meeting, note))
 

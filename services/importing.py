@@ -72,7 +72,8 @@ _WHOLE = {
     mark: re.compile(rf"-?(?:[0-9]+|[0-9]{{1,3}}(?:{re.escape(mark)}[0-9]{{3}})+)")
     for mark in _DIGIT_GROUPS.values()
 }
-_DECIMAL = re.compile(r"-?[0-9]+(?:[.,][0-9]+)?(?: ?%)?")  # `12.5%` or `12,5 %`
+# `12.5%`, or `12,5 %` with a space, or the no-break space a French sheet writes before `%`.
+_DECIMAL = re.compile(r"-?[0-9]+(?:[.,][0-9]+)?(?:[ \u00a0\u202f]?%)?")
 _FIRST_LINE = re.compile(r"[^\r\n]*")
 # Every cell the CRM reads follows the API's rule for one-line text: no control characters
 # (PostgreSQL cannot store NUL; a stored one stopped the read models for good), no
@@ -349,7 +350,7 @@ def _row(
                 else _host(raw)
                 if name == "domain"
                 else raw.upper()  # `de` and `eur`, as spreadsheets are typed, are codes too
-                if name in _CODES and raw.isascii()
+                if name in _CODES and raw.isascii() and raw.isalpha()
                 else raw
             )
         except ValueError as error:
@@ -409,8 +410,9 @@ def _refused(
     """The values of a row that the API would refuse, each with its column and why."""
     found = []
     for name, value in values.items():
-        if reason := _refusal(name, value):
-            found.append(RowError(line, titles[_index(mapping, name)], reason))
+        index = _index(mapping, name)
+        if reason := _refusal(name, value, unneutralise(cells[index].strip()).strip()):
+            found.append(RowError(line, titles[index], reason))
         elif name == "domain" and not _is_web_domain(value):
             found.append(_not_a_domain(cells, mapping, titles, line))
     return found
@@ -436,13 +438,14 @@ def _not_a_domain(
     )
 
 
-def _refusal(name: str, value: Any) -> str | None:
-    """Why a field's value is refused, as the API would refuse it; None when it is taken."""
+def _refusal(name: str, value: Any, typed: str) -> str | None:
+    """Why a field's value (`typed` in its cell) is refused, as the API would refuse it; None
+    when it is taken."""
     try:
         msgspec.convert(value, _FIELD_TYPES[name])
     except msgspec.ValidationError as exc:
-        if name in _CODES:  # msgspec says "Invalid enum value"
-            return f"{shown(value)} is not {_CODES[name]}"
+        if name in _CODES:  # msgspec says "Invalid enum value"; the cell is quoted as typed
+            return f"{shown(typed)} is not {_CODES[name]}"
         return str(exc)
     return None
 
@@ -459,7 +462,7 @@ def _decimal(raw: str) -> float:
     """A number with `.` or `,` as its decimal mark and perhaps a `%` (not `nan` or `inf`)."""
     if not _DECIMAL.fullmatch(raw):
         raise ValueError("a number")
-    return float(raw.rstrip("%").rstrip().replace(",", "."))
+    return float(raw.rstrip("%").rstrip(" \u00a0\u202f").replace(",", "."))
 
 
 def import_rows(

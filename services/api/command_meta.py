@@ -27,7 +27,7 @@ from uuid import UUID
 import msgspec
 from litestar import Request
 
-from contracts.accounts import LINE_PATTERN, TEXT_RULES
+from contracts.accounts import LINE_PATTERN, TEXT_RULES, has_visible
 from domain.ledger import AccountLedger, CommandMeta, CommandResult
 from domain.receipts import IdempotencyKey
 from services.api.auth import caller
@@ -200,7 +200,7 @@ def _actor(header: str | None) -> str:
     except UnicodeDecodeError:
         pass
     actor = header.strip()
-    if not (len(actor) <= ACTOR_MAX_LENGTH and _ACTOR.match(actor)):
+    if not (len(actor) <= ACTOR_MAX_LENGTH and _ACTOR.match(actor) and has_visible(actor)):
         raise invalid_field("X-Actor", f"X-Actor must be {ACTOR_RULE}.", 400)
     return actor
 

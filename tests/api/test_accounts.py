@@ -226,6 +226,15 @@ def test_an_actor_sent_in_utf_8_is_recorded_as_written(client):
     assert registered["actor"] == "José Ødegård"
 
 
+def test_an_actor_of_invisible_characters_is_refused_and_registers_nothing(client):
+    tags = "\U000e0041\U000e0042".encode()
+
+    response = client.post("/accounts", json=registration(), headers={"X-Actor": tags})
+
+    assert (response.status_code, response.json()["field"]) == (400, "X-Actor"), response.text
+    assert client.get("/accounts").json()["items"] == []
+
+
 def test_as_of_before_the_registration_is_404_saying_when_it_was_registered(client):
     account = register(client)
 

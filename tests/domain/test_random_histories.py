@@ -160,9 +160,15 @@ class RandomHistories(RuleBasedStateMachine):
             account, lambda m: self.ledger.send_material(account, "cases", "post", None, m)
         )
 
-    @rule(account=accounts, reaction=st.sampled_from(Reaction))
+    @rule(
+        account=accounts, reaction=st.sampled_from([r for r in Reaction if r is not Reaction.NONE])
+    )
     def receive_response(self, account: UUID, reaction: Reaction):
         self.attempt(account, lambda m: self.ledger.receive_response(account, reaction, None, m))
+
+    @rule(account=accounts)
+    def record_no_response(self, account: UUID):
+        self.attempt(account, lambda m: self.ledger.record_no_response(account, None, m))
 
     @rule(account=accounts)
     def hold_meeting(self, account: UUID):

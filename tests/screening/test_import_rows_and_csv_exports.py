@@ -616,12 +616,18 @@ def test_codes_in_lower_case_and_a_percent_after_a_space_are_read_as_typed_in_a_
         + "Lower,lower.example,software,10,1000,eur,de,,7 %,fair\n"
         + "Mixed,mixed.example,software,10,1000,Chf,Ch,,7.5 %,fair\n"
         + "Wrong,wrong.example,software,10,1000,eur,zz,,7,fair\n"
+        + "French,french.example,software,10,1000,EUR,FR,,12.5\u202f%,fair\n"
+        + "Paris,paris.example,software,10,1000,EUR,FR,,3\u00a0%,fair\n"
     )
 
     report = import_rows(ledger, body.encode(), META)
 
-    assert [(e.line, e.column) for e in report.errors] == [(4, "Country")]
-    assert report.registered == 2
+    assert [(e.line, e.column, e.reason) for e in report.errors] == [
+        (4, "Country", "'zz' is not an ISO 3166-1 country code")  # quoted as typed
+    ]
+    assert report.registered == 4
+    assert account_of(ledger, "french.example").firmographics.growth_rate == 12.5
+    assert account_of(ledger, "paris.example").firmographics.growth_rate == 3.0
     lower = account_of(ledger, "lower.example").firmographics
     assert (lower.revenue_currency, lower.country, lower.growth_rate) == ("EUR", "DE", 7.0)
     mixed = account_of(ledger, "mixed.example").firmographics
