@@ -1,10 +1,10 @@
 """Stage and funnel reports over the `transitions` read model, and the stage report's
 objectives over the `objectives` one.
 
-For a window [start, end) and an instant `as_of` (what was known then, up to and including
-`as_of`; a window ending at `as_of` takes in what was recorded at that instant too): how many
-accounts are in each state, how many entered and left each state per day, month or year, the
-conversion from each state to the next, the win rate, and the time spent in each state.
+For a window [start, end) (or [start, as_of] when it runs to `as_of`) and an instant `as_of`
+(what was known then, up to and including `as_of`): how many accounts are in each state, how
+many entered and left each state per day, month or year, the conversion from each state to the
+next, the win rate, and the time spent in each state.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ class Window:
     as_of: datetime
     period: Period
     group_by: Literal["industry", "country"] | None = None
+    # Whether the window ends at `as_of` and takes in what was recorded at that instant, as
+    # `current` does (no `to` was given): else it is open at `end`.
+    through_as_of: bool = False
 
 
 def period_of(instant: datetime, period: Period) -> str:
@@ -66,7 +69,9 @@ def report(
     position = gen.position if gen else 0
     if kind == transitions.STAGE and (set_gen := live_generation(conn, objectives.NAME)):
         first = period_of(window.start, window.period)
-        last = period_of(window.end - timedelta(microseconds=1), window.period)
+        last = period_of(
+            window.end - timedelta(microseconds=0 if window.through_as_of else 1), window.period
+        )
         targets = objectives.targets_between(conn, set_gen, first, last, targets_set_at)
         position = min(position, set_gen.position)
     tally = _Tally(kind, window, set(targets))
@@ -120,12 +125,10 @@ class _Tally:
         self._rank: dict[str | None, int] = {state: i for i, state in enumerate(self.order)}
         # Each state but the last, with the states beyond it: entering any of them converts.
         self._steps = [(here, self.order[i + 1 :]) for i, here in enumerate(self.order[:-1])]
-        # Only moves up to `as_of` are read, and `current` counts one made at `as_of` itself:
-        # a window ending at `as_of` takes it in too, or a report as of a deal's instant would
-        # show it won in `current` and not in the periods or the win rate.
-        self.start, self.end = to_micros(window.start), to_micros(window.end)
-        if window.end == window.as_of:
-            self.end += 1
+        # A report as of a deal's instant shows it won in `current`: in the periods and the
+        # win rate too, when the window runs to `as_of`.
+        self.start = to_micros(window.start)
+        self.end = to_micros(window.end) + (1 if window.through_as_of else 0)
         self.period = window.period
         self._names: dict[int, str] = {}  # a period's name by day, made once a day
         self._groups: dict[str, _Group] = {}

@@ -388,12 +388,16 @@ async def _report(
 ) -> Response[Report]:
     projector = reads.projector
     as_of = instant(as_of_text, "as_of") or datetime.now(UTC)
+    default_start = _year_so_far(as_of, ends_at_as_of=end is None)
     window = Window(
-        start=instant(start, "from") or _year_so_far(as_of, ends_at_as_of=end is None),
+        start=instant(start, "from") or default_start,
         end=instant(end, "to") or as_of,
         as_of=as_of,
         period=period,
         group_by=group_by,
+        # Without `to` it runs to `as_of`, taking in what `current` counts; but the year just
+        # ended, as of the next one's first instant, ends where that year does.
+        through_as_of=end is None and (start is not None or default_start.year == as_of.year),
     )
     if window.end <= window.start:
         # The window's end is `to`, else `as_of`, else now; its start `from`, else 1 January.

@@ -238,6 +238,52 @@ def test_a_report_as_of_a_deals_instant_counts_it_in_every_figure(client, histor
     assert all(p["entered"]["won"] == 0 for p in just_before["periods"])
 
 
+def test_a_window_given_its_end_stays_open_there_whatever_as_of(client, history):
+    events = client.get(f"/accounts/{history['a']['id']}/history").json()["items"]
+    won_at = next(e for e in events if e["type"] == "deal_won")["recorded_at"]
+
+    (group,) = stage_report(
+        client,
+        history,
+        period="day",
+        **{"from": "2026-01-01T00:00:00Z", "to": won_at},
+        as_of=won_at,
+    )["groups"]
+
+    assert group["current"]["won"] == 1  # as of the instant, inclusive
+    assert all(p["entered"]["won"] == 0 for p in group["periods"])  # before `to`, exclusive
+    assert group["win_rate"]["won"] == 0
+
+
+def test_the_year_just_ended_leaves_out_a_move_at_the_new_years_first_instant(client, clock):
+    clock.now = datetime(2026, 6, 1, tzinfo=UTC)
+    account = client.post("/accounts", json=registration()).json()
+    clock.now = datetime(2027, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)  # the next is 00:00
+    moved = client.post(
+        f"/accounts/{account['id']}/screening",
+        json={"outcome": "excluded", "criteria": ["industry"]},
+    )
+    assert moved.status_code == 200, moved.text
+
+    response = client.get(
+        "/reports/stages",
+        params={
+            "as_of": "2027-01-01T00:00:00Z",
+            "period": "year",
+            "min_position": moved.headers["crm-position"],
+        },
+    )
+
+    (group,) = response.json()["groups"]
+    assert (response.json()["start"], response.json()["end"]) == (
+        "2026-01-01T00:00:00Z",
+        "2027-01-01T00:00:00Z",
+    )
+    assert group["current"]["excluded"] == 1
+    assert [p["period"] for p in group["periods"]] == ["2026"]
+    assert group["periods"][0]["entered"]["excluded"] == 0
+
+
 def test_daily_periods_and_the_window(client, history):
     (group,) = stage_report(
         client,
