@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
@@ -406,9 +406,9 @@ class AccountController(Controller):
     ) -> AccountDiff:
         from_version, from_at = _moment(audit, account_id, "from", from_)
         to_version, to_at = (None, None) if to is None else _moment(audit, account_id, "to", to)
-        if from_at is not None and to_at is not None and from_at > to_at:
+        if from_at is not None and from_at > (to_at or datetime.now(UTC)):
             # Both may fall on one version, which would compare it with itself.
-            raise invalid_field("from", "from must be an instant before to.", 400)
+            raise invalid_field("from", "from must be an instant before to (default: now).", 400)
         try:
             return account_diff(account_id, audit.diff(account_id, from_version, to_version))
         except InvalidValue as exc:  # a version it does not have, or from after to

@@ -97,8 +97,10 @@ def test_diff_refuses_instants_given_backwards_even_within_one_version(client, l
 
     backwards = client.get(path, params={"from": later, "to": earlier})
     forwards = client.get(path, params={"from": earlier, "to": later})
+    future = client.get(path, params={"from": later})  # to: now
 
     assert (backwards.status_code, backwards.json()["field"]) == (400, "from"), backwards.text
+    assert (future.status_code, future.json()["field"]) == (400, "from"), future.text
     assert (forwards.status_code, forwards.json()["changes"]) == (200, [])
 
 
