@@ -80,8 +80,11 @@ class JobRunner:
         strict: bool,
         screen_with: int | None,
         charset: str | None = None,
+        *,
+        holding: bool = False,
     ) -> Outcome[Job]:
-        """Starts an import job; a retry with the same idempotency key gets the first job."""
+        """Starts an import job; a retry with the same idempotency key gets the first job.
+        `holding`: the caller took a place in `held`, which the job gives back when it ends."""
         if screen_with is not None:
             self.ledger.policy(screen_with)  # PolicyNotFound now, not once the rows are stored
         if (answered := self.ledger.answered(meta)) is not None:
@@ -100,7 +103,8 @@ class JobRunner:
         }
         try:
             path.write_bytes(data)  # kept before the job exists, so a resumed job finds its file
-            self._holding.add(job_id)  # the job gives back `held` when it ends
+            if holding:
+                self._holding.add(job_id)  # the job gives back `held` when it ends
             started = self._start(IMPORT, params, meta, job_id)
         except BaseException:
             self._holding.discard(job_id)

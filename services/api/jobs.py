@@ -128,7 +128,7 @@ async def upload_import(
             if charset is not None:  # so a retry without one is the same request as before
                 upload["charset"] = charset
             meta = command_headers.meta(upload)
-            return jobs.submit_import(data, meta, strict, screen_with, charset)
+            return jobs.submit_import(data, meta, strict, screen_with, charset, holding=True)
 
         started = await anyio.to_thread.run_sync(submit)
         kept = not started.replayed
