@@ -153,14 +153,16 @@ class Body(Struct, frozen=True, forbid_unknown_fields=True):
         for name in self.__struct_fields__:
             value = getattr(self, name)
             if isinstance(value, str):
-                _check_visible(type(self), name, value)
                 if (shorter := trimmed(value)) != value:
                     force_setattr(self, name, shorter)
+                if value.isascii():
+                    continue  # its pattern saw to it: no check beyond the BMP to make
             elif isinstance(value, list) and any(isinstance(v, str) for v in value):
-                for item in value:
-                    if isinstance(item, str):
-                        _check_visible(type(self), name, item)
                 force_setattr(self, name, [trimmed(v) if isinstance(v, str) else v for v in value])
+            else:
+                continue
+            if refused := invisible(type(self), name, value):
+                raise ValueError(refused)
 
 
 def has_visible(text: str) -> bool:
@@ -168,11 +170,18 @@ def has_visible(text: str) -> bool:
     return _VISIBLE.search(text) is not None
 
 
-def _check_visible(body: type[Body], name: str, value: str) -> None:
+def invisible(body: type[Body], name: str, value: Any) -> str | None:
+    """Why the text of field `name` (or an item of it), which its pattern took, is refused:
+    it needs a visible character and has none beyond the BMP either; None when it is taken."""
+    fields = _needs_visible(body)
+    if name not in fields:
+        return None
     # An ASCII text that passed its pattern has a visible character already.
-    if not value.isascii() and name in (fields := _needs_visible(body)) and not has_visible(value):
-        json_name, rule = fields[name]
-        raise ValueError(f"Expected {rule} in field `{json_name}`")
+    for text in [value] if isinstance(value, str) else value:
+        if isinstance(text, str) and not text.isascii() and not has_visible(text):
+            json_name, rule = fields[name]
+            return f"Expected {rule} in field `{json_name}`"
+    return None
 
 
 @cache
@@ -420,7 +429,7 @@ class HistoryPage(Struct, frozen=True):
 
 
 class ParameterError(Struct, frozen=True):
-    """One parameter of a request that could not be read."""
+    """One parameter, header or body field of a request that could not be read."""
 
     field: str | None
     source: Annotated[str | None, Meta(description="path, query, header or body")]

@@ -73,8 +73,10 @@ def problem_response(description: str) -> ResponseSpec:
     return ResponseSpec(Problem, description=description, generate_examples=False)
 
 
-def invalid_field(field: str, detail: str, status: int = 422) -> ProblemDetailsException:
-    return problem(status, "Invalid request", detail, kind="invalid-field", field=field)
+def invalid_field(
+    field: str, detail: str, status: int = 422, **extra: Any
+) -> ProblemDetailsException:
+    return problem(status, "Invalid request", detail, kind="invalid-field", field=field, **extra)
 
 
 def _from_ledger_error(exc: LedgerError) -> ProblemDetailsException:

@@ -17,6 +17,7 @@ import msgspec
 from litestar.dto import MsgspecDTO
 from litestar.typing import FieldDefinition
 
+from contracts.accounts import invisible
 from services.api.problems import field_from_msgspec, invalid_field, problem, readable
 
 if TYPE_CHECKING:
@@ -53,12 +54,56 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
             # is not JSON at all is malformed (400), whatever value came first.
             _check_json(value)
             _refuse_repeated_names(value)  # the body's own fault comes first, as it is 400
-            field = field_from_msgspec(str(exc))
-            raise invalid_field(field or "body", readable(str(exc))) from None
+            field, detail = field_from_msgspec(str(exc)) or "body", readable(str(exc))
+            errors = _every_error(value, self.model_type)
+            if errors is not None and not any(e["field"] == field for e in errors):
+                errors.insert(0, {"field": field, "source": "body", "message": detail})
+            raise invalid_field(field, detail, errors=errors) from None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise _malformed(exc) from None  # JSON text is UTF-8, and no command nests deep
         _refuse_repeated_names(value)
         return decoded
+
+
+def _every_error(value: bytes, model: Any) -> list[dict[str, Any]] | None:
+    """Each top-level field of the body that the contract refuses, checked alone (msgspec
+    stops at the first), so that a form shows every error at once: unknown and missing fields
+    too. None for a body that is not a JSON object."""
+    try:
+        data = msgspec.json.decode(value)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not msgspec.structs.fields(model):
+        return None
+    fields = {f.encode_name: f for f in msgspec.structs.fields(model)}
+    errors = []
+    for name, given in data.items():
+        if (known := fields.get(name)) is None:
+            message = f"Object contains unknown field `{name}`"
+        else:
+            try:
+                msgspec.convert(given, known.type)
+            except msgspec.ValidationError as exc:
+                message = str(exc)
+            else:
+                if (refused := invisible(model, known.name, given)) is None:
+                    continue
+                message = refused.replace(f" in field `{name}`", "")
+        # Where msgspec found it, inside the field's value, as a path of the whole body.
+        at = message.replace(" - at `$", f" - at `$.{name}") if " - at `$" in message else None
+        errors.append(
+            {
+                "field": field_from_msgspec(at) if at else name,
+                "source": "body",
+                "message": readable(message.split(" - at `")[0]),
+            }
+        )
+    errors += [
+        {"field": name, "source": "body", "message": f"Object missing required field `{name}`"}
+        for name, f in fields.items()
+        if f.required and name not in data
+    ]
+    return errors
 
 
 def _utf8(parameter: bytes) -> bool:

@@ -88,6 +88,38 @@ def test_a_bad_registration_is_422_naming_the_field_and_registers_nothing(client
     assert client.post("/accounts", json=registration()).status_code == 201
 
 
+def test_a_body_with_several_bad_fields_lists_each_with_why(client):
+    body = {**registration(name="", headcount=0, country="ZZ", nickname="ACME")}
+    del body["industry"]
+
+    response = client.post("/accounts", json=body)
+
+    problem = assert_problem(response, 422, "name")  # the first, as before
+    listed = {e["field"]: e["message"] for e in problem["errors"]}
+    assert set(listed) == {"name", "headcount", "country", "nickname", "industry"}
+    assert listed["headcount"] == "Expected `int` >= 1"
+    assert "unknown field" in listed["nickname"] and "missing" in listed["industry"]
+    assert {e["source"] for e in problem["errors"]} == {"body"}
+    assert client.get("/accounts").json()["items"] == []
+
+
+def test_a_bad_field_inside_an_object_is_listed_by_its_path(client):
+    account = qualified(client)
+    rating = {**RATING, "budget": 9, "notes": {"need": 5}}
+
+    response = client.put(f"/accounts/{account['id']}/bant", json=rating)
+
+    problem = assert_problem(response, 422, "budget")
+    assert [e["field"] for e in problem["errors"]] == ["budget", "notes.need"]
+
+
+def test_a_rule_of_the_whole_body_is_listed_too(client):
+    response = client.post("/accounts", json=registration(name="\U000e0041", headcount=0))
+
+    problem = assert_problem(response, 422)
+    assert {e["field"] for e in problem["errors"]} == {"name", "headcount"}
+
+
 @pytest.mark.parametrize(
     ("field", "text"),
     [
