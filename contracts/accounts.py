@@ -174,7 +174,7 @@ def invisible(body: type[Body], name: str, value: Any) -> str | None:
     """Why the text of field `name` (or an item of it), which its pattern took, is refused:
     it needs a visible character and has none beyond the BMP either; None when it is taken."""
     fields = _needs_visible(body)
-    if name not in fields:
+    if name not in fields or not isinstance(value, str | list):
         return None
     # An ASCII text that passed its pattern has a visible character already.
     for text in [value] if isinstance(value, str) else value:

@@ -113,6 +113,15 @@ def test_a_bad_field_inside_an_object_is_listed_by_its_path(client):
     assert [e["field"] for e in problem["errors"]] == ["budget", "notes.need"]
 
 
+def test_fields_left_null_beside_a_bad_one_are_not_listed(client):
+    body = {**registration(headcount=0), "region": None, "reason": None}
+
+    response = client.post("/accounts", json=body)
+
+    problem = assert_problem(response, 422, "headcount")
+    assert [e["field"] for e in problem["errors"]] == ["headcount"]
+
+
 def test_a_rule_of_the_whole_body_is_listed_too(client):
     response = client.post("/accounts", json=registration(name="\U000e0041", headcount=0))
 
