@@ -162,7 +162,8 @@ class Body(Struct, frozen=True, forbid_unknown_fields=True):
             else:
                 continue
             if refused := invisible(type(self), name, value):
-                raise ValueError(refused)
+                json_name = _needs_visible(type(self))[name][0]
+                raise ValueError(f"{refused} in field `{json_name}`")
 
 
 def has_visible(text: str) -> bool:
@@ -171,16 +172,16 @@ def has_visible(text: str) -> bool:
 
 
 def invisible(body: type[Body], name: str, value: Any) -> str | None:
-    """Why the text of field `name` (or an item of it), which its pattern took, is refused:
-    it needs a visible character and has none beyond the BMP either; None when it is taken."""
+    """Why the text of field `name` (or an item of it), which its pattern took, is refused (in
+    msgspec's words): it needs a visible character and has none beyond the BMP either; None
+    when it is taken."""
     fields = _needs_visible(body)
     if name not in fields or not isinstance(value, str | list):
         return None
     # An ASCII text that passed its pattern has a visible character already.
     for text in [value] if isinstance(value, str) else value:
         if isinstance(text, str) and not text.isascii() and not has_visible(text):
-            json_name, rule = fields[name]
-            return f"Expected {rule} in field `{json_name}`"
+            return f"Expected {fields[name][1]}"
     return None
 
 

@@ -73,9 +73,9 @@ def _every_error(value: bytes, model: Any) -> list[dict[str, Any]] | None:
         data = msgspec.json.decode(value)
     except (msgspec.DecodeError, RecursionError):
         return None
-    if not isinstance(data, dict) or not msgspec.structs.fields(model):
-        return None
     fields = {f.encode_name: f for f in msgspec.structs.fields(model)}
+    if not isinstance(data, dict) or not fields:
+        return None
     errors = []
     for name, given in data.items():
         if (known := fields.get(name)) is None:
@@ -88,7 +88,7 @@ def _every_error(value: bytes, model: Any) -> list[dict[str, Any]] | None:
             else:
                 if (refused := invisible(model, known.name, given)) is None:
                     continue
-                message = refused.replace(f" in field `{name}`", "")
+                message = refused
         # Where msgspec found it, inside the field's value, as a path of the whole body.
         at = message.replace(" - at `$", f" - at `$.{name}") if " - at `$" in message else None
         errors.append(
