@@ -16,7 +16,6 @@ from contracts.accounts import (
     REASON_DESCRIPTION,
     REASON_LIMITS,
     STORED_INT_MAX,
-    AbmStageName,
     AccountView,
     AddContact,
     BantNotes,
@@ -81,11 +80,13 @@ from services.api.read_models import (
     Limit,
     MinPosition,
     Reads,
+    Stages,
     Text,
     account_rows,
     country_filter,
     download,
     instant,
+    stage_filter,
     text_query,
 )
 from services.api.strict_json import StrictJSON
@@ -205,7 +206,7 @@ class AccountController(Controller):
     async def list_accounts(
         self,
         reads: NamedDependency[Reads],
-        stage: Annotated[AbmStageName | None, QueryParameter()] = None,
+        stage: Stages = None,
         funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
         industry: Text = None,
         country: Country = None,
@@ -229,7 +230,7 @@ class AccountController(Controller):
         min_position: MinPosition = None,
     ) -> Response[AccountPage]:
         filters = Filters(
-            stages=(stage,) if stage else (),
+            stages=stage_filter(stage),
             funnel=funnel,
             industry=industry,
             country=country_filter(country),

@@ -92,6 +92,13 @@ def text_query(description: str = "") -> Any:
 
 
 Text = Annotated[str | None, text_query()]
+Stages = Annotated[
+    list[AbmStageName] | None,
+    QueryParameter(
+        description="ABM stages: accounts in any of them. Repeat it for several "
+        "(`?stage=outreach&stage=warm_up`)."
+    ),
+]
 Country = Annotated[
     str | None,
     QueryParameter(
@@ -100,6 +107,12 @@ Country = Annotated[
         description="ISO 3166-1 alpha-2, e.g. DE (whatever its letter case).",
     ),
 ]
+
+
+def stage_filter(stages: list[str] | None) -> tuple[str, ...]:
+    """The stages a `stage` filter names, each once and in one order: a page asked for with
+    them in another order or repeated is the same page (and the same kept answer)."""
+    return tuple(sorted(set(stages or ())))
 
 
 def country_filter(value: str | None) -> str | None:
@@ -305,7 +318,7 @@ def position_headers(position: int, reached: bool | None) -> dict[str, str]:
 )
 async def bant_leaderboard(
     reads: NamedDependency[Reads],
-    stage: Annotated[AbmStageName | None, QueryParameter()] = None,
+    stage: Stages = None,
     funnel: Annotated[FunnelStateName | None, QueryParameter()] = None,
     industry: Text = None,
     country: Country = None,
@@ -315,7 +328,7 @@ async def bant_leaderboard(
     min_position: MinPosition = None,
 ) -> Response[LeaderboardPage]:
     filters = Filters(
-        stages=(stage,) if stage else (),
+        stages=stage_filter(stage),
         funnel=funnel,
         industry=industry,
         country=country_filter(country),

@@ -716,7 +716,7 @@ def test_a_version_the_account_has_not_reached_is_404_saying_where_it_is(client)
     ("path", "params", "field"),
     [
         ("/accounts", [("industy", "software")], "industy"),  # a misspelt filter
-        ("/leaderboards/bant", [("stage", "won"), ("stage", "lost")], "stage"),
+        ("/leaderboards/bant", [("funnel", "see"), ("funnel", "think")], "funnel"),
         ("/reports/stages", [("period", "day"), ("period", "year")], "period"),
     ],
 )

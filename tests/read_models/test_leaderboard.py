@@ -118,6 +118,41 @@ def test_only_rated_accounts_in_active_stages_by_default_and_filters_narrow(clie
     assert by_country["items"] == []
 
 
+@pytest.mark.parametrize("path", ["/leaderboards/bant", "/accounts"])
+def test_a_stage_filter_repeated_takes_the_accounts_of_every_stage_it_names(client, path):
+    # Given rated accounts in three stages
+    make(client, "Prioritised", "prioritised.com", (3, 3, 3, 3))
+    research, _ = make(client, "Research", "research.com", (4, 4, 4, 4))
+    material = {"kind": "material_sent", "material": "white paper", "channel": "email"}
+    command(client, research, "outreach", material)  # which moves it on to outreach
+    lost, _ = make(client, "Lost", "lost.com", (5, 5, 5, 5))
+    closed = client.post(f"/accounts/{lost['id']}/deal", json={"outcome": "lost", "reason": "x"})
+    seen = {"min_position": closed.headers["crm-position"]}
+
+    def names(stages, **params):
+        response = client.get(path, params={"stage": stages, **seen, **params})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    # When a reader asks for two of them, in either order, once repeated
+    both = names(["lost", "outreach"])
+    again = names(["outreach", "lost", "outreach"])
+    one = names(["outreach"])
+    first = names(["lost", "outreach"], limit=1)
+    rest = names(["outreach", "lost"], cursor=first["next_cursor"])
+
+    # Then each page holds the accounts of both stages and no other, and a cursor goes on with
+    # the stages written in another order
+    # (the leaderboard by score, the list by name)
+    assert [e["name"] for e in both["items"]] == ["Lost", "Research"]
+    assert again["items"] == both["items"]
+    assert [e["name"] for e in one["items"]] == ["Research"]
+    assert first["items"] + rest["items"] == both["items"]
+    # And a stage that is none is refused by name
+    bad = client.get(path, params={"stage": ["lost", "negotiation"]})
+    assert (bad.status_code, bad.json()["field"]) == (400, "stage")
+
+
 def test_pages_have_no_duplicates_or_gaps_while_writes_go_on(client):
     accounts = []
     for i in range(7):
