@@ -118,7 +118,8 @@ def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
         if name in _HEADER_KEYS:
             if name in sent:  # which one a proxy or a log reads is anyone's guess
                 header = _HEADER_KEYS[name]
-                raise invalid_field(header, f"{header} is sent more than once: send it once.", 400)
+                detail = f"{header} is sent more than once: send it once."
+                raise invalid_field(header, detail, 400, source="header")
             sent[name] = value.decode("latin-1")
     key = caller(request)
     idempotency_key = _idempotency_key(sent.get(b"idempotency-key"))
@@ -177,10 +178,11 @@ async def refuse_unheeded_guards(request: Request[Any, Any, Any]) -> None:
     for name, _ in request.scope["headers"]:
         guard = _GUARD_KEYS.get(name)
         if guard is not None and guard not in guards(request.route_handler):
-            raise invalid_field(guard, f"This request does not take {guard}.", 400)
+            detail = f"This request does not take {guard}."
+            raise invalid_field(guard, detail, 400, source="header")
         if (precondition := _UNHONOURED.get(name)) is not None:
             detail = f"No command takes {precondition}; If-Match expects a version."
-            raise invalid_field(precondition, detail, 400)
+            raise invalid_field(precondition, detail, 400, source="header")
 
 
 def guards(handler: Any) -> frozenset[str]:
@@ -201,7 +203,7 @@ def _actor(header: str | None) -> str:
         pass
     actor = header.strip()
     if not (len(actor) <= ACTOR_MAX_LENGTH and _ACTOR.match(actor) and has_visible(actor)):
-        raise invalid_field("X-Actor", f"X-Actor must be {ACTOR_RULE}.", 400)
+        raise invalid_field("X-Actor", f"X-Actor must be {ACTOR_RULE}.", 400, source="header")
     return actor
 
 
@@ -211,7 +213,10 @@ def _expected_version(header: str | None) -> int | None:
     match = _IF_MATCH.match(header)
     if match is None:
         raise invalid_field(
-            "If-Match", 'If-Match must be an account version such as "3", as in the ETag.', 400
+            "If-Match",
+            'If-Match must be an account version such as "3", as in the ETag.',
+            400,
+            source="header",
         )
     quoted, bare, _any = match.groups()
     version = quoted or bare
@@ -221,6 +226,9 @@ def _expected_version(header: str | None) -> int | None:
 def _idempotency_key(header: str | None) -> str | None:
     if header is not None and not _IDEMPOTENCY_KEY.match(header):
         raise invalid_field(
-            "Idempotency-Key", "Idempotency-Key must be 1 to 255 printable ASCII characters.", 400
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            400,
+            source="header",
         )
     return header

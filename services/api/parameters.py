@@ -72,7 +72,7 @@ def refuse_parameters_not_taken(request: Request[Any, Any, Any]) -> None:
     whole = request.route_handler.opt.get(WHOLE, frozenset())
     for name, value in request.scope["path_params"].items():
         if name in whole and (problem := number_problem(name, value)):
-            raise invalid_field(*problem, 400)
+            raise invalid_field(*problem, 400, source="path")
     query = request.scope["query_string"]
     if not query:
         return
@@ -96,7 +96,7 @@ async def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
         return
     if sent:
         detail = "This request takes no body: what it takes goes in its path and query string."
-        raise invalid_field("body", detail, 400)
+        raise invalid_field("body", detail, 400, source="body")
 
 
 def refuse_content_coding(request: Request[Any, Any, Any]) -> None:

@@ -74,8 +74,14 @@ def problem_response(description: str) -> ResponseSpec:
 
 
 def invalid_field(
-    field: str, detail: str, status: int = 422, **extra: Any
+    field: str, detail: str, status: int = 422, *, source: str | None = None, **extra: Any
 ) -> ProblemDetailsException:
+    """A refused field of the body (422), or parameter or header (400, of the query string
+    unless `source` says otherwise), named in `field` and listed in `errors`, so that a form
+    that shows `errors` shows every refusal, whichever check made it."""
+    if extra.get("errors") is None:
+        where = source or ("body" if status == 422 else "query")
+        extra["errors"] = [{"field": field, "source": where, "message": detail}]
     return problem(status, "Invalid request", detail, kind="invalid-field", field=field, **extra)
 
 
@@ -176,8 +182,8 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
             errors=errors,
         )
     if exc.status_code == 400 and (missing := _MISSING_PARAMETER.match(str(exc.detail))):
-        name = missing.group(1)
-        return invalid_field(name, f"The {name} parameter is required here.", 400)
+        source, name = missing.groups()
+        return invalid_field(name, f"The {name} parameter is required here.", 400, source=source)
     headers = dict(exc.headers or {})
     if exc.status_code == 429 and "RateLimit-Reset" in headers:
         headers["Retry-After"] = str(max(int(headers["RateLimit-Reset"]), 1))
@@ -191,7 +197,7 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
 
 
 # How Litestar says a required parameter was not sent (it raises a plain 400 for it).
-_MISSING_PARAMETER = re.compile(r"Missing required (?:query|header|cookie) parameter '([^']+)'")
+_MISSING_PARAMETER = re.compile(r"Missing required (query|header|cookie) parameter '([^']+)'")
 
 
 def _parameter_error(error: dict[str, Any]) -> dict[str, Any]:

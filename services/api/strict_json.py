@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import msgspec
 from litestar.dto import MsgspecDTO
 from litestar.typing import FieldDefinition
 
-from contracts.accounts import invisible
+from contracts.accounts import WebDomain, invisible
+from domain.errors import InvalidValue
+from domain.web_domain import normalise_domain
 from services.api.problems import field_from_msgspec, invalid_field, problem, readable
 
 if TYPE_CHECKING:
@@ -65,6 +67,18 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
         return decoded
 
 
+def _domain_refusal(known: msgspec.structs.FieldInfo, given: Any) -> str | None:
+    """Why the domain refuses a value of the right type (a web domain that is none), checked
+    here too: the handler's own check comes only once the rest of the body is well formed,
+    and a form would learn of it one submission later."""
+    if isinstance(given, str) and WebDomain in (known.type, *get_args(known.type)):
+        try:
+            normalise_domain(given)
+        except InvalidValue as exc:
+            return exc.detail
+    return None
+
+
 def _every_error(value: bytes, model: Any) -> list[dict[str, Any]] | None:
     """Each top-level field of the body that the contract refuses, checked alone (msgspec
     stops at the first), so that a form shows every error at once: unknown and missing fields
@@ -86,7 +100,8 @@ def _every_error(value: bytes, model: Any) -> list[dict[str, Any]] | None:
             except msgspec.ValidationError as exc:
                 message = str(exc)
             else:
-                if (refused := invisible(model, known.name, given)) is None:
+                refused = invisible(model, known.name, given) or _domain_refusal(known, given)
+                if refused is None:
                     continue
                 message = refused
         # Where msgspec found it, inside the field's value, as a path of the whole body.

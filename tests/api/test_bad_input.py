@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.api.requests import asgi_scope, qualified, register, registration
+from tests.api.requests import asgi_scope, qualified, register, registration, warmed_up
 
 RATING = {"budget": 3, "authority": 3, "need": 3, "timing": 3}
 
@@ -127,6 +127,42 @@ def test_a_rule_of_the_whole_body_is_listed_too(client):
 
     problem = assert_problem(response, 422)
     assert {e["field"] for e in problem["errors"]} == {"name", "headcount"}
+
+
+def test_a_domain_that_is_none_is_listed_with_the_other_bad_fields(client):
+    body = registration(domain="000")
+    del body["industry"]
+
+    response = client.post("/accounts", json=body)
+
+    problem = assert_problem(response, 422)
+    listed = {e["field"]: e["message"] for e in problem["errors"]}
+    assert set(listed) == {"domain", "industry"}
+    assert "not a web domain" in listed["domain"]
+    assert client.get("/accounts").json()["items"] == []
+
+
+def test_a_refusal_made_after_the_body_is_read_is_listed_in_errors_too(client):
+    account = warmed_up(client)
+    before = stored_versions(client, account)
+    answers = {
+        # the domain's form, once the rest of the body is well formed
+        "domain": client.post("/accounts", json=registration(domain="000")),
+        # a rule between fields
+        "currency": client.post(
+            f"/accounts/{account['id']}/deal", json={"outcome": "won", "amount": 10}
+        ),
+        "material": client.post(
+            f"/accounts/{account['id']}/outreach", json={"kind": "no_response", "material": "x"}
+        ),
+    }
+
+    for field, answer in answers.items():
+        problem = assert_problem(answer, 422, field)
+        assert problem["errors"] == [
+            {"field": field, "source": "body", "message": problem["detail"]}
+        ]
+    assert stored_versions(client, account) == before
 
 
 @pytest.mark.parametrize(
@@ -749,9 +785,13 @@ def test_every_bad_field_parameter_or_header_is_one_problem_type_naming_it(clien
         "budget": client.put(f"/accounts/{account['id']}/bant", json={**RATING, "budget": 9}),
     }
 
+    sources = {"period": "path", "If-Match": "header", "budget": "body"}
     for field, answer in answers.items():
         problem = assert_problem(answer, 422 if field == "budget" else 400, field)
         assert problem["type"] == "urn:crm:problem:invalid-field", problem
+        # and a form that shows `errors` finds it there, with where it was sent
+        listed = [(e["field"], e["source"]) for e in problem["errors"]]
+        assert (field, sources.get(field, "query")) in listed, problem
 
 
 def test_a_query_is_judged_by_the_route_it_is_sent_to_every_time_it_comes(client):
