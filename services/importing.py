@@ -22,7 +22,7 @@ from uuid import UUID
 import msgspec
 
 from contracts.accounts import LINE_PATTERN, TEXT_RULES, RegisterAccount, has_visible
-from domain.account import Firmographics
+from domain.account import Firmographics, account_id_for
 from domain.errors import InvalidValue, LedgerError
 from domain.ledger import AccountLedger, CommandMeta
 from domain.web_domain import normalise_domain
@@ -60,21 +60,73 @@ ALIASES = {
     "growth rate": "growth_rate",
     "state": "region",
     "channel": "source",
+    "lead source": "source",
+    # as CRMs export them (Salesforce, HubSpot)
+    "account name": "name",
+    "company domain": "domain",
+    "company domain name": "domain",
+    "domain name": "domain",
+    "website url": "domain",
+    "number of employees": "headcount",
+    "country code": "country",
 }
+# Sites where many companies each have a page, named by its path: the host of such a page
+# (`linkedin.com/company/acme`) would make every company listed on the site one account, each
+# row updating the one before it.
+SHARED_SITES = frozenset(
+    {
+        "linkedin.com",
+        "xing.com",
+        "facebook.com",
+        "instagram.com",
+        "twitter.com",
+        "x.com",
+        "youtube.com",
+        "tiktok.com",
+        "pinterest.com",
+        "github.com",
+        "gitlab.com",
+        "medium.com",
+        "crunchbase.com",
+        "sites.google.com",
+        "google.com",
+        "goo.gl",
+        "bit.ly",
+        "linktr.ee",
+        "wikipedia.org",
+        "northdata.com",
+        "kompass.com",
+    }
+)
 _INTEGERS = {"headcount", "annual_revenue"}
 _FLOATS = {"growth_rate"}
 _SEPARATORS = {",": "comma", ";": "semicolon"}
 # What groups the digits of a whole number (`1,200`; `1.200` where the comma is the decimal
 # mark and so a semicolon separates the cells); a decimal mark is not a whole number's.
 _DIGIT_GROUPS = {",": ",", ";": "."}
+# Or by a space, a no-break space (`1 200`, as French sheets write it) or an apostrophe
+# (`1'200`, Swiss), whatever the separator: one mark in a number.
+_ANY_FILE_GROUPS = " \u00a0\u202f'\u2019"
 # ASCII digits only (Python's int() also takes `1_000` and other scripts' digits).
 _WHOLE = {
-    mark: re.compile(rf"-?(?:[0-9]+|[0-9]{{1,3}}(?:{re.escape(mark)}[0-9]{{3}})+)")
+    mark: re.compile(
+        rf"-?(?:[0-9]+|[0-9]{{1,3}}(?P<mark>[{re.escape(mark + _ANY_FILE_GROUPS)}])[0-9]{{3}}"
+        r"(?:(?P=mark)[0-9]{3})*)"
+    )
     for mark in _DIGIT_GROUPS.values()
 }
 # `12.5%`, or `12,5 %` with a space, or the no-break space a French sheet writes before `%`.
-_DECIMAL = re.compile(r"-?[0-9]+(?:[.,][0-9]+)?(?:[ \u00a0\u202f]?%)?")
+_DECIMAL = re.compile(r"[-+]?[0-9]+(?:[.,][0-9]+)?(?:[ \u00a0\u202f]?%)?")
 _FIRST_LINE = re.compile(r"[^\r\n]*")
+_SEP_LINE = re.compile(r"sep=(.)\s*", re.IGNORECASE)
+# How files that are no text begin, and what they are: a workbook sent as it was saved.
+_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx or OpenDocument .ods workbook is one)",
+    b"\xd0\xcf\x11\xe0": "an Excel 97-2003 workbook (.xls)",
+    b"\x1f\x8b": "compressed with gzip",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+}
 # Every cell the CRM reads follows the API's rule for one-line text: no control characters
 # (PostgreSQL cannot store NUL; a stored one stopped the read models for good), no
 # bidirectional overrides, and a visible character. Checked before the cell is trimmed, so a
@@ -99,6 +151,7 @@ class RowError:
 # otherwise keep millions, in memory and in the job's result, an event kept for good.
 LISTED_ERRORS = 1000
 SHOWN_CHARACTERS = 60  # of a cell an error quotes
+HEADER_SHOWN = 12  # titles of a header line a refusal quotes
 
 
 @dataclass
@@ -132,19 +185,21 @@ def text_codec(charset: str) -> str:
     """Python's codec of a charset's name (`windows-1252` is `cp1252`); UnknownCharset when
     Python has none of that name that reads bytes as text (`base64` turns bytes into bytes)."""
     try:
+        codec = codecs.lookup(charset).name
         # A codec that takes no `surrogateescape` (idna) could not report a row's bad bytes.
-        b"a".decode(charset, "surrogateescape")
+        # (Tried on a text of its own making: a byte alone is no UTF-16.)
+        "a".encode(codec).decode(codec, "surrogateescape")
     except (LookupError, ValueError):
         raise UnknownCharset(charset) from None
-    return codecs.lookup(charset).name
+    return codec
 
 
-def column_mapping(header: list[str]) -> dict[int, str]:
+def column_mapping(header: list[str], delimiter: str = ",") -> dict[int, str]:
     """Which field each column holds; raises FileRefused when a required one is missing or
     two columns hold the same field (which of them a row means is anyone's guess)."""
     mapping: dict[int, str] = {}
     for index, title in enumerate(header):
-        key = " ".join(_title(title).casefold().replace("_", " ").split())
+        key = _key(title)
         name = key.replace(" ", "_") if key.replace(" ", "_") in FIELDS else ALIASES.get(key)
         if name is not None:
             mapping[index] = name
@@ -158,7 +213,14 @@ def column_mapping(header: list[str]) -> dict[int, str]:
                 f" {name}: keep one of them"
             )
     if missing := [f for f in REQUIRED if f not in mapping.values()]:
-        problems.append(f"missing column(s): {', '.join(missing)}")
+        # What was read instead: titles of another language, a title row above the header,
+        # or one title holding them all (another separator) say what to change.
+        found = ", ".join(shown(_title(t)) for t in header[:HEADER_SHOWN]) or "no title"
+        more = f" and {len(header) - HEADER_SHOWN} more" if len(header) > HEADER_SHOWN else ""
+        problems.append(
+            f"missing column(s): {', '.join(missing)} (the header line, read as"
+            f" {_SEPARATORS[delimiter]}-separated, has {found}{more})"
+        )
     if problems:
         raise FileRefused("; ".join(problems))
     return mapping
@@ -168,8 +230,47 @@ def _title(title: str) -> str:
     return title.strip()
 
 
+def _key(title: str) -> str:
+    """A column's title as matched: `Annual_Revenue ` is `annual revenue`."""
+    return " ".join(_title(title).casefold().replace("_", " ").split())
+
+
+def _other_account(cell: str, title: str, row: GoodRow) -> list[RowError]:
+    """The row's error when its `account_id` (a column of the exports) names another account
+    than its domain does: the domain was edited in an export, which would otherwise register
+    that domain as a new company beside the account the row came from."""
+    given = unneutralise(cell.strip()).strip()
+    if not given:
+        return []
+    try:
+        named = UUID(given)
+    except ValueError:
+        return [RowError(row.line, _title(title), f"{shown(given)} is not an account id")]
+    if named == account_id_for(row.details.domain):  # normalised as the ledger keys it
+        return []
+    return [
+        RowError(
+            row.line,
+            _title(title),
+            f"names another account than the domain {row.details.domain!r} does: an account's"
+            " web domain is not changed (empty the account_id cell to register the domain as"
+            " a new company)",
+        )
+    ]
+
+
 def _text(data: bytes, charset: str) -> str:
     codec = text_codec(charset)
+    if data.startswith(codecs.BOM_UTF8):
+        # The file says it is UTF-8 (Excel's "CSV UTF-8"), whatever the upload was labelled,
+        # as a browser reads a page: read in windows-1252, every accent would be stored as two
+        # other characters (é as Ã©).
+        codec = "utf-8"
+    elif codec != "utf-8" and not codec.startswith(("utf-16", "utf-32")) and _utf_8(data):
+        raise FileRefused(
+            f"the file is UTF-8, not {charset}: its accents read as UTF-8, and in {charset}"
+            " each would be stored as other characters (é as Ã©); send it as UTF-8"
+        )
     if codec == "utf-8" and _utf_16(data):
         # What a spreadsheet saves as "Unicode text": read as UTF-8 its header names no column.
         raise FileRefused("the file is UTF-16, not UTF-8: save it as CSV in UTF-8")
@@ -182,6 +283,24 @@ def _text(data: bytes, charset: str) -> str:
     # A byte-order mark goes before the first cell is read: left there, it would keep a
     # quote that opens the cell (`"name"`) from being read as one.
     return text.removeprefix("\ufeff")
+
+
+def _not_text(data: bytes) -> str | None:
+    """What a file that is not text is, by how it begins; None for text."""
+    return next((kind for magic, kind in _MAGIC.items() if data.startswith(magic)), None)
+
+
+def _utf_8(data: bytes) -> bool:
+    """Text beyond ASCII that reads as UTF-8: a file in a charset of one byte a character
+    (windows-1252) almost never does, since UTF-8 needs its bytes above 127 in set patterns,
+    whereas a UTF-8 file, such as a CRM export a spreadsheet opened and saved again, does."""
+    if data.isascii():
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _utf_16(data: bytes) -> bool:
@@ -198,23 +317,27 @@ def parse(
     """Good rows (with their line numbers); each bad one's errors go to `reject`. The file is
     read in `charset` (UnknownCharset if Python has no such codec), UTF-8 when None."""
     charset = charset or "UTF-8"
+    if kind := _not_text(data):
+        raise FileRefused(f"the file is {kind}, not CSV text: save it as CSV and send that")
     text = _text(data, charset)
-    delimiter = _delimiter(text)
-    records = _records(text, delimiter)
+    delimiter, header_line = _delimiter(text)
+    records = _records(text, delimiter, header_line)
     try:
         _, header = next(records)
     except StopIteration:
         raise FileRefused("the file is empty") from None
-    mapping = column_mapping(header)
+    mapping = column_mapping(header, delimiter)
     titles = {i: _title(header[i]) for i in mapping}
+    id_column = next((i for i, t in enumerate(header) if _key(t) == "account id"), None)
     good: list[GoodRow] = []
     first_line: dict[str, int] = {}
     for line, cells in records:
         if not any(c.strip() for c in cells):
             continue
-        if len(cells) > len(header):
+        if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
             # A cell beyond the header: the row's cells are not where its header says (an
             # unquoted comma in a name shifts every cell after it), so none of them is trusted.
+            # (Empty ones at its end are a separator a spreadsheet wrote after the last cell.)
             reject(
                 [
                     RowError(
@@ -227,6 +350,8 @@ def parse(
             )
             continue
         row, row_errors = _row(cells, mapping, titles, line, _DIGIT_GROUPS[delimiter], charset)
+        if row is not None and id_column is not None and id_column < len(cells):
+            row_errors += _other_account(cells[id_column], header[id_column], row)
         if row is not None and row.details.domain in first_line:
             row_errors.append(
                 RowError(
@@ -261,20 +386,32 @@ class _Lines:
             raise
 
 
-def _delimiter(text: str) -> str:
-    """`;` when the header line has a semicolon and no comma (spreadsheets save CSV so where
-    the comma is the decimal mark, as in much of Europe), else `,`."""
-    header = _FIRST_LINE.match(text)[0]  # type: ignore[index]  # matches any text
-    return ";" if ";" in header and "," not in header else ","
+def _delimiter(text: str) -> tuple[str, int]:
+    """The separator of the cells, and the line the header is on: `;` when the header line has
+    a semicolon and no comma (spreadsheets save CSV so where the comma is the decimal mark, as
+    in much of Europe), else `,`; or the one a first line `sep=;` names, as Excel reads it,
+    with the header on the next line."""
+    first = _FIRST_LINE.match(text)[0]  # type: ignore[index]  # matches any text
+    if named := _SEP_LINE.fullmatch(first):
+        if named[1] not in _SEPARATORS:
+            raise FileRefused(
+                f"line 1 names the separator {named[1]!r}: the import reads cells separated"
+                " by commas or semicolons"
+            )
+        return named[1], 2
+    return (";" if ";" in first and "," not in first else ","), 1
 
 
-def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """Each record's cells with the line it starts on. A quote that is never closed refuses
-    the file: every line after it would be read as one cell, so no later row can be trusted."""
+def _records(text: str, delimiter: str, first_line: int = 1) -> Iterator[tuple[int, list[str]]]:
+    """Each record's cells with the line it starts on, from `first_line` on. A quote that is
+    never closed refuses the file: every line after it would be read as one cell, so no later
+    row can be trusted."""
     lines = _Lines(text)
+    for _ in range(first_line - 1):
+        next(lines, None)
     reader = csv.reader(lines, delimiter=delimiter)
     while True:
-        start = reader.line_num + 1
+        start = reader.line_num + first_line
         try:
             cells = next(reader)
         except StopIteration:
@@ -303,7 +440,8 @@ def _index(mapping: dict[int, str], name: str) -> int:
 
 def _host(value: str) -> str:
     """The host of a web address (`https://www.acme.com/about` → `www.acme.com`); anything
-    else as it is, for `normalise_domain` to judge."""
+    else as it is, for `normalise_domain` to judge. ValueError for a page on a site that many
+    companies share (a profile on linkedin.com), whose host names none of them."""
     has_scheme = "://" in value
     if not has_scheme and "/" not in value:
         return value
@@ -314,7 +452,21 @@ def _host(value: str) -> str:
         return value
     if (has_scheme and parts.scheme.lower() not in ("http", "https")) or not host:
         return value
+    if parts.path.strip("/") and (shared := _shared_site(host)):
+        raise ValueError(
+            f"a company's own web address: it is a page on {shared}, a site many companies"
+            " share (give the company's domain)"
+        )
     return host
+
+
+def _shared_site(host: str) -> str | None:
+    """The site of SHARED_SITES that `host` is, or a part of (`de.linkedin.com`), if any."""
+    labels = host.rstrip(".").lower().split(".")
+    for start in range(len(labels) - 1):
+        if (site := ".".join(labels[start:])) in SHARED_SITES:
+            return site
+    return None
 
 
 def _row(
@@ -332,7 +484,7 @@ def _row(
         raw = unneutralise(cell.strip()).strip()
         column = titles[index]
         if any("\udc80" <= ch <= "\udcff" for ch in raw):
-            errors.append(RowError(line, column, f"not valid {charset} text"))
+            errors.append(RowError(line, column, f"not valid {charset} text{_hint(charset)}"))
             continue
         if raw and not (_ONE_LINE.search(cell) and has_visible(cell)):
             errors.append(RowError(line, column, f"not {TEXT_RULES[LINE_PATTERN]}"))
@@ -453,9 +605,16 @@ def _refusal(name: str, value: Any, typed: str) -> str | None:
 def _whole(raw: str, groups: str) -> int:
     """A whole number, its digits grouped by threes with `groups` or not at all: a cell whose
     groups are not threes (`12,5`, `1.2`) means something else, and is not read as a number."""
-    if not _WHOLE[groups].fullmatch(raw):
+    if not (whole := _WHOLE[groups].fullmatch(raw)):
         raise ValueError("a whole number" if _DECIMAL.fullmatch(raw) else "a number")
-    return int(raw.replace(groups, ""))
+    return int(raw.replace(whole["mark"], "") if whole["mark"] else raw)
+
+
+def _hint(charset: str) -> str:
+    """What a cell that is not UTF-8 most likely is."""
+    if codecs.lookup(charset).name != "utf-8":
+        return ""
+    return " (a file Excel on Windows saves as CSV is windows-1252: name that charset)"
 
 
 def _decimal(raw: str) -> float:

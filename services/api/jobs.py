@@ -26,6 +26,9 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 # The whole of an upload, which holds one of the few places a process receives uploads in:
 # 50 MiB at 90 kB/s. (Each pause is bounded too: services/request_head.py.)
 UPLOAD_SECONDS = 600.0
+# A CSV file as clients label it: none, its own type, and what browsers give a .csv file
+# (Windows with Excel installed says it is Excel's; some say it is plain text).
+CSV_MEDIA_TYPES = ("text/csv", "", "application/csv", "application/vnd.ms-excel", "text/plain")
 
 
 def job_view(job: Job) -> JobView:
@@ -58,7 +61,9 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
             "The target list: a header row and one company a row, comma- or "
             "semicolon-separated, in UTF-8 unless the Content-Type names another charset "
             "(`text/csv; charset=windows-1252`); the columns are described in docs/IMPORT.md. "
-            "At most 50 MiB. Sent without a Content-Type, it is read as CSV.",
+            "At most 50 MiB. Sent without a Content-Type, or as the types a browser gives a "
+            ".csv file (application/vnd.ms-excel, text/plain, application/csv), it is read "
+            "as CSV.",
         ),
     },
     status_code=202,
@@ -92,7 +97,7 @@ async def upload_import(
     ] = None,
 ) -> Response[JobView]:
     media_type, *parameters = request.headers.get("content-type", "").split(";")
-    if media_type.strip().lower() not in ("text/csv", ""):  # case-insensitive (RFC 9110)
+    if media_type.strip().lower() not in CSV_MEDIA_TYPES:  # case-insensitive (RFC 9110)
         raise problem(
             415,
             "Unsupported media type",
@@ -140,15 +145,17 @@ async def upload_import(
 
 
 def _charset(parameters: list[str]) -> str | None:
-    """The `charset` parameter of the Content-Type, if any (its name is case-insensitive and
-    its value may be quoted, RFC 9110); a problem when Python has no codec of that name."""
+    """The `charset` parameter of the Content-Type, if any and not UTF-8, which is read when
+    none is named (so an upload that names it is the same request as one that does not; its
+    name is case-insensitive and its value may be quoted, RFC 9110); a problem when Python has
+    no codec of that name."""
     for parameter in parameters:
         name, _, value = parameter.partition("=")
         if name.strip().lower() != "charset":
             continue
         charset = value.strip().strip('"')
         try:
-            text_codec(charset)
+            codec = text_codec(charset)
         except UnknownCharset:
             raise problem(
                 415,
@@ -157,7 +164,7 @@ def _charset(parameters: list[str]) -> str | None:
                 " UTF-8, or name its charset as Python does (such as windows-1252 or latin-1).",
                 kind="unsupported-charset",
             ) from None
-        return charset
+        return None if codec == "utf-8" else charset
     return None
 
 

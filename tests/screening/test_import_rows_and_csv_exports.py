@@ -118,7 +118,9 @@ def test_every_field_held_by_more_than_one_column_is_named_with_its_columns(ledg
     assert report.refused == (
         "columns 'name', 'Company' and 'Account' all map to the field name: keep one of them; "
         "columns 'Employees' and 'headcount' both map to the field headcount: keep one of them; "
-        "missing column(s): growth_rate, source"
+        "missing column(s): growth_rate, source (the header line, read as comma-separated, has "
+        "'name', 'Company', 'Account', 'domain', 'industry', 'Employees', 'headcount', "
+        "'revenue', 'currency', 'country')"
     )
     assert events_in_store(ledger) == 0
 
