@@ -163,12 +163,12 @@ class ReportGroup(Struct, frozen=True, omit_defaults=True):
 class Report(Struct, frozen=True):
     """Figures per group (`all` without `group_by`); see the README for their definitions."""
 
-    kind: str
+    kind: Literal["stage", "funnel"]  # what the figures follow: ABM stages or funnel states
     start: datetime
     end: datetime
     as_of: datetime
-    period: str
-    group_by: str | None
+    period: Literal["day", "month", "year"]
+    group_by: Literal["industry", "country"] | None
     position: int
     groups: list[ReportGroup]
     objectives: list[ObjectiveResult] = []

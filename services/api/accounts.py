@@ -58,6 +58,7 @@ from services.api.command_meta import IDEMPOTENT, AccountCommand, LoopReply
 from services.api.documentation import (
     ACCOUNT_LOCATION,
     COMMAND_POSITION,
+    DOWNLOAD_NAME,
     ETAG,
     READ_POSITION,
     REPLAYED,
@@ -273,7 +274,7 @@ class AccountController(Controller):
         tags=["read models"],
         summary="The whole account list as CSV or JSON Lines",
         media_type="text/csv",
-        response_headers=[READ_POSITION, STALE],
+        response_headers=[READ_POSITION, STALE, DOWNLOAD_NAME],
     )
     async def export(
         self,

@@ -48,6 +48,7 @@ from services.worker_processes import PublisherProcess, WorkerProcess
 # an answer exposes: a frontend reads these to send If-Match and min_position, to follow a
 # Location, and to back off. The OpenAPI document lists each (tests/security compares them).
 EXPOSED_HEADERS = [
+    "Content-Disposition",  # an export's file name
     "CRM-Position",
     "CRM-Stale",
     "ETag",

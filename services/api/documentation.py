@@ -14,8 +14,11 @@ NO_STORE_PROBLEM = "no_store_problem"
 RAW_BODY = "raw_body"
 
 
-def _header(name: str, description: str, example: str, required: bool = False) -> ResponseHeader:
-    # `value` is never sent (documentation only); Litestar takes the header's schema from its type.
+def _header(
+    name: str, description: str, example: str | int, required: bool = False
+) -> ResponseHeader:
+    # `value` is never sent (documentation only); Litestar takes the header's schema from its
+    # type: an int for a position, which a client reads as a number.
     return ResponseHeader(
         name=name,
         value=example,
@@ -36,13 +39,13 @@ COMMAND_POSITION = _header(
     "The event log position at which the read models reflect the command: a read with this "
     "min_position sees it (when the command changed nothing, or was replayed, the log's "
     "position when it was answered).",
-    "42",
+    42,
     True,
 )
 READ_POSITION = _header(
     "CRM-Position",
     "The event log position the read models had reached for this answer.",
-    "42",
+    42,
     True,
 )
 STALE = _header(
@@ -57,6 +60,12 @@ REPLAYED = _header(
     "one, and nothing was stored again.",
     "true",
 )
+DOWNLOAD_NAME = _header(
+    "Content-Disposition",
+    "An attachment, with the name to save it under.",
+    'attachment; filename="accounts.csv"',
+    True,
+)
 ACCOUNT_LOCATION = _header("Location", "The registered account.", "/accounts/{account_id}", True)
 POLICY_LOCATION = _header("Location", "The new policy version.", "/screening-policies/2", True)
 JOB_LOCATION = _header("Location", "The job, to follow its progress.", "/jobs/{job_id}", True)
@@ -65,5 +74,5 @@ JOB_POSITION = _header(
     "Once the job has ended (finished or failed): an event log position at or after every "
     "event it stored, so a read with this min_position sees all the job did. Not sent while "
     "the job runs.",
-    "42",
+    42,
 )

@@ -234,7 +234,7 @@ class ScreeningPolicyController(Controller):
             bool,
             QueryParameter(description="Run as a job (always when over 500 accounts)."),
         ] = False,
-    ) -> Response[ScreeningRun | JobView]:
+    ) -> Response[ScreeningRun]:  # or, 202, the job's view, as `responses` documents
         ledger.policy(version)
         accounts = _candidates(reads.projector, reads.wait_seconds, data.account_ids)
         if data.account_ids is not None:

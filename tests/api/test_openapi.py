@@ -178,6 +178,9 @@ def test_every_header_an_answer_carries_is_documented_for_its_operation_and_stat
     )
     check("/imports", "post", upload)
     check("/health", "get", client.get("/health"))
+    check("/accounts/export", "get", client.get("/accounts/export"))
+    check("/leaderboards/bant/export", "get", client.get("/leaderboards/bant/export"))
+    check("/audit/export", "get", client.get("/audit/export"))
 
     assert [a.status_code for a in (screened, stale, apply, upload)] == [200, 412, 202, 202]
     assert seen >= {
@@ -187,7 +190,11 @@ def test_every_header_an_answer_carries_is_documented_for_its_operation_and_stat
         "crm-stale",
         "idempotent-replayed",
         "x-request-id",
+        "content-disposition",
     }
+    # A position is documented as the number it is, for a client to send back as min_position
+    board = document["paths"]["/leaderboards/bant"]["get"]["responses"]["200"]
+    assert board["headers"]["CRM-Position"]["schema"]["type"] == "integer"
 
 
 def test_the_headers_of_keys_and_rate_limits_are_documented_where_they_are_sent(

@@ -283,7 +283,9 @@ def test_a_frontend_on_an_allowed_origin_may_read_every_header_the_answers_carry
         for name in answer.get("headers", {})
     }
     exposed = created.headers["access-control-expose-headers"].lower().split(", ")
-    assert {"etag", "crm-position", "location", "x-request-id"} <= set(exposed)
+    assert {"etag", "crm-position", "location", "x-request-id", "content-disposition"} <= set(
+        exposed
+    )
     assert documented <= set(exposed), documented - set(exposed)
 
 
