@@ -112,7 +112,7 @@ Country = Annotated[
 def stage_filter(stages: list[str] | None) -> tuple[str, ...]:
     """The stages a `stage` filter names, each once and in one order: a page asked for with
     them in another order or repeated is the same page (and the same kept answer)."""
-    return tuple(sorted(set(stages or ())))
+    return tuple(sorted(set(stages))) if stages else ()
 
 
 def country_filter(value: str | None) -> str | None:
