@@ -2,6 +2,10 @@
 misspelt filter (`?industy=`) would otherwise answer every account, as if it had matched, and
 a body sent where none is read (a DELETE's reason, which goes in `?reason=`) would be lost.
 
+A filter that names one of a few values (`funnel=see`) is not left out by `null`: Litestar
+reads `null` as no value for a parameter that may be none and is not text, which would answer
+every account as if `funnel=null` had matched.
+
 A whole number in the path or query string is taken in the digits 0-9 alone. Litestar reads
 one in the path with Python's int(), which also takes `1_0` (as 10), `+1`, ` 1` and other
 scripts' digits (`٢`), and one in the query string as a JSON number, which also takes `1.0`,
@@ -23,6 +27,7 @@ from services.api.documentation import RAW_BODY
 from services.api.problems import invalid_field, problem
 
 QUERY = "query_parameters"  # handler opt: the names its route takes, noted at start
+NOT_NULL = "not_null"  # handler opt: its query parameters Litestar would read `null` in as none
 TAKES_BODY = "takes_body"  # handler opt: it reads a request body, noted at start
 WHOLE = "whole_numbers"  # handler opt: its parameters that are whole numbers, noted at start
 # The API's whole numbers (versions, positions, page sizes) are never negative.
@@ -44,6 +49,11 @@ def note_what_routes_take(app: Litestar) -> None:
             names = frozenset(p.field_alias for p in model.expected_query_params)
             handler.opt[QUERY] = (names, frozenset(model.sequence_query_parameter_names))
             fields = _fields(handler)
+            handler.opt[NOT_NULL] = frozenset(
+                p.field_alias
+                for p in model.expected_query_params
+                if _null_is_none(fields[p.field_name])
+            )
             handler.opt[WHOLE] = frozenset(
                 p.field_alias
                 for p in (*model.expected_query_params, *model.expected_path_params)
@@ -62,6 +72,18 @@ def _fields(handler: HTTPRouteHandler) -> dict[str, FieldDefinition]:
     return {**fields, **handler.parsed_fn_signature.parameters}
 
 
+def _null_is_none(field: FieldDefinition) -> bool:
+    """Whether Litestar reads the text `null` as no value: for a parameter that may be none and
+    is neither text (`null` is then the text) nor a list (refused) nor a whole number (checked
+    on its own)."""
+    return (
+        field.is_optional
+        and str not in field.args
+        and not field.is_non_string_sequence
+        and not _whole_number(field)
+    )
+
+
 def _whole_number(field: FieldDefinition) -> bool:
     return field.annotation is int or (field.is_optional and int in field.args)
 
@@ -77,7 +99,8 @@ def refuse_parameters_not_taken(request: Request[Any, Any, Any]) -> None:
     if not query:
         return
     names, repeatable = request.route_handler.opt.get(QUERY, (frozenset(), frozenset()))
-    problem = _query_problem(query, names, repeatable, whole)
+    not_null = request.route_handler.opt.get(NOT_NULL, frozenset())
+    problem = _query_problem(query, names, repeatable, whole, not_null)
     if problem is not None:
         raise invalid_field(*problem, 400)
 
@@ -116,10 +139,15 @@ def refuse_content_coding(request: Request[Any, Any, Any]) -> None:
 
 @lru_cache(1024)  # as Litestar parses query strings: a page asked for again is not parsed again
 def _query_problem(
-    query: bytes, names: frozenset[str], repeatable: frozenset[str], whole: frozenset[str]
+    query: bytes,
+    names: frozenset[str],
+    repeatable: frozenset[str],
+    whole: frozenset[str],
+    not_null: frozenset[str],
 ) -> tuple[str, str] | None:
     """The first parameter of `query` the route does not take, or takes once but is given
-    again, or takes as a whole number but is not one, and why; None when all are well."""
+    again, or takes as a whole number but is not one, or is given `null` where that would be
+    read as none, and why; None when all are well."""
     seen = set()
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if name not in names:
@@ -129,6 +157,8 @@ def _query_problem(
             return name, f"The query parameter {name!r} is given more than once."
         if name in whole and (problem := number_problem(name, value)):
             return problem
+        if name in not_null and value == "null":
+            return name, f"{name} does not take null: leave {name} out to give none."
         seen.add(name)
     return None
 
