@@ -126,7 +126,17 @@ class JobView(Struct, frozen=True):
         ),
     ]
     started_at: datetime
-    result: dict[str, Any] | None = None
+    result: Annotated[
+        dict[str, Any] | None,
+        Meta(
+            description="What the job did, once it ended. An import's: `registered`, `updated`,"
+            " `unchanged`, `rejected`, `errors` (each `line`, `column`, `reason`; the first"
+            " 1,000), `errors_total`, `refused` and, with `screen_with`, `screened`; a dry run's"
+            " also `dry_run` and `changes` (each `line`, `account_id`, `domain`, `outcome`,"
+            " `fields`: per field its `before` and `after`). A policy apply's: `accounts`,"
+            " `applied`, `overridden`, `skipped`."
+        ),
+    ] = None
     error: Annotated[
         str | None, Meta(description="Why a failed job failed: for a refused file, the reason.")
     ] = None

@@ -10,6 +10,7 @@ with it.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -90,6 +91,17 @@ class Firmographics:
     growth_rate: float
     source: str
     region: str | None = None
+
+    def changes_to(self, other: Firmographics) -> dict[str, Any]:
+        """The fields whose values `other` changes, with their new values."""
+        return {name: value for name, value in vars(other).items() if value != getattr(self, name)}
+
+    def merged(self, stated: Firmographics, names: Collection[str] | None) -> Firmographics:
+        """`stated` in the fields `names` (all of them when None), these values in the others:
+        what an import row that states those fields makes of a known company."""
+        if names is None:
+            return stated
+        return replace(stated, **{f: getattr(self, f) for f in vars(self) if f not in names})
 
 
 @dataclass(frozen=True)
@@ -467,11 +479,7 @@ class Account(Aggregate):
             raise InvalidValue(
                 "domain", "The web domain identifies the account; it is not changed."
             )
-        changes = {
-            name: value
-            for name, value in vars(details).items()
-            if value != getattr(self.firmographics, name)
-        }
+        changes = self.firmographics.changes_to(details)
         if changes:
             self._trigger(self.FirmographicsUpdated, by, changes=changes)
         return bool(changes)

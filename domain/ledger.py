@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
@@ -211,19 +211,28 @@ class AccountLedger(Application):
             known[:] = [account is not None]
             if account is None:
                 return Account.register(details, by)
-            stored = account.firmographics
-            kept = {
-                f.name: getattr(stored, f.name)
-                for f in fields(Firmographics)
-                if stated is not None and f.name not in stated
-            }
-            account.update_firmographics(replace(details, **kept), by)
+            account.update_firmographics(account.firmographics.merged(details, stated), by)
             return account
 
         result = _wait(self.writer.submit(Change(account_id, meta, decide)))
         if result.position is None:
             return "unchanged", account_id
         return ("updated" if known[0] else "registered"), account_id
+
+    def import_preview(
+        self, details: Firmographics, stated: Collection[str] | None = None
+    ) -> tuple[str, UUID, dict[str, tuple[Any, Any]]]:
+        """What `import_account` would do now, storing nothing: its outcome, the account, and
+        each field it would change, with its value before and after."""
+        details = replace(details, domain=normalise_domain(details.domain))
+        account_id = account_id_for(details.domain)
+        account = self._find(account_id)
+        if account is None:
+            return "registered", account_id, {}
+        stored = account.firmographics
+        changes = stored.changes_to(stored.merged(details, stated))
+        changed = {name: (getattr(stored, name), value) for name, value in changes.items()}
+        return ("updated" if changed else "unchanged"), account_id, changed
 
     def screen(
         self,

@@ -14,6 +14,7 @@ import sys
 import threading
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from projections import READ_MODEL_NAMES
@@ -21,6 +22,11 @@ from services.audit_cli import add_audit_commands
 from services.gc_policy import collect_garbage_rarely
 from services.logs import configure as configure_logs
 from services.settings import PORT_MAX, SettingError, Settings, without_credentials
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from services.importing import ImportReport
 
 log = logging.getLogger("crm")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -473,6 +479,9 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as error:  # missing, a directory, unreadable: the file is refused
         print(f"crm import: refused: {args.file}: {error.strerror}", file=sys.stderr)
         return 2
+    if args.dry_run and args.screen_with is not None:
+        print("crm import: --dry-run screens nothing: leave out --screen-with", file=sys.stderr)
+        return 2
     if args.charset is not None:
         try:
             text_codec(args.charset)
@@ -500,6 +509,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
                 strict=args.strict,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
                 charset=args.charset,
+                dry_run=args.dry_run,
             )
         if report.errors:
             table = Table("line", "column", "reason", title="rows not imported")
@@ -511,7 +521,10 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
         if report.refused:
             console.print(f"[red]refused:[/red] {escape(report.refused)}")
             return 2
+        if args.dry_run:
+            _print_changes(console, report)
         console.print(
+            f"{'dry run, nothing stored: would be ' if args.dry_run else ''}"
             f"{report.registered} registered, {report.updated} updated, "
             f"{report.unchanged} unchanged, {report.rejected} rejected"
         )
@@ -522,6 +535,29 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         ledger.close()
     return 1 if report.rejected else 0
+
+
+def _print_changes(console: Console, report: ImportReport) -> None:
+    """A dry run's changes: each company it would register, and each field it would change."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not report.changes:
+        return
+    table = Table(title="changes")
+    for column in ("line", "domain", "would be", "field", "stored", "in the file"):
+        table.add_column(column, overflow="fold")  # a domain cut short would name another
+    for change in report.changes:
+        if not change.fields:
+            table.add_row(str(change.line), escape(change.domain), change.outcome)
+        for name, (before, after) in change.fields.items():
+            table.add_row(
+                str(change.line), escape(change.domain), change.outcome, name,
+                escape(str(before)), escape(str(after)),
+            )  # fmt: skip
+    console.print(table)
+    if unlisted := report.registered + report.updated - len(report.changes):
+        console.print(f"and {unlisted} more changes, not listed")
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
@@ -646,6 +682,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         "--charset",
         metavar="NAME",
         help="the file's charset, such as windows-1252 (default: UTF-8, with or without a BOM)",
+    )
+    importing.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="store nothing: say what each row would do, and list the changes",
     )
     importing.add_argument("--actor", default="import", help="default: %(default)s")
     importing.set_defaults(run=_import)

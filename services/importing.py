@@ -150,8 +150,21 @@ class RowError:
 # The errors a report lists, the first ones in the file: a file of nothing but bad rows would
 # otherwise keep millions, in memory and in the job's result, an event kept for good.
 LISTED_ERRORS = 1000
+LISTED_CHANGES = 1000  # of a dry run: the rows that would register or update a company
 SHOWN_CHARACTERS = 60  # of a cell an error quotes
 HEADER_SHOWN = 12  # titles of a header line a refusal quotes
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """What a row would do, in a dry run: register a company, or change these fields of it
+    (each from its stored value to the row's)."""
+
+    line: int
+    account_id: UUID
+    domain: str
+    outcome: str  # registered or updated
+    fields: dict[str, tuple[Any, Any]]
 
 
 @dataclass
@@ -165,6 +178,7 @@ class ImportReport:
     rejected: int = 0  # the rows they are on
     refused: str | None = None  # why the whole file was refused, if it was
     account_ids: list[UUID] = field(default_factory=list)
+    changes: list[RowChange] = field(default_factory=list)  # a dry run's first LISTED_CHANGES
 
     def reject(self, row_errors: list[RowError]) -> None:
         """Counts one bad row, and lists its errors while there is room."""
@@ -632,11 +646,13 @@ def import_rows(
     progress: Callable[[int, int], None] | None = None,
     charset: str | None = None,
     counted: Callable[[str, UUID], str] | None = None,
+    dry_run: bool = False,
 ) -> ImportReport:
     """Parses the whole file first, then stores the good rows, each in a transaction of its
     own (in strict mode none when a row is bad; a row the store refuses leaves the others).
     `counted` says what a stored row counts as, given its outcome and account (a resumed job
-    counts what its first run stored)."""
+    counts what its first run stored). A dry run stores nothing: it counts what each row would
+    do as the store stands, and lists the changes."""
     report = ImportReport()
     try:
         good = parse(data, charset, report.reject)
@@ -650,7 +666,8 @@ def import_rows(
     done, total = 0, len(good)
     if progress:
         progress(done, total)  # the file is read: its rows are counted before any is stored
-    for stored in _store(ledger, good, meta, report):
+    outcomes = _preview(ledger, good, report) if dry_run else _store(ledger, good, meta, report)
+    for stored in outcomes:
         if stored is None:  # the store refused the row: a bad row now, not one to import
             total -= 1
         else:
@@ -660,6 +677,23 @@ def import_rows(
         if progress:
             progress(done, total)
     return report
+
+
+def _preview(
+    ledger: AccountLedger, rows: list[GoodRow], report: ImportReport
+) -> Iterator[tuple[str, UUID] | None]:
+    """Each row's outcome and account as `_store` would have them, storing nothing; the rows
+    that would change a company are listed in `report.changes`, while there is room."""
+    for line, details, given in rows:
+        try:
+            outcome, account_id, changed = ledger.import_preview(details, given)
+        except LedgerError as exc:  # an account whose stored events cannot be read
+            report.reject([RowError(line, "row", exc.detail)])
+            yield None
+            continue
+        if outcome != "unchanged" and len(report.changes) < LISTED_CHANGES:
+            report.changes.append(RowChange(line, account_id, details.domain, outcome, changed))
+        yield outcome, account_id
 
 
 def _store(

@@ -82,9 +82,11 @@ class JobRunner:
         charset: str | None = None,
         *,
         holding: bool = False,
+        dry_run: bool = False,
     ) -> Outcome[Job]:
-        """Starts an import job; a retry with the same idempotency key gets the first job.
-        `holding`: the caller took a place in `held`, which the job gives back when it ends."""
+        """Starts an import job (a dry run: one that stores no account event); a retry with
+        the same idempotency key gets the first job. `holding`: the caller took a place in
+        `held`, which the job gives back when it ends."""
         if screen_with is not None:
             self.ledger.policy(screen_with)  # PolicyNotFound now, not once the rows are stored
         if (answered := self.ledger.answered(meta)) is not None:
@@ -98,6 +100,7 @@ class JobRunner:
             "strict": strict,
             "screen_with": screen_with,
             "charset": charset,
+            "dry_run": dry_run,
             "reason": meta.reason,
             "request_id": meta.request_id,
         }
@@ -255,6 +258,7 @@ class JobRunner:
             progress,
             job.params.get("charset"),  # recorded since charsets were read; UTF-8 before
             earlier.row,
+            dry_run=job.params.get("dry_run", False),
         )
         result: dict[str, Any] = {
             "registered": report.registered,
@@ -267,6 +271,18 @@ class JobRunner:
             ],
             "errors_total": report.error_count,
         }
+        if job.params.get("dry_run"):
+            result["dry_run"] = True
+            result["changes"] = [
+                {
+                    "line": c.line,
+                    "account_id": str(c.account_id),
+                    "domain": c.domain,
+                    "outcome": c.outcome,
+                    "fields": {f: {"before": b, "after": a} for f, (b, a) in c.fields.items()},
+                }
+                for c in report.changes
+            ]
         if report.refused:
             # `refused` stays in the result too: clients read the reason there before a
             # refusal failed the job.

@@ -18,7 +18,13 @@ from domain.ledger import AccountLedger
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.documentation import JOB_LOCATION, JOB_POSITION, RAW_BODY, REPLAYED
-from services.api.problems import KEY_REUSED, problem, problem_response, retry_shortly
+from services.api.problems import (
+    KEY_REUSED,
+    invalid_field,
+    problem,
+    problem_response,
+    retry_shortly,
+)
 from services.importing import UnknownCharset, text_codec
 from services.jobs import IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
 
@@ -95,6 +101,14 @@ async def upload_import(
     screen_with: Annotated[
         int | None, QueryParameter(ge=1, description="Then screen by this policy version.")
     ] = None,
+    dry_run: Annotated[
+        bool,
+        QueryParameter(
+            description="Store nothing: the job's result counts what each row would do, and "
+            "lists the companies it would register or change, with each field's value before "
+            "and after."
+        ),
+    ] = False,
 ) -> Response[JobView]:
     media_type, *parameters = request.headers.get("content-type", "").split(";")
     if media_type.strip().lower() not in CSV_MEDIA_TYPES:  # case-insensitive (RFC 9110)
@@ -105,6 +119,9 @@ async def upload_import(
             kind="unsupported-media-type",
         )
     charset = _charset(parameters)
+    if dry_run and screen_with is not None:
+        detail = "A dry run screens nothing: send screen_with with the import itself."
+        raise invalid_field("screen_with", detail, 400)
     if not jobs.held.acquire(blocking=False):
         raise retry_shortly(f"This process holds {IMPORTS_HELD} imports not finished; retry later.")
     if not jobs.receiving.acquire(blocking=False):
@@ -130,10 +147,16 @@ async def upload_import(
                 "strict": strict,
                 "screen_with": screen_with,
             }
-            if charset is not None:  # so a retry without one is the same request as before
+            # Each only when given, so a retry without it is the same request as before it was
+            # taken.
+            if charset is not None:
                 upload["charset"] = charset
+            if dry_run:
+                upload["dry_run"] = True
             meta = command_headers.meta(upload)
-            return jobs.submit_import(data, meta, strict, screen_with, charset, holding=True)
+            return jobs.submit_import(
+                data, meta, strict, screen_with, charset, holding=True, dry_run=dry_run
+            )
 
         started = await anyio.to_thread.run_sync(submit)
         kept = not started.replayed
