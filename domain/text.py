@@ -27,3 +27,13 @@ def search_key(text: str) -> str:
     `lodz` Łódź and `Cafe` café, as a search box does."""
     plain = ACCENTS.sub("", unicodedata.normalize("NFD", fold(text))).translate(PLAIN)
     return unicodedata.normalize("NFC", plain)
+
+
+def sort_key(text: str) -> str:
+    """`text` as names are sorted: by its letters without their accents first, so that Ähre
+    comes among the A's and Łódź among the L's, as the Unicode collation's default order has
+    them and a German, French or Polish reader looks for them (not after Z); then with them,
+    so that Cafe comes before Café and a name's place does not depend on which came first;
+    whatever the letter case. The two parts are joined by U+0001, below every character a
+    name may hold: `Cafe` comes before `Cafeteria`."""
+    return f"{search_key(text)}\x01{fold(text)}"

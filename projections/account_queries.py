@@ -316,10 +316,16 @@ def cursor_key(conn: Connection) -> bytes:
     return bytes.fromhex(conn.execute(text("SELECT secret FROM rm_cursor_key")).scalar_one())
 
 
+# How the order's keys are written, signed with each cursor: one issued by a release that
+# keyed names otherwise (folded, accents and all, which sorted Ähre after Zeta) would skip or
+# repeat rows.
+KEYS_WRITTEN = "names by sort_key"
+
+
 def _signature(key: bytes, payload: str, order: Order) -> str:
     # The order is signed with the cursor: one issued for another (by an earlier release, whose
     # leaderboard broke ties by name as written) would skip or repeat rows.
-    message = f"{payload}.{','.join(f'{c} {d}' for c, d in order)}"
+    message = f"{payload}.{','.join(f'{c} {d}' for c, d in order)}.{KEYS_WRITTEN}"
     digest = hmac.new(key, message.encode(), hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 

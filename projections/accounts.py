@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, bindparam, inspect, text
 
 from domain.account import Account
-from domain.text import fold, search_key
+from domain.text import fold, search_key, sort_key
 from projections.batch import Entry, stored_accounts
 from projections.database import insert_rows, placeholder, to_micros
 from projections.generations import Generation
@@ -202,7 +202,7 @@ def _registered_row(
         "from_at": at,
         "to_at": None,
         "name": event.name,
-        "name_key": fold(event.name),
+        "name_key": sort_key(event.name),
         "search_key": search_key(event.name),
         "domain": event.domain,
         "industry": event.industry,
@@ -248,10 +248,10 @@ def _changes(event: Any, at: int) -> dict[str, Any]:
         }
     if isinstance(event, Account.FirmographicsUpdated):
         changes = {k: v for k, v in event.changes.items() if k in COLUMNS}
-        for column in ("name", "industry"):
-            if column in changes:
-                changes[f"{column}_key"] = fold(changes[column])
+        if "industry" in changes:
+            changes["industry_key"] = fold(changes["industry"])
         if "name" in changes:
+            changes["name_key"] = sort_key(changes["name"])
             changes["search_key"] = search_key(changes["name"])
         return changes
     if isinstance(event, Account.StageChanged):

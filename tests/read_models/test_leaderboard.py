@@ -98,6 +98,29 @@ def test_a_leaderboard_cursor_of_the_release_before_ties_went_by_folded_name_is_
     assert (response.status_code, response.json()["field"]) == (400, "cursor")
 
 
+def test_a_cursor_of_the_release_before_names_sorted_without_accents_first_is_400(
+    client, projector
+):
+    # Given the second page's cursor as the earlier release signed it: its order, and keys
+    # written as that release wrote names (folded, accents and all)
+    alpha, _ = make(client, "Alpha", "alpha.com", (3, 3, 3, 3))
+    _, last = make(client, "Beta", "beta.com", (3, 3, 3, 3))
+    assert board(client, min_position=last)["min_position_reached"] is True
+    state = {"p": last, "t": None, "f": FIRST, "r": 1, "k": [81, "alpha", alpha["id"]]}
+    payload = made_up(state)
+    order = ",".join(f"{c} {d}" for c, d in LEADERBOARD_ORDER)
+    with projector.database.read() as conn:
+        message = f"{payload}.{order}".encode()
+        digest = hmac.new(cursor_key(conn), message, hashlib.sha256).digest()[:16]
+    signature = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    # When a client asks for that page after the upgrade
+    response = client.get("/leaderboards/bant", params={"cursor": f"{payload}.{signature}"})
+
+    # Then it starts again from the first page, rather than be shown a page keyed otherwise
+    assert (response.status_code, response.json()["field"]) == (400, "cursor")
+
+
 def test_only_rated_accounts_in_active_stages_by_default_and_filters_narrow(client):
     make(client, "Active", "active.com", (4, 4, 4, 4), industry="software", country="FR")
     lost, _ = make(client, "Lost", "lost.com", (5, 5, 5, 5))
@@ -654,9 +677,52 @@ def test_a_name_is_found_and_sorted_however_its_accents_are_encoded(client):
     )
 
     cafes = ["Caf\u00e9 Bleu", "Cafe\u0301 Noir"]
-    assert listed(client, seen) == ["Cafeteria", *cafes]
+    assert listed(client, seen) == [
+        *cafes,
+        "Cafeteria",
+    ]  # "Café B…" as "Cafe B…", a dictionary's order
     assert listed(client, seen, q="caf\u00e9") == cafes
     assert listed(client, seen, q="CAFE\u0301") == cafes
+
+
+def test_names_sort_by_their_letters_first_and_their_accents_after_as_a_reader_looks_for_them(
+    client,
+):
+    # Given names with accented initials, and names that differ only by an accent or a case
+    seen = registered(
+        client,
+        {"name": "Zeta", "domain": "zeta.de"},
+        {"name": "\u00c4hre", "domain": "aehre.de"},  # Ähre
+        {"name": "Otto", "domain": "otto.de"},
+        {"name": "\u00d6ko", "domain": "oeko.de"},  # Öko
+        {"name": "\u0141\u00f3d\u017a", "domain": "lodz.pl", "country": "PL"},  # Łódź
+        {"name": "Lyon", "domain": "lyon.fr", "country": "FR"},
+        {"name": "Caf\u00e9", "domain": "cafe-accent.fr", "country": "FR"},
+        {"name": "cafe", "domain": "cafe.fr", "country": "FR"},
+        {"name": "Beta", "domain": "beta.de"},
+    )
+    expected = [
+        "\u00c4hre",
+        "Beta",
+        "cafe",
+        "Caf\u00e9",
+        "\u0141\u00f3d\u017a",
+        "Lyon",
+        "\u00d6ko",
+        "Otto",
+        "Zeta",
+    ]
+
+    # Then the list has them in a dictionary's order, page by page too
+    assert listed(client, seen) == expected
+    paged, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/accounts", params=params).json()
+        paged += [a["name"] for a in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert paged == expected
 
 
 def test_a_search_typed_without_accents_finds_names_with_them(client):
@@ -668,7 +734,7 @@ def test_a_search_typed_without_accents_finds_names_with_them(client):
         {"name": "Soci\u00e9t\u00e9 G\u00e9n\u00e9rale", "domain": "sg.fr", "country": "FR"},
     )
 
-    assert listed(client, seen, q="cafe") == ["Cafeteria", "Caf\u00e9 Bleu"]
+    assert listed(client, seen, q="cafe") == ["Caf\u00e9 Bleu", "Cafeteria"]
     assert listed(client, seen, q="LODZ") == ["\u0141\u00f3d\u017a Steel"]
     assert listed(client, seen, q="societe gen") == ["Soci\u00e9t\u00e9 G\u00e9n\u00e9rale"]
     # and one typed with them finds them as typed

@@ -15,6 +15,7 @@ from domain.account import Account, BantRating, Firmographics
 from domain.errors import LedgerError
 from domain.ledger import CommandMeta
 from domain.objectives import METRICS, Target
+from domain.text import fold
 from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
 from projections import accounts, transitions
 from projections.account_queries import Filters, account_list, cursor_key, leaderboard
@@ -239,13 +240,40 @@ def listed(projector, filters: Filters) -> list[str]:
 
 
 def started_without(projector, *columns: str) -> None:
-    """The accounts read model as the release before made it, without `columns`; then this
-    release started on it."""
+    """The accounts read model as the release before made it, without `columns` and with its
+    names keyed as it keyed them (folded, accents and all); then this release started on it."""
     with projector.database.write() as conn:
         table = accounts.table(live_generation(conn, accounts.NAME))
+        for account_id, from_pos, name in conn.execute(
+            text(f"SELECT account_id, from_pos, name FROM {table}")
+        ).all():
+            conn.execute(
+                text(f"UPDATE {table} SET name_key = :k WHERE account_id = :a AND from_pos = :p"),
+                {"k": fold(name), "a": account_id, "p": from_pos},
+            )
         for column in columns:
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     projector.setup()
+
+
+def test_accounts_listed_before_names_sorted_without_accents_first_sort_so_after_a_rebuild(
+    ledger, projector
+):
+    # Given an account listed by the release before, which sorted Ähre after Zeta
+    list_account(ledger, "\u00c4hre", domain="aehre.example")
+    projector.catch_up()
+
+    # When this release starts on it, and lists more
+    started_without(projector)
+    list_account(ledger, "Zeta", domain="zeta.example")
+    list_account(ledger, "\u00d6ko", domain="oeko.example")
+    list_account(ledger, "Beta", domain="beta.example")
+    projector.catch_up()
+
+    # Then the earlier one keeps its place until the read model is rebuilt
+    assert listed(projector, Filters()) == ["Beta", "\u00d6ko", "Zeta", "\u00c4hre"]
+    projector.rebuild("accounts")
+    assert listed(projector, Filters()) == ["\u00c4hre", "Beta", "\u00d6ko", "Zeta"]
 
 
 def test_accounts_listed_before_industry_keys_are_filtered_as_then_until_a_rebuild(
@@ -287,8 +315,9 @@ def test_accounts_listed_before_search_keys_are_found_as_then_until_a_rebuild(le
     projector.catch_up()
 
     # Then the earlier one is found as that release found it (by its name with its accents,
-    # or by its domain), and without accents too once the read model is rebuilt
-    assert found("caf\u00e9") == ["Caf\u00e9 Bleu", "Caf\u00e9 Noir"]
+    # or by its domain), and without accents too once the read model is rebuilt (until then
+    # it sorts as that release sorted it too: after the names keyed by this one)
+    assert sorted(found("caf\u00e9")) == ["Caf\u00e9 Bleu", "Caf\u00e9 Noir"]
     assert found("BLEU") == ["Caf\u00e9 Bleu"]
     assert found("b1.ex") == ["Caf\u00e9 Bleu"]
     assert found("cafe") == ["Caf\u00e9 Noir"]
