@@ -66,7 +66,6 @@ ALIASES = {
     "company domain": "domain",
     "company domain name": "domain",
     "domain name": "domain",
-    "website url": "domain",
     "number of employees": "headcount",
     "country code": "country",
 }
@@ -76,12 +75,15 @@ ALIASES = {
 SHARED_SITES = frozenset(
     {
         "linkedin.com",
+        "lnkd.in",
         "xing.com",
         "facebook.com",
+        "fb.com",
         "instagram.com",
         "twitter.com",
         "x.com",
         "youtube.com",
+        "youtu.be",
         "tiktok.com",
         "pinterest.com",
         "github.com",
@@ -92,6 +94,7 @@ SHARED_SITES = frozenset(
         "google.com",
         "goo.gl",
         "bit.ly",
+        "t.co",
         "linktr.ee",
         "wikipedia.org",
         "northdata.com",
@@ -110,7 +113,7 @@ _ANY_FILE_GROUPS = " \u00a0\u202f'\u2019"
 # ASCII digits only (Python's int() also takes `1_000` and other scripts' digits).
 _WHOLE = {
     mark: re.compile(
-        rf"-?(?:[0-9]+|[0-9]{{1,3}}(?P<mark>[{re.escape(mark + _ANY_FILE_GROUPS)}])[0-9]{{3}}"
+        rf"[-+]?(?:[0-9]+|[0-9]{{1,3}}(?P<mark>[{re.escape(mark + _ANY_FILE_GROUPS)}])[0-9]{{3}}"
         r"(?:(?P=mark)[0-9]{3})*)"
     )
     for mark in _DIGIT_GROUPS.values()
@@ -118,7 +121,8 @@ _WHOLE = {
 # `12.5%`, or `12,5 %` with a space, or the no-break space a French sheet writes before `%`.
 _DECIMAL = re.compile(r"[-+]?[0-9]+(?:[.,][0-9]+)?(?:[ \u00a0\u202f]?%)?")
 _FIRST_LINE = re.compile(r"[^\r\n]*")
-_SEP_LINE = re.compile(r"sep=(.)\s*", re.IGNORECASE)
+# `sep=;`, padded with more of it by a program that read the line as a row and wrote it back.
+_SEP_LINE = re.compile(r"sep=(.)(?:\1)*\s*", re.IGNORECASE)
 # How files that are no text begin, and what they are: a workbook sent as it was saved.
 _MAGIC = {
     b"PK\x03\x04": "a ZIP archive (an Excel .xlsx or OpenDocument .ods workbook is one)",
@@ -153,6 +157,7 @@ LISTED_ERRORS = 1000
 LISTED_CHANGES = 1000  # of a dry run: the rows that would register or update a company
 SHOWN_CHARACTERS = 60  # of a cell an error quotes
 HEADER_SHOWN = 12  # titles of a header line a refusal quotes
+EXPORT_ID = "account_id"  # the title of the account's id in the exports
 
 
 @dataclass(frozen=True)
@@ -250,16 +255,14 @@ def _key(title: str) -> str:
 
 
 def _other_account(cell: str, title: str, row: GoodRow) -> list[RowError]:
-    """The row's error when its `account_id` (a column of the exports) names another account
-    than its domain does: the domain was edited in an export, which would otherwise register
-    that domain as a new company beside the account the row came from."""
-    given = unneutralise(cell.strip()).strip()
-    if not given:
-        return []
+    """The row's error when its `account_id` (the first column of the exports) names another
+    account than its domain does: the domain was edited in an export, which would otherwise
+    register that domain as a new company beside the account the row came from. A value that
+    is no UUID is another system's id, and not the CRM's to judge."""
     try:
-        named = UUID(given)
+        named = UUID(unneutralise(cell.strip()).strip())
     except ValueError:
-        return [RowError(row.line, _title(title), f"{shown(given)} is not an account id")]
+        return []
     if named == account_id_for(row.details.domain):  # normalised as the ledger keys it
         return []
     return [
@@ -275,19 +278,20 @@ def _other_account(cell: str, title: str, row: GoodRow) -> list[RowError]:
 
 def _text(data: bytes, charset: str) -> str:
     codec = text_codec(charset)
-    if data.startswith(codecs.BOM_UTF8):
-        # The file says it is UTF-8 (Excel's "CSV UTF-8"), whatever the upload was labelled,
-        # as a browser reads a page: read in windows-1252, every accent would be stored as two
-        # other characters (é as Ã©).
-        codec = "utf-8"
-    elif codec != "utf-8" and not codec.startswith(("utf-16", "utf-32")) and _utf_8(data):
+    wide = codec.startswith(("utf-16", "utf-32"))
+    if codec.startswith("utf-8"):
+        if _utf_16(data):
+            # What a spreadsheet saves as "Unicode text": read as UTF-8 its header names no
+            # column.
+            raise FileRefused("the file is UTF-16, not UTF-8: save it as CSV in UTF-8")
+    elif wide and not _utf_16(data):
+        # Its header, ASCII titles, would have a NUL beside each character.
+        raise FileRefused(f"the file is not {charset}: send it as UTF-8, or name its charset")
+    elif not wide and _utf_8(data):
         raise FileRefused(
             f"the file is UTF-8, not {charset}: its accents read as UTF-8, and in {charset}"
             " each would be stored as other characters (é as Ã©); send it as UTF-8"
         )
-    if codec == "utf-8" and _utf_16(data):
-        # What a spreadsheet saves as "Unicode text": read as UTF-8 its header names no column.
-        raise FileRefused("the file is UTF-16, not UTF-8: save it as CSV in UTF-8")
     try:
         # Bytes the charset has no character for become lone surrogates: their rows are
         # rejected, the others read.
@@ -330,9 +334,13 @@ def parse(
 ) -> list[GoodRow]:
     """Good rows (with their line numbers); each bad one's errors go to `reject`. The file is
     read in `charset` (UnknownCharset if Python has no such codec), UTF-8 when None."""
-    charset = charset or "UTF-8"
     if kind := _not_text(data):
         raise FileRefused(f"the file is {kind}, not CSV text: save it as CSV and send that")
+    if charset is None or data.startswith(codecs.BOM_UTF8):
+        # A file that says it is UTF-8 (Excel's "CSV UTF-8") is, whatever the upload was
+        # labelled, as a browser reads a page: read in windows-1252, every accent would be
+        # stored as two other characters (é as Ã©).
+        charset = "UTF-8"
     text = _text(data, charset)
     delimiter, header_line = _delimiter(text)
     records = _records(text, delimiter, header_line)
@@ -342,16 +350,16 @@ def parse(
         raise FileRefused("the file is empty") from None
     mapping = column_mapping(header, delimiter)
     titles = {i: _title(header[i]) for i in mapping}
-    id_column = next((i for i, t in enumerate(header) if _key(t) == "account id"), None)
+    id_column = next((i for i, t in enumerate(header) if _title(t) == EXPORT_ID), None)
     good: list[GoodRow] = []
     first_line: dict[str, int] = {}
     for line, cells in records:
         if not any(c.strip() for c in cells):
             continue
-        if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
+        if len(cells) > len(header):
             # A cell beyond the header: the row's cells are not where its header says (an
-            # unquoted comma in a name shifts every cell after it), so none of them is trusted.
-            # (Empty ones at its end are a separator a spreadsheet wrote after the last cell.)
+            # unquoted comma in a name shifts every cell after it, and leaves an empty last
+            # value beyond the header), so none of them is trusted.
             reject(
                 [
                     RowError(
@@ -476,6 +484,10 @@ def _host(value: str) -> str:
 
 def _shared_site(host: str) -> str | None:
     """The site of SHARED_SITES that `host` is, or a part of (`de.linkedin.com`), if any."""
+    try:  # as the domain would be kept: a fullwidth ｌｉｎｋｅｄｉｎ.com is linkedin.com
+        host = normalise_domain(host)
+    except InvalidValue:
+        pass
     labels = host.rstrip(".").lower().split(".")
     for start in range(len(labels) - 1):
         if (site := ".".join(labels[start:])) in SHARED_SITES:
@@ -626,7 +638,7 @@ def _whole(raw: str, groups: str) -> int:
 
 def _hint(charset: str) -> str:
     """What a cell that is not UTF-8 most likely is."""
-    if codecs.lookup(charset).name != "utf-8":
+    if not codecs.lookup(charset).name.startswith("utf-8"):
         return ""
     return " (a file Excel on Windows saves as CSV is windows-1252: name that charset)"
 

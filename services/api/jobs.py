@@ -137,7 +137,7 @@ async def upload_import(
         except TimeoutError:
             detail = f"The upload took more than {UPLOAD_SECONDS:g} s; send it again."
             raise problem(408, "Request Timeout", detail, kind="request-timeout") from None
-        if not data.removeprefix(codecs.BOM_UTF8).strip():  # a byte-order mark alone is none
+        if _empty(data):
             raise problem(400, "Empty file", "The CSV file is empty.", kind="empty-file")
 
         def submit() -> Any:
@@ -167,6 +167,24 @@ async def upload_import(
     return accepted(started.value, started.replayed)
 
 
+# UTF-32's before UTF-16's, which begin them.
+_BYTE_ORDER_MARKS = (
+    codecs.BOM_UTF32_LE,
+    codecs.BOM_UTF32_BE,
+    codecs.BOM_UTF16_LE,
+    codecs.BOM_UTF16_BE,
+    codecs.BOM_UTF8,
+)
+
+
+def _empty(data: bytes) -> bool:
+    """Whether an upload holds nothing: no bytes, a byte-order mark alone, white space (in
+    UTF-16 or UTF-32 too, a NUL beside each of its bytes)."""
+    for mark in _BYTE_ORDER_MARKS:
+        data = data.removeprefix(mark)
+    return not data.strip(b" \t\r\n\x00\x0b\x0c")
+
+
 def _charset(parameters: list[str]) -> str | None:
     """The `charset` parameter of the Content-Type, if any and not UTF-8, which is read when
     none is named (so an upload that names it is the same request as one that does not; its
@@ -187,7 +205,7 @@ def _charset(parameters: list[str]) -> str | None:
                 " UTF-8, or name its charset as Python does (such as windows-1252 or latin-1).",
                 kind="unsupported-charset",
             ) from None
-        return None if codec == "utf-8" else charset
+        return None if codec.startswith("utf-8") else charset  # utf-8-sig reads as UTF-8 does
     return None
 
 

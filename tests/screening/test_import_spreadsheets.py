@@ -166,20 +166,20 @@ def test_an_export_row_whose_domain_was_edited_is_refused_not_made_a_new_company
         + f"{firma},Firma,firma-typo-fixed.example,{ROW}"
         + f"{other},Other GmbH,other.example,{ROW}"  # its own: an update
         + f",New,new.example,{ROW}"  # no id: a new company
-        + f"not-an-id,Odd,odd.example,{ROW}"
+        + f"0015g00000XyZabAAB,Odd,odd.example,{ROW}"  # another system's id: not the CRM's
+        + f"{{{str(firma).upper()}}},Firma,firma.example,{ROW}"  # its own id written otherwise
     )
 
     report = import_rows(ledger, body.encode(), META)
 
     # Then the edited row is refused by its id, and the others are read as ever
     reasons = {(e.line, e.column): e.reason for e in report.errors}
-    assert sorted(reasons) == [(2, "account_id"), (5, "account_id")]
+    assert sorted(reasons) == [(2, "account_id")]
     assert (
         "names another account than the domain 'firma-typo-fixed.example'"
         in reasons[2, "account_id"]
     )
-    assert "'not-an-id' is not an account id" in reasons[5, "account_id"]
-    assert (report.registered, report.updated) == (1, 1)
+    assert (report.registered, report.updated, report.unchanged) == (2, 1, 1)
     assert ledger.account(other).firmographics.name == "Other GmbH"
     with pytest.raises(AccountNotFound):
         ledger.account(account_id_for("firma-typo-fixed.example"))
@@ -206,13 +206,18 @@ def test_numbers_grouped_and_signed_as_european_sheets_write_them_are_read(ledge
     assert [(e.line, e.column) for e in report.errors] == [(4, "Employees")]
 
 
-def test_a_separator_after_a_rows_last_cell_is_no_cell_of_it(ledger):
-    body = HEADER + f"Acme,acme.example,{ROW.rstrip()},\n" + f"Beta,beta.example,{ROW.rstrip()},x\n"
+def test_a_row_shifted_by_an_unquoted_comma_is_refused_even_when_its_last_value_is_empty(ledger):
+    # Given a row whose source holds an unquoted comma, and whose region, the last column, is
+    # empty: the comma shifts "Berlin" into the region, and the empty value beyond the header
+    header = "name,domain,industry,headcount,annual_revenue,revenue_currency,country,"
+    body = (
+        header
+        + "growth_rate,source,region\nAcme,acme.com,Software,10,100,EUR,DE,5,Partner, Berlin,\n"
+    )
 
     report = import_rows(ledger, body.encode(), META)
 
-    assert report.registered == 1
-    assert [(e.line, e.column) for e in report.errors] == [(3, "row")]
+    assert (report.registered, [(e.line, e.column) for e in report.errors]) == (0, [(2, "row")])
 
 
 def test_a_cell_that_is_not_utf_8_says_which_charset_the_file_likely_is(ledger):
@@ -252,3 +257,79 @@ def test_an_upload_that_names_utf_8_is_the_same_request_as_one_that_names_no_cha
     assert (first.status_code, again.status_code) == (202, 202), again.text
     assert again.headers["idempotent-replayed"] == "true"
     assert again.headers["location"] == first.headers["location"]
+
+
+def test_an_id_column_of_another_crm_is_no_account_id_of_this_one(ledger):
+    # Given a Salesforce or HubSpot export: its own ids, and a website beside the domain
+    header = (
+        "Account ID,Account Name,Company Domain Name,Website URL,Industry,Number of Employees,"
+        "Annual Revenue,Currency,Country Code,Growth Rate,Lead Source\n"
+    )
+    rows = (
+        "0015g00000XyZabAAB,Acme,acme.example,https://www.acme.example/en,software,10,1,EUR,DE,1,web\n"
+        "f0b0c0d0-0000-4000-8000-000000000000,Beta,beta.example,,software,10,1,EUR,DE,1,web\n"
+    )
+
+    report = import_rows(ledger, (header + rows).encode(), META)
+
+    assert (report.registered, report.errors, report.refused) == (2, [], None)
+
+
+def test_the_charset_named_in_a_refusal_is_the_one_the_file_was_read_in(ledger):
+    # Given Excel's "CSV UTF-8", labelled windows-1252, with a byte that is no UTF-8
+    data = codecs.BOM_UTF8 + HEADER.encode() + b"Caf\xe9,cafe.example," + ROW.encode()
+
+    report = import_rows(ledger, data, META, charset="windows-1252")
+
+    (error,) = report.errors
+    assert error.reason.startswith("not valid UTF-8 text (a file Excel on Windows saves as CSV")
+
+
+def test_utf_8_named_as_utf_8_sig_is_utf_8_and_a_file_not_in_the_utf_16_named_is_refused(ledger):
+    data = f"{HEADER}Société,sg.example,{ROW}".encode()
+
+    sig = import_rows(ledger, data, META, charset="utf-8-sig")
+    wide = import_rows(ledger, data, META, charset="utf-16")
+
+    assert (sig.registered, sig.refused) == (1, None)
+    assert wide.refused == "the file is not utf-16: send it as UTF-8, or name its charset"
+
+
+def test_a_sep_line_padded_by_a_program_that_read_it_as_a_row_names_its_separator(ledger):
+    body = (
+        "sep=;;;;;;;;;\n" + HEADER.replace(",", ";") + f"Acme;acme.example;{ROW.replace(',', ';')}"
+    )
+
+    assert import_rows(ledger, body.encode(), META).registered == 1
+
+
+def test_a_profile_on_a_shared_site_is_refused_however_its_host_is_written(ledger):
+    body = (
+        HEADER
+        + f"Alpha,https://\uff4c\uff49\uff4e\uff4b\uff45\uff44\uff49\uff4e.com/company/a,{ROW}"
+        + f"Beta,https://linkedin\u3002com/company/b,{ROW}"
+        + f"Gamma,https://lnkd.in/gamma,{ROW}"
+    )
+
+    report = import_rows(ledger, body.encode(), META)
+
+    assert [e.line for e in report.errors] == [2, 3, 4]
+    assert all("a site many companies share" in e.reason for e in report.errors)
+
+
+def test_a_whole_number_with_a_plus_sign_is_read(ledger):
+    report = import_rows(
+        ledger, f"{HEADER}Acme,acme.example,software,+12,1000,EUR,DE,,1,x\n".encode(), META
+    )
+
+    assert report.registered == 1
+    assert ledger.account(account_id_for("acme.example")).firmographics.headcount == 12
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe", b"\xff\xfe \x00\n\x00", b"\x00\x00\xfe\xff"])
+def test_an_upload_of_a_byte_order_mark_of_utf_16_or_32_alone_is_empty(client, body):
+    upload = client.post(
+        "/imports", content=body, headers={"Content-Type": "text/csv; charset=utf-16"}
+    )
+
+    assert (upload.status_code, upload.json()["type"]) == (400, "urn:crm:problem:empty-file")
