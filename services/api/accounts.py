@@ -58,11 +58,11 @@ from services.api.command_meta import IDEMPOTENT, AccountCommand, LoopReply
 from services.api.documentation import (
     ACCOUNT_LOCATION,
     COMMAND_POSITION,
-    DOWNLOAD_NAME,
     ETAG,
     READ_POSITION,
     REPLAYED,
     STALE,
+    download_name,
 )
 from services.api.parameters import number_problem
 from services.api.problems import (
@@ -274,7 +274,7 @@ class AccountController(Controller):
         tags=["read models"],
         summary="The whole account list as CSV or JSON Lines",
         media_type="text/csv",
-        response_headers=[READ_POSITION, STALE, DOWNLOAD_NAME],
+        response_headers=[READ_POSITION, STALE, download_name("accounts.csv")],
     )
     async def export(
         self,
@@ -320,6 +320,7 @@ class AccountController(Controller):
         opt={"permission": Permission.AUDIT},
         sync_to_thread=True,
         summary="The account's events in order",
+        response_headers=[download_name("{account_id}.csv", always=False)],
         responses={
             **_NO_ACCOUNT,
             409: problem_response(

@@ -14,7 +14,7 @@ from litestar.response import Stream
 from contracts.audit import CheckpointView
 from services.api.auth import Permission
 from services.api.command_meta import CommandHeaders
-from services.api.documentation import DOWNLOAD_NAME, NO_STORE_PROBLEM
+from services.api.documentation import NO_STORE_PROBLEM, download_name
 from services.api.problems import problem_response
 from services.api.read_models import ExportFormat, attachment
 from services.api.views import checkpoint_view
@@ -90,7 +90,7 @@ def latest_checkpoint(audit: NamedDependency[Audit]) -> CheckpointView:
     summary="Every account's events with their chain hashes, and the latest checkpoint",
     media_type="application/x-ndjson",
     responses={409: CHECKPOINT_ALTERED},
-    response_headers=[DOWNLOAD_NAME],
+    response_headers=[download_name("ledger.jsonl")],
 )
 def export_all(audit: NamedDependency[Audit], format: ExportFormat = "jsonl") -> Stream:
     return audit_download(audit.export_records(), format, "ledger")

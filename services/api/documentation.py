@@ -60,12 +60,20 @@ REPLAYED = _header(
     "one, and nothing was stored again.",
     "true",
 )
-DOWNLOAD_NAME = _header(
-    "Content-Disposition",
-    "An attachment, with the name to save it under.",
-    'attachment; filename="accounts.csv"',
-    True,
-)
+
+
+def download_name(file: str, *, always: bool = True) -> ResponseHeader:
+    """The Content-Disposition of a download, `file` its example name; `always` when every
+    answer of the route is one (else only some formats are)."""
+    return _header(
+        "Content-Disposition",
+        "An attachment, with the name to save it under."
+        + ("" if always else " Sent with format=csv or jsonl."),
+        f'attachment; filename="{file}"',
+        always,
+    )
+
+
 ACCOUNT_LOCATION = _header("Location", "The registered account.", "/accounts/{account_id}", True)
 POLICY_LOCATION = _header("Location", "The new policy version.", "/screening-policies/2", True)
 JOB_LOCATION = _header("Location", "The job, to follow its progress.", "/jobs/{job_id}", True)

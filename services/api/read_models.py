@@ -41,7 +41,7 @@ from projections.account_queries import BadCursor, Filters, Page, cursor_key, le
 from projections.database import ReadModelDatabase, from_micros
 from projections.reports import Window, report
 from services.api.auth import PAST_READS, Permission
-from services.api.documentation import DOWNLOAD_NAME, READ_POSITION, STALE
+from services.api.documentation import READ_POSITION, STALE, download_name
 from services.api.objectives import objective_results
 from services.api.page_cache import Answer, PageCache
 from services.api.problems import invalid_field, problem_response, retry_shortly
@@ -557,7 +557,7 @@ async def download(
     tags=["read models"],
     summary="The whole BANT leaderboard as CSV or JSON Lines",
     media_type="text/csv",
-    response_headers=[READ_POSITION, STALE, DOWNLOAD_NAME],
+    response_headers=[READ_POSITION, STALE, download_name("leaderboard.csv")],
 )
 async def leaderboard_export(
     reads: NamedDependency[Reads], format: ExportFormat = "csv", min_position: MinPosition = None
