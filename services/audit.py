@@ -44,6 +44,7 @@ from domain.receipts import CommandReceipt
 from domain.screening_policy import ScreeningPolicies
 from services.api.views import account_view, history_event
 from services.leadership import Leadership
+from services.store import database_unavailable, first_line
 
 # The checkpoints' own events, and the checkpoint log's: checked by `check_checkpoints`.
 CHECKPOINT_TOPIC_PREFIX = f"{Checkpoint.__module__}:"
@@ -655,8 +656,11 @@ class PeriodicCheckpoints:
                     said = entry.number
             except ChainBroken as error:
                 log.error("no checkpoint: %s", error.detail)
-            except Exception:  # the store may be away for a while; try again next time
-                log.exception("recording a checkpoint failed")
+            except Exception as error:  # the store may be away for a while; try again next time
+                if database_unavailable(error):
+                    log.warning("no checkpoint: the database is away (%s)", first_line(error))
+                else:
+                    log.exception("recording a checkpoint failed")
 
 
 def _digest(stored: list[StoredEvent]) -> bytes:

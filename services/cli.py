@@ -719,16 +719,6 @@ def port(text: str) -> int:
     return number
 
 
-def _database_refused(exc: Exception) -> bool:
-    import psycopg
-    import sqlalchemy.exc
-    from eventsourcing.persistence import OperationalError
-
-    return isinstance(
-        exc, psycopg.OperationalError | OperationalError | sqlalchemy.exc.OperationalError
-    )
-
-
 def _without_password(url: str) -> str:
     """The URL to name in a message: no password, no query (libpq takes ?password= too)."""
     parts = urlsplit(url)
@@ -760,11 +750,13 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return BROKEN_PIPE
     except Exception as exc:
+        from services.store import database_unavailable, first_line
+
         # A database that does not answer may be right and down: status 1, not 2, so that a
         # supervisor tells it from a setting to fix.
-        if settings is None or settings.database_url is None or not _database_refused(exc):
+        if settings is None or settings.database_url is None or not database_unavailable(exc):
             raise
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         url = _without_password(settings.database_url)
         print(f"CRM_DATABASE_URL {url}: the database does not answer: {reason}", file=sys.stderr)
         return 1

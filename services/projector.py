@@ -36,6 +36,7 @@ from projections.generations import (
     wait_for_reads,
 )
 from services.leadership import lock_key
+from services.store import database_unavailable, first_line
 
 log = logging.getLogger("crm.projector")
 
@@ -220,6 +221,9 @@ class Projector:
             except Exception as error:
                 if failing:  # the same outage: one line a second, not a traceback
                     log.warning("projector still failing: %s", type(error).__name__)
+                elif database_unavailable(error):  # it comes back by itself: no page at night
+                    log.warning("projector lost the database (%s); starting again in a second",
+                                first_line(error))  # fmt: skip
                 else:
                     log.exception("projector failed; starting again in a second")
                 failing = True

@@ -75,6 +75,7 @@ from domain.ledger import AccountLedger
 from services.integration_events import to_integration_event
 from services.leadership import Leadership, lead_in_loop
 from services.settings import Settings
+from services.store import database_unavailable, first_line
 
 log = logging.getLogger("crm.publisher")
 T = TypeVar("T")
@@ -340,6 +341,9 @@ class Publisher:
             except Exception as error:
                 if failing:  # the same failure: a line, not a traceback twice a second
                     log.warning("publisher still failing: %s", error)
+                elif database_unavailable(error):  # it comes back by itself: no page at night
+                    log.warning("publisher lost the database (%s); starting again",
+                                first_line(error))  # fmt: skip
                 else:
                     log.exception("publisher failed; starting again")
                 failing = True

@@ -19,6 +19,25 @@ if TYPE_CHECKING:
     from projections.database import ReadModelDatabase
 
 
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database is away (refused, cut, not answering), as a process
+    that tries again finds it, rather than a fault of the code."""
+    import psycopg
+    import sqlalchemy.exc
+    from eventsourcing.persistence import OperationalError
+
+    return isinstance(
+        error, psycopg.OperationalError | OperationalError | sqlalchemy.exc.OperationalError
+    )
+
+
+def first_line(error: BaseException) -> str:
+    """What a log line or a message names an error by: its first line, or its type's name
+    when it says nothing."""
+    said = str(error).strip()
+    return said.splitlines()[0] if said else type(error).__name__
+
+
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """The `eventsourcing` library is configured by environment; this builds it from Settings."""
     if settings.database_url is None:

@@ -4,6 +4,7 @@ while the database turns connections away for a moment waits for them."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import tempfile
 import threading
@@ -114,6 +115,30 @@ def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back
     _stop(own_postgres)
     own_postgres.ensure_postgres_running()
     assert client.get("/accounts").json() == listed.json()
+
+
+def test_the_projector_warns_of_the_database_gone_without_a_traceback_and_carries_on(
+    own_postgres, client, caplog
+):
+    caplog.set_level(logging.INFO, logger="crm.projector")
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "crm.projector"]
+
+    # When the database goes away under the running projector, and comes back
+    client.post("/accounts", json=registration(domain="before.com"))
+    _stop(own_postgres)
+    assert _until(lambda: any("lost the database" in r.getMessage() for r in said()))
+    own_postgres.ensure_postgres_running()
+    assert _until(lambda: client.get("/ready").status_code == 200)
+    after = client.post("/accounts", json=registration(domain="after.com"))
+    position = after.headers["crm-position"]
+
+    # Then it catches up by itself, having said so in warnings: an outage the service rides
+    # out pages nobody, as an error with a traceback would
+    listed = client.get("/accounts", params={"min_position": position}).json()
+    assert {a["domain"] for a in listed["items"]} == {"before.com", "after.com"}
+    assert all(r.levelno < logging.ERROR and not r.exc_info for r in said()), said()
 
 
 def test_after_a_long_outage_the_first_command_once_the_database_is_back_succeeds(
