@@ -551,10 +551,8 @@ def _print_changes(console: Console, report: ImportReport) -> None:
         if not change.fields:
             table.add_row(str(change.line), escape(change.domain), change.outcome)
         for name, (before, after) in change.fields.items():
-            table.add_row(
-                str(change.line), escape(change.domain), change.outcome, name,
-                escape(str(before)), escape(str(after)),
-            )  # fmt: skip
+            cells = (change.outcome, name, escape(str(before)), escape(str(after)))
+            table.add_row(str(change.line), escape(change.domain), *cells)
     console.print(table)
     if unlisted := report.registered + report.updated - len(report.changes):
         console.print(f"and {unlisted} more changes, not listed")

@@ -222,8 +222,10 @@ class Projector:
                 if failing:  # the same outage: one line a second, not a traceback
                     log.warning("projector still failing: %s", type(error).__name__)
                 elif database_unavailable(error):  # it comes back by itself: no page at night
-                    log.warning("projector lost the database (%s); starting again in a second",
-                                first_line(error))  # fmt: skip
+                    said = first_line(error)
+                    log.warning(
+                        "projector lost the database (%s); starting again in a second", said
+                    )
                 else:
                     log.exception("projector failed; starting again in a second")
                 failing = True

@@ -342,8 +342,8 @@ class Publisher:
                 if failing:  # the same failure: a line, not a traceback twice a second
                     log.warning("publisher still failing: %s", error)
                 elif database_unavailable(error):  # it comes back by itself: no page at night
-                    log.warning("publisher lost the database (%s); starting again",
-                                first_line(error))  # fmt: skip
+                    said = first_line(error)
+                    log.warning("publisher lost the database (%s); starting again", said)
                 else:
                     log.exception("publisher failed; starting again")
                 failing = True
