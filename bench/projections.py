@@ -39,8 +39,8 @@ from projections.account_queries import (  # noqa: E402
     ACTIVE_STAGES,
     LEADERBOARD_ORDER,
     Filters,
-    _encode,
     cursor_key,
+    encode_cursor,
     leaderboard,
 )
 from projections.generations import live_generation  # noqa: E402
@@ -170,7 +170,7 @@ def _cursor_halfway(conn, key: bytes) -> str:  # type: ignore[no-untyped-def]
         text(f"SELECT {columns} {ranked} ORDER BY {order} LIMIT 1 OFFSET {count // 2 - 1}")
     ).one()
     state = {"p": position, "t": None, "f": Filters().fingerprint(), "r": count // 2}
-    return _encode(key, {**state, "k": list(row)}, LEADERBOARD_ORDER)
+    return encode_cursor(key, {**state, "k": list(row)}, LEADERBOARD_ORDER)
 
 
 def _p99(timings: list[float]) -> float:

@@ -99,6 +99,7 @@ class ScreeningRun(Struct, frozen=True):
 
 
 JobStatus = Literal["running", "finished", "failed"]
+JobKind = Literal["import", "apply_policy"]
 
 
 class JobView(Struct, frozen=True):
@@ -108,7 +109,7 @@ class JobView(Struct, frozen=True):
     the file showed, such as its bad rows)."""
 
     id: UUID
-    kind: str
+    kind: JobKind
     status: JobStatus
     done: Annotated[
         int,
@@ -140,3 +141,41 @@ class JobView(Struct, frozen=True):
     error: Annotated[
         str | None, Meta(description="Why a failed job failed: for a refused file, the reason.")
     ] = None
+
+
+class JobSummary(Struct, frozen=True):
+    """A job as the list of jobs shows it: its progress, what it was started with, and the
+    counts of its result (`GET /jobs/{id}` has the whole result)."""
+
+    id: UUID
+    kind: JobKind
+    status: JobStatus
+    done: int
+    total: int | None
+    actor: Annotated[str, Meta(description="Who started it: the API key's name.")]
+    options: Annotated[
+        dict[str, Any],
+        Meta(
+            description="What it was started with, those given: an import's `strict`,"
+            " `screen_with`, `dry_run` and `charset`; a policy apply's `version` and `accounts`"
+            " (how many it was given)."
+        ),
+    ]
+    started_at: datetime
+    ended_at: datetime | None = None
+    counts: Annotated[
+        dict[str, int] | None,
+        Meta(
+            description="Once it ended, the counts of its result: an import's `registered`,"
+            " `updated`, `unchanged`, `rejected`, `errors_total` (and `screened`); a policy"
+            " apply's `accounts`, `applied`, `overridden`, `skipped`."
+        ),
+    ] = None
+    error: str | None = None
+
+
+class JobPage(Struct, frozen=True):
+    items: list[JobSummary]
+    position: int
+    next_cursor: str | None = None
+    min_position_reached: bool | None = None

@@ -2,4 +2,4 @@
 
 # Their names, for a command line that must not import their SQL to offer them (each module
 # says its own as NAME; the projector checks that the two agree).
-READ_MODEL_NAMES = ("accounts", "transitions", "objectives")
+READ_MODEL_NAMES = ("accounts", "transitions", "objectives", "jobs")

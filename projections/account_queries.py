@@ -209,7 +209,7 @@ def _page(
     next_cursor = None
     if more:
         last = rows[-1]
-        next_cursor = _encode(
+        next_cursor = encode_cursor(
             key,
             {
                 "p": state["p"],
@@ -330,7 +330,7 @@ def _signature(key: bytes, payload: str, order: Order) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def _encode(key: bytes, state: dict[str, Any], order: Order) -> str:
+def encode_cursor(key: bytes, state: dict[str, Any], order: Order) -> str:
     # UTF-8, not \u escapes: a name of 200 characters of any script fits a cursor's length.
     raw = json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8", "surrogatepass"
@@ -348,16 +348,21 @@ def _state(cursor: str) -> Any:
         raise ValueError(str(exc)) from None
 
 
-def _decode(cursor: str, key: bytes, order: Order, position: int) -> dict[str, Any]:
-    """A cursor's state, when this service signed it, and still fits the read model: never a
-    position it has not reached, nor values the database cannot take."""
+def signed_state(cursor: str, key: bytes, order: Order) -> Any:
+    """What a cursor says, when this service signed it for `order`; else BadCursor."""
     payload, _, signature = cursor.partition(".")
     if not (cursor.isascii() and hmac.compare_digest(signature, _signature(key, payload, order))):
         raise BadCursor("The cursor is not one this service issued.")
     try:
-        state = _state(cursor)
+        return _state(cursor)
     except ValueError as exc:
         raise BadCursor("The cursor is not one this service issued.") from exc
+
+
+def _decode(cursor: str, key: bytes, order: Order, position: int) -> dict[str, Any]:
+    """A cursor's state, when this service signed it, and still fits the read model: never a
+    position it has not reached, nor values the database cannot take."""
+    state = signed_state(cursor, key, order)
     if not (
         isinstance(state, dict)
         and _whole(state.get("p"), position)

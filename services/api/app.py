@@ -24,7 +24,7 @@ from services.api.command_meta import (
 )
 from services.api.head import HeadAsGet
 from services.api.health import asyncapi, health, ready, status
-from services.api.jobs import read_job, upload_import
+from services.api.jobs import list_jobs, read_job, upload_import
 from services.api.objectives import ObjectivesController
 from services.api.page_cache import PageCache
 from services.api.parameters import (
@@ -106,6 +106,7 @@ def create_app(
             ObjectivesController,
             ScreeningPolicyController,
             upload_import,
+            list_jobs,
             read_job,
             *READ_MODEL_HANDLERS,
             *AUDIT_HANDLERS,

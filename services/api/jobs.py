@@ -4,26 +4,47 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 from typing import Annotated, Any
 from uuid import UUID
 
 import anyio
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
-from contracts.screening import JobView
+from contracts.screening import JobKind, JobPage, JobStatus, JobSummary, JobView
 from domain.jobs import RUNNING, Job
 from domain.ledger import AccountLedger
+from projections import jobs as listed_jobs
+from projections.database import from_micros
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
-from services.api.documentation import JOB_LOCATION, JOB_POSITION, RAW_BODY, REPLAYED
+from services.api.documentation import (
+    JOB_LOCATION,
+    JOB_POSITION,
+    RAW_BODY,
+    READ_POSITION,
+    REPLAYED,
+    STALE,
+)
+from services.api.page_cache import Answer
 from services.api.problems import (
     KEY_REUSED,
     invalid_field,
     problem,
     problem_response,
     retry_shortly,
+)
+from services.api.read_models import (
+    PAGE_PROBLEMS,
+    Cursor,
+    Limit,
+    MinPosition,
+    Reads,
+    position_headers,
+    read_page,
 )
 from services.importing import UnknownCharset, text_codec
 from services.jobs import IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
@@ -229,3 +250,53 @@ def read_job(
         # so a client can wait for its reads to show the job's work, as after a command.
         headers["CRM-Position"] = str(ledger.recorder.max_notification_id() or 0)
     return Response(job_view(job), headers=headers)
+
+
+@get(
+    "/jobs",
+    tags=["screening"],
+    summary="Background jobs, newest first",
+    description="Every import and policy apply, with its progress and the counts of its "
+    "result, from the `jobs` read model (as the account list, it may be a moment behind: "
+    "`min_position` waits for a position).",
+    responses=PAGE_PROBLEMS,
+    response_headers=[READ_POSITION, STALE],
+)
+async def list_jobs(
+    reads: NamedDependency[Reads],
+    kind: Annotated[JobKind | None, QueryParameter()] = None,
+    status: Annotated[JobStatus | None, QueryParameter()] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    min_position: MinPosition = None,
+) -> Response[JobPage]:
+    filters = listed_jobs.JobFilters(kind=kind, status=status)
+
+    def render(reached: bool | None) -> Answer:
+        page = read_page(reads.projector, listed_jobs.job_page, filters, limit, cursor)
+        body = JobPage(
+            items=[_summary(row) for row in page.rows],
+            position=page.position,
+            next_cursor=page.next_cursor,
+            min_position_reached=reached,
+        )
+        return Answer(msgspec.json.encode(body), position_headers(page.position, reached))
+
+    key = ("jobs", filters, limit, cursor)
+    return await reads.page(key, listed_jobs.NAME, min_position, render)
+
+
+def _summary(row: dict[str, Any]) -> JobSummary:
+    return JobSummary(
+        id=UUID(row["job_id"]),
+        kind=row["kind"],
+        status=row["status"],
+        done=row["done"],
+        total=row["total"],
+        actor=row["actor"],
+        options=json.loads(row["options"]),
+        started_at=from_micros(row["started_at"]),
+        ended_at=None if row["ended_at"] is None else from_micros(row["ended_at"]),
+        counts=None if row["counts"] is None else json.loads(row["counts"]),
+        error=row["error"],
+    )

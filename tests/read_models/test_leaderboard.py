@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from projections.account_queries import LEADERBOARD_ORDER, Filters, _encode, cursor_key
+from projections.account_queries import LEADERBOARD_ORDER, Filters, cursor_key, encode_cursor
 from tests.api.requests import command, qualified, register, registration
 
 
@@ -413,7 +413,7 @@ def test_a_signed_cursor_with_values_the_database_cannot_take_is_400(client, pro
     # Were the key ever out, the database would still be asked nothing it cannot answer.
     qualified(client)
     with projector.database.read() as conn:
-        signed = _encode(cursor_key(conn), state, LEADERBOARD_ORDER)
+        signed = encode_cursor(cursor_key(conn), state, LEADERBOARD_ORDER)
 
     response = client.get("/leaderboards/bant", params={"cursor": signed})
 

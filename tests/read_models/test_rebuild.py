@@ -13,6 +13,7 @@ from sqlalchemy import inspect, text
 
 from domain.account import Account, BantRating, Firmographics
 from domain.errors import LedgerError
+from domain.jobs import RUNNING
 from domain.ledger import CommandMeta
 from domain.objectives import METRICS, Target
 from domain.text import fold
@@ -54,6 +55,9 @@ steps = st.lists(
                     st.integers(0, 3),
                 ),
             ),
+            st.tuples(
+                st.just("job"), st.sampled_from(["start", "progress", "finish", "fail", "refuse"])
+            ),
             st.tuples(st.just("catch_up"), st.none()),
         ),
     ),
@@ -61,9 +65,12 @@ steps = st.lists(
 )
 
 
-def run(ledger, projector, account_ids, step) -> None:
+def run(ledger, projector, account_ids, step, job_ids) -> None:
     index, (kind, arg) = step
     account_id = account_ids[index]
+    if kind == "job":
+        job_step(ledger, job_ids[index], arg)
+        return
     commands = {
         "screen": lambda: ledger.screen(account_id, arg, ["test"], None, META),
         "bant": lambda: ledger.score_bant(account_id, arg, META),
@@ -86,6 +93,25 @@ def run(ledger, projector, account_ids, step) -> None:
         commands[kind]()
     except LedgerError:
         pass  # a refused command is part of a realistic history
+
+
+def job_step(ledger, job_id, action) -> None:
+    """Starts a job, or records what a running job does next."""
+    job = ledger.job(job_id)
+    if action == "start":
+        if job is None:
+            params = {"file": "/uploads/x.csv", "strict": False, "dry_run": True}
+            ledger.start_job("import", params, META, job_id)
+        return
+    if job is None or job.status != RUNNING:
+        return
+    changes = {
+        "progress": lambda j, by: j.progress(j.done + 1, 10, by),
+        "finish": lambda j, by: j.finish({"registered": j.done, "errors": []}, by),
+        "fail": lambda j, by: j.fail("OSError", by),
+        "refuse": lambda j, by: j.refuse("no Domain column", {"rejected": 2}, by),
+    }
+    ledger.record_job(job_id, changes[action])
 
 
 @settings(
@@ -112,8 +138,9 @@ def test_incremental_read_models_equal_rebuilt_ones(ledger, projector, history, 
             "test",
         )
         account_ids.append(ledger.register(details, META).account.id)
+    job_ids = [uuid.uuid4() for _ in range(4)]
     for step in history:
-        run(ledger, projector, account_ids, step)
+        run(ledger, projector, account_ids, step, job_ids)
     projector.catch_up()
     incremental = all_rows(projector)
 
@@ -178,7 +205,7 @@ def test_a_read_that_began_before_a_rebuild_went_live_is_answered_from_the_table
     with projector.database.read() as conn:
         assert not inspect(conn).has_table(accounts.table(before))
         names = conn.execute(text("SELECT name, live FROM rm_generations")).all()
-    assert sorted(names) == [("accounts", 1), ("objectives", 1), ("transitions", 1)]
+    assert sorted(names) == [("accounts", 1), ("jobs", 1), ("objectives", 1), ("transitions", 1)]
 
 
 def switched(projector, rebuilt) -> bool:
