@@ -10,11 +10,13 @@ itself is (each event's own `apply`), without its result: a row keeps the result
 from __future__ import annotations
 
 import json
-from dataclasses import astuple, dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
+from contracts.accounts import STORED_INT_MAX
 from domain.jobs import RUNNING, Job
 from projections.account_queries import BadCursor, Page, encode_cursor, signed_state
 from projections.batch import Entry
@@ -23,8 +25,16 @@ from projections.generations import Generation, live_generation
 
 NAME = "jobs"
 
+log = logging.getLogger("crm.projector")
+
 # The events it applies.
 READS = (Job.Started, Job.Progressed, Job.Finished, Job.Failed, Job.Refused)
+# A job's events are the job runner's record of its work, not the accounts': one that cannot
+# be read, or whose values no job can have (edited behind the ledger's back, which the audit
+# names), is passed over with a warning, rather than hold up every read model until it is put
+# right, as an account's must (their rows would be wrong without it).
+PASSES_UNREADABLE = True
+UNAPPLIABLE = (ValueError, TypeError, KeyError, AttributeError)
 # What a job was started with that a list shows: an import's options, a policy apply's version
 # (and, apart, how many accounts it was given). Not the upload's path on the server's disk, nor
 # the request's reason and id, which its events carry.
@@ -107,31 +117,69 @@ def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
         )
         rows = {r[0]: Row(*r) for r in conn.execute(query, {"ids": earlier})}
     for position, job_id, event in events:
-        if isinstance(event, Job.Started):
-            rows[job_id] = Row(
-                job_id=job_id,
-                position=position,
-                kind=event.kind,
-                actor=event.actor,
-                options=json.dumps(_options(event.params)),
-                started_at=to_micros(event.timestamp),
+        try:
+            row = _applied(rows.get(job_id), job_id, position, event)
+        except UNAPPLIABLE as error:
+            log.warning(
+                "passed over event %d of job %s: its values do not apply (%s)",
+                event.originator_version,
+                job_id,
+                error,
             )
-        elif (row := rows.get(job_id)) is not None:
-            event.apply(row)
-            if row.result is not None:
-                row.counts = json.dumps(_counts(row.result))
-            if row.status != RUNNING:
-                row.ended_at = to_micros(event.timestamp)
+            continue
+        if row is not None:
+            rows[job_id] = row
     if earlier:
         delete = text(f"DELETE FROM {t} WHERE job_id IN :ids").bindparams(
             bindparam("ids", expanding=True)
         )
         conn.execute(delete, {"ids": earlier})
-    insert_rows(conn, t, COLUMNS, [astuple(row)[:-1] for row in rows.values()])
+    values = [tuple(getattr(row, c) for c in COLUMNS) for row in rows.values()]
+    insert_rows(conn, t, COLUMNS, values)
+
+
+def _applied(row: Row | None, job_id: str, position: int, event: Job.Event) -> Row | None:
+    """The job's row after `event`: made by its first event, changed by the others as they
+    change the job (None for a job started before the log this generation read, which cannot
+    be). ValueError, or another of UNAPPLIABLE, for values a job cannot have."""
+    if isinstance(event, Job.Started):
+        row = Row(
+            job_id=job_id,
+            position=position,
+            kind=event.kind,
+            actor=event.actor,
+            options=json.dumps(_options(event.params)),
+            started_at=to_micros(event.timestamp),
+        )
+    elif row is None:
+        return None
+    else:
+        row = replace(row)  # the row as it was stays, should the event not apply
+        event.apply(row)
+        if row.result is not None:
+            row.counts = json.dumps(_counts(row.result))
+        if row.status != RUNNING:
+            row.ended_at = to_micros(event.timestamp)
+    texts = (row.kind, row.actor, row.status, row.error or "")
+    if not (
+        all(isinstance(value, str) and "\x00" not in value for value in texts)
+        and _whole(row.done)
+        and (row.total is None or _whole(row.total))
+    ):
+        raise ValueError("values no job can have")
+    return row
+
+
+def _whole(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= STORED_INT_MAX
 
 
 def _options(params: dict[str, Any]) -> dict[str, Any]:
-    options = {name: params[name] for name in OPTIONS if params.get(name) not in (None, False)}
+    options = {
+        name: params[name]
+        for name in OPTIONS
+        if params.get(name) is not None and params.get(name) is not False
+    }
     if isinstance(params.get("account_ids"), list):
         options["accounts"] = len(params["account_ids"])
     return options

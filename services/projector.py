@@ -20,6 +20,7 @@ from types import ModuleType
 from eventsourcing.utils import get_topic
 from sqlalchemy import Connection, text
 
+from domain.errors import EventUnreadable
 from domain.ledger import AccountLedger
 from projections import READ_MODEL_NAMES, accounts, jobs, objectives, transitions
 from projections.account_queries import ensure_cursor_key
@@ -74,6 +75,16 @@ class Projector:
             for name, model in self.read_models.items()
         }
         self._every_topic = frozenset().union(*self._topics.values())
+        # An unreadable event of these topics holds the read models up until it is put right
+        # (the audit names it): a read model without it would be wrong. Read models that say
+        # so pass over theirs (projections/jobs.py).
+        self._strict_topics = frozenset().union(
+            *(
+                self._topics[name]
+                for name, model in self.read_models.items()
+                if not getattr(model, "PASSES_UNREADABLE", False)
+            )
+        )
         self._progress = threading.Condition()
         self._wake = threading.Event()
         ledger.on_saved.append(self.wake)
@@ -212,10 +223,18 @@ class Projector:
             if names is None
             else frozenset().union(*(self._topics[name] for name in names))
         )
-        return [
-            (n.id, str(n.originator_id), mapper.to_domain_event(n) if n.topic in topics else None)
-            for n in notifications
-        ]
+        batch: list[Entry] = []
+        for n in notifications:
+            event = None
+            if n.topic in topics:
+                try:
+                    event = mapper.to_domain_event(n)
+                except EventUnreadable as error:
+                    if n.topic in self._strict_topics:
+                        raise
+                    log.warning("passed over an unreadable %s event: %s", n.topic, error)
+            batch.append((n.id, str(n.originator_id), event))
+        return batch
 
     def _apply(self, conn: Connection, gen: Generation, batch: list[Entry]) -> None:
         self.read_models[gen.name].apply(conn, gen, batch)

@@ -256,9 +256,9 @@ def read_job(
     "/jobs",
     tags=["screening"],
     summary="Background jobs, newest first",
-    description="Every import and policy apply, with its progress and the counts of its "
-    "result, from the `jobs` read model (as the account list, it may be a moment behind: "
-    "`min_position` waits for a position).",
+    description="Every upload (`POST /imports`) and every policy apply run as a job, with its "
+    "progress and the counts of its result, from the `jobs` read model (as the account list, "
+    "it may be a moment behind: `min_position` waits for a position).",
     responses=PAGE_PROBLEMS,
     response_headers=[READ_POSITION, STALE],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from projections import accounts, transitions
 from projections.account_queries import Filters, account_list, cursor_key, leaderboard
 from projections.generations import live_generation
 from projections.reports import Window, report
-from services.projector import Projector
+from services.projector import READ_MODELS, Projector
 from services.store import open_read_models
 from tests.read_models.snapshots import all_rows
 from tests.read_models.test_projector_process import seed
@@ -225,6 +226,47 @@ def switched(projector, rebuilt) -> bool:
             )
         ).scalar()
     return bool(waiting)
+
+
+def test_a_read_model_a_release_adds_catches_up_to_what_a_rebuild_makes(ledger, settings):
+    # Given read models kept by a release without the jobs read model, over accounts and jobs
+    rng = random.Random(7)
+    seed(ledger, 3)  # qualified and rated
+    with_ids = ledger.recorder.select_notifications(1, 100)
+    account_ids = list(dict.fromkeys(n.originator_id for n in with_ids))
+    job_ids = [uuid.uuid4() for _ in range(4)]
+    actions = ["start", "progress", "finish", "fail", "refuse"]
+    earlier = {name: model for name, model in READ_MODELS.items() if name != "jobs"}
+    before = Projector(ledger, open_read_models(settings), batch_size=3, read_models=earlier)
+    before.setup()
+    for step in range(150):
+        if rng.random() < 0.5:
+            job_step(ledger, rng.choice(job_ids), rng.choice(actions))
+        else:
+            rating = BantRating(*rng.choices(range(1, 6), k=4))
+            ledger.score_bant(rng.choice(account_ids), rating, META)
+        if step == 60:
+            before.catch_up()
+
+    # When the release's projector catches the new one up in small batches, while commands go
+    # on and the others wait for it
+    upgraded = Projector(ledger, open_read_models(settings), batch_size=2)
+    upgraded.rebuild_batch_size = 5  # its batches end inside commands, too
+    upgraded.setup()
+    for step in range(40):
+        upgraded._step()
+        if step % 5 == 0:
+            job_step(ledger, rng.choice(job_ids), rng.choice(actions))
+            ledger.score_bant(account_ids[0], BantRating(2, 2, 2, 2), META)
+    upgraded.catch_up()
+
+    # Then every read model holds what a rebuild of all of them from the first event holds
+    incremental = all_rows(upgraded)
+    assert incremental["jobs"]
+    upgraded.rebuild()
+    assert all_rows(upgraded) == incremental
+    before.database.dispose()
+    upgraded.database.dispose()
 
 
 def test_a_batch_that_would_end_inside_a_command_ends_before_it(ledger, projector):

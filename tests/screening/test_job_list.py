@@ -9,11 +9,13 @@ from datetime import datetime
 import pytest
 
 from domain.ledger import CommandMeta
-from projections.account_queries import cursor_key
+from projections.account_queries import Filters, account_list, cursor_key
 from projections.jobs import JobFilters, job_page
 from services.jobs import APPLY_POLICY
 from services.projector import READ_MODELS, Projector
 from services.store import open_read_models
+from tests.audit.tampering import RawStore
+from tests.domain.scenario import ACME
 from tests.screening.test_import import HEADER, good_rows
 from tests.screening.test_jobs import finished
 
@@ -167,3 +169,70 @@ def test_jobs_started_before_the_list_existed_are_listed_once_it_is_set_up(ledge
     assert [(r["job_id"], r["status"], r["options"]) for r in page.rows] == [
         (str(job.id), "failed", '{"strict": true}')
     ]
+
+
+def test_a_job_event_that_cannot_be_read_is_passed_over_and_holds_no_read_model_up(
+    ledger, projector, settings, caplog
+):
+    # Given a job whose end was edited behind the ledger's back, and an account registered
+    # after it
+    job = ledger.start_job("import", {"strict": True}, CommandMeta("marta")).value
+    ledger.record_job(job.id, lambda j, by: j.fail("OSError", by))
+    RawStore(settings, ledger).garble_state(job.id, 2)
+    registered = ledger.register(ACME, CommandMeta("marta")).account
+
+    # When the read models catch up
+    projector.catch_up()
+
+    # Then every read model reached the head: the account is listed, the job as it started
+    head = ledger.recorder.max_notification_id()
+    assert {name: projector.position(name) for name in projector.read_models} == {
+        name: head for name in projector.read_models
+    }
+    with projector.database.read() as conn:
+        listed_accounts = account_list(conn, Filters(), 10, key=cursor_key(conn)).rows
+        (row,) = job_page(conn, JobFilters(), 10, key=cursor_key(conn)).rows
+    assert [r["account_id"] for r in listed_accounts] == [str(registered.id)]
+    assert (row["job_id"], row["status"]) == (str(job.id), "running")
+    assert "passed over an unreadable" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        (b'"done":1', b'"done":"many"'),
+        (b'"done":1', b'"done":1.5'),
+        (b'"done":1', b'"done":99999999999999999999999'),
+        (b'"total":2', b'"total":-2'),
+    ],
+)
+def test_a_job_event_whose_values_no_job_can_have_is_passed_over(ledger, projector, settings, edit):
+    # Given a job's progress edited to a count no job can have, then its end
+    job = ledger.start_job("import", {}, CommandMeta("marta")).value
+    ledger.record_job(job.id, lambda j, by: j.progress(1, 2, by))
+    ledger.record_job(job.id, lambda j, by: j.finish({"registered": 2}, by))
+    RawStore(settings, ledger).change_state(job.id, 2, lambda state: state.replace(*edit))
+
+    projector.catch_up()
+
+    # Then the job is listed without the edited event, and the read models reached the head
+    assert projector.position("jobs") == ledger.recorder.max_notification_id()
+    with projector.database.read() as conn:
+        (row,) = job_page(conn, JobFilters(), 10, key=cursor_key(conn)).rows
+    assert (row["status"], row["done"], row["total"]) == ("finished", 0, 0)
+
+
+def test_a_job_ended_with_a_result_that_is_not_one_stays_listed_as_it_was(
+    ledger, projector, settings
+):
+    job = ledger.start_job("import", {}, CommandMeta("marta")).value
+    ledger.record_job(job.id, lambda j, by: j.finish({"registered": 1}, by))
+    RawStore(settings, ledger).change_state(
+        job.id, 2, lambda s: s.replace(b'"result":{"registered":1}', b'"result":null')
+    )
+
+    projector.catch_up()
+
+    with projector.database.read() as conn:
+        (row,) = job_page(conn, JobFilters(), 10, key=cursor_key(conn)).rows
+    assert (row["status"], row["counts"]) == ("running", None)
