@@ -146,7 +146,7 @@ class Projector:
         behind = min(gen.position for gen in gens.values())
         # Read models behind the others (one a release adds, filled from the first event) catch
         # up in a rebuild's batches, decoding only the events they read: the others wait for
-        # them meanwhile, 6 s a million events where it took 11 (SQLite, BENCHMARKS.md).
+        # them meanwhile, about 5 s a million events where it took 11 (BENCHMARKS.md).
         catching_up = [name for name, gen in gens.items() if gen.position == behind]
         if len(catching_up) == len(gens):
             batch = self._read(behind)
