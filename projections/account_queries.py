@@ -138,14 +138,12 @@ def _page(
     params: dict[str, Any],
     order: Order,
 ) -> Page:
-    if cursor == "":  # what a client may send for a null next_cursor: the last page was read
-        raise BadCursor("The cursor is empty; the page without a next_cursor was the last.")
     gen = live_generation(conn, accounts.NAME)
     if gen is None:
         return Page(rows=[], position=0)
     state = (
         _decode(cursor, key, order, gen.position)
-        if cursor
+        if cursor is not None
         else {"p": gen.position, "r": 0, "k": None}
     )
     if as_of is not None:
@@ -350,6 +348,8 @@ def _state(cursor: str) -> Any:
 
 def signed_state(cursor: str, key: bytes, order: Order) -> Any:
     """What a cursor says, when this service signed it for `order`; else BadCursor."""
+    if cursor == "":  # what a client may send for a null next_cursor: the last page was read
+        raise BadCursor("The cursor is empty; the page without a next_cursor was the last.")
     payload, _, signature = cursor.partition(".")
     if not (cursor.isascii() and hmac.compare_digest(signature, _signature(key, payload, order))):
         raise BadCursor("The cursor is not one this service issued.")
