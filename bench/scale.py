@@ -4,7 +4,7 @@ A script, not a test.
 
     uv run python bench/scale.py [--accounts 1000000] [--events-per-account 5]
         [--data-dir DIR] [--postgres URL] [--clients 16] [--seconds 10] [--runs 500]
-        [--memory-seconds 120] [--json OUT]
+        [--rounds 3] [--memory-seconds 120] [--json OUT]
 
 1. N accounts are seeded through the domain in bulk (bench/projections.py: registered,
    screened, rated, moved to "prioritized", then re-rated until each has E events), and the
@@ -13,8 +13,10 @@ A script, not a test.
    kept.
 2. The bare endpoint (bench/bare_endpoint.py, `GET /leaderboards/bant` answering a fixed page of
    50 entries) and `crm serve --no-workers` (the API as a read replica runs it) run side by
-   side on free loopback ports, and take load one at a time: the bare endpoint, the API, the
-   bare endpoint again (the API's ratio is to the mean of the two bare rounds). For each: one
+   side on free loopback ports, and take load one at a time, in alternate rounds: the bare
+   endpoint, the API, the bare endpoint, … --rounds times the API, and the bare endpoint last.
+   Each API round's ratio is to the mean of the bare rounds on either side of it; the figure
+   is the round of the lower median ratio (every round's is printed too). For each: one
    client on one keep-alive connection asks for the top 50 --runs times in a row (the latency
    inside the service, plus a loopback round trip), then C clients ask as fast as they can
    for a fixed window (requests/s). The API then takes BANT re-ratings of random accounts
@@ -148,6 +150,26 @@ def measure_reads(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def read_figures(bare_rounds: list[dict], crm_rounds: list[dict]) -> dict[str, Any]:
+    """The API's round of the lower median ratio to the bare rounds on either side of it (each
+    API round lies between two), with that ratio and the bare figures beside it; and every
+    round's requests/s and ratio."""
+    ratios = [
+        crm["requests_per_s"] / ((before["requests_per_s"] + after["requests_per_s"]) / 2)
+        for crm, before, after in zip(crm_rounds, bare_rounds, bare_rounds[1:], strict=False)
+    ]
+    median = sorted(range(len(ratios)), key=ratios.__getitem__)[(len(ratios) - 1) // 2]
+    before, after = bare_rounds[median], bare_rounds[median + 1]
+    return {
+        "crm": crm_rounds[median]
+        | {"requests_per_s_rounds": [crm["requests_per_s"] for crm in crm_rounds]},
+        "bare": {key: round((before[key] + after[key]) / 2, 3) for key in before}
+        | {"requests_per_s_rounds": [bare["requests_per_s"] for bare in bare_rounds]},
+        "read_ratio": round(ratios[median], 3),
+        "read_ratio_rounds": [round(ratio, 3) for ratio in ratios],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=1_000_000, help="default: %(default)s")
@@ -157,6 +179,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16, help="default: %(default)s")
     parser.add_argument("--seconds", type=float, default=10.0, help="default: %(default)s")
     parser.add_argument("--runs", type=int, default=500, help="sequential GETs (default: 500)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of reads through the API, each between two of the bare GET (default: 3)",
+    )
     parser.add_argument(
         "--memory-seconds",
         type=float,
@@ -198,8 +226,11 @@ def main() -> int:
             env = crm_env(settings.data_dir, args.postgres, schema)
             return Server(" ".join(["crm serve", *extra]), argv, env, work / log_name, port)
 
-        # The bare GET runs beside the API and is measured right before and right after it:
-        # the ratio sets figures of the same minute side by side on a machine whose load drifts.
+        # The bare GET runs beside the API, in rounds alternated with the API's (bare, API,
+        # bare, …, bare): each API round is set against the bare rounds right before and after
+        # it, figures of the same minute on a machine whose speed drifts, and the lower median
+        # of the rounds' ratios is the figure, so no one round disturbed by something else on
+        # the machine decides it either way.
         api = crm_server("api.log", "--no-workers")
         bare.start()
         api.start()
@@ -208,12 +239,11 @@ def main() -> int:
             result["api_ready_s"] = round(api.wait_ready(600), 1)
             assert api.process is not None
             memory = {"after_start": rss_mb(api.process.pid)[0]}
-            before = measure_reads(bare, args)
-            result["crm"] = measure_reads(api, args)
-            after = measure_reads(bare, args)
-            result["bare"] = {key: round((before[key] + after[key]) / 2, 3) for key in before} | {
-                "requests_per_s_rounds": [before["requests_per_s"], after["requests_per_s"]]
-            }
+            bare_rounds, crm_rounds = [measure_reads(bare, args)], []
+            for _ in range(args.rounds):
+                crm_rounds.append(measure_reads(api, args))
+                bare_rounds.append(measure_reads(bare, args))
+            result.update(read_figures(bare_rounds, crm_rounds))
             console.print(f"  bare: {result['bare']}")
             memory["after_reads"] = rss_mb(api.process.pid)[0]
             rng = random.Random(7)
@@ -254,13 +284,11 @@ def main() -> int:
         console.print(f"  crm serve --no-workers: {result['crm']}")
         console.print(f"  crm serve --no-workers resident MB: {result['api_rss_mb']}")
         console.print(f"  crm serve (with workers): {result['crm_serve']}")
-        result["read_ratio"] = round(
-            result["crm"]["requests_per_s"] / result["bare"]["requests_per_s"], 3
-        )
         console.print(
             f"  requests/s {result['crm']['requests_per_s']:,} = {result['read_ratio']}× "
             f"the bare GET ({result['bare']['requests_per_s']:,}); "
-            f"top-50 p99 {result['crm']['top50_p99_ms']} ms"
+            f"top-50 p99 {result['crm']['top50_p99_ms']} ms; "
+            f"the rounds' ratios {result['read_ratio_rounds']}"
         )
         console.print(
             f"{platform.node()}: Python {platform.python_version()}, "
