@@ -102,6 +102,13 @@ class ObjectivesView(Struct, frozen=True):
     targets: list[Target]
 
 
+class ObjectivesPage(Struct, frozen=True):
+    items: list[ObjectivesView]
+    position: int
+    next_cursor: str | None = None
+    min_position_reached: bool | None = None
+
+
 class ObjectiveResult(Struct, frozen=True):
     """A target of a period against what was achieved; `level` is the highest one reached."""
 

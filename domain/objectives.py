@@ -27,6 +27,17 @@ METRICS = (
     "accounts_lost",
 )
 
+# The state each metric counts the entries of: the stage an account enters, or the deal's end.
+METRIC_STATES = {
+    "entered_identified": "identified",
+    "entered_prioritized": "prioritized",
+    "entered_outreach": "outreach",
+    "entered_warm_up": "warm_up",
+    "accounts_won": "won",
+    "accounts_lost": "lost",
+}
+assert tuple(METRIC_STATES) == METRICS
+
 
 def is_period(text: str) -> bool:
     """A year, a month or a day of the calendar: 2026, 2026-03, 2024-02-29; not 2026-02-30, not

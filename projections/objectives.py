@@ -1,27 +1,33 @@
 """The `objectives` read model: every target set for a period, with the instant it was set.
 
 The stage report reads the targets of all the periods its window touches in one query, as they
-stood at an instant, however many periods that is. A period's targets are events of one
-aggregate whose id does not name the period, so the period each aggregate was opened for is
-kept beside them.
+stood at an instant, however many periods that is; the list of objectives (`GET /objectives`)
+reads the periods a page at a time. A period's targets are events of one aggregate whose id
+does not name the period, so the period each aggregate was opened for is kept beside them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, text
 
-from domain.objectives import Objectives, Target
+from domain.objectives import Objectives, Target, is_period
+from projections.account_queries import BadCursor, Page, encode_cursor, signed_state
 from projections.batch import Entry
 from projections.database import insert_rows, to_micros
-from projections.generations import Generation
+from projections.generations import Generation, live_generation
 
 NAME = "objectives"
 
 COLUMNS = ("position", "period", "metric", "acceptable", "optimal", "best", "at")
 # The events it applies.
 READS = (Objectives.Opened, Objectives.TargetSet)
+# The length of a period's name of each size: 2026, 2026-03, 2026-03-15.
+SIZES = {"year": 4, "month": 7, "day": 10}
+ORDER = (("period", "ASC"),)  # the list's: a year, then its months, each before its days
 
 
 def tables(gen: Generation) -> tuple[str, str]:
@@ -109,3 +115,66 @@ def targets_between(
     for period, metric, *levels in conn.execute(text(query + " ORDER BY period, position"), params):
         found.setdefault(period, {})[metric] = Target(metric, *levels)  # the last set stands
     return found
+
+
+@dataclass(frozen=True)
+class PeriodFilters:
+    size: Literal["year", "month", "day"] | None = None
+    within: str | None = None  # a period: it and the periods inside it
+
+
+def objectives_page(
+    conn: Connection, filters: PeriodFilters, limit: int, cursor: str | None = None, *, key: bytes
+) -> Page:
+    """The periods that have objectives, in the order of their names (2026, 2026-01,
+    2026-01-15, 2026-02, …), each with its `version` and its targets as they stand; a cursor
+    goes on after the last period of its page, with the same filters."""
+    gen = live_generation(conn, NAME)
+    if gen is None:
+        return Page(rows=[], position=0)
+    targets_table, periods_table = tables(gen)
+    conditions, params = ["1 = 1"], {"limit": limit + 1}
+    if cursor is not None:
+        conditions.append("period > :after")
+        params["after"] = _after(cursor, key, filters)
+    if filters.size is not None:
+        conditions.append("LENGTH(period) = :size")
+        params["size"] = SIZES[filters.size]
+    if filters.within is not None:
+        # Only digits and hyphens: nothing in a period's name is a LIKE wildcard.
+        conditions.append("(period = :within OR period LIKE :inside)")
+        params |= {"within": filters.within, "inside": f"{filters.within}-%"}
+    query = (
+        f"SELECT period FROM {periods_table} WHERE {' AND '.join(conditions)} "
+        f"ORDER BY period LIMIT :limit"
+    )
+    periods = [period for (period,) in conn.execute(text(query), params)]
+    next_cursor = None
+    if len(periods) > limit:
+        periods = periods[:limit]
+        state = {"a": periods[-1], "f": [filters.size, filters.within]}
+        next_cursor = encode_cursor(key, state, ORDER)
+    rows: dict[str, dict[str, Any]] = {
+        period: {"period": period, "version": 1, "targets": {}} for period in periods
+    }
+    if periods:
+        targets = text(
+            f"SELECT period, metric, acceptable, optimal, best FROM {targets_table} "
+            f"WHERE period IN :periods ORDER BY position"
+        ).bindparams(bindparam("periods", expanding=True))
+        for period, metric, *levels in conn.execute(targets, {"periods": periods}):
+            row = rows[period]
+            row["version"] += 1  # an aggregate's events: its opening, then each target set
+            row["targets"][metric] = Target(metric, *levels)  # the last set stands
+    return Page(rows=list(rows.values()), position=gen.position, next_cursor=next_cursor)
+
+
+def _after(cursor: str, key: bytes, filters: PeriodFilters) -> str:
+    state = signed_state(cursor, key, ORDER)
+    if not (isinstance(state, dict) and isinstance(state.get("a"), str) and "f" in state):
+        raise BadCursor("The cursor is not one this service issued.")
+    if not is_period(state["a"]):
+        raise BadCursor("The cursor is not one this service issued.")
+    if state["f"] != [filters.size, filters.within]:
+        raise BadCursor("The cursor was issued for other filters; send it with the same.")
+    return state["a"]

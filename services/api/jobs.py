@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import anyio
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
@@ -29,7 +28,6 @@ from services.api.documentation import (
     REPLAYED,
     STALE,
 )
-from services.api.page_cache import Answer
 from services.api.problems import (
     KEY_REUSED,
     invalid_field,
@@ -43,8 +41,6 @@ from services.api.read_models import (
     Limit,
     MinPosition,
     Reads,
-    position_headers,
-    read_page,
 )
 from services.importing import UnknownCharset, text_codec
 from services.jobs import IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
@@ -271,19 +267,16 @@ async def list_jobs(
     min_position: MinPosition = None,
 ) -> Response[JobPage]:
     filters = listed_jobs.JobFilters(kind=kind, status=status)
-
-    def render(reached: bool | None) -> Answer:
-        page = read_page(reads.projector, listed_jobs.job_page, filters, limit, cursor)
-        body = JobPage(
-            items=[_summary(row) for row in page.rows],
-            position=page.position,
-            next_cursor=page.next_cursor,
-            min_position_reached=reached,
-        )
-        return Answer(msgspec.json.encode(body), position_headers(page.position, reached))
-
-    key = ("jobs", filters, limit, cursor)
-    return await reads.page(key, listed_jobs.NAME, min_position, render)
+    return await reads.listed(
+        listed_jobs.NAME,
+        listed_jobs.job_page,
+        filters,
+        limit,
+        cursor,
+        min_position,
+        JobPage,
+        _summary,
+    )
 
 
 def _summary(row: dict[str, Any]) -> JobSummary:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from litestar import Controller, Response, get, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, PathParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from contracts.read_models import (
     PERIOD_PATTERN,
-    ObjectiveResult,
+    ObjectivesPage,
     ObjectivesView,
     SetObjectives,
     Target,
@@ -19,22 +19,25 @@ from domain import objectives as domain_objectives
 from domain.ledger import AccountLedger
 from domain.objectives import Objectives
 from domain.objectives import Target as DomainTarget
+from projections import objectives as listed_objectives
 from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, VERSIONED, CommandHeaders
-from services.api.documentation import COMMAND_POSITION, OBJECTIVES_ETAG, REPLAYED
+from services.api.documentation import (
+    COMMAND_POSITION,
+    OBJECTIVES_ETAG,
+    READ_POSITION,
+    REPLAYED,
+    STALE,
+)
 from services.api.problems import KEY_REUSED, etag, invalid_field, problem, problem_response
+from services.api.read_models import (
+    PAGE_PROBLEMS,
+    Cursor,
+    Limit,
+    MinPosition,
+    Reads,
+)
 from services.api.strict_json import StrictJSON
-
-# Which stage's entries each metric counts.
-METRIC_STATES = {
-    "entered_identified": "identified",
-    "entered_prioritized": "prioritized",
-    "entered_outreach": "outreach",
-    "entered_warm_up": "warm_up",
-    "accounts_won": "won",
-    "accounts_lost": "lost",
-}
-assert set(METRIC_STATES) == set(domain_objectives.METRICS)
 
 PeriodPath = Annotated[
     str,
@@ -46,53 +49,34 @@ PeriodPath = Annotated[
 _BAD_PERIOD = "Malformed or impossible period (2026-02-30)"
 
 
-def _calendar_period(period: str) -> str:
-    """The path's period, refused as a bad parameter when no calendar has it (2026-02-30)."""
+def _calendar_period(period: str, field: str = "period", source: str = "path") -> str:
+    """A period, refused as a bad parameter when no calendar has it (2026-02-30)."""
     if not domain_objectives.is_period(period):
         message = f"{period!r} is not a year, month or day of the calendar."
         raise problem(
             400,
             "Invalid request",
-            f"Invalid parameter: period {message}",
+            f"Invalid parameter: {field} {message}",
             kind="invalid-field",
-            field="period",
-            errors=[{"field": "period", "source": "path", "message": message}],
+            field=field,
+            errors=[{"field": field, "source": source, "message": message}],
         )
     return period
 
 
 def objectives_view(objectives: Objectives) -> ObjectivesView:
+    return _view(objectives.period, objectives.version, objectives.targets)
+
+
+def _view(period: str, version: int, targets: dict[str, DomainTarget]) -> ObjectivesView:
     return ObjectivesView(
-        period=objectives.period,
-        version=objectives.version,
+        period=period,
+        version=version,
         targets=[
             Target(t.metric, t.acceptable, t.optimal, t.best)  # type: ignore[arg-type]
-            for t in sorted(objectives.targets.values(), key=lambda t: t.metric)
+            for t in sorted(targets.values(), key=lambda t: t.metric)
         ],
     )
-
-
-def objective_results(
-    targets: dict[str, dict[str, DomainTarget]], actuals: dict[str, dict[str, int]]
-) -> list[ObjectiveResult]:
-    """Each target of each period (by metric) against the accounts that entered its stage in
-    the period."""
-    results = []
-    for period, by_metric in targets.items():
-        for target in sorted(by_metric.values(), key=lambda t: t.metric):
-            actual = actuals.get(period, {}).get(METRIC_STATES[target.metric], 0)
-            results.append(
-                ObjectiveResult(
-                    period=period,
-                    metric=target.metric,
-                    actual=actual,  # type: ignore[arg-type]
-                    acceptable=target.acceptable,
-                    optimal=target.optimal,
-                    best=target.best,
-                    level=target.level(actual),  # type: ignore[arg-type]
-                )
-            )
-    return results
 
 
 class ObjectivesController(Controller):
@@ -134,6 +118,50 @@ class ObjectivesController(Controller):
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
         return Response(objectives_view(outcome.value), headers=headers)
+
+    @get(
+        "/",
+        summary="Every period's targets, in the order of the periods",
+        description="The periods that have objectives, each with its targets as they stand and "
+        "its `version` (as `GET /objectives/{period}` gives it, for `If-Match`), from the "
+        "`objectives` read model (as the account list, it may be a moment behind: "
+        "`min_position` waits for a position). A year comes before its months, a month before "
+        "its days.",
+        responses=PAGE_PROBLEMS,
+        response_headers=[READ_POSITION, STALE],
+    )
+    async def list_objectives(
+        self,
+        reads: NamedDependency[Reads],
+        size: Annotated[
+            Literal["year", "month", "day"] | None,
+            QueryParameter(description="Only the periods of this size."),
+        ] = None,
+        within: Annotated[
+            str | None,
+            QueryParameter(
+                pattern=PERIOD_PATTERN,
+                description="Only this period and those inside it (2026: the year, its months "
+                "and its days).",
+            ),
+        ] = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+        min_position: MinPosition = None,
+    ) -> Response[ObjectivesPage]:
+        if within is not None:
+            _calendar_period(within, "within", "query")
+        filters = listed_objectives.PeriodFilters(size=size, within=within)
+        return await reads.listed(
+            listed_objectives.NAME,
+            listed_objectives.objectives_page,
+            filters,
+            limit,
+            cursor,
+            min_position,
+            ObjectivesPage,
+            lambda row: _view(**row),
+        )
 
     @get(
         "/{period:str}",

@@ -33,16 +33,17 @@ from contracts.instants import NoOffset, parse_instant, written
 from contracts.read_models import (
     LeaderboardEntry,
     LeaderboardPage,
+    ObjectiveResult,
     Report,
     ReportGroup,
 )
+from domain.objectives import METRIC_STATES, Target
 from projections import accounts, objectives, transitions
 from projections.account_queries import BadCursor, Filters, Page, cursor_key, leaderboard
 from projections.database import ReadModelDatabase, from_micros
 from projections.reports import Window, report
 from services.api.auth import PAST_READS, Permission
 from services.api.documentation import READ_POSITION, STALE, download_name
-from services.api.objectives import objective_results
 from services.api.page_cache import Answer, PageCache
 from services.api.problems import invalid_field, problem_response, retry_shortly
 from services.exporting import render
@@ -231,6 +232,33 @@ class Reads:
 
             answer = await anyio.to_thread.run_sync(waited)
         return KeptResponse(answer)
+
+    async def listed(
+        self,
+        name: str,
+        query: Callable[..., Page],
+        filters: Hashable,
+        limit: int,
+        cursor: str | None,
+        min_position: int | None,
+        page_type: type[msgspec.Struct],
+        item: Callable[[dict[str, Any]], Any],
+    ) -> Response[Any]:
+        """A page of a list that read model `name` answers by `query` (a read model's page
+        function, taking the filters, the limit and the cursor), each row made an item of
+        `page_type` by `item`."""
+
+        def render(reached: bool | None) -> Answer:
+            page = read_page(self.projector, query, filters, limit, cursor)
+            body = page_type(
+                items=[item(row) for row in page.rows],
+                position=page.position,
+                next_cursor=page.next_cursor,
+                min_position_reached=reached,
+            )
+            return Answer(msgspec.json.encode(body), position_headers(page.position, reached))
+
+        return await self.page((name, filters, limit, cursor), name, min_position, render)
 
 
 class KeptResponse(Response[Any]):
@@ -458,6 +486,29 @@ async def _report(
         min_position_reached=reached,
     )
     return Response(body, headers=position_headers(figures["position"], reached))
+
+
+def objective_results(
+    targets: dict[str, dict[str, Target]], actuals: dict[str, dict[str, int]]
+) -> list[ObjectiveResult]:
+    """Each target of each period (by metric) against the accounts that entered its stage in
+    the period."""
+    results = []
+    for period, by_metric in targets.items():
+        for target in sorted(by_metric.values(), key=lambda t: t.metric):
+            actual = actuals.get(period, {}).get(METRIC_STATES[target.metric], 0)
+            results.append(
+                ObjectiveResult(
+                    period=period,
+                    metric=target.metric,
+                    actual=actual,  # type: ignore[arg-type]
+                    acceptable=target.acceptable,
+                    optimal=target.optimal,
+                    best=target.best,
+                    level=target.level(actual),  # type: ignore[arg-type]
+                )
+            )
+    return results
 
 
 def _year_so_far(as_of: datetime, *, ends_at_as_of: bool) -> datetime:
