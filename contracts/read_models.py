@@ -73,8 +73,9 @@ ObjectiveMetric = Literal[
     "accounts_lost",
 ]
 Level = Annotated[int, Meta(ge=0, le=1_000_000_000)]
-# ASCII digits only: Python's `\d` would also take other scripts' digits (٢٠٢٦).
-PERIOD_PATTERN = r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$"
+# ASCII digits only: Python's `\d` would also take other scripts' digits (٢٠٢٦). The end is
+# `$(?![\s\S])`, as in contracts/accounts.py: Python's `$` also matches before a final newline.
+PERIOD_PATTERN = r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$(?![\s\S])"
 PeriodName = Annotated[
     str,
     Meta(

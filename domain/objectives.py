@@ -15,7 +15,8 @@ from domain.chain import AppliedOrUnreadable
 from domain.errors import InvalidValue, RuleViolation
 
 OBJECTIVES_NAMESPACE = uuid5(NAMESPACE_URL, "urn:abm-crm:objectives")
-PERIOD = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")
+# Matched whole (fullmatch): `$` alone would also take "2026\n", a period apart from 2026.
+PERIOD = re.compile(r"[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?")
 
 # What a target can be set for: accounts entering a stage, or deals closed, in the period.
 METRICS = (
@@ -42,7 +43,7 @@ assert tuple(METRIC_STATES) == METRICS
 def is_period(text: str) -> bool:
     """A year, a month or a day of the calendar: 2026, 2026-03, 2024-02-29; not 2026-02-30, not
     year 0000."""
-    if not PERIOD.match(text):
+    if not PERIOD.fullmatch(text):
         return False
     year, month, day = (*map(int, text.split("-")), 1, 1)[:3]
     try:

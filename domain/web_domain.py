@@ -6,7 +6,8 @@ import idna
 
 from domain.errors import InvalidValue
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# Matched whole (fullmatch): `$` alone would also take a label that ends in a line break.
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def normalise_domain(value: str) -> str:
@@ -28,7 +29,7 @@ def normalise_domain(value: str) -> str:
     if (
         len(domain) > 253
         or len(labels) < 2
-        or not all(_LABEL.match(label) for label in labels)
+        or not all(_LABEL.fullmatch(label) for label in labels)
         or labels[-1].isdigit()
     ):
         raise InvalidValue("domain", f"{value!r} is not a web domain such as 'acme.com'.")

@@ -224,7 +224,7 @@ def _expected_version(header: str | None) -> int | None:
 
 
 def _idempotency_key(header: str | None) -> str | None:
-    if header is not None and not _IDEMPOTENCY_KEY.match(header):
+    if header is not None and not _IDEMPOTENCY_KEY.fullmatch(header):
         raise invalid_field(
             "Idempotency-Key",
             "Idempotency-Key must be 1 to 255 printable ASCII characters.",

@@ -57,7 +57,7 @@ def request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == _REQUEST_ID_KEY:
             sent = value.decode("latin-1")
-            if _REQUEST_ID.match(sent):
+            if _REQUEST_ID.fullmatch(sent):
                 return sent
             break
     # 128 random bits from the interpreter's generator (seeded from the OS, again after a

@@ -253,6 +253,17 @@ def test_an_international_domain_is_kept_in_its_ascii_form_and_stays_unique(clie
     assert (again.status_code, again.json()["rule"]) == (409, "domain_unique")
 
 
+def test_a_domain_with_a_line_break_inside_is_refused_not_made_another_account(client, ledger):
+    client.post("/accounts", json=registration(domain="acme.com"))
+    stored = len(ledger.recorder.select_notifications(1, 1_000))
+
+    response = client.post("/accounts", json=registration(name="Acme 2", domain="acme\n.com"))
+
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["field"] == "domain"
+    assert len(ledger.recorder.select_notifications(1, 1_000)) == stored
+
+
 def test_a_domain_with_sharp_s_names_another_account_than_its_ss_spelling(client):
     sharp = client.post("/accounts", json=registration(name="Straße AG", domain="straße.de"))
     double = client.post("/accounts", json=registration(name="Strasse SA", domain="strasse.de"))

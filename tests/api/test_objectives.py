@@ -43,6 +43,15 @@ def test_a_period_in_other_digits_than_ascii_is_refused(client, ledger, period):
     assert events_in_store(ledger) == 0
 
 
+def test_a_period_with_a_line_break_after_it_is_refused_not_stored_apart(client, ledger):
+    # "2026\n" would be stored as a period of its own, where no report or list looks.
+    response = client.put("/objectives/2026%0A", json=WON)
+
+    assert (response.status_code, response.json()["field"]) == (400, "period")
+    assert events_in_store(ledger) == 0
+    assert client.get("/objectives/2026%0A").status_code == 400
+
+
 def test_a_metric_given_twice_in_one_request_is_refused_naming_it(client, ledger):
     twice = {"targets": WON["targets"] + MORE_WON["targets"]}
 

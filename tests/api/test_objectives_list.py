@@ -127,6 +127,7 @@ def test_a_cursor_sent_with_other_filters_or_changed_is_refused(client):
         ({"within": "2026-02-30"}, "within"),
         ({"within": "26"}, "within"),
         ({"within": "2026-3"}, "within"),
+        ({"within": "2026\n"}, "within"),
         ({"within": "\uff12\uff10\uff12\uff16"}, "within"),
         ({"limit": "0"}, "limit"),
         ({"limit": "201"}, "limit"),

@@ -103,6 +103,8 @@ def test_an_international_domain_is_kept_in_the_ascii_form_dns_uses(written, nor
         "a" * 64 + ".com",
         "a\u200db.com",  # a joiner outside the scripts that need one
         "☃.net",  # symbols are not letters of any IDNA 2008 label
+        "acme\n.com",  # a line break inside, where stripping the ends does not reach
+        "acme.com\n.de",
     ],
 )
 def test_what_is_not_a_web_domain_is_refused(written):
