@@ -468,8 +468,16 @@ class AccountLedger(Application):
 
     # Queries -----------------------------------------------------------------------------
 
-    def objectives(self, period: str) -> Objectives | None:
-        found = self._get(objectives_id(period))
+    def objectives(self, period: str, version: int | None = None) -> Objectives | None:
+        """A period's objectives now, or at `version` (None when it has no such version)."""
+        found = self._get(objectives_id(period), version)
+        if not isinstance(found, Objectives) or version not in (None, found.version):
+            return None
+        return found
+
+    def objectives_as_of(self, period: str, at: datetime) -> Objectives | None:
+        """A period's objectives as they were set at `at` (None before the first)."""
+        found = self._as_of(objectives_id(period), at)
         return found if isinstance(found, Objectives) else None
 
     def account(self, account_id: UUID, version: int | None = None) -> Account:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, Response, get, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from contracts.accounts import STORED_INT_MAX
+from contracts.instants import written
 from contracts.read_models import (
     PERIOD_PATTERN,
     ObjectivesPage,
@@ -20,7 +23,7 @@ from domain.ledger import AccountLedger
 from domain.objectives import Objectives
 from domain.objectives import Target as DomainTarget
 from projections import objectives as listed_objectives
-from services.api.auth import Permission
+from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import IDEMPOTENT, VERSIONED, CommandHeaders
 from services.api.documentation import (
     COMMAND_POSITION,
@@ -32,10 +35,12 @@ from services.api.documentation import (
 from services.api.problems import KEY_REUSED, etag, invalid_field, problem, problem_response
 from services.api.read_models import (
     PAGE_PROBLEMS,
+    AsOf,
     Cursor,
     Limit,
     MinPosition,
     Reads,
+    instant,
 )
 from services.api.strict_json import StrictJSON
 
@@ -165,20 +170,50 @@ class ObjectivesController(Controller):
 
     @get(
         "/{period:str}",
+        opt={PAST_READS: True},
         sync_to_thread=True,
-        summary="The targets of a period",
+        summary="The targets of a period now, or as they were at a version or an instant",
         responses={
-            400: problem_response(f"{_BAD_PERIOD}."),
-            404: problem_response("No objectives for the period."),
+            400: problem_response(f"{_BAD_PERIOD}, or both version and as_of."),
+            404: problem_response(
+                "No objectives for the period, or not that version (`field` version), or none "
+                "set yet at as_of (`field` as_of)."
+            ),
         },
         response_headers=[OBJECTIVES_ETAG],
     )
     def read_objectives(
-        self, period: PeriodPath, ledger: NamedDependency[AccountLedger]
+        self,
+        period: PeriodPath,
+        ledger: NamedDependency[AccountLedger],
+        version: Annotated[
+            int | None, QueryParameter(ge=1, le=STORED_INT_MAX, description="A past version.")
+        ] = None,
+        as_of: AsOf = None,
     ) -> Response[ObjectivesView]:
-        objectives = ledger.objectives(_calendar_period(period))
+        period = _calendar_period(period)
+        if version is not None and as_of is not None:
+            raise invalid_field("as_of", "Give either version or as_of, not both.", 400)
+        at = instant(as_of, "as_of")
+        if at is not None:
+            objectives = ledger.objectives_as_of(period, at)
+        else:
+            objectives = ledger.objectives(period, version)
         if objectives is None:
-            raise problem(
-                404, "Not found", f"No objectives are set for {period}.", kind="not-found"
-            )
+            raise _not_found(ledger, period, version, at)
         return Response(objectives_view(objectives), headers={"ETag": etag(objectives.version)})
+
+
+def _not_found(
+    ledger: AccountLedger, period: str, version: int | None, at: datetime | None
+) -> Exception:
+    """Why a period's objectives are not there: none at all, or none at that version or yet."""
+    latest = ledger.objectives(period) if version is not None or at is not None else None
+    if latest is None:
+        return problem(404, "Not found", f"No objectives are set for {period}.", kind="not-found")
+    if at is not None:
+        first = written(latest.created_on)
+        detail = f"The objectives for {period} were first set at {first}, after as_of."
+        return problem(404, "Not set yet", detail, kind="not-found", field="as_of")
+    detail = f"The objectives for {period} have no version {version}: they are at {latest.version}."
+    return problem(404, "Version not found", detail, kind="not-found", field="version")

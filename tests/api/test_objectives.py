@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 WON = {"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]}
@@ -160,3 +162,45 @@ def test_objectives_expected_before_any_is_set_are_refused(client, ledger):
 
     assert (response.status_code, response.json()["current_version"]) == (412, 0)
     assert events_in_store(ledger) == 0
+
+
+def test_an_auditor_reads_a_periods_objectives_as_they_were_at_an_instant_or_version(client, clock):
+    # By hand: set at t0 (version 2), then t1; raised (version 3), then t2; lost added (4).
+    t0 = clock.now
+    client.put("/objectives/2026", json=WON)
+    t1 = clock.advance(hours=1)
+    client.put("/objectives/2026", json=MORE_WON)
+    t2 = clock.advance(hours=1)
+    lost = {"metric": "accounts_lost", "acceptable": 3, "optimal": 2, "best": 1}
+    client.put("/objectives/2026", json={"targets": [lost]})
+
+    at_t1 = client.get("/objectives/2026", params={"as_of": t1.isoformat()})
+    at_t2 = client.get("/objectives/2026", params={"as_of": t2.isoformat()})
+    at_v2 = client.get("/objectives/2026", params={"version": 2})
+    now = client.get("/objectives/2026").json()
+
+    assert at_t1.status_code == 200, at_t1.text
+    assert (at_t1.json()["version"], at_t1.headers["ETag"]) == (2, '"2"')
+    assert at_t1.json()["targets"] == WON["targets"]
+    assert (at_t2.json()["version"], at_t2.json()["targets"]) == (3, MORE_WON["targets"])
+    assert at_v2.json() == at_t1.json()
+    assert (now["version"], len(now["targets"])) == (4, 2)
+    before = client.get(
+        "/objectives/2026", params={"as_of": (t0 - timedelta(seconds=1)).isoformat()}
+    )
+    assert (before.status_code, before.json()["field"]) == (404, "as_of")
+
+
+def test_a_version_the_objectives_never_had_is_404_naming_it(client):
+    client.put("/objectives/2026-07", json=WON)
+
+    beyond = client.get("/objectives/2026-07", params={"version": 3})
+    unset = client.get("/objectives/2026-08", params={"version": 1})
+    both = client.get("/objectives/2026-07", params={"version": 2, "as_of": "2026-07-01T00:00Z"})
+    no_offset = client.get("/objectives/2026-07", params={"as_of": "2026-07-01T00:00"})
+
+    assert (beyond.status_code, beyond.json()["field"]) == (404, "version")
+    assert "at 2" in beyond.json()["detail"]
+    assert (unset.status_code, unset.json().get("field")) == (404, None)
+    assert (both.status_code, both.json()["field"]) == (400, "as_of")
+    assert (no_offset.status_code, no_offset.json()["field"]) == (400, "as_of")

@@ -84,6 +84,14 @@ def test_each_role_may_do_its_part_and_no_more(secured):
     assert secured.get(f"{account}/history", headers=as_("ada")).status_code == 200
     assert secured.get(account, params={"version": 1}, headers=as_("ada")).status_code == 200
     assert secured.get("/accounts/export", headers=as_("sam")).status_code == 403
+    set_objectives = {
+        "targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]
+    }
+    assert secured.put("/objectives/2026", json=set_objectives, headers=as_("sam")).is_success
+    assert secured.get("/objectives/2026", headers=as_("vera")).status_code == 200
+    past = {"as_of": "2099-01-01T00:00Z"}
+    assert secured.get("/objectives/2026", params=past, headers=as_("vera")).status_code == 403
+    assert secured.get("/objectives/2026", params=past, headers=as_("ada")).status_code == 200
     assert secured.get("/status", headers=as_("ada")).status_code == 403
     assert secured.get("/status", headers=as_("root")).status_code == 200
     assert (
