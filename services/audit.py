@@ -53,6 +53,17 @@ LEDGER_TOPIC_PREFIXES = tuple(
     f"{kind.__module__}:"
     for kind in (Account, Checkpoint, CommandReceipt, Job, Objectives, ScreeningPolicies)
 )
+
+
+def _of_another_record(events: list[StoredEvent]) -> bool:
+    """Whether the events are all of a record the ledger keeps beside the accounts (a job, the
+    screening policies, a period's objectives…), so no account's, even one tampered with."""
+    return bool(events) and all(
+        e.topic.startswith(LEDGER_TOPIC_PREFIXES) and not e.topic.startswith(EVENT_TOPIC_PREFIX)
+        for e in events
+    )
+
+
 log = logging.getLogger("crm.audit")
 PAGE = 1000
 # Fields of the account view that change with every event, so a diff leaves them out.
@@ -317,7 +328,7 @@ class Audit:
         entry = check.latest
         recorded = check.heads.get(str(account_id))
         stored = self.ledger.stored_events(account_id)
-        if not stored and recorded is None:
+        if recorded is None and (not stored or _of_another_record(stored)):
             raise AccountNotFound(account_id)
         walk = ChainWalk(recorded)
         walk.add_all(stored)
@@ -456,7 +467,7 @@ class Audit:
         Only the events up to `to` are read: versions before one that can no longer be read
         still compare."""
         latest = self.ledger.recorder.select_events(account_id, desc=True, limit=1)
-        if not latest:
+        if not latest or _of_another_record(latest):
             raise AccountNotFound(account_id)
         current = latest[0].originator_version
         to_version = current if to_version is None else to_version
@@ -515,7 +526,8 @@ class Audit:
         if account_id is not None and str(account_id) not in check.heads:
             # An account the checkpoint has, or with any event stored (its first may have been
             # removed), is exported for the verifier to judge; one with neither is unknown.
-            if not self.ledger.recorder.select_events(account_id, limit=1):
+            stored = self.ledger.stored_events(account_id)
+            if not stored or _of_another_record(stored):
                 raise AccountNotFound(account_id)
         if entry is None:
             return []

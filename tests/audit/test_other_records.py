@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from domain.ledger import CommandMeta
+from domain.objectives import objectives_id
 from domain.screening_policy import POLICIES_ID, Criteria
 from tests.audit.tampering import META, RawStore, crm, five_events
 
@@ -50,3 +53,31 @@ def test_a_changed_screening_policy_is_found(ledger, settings, capsys):
     assert bad in said.err
     assert "NOT VERIFIED: 1 problems" in said.out
     assert json.dumps("software") not in said.out
+
+
+@pytest.mark.parametrize("record", ["policies", "objectives", "receipt"])
+def test_the_id_of_another_record_is_no_account_to_an_auditor(client, ledger, record):
+    # The policies, a period's objectives and a command's receipt are stored beside the
+    # accounts, by ids an auditor may come across in an export.
+    _policy(ledger)
+    won = {"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}
+    put = client.put("/objectives/2026", json={"targets": [won]}, headers={"Idempotency-Key": "k"})
+    assert put.status_code == 200, put.text
+    receipt = next(e for e in ledger.recorder.select_notifications(1, 100) if "Receipt" in e.topic)
+    record_id = {
+        "policies": POLICIES_ID,
+        "objectives": objectives_id("2026"),
+        "receipt": receipt.originator_id,
+    }[record]
+    assert ledger.stored_events(record_id)
+
+    for path, params in [
+        ("diff", {"from": "0"}),
+        ("audit", {}),
+        ("history", {"format": "jsonl"}),
+        ("history", {"format": "csv"}),
+        ("history", {}),
+        ("", {}),
+    ]:
+        response = client.get(f"/accounts/{record_id}/{path}".rstrip("/"), params=params)
+        assert response.status_code == 404, (path, params, response.text)
