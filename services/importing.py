@@ -21,7 +21,13 @@ from uuid import UUID
 
 import msgspec
 
-from contracts.accounts import LINE_PATTERN, TEXT_RULES, RegisterAccount, has_visible
+from contracts.accounts import (
+    LINE_PATTERN,
+    STORED_INT_MAX,
+    TEXT_RULES,
+    RegisterAccount,
+    has_visible,
+)
 from domain.account import Firmographics, account_id_for
 from domain.errors import InvalidValue, LedgerError
 from domain.ledger import AccountLedger, CommandMeta
@@ -509,7 +515,9 @@ def _row(
         cell = cells[index] if index < len(cells) else ""
         raw = unneutralise(cell.strip()).strip()
         column = titles[index]
-        if any("\udc80" <= ch <= "\udcff" for ch in raw):
+        # Bytes the charset has no character for were escaped as lone surrogates; a charset
+        # such as UTF-7 also decodes some bytes to other lone surrogates. No store takes one.
+        if any("\ud800" <= ch <= "\udfff" for ch in raw):
             errors.append(RowError(line, column, f"not valid {charset} text{_hint(charset)}"))
             continue
         if raw and not (_ONE_LINE.search(cell) and has_visible(cell)):
@@ -633,7 +641,15 @@ def _whole(raw: str, groups: str) -> int:
     groups are not threes (`12,5`, `1.2`) means something else, and is not read as a number."""
     if not (whole := _WHOLE[groups].fullmatch(raw)):
         raise ValueError("a whole number" if _DECIMAL.fullmatch(raw) else "a number")
-    return int(raw.replace(whole["mark"], "") if whole["mark"] else raw)
+    digits = raw.replace(whole["mark"], "") if whole["mark"] else raw
+    sign, digits = "-" if raw[0] == "-" else "", digits.lstrip("+-").lstrip("0")
+    if len(digits) > _MOST_DIGITS:
+        # No field holds it; and Python's int() refuses a text of over 4,300 digits.
+        raise ValueError("a number any field can hold")
+    return int(sign + (digits or "0"))
+
+
+_MOST_DIGITS = len(str(STORED_INT_MAX))
 
 
 def _hint(charset: str) -> str:

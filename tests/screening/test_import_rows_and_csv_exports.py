@@ -599,6 +599,29 @@ def test_digits_grouped_otherwise_than_by_threes_are_no_number_rather_than_anoth
     assert (first.registered, second.registered) == (1, 0)
 
 
+def test_a_number_of_more_digits_than_any_field_holds_is_named_as_such(ledger):
+    # Python's int() refuses a text of over 4,300 digits, with a message of its own.
+    header = (
+        "name,domain,industry,headcount,annual_revenue,revenue_currency,country,growth_rate,"
+        "source\n"
+    )
+    rows = (
+        f"A,a.example,it,10,{'9' * 4301},EUR,DE,1,x\n"
+        f"B,b.example,it,{'9' * 20},100,EUR,DE,1,x\n"
+        f"C,c.example,it,-{'0' * 4400}12,100,EUR,DE,1,x\n"
+        f"D,d.example,it,+{'0' * 4400}12,100,EUR,DE,1,x\n"
+    )
+
+    report = import_rows(ledger, (header + rows).encode(), META)
+
+    assert [(e.line, e.column, e.reason[-30:]) for e in report.errors] == [
+        (2, "annual_revenue", "is not a number any field can hold"[-30:]),
+        (3, "headcount", "is not a number any field can hold"[-30:]),
+        (4, "headcount", "Expected `int` >= 1"),
+    ]
+    assert account_of(ledger, "d.example").firmographics.headcount == 12
+
+
 def test_exports_write_instants_as_the_json_answers_do(client, projector):
     account, position = _hostile_account(client)
     projector.wait_for("accounts", position, 10)

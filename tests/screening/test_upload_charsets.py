@@ -53,6 +53,31 @@ def test_a_row_with_bytes_its_charset_does_not_have_is_rejected_naming_the_chars
     ]
 
 
+@pytest.mark.parametrize(
+    ("charset", "cell"), [("utf-7", b"Bad+2ADYAA-"), ("unicode_escape", b"Bad \\ud800 Co")]
+)
+def test_a_cell_its_charset_reads_as_a_lone_surrogate_rejects_its_row_alone(
+    client, ledger, charset, cell
+):
+    # UTF-7 and Python's escapes can spell half of a surrogate pair, which no store takes.
+    good = "{},{}.example,software,10,1,EUR,DE,,1,list\n"
+    body = (
+        f"{HEADER}{good.format('Good1', 'good1')}".encode()
+        + cell
+        + b",bad.example,software,10,1,EUR,DE,,1,list\n"
+        + good.format("Good2", "good2").encode()
+    )
+
+    job = uploaded(client, body, f"text/csv; charset={charset}")
+
+    assert job["status"] == "finished", job
+    assert (job["result"]["registered"], job["result"]["rejected"]) == (2, 1), job["result"]
+    assert job["result"]["errors"] == [
+        {"line": 3, "column": "Company", "reason": f"not valid {charset} text"}
+    ]
+    assert ledger.account(account_id_for("good2.example")).version == 1
+
+
 @pytest.mark.parametrize("charset", ["klingon", "base64", "idna", "undefined", ""])
 def test_an_upload_in_a_charset_the_service_cannot_read_is_refused_and_nothing_kept(
     client, ledger, settings, charset
