@@ -92,14 +92,15 @@ class ChainWalk:
     and one that comes before the version it follows waits for it, so an event stored at another
     position of the log, but unchanged, still verifies.
 
-    `checkpoint` is the `(version, hash)` a checkpoint recorded for this aggregate, if any: the
-    event at that version must still hash to it, and no version up to it may be missing.
+    `checkpoints` are the `(version, hash)` checkpoints recorded for this aggregate (the
+    latest's, and that of one whose root an auditor kept), None where one has none: the event
+    at each version must still hash to it, and no version up to the last may be missing.
     """
 
-    def __init__(self, checkpoint: tuple[int, str] | None = None) -> None:
+    def __init__(self, *checkpoints: tuple[int, str] | None) -> None:
         self.version = 0
         self.head = GENESIS
-        self.checkpoint = checkpoint
+        self.recorded = dict(c for c in checkpoints if c is not None)
         self.broken: ChainBreak | None = None
         self._waiting: dict[int, StoredEvent] = {}
         # A version whose link does not match the event before it: that event or this one was
@@ -145,13 +146,13 @@ class ChainWalk:
         if link != self.head:
             # Nothing comes before the first event, and an event whose hash a checkpoint
             # recorded is vouched for: either way this one is the one altered.
-            if version == 1 or self.checkpoint == (self.version, self.head):
+            if version == 1 or self.recorded.get(self.version) == self.head:
                 self._break(version, f"version {version} differs from what was written")
                 return
             self._unlinked = version
         self.version, self.head = version, stored_hash(stored)
-        if self.checkpoint is not None and self.checkpoint[0] == version:
-            contradicted = self.head != self.checkpoint[1]
+        if (recorded := self.recorded.get(version)) is not None:
+            contradicted = self.head != recorded
             if self._unlinked is not None:
                 self._settle(contradicted)
             elif contradicted:
@@ -180,8 +181,8 @@ class ChainWalk:
             self._settle(contradicted=False)
         if self.broken is None and self._waiting:
             self._break(self.version + 1, f"version {self.version + 1} is missing")
-        if self.broken is None and self.checkpoint is not None:
-            recorded = self.checkpoint[0]
+        if self.broken is None and self.recorded:
+            recorded = max(self.recorded)
             if self.version < recorded:
                 self._break(
                     self.version + 1,

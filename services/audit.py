@@ -254,18 +254,25 @@ class Audit:
         entries, _ = self._log_entries(self.ledger.stored_events(CHECKPOINT_LOG_ID))
         return entries[-1] if entries else None
 
-    def compare_kept(self, number: int, root: str) -> str | None:
-        """What differs between checkpoint `number` as stored and the root an auditor kept of
-        it elsewhere, if anything: the checkpoint gone (the latest ones removed, with the
-        events only they covered) or its root another."""
+    def kept_checkpoint(self, number: int, root: str) -> tuple[Heads, list[str]]:
+        """Checkpoint `number`'s heads as stored, and what differs between it and the root an
+        auditor kept of it elsewhere: the checkpoint gone (the latest ones removed, with the
+        events only they covered), its root another, or its heads not what its root covers.
+        Chains are then walked against its heads too: one rewritten with every checkpoint
+        after this one would agree with the latest, not with this one."""
         entries, _ = self._log_entries(self.ledger.stored_events(CHECKPOINT_LOG_ID))
         entry = next((e for e in entries if e.number == number), None)
         if entry is None:
             latest = f"the latest is {entries[-1].number}" if entries else "it holds none"
-            return f"checkpoint {number}, whose root was kept, is not in the store ({latest})"
+            return {}, [f"checkpoint {number}, whose root was kept, is not in the store ({latest})"]
         if entry.root != root.lower():
-            return f"checkpoint {number}'s root is {entry.root}, not {root} as it was kept"
-        return None
+            return {}, [f"checkpoint {number}'s root is {entry.root}, not {root} as it was kept"]
+        base = None
+        if entry.base is not None and 0 < entry.base <= len(entries):
+            key, heads, _ = self._check_one(entry.base, entries[entry.base - 1], None)
+            base = (key, heads)
+        _, heads, found = self._check_one(number, entry, base)
+        return heads, found
 
     def checkpoint(self, meta: CommandMeta) -> CheckpointEntry:
         """Records the heads of every account chain now; refuses when a chain is broken.
@@ -321,16 +328,18 @@ class Audit:
 
     # Verification ------------------------------------------------------------------------
 
-    def verify_account(self, account_id: UUID) -> ChainReport:
+    def verify_account(self, account_id: UUID, kept: Heads | None = None) -> ChainReport:
         """One account's chain, against the latest checkpoint, which is checked whole first
-        (CheckpointAltered when it is not what was recorded)."""
+        (CheckpointAltered when it is not what was recorded), and against the heads of one
+        whose root an auditor kept (`kept_checkpoint`)."""
         check = self.check_checkpoints(latest_only=True).intact()
         entry = check.latest
         recorded = check.heads.get(str(account_id))
+        kept_head = (kept or {}).get(str(account_id))
         stored = self.ledger.stored_events(account_id)
-        if recorded is None and (not stored or _of_another_record(stored)):
+        if recorded is None and kept_head is None and (not stored or _of_another_record(stored)):
             raise AccountNotFound(account_id)
-        walk = ChainWalk(recorded)
+        walk = ChainWalk(recorded, kept_head)
         walk.add_all(stored)
         return ChainReport(
             account_id,
@@ -342,11 +351,15 @@ class Audit:
             checkpoint_version=recorded[0] if recorded is not None else None,
         )
 
-    def verify_all(self, progress: Callable[[int, int], None] | None = None) -> StoreReport:
-        """Walks the whole log once: every account chain, against the latest checkpoint; and
-        every checkpoint, as stored."""
+    def verify_all(
+        self, progress: Callable[[int, int], None] | None = None, kept: Heads | None = None
+    ) -> StoreReport:
+        """Walks the whole log once: every account chain, against the latest checkpoint and the
+        heads of one whose root an auditor kept (`kept_checkpoint`); and every checkpoint, as
+        stored."""
         check = self.check_checkpoints()
-        entry, recorded = check.latest, check.heads
+        entry, latest, kept = check.latest, check.heads, kept or {}
+        recorded = latest.keys() | kept.keys()
         walks: dict[str, ChainWalk] = {}
         others: dict[str, ChainWalk] = {}
         events = record_events = 0
@@ -360,13 +373,14 @@ class Audit:
             account_id = str(stored.originator_id)
             walk = walks.get(account_id)
             if walk is None:
-                walk = walks[account_id] = ChainWalk(recorded.get(account_id))
+                heads = latest.get(account_id), kept.get(account_id)
+                walk = walks[account_id] = ChainWalk(*heads)
             walk.add(stored)
             events += 1
-        for account_id in recorded.keys() - walks.keys():
+        for account_id in recorded - walks.keys():
             # Recorded, and not in the log: stored at a position outside it, or removed.
             if found := self.ledger.stored_events(UUID(account_id)):
-                walks[account_id] = ChainWalk(recorded[account_id])
+                walks[account_id] = ChainWalk(latest.get(account_id), kept.get(account_id))
                 walks[account_id].add_all(found)
                 events += len(found)
         events += self._read_left_out(walks)
@@ -386,7 +400,7 @@ class Audit:
                 report.broken.append(
                     ChainReport(UUID(account_id), walk.version, walk.head, broken=broken)
                 )
-        for account_id in recorded.keys() - walks.keys():
+        for account_id in recorded - walks.keys():
             report.broken.append(
                 ChainReport(UUID(account_id), 0, "", missing=True, checkpoint=entry)
             )

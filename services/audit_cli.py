@@ -136,13 +136,18 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
     if (args.checkpoint is None) != (args.root is None):
         print("crm audit verify: give --checkpoint and --root together", file=sys.stderr)
         return 2
+    kept, problems = (
+        audit.kept_checkpoint(args.checkpoint, args.root)
+        if args.checkpoint is not None
+        else ({}, [])
+    )
     if args.account is not None:
         try:
-            reports = [audit.verify_account(args.account)]
+            reports = [audit.verify_account(args.account, kept)]
         except AccountNotFound as error:
             print(error.detail, file=sys.stderr)
             return 2
-        problems = [_describe_break(r) for r in reports if not r.verified]
+        problems += [_describe_break(r) for r in reports if not r.verified]
         summary = f"account {args.account}: {reports[0].events} events"
         checkpoint = reports[0].checkpoint
     else:
@@ -151,9 +156,9 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
         ) as progress:
             task = progress.add_task("verify", total=None)
             report = audit.verify_all(
-                lambda done, total: progress.update(task, completed=done, total=total)
+                lambda done, total: progress.update(task, completed=done, total=total), kept
             )
-        problems = [
+        problems += [
             *(_describe_break(r) for r in report.broken),
             *report.checkpoint_problems,
             *report.record_problems,
@@ -162,14 +167,13 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
         if report.records:  # policies, objectives, import jobs, command receipts
             summary += f", {report.records} other records ({report.record_events} events)"
         checkpoint = report.checkpoint
-    if args.checkpoint is not None and (kept := audit.compare_kept(args.checkpoint, args.root)):
-        problems.append(kept)
     against = (
         f"checkpoint {checkpoint.number} (root {checkpoint.root})"
         if checkpoint
         else f"no checkpoint{' that records it' if args.account else ''} "
         "(run `crm audit checkpoint`)"
     )
+    problems = list(dict.fromkeys(problems))  # the kept checkpoint's, when checked with all
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

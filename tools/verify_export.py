@@ -13,8 +13,10 @@ compares the chain with the heads the checkpoint recorded; a whole-store export 
 head for every account of the checkpoint, and those heads must give the checkpoint's root hash.
 The last record counts the events, so an export cut off on the way is found. With
 `--checkpoint N --root HEX`, the root of a checkpoint kept outside the database: the export's
-checkpoint must be that one with that root, or a later one (checkpoints removed since, with the
-events only they covered, are found so). docs/AUDIT.md defines the hashes.
+checkpoint must be that one with that root (an earlier one: checkpoints were removed since, with
+the events only they covered; a later one, which a chain rewritten with every checkpoint after
+N would agree with, cannot vouch for N: `crm audit verify --checkpoint N --root HEX` checks the
+store against N's heads). docs/AUDIT.md defines the hashes.
 Exit status: 0 verified, 1 not verified, 2 unreadable file.
 """
 
@@ -372,7 +374,13 @@ def compare_kept(records: list[dict[str, Any]], number: int, root: str) -> str |
             f"the export holds {held}, and checkpoint {number}'s root was kept: "
             "checkpoints were removed from the store"
         )
-    if checkpoint["number"] == number and checkpoint["root"] != root.lower():
+    if checkpoint["number"] > number:
+        return (
+            f"the export holds checkpoint {checkpoint['number']}, not checkpoint {number} whose "
+            "root was kept: it cannot vouch for what that one covered (check the store with "
+            f"crm audit verify --checkpoint {number} --root {root})"
+        )
+    if checkpoint["root"] != root.lower():
         return f"checkpoint {number}'s root is {checkpoint['root']}, not {root} as it was kept"
     return None
 
@@ -403,7 +411,7 @@ def main(argv: list[str]) -> int:
         if kept := compare_kept(records[0], args.checkpoint, args.root):
             problems.append(kept)
         else:
-            summary += f"; checkpoint {args.checkpoint} kept: the export's is it or later"
+            summary += f"; checkpoint {args.checkpoint} kept: the export's is it"
     for problem in problems:
         print(problem)
     print(("NOT VERIFIED: " if problems else "verified: ") + summary)

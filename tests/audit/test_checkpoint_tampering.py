@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from domain.account import BantRating
+from domain.chain import root_of, stored_hash
 from domain.checkpoints import CHECKPOINT_LOG_ID, checkpoint_id
 from services.audit import Audit
 from tests.audit.tampering import META, RawStore, crm, five_events, verify_offline
@@ -293,3 +294,52 @@ def test_a_root_kept_that_is_not_the_checkpoints_is_named(
     assert offline.returncode == 1
     assert f"checkpoint 1's root is {first.root}, not {other} as it was kept" in offline.stdout
     assert alone == 2 and "give --checkpoint and --root together" in capsys.readouterr().err
+
+
+def test_a_chain_rewritten_with_the_checkpoints_after_a_kept_root_is_found_against_it(
+    ledger, settings, checkpointed, tmp_path, capsys
+):
+    # Given checkpoint 1 of Acme at version 5, whose root the auditor kept, then a rating of
+    # Acme (version 6) and checkpoint 2
+    acme, _, first = checkpointed
+    ledger.score_bant(acme, BantRating(5, 5, 5, 5, {}), META)
+    second = Audit(ledger).checkpoint(META)
+    heads = Audit(ledger).check_checkpoints(latest_only=True).heads
+    # When an insider changes Acme's first rating, relinks the versions after it, and rewrites
+    # checkpoint 2 (its head of Acme, root, seal and entry in the log) to agree
+    store = RawStore(settings, ledger)
+    store.change_state(acme, 3, lambda s: s.replace(b'"budget":3', b'"budget":1'))
+    for version in range(4, 7):
+        earlier = stored_hash(ledger.stored_event(acme, version - 1))
+        store.change_state(acme, version, _edit(lambda s, h=earlier: s.update(previous_hash=h)))
+    recorded, rewritten = heads[str(acme)][1], stored_hash(ledger.stored_event(acme, 6))
+    heads[str(acme)] = (6, rewritten)
+    root = root_of(heads)
+    store.change_state(
+        second.checkpoint_id, HEADS, lambda s: s.replace(recorded.encode(), rewritten.encode())
+    )
+    sealed_after = stored_hash(ledger.stored_event(second.checkpoint_id, HEADS))
+    store.change_state(
+        second.checkpoint_id,
+        SEALED,
+        _edit(lambda s: s.update(root=root, previous_hash=sealed_after)),
+    )
+    store.change_state(CHECKPOINT_LOG_ID, FIRST_ENTRY + 1, _edit(lambda s: s.update(root=root)))
+    out = tmp_path / "ledger.jsonl"
+    assert crm(settings, "audit", "export", "--out", str(out)) == 0
+    capsys.readouterr()
+
+    # Then the store agrees with its latest checkpoint (what a root kept elsewhere is for)
+    assert crm(settings, "audit", "verify") == 0
+    capsys.readouterr()
+    # but not with checkpoint 1, whose root was kept: in the store, for all and for Acme
+    kept = ("--checkpoint", "1", "--root", first.root)
+    assert crm(settings, "audit", "verify", *kept) == 1
+    said = capsys.readouterr().err
+    assert f"account {acme}: first bad version 5: version 5 differs from the hash" in said
+    assert crm(settings, "audit", "verify", "--account", str(acme), *kept) == 1
+    assert f"account {acme}: first bad version 5" in capsys.readouterr().err
+    # and an export, which holds checkpoint 2, does not vouch for checkpoint 1
+    offline = verify_offline(out, *kept)
+    assert offline.returncode == 1
+    assert "the export holds checkpoint 2, not checkpoint 1 whose root was kept" in offline.stdout
