@@ -75,8 +75,11 @@ def asyncapi_document(
             "version": "1",
             "description": (
                 f"Every change to an account, published on JetStream stream `{stream}` in the "
-                "order of the account's versions, once (Nats-Msg-Id dedupes retries). Replay "
-                "from the first message to rebuild everything a subscriber knows."
+                "order of the account's versions (across accounts, not in the order of "
+                "CRM-Position), once (Nats-Msg-Id dedupes retries; the README tells the one case "
+                "that repeats a batch). Replay from the first message the stream keeps (every "
+                "one, unless it was created with an age limit) to rebuild what a subscriber "
+                "knows."
             ),
         },
         **({"servers": _servers(brokers)} if brokers else {}),

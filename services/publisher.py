@@ -63,7 +63,7 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
+from nats.js.errors import APIError, BucketNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -146,6 +146,9 @@ class PublisherStatus:
     published_position: int = 0  # every event up to here is in the stream
     head_position: int = 0  # the last position in the event log
     published: int = 0
+    # Why JetStream refuses the events that wait (a stream's limit reached, its store full),
+    # until it takes one again.
+    refused: str | None = None
     # Commit → ack of recently published events, in milliseconds (a bounded window).
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -167,7 +170,9 @@ class PublisherStatus:
 class PublisherView(Struct, frozen=True):
     """The publisher as /status shows it, read in the process that runs it."""
 
-    state: str  # ok: connected; standby: another process publishes; unavailable: ours cannot
+    # ok: connected; refused: connected, and the stream refuses what waits (see `refused`);
+    # standby: another process publishes; unavailable: ours cannot
+    state: str
     connected: bool
     published_position: int
     head_position: int
@@ -175,6 +180,10 @@ class PublisherView(Struct, frozen=True):
     last_lag_ms: float | None
     lag_p50_ms: float | None
     lag_p99_ms: float | None
+    refused: str | None = None
+
+
+REFUSAL_SAID_EVERY_SECONDS = 60
 
 
 class ServerTooOld(RuntimeError):
@@ -215,6 +224,7 @@ class Publisher:
         self._stream_created: str | None = None  # of the stream resumed into
         self._seq = 0  # the stream's last sequence known: resumed at, or acknowledged since
         self._at: str | None = None  # the log's entry at the position published up to
+        self._refusal_said: tuple[str, float] | None = None  # the refusal logged, and when
 
     @property
     def connected(self) -> bool:
@@ -224,7 +234,7 @@ class Publisher:
     def view(self) -> PublisherView:
         s = self.status
         if self.connected:
-            state = "ok"
+            state = "refused" if s.refused else "ok"
         elif self.leadership is not None and self.leadership.standing_by:
             state = "standby"
         else:
@@ -238,6 +248,7 @@ class Publisher:
             last_lag_ms=s.last_lag_ms,
             lag_p50_ms=s.lag_percentile(0.5),
             lag_p99_ms=s.lag_percentile(0.99),
+            refused=s.refused,
         )
 
     # Running ---------------------------------------------------------------------------------
@@ -276,12 +287,11 @@ class Publisher:
         Before the publisher first reaches the broker, nothing is known to be in the stream:
         the whole log counts, rather than none while nothing goes out."""
         while not stop.is_set():
+            with contextlib.suppress(Exception):  # the store away: the last count stands
+                head = await asyncio.to_thread(self._head)
+                self.status.head_position = max(self.status.head_position, head)
+                PUBLISH_BACKLOG.set(self.status.backlog)
             await _sleep_unless(stop, BACKLOG_SECONDS)
-            if not stop.is_set():
-                with contextlib.suppress(Exception):  # the store away: the last count stands
-                    head = await asyncio.to_thread(self._head)
-                    self.status.head_position = max(self.status.head_position, head)
-                    PUBLISH_BACKLOG.set(self.status.backlog)
 
     async def _publish(self, stop: asyncio.Event) -> None:
         self._stop = stop
@@ -315,6 +325,7 @@ class Publisher:
                 await self.ensure_stream(js)
                 await self.ensure_record_bucket(js)
                 position = await self.resume_position(js)
+                self.status.refused = self._refusal_said = None  # the stream is there
                 self.status.connected = True
                 self._nc = nc
                 PUBLISHER_ACTIVE.set(1)
@@ -336,6 +347,8 @@ class Publisher:
                     self.stream.name,
                     RECORD_BUCKET,
                 )
+            except APIError as error:  # the broker answers, and refuses the stream or bucket
+                self._say_refused(f"the broker refuses stream {self.stream.name}", error)
             except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
                 log.warning("NATS unavailable (%s); events wait in the log", type(exc).__name__)
             except Exception as error:
@@ -358,6 +371,21 @@ class Publisher:
                         pass
             if not stop.is_set():
                 await _sleep_unless(stop, 0.5)
+
+    def _say_refused(self, what: str, error: APIError) -> None:
+        """A refusal by JetStream, which retrying does not cure until an operator acts (a
+        stream's limit of messages or bytes, a full store, subjects another stream holds):
+        logged when it first comes and once a minute while it lasts, not at every retry."""
+        said = f"{what}: {error.description} (JetStream error {error.err_code})"
+        self.status.refused = said
+        now = time.monotonic()
+        if self._refusal_said is None or self._refusal_said[0] != said:
+            log.error("%s; events wait in the log", said)
+        elif now - self._refusal_said[1] < REFUSAL_SAID_EVERY_SECONDS:
+            return
+        else:
+            log.error("still: %s", said)
+        self._refusal_said = (said, now)
 
     async def _broker_error(self, error: Exception) -> None:
         # nats-py reports every failed reconnect, by default with a traceback: one line an
@@ -498,9 +526,11 @@ class Publisher:
                     # no retry would ever succeed. Starting again creates it and resumes from
                     # its end, so an empty stream receives every event again.
                     raise
-                except (TimeoutError, nats.errors.Error, OSError):
+                except (TimeoutError, nats.errors.Error, OSError) as error:
                     if self._stop.is_set():  # what is not acknowledged is resumed next start
                         raise
+                    if isinstance(error, APIError):
+                        self._say_refused(f"stream {self.stream.name} refuses events", error)
                     attempt += 1
                     await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
 
@@ -516,6 +546,7 @@ class Publisher:
             raise TakenId(event, self.stream.name, ack.seq)
         self._seq = max(self._seq, ack.seq)
         self.status.published += 1
+        self.status.refused = self._refusal_said = None
         lag = time.time() - event.occurred_at.timestamp()
         self.status.lags_ms.append(lag * 1000)
         PUBLISHED.inc()
@@ -612,6 +643,7 @@ class Publisher:
         position, seq = (record.position, record.seq) if record else (0, 0)
         self._at = record.at if record else None
         head = await asyncio.to_thread(self._check_log, position)
+        self.status.head_position = max(self.status.head_position, head)
         if last_seq > seq:
             # Messages came after the record (or there is none): the last batch went out in
             # part, or is not recorded yet, or someone published on the stream's subjects.
@@ -753,8 +785,7 @@ class LogRewritten(Exception):
             "or is not the one the stream was published from. Nothing is published: "
             "publishing would give subscribers other events under ids they already hold. "
             "Delete the stream (and tell its subscribers to start again) to publish the "
-            "store's events afresh, or point CRM_NATS_STREAM at a new stream (docs/DEPLOY.md, "
-            "Backup and restore)"
+            "store's events afresh (docs/DEPLOY.md, Backup and restore)"
         )
 
 

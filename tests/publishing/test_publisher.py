@@ -10,7 +10,7 @@ import uuid
 import msgspec
 import nats
 import pytest
-from nats.js.api import StreamConfig
+from nats.js.api import DiscardPolicy, StreamConfig
 
 from domain.account import BantRating, Firmographics
 from domain.ledger import CommandMeta
@@ -236,6 +236,49 @@ async def test_an_existing_stream_is_left_as_it_is_and_a_setting_it_does_not_fol
     ]
 
 
+async def test_a_stream_that_refuses_events_is_said_and_reported_until_it_takes_them(
+    ledger, broker, caplog
+):
+    # Given a stream made by hand that takes 3 messages and refuses any more
+    nc = await nats.connect(broker.url)
+    js = nc.jetstream()
+    config = StreamConfig(
+        name="CRM", subjects=["crm.accounts.>"], max_msgs=3, discard=DiscardPolicy.NEW
+    )
+    await js.add_stream(config)
+    await asyncio.to_thread(make_accounts, ledger, 2)
+    history = stored_history(ledger)
+    publisher = Publisher(ledger, broker.url, StreamSettings(), batch_size=64)
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        # When the publisher has published 3 events and keeps being refused the next
+        await until(lambda: publisher.view().state == "refused")
+        refused = publisher.view()
+
+        # Then it says why, once however often it retries, and /status and /ready report it
+        errors = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "crm.publisher" and r.levelno >= logging.ERROR
+        ]
+        assert errors == [f"{refused.refused}; events wait in the log"]
+        assert "stream CRM refuses events: maximum messages exceeded" in errors[0]
+        assert (refused.connected, refused.published_position < len(history)) == (True, True)
+
+        # And once the stream's limit is lifted, every event is in it once, and it is ok
+        config.max_msgs = -1
+        await js.update_stream(config)
+        await wait_for_stream_count(broker.url, len(history))
+        assert_exactly(await stream_messages(broker.url), history)
+        await until(lambda: publisher.view().state == "ok")
+        assert publisher.view().refused is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await nc.close()
+
+
 async def test_a_broker_without_jetstream_is_refused_at_start_up_saying_why(tmp_path):
     from services.nats_server import EmbeddedNats
     from services.publisher import ServerTooOld, check_broker
@@ -313,6 +356,25 @@ async def test_the_backlog_counts_the_whole_log_before_the_broker_was_ever_reach
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+async def test_the_backlog_counts_what_waits_from_the_moment_the_publisher_resumes(ledger, broker):
+    # Given events stored, and a stream that holds none of them
+    await asyncio.to_thread(make_accounts, ledger, 2)
+    publisher = Publisher(ledger, broker.url, StreamSettings())
+    nc = await nats.connect(broker.url)
+    try:
+        js = nc.jetstream()
+        await publisher.ensure_stream(js)
+
+        # When the publisher finds where to resume, before it publishes anything
+        position = await publisher.resume_position(js)
+    finally:
+        await nc.close()
+
+    # Then its backlog is every event, not none until its next count of the log
+    head = ledger.recorder.max_notification_id()
+    assert (position, backlog(publisher)[0]) == (0, head)
 
 
 async def test_a_broker_that_hangs_is_reported_unavailable_and_loses_nothing(
