@@ -71,6 +71,8 @@ from services.api.problems import (
     invalid_field,
     problem,
     problem_response,
+    unreadable,
+    unreadable_response,
 )
 from services.api.read_models import (
     PAGE_PROBLEMS,
@@ -98,11 +100,8 @@ HISTORY_PAGE, HISTORY_PAGE_MAX = 100, 1000  # events a history page holds: unles
 
 # The problems each route can give beyond those of any input, key or store (see openapi.py).
 _NO_ACCOUNT = {404: problem_response("No such account.")}
-_UNREADABLE = (
-    "an event of the account can no longer be read (type `event-unreadable`, naming its "
-    "`version`; see docs/AUDIT.md)"
-)
-_EVENT_UNREADABLE = problem_response(f"{_UNREADABLE[0].upper()}{_UNREADABLE[1:]}.")
+_UNREADABLE = unreadable("the account")
+_EVENT_UNREADABLE = unreadable_response("the account")
 _COMMAND_PROBLEMS = {
     **_NO_ACCOUNT,
     409: problem_response(f"Refused by a business rule (see `rule`), or {_UNREADABLE}."),

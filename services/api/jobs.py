@@ -34,6 +34,7 @@ from services.api.problems import (
     problem,
     problem_response,
     retry_shortly,
+    unreadable_response,
 )
 from services.api.read_models import (
     PAGE_PROBLEMS,
@@ -231,7 +232,7 @@ def _charset(parameters: list[str]) -> str | None:
     sync_to_thread=True,
     tags=["screening"],
     summary="A background job's progress and result",
-    responses={404: problem_response("No such job.")},
+    responses={404: problem_response("No such job."), 409: unreadable_response("the job")},
     response_headers=[JOB_POSITION],
 )
 def read_job(

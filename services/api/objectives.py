@@ -32,7 +32,15 @@ from services.api.documentation import (
     REPLAYED,
     STALE,
 )
-from services.api.problems import KEY_REUSED, etag, invalid_field, problem, problem_response
+from services.api.problems import (
+    KEY_REUSED,
+    etag,
+    invalid_field,
+    problem,
+    problem_response,
+    unreadable,
+    unreadable_response,
+)
 from services.api.read_models import (
     PAGE_PROBLEMS,
     AsOf,
@@ -97,9 +105,12 @@ class ObjectivesController(Controller):
         summary="Set targets for a period at three levels",
         responses={
             400: problem_response(f"{_BAD_PERIOD}, JSON or header."),
-            409: problem_response("The levels do not rise (rule `objective_levels_order`)."),
+            409: problem_response(
+                "The levels do not rise (rule `objective_levels_order`), or "
+                f"{unreadable('the objectives')}."
+            ),
             412: problem_response(
-                "If-Match names a version that is not current (none is, before any target)."
+                "If-Match names a version that is not current (0 before any target is set)."
             ),
             422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
         },
@@ -179,6 +190,7 @@ class ObjectivesController(Controller):
                 "No objectives for the period, or not that version (`field` version), or none "
                 "set yet at as_of (`field` as_of)."
             ),
+            409: unreadable_response("the objectives"),
         },
         response_headers=[OBJECTIVES_ETAG],
     )

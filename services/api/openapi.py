@@ -17,7 +17,6 @@ from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import (
     OpenAPI,
-    OpenAPIFormat,
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
@@ -52,7 +51,10 @@ PROBLEM_EXAMPLE = {
 }
 
 # Problems that follow from how an operation is reached, not from what it does.
-WITH_INPUT = {"400": "A parameter, header or body that cannot be read (see `field`)."}
+WITH_INPUT = {  # every route refuses a query parameter it does not take (api/parameters.py)
+    "400": "A parameter, header or body that cannot be read, or a query parameter the "
+    "operation does not take (see `field`)."
+}
 WITH_KEYS = {  # with API keys configured; the public paths take none
     "401": "No API key, or one the service does not know.",
     "403": "The key's role does not allow this (without keys: a page of another origin sent "
@@ -155,9 +157,7 @@ def document_problems(app: Litestar) -> None:
         responses = operation.responses = operation.responses or {}
         if 400 not in (handler.responses or {}):
             responses.pop("400", None)  # Litestar's own, for any handler with parameters
-        expected: dict[str, str] = {}
-        if operation.request_body is not None or any(map(_refusable, operation.parameters or ())):
-            expected.update(WITH_INPUT)
+        expected: dict[str, str] = {**WITH_INPUT}
         if not _public(path):
             expected.update(WITH_KEYS)
         if operation.request_body is not None:
@@ -230,18 +230,6 @@ def _header(description: str | None, required: bool = False) -> OpenAPIHeader:
 
 def _public(path: str) -> bool:
     return any(public.match(path) for public in _PUBLIC)
-
-
-def _refusable(parameter: Parameter | Reference) -> bool:
-    """Whether a parameter's value can be refused with a 400: any but a UUID in the path, which
-    the router checks (a malformed one matches no route: 404)."""
-    schema = getattr(parameter, "schema", None)
-    return not (
-        isinstance(parameter, Parameter)
-        and parameter.param_in == "path"
-        and isinstance(schema, Schema)
-        and schema.format == OpenAPIFormat.UUID
-    )
 
 
 def _problem(response: OpenAPIResponse) -> bool:

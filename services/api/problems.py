@@ -13,6 +13,7 @@ from eventsourcing.persistence import OperationalError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, InternalServerException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import ParameterKwarg
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
@@ -39,6 +40,20 @@ log = logging.getLogger("crm.api")
 
 RETRY_AFTER_SECONDS = "1"
 KEY_REUSED = "the Idempotency-Key was used for another request (rule `idempotency_key_reused`)"
+
+
+def unreadable(record: str) -> str:
+    """What a route that builds `record` from its events says of the 409 it answers when one
+    of them was changed behind the ledger's back."""
+    return (
+        f"an event of {record} can no longer be read (type `event-unreadable`, naming its "
+        "`version`; see docs/AUDIT.md)"
+    )
+
+
+def unreadable_response(record: str) -> ResponseSpec:
+    text = unreadable(record)
+    return problem_response(f"{text[0].upper()}{text[1:]}.")
 
 
 def problem(
@@ -200,6 +215,29 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
 _MISSING_PARAMETER = re.compile(r"Missing required (query|header|cookie) parameter '([^']+)'")
 
 
+def _invalid_parameters(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Litestar names a parameter that failed to parse by the handler's argument (`from_`,
+    `start`); the problem names it as the client sent it (`from`)."""
+    if isinstance(exc.extra, list):
+        sent = _sent_names(request.route_handler)
+        for error in exc.extra:
+            if isinstance(error, dict) and error.get("key") in sent:
+                error["key"] = sent[error["key"]]
+    return _from_http_exception(exc).to_response(request)
+
+
+def _sent_names(handler: Any) -> dict[str, str]:
+    """The handler's arguments that a request names otherwise, with the name it sends."""
+    names = {}
+    for argument, parameter in handler.parsed_fn_signature.parameters.items():
+        kwarg = parameter.kwarg_definition
+        if isinstance(kwarg, ParameterKwarg):
+            sent = kwarg.name or kwarg.query or kwarg.header or kwarg.cookie
+            if sent and sent != argument:
+                names[argument] = sent
+    return names
+
+
 def _parameter_error(error: dict[str, Any]) -> dict[str, Any]:
     if error.get("source") == "body":  # no body at all; Litestar names the handler's argument
         return {"field": "body", "source": "body", "message": "The request needs a JSON body."}
@@ -280,4 +318,7 @@ PROBLEM_DETAILS = ProblemDetailsConfig(
         ReadModelsUnavailable: _from_operational_error,
     },
 )
-EXCEPTION_HANDLERS = {HTTP_500_INTERNAL_SERVER_ERROR: _internal_error}
+EXCEPTION_HANDLERS = {
+    HTTP_500_INTERNAL_SERVER_ERROR: _internal_error,
+    ValidationException: _invalid_parameters,
+}

@@ -29,7 +29,7 @@ from services.api.auth import Permission
 from services.api.command_meta import IDEMPOTENT, CommandHeaders
 from services.api.documentation import COMMAND_POSITION, POLICY_LOCATION, REPLAYED
 from services.api.jobs import accepted
-from services.api.problems import KEY_REUSED, problem_response
+from services.api.problems import KEY_REUSED, problem_response, unreadable_response
 from services.api.read_models import Reads
 from services.api.strict_json import StrictJSON
 from services.jobs import JobRunner
@@ -40,8 +40,12 @@ INLINE_APPLY_LIMIT = 500  # larger applies run as a background job
 # The most decisions an answer lists (about 3 MB of JSON): a dry run over a million accounts
 # would otherwise hold, and send, every one. Those that would change come first.
 DECISIONS_LISTED = 10_000
-_NO_VERSION = {404: problem_response("No such policy version.")}
-_NO_VERSION_OR_ACCOUNT = {404: problem_response("No such policy version or account.")}
+_UNREADABLE = {409: unreadable_response("the screening policy")}
+_NO_VERSION = {404: problem_response("No such policy version."), **_UNREADABLE}
+_NO_VERSION_OR_ACCOUNT = {
+    404: problem_response("No such policy version or account."),
+    409: unreadable_response("the screening policy or of an account"),
+}
 
 
 def _criteria(body: PolicyCriteria) -> Criteria:
@@ -142,7 +146,10 @@ class ScreeningPolicyController(Controller):
         sync_to_thread=True,
         status_code=201,
         summary="Create a new version of the screening policy",
-        responses={422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}.")},
+        responses={
+            **_UNREADABLE,
+            422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
+        },
         response_headers=[POLICY_LOCATION, COMMAND_POSITION, REPLAYED],
     )
     def create(
@@ -160,7 +167,12 @@ class ScreeningPolicyController(Controller):
             headers["Idempotent-Replayed"] = "true"
         return Response(_policy_view(ledger, created.value), status_code=201, headers=headers)
 
-    @get("/", sync_to_thread=True, summary="Every version of the screening policy")
+    @get(
+        "/",
+        sync_to_thread=True,
+        summary="Every version of the screening policy",
+        responses=_UNREADABLE,
+    )
     def list_versions(self, ledger: NamedDependency[AccountLedger]) -> PolicyList:
         policies = ledger.screening_policies()
         versions = sorted(policies.versions) if policies else []

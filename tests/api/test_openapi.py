@@ -53,25 +53,33 @@ def test_each_operation_lists_the_problems_it_can_give_and_no_others(client):
     assert problems_of(paths["/accounts/{account_id}/bant"]["put"]) == (
         KEYS | COMMAND_INPUT | {"404", "409", "412", "503"}
     )
-    assert problems_of(paths["/objectives/{period}"]["get"]) == KEYS | {"400", "404", "503"}
+    # 409: an event of the objectives, a policy or a job can no longer be read.
+    assert problems_of(paths["/objectives/{period}"]["get"]) == (
+        KEYS | {"400", "404", "409", "503"}
+    )
     assert problems_of(paths["/objectives/{period}"]["put"]) == (
         KEYS | COMMAND_INPUT | {"409", "412", "503"}
     )
-    # No parameter to refuse; a malformed UUID in the path matches no route (404).
-    assert problems_of(paths["/screening-policies"]["get"]) == KEYS | {"503"}
-    assert problems_of(paths["/jobs/{job_id}"]["get"]) == KEYS | {"404", "503"}
+    # Every operation refuses a query parameter it does not take (400); a malformed UUID in
+    # the path matches no route (404).
+    assert problems_of(paths["/screening-policies"]["get"]) == KEYS | {"400", "409", "503"}
+    assert problems_of(paths["/jobs/{job_id}"]["get"]) == KEYS | {"400", "404", "409", "503"}
     # An export reads the read models' position before its file begins (503 while the store is
     # away); /metrics reports the store as down.
     assert problems_of(paths["/accounts/export"]["get"]) == KEYS | {"400", "503"}
-    assert problems_of(paths["/metrics"]["get"]) == KEYS
+    assert problems_of(paths["/metrics"]["get"]) == KEYS | {"400"}
     # The probes take no key and touch the store only to report on it.
-    assert problems_of(paths["/health"]["get"]) == {"421"}
-    assert problems_of(paths["/ready"]["get"]) == {"421", "503"}
+    assert problems_of(paths["/health"]["get"]) == {"400", "421"}
+    assert problems_of(paths["/ready"]["get"]) == {"400", "421", "503"}
 
 
 # The reads that vouch for the record answer 409 when its latest checkpoint does not verify,
-# and those that read an account's events when one can no longer be read.
+# and those that read a record's events when one can no longer be read.
 CONFLICTING = {
+    "/objectives/{period}",
+    "/screening-policies",
+    "/screening-policies/{version}",
+    "/jobs/{job_id}",
     "/accounts/{account_id}",
     "/accounts/{account_id}/audit",
     "/accounts/{account_id}/diff",

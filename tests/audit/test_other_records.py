@@ -81,3 +81,21 @@ def test_the_id_of_another_record_is_no_account_to_an_auditor(client, ledger, re
     ]:
         response = client.get(f"/accounts/{record_id}/{path}".rstrip("/"), params=params)
         assert response.status_code == 404, (path, params, response.text)
+
+
+def test_reads_of_objectives_or_policies_with_an_event_no_longer_readable_name_it(
+    client, ledger, settings
+):
+    # Given objectives for 2026 and a screening policy, each with an event garbled in the store
+    won = {"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}
+    assert client.put("/objectives/2026", json={"targets": [won]}).status_code == 200
+    _policy(ledger)
+    store = RawStore(settings, ledger)
+    store.garble_state(objectives_id("2026"), 2)
+    store.garble_state(POLICIES_ID, 1)
+
+    # When they are read, then each answers the problem the OpenAPI document lists, naming it
+    for path in ("/objectives/2026", "/screening-policies", "/screening-policies/1"):
+        response = client.get(path)
+        assert response.status_code == 409, (path, response.text)
+        assert response.json()["type"] == "urn:crm:problem:event-unreadable", path
