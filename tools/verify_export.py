@@ -130,6 +130,8 @@ def _csv_record(row: dict[str | None, Any]) -> dict[str, Any]:
     if None in row:
         raise Unreadable("a row has more cells than the header has columns")
     record: dict[str, Any] = {k: v for k, v in row.items() if k is not None and v not in ("", None)}
+    if record.get("record") == "event" and row.get("state") == "":
+        record["state"] = ""  # an event stored without a state: found as one, as in JSON Lines
     for name in NUMBERS:
         if name in record:
             try:
@@ -385,6 +387,19 @@ def compare_kept(records: list[dict[str, Any]], number: int, root: str) -> str |
     return None
 
 
+# As `crm audit verify` reads them (this file stands alone: it imports nothing of the CRM).
+def _number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a checkpoint number is 1 or more, not {text!r}")
+    return int(text)
+
+
+def _root(text: str) -> str:
+    if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise argparse.ArgumentTypeError("a root is 64 hexadecimal digits")
+    return text.lower()
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="verify_export.py",
@@ -392,8 +407,8 @@ def main(argv: list[str]) -> int:
         epilog="Exit status: 0 verified, 1 not verified, 2 unreadable file (or arguments).",
     )
     parser.add_argument("file", type=Path, help="an export: JSON Lines or CSV")
-    parser.add_argument("--checkpoint", type=int, metavar="N", help="with --root")
-    parser.add_argument("--root", metavar="HEX", help="checkpoint N's root, kept elsewhere")
+    parser.add_argument("--checkpoint", type=_number, metavar="N", help="with --root")
+    parser.add_argument("--root", type=_root, metavar="HEX", help="checkpoint N's root, kept")
     args = parser.parse_args(argv[1:])
     if (args.checkpoint is None) != (args.root is None):
         parser.error("give --checkpoint and --root together")

@@ -294,6 +294,12 @@ def test_a_root_kept_that_is_not_the_checkpoints_is_named(
     assert offline.returncode == 1
     assert f"checkpoint 1's root is {first.root}, not {other} as it was kept" in offline.stdout
     assert alone == 2 and "give --checkpoint and --root together" in capsys.readouterr().err
+    for number, root in (("0", first.root), ("-5", first.root), ("1", "abc")):
+        refused = verify_offline(out, "--checkpoint", number, "--root", root)
+        assert refused.returncode == 2, (number, root, refused.stdout)
+        assert "a checkpoint number is 1 or more" in refused.stderr or "64 hexadecimal" in (
+            refused.stderr
+        )
 
 
 def test_a_chain_rewritten_with_the_checkpoints_after_a_kept_root_is_found_against_it(

@@ -191,6 +191,24 @@ def test_the_exports_carry_an_unreadable_event_as_stored_and_whole(
     assert f"account {acme}: first bad version 2" in spreadsheet.stdout
 
 
+@pytest.mark.parametrize("form", ["jsonl", "csv"])
+def test_an_event_stored_without_its_state_is_named_offline_in_either_form(
+    ledger, settings, accounts, tmp_path, form
+):
+    # Given version 4 of Acme whose state was emptied in the store
+    acme, _ = accounts
+    RawStore(settings, ledger).change_state(acme, 4, lambda _state: b"")
+
+    # When the store is exported and checked offline
+    out = tmp_path / f"ledger.{form}"
+    assert crm(settings, "audit", "export", "--format", form, "--out", str(out)) == 0
+    offline = verify_offline(out)
+
+    # Then the export is read, and the event named as the first bad version of its account
+    assert offline.returncode == 1, offline.stdout + offline.stderr
+    assert f"account {acme}: first bad version 4" in offline.stdout
+
+
 @pytest.mark.parametrize(
     ("version", "topic"),
     [
