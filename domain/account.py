@@ -35,7 +35,7 @@ from domain.vocabulary import (
     Reaction,
     ScreeningOutcome,
 )
-from domain.web_domain import normalise_domain
+from domain.web_domain import mailbox_key, normalise_domain
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:abm-crm:account")
 MANUAL = "manual"
@@ -532,7 +532,7 @@ class Account(Aggregate):
 
     def _refuse_email_taken(self, email: str | None, other_than: UUID | None = None) -> None:
         if email and any(
-            c.email and c.email.lower() == email.lower() and c.contact_id != other_than
+            c.email and mailbox_key(c.email) == mailbox_key(email) and c.contact_id != other_than
             for c in self.contacts
         ):
             raise RuleViolation(

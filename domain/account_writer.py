@@ -241,7 +241,7 @@ class AccountWriter:
                 return
             self._answer(outcome, positions)
             return
-        change.fail(Contention(change.account_id))
+        change.fail(Contention(f"account {change.account_id}"))
 
     # One change ----------------------------------------------------------------------------
 

@@ -62,11 +62,13 @@ class IdempotencyKeyReused(LedgerError):
 
 
 class Contention(LedgerError):
-    """Other writers kept changing the account while this command was being applied."""
+    """Other writers kept changing what the command changes (an account, a period's
+    objectives, the screening policy…) while it was being applied."""
 
-    def __init__(self, account_id: UUID) -> None:
-        super().__init__(f"Account {account_id} is changing too fast to apply the command; retry.")
-        self.account_id = account_id
+    def __init__(self, what: str) -> None:
+        said = f"{what[0].upper()}{what[1:]}"
+        super().__init__(f"{said} is changing too fast to apply the command; retry.")
+        self.what = what
 
 
 class PolicyNotFound(LedgerError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -120,6 +121,11 @@ class AccountLedger(Application):
         self.on_saved: list[Callable[[int], None]] = []
         # Every account command of this process is decided and stored there, many together.
         self.writer = AccountWriter(self, cache_size)
+        # The objectives and the screening policy are decided in request threads, each reading
+        # then saving: one at a time in this process, so that a burst of them does not make
+        # them retry each other into Contention (another process's still may; a retry reads
+        # again).
+        self._records = threading.Lock()
 
     def close(self) -> None:
         self.writer.close()
@@ -301,6 +307,12 @@ class AccountLedger(Application):
         self, period: str, targets: list[Target], meta: CommandMeta
     ) -> Outcome[Objectives]:
         """Sets targets for a period; other metrics of the period keep theirs."""
+        with self._records:
+            return self._set_objectives(period, targets, meta)
+
+    def _set_objectives(
+        self, period: str, targets: list[Target], meta: CommandMeta
+    ) -> Outcome[Objectives]:
         for _ in range(MAX_ATTEMPTS):
             if (answered := self.answered(meta)) is not None:
                 return Outcome(
@@ -324,13 +336,17 @@ class AccountLedger(Application):
                 continue  # written meanwhile (the objectives, or the receipt by a retry)
             position = saved[-1].notification.id if saved else self.recorder.max_notification_id()
             return Outcome(objectives, position=position)
-        raise Contention(objectives_id(period))
+        raise Contention(f"the objectives of {period}")
 
     # Screening policies --------------------------------------------------------------------
 
     def create_policy(self, criteria: Criteria, meta: CommandMeta) -> Outcome[int]:
         """Adds a new version of the screening policy, or answers with the version that the
         command first sent with the same idempotency key created."""
+        with self._records:
+            return self._create_policy(criteria, meta)
+
+    def _create_policy(self, criteria: Criteria, meta: CommandMeta) -> Outcome[int]:
         for _ in range(MAX_ATTEMPTS):
             if (answered := self.answered(meta)) is not None:
                 return Outcome(
@@ -347,7 +363,7 @@ class AccountLedger(Application):
             except IntegrityError:
                 continue  # another version was created meanwhile: number this one after it
             return Outcome(version, position=saved[-1].notification.id)
-        raise Contention(POLICIES_ID)
+        raise Contention("the screening policy")
 
     def screening_policies(self) -> ScreeningPolicies | None:
         found = self._get(POLICIES_ID)
@@ -441,7 +457,7 @@ class AccountLedger(Application):
             except IntegrityError:
                 continue  # a retry with the same key stored its receipt first
             return Outcome(job)
-        raise Contention(job_id)
+        raise Contention(f"job {job_id}")
 
     def job(self, job_id: UUID) -> Job | None:
         found = self._get(job_id)

@@ -324,7 +324,7 @@ class Audit:
             except IntegrityError:
                 continue  # another checkpoint was recorded meanwhile: start from it
             return entry
-        raise Contention(CHECKPOINT_LOG_ID)
+        raise Contention("the checkpoint log")
 
     # Verification ------------------------------------------------------------------------
 

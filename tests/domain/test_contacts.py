@@ -51,6 +51,15 @@ def test_a_second_contact_with_the_same_email_in_another_case_is_refused():
     assert len(account.contacts) == 1
 
 
+def test_a_second_contact_with_the_same_email_under_the_ascii_form_of_its_domain_is_refused():
+    account = given(contact_added(ECONOMIC, email="ann@münchen.de"))
+
+    refusal = refused(account, contact_added(TECHNICAL, email="Ann@XN--MNCHEN-3YA.de"))
+
+    assert refusal.rule == "contact_email_taken"
+    assert len(account.contacts) == 1
+
+
 def test_contacts_without_an_email_never_collide():
     account = given(contact_added(ECONOMIC), contact_added(TECHNICAL))
 

@@ -3,6 +3,7 @@ idempotent retries, and reading an account as it was."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -427,3 +428,24 @@ def test_events_carry_the_ledger_clock_and_the_command_meta(ledger, clock):
     assert event.timestamp > at
     assert event.timestamp == ledger.account(account_id).created_on
     assert (event.actor, event.reason, event.request_id) == ("marta@sales", "planning", "req-1")
+
+
+def test_a_burst_of_objectives_and_policies_in_one_process_is_stored_whole(ledger):
+    # Forty managers set one period's targets and twenty screening policies at once, in the
+    # request threads of one API process: none is refused for the others' writes.
+    metrics = ["accounts_won", "entered_outreach", "entered_warm_up", "entered_prioritized"]
+
+    def set_target(i: int):
+        target = Target(metrics[i % 4], i, i + 1, i + 2)
+        return ledger.set_objectives("2026-09", [target], META)
+
+    def create_policy(i: int):
+        return ledger.create_policy(Criteria(industries_excluded=(f"industry {i}",)), META)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        set_ = list(pool.map(set_target, range(40)))
+        created = list(pool.map(create_policy, range(20)))
+
+    assert ledger.objectives("2026-09").version == 41  # opened, then one target at a time
+    assert all(outcome.value.period == "2026-09" for outcome in set_)
+    assert sorted(outcome.value for outcome in created) == list(range(1, 21))

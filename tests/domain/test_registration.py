@@ -79,6 +79,8 @@ def test_a_domain_is_normalised_to_lower_case_without_www_or_trailing_dot(writte
         ("straße.de", "xn--strae-oqa.de"),
         ("σοφίας.gr", "xn--kxae4bobt.gr"),
         ("σοφίας.gr".replace("ς", "σ"), "xn--kxae4bpdp.gr"),
+        ("XN--MNCHEN-3YA.de", "xn--mnchen-3ya.de"),  # the ASCII form, as DNS has it
+        ("xn--n3h.net", "xn--n3h.net"),  # ☃: not IDNA 2008, kept in the form it is given
     ],
 )
 def test_an_international_domain_is_kept_in_the_ascii_form_dns_uses(written, normal):
@@ -105,6 +107,12 @@ def test_an_international_domain_is_kept_in_the_ascii_form_dns_uses(written, nor
         "☃.net",  # symbols are not letters of any IDNA 2008 label
         "acme\n.com",  # a line break inside, where stripping the ends does not reach
         "acme.com\n.de",
+        # A-labels that no name encodes to, which would give münchen.de a second key: the
+        # punycode of mÜnchen, and of münchen with its ü decomposed
+        "xn--mnchen-psa.de",
+        "xn--munchen-gie.de",
+        "xn--a.com",
+        "xn--acme-.com",  # an ASCII name is its own spelling
     ],
 )
 def test_what_is_not_a_web_domain_is_refused(written):
