@@ -11,10 +11,9 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
-from services.settings import Settings
+from services.settings import Settings, shown_database_url
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -116,8 +115,7 @@ def no_event_store(settings: Settings) -> str | None:
     table = f"{AccountLedger.name}_events"
     with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
         found = conn.execute(_TABLE_EXISTS, (settings.database_schema, table)).fetchone()
-    url = urlsplit(settings.database_url)
-    where = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()  # no password
+    where = shown_database_url(settings.database_url)
     return None if found else f"{where}, schema {settings.database_schema}"
 
 

@@ -15,13 +15,19 @@ import threading
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from projections import READ_MODEL_NAMES
 from services.audit_cli import add_audit_commands
 from services.gc_policy import collect_garbage_rarely
 from services.logs import configure as configure_logs
-from services.settings import PORT_MAX, SettingError, Settings, without_credentials
+from services.settings import (
+    PORT_MAX,
+    SettingError,
+    Settings,
+    nats_url,
+    shown_database_url,
+    without_credentials,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -428,6 +434,17 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _nats_option(text: str) -> str:
+    """--url, checked as CRM_NATS_URL is."""
+    try:
+        url = nats_url(text, "--url")
+    except SettingError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if url is None:
+        raise argparse.ArgumentTypeError("--url must list servers such as nats://host:4222")
+    return url
+
+
 def _tail(args: argparse.Namespace, settings: Settings) -> int:
     from services.tail import deliver_from, run_tail
 
@@ -654,7 +671,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
             "--metrics-host", default=settings.host, help="default: CRM_HOST, %(default)s"
         )
     tail = commands.add_parser("tail", help="print account events from NATS, live or replayed")
-    tail.add_argument("--url", help="NATS URL (default: CRM_NATS_URL)")
+    tail.add_argument("--url", type=_nats_option, help="NATS URL (default: CRM_NATS_URL)")
     tail.add_argument("--subject", default="crm.accounts.>", help="default: %(default)s")
     start = tail.add_mutually_exclusive_group()
     start.add_argument("--from-start", action="store_true", help="replay from the first event")
@@ -717,14 +734,6 @@ def port(text: str) -> int:
     return number
 
 
-def _without_password(url: str) -> str:
-    """The URL to name in a message: no password, no query (libpq takes ?password= too)."""
-    parts = urlsplit(url)
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{parts.scheme}://{user + '@' if user else ''}{host}{parts.path}"
-
-
 def main(argv: list[str] | None = None) -> int:
     # Every file the CRM makes (stores, uploads, exports, its broker's) may hold personal data:
     # its user's alone, whatever the directory it is made in lets others do.
@@ -755,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings is None or settings.database_url is None or not database_unavailable(exc):
             raise
         reason = first_line(exc)
-        url = _without_password(settings.database_url)
+        url = shown_database_url(settings.database_url)
         print(f"CRM_DATABASE_URL {url}: the database does not answer: {reason}", file=sys.stderr)
         return 1
 

@@ -41,6 +41,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import re
 import time
 from collections import deque
@@ -599,14 +600,14 @@ class Publisher:
             return
         # An existing stream is left as it is: it may have been tuned by hand, and changing
         # how long it keeps messages drops some at once. A setting it does not follow is said.
-        kept = round(info.config.max_age or 0)
-        if kept != self.stream.max_age_seconds:
+        kept = info.config.max_age or 0  # seconds, as nats-py reads JetStream's nanoseconds
+        if not math.isclose(kept, self.stream.max_age_seconds, abs_tol=1e-6):
             log.warning(
                 "stream %s keeps messages %s, not %s as CRM_NATS_MAX_AGE_SECONDS says; "
                 "`nats stream edit` changes it",
                 self.stream.name,
-                f"for {kept} s" if kept else "for ever",
-                f"for {self.stream.max_age_seconds} s"
+                f"for {kept:g} s" if kept else "for ever",
+                f"for {self.stream.max_age_seconds:g} s"
                 if self.stream.max_age_seconds
                 else "for ever",
             )

@@ -82,7 +82,9 @@ class Settings:
             cors_origins=cors_origins(env.get("CRM_CORS_ORIGINS", "")),
             nats_url=nats_url(env.get("CRM_NATS_URL")),
             nats_stream=stream_name(env.get("CRM_NATS_STREAM") or defaults.nats_stream),
-            nats_max_age_seconds=num("CRM_NATS_MAX_AGE_SECONDS", float, most=CENTURY_SECONDS),
+            nats_max_age_seconds=max_age_seconds(
+                num("CRM_NATS_MAX_AGE_SECONDS", float, most=CENTURY_SECONDS)
+            ),
             nats_replicas=num("CRM_NATS_REPLICAS", int, least=1, most=5),  # JetStream: 1 to 5
             # A thread's wait takes no more than about 292 years; a year between checkpoints
             # is already more than any audit waits for.
@@ -173,6 +175,15 @@ def postgres_url(value: str | None) -> str | None:
     return value.strip()
 
 
+def shown_database_url(url: str) -> str:
+    """CRM_DATABASE_URL as a message may name it: no password, and no query (libpq takes
+    ?password= too)."""
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{parts.scheme}://{user + '@' if user else ''}{host}{parts.path}"
+
+
 # libpq's parameters whose values it reads only as it connects, and then either fails in
 # words a supervisor would take for an outage, or leaves the pool waiting out its timeout.
 _WHOLE_NUMBER_PARAMETERS = (
@@ -215,9 +226,10 @@ def _check_libpq_parameters(url: str) -> None:
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
 
-def nats_url(value: str | None) -> str | None:
-    """CRM_NATS_URL when every server it lists is one a client can dial (None when unset or
-    empty); `host:port` is taken as nats://host:port, as nats-py takes it."""
+def nats_url(value: str | None, name: str = "CRM_NATS_URL") -> str | None:
+    """CRM_NATS_URL (or the option `name`) when every server it lists is one a client can dial
+    (None when unset or empty); `host:port` is taken as nats://host:port, as nats-py takes
+    it."""
     if not value or not value.strip():
         return None
     for server in (part.strip() for part in value.split(",")):
@@ -225,15 +237,15 @@ def nats_url(value: str | None) -> str | None:
         try:
             url = urlsplit(server if "://" in server else f"nats://{server}")
         except ValueError:  # an IPv6 address without its closing bracket
-            raise SettingError(f"CRM_NATS_URL has a host that cannot be read: {named!r}") from None
+            raise SettingError(f"{name} has a host that cannot be read: {named!r}") from None
         try:
             url.port  # noqa: B018 (urlsplit checks the port only when asked)
         except ValueError:
-            message = f"CRM_NATS_URL has a port that is not a number: {named!r}"
+            message = f"{name} has a port that is not a number: {named!r}"
             raise SettingError(message) from None
         if url.scheme not in NATS_SCHEMES or not url.hostname:
             raise SettingError(
-                f"CRM_NATS_URL must list servers such as nats://host:4222, not {named!r}"
+                f"{name} must list servers such as nats://host:4222, not {named!r}"
             )
     return value.strip()
 
@@ -272,16 +284,41 @@ def stream_name(value: str) -> str:
 
 
 def cors_origins(value: str) -> tuple[str, ...]:
-    """Origins as a browser sends them, `scheme://host[:port]` (or `*`): any other text would
-    match no request, and the CORS setting would do nothing, silently."""
-    origins = tuple(o.strip() for o in value.split(",") if o.strip())
-    for origin in origins:
-        if origin != "*" and not re.fullmatch(r"https?://[^\s/?#]+", origin):
-            raise SettingError(
-                f"CRM_CORS_ORIGINS must name origins such as https://app.example.com, "
-                f"not {origin!r}"
-            )
-    return origins
+    """Origins as a browser sends them, `scheme://host[:port]` (or `*`), written as it writes
+    them: in lower case, without a user or the scheme's own port (https://App.example.com:443
+    is https://app.example.com). Any other text would match no request, and the CORS setting
+    would do nothing, silently."""
+    origins = []
+    for origin in (o.strip() for o in value.split(",") if o.strip()):
+        if origin == "*":
+            origins.append(origin)
+            continue
+        refused = SettingError(
+            f"CRM_CORS_ORIGINS must name origins such as https://app.example.com, not {origin!r}"
+        )
+        if not re.fullmatch(r"https?://[^\s/?#@]+", origin):
+            raise refused
+        try:
+            url = urlsplit(origin.lower())
+            port = url.port
+        except ValueError:  # a port out of range, a bracket not closed
+            raise refused from None
+        if not url.hostname:
+            raise refused
+        default = {"http": 80, "https": 443}[url.scheme]
+        netloc = url.netloc.rpartition(":")[0] if port == default else url.netloc
+        origins.append(f"{url.scheme}://{netloc}")
+    return tuple(origins)
+
+
+def max_age_seconds(seconds: float) -> float:
+    """0 keeps every message; JetStream refuses an age limit under 100 ms, and the publisher
+    would then publish nothing."""
+    if 0 < seconds < 0.1:
+        raise SettingError(
+            f"CRM_NATS_MAX_AGE_SECONDS must be 0 (for ever) or at least 0.1, not {seconds!r}"
+        )
+    return seconds
 
 
 def checkpoint_seconds(seconds: float) -> float:

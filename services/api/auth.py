@@ -133,7 +133,9 @@ def load_keys(inline: str | None, file: Path | None) -> list[ApiKey]:
     sources = [("CRM_API_KEYS", inline, False)] if inline else []
     if file is not None:
         try:
-            sources.append((f"CRM_API_KEYS_FILE {file}", file.read_text(encoding="utf-8"), True))
+            sources.append(
+                (f"CRM_API_KEYS_FILE {file}", file.read_text(encoding="utf-8-sig"), True)
+            )
         except OSError as exc:
             raise KeyConfigError(f"CRM_API_KEYS_FILE {file}: {exc.strerror}") from None
         except UnicodeDecodeError:

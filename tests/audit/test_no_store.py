@@ -4,6 +4,7 @@ creates a store, so an auditor at the wrong place never gets a green result."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -45,9 +46,22 @@ def test_an_audit_command_where_there_is_no_store_exits_2_and_creates_none(
         assert str(settings.sqlite_path) in said.err
         assert not settings.data_dir.exists()
     else:
-        assert settings.database_schema in said.err and "@" not in said.err  # no password
+        # Named without a password: none in the user part, and no query (?password=)
+        assert settings.database_schema in said.err and "?" not in said.err
         assert not _schema_exists(settings)
     assert not (tmp_path / "export.jsonl").exists()
+
+
+@pytest.mark.parametrize("store", ["postgres"])
+def test_no_store_is_said_without_a_password_given_in_the_query(settings, capsys):
+    # libpq takes ?password= as well as user:password@
+    url = settings.database_url + ("&" if "?" in settings.database_url else "?")
+    url += "password=TopSecret1"
+    elsewhere = replace(settings, database_url=url, database_schema="nothere")
+
+    assert crm(elsewhere, "audit", "verify") == 2
+    said = capsys.readouterr().err
+    assert "there is no event store at" in said and "TopSecret1" not in said
 
 
 def test_verify_in_a_directory_without_a_store_does_not_create_var(tmp_path, monkeypatch, capsys):

@@ -139,6 +139,12 @@ def test_libpq_parameter_values_libpq_takes_are_taken(query):
             "CRM_NATS_MAX_AGE_SECONDS must be a number of at most 3155760000, not '1e10'",
         ),
         ("CRM_AUDIT_CHECKPOINT_SECONDS", "1e300", "CRM_AUDIT_CHECKPOINT_SECONDS must be a number"),
+        # JetStream refuses an age under 100 ms: the publisher would publish nothing.
+        (
+            "CRM_NATS_MAX_AGE_SECONDS",
+            "0.05",
+            "CRM_NATS_MAX_AGE_SECONDS must be 0 (for ever) or at least 0.1, not 0.05",
+        ),
         (
             "CRM_AUDIT_CHECKPOINT_SECONDS",
             "0.0001",
@@ -153,6 +159,8 @@ def test_libpq_parameter_values_libpq_takes_are_taken(query):
                 ("not a url", "https://app.example.com, not 'not a url'"),
                 ("https://a.example,app.example.com", "https://app.example.com, not 'app."),
                 ("https://app.example.com/", "https://app.example.com, not 'https://app"),
+                ("https://a.example:99999", "https://app.example.com, not 'https://a.example:9"),
+                ("https://user@a.example", "https://app.example.com, not 'https://user@a"),
             ]
         ),
         ("CRM_READ_WAIT_SECONDS", "3600", "CRM_READ_WAIT_SECONDS must be a number of at most 60"),
@@ -405,6 +413,20 @@ def test_crm_serve_on_port_0_listens_on_a_free_port_and_says_which(settings):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_cors_origins_are_kept_as_a_browser_sends_them():
+    # A browser sends its origin's host in lower case, and no port that is the scheme's own:
+    # kept as written, these would match no request, silently.
+    settings = Settings.from_env(
+        {"CRM_CORS_ORIGINS": "https://App.Example.com:443, http://localhost:5173,http://[::1]:80"}
+    )
+
+    assert settings.cors_origins == (
+        "https://app.example.com",
+        "http://localhost:5173",
+        "http://[::1]",
+    )
 
 
 def test_unset_or_empty_settings_take_their_defaults():

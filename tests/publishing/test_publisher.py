@@ -279,6 +279,25 @@ async def test_a_stream_that_refuses_events_is_said_and_reported_until_it_takes_
         await nc.close()
 
 
+async def test_a_stream_that_keeps_messages_as_long_as_the_setting_says_is_not_warned_of(
+    ledger, broker, caplog
+):
+    # Given the stream a publisher made to keep messages for 600.5 s (a fraction of a second)
+    await asyncio.to_thread(make_accounts, ledger, 1)
+    history = stored_history(ledger)
+    settings = StreamSettings(max_age_seconds=600.5)
+    await publish_until(Publisher(ledger, broker.url, settings), broker, len(history))
+    caplog.clear()
+
+    # When a publisher with the same setting starts on it again
+    await asyncio.to_thread(make_accounts, ledger, 1)
+    await publish_until(Publisher(ledger, broker.url, settings), broker, len(history) + 3)
+
+    # Then it says nothing about how long the stream keeps them
+    assert (await stream_config(broker)).max_age == 600.5
+    assert not [r for r in caplog.records if "CRM_NATS_MAX_AGE_SECONDS" in r.getMessage()]
+
+
 async def test_a_broker_without_jetstream_is_refused_at_start_up_saying_why(tmp_path):
     from services.nats_server import EmbeddedNats
     from services.publisher import ServerTooOld, check_broker

@@ -57,6 +57,21 @@ def test_a_limit_or_idle_time_below_1_or_0_is_refused_as_an_argument(option, val
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("bogus://", "--url must list servers such as nats://host:4222, not 'bogus://'"),
+        ("nats://u:hunter2@a:four", "--url has a port that is not a number: 'nats://a:four'"),
+    ],
+)
+def test_a_url_that_names_no_broker_is_refused_as_an_argument(url, says):
+    done = crm_tail("--url", url, "--limit", "1")
+
+    assert done.returncode == 2
+    assert f"crm tail: error: argument --url: {says}\n" in done.stderr
+    assert "hunter2" not in done.stderr
+
+
 def test_a_broker_that_does_not_answer_ends_the_tail_with_one_line_and_exit_1():
     started = time.monotonic()
     done = crm_tail("--url", f"nats://crm:s3cret@127.0.0.1:{free_port()}", "--from-start")

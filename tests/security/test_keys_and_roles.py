@@ -135,6 +135,10 @@ def test_bad_key_configuration_is_refused_clearly(tmp_path):
     file = tmp_path / "keys"
     file.write_text("# team keys\nvera:viewer:viewer-secret-0123456789\n")
     assert [k.name for k in load_keys(None, file)] == ["vera"]
+    # As Notepad saves it: a byte-order mark first, which is no part of the first name
+    file.write_bytes(b"\xef\xbb\xbfvera:viewer:viewer-secret-0123456789\n")
+    assert [k.name for k in load_keys(None, file)] == ["vera"]
+    file.write_text("# team keys\nvera:viewer:viewer-secret-0123456789\n")
     with pytest.raises(KeyConfigError) as same_name:
         load_keys("vera:viewer:another-secret-0123456", file)
     assert str(same_name.value) == (
