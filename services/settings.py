@@ -54,7 +54,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+        # White space around a value is no part of it ("unset or empty": the default).
+        env = {k: v.strip() for k, v in (os.environ if environ is None else environ).items()}
         defaults = cls()
 
         def num(name: str, kind: Callable[[str], T], least: T = 0, most: T | None = None) -> T:
@@ -91,7 +92,7 @@ class Settings:
             audit_checkpoint_seconds=checkpoint_seconds(
                 num("CRM_AUDIT_CHECKPOINT_SECONDS", float, most=YEAR_SECONDS)
             ),
-            log_format=env.get("CRM_LOG_FORMAT") or defaults.log_format,
+            log_format=(env.get("CRM_LOG_FORMAT") or defaults.log_format).lower(),
             log_level=env.get("CRM_LOG_LEVEL") or defaults.log_level,
             metrics_port=num("CRM_METRICS_PORT", int, most=PORT_MAX),
             host=env.get("CRM_HOST") or defaults.host,
@@ -167,10 +168,13 @@ def postgres_url(value: str | None) -> str | None:
             "CRM_DATABASE_URL has more than one @ before its host: write an @ in the user or "
             "password as %40"
         )
-    try:
-        url.port  # noqa: B018 (urlsplit checks the port only when asked)
-    except ValueError:
-        raise SettingError("CRM_DATABASE_URL has a port that is not a number") from None
+    if "," not in url.netloc:  # several hosts, each with its port: libpq's reading, below
+        try:
+            url.port  # noqa: B018 (urlsplit checks the port only when asked)
+        except ValueError:
+            raise SettingError(
+                f"CRM_DATABASE_URL has a port that is not a number from 1 to {PORT_MAX}"
+            ) from None
     _check_libpq_parameters(value.strip())
     return value.strip()
 
@@ -195,7 +199,19 @@ _WHOLE_NUMBER_PARAMETERS = (
     "keepalives_count",
     "tcp_user_timeout",
 )
-_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq's parameters that take one of a few words, with those words.
+_WORDS = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "target_session_attrs": (
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ),
+    "load_balance_hosts": ("disable", "random"),
+}
 
 
 def _check_libpq_parameters(url: str) -> None:
@@ -217,10 +233,13 @@ def _check_libpq_parameters(url: str) -> None:
                 # The port is read from the URL's host part, which a password may run into.
                 shown = "a port" if name == "port" else f"{name}={given!r}"
                 raise SettingError(f"CRM_DATABASE_URL has {shown}, not a whole number")
-    if (mode := parameters.get("sslmode", "prefer")) not in _SSL_MODES:
-        raise SettingError(
-            f"CRM_DATABASE_URL has sslmode={mode!r}, not one of {', '.join(_SSL_MODES)}"
-        )
+            if given and name == "port" and not 0 < int(given) <= PORT_MAX:
+                raise SettingError(f"CRM_DATABASE_URL has a port out of 1 to {PORT_MAX}")
+    for name, words in _WORDS.items():
+        if name in parameters and parameters[name] not in words:
+            raise SettingError(
+                f"CRM_DATABASE_URL has {name}={parameters[name]!r}, not one of {', '.join(words)}"
+            )
 
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
@@ -244,9 +263,7 @@ def nats_url(value: str | None, name: str = "CRM_NATS_URL") -> str | None:
             message = f"{name} has a port that is not a number: {named!r}"
             raise SettingError(message) from None
         if url.scheme not in NATS_SCHEMES or not url.hostname:
-            raise SettingError(
-                f"{name} must list servers such as nats://host:4222, not {named!r}"
-            )
+            raise SettingError(f"{name} must list servers such as nats://host:4222, not {named!r}")
     return value.strip()
 
 

@@ -27,10 +27,24 @@ KEYS = "ops:admin:0123456789abcdef"  # keys, so that crm serve has no developmen
 
 
 @pytest.mark.parametrize(
-    "query", ["port=5432,5433", "port=5432,", "connect_timeout=-1", "sslmode=verify-full"]
+    "query",
+    [
+        "port=5432,5433",
+        "port=5432,",
+        "connect_timeout=-1",
+        "sslmode=verify-full",
+        "target_session_attrs=read-write",
+        "load_balance_hosts=random",
+    ],
 )
 def test_libpq_parameter_values_libpq_takes_are_taken(query):
     url = f"postgresql://crm:hunter2@db/crm?{query}"
+
+    assert postgres_url(url) == url
+
+
+def test_a_database_url_of_several_hosts_each_with_its_port_is_taken():
+    url = "postgresql://crm:hunter2@db1:5432,db2:5433/crm?target_session_attrs=read-write"
 
     assert postgres_url(url) == url
 
@@ -116,6 +130,28 @@ def test_libpq_parameter_values_libpq_takes_are_taken(query):
             "CRM_NATS_URL must list servers such as nats://host:4222, not 'http://b:4222'",
         ),
         ("CRM_NATS_URL", "nats://a:four", "CRM_NATS_URL has a port that is not a number"),
+        # libpq reads these only as it connects, and then fails as if the database were down
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@db/crm?target_session_attrs=bogus",
+            "CRM_DATABASE_URL has target_session_attrs='bogus', not one of any, read-write",
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@db/crm?load_balance_hosts=bogus",
+            "CRM_DATABASE_URL has load_balance_hosts='bogus', not one of disable, random",
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@db/crm?port=99999",
+            "CRM_DATABASE_URL has a port out of 1 to 65535",
+        ),
+        (
+            "CRM_DATABASE_URL",
+            "postgresql://crm:hunter2@db:99999/crm",
+            "CRM_DATABASE_URL has a port that is not a number from 1 to 65535",
+        ),
+        ("CRM_LOG_LEVEL", "loud", "CRM_LOG_LEVEL must be one of"),
         (
             "CRM_NATS_URL",
             "nats://a:4222,http://crm:hunter2@b:4222",
@@ -130,7 +166,7 @@ def test_libpq_parameter_values_libpq_takes_are_taken(query):
         ("CRM_NATS_STREAM", "crm.events", "CRM_NATS_STREAM must be a name without spaces, dots"),
         *(
             ("CRM_DATABASE_SCHEMA", schema, "CRM_DATABASE_SCHEMA must be a lower-case name")
-            for schema in ["bad-schema", "a;b", 'x"y', "Mixed", "pg_foo", " ", "1st", "a" * 64]
+            for schema in ["bad-schema", "a;b", 'x"y', "Mixed", "pg_foo", "1st", "a" * 64]
         ),
         # Numbers the libraries beneath would take, then fail on at run time.
         (
@@ -433,6 +469,11 @@ def test_unset_or_empty_settings_take_their_defaults():
     empty = ["CRM_PORT", "CRM_READ_WAIT_SECONDS", "CRM_LOG_LEVEL", "CRM_HOST", "CRM_DATA_DIR"]
     assert Settings.from_env(dict.fromkeys(empty, "")) == Settings()
     assert Settings.from_env({"CRM_READ_WAIT_SECONDS": " "}) == Settings()
+    # White space around a value is no part of it, in any setting
+    assert Settings.from_env(dict.fromkeys(["CRM_DATA_DIR", "CRM_HOST"], " ")) == Settings()
+    assert Settings.from_env(
+        {"CRM_HOST": " 127.0.0.1 ", "CRM_LOG_LEVEL": " info ", "CRM_LOG_FORMAT": "JSON"}
+    ) == Settings(host="127.0.0.1", log_level="info", log_format="json")
     assert Settings.from_env(
         {"CRM_PORT": "9000", "CRM_READ_WAIT_SECONDS": "0.5", "CRM_REPORT_WAIT_SECONDS": "0"}
     ) == Settings(port=9000, read_wait_seconds=0.5, report_wait_seconds=0)
