@@ -20,6 +20,9 @@ from pathlib import Path
 log = logging.getLogger("crm.nats")
 
 DEFAULT_PORT = 4222
+# Where the embedded broker keeps the port it last listened on, in its store directory: taken
+# again when 4222 is in use, so that subscribers find it where they found it before.
+LAST_PORT = "port"
 PR_SET_PDEATHSIG = 1
 
 
@@ -37,9 +40,9 @@ def nats_server_binary() -> str:
     return found
 
 
-def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
-    """`preferred` when it is free, else any free port."""
-    for port in (preferred, 0) if preferred else (0,):
+def free_port(*preferred: int, host: str = "127.0.0.1") -> int:
+    """The first of the `preferred` ports that is free, else any free port."""
+    for port in (*(p for p in preferred if p), 0):
         with socket.socket() as s:
             try:
                 s.bind((host, port))
@@ -68,7 +71,7 @@ class EmbeddedNats:
         self.store_dir = store_dir
         self.jetstream = jetstream
         self.host = host
-        self.port = port or free_port(DEFAULT_PORT, host)
+        self.port = port or free_port(DEFAULT_PORT, self._last_port(), host=host)
         self.process: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None  # the store's lock file, open and locked
 
@@ -100,12 +103,20 @@ class EmbeddedNats:
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}")
             try:
                 socket.create_connection((self.host, self.port), timeout=0.2).close()
+                with contextlib.suppress(OSError):  # a port not kept is found again anyway
+                    (self.store_dir / LAST_PORT).write_text(f"{self.port}\n")
                 return self.url
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise TimeoutError(f"nats-server did not listen on {self.url}") from None
                 time.sleep(0.05)  # waiting for a child process to open its port
+
+    def _last_port(self) -> int:
+        try:
+            return int((self.store_dir / LAST_PORT).read_text())
+        except (OSError, ValueError):  # none yet, or not a number: any free port
+            return 0
 
     def _lock_store(self) -> None:
         if self._lock is not None or not self.jetstream:

@@ -7,14 +7,14 @@ import json
 import signal
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import httpx
 import nats
 import pytest
 
 from services.cli import _listen
-from services.nats_server import EmbeddedNats, StoreInUse, free_port
+from services.nats_server import DEFAULT_PORT, EmbeddedNats, StoreInUse, free_port
 from services.settings import SettingError, Settings
 from tests.api.requests import registration
 from tests.processes import CrmServe, run_crm
@@ -111,6 +111,26 @@ def test_the_store_of_an_embedded_broker_is_free_again_once_it_stopped(tmp_path)
     again = EmbeddedNats(tmp_path / "nats")
     again.start()
     again.stop()
+
+
+def test_an_embedded_broker_listens_again_where_it_did_when_4222_is_taken(tmp_path):
+    # Given port 4222 taken (by another nats-server here, else by this test)
+    with socket.socket() as holder:
+        with suppress(OSError):
+            holder.bind(("127.0.0.1", DEFAULT_PORT))
+            holder.listen()
+        first = EmbeddedNats(tmp_path / "nats")
+        first.start()
+        first.stop()
+
+        # When it starts again on the same store
+        again = EmbeddedNats(tmp_path / "nats")
+        again.start()
+        again.stop()
+
+    # Then subscribers find it at the URL it printed before
+    assert first.port != DEFAULT_PORT
+    assert again.url == first.url
 
 
 def test_the_embedded_broker_refuses_more_than_one_replica(settings):
