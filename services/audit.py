@@ -114,6 +114,9 @@ class CheckpointsCheck:
     heads: Heads  # every account's, as the latest checkpoint has them
     problems: list[str]
     full: tuple[int, Heads] | None = None  # the latest full checkpoint checked, and its heads
+    # The latest checkpoint checked that is what was recorded, and its heads: the latest's
+    # when nothing is wrong with it.
+    trusted: tuple[CheckpointEntry, Heads] | None = None
 
     def intact(self) -> CheckpointsCheck:
         """This check, when nothing is wrong; else CheckpointAltered naming every problem."""
@@ -191,6 +194,7 @@ class Audit:
         places = sorted(keep) if latest_only else range(1, len(entries) + 1)
         full: tuple[int, Heads] | None = None
         base: tuple[object, Heads] | None = None
+        trusted: tuple[CheckpointEntry, Heads] | None = None
         heads: Heads = {}
         intact: dict[int, tuple[object, Heads]] = {}
         for place in places:
@@ -199,10 +203,13 @@ class Audit:
             problems += found
             if entry.base is None:
                 full, base = (place, heads), (key, heads)
+            if not found:  # its root, recomputed over every head (its base's too), is its seal's
+                trusted = (entry, heads)
             if place in keep and not found:
                 intact[place] = (key, heads)
         self._intact = intact  # one assignment: API threads check checkpoints at once
-        return CheckpointsCheck(entries[-1] if entries else None, heads, problems, full)
+        latest = entries[-1] if entries else None
+        return CheckpointsCheck(latest, heads, problems, full, trusted)
 
     def _check_one(
         self, place: int, entry: CheckpointEntry, base: tuple[object, Heads] | None
@@ -356,9 +363,12 @@ class Audit:
     ) -> StoreReport:
         """Walks the whole log once: every account chain, against the latest checkpoint and the
         heads of one whose root an auditor kept (`kept_checkpoint`); and every checkpoint, as
-        stored."""
+        stored. When the latest checkpoint is not what was recorded, the chains are walked
+        against the latest one that is: a head altered in a checkpoint is the checkpoint's
+        problem, and would otherwise blame the intact account it names."""
         check = self.check_checkpoints()
-        entry, latest, kept = check.latest, check.heads, kept or {}
+        entry, latest = check.trusted or (None, {})
+        kept = kept or {}
         recorded = latest.keys() | kept.keys()
         walks: dict[str, ChainWalk] = {}
         others: dict[str, ChainWalk] = {}

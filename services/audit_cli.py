@@ -147,7 +147,7 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
             return 2
         problems += [_describe_break(r) for r in reports if not r.verified]
         summary = f"account {args.account}: {reports[0].events} events"
-        checkpoint = reports[0].checkpoint
+        checkpoint, none_intact = reports[0].checkpoint, False
     else:
         with Progress(
             TextColumn("verify"), BarColumn(), MofNCompleteColumn(), transient=True
@@ -164,13 +164,15 @@ def _verify(args: argparse.Namespace, audit: Any) -> int:
         summary = f"{report.accounts} accounts, {report.events} events"
         if report.records:  # policies, objectives, import jobs, command receipts
             summary += f", {report.records} other records ({report.record_events} events)"
-        checkpoint = report.checkpoint
-    against = (
-        f"checkpoint {checkpoint.number} (root {checkpoint.root})"
-        if checkpoint
-        else f"no checkpoint{' that records it' if args.account else ''} "
-        "(run `crm audit checkpoint`)"
-    )
+        # Walked against the latest checkpoint that is what was recorded: there may be none.
+        checkpoint, none_intact = report.checkpoint, bool(report.checkpoint_problems)
+    if checkpoint:
+        against = f"checkpoint {checkpoint.number} (root {checkpoint.root})"
+    elif none_intact:
+        against = "no checkpoint: none stored is what was recorded"
+    else:
+        that = " that records it" if args.account else ""
+        against = f"no checkpoint{that} (run `crm audit checkpoint`)"
     problems = list(dict.fromkeys(problems))  # the kept checkpoint's, when checked with all
     for problem in problems:
         print(problem, file=sys.stderr)
