@@ -50,8 +50,11 @@ class VersionMismatch(LedgerError):
     """The caller's expected version is not the current version (of the account, or of what
     `subject` names)."""
 
-    def __init__(self, expected: int, actual: int, subject: str = "The account is") -> None:
-        super().__init__(f"{subject} at version {actual}, not {expected}.")
+    def __init__(self, expected: int | None, actual: int, subject: str = "The account is") -> None:
+        if expected is None:  # any version would do, and there is none
+            super().__init__(f"{subject} at version {actual}: none is written yet.")
+        else:
+            super().__init__(f"{subject} at version {actual}, not {expected}.")
         self.expected = expected
         self.actual = actual
 

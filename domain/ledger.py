@@ -63,6 +63,9 @@ def _wait(reply: Reply) -> CommandResult:
     return reply.result()
 
 
+ANY_VERSION = -1  # the version a command expects when any will do, so long as there is one
+
+
 @dataclass(frozen=True)
 class CommandMeta:
     """How a command was sent: by whom, why, and under which concurrency and retry guards."""
@@ -70,8 +73,17 @@ class CommandMeta:
     actor: str
     reason: str | None = None
     request_id: str | None = None
-    expected_version: int | None = None
+    expected_version: int | None = None  # a version, ANY_VERSION, or None: not checked
     idempotency: IdempotencyKey | None = None
+
+    def refuse_unless_expected(self, version: int, subject: str = "The account is") -> None:
+        """VersionMismatch unless `version` (0: nothing written yet) is the one expected."""
+        expected = self.expected_version
+        if expected == ANY_VERSION:
+            if version == 0:
+                raise VersionMismatch(None, version, subject)
+        elif expected is not None and version != expected:
+            raise VersionMismatch(expected, version, subject)
 
 
 @dataclass(frozen=True)
@@ -176,8 +188,7 @@ class AccountLedger(Application):
         def decide(account: Account | None, by: Attribution) -> Account:
             if account is None:
                 raise AccountNotFound(account_id)
-            if meta.expected_version is not None and account.version != meta.expected_version:
-                raise VersionMismatch(meta.expected_version, account.version)
+            meta.refuse_unless_expected(account.version)
             command(account, *args, by)
             return account
 
@@ -320,10 +331,7 @@ class AccountLedger(Application):
                 )
             objectives = self.objectives(period)
             version = objectives.version if objectives else 0  # none set: none to expect
-            if meta.expected_version is not None and version != meta.expected_version:
-                raise VersionMismatch(
-                    meta.expected_version, version, f"The objectives of {period} are"
-                )
+            meta.refuse_unless_expected(version, f"The objectives of {period} are")
             by = self.attribution(meta).after(objectives)  # reads as of an instant need it
             objectives = objectives or Objectives.open(period, by)
             for target in targets:

@@ -28,7 +28,7 @@ import msgspec
 from litestar import Request
 
 from contracts.accounts import LINE_PATTERN, TEXT_RULES, has_visible
-from domain.ledger import AccountLedger, CommandMeta, CommandResult
+from domain.ledger import ANY_VERSION, AccountLedger, CommandMeta, CommandResult
 from domain.receipts import IdempotencyKey
 from services.api.auth import caller
 from services.api.problems import invalid_field
@@ -146,7 +146,7 @@ def route_path(scope: Any) -> str:
 
 COMMAND_HEADERS = {
     "If-Match": "The version the command expects (the account's, or what the path names), as "
-    'in the ETag: "3" (or 3, or *: any).',
+    'in the ETag: "3" (or 3, or *: any, so long as there is one).',
     "Idempotency-Key": "1 to 255 printable ASCII characters. Sending the same key and body "
     "again returns the first response.",
     "X-Actor": f"Who sends it: {ACTOR_RULE} (development mode only; with API keys, the key's "
@@ -220,7 +220,7 @@ def _expected_version(header: str | None) -> int | None:
         )
     quoted, bare, _any = match.groups()
     version = quoted or bare
-    return int(version) if version else None
+    return int(version) if version else ANY_VERSION
 
 
 def _idempotency_key(header: str | None) -> str | None:

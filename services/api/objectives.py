@@ -110,7 +110,8 @@ class ObjectivesController(Controller):
                 f"{unreadable('the objectives')}."
             ),
             412: problem_response(
-                "If-Match names a version that is not current (0 before any target is set)."
+                "If-Match names a version that is not current (0 before any target is set), "
+                "or is `*` before any target is set."
             ),
             422: problem_response(f"A field is invalid (see `field`), or {KEY_REUSED}."),
         },

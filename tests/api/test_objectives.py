@@ -157,11 +157,23 @@ def test_two_managers_editing_one_periods_objectives_do_not_overwrite_each_other
     assert client.get("/objectives/2026-05").json()["targets"] == first.json()["targets"]
 
 
-def test_objectives_expected_before_any_is_set_are_refused(client, ledger):
-    response = client.put("/objectives/2026-06", json=WON, headers={"If-Match": '"1"'})
+@pytest.mark.parametrize("expected", ['"1"', "*"])
+def test_objectives_expected_before_any_is_set_are_refused(client, ledger, expected):
+    # If-Match: * expects some version (RFC 9110: false when there is none)
+    response = client.put("/objectives/2026-06", json=WON, headers={"If-Match": expected})
 
     assert (response.status_code, response.json()["current_version"]) == (412, 0)
+    assert "objectives of 2026-06 are at version 0" in response.json()["detail"]
     assert events_in_store(ledger) == 0
+
+
+def test_objectives_set_once_are_changed_under_if_match_any(client):
+    client.put("/objectives/2026-06", json=WON)
+
+    response = client.put("/objectives/2026-06", json=MORE_WON, headers={"If-Match": "*"})
+
+    assert response.status_code == 200, response.text
+    assert client.get("/objectives/2026-06").json()["targets"] == response.json()["targets"]
 
 
 def test_an_auditor_reads_a_periods_objectives_as_they_were_at_an_instant_or_version(client, clock):
