@@ -200,8 +200,19 @@ def _first_repeat(node: Any, path: str) -> str | None:
 def _check_json(value: bytes) -> None:
     try:
         msgspec.json.decode(value)
+    except msgspec.ValidationError:
+        # A number beyond what msgspec holds (1e400) stops it, though the text is JSON: the
+        # standard library's reader reads on, to what follows it.
+        try:
+            json.loads(value, parse_constant=_not_json)
+        except (ValueError, RecursionError) as exc:
+            raise _malformed(exc) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise _malformed(exc) from None
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _malformed(exc: Exception) -> Exception:

@@ -19,6 +19,12 @@ def stored_versions(client, account) -> list[int]:
     return [e["version"] for e in page["items"]]
 
 
+def put_bant(client, account, raw: bytes, content_type: str = "application/json"):
+    """A BANT re-rating sent as these bytes."""
+    path = f"/accounts/{account['id']}/bant"
+    return client.put(path, content=raw, headers={"Content-Type": content_type})
+
+
 def assert_problem(response, status: int, field: str | None = None) -> dict:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -413,9 +419,7 @@ def test_malformed_json_is_400_or_422_and_stores_nothing(client, raw):
     account = qualified(client)
     before = stored_versions(client, account)
 
-    response = client.put(
-        f"/accounts/{account['id']}/bant", content=raw, headers={"Content-Type": "application/json"}
-    )
+    response = put_bant(client, account, raw)
 
     assert response.status_code in (400, 422)
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -516,11 +520,7 @@ def test_an_oversized_body_is_413(client, settings):
 def test_a_body_that_is_not_json_is_415(client):
     account = qualified(client)
 
-    response = client.put(
-        f"/accounts/{account['id']}/bant",
-        content=b"budget=3",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
+    response = put_bant(client, account, b"budget=3", "application/x-www-form-urlencoded")
 
     assert_problem(response, 415)
 
@@ -874,3 +874,24 @@ def test_a_client_gone_before_its_body_arrived_is_no_server_error(client, caplog
     assert stored_versions(client, account) == before
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("client went away" in r.getMessage() for r in caplog.records)
+
+
+def test_a_number_beyond_what_any_field_holds_is_422_naming_the_field(client):
+    # JSON allows 1e400; no field can hold it
+    account = qualified(client)
+    before = stored_versions(client, account)
+    raw = b'{"budget": 1e400, "authority": 3, "need": 3, "timing": 3}'
+
+    response = put_bant(client, account, raw)
+
+    problem = assert_problem(response, 422, "budget")
+    assert "out of range" in problem["detail"].lower()
+    assert stored_versions(client, account) == before
+
+
+def test_a_body_cut_short_after_such_a_number_is_still_malformed(client):
+    account = qualified(client)
+
+    response = put_bant(client, account, b'{"budget": 1e400, "authority": ')
+
+    assert assert_problem(response, 400)["type"] == "urn:crm:problem:malformed-json"
