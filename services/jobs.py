@@ -189,6 +189,16 @@ class JobRunner:
             job = self.ledger.job(job_id)
             if job is None or job.status != RUNNING:
                 log.info("job %s has ended already", job_id)
+            elif job.kind == IMPORT and self._upload(job) is None:
+                # Received by another replica, whose data directory this one does not share:
+                # failed here, the job would be lost while its upload is still kept there.
+                log.warning(
+                    "import job %s: its upload is not in %s: left running for the process "
+                    "that received it (share CRM_DATA_DIR between replicas to resume it here)",
+                    job_id,
+                    self.uploads,
+                )
+                return
             else:
                 self._run(job)
         finally:
@@ -234,8 +244,17 @@ class JobRunner:
             self.ledger.record_job(job_id, lambda j, by: j.finish(result, by), meta)
         # An ended job is never run again: its upload, the people and companies of a target
         # list, is kept no longer than it is needed (kept, every upload would fill the disk).
-        if job.kind == IMPORT:
-            Path(job.params["file"]).unlink(missing_ok=True)
+        if job.kind == IMPORT and (upload := self._upload(job)) is not None:
+            upload.unlink(missing_ok=True)
+
+    def _upload(self, job: Job) -> Path | None:
+        """Where this process finds an import's upload, if it does: in its own uploads
+        directory (a volume the replicas share may be mounted elsewhere in each), or where the
+        process that received it kept it."""
+        for path in (self.uploads / f"{job.id}.csv", Path(job.params["file"])):
+            if path.is_file():
+                return path
+        return None
 
     def _wait_for_turn(self, job_id: UUID) -> None:
         """Until fewer than IMPORTS_AT_ONCE imports run here; Interrupted on a stop."""
@@ -249,7 +268,7 @@ class JobRunner:
     def _import(
         self, job: Job, meta: CommandMeta, progress: _Progress, earlier: _EarlierRun
     ) -> dict[str, Any]:
-        data = Path(job.params["file"]).read_bytes()
+        data = (self._upload(job) or Path(job.params["file"])).read_bytes()
         report = import_rows(
             self.ledger,
             data,

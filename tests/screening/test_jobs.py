@@ -39,17 +39,24 @@ def finished(client, location: str, timeout: float = 60.0) -> dict:
 
 
 def stored_import_job(
-    runner: JobRunner, rows: int = 0, *, body: str | None = None, screen_with: int | None = None
+    runner: JobRunner,
+    rows: int = 0,
+    *,
+    body: str | None = None,
+    screen_with: int | None = None,
+    file: str | None = None,
 ) -> uuid.UUID:
     """An import job as the API stores it (its upload kept, the job started), not yet run: of
-    `rows` good rows, or of the rows in `body`."""
+    `rows` good rows, or of the rows in `body`; recorded as kept at `file` (formatted with the
+    job's id) when given, as a replica that sees the data directory elsewhere records it."""
     runner.uploads.mkdir(parents=True, exist_ok=True)
     job_id = uuid.uuid4()
     path = runner.uploads / f"{job_id}.csv"
     path.write_bytes((HEADER + (good_rows(rows) if body is None else body)).encode())
+    recorded = str(path) if file is None else file.format(job_id)
     runner.ledger.start_job(
         IMPORT,
-        {"file": str(path), "strict": False, "screen_with": screen_with, "reason": None},
+        {"file": recorded, "strict": False, "screen_with": screen_with, "reason": None},
         CommandMeta("importer"),
         job_id,
     )
@@ -659,3 +666,41 @@ def test_an_upload_that_does_not_arrive_in_time_is_408_and_gives_its_place_back(
         if taken:
             jobs.receiving.release()
     assert all(places)
+
+
+def test_an_import_whose_upload_another_replica_keeps_is_left_for_it_not_failed(
+    ledger, settings, caplog
+):
+    # Given an import job received by a replica that stopped, its upload kept in that replica's
+    # data directory, which this one does not share
+    runner = JobRunner(ledger, settings)
+    job_id = stored_import_job(runner, 20)
+    upload = runner.uploads / f"{job_id}.csv"
+    kept_elsewhere = upload.read_bytes()
+    upload.unlink()
+
+    # When this replica starts, and resumes the unfinished jobs
+    runner.resume()
+    runner.wait(60)
+
+    # Then the job is left running, nothing imported, and the log says why
+    assert ledger.job(job_id).status == "running"
+    assert ledger.job(job_id).done == 0
+    assert f"import job {job_id}: its upload is not in" in caplog.text
+    # and the replica that received it finishes it when it starts again
+    upload.write_bytes(kept_elsewhere)
+    assert finished_at_next_start(ledger, settings, job_id).status == "finished"
+
+
+def test_an_upload_on_a_volume_mounted_elsewhere_is_found_in_this_replicas_data_directory(
+    ledger, settings
+):
+    # Given an import job whose upload the receiving replica kept at a path this replica does
+    # not have, in the data directory both share (mounted elsewhere here)
+    runner = JobRunner(ledger, settings)
+    job_id = stored_import_job(runner, 20, file="/mnt/crm-of-another-replica/imports/{}.csv")
+
+    # When this replica resumes it, it imports every row, and removes the upload once done
+    job = finished_at_next_start(ledger, settings, job_id)
+    assert (job.status, job.result["registered"]) == ("finished", 20)
+    assert not (runner.uploads / f"{job_id}.csv").exists()
