@@ -201,10 +201,11 @@ def _check_json(value: bytes) -> None:
     try:
         msgspec.json.decode(value)
     except msgspec.ValidationError:
-        # A number beyond what msgspec holds (1e400) stops it, though the text is JSON: the
-        # standard library's reader reads on, to what follows it.
+        # A number beyond what msgspec holds (1e400, 5,000 digits) stops it, though the text
+        # is JSON: the standard library's reader reads on, to what follows it, its numbers
+        # left as text (it would refuse to convert an integer of over 4,300 digits).
         try:
-            json.loads(value, parse_constant=_not_json)
+            json.loads(value, parse_int=str, parse_float=str, parse_constant=_not_json)
         except (ValueError, RecursionError) as exc:
             raise _malformed(exc) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
