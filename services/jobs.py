@@ -189,7 +189,7 @@ class JobRunner:
             job = self.ledger.job(job_id)
             if job is None or job.status != RUNNING:
                 log.info("job %s has ended already", job_id)
-            elif job.kind == IMPORT and self._upload(job) is None:
+            elif (upload := self._upload(job)) is None and job.kind == IMPORT:
                 # Received by another replica, whose data directory this one does not share:
                 # failed here, the job would be lost while its upload is still kept there.
                 log.warning(
@@ -200,12 +200,13 @@ class JobRunner:
                 )
                 return
             else:
-                self._run(job)
+                self._run(job, upload)
         finally:
             claim.release()
         claim.discard()  # nobody takes an ended job's lock again
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, upload: Path | None) -> None:
+        """Runs a job to its end, or until the process stops; `upload`: an import's file."""
         job_id = job.id
         # Everything the job stores is attributed to the request that started it.
         meta = CommandMeta(
@@ -217,7 +218,8 @@ class JobRunner:
             if job.kind == IMPORT:
                 self._wait_for_turn(job_id)
                 try:
-                    result = self._import(job, meta, progress, earlier)
+                    assert upload is not None  # an import without its file is not run
+                    result = self._import(job, upload, meta, progress, earlier)
                 finally:
                     self.importing.release()
             else:
@@ -244,13 +246,16 @@ class JobRunner:
             self.ledger.record_job(job_id, lambda j, by: j.finish(result, by), meta)
         # An ended job is never run again: its upload, the people and companies of a target
         # list, is kept no longer than it is needed (kept, every upload would fill the disk).
-        if job.kind == IMPORT and (upload := self._upload(job)) is not None:
+        if upload is not None:
             upload.unlink(missing_ok=True)
 
     def _upload(self, job: Job) -> Path | None:
-        """Where this process finds an import's upload, if it does: in its own uploads
+        """Where this process finds an import's upload, if it does (None for another kind of
+        job): in its own uploads
         directory (a volume the replicas share may be mounted elsewhere in each), or where the
         process that received it kept it."""
+        if job.kind != IMPORT:
+            return None
         for path in (self.uploads / f"{job.id}.csv", Path(job.params["file"])):
             if path.is_file():
                 return path
@@ -266,9 +271,9 @@ class JobRunner:
                 raise Interrupted
 
     def _import(
-        self, job: Job, meta: CommandMeta, progress: _Progress, earlier: _EarlierRun
+        self, job: Job, upload: Path, meta: CommandMeta, progress: _Progress, earlier: _EarlierRun
     ) -> dict[str, Any]:
-        data = (self._upload(job) or Path(job.params["file"])).read_bytes()
+        data = upload.read_bytes()
         report = import_rows(
             self.ledger,
             data,
