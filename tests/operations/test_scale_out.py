@@ -80,7 +80,11 @@ class Load:
 
     def _client(self, seed: int) -> None:
         rng = random.Random(seed)
-        clients = [httpx.Client(base_url=api, timeout=30) for api in self.apis]
+        # A connection idle for longer than the API's 5 s keep-alive may be closed by the API
+        # just as the client reuses it; dropping idle ones sooner leaves any transport error a
+        # real failure (an acknowledgement lost, so the count below could not be trusted).
+        limits = httpx.Limits(keepalive_expiry=1)
+        clients = [httpx.Client(base_url=api, timeout=30, limits=limits) for api in self.apis]
         try:
             while not self.stop.is_set():
                 account_id = rng.choice(self.account_ids)
@@ -91,6 +95,8 @@ class Load:
                         self.accepted[account_id] += 1
                 elif answer.status_code != 503:  # busy: the client may retry; nothing stored
                     self.failures.append(f"{answer.status_code} {answer.text[:200]}")
+        except Exception as error:  # a thread that dies would otherwise go unnoticed
+            self.failures.append(f"client {seed}: {error!r}")
         finally:
             for client in clients:
                 client.close()
