@@ -65,7 +65,8 @@ TEXT_RULES = {
     NOTE_PATTERN: "text with no control characters (line breaks and tabs allowed) or "
     "bidirectional overrides",
     EMAIL_PATTERN: "an e-mail address, name@domain.tld, with no spaces, invisible or control "
-    "characters",
+    "characters (its name unquoted, its domain a host name, kept lower-cased without a final "
+    "dot)",
 }
 Name = Annotated[
     str,

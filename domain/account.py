@@ -35,7 +35,7 @@ from domain.vocabulary import (
     Reaction,
     ScreeningOutcome,
 )
-from domain.web_domain import mailbox_key, normalise_domain
+from domain.web_domain import mailbox_key, normalise_domain, normalise_email
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:abm-crm:account")
 MANUAL = "manual"
@@ -492,6 +492,8 @@ class Account(Aggregate):
         self.update_firmographics(replace(self.firmographics, **stated), by)
 
     def add_contact(self, contact: Contact, by: Attribution) -> None:
+        if contact.email is not None:
+            contact = replace(contact, email=normalise_email(contact.email))
         self._refuse_email_taken(contact.email)
         self._trigger(
             self.ContactAdded,
@@ -507,6 +509,8 @@ class Account(Aggregate):
     def correct_contact(self, contact_id: UUID, stated: dict[str, Any], by: Attribution) -> None:
         """Changes the contact's fields stated (`email` None removes it), keeps the others."""
         contact = self._contact(contact_id)
+        if stated.get("email") is not None:
+            stated = {**stated, "email": normalise_email(stated["email"])}
         self._refuse_email_taken(stated.get("email"), other_than=contact_id)
         current = {
             "name": contact.name,

@@ -17,9 +17,9 @@ import msgspec
 from litestar.dto import MsgspecDTO
 from litestar.typing import FieldDefinition
 
-from contracts.accounts import WebDomain, invisible
+from contracts.accounts import Email, WebDomain, invisible
 from domain.errors import InvalidValue
-from domain.web_domain import normalise_domain
+from domain.web_domain import normalise_domain, normalise_email
 from services.api.problems import field_from_msgspec, invalid_field, problem, readable
 
 if TYPE_CHECKING:
@@ -67,15 +67,22 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
         return decoded
 
 
+# The domain's own checks of a value of the right type, by the contract's type for it.
+_DOMAIN_CHECKS = {WebDomain: normalise_domain, Email: normalise_email}
+
+
 def _domain_refusal(known: msgspec.structs.FieldInfo, given: Any) -> str | None:
-    """Why the domain refuses a value of the right type (a web domain that is none), checked
-    here too: the handler's own check comes only once the rest of the body is well formed,
-    and a form would learn of it one submission later."""
-    if isinstance(given, str) and WebDomain in (known.type, *get_args(known.type)):
-        try:
-            normalise_domain(given)
-        except InvalidValue as exc:
-            return exc.detail
+    """Why the domain refuses a value of the right type (a web domain or an e-mail address
+    that is none), checked here too: the handler's own check comes only once the rest of the
+    body is well formed, and a form would learn of it one submission later."""
+    if not isinstance(given, str):
+        return None
+    for kind in (known.type, *get_args(known.type)):
+        if (check := _DOMAIN_CHECKS.get(kind)) is not None:
+            try:
+                check(given)
+            except InvalidValue as exc:
+                return exc.detail
     return None
 
 

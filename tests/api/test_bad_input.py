@@ -312,6 +312,9 @@ def test_a_search_or_filter_with_a_control_character_is_400_naming_it(client, pa
     assert "regex" not in problem["detail"] + response.text
 
 
+ANN = {"name": "Ann", "title": "CFO", "buying_role": "economic", "decision_power": "decision_maker"}
+
+
 @pytest.mark.parametrize(
     "email",
     [
@@ -357,6 +360,63 @@ def test_an_email_loses_the_white_space_around_it_as_other_text_does(client):
 
     assert response.status_code == 200, response.text
     assert [c["email"] for c in response.json()["contacts"]] == ["ann@acme.com"]
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "x@-bad-.com",  # a label that begins and ends with a hyphen
+        "x@exa_mple.com",
+        "a..b@example.com",  # two dots in a row
+        ".ann@acme.com",
+        "ann.@acme.com",
+        "x@[127.0.0.1]",  # an address, not a host name
+        "x@10.0.0.1",
+        '"ann"@acme.com',  # a quoted name
+        "ann(cfo)@acme.com",
+        "ann@acme..com",
+    ],
+)
+def test_an_email_whose_name_or_domain_no_address_has_is_refused_naming_it(client, email):
+    account = qualified(client)
+    contact = {**ANN, "email": "ann@acme.com"}
+    added = client.post(f"/accounts/{account['id']}/contacts", json=contact).json()
+    before = stored_versions(client, account)
+    url = f"/accounts/{account['id']}/contacts"
+
+    adding = client.post(url, json={**ANN, "name": "Bea", "email": email})
+    correcting = client.patch(f"{url}/{added['contacts'][0]['id']}", json={"email": email})
+
+    for response in (adding, correcting):
+        problem = assert_problem(response, 422, "email")
+        assert "is not an e-mail address" in problem["detail"]
+    assert stored_versions(client, account) == before
+
+
+def test_a_form_learns_of_a_bad_email_with_the_body_s_other_errors(client):
+    account = qualified(client)
+
+    response = client.post(
+        f"/accounts/{account['id']}/contacts",
+        json={**ANN, "buying_role": "ceo", "email": "a..b@acme.com"},
+    )
+
+    problem = assert_problem(response, 422)
+    assert {e["field"] for e in problem["errors"]} == {"buying_role", "email"}
+
+
+def test_an_email_s_domain_is_kept_in_lower_case_without_its_final_dot(client):
+    """So one mailbox is one contact: ann@münchen.de. is ann@MÜNCHEN.de."""
+    account = qualified(client)
+    url = f"/accounts/{account['id']}/contacts"
+
+    added = client.post(url, json={**ANN, "email": "Ann@MÜNCHEN.de."})
+    again = client.post(url, json={**ANN, "name": "Ann 2", "email": "Ann@xn--mnchen-3ya.de"})
+
+    assert added.status_code == 200, added.text
+    assert added.json()["contacts"][0]["email"] == "Ann@münchen.de"
+    assert again.status_code == 409
+    assert again.json()["rule"] == "contact_email_taken"
 
 
 def test_a_body_that_is_not_json_is_400_even_after_an_invalid_value(client):
