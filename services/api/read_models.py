@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
@@ -277,6 +278,10 @@ class KeptResponse(Response[Any]):
 Render = Callable[[bool | None], Answer]
 
 
+# A time whose offset lost its `+`: a query string's `+` is a space (…T12:00:00 01:00).
+_PLUS_AS_SPACE = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)? \d{2}:\d{2}$")
+
+
 def instant(value: str | None, field: str) -> datetime | None:
     """An RFC 3339 instant given as a query parameter, in UTC; a 400 naming `field` for text
     that is not one (a number of seconds, a time without its offset)."""
@@ -290,6 +295,8 @@ def instant(value: str | None, field: str) -> datetime | None:
         ) from None
     except ValueError:
         detail = f"{field} must be an RFC 3339 instant, e.g. 2026-01-31T12:00:00Z."
+        if _PLUS_AS_SPACE.search(value):
+            detail += " A + in a query string is read as a space: send +01:00 as %2B01:00."
         raise invalid_field(field, detail, 400) from None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import uuid4
 
+import pytest
+
 from tests.api.requests import command, qualified, register, registration
 
 PROBLEM = "application/problem+json"
@@ -233,6 +235,21 @@ def test_an_actor_of_invisible_characters_is_refused_and_registers_nothing(clien
 
     assert (response.status_code, response.json()["field"]) == (400, "X-Actor"), response.text
     assert client.get("/accounts").json()["items"] == []
+
+
+@pytest.mark.parametrize("path", ["/accounts/{id}", "/leaderboards/bant", "/reports/stages"])
+def test_an_offset_whose_plus_a_query_string_made_a_space_is_400_saying_to_send_2b(client, path):
+    account = register(client)
+    url = path.format(id=account["id"])
+
+    # As a frontend writes it unencoded: the query string's + arrives as a space
+    lost_plus = client.get(f"{url}?as_of=2026-01-05T10:00:00+01:00")
+    minus = client.get(f"{url}?as_of=last%20tuesday")
+
+    assert (lost_plus.status_code, lost_plus.json()["field"]) == (400, "as_of")
+    assert "%2B01:00" in lost_plus.json()["detail"]
+    assert minus.status_code == 400
+    assert "%2B" not in minus.json()["detail"]
 
 
 def test_as_of_before_the_registration_is_404_saying_when_it_was_registered(client):
