@@ -6,6 +6,7 @@ added with defaults; an existing field never changes its type.
 """
 
 import re
+import unicodedata
 from datetime import datetime
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -129,10 +130,12 @@ _INVISIBLE_AT_ENDS = "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u20
 
 
 def trimmed(text: str) -> str:
-    """The text without the white space and invisible characters around it."""
+    """The text without the white space and invisible characters around it, its accents
+    composed (Unicode's NFC): é as one code point and as e with a combining accent read alike,
+    so they are one text, and a correction that only encodes a name anew changes nothing."""
     while (shorter := text.strip().strip(_INVISIBLE_AT_ENDS)) != text:
         text = shorter
-    return text
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 # A visible character, beyond the Basic Multilingual Plane too: the patterns cannot name the
@@ -148,7 +151,8 @@ _VISIBLE = re.compile(
 class Body(Struct, frozen=True, forbid_unknown_fields=True):
     """Base of every command body (and of an object in one). Its text loses the white space
     and invisible characters around it, as a cell of an import does: "Acme ", "\ufeffAcme"
-    and "Acme" are one name, which reads, sorts, and is searched and filtered alike."""
+    and "Acme" are one name, which reads, sorts, and is searched and filtered alike; and its
+    accents are composed (`trimmed`)."""
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:

@@ -71,6 +71,20 @@ def test_a_correction_that_changes_nothing_stores_nothing(client):
     assert [e["type"] for e in history(client, account)] == ["registered"]
 
 
+def test_a_name_whose_accents_are_only_encoded_anew_is_no_change(client):
+    """é as one code point, or as e and a combining accent: the same name, stored composed."""
+    account = register(client)
+    composed = correct(client, account, {"name": "Caf\u00e9 Tools"}).json()
+
+    decomposed = correct(client, account, {"name": "Cafe\u0301 Tools"})
+    registered = register(client, name="Bru\u0308ck AG", domain="brueck.example.de")
+
+    assert decomposed.status_code == 200, decomposed.text
+    assert decomposed.json()["version"] == composed["version"]
+    assert history(client, account)[-1]["data"]["changes"] == {"name": "Caf\u00e9 Tools"}
+    assert registered["name"] == "Br\u00fcck AG"
+
+
 @pytest.mark.parametrize("key", [None, "same-again"])
 def test_a_correction_that_changes_nothing_answers_a_position_its_state_can_be_read_at(client, key):
     account = register(client)
