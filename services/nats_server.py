@@ -41,9 +41,13 @@ def nats_server_binary() -> str:
 
 
 def free_port(*preferred: int, host: str = "127.0.0.1") -> int:
-    """The first of the `preferred` ports that is free, else any free port."""
+    """The first of the `preferred` ports that is free, else any free port. A port whose
+    connections only wait out TIME-WAIT counts as free, as it does for the servers, which bind
+    with SO_REUSEADDR: a broker stopped while subscribers were connected would otherwise move
+    to another port when it starts again, and they would not find it."""
     for port in (*(p for p in preferred if p), 0):
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
             except OSError:

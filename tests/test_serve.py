@@ -133,6 +133,38 @@ def test_an_embedded_broker_listens_again_where_it_did_when_4222_is_taken(tmp_pa
     assert again.url == first.url
 
 
+async def test_a_subscriber_connected_when_the_embedded_broker_stops_finds_it_again(tmp_path):
+    # Given port 4222 taken, and a subscriber connected to the embedded broker
+    with socket.socket() as holder:
+        with suppress(OSError):
+            holder.bind(("127.0.0.1", DEFAULT_PORT))
+            holder.listen()
+        first = EmbeddedNats(tmp_path / "nats")
+        first.start()
+        reconnected = asyncio.Event()
+
+        async def on_reconnect() -> None:
+            reconnected.set()
+
+        subscriber = await nats.connect(
+            first.url, reconnected_cb=on_reconnect, reconnect_time_wait=0.1
+        )
+        try:
+            # When the broker stops (its side of the connection now waits out TIME-WAIT on
+            # its port) and starts again on the same store
+            first.stop()
+            again = EmbeddedNats(tmp_path / "nats")
+            again.start()
+            try:
+                # Then it listens where it did, and the subscriber is connected again
+                assert again.url == first.url
+                await asyncio.wait_for(reconnected.wait(), 10)
+            finally:
+                again.stop()
+        finally:
+            await subscriber.close()
+
+
 def test_the_embedded_broker_refuses_more_than_one_replica(settings):
     done = run_crm(settings, "serve", "--port", str(free_port()), CRM_NATS_REPLICAS="3")
 
