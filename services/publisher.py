@@ -322,13 +322,13 @@ class Publisher:
                     break
                 check_server(nc)
                 self._broker_failing = False
+                # Connected from here: a stream the broker refuses is reported as refused.
+                self.status.connected, self._nc = True, nc
                 js = nc.jetstream(timeout=5)
                 await self.ensure_stream(js)
                 await self.ensure_record_bucket(js)
                 position = await self.resume_position(js)
                 self.status.refused = self._refusal_said = None  # the stream is there
-                self.status.connected = True
-                self._nc = nc
                 PUBLISHER_ACTIVE.set(1)
                 while not stop.is_set():
                     before = position
@@ -349,7 +349,9 @@ class Publisher:
                     RECORD_BUCKET,
                 )
             except APIError as error:  # the broker answers, and refuses the stream or bucket
-                self._say_refused(f"the broker refuses stream {self.stream.name}", error)
+                self._say_refused(_refusal(f"the broker refuses stream {self.stream.name}", error))
+            except OtherSubjects as error:
+                self._say_refused(str(error))
             except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
                 log.warning("NATS unavailable (%s); events wait in the log", type(exc).__name__)
             except Exception as error:
@@ -373,11 +375,11 @@ class Publisher:
             if not stop.is_set():
                 await _sleep_unless(stop, 0.5)
 
-    def _say_refused(self, what: str, error: APIError) -> None:
+    def _say_refused(self, said: str) -> None:
         """A refusal by JetStream, which retrying does not cure until an operator acts (a
-        stream's limit of messages or bytes, a full store, subjects another stream holds):
-        logged when it first comes and once a minute while it lasts, not at every retry."""
-        said = f"{what}: {error.description} (JetStream error {error.err_code})"
+        stream's limit of messages or bytes, a full store, subjects another stream holds, a
+        stream of the name that takes other subjects): logged when it first comes and once a
+        minute while it lasts, not at every retry."""
         self.status.refused = said
         now = time.monotonic()
         if self._refusal_said is None or self._refusal_said[0] != said:
@@ -531,7 +533,9 @@ class Publisher:
                     if self._stop.is_set():  # what is not acknowledged is resumed next start
                         raise
                     if isinstance(error, APIError):
-                        self._say_refused(f"stream {self.stream.name} refuses events", error)
+                        self._say_refused(
+                            _refusal(f"stream {self.stream.name} refuses events", error)
+                        )
                     attempt += 1
                     await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
 
@@ -599,7 +603,11 @@ class Publisher:
             log.info("created stream %s", self.stream.name)
             return
         # An existing stream is left as it is: it may have been tuned by hand, and changing
-        # how long it keeps messages drops some at once. A setting it does not follow is said.
+        # how long it keeps messages drops some at once. A setting it does not follow is said;
+        # subjects that leave out the events' would have every publish answered "no stream".
+        wanted = f"{self.stream.subject_prefix}.>"
+        if not any(_takes_every(given, wanted) for given in info.config.subjects or ()):
+            raise OtherSubjects(self.stream.name, info.config.subjects or [], wanted)
         kept = info.config.max_age or 0  # seconds, as nats-py reads JetStream's nanoseconds
         if not math.isclose(kept, self.stream.max_age_seconds, abs_tol=1e-6):
             log.warning(
@@ -793,6 +801,32 @@ class LogRewritten(Exception):
 def _entry(notification: Notification) -> str:
     """A log entry as the publisher's record names it: `<originator id>:<version>`."""
     return f"{notification.originator_id}:{notification.originator_version}"
+
+
+class OtherSubjects(Exception):
+    """The stream of the name exists and takes other subjects than the events'."""
+
+    def __init__(self, stream: str, subjects: list[str], wanted: str) -> None:
+        super().__init__(
+            f"stream {stream} takes subjects {', '.join(subjects) or 'none'}, not {wanted}: "
+            f"add {wanted} to them (`nats stream edit {stream} --subjects`), or name another "
+            "stream in CRM_NATS_STREAM"
+        )
+
+
+def _takes_every(given: str, wanted: str) -> bool:
+    """Whether the subject filter `given` takes every subject `wanted` (ending in `>`) does."""
+    want = wanted.split(".")
+    for i, token in enumerate(given.split(".")):
+        if token == ">":
+            return True
+        if i >= len(want) - 1 or token not in ("*", want[i]):
+            return False  # narrower than `wanted`'s `>`, or another subject
+    return False  # a filter of fixed length takes none of `>`'s longer subjects
+
+
+def _refusal(what: str, error: APIError) -> str:
+    return f"{what}: {error.description} (JetStream error {error.err_code})"
 
 
 class TakenId(Exception):

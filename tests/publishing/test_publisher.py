@@ -279,6 +279,47 @@ async def test_a_stream_that_refuses_events_is_said_and_reported_until_it_takes_
         await nc.close()
 
 
+async def test_a_stream_of_the_name_that_takes_other_subjects_is_said_and_reported_refused(
+    ledger, broker, caplog
+):
+    # Given a stream named as the publisher's, made by hand for other subjects
+    nc = await nats.connect(broker.url)
+    js = nc.jetstream()
+    config = StreamConfig(name="CRM", subjects=["other.>"])
+    await js.add_stream(config)
+    await asyncio.to_thread(make_accounts, ledger, 2)
+    history = stored_history(ledger)
+    publisher = Publisher(ledger, broker.url, StreamSettings(), batch_size=64)
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        # When the publisher starts on it
+        await until(lambda: publisher.view().state == "refused")
+        refused = publisher.view()
+
+        # Then /status and /ready report it refused, saying why, and the log says it once
+        assert refused.connected
+        assert "stream CRM takes subjects other.>, not crm.accounts.>" in refused.refused
+        errors = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "crm.publisher" and r.levelno >= logging.ERROR
+        ]
+        assert errors == [f"{refused.refused}; events wait in the log"]
+        assert "creating it again" not in caplog.text
+
+        # And once the stream takes the events' subjects too, every event is in it once
+        config.subjects = ["other.>", "crm.accounts.>"]
+        await js.update_stream(config)
+        await wait_for_stream_count(broker.url, len(history))
+        assert_exactly(await stream_messages(broker.url), history)
+        await until(lambda: publisher.view().state == "ok")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await nc.close()
+
+
 async def test_a_stream_that_keeps_messages_as_long_as_the_setting_says_is_not_warned_of(
     ledger, broker, caplog
 ):
