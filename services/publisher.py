@@ -325,8 +325,8 @@ class Publisher:
                 # Connected from here: a stream the broker refuses is reported as refused.
                 self.status.connected, self._nc = True, nc
                 js = nc.jetstream(timeout=5)
-                await self.ensure_stream(js)
-                await self.ensure_record_bucket(js)
+                if not await self._ensure_stream_and_bucket(js, stop):
+                    break
                 position = await self.resume_position(js)
                 self.status.refused = self._refusal_said = None  # the stream is there
                 PUBLISHER_ACTIVE.set(1)
@@ -350,8 +350,6 @@ class Publisher:
                 )
             except APIError as error:  # the broker answers, and refuses the stream or bucket
                 self._say_refused(_refusal(f"the broker refuses stream {self.stream.name}", error))
-            except OtherSubjects as error:
-                self._say_refused(str(error))
             except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
                 log.warning("NATS unavailable (%s); events wait in the log", type(exc).__name__)
             except Exception as error:
@@ -374,6 +372,22 @@ class Publisher:
                         pass
             if not stop.is_set():
                 await _sleep_unless(stop, 0.5)
+
+    async def _ensure_stream_and_bucket(self, js: JetStreamContext, stop: asyncio.Event) -> bool:
+        """Makes sure of the stream and the record bucket, staying connected while the broker
+        refuses them, so that /ready says refused (not unavailable) until an operator acts;
+        False when stopped first."""
+        while not stop.is_set():
+            try:
+                await self.ensure_stream(js)
+                await self.ensure_record_bucket(js)
+                return True
+            except APIError as error:
+                self._say_refused(_refusal(f"the broker refuses stream {self.stream.name}", error))
+            except OtherSubjects as error:
+                self._say_refused(str(error))
+            await _sleep_unless(stop, 0.5)
+        return False
 
     def _say_refused(self, said: str) -> None:
         """A refusal by JetStream, which retrying does not cure until an operator acts (a

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import uuid
+from contextlib import asynccontextmanager
 
 import msgspec
 import nats
@@ -240,18 +241,10 @@ async def test_a_stream_that_refuses_events_is_said_and_reported_until_it_takes_
     ledger, broker, caplog
 ):
     # Given a stream made by hand that takes 3 messages and refuses any more
-    nc = await nats.connect(broker.url)
-    js = nc.jetstream()
     config = StreamConfig(
         name="CRM", subjects=["crm.accounts.>"], max_msgs=3, discard=DiscardPolicy.NEW
     )
-    await js.add_stream(config)
-    await asyncio.to_thread(make_accounts, ledger, 2)
-    history = stored_history(ledger)
-    publisher = Publisher(ledger, broker.url, StreamSettings(), batch_size=64)
-    stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    try:
+    async with publishing_into(config, ledger, broker) as (publisher, js, history):
         # When the publisher has published 3 events and keeps being refused the next
         await until(lambda: publisher.view().state == "refused")
         refused = publisher.view()
@@ -273,26 +266,14 @@ async def test_a_stream_that_refuses_events_is_said_and_reported_until_it_takes_
         assert_exactly(await stream_messages(broker.url), history)
         await until(lambda: publisher.view().state == "ok")
         assert publisher.view().refused is None
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-        await nc.close()
 
 
 async def test_a_stream_of_the_name_that_takes_other_subjects_is_said_and_reported_refused(
     ledger, broker, caplog
 ):
     # Given a stream named as the publisher's, made by hand for other subjects
-    nc = await nats.connect(broker.url)
-    js = nc.jetstream()
     config = StreamConfig(name="CRM", subjects=["other.>"])
-    await js.add_stream(config)
-    await asyncio.to_thread(make_accounts, ledger, 2)
-    history = stored_history(ledger)
-    publisher = Publisher(ledger, broker.url, StreamSettings(), batch_size=64)
-    stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    try:
+    async with publishing_into(config, ledger, broker) as (publisher, js, history):
         # When the publisher starts on it
         await until(lambda: publisher.view().state == "refused")
         refused = publisher.view()
@@ -314,6 +295,21 @@ async def test_a_stream_of_the_name_that_takes_other_subjects_is_said_and_report
         await wait_for_stream_count(broker.url, len(history))
         assert_exactly(await stream_messages(broker.url), history)
         await until(lambda: publisher.view().state == "ok")
+
+
+@asynccontextmanager
+async def publishing_into(config: StreamConfig, ledger, broker):
+    """A stream made by hand as `config` says, two accounts' events in the log, and a publisher
+    running on them; yields the publisher, the JetStream context and the stored history."""
+    nc = await nats.connect(broker.url)
+    js = nc.jetstream()
+    await js.add_stream(config)
+    await asyncio.to_thread(make_accounts, ledger, 2)
+    publisher = Publisher(ledger, broker.url, StreamSettings(), batch_size=64)
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        yield publisher, js, stored_history(ledger)
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
