@@ -150,6 +150,9 @@ class PublisherStatus:
     # Why JetStream refuses the events that wait (a stream's limit reached, its store full),
     # until it takes one again.
     refused: str | None = None
+    # Why the publisher cannot go past the next event: it can no longer be read. Not the
+    # broker's doing, so not reported as the broker's; cleared once the publisher moves again.
+    stopped: str | None = None
     # Commit → ack of recently published events, in milliseconds (a bounded window).
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -172,7 +175,8 @@ class PublisherView(Struct, frozen=True):
     """The publisher as /status shows it, read in the process that runs it."""
 
     # ok: connected; refused: connected, and the stream refuses what waits (see `refused`);
-    # standby: another process publishes; unavailable: ours cannot
+    # stopped: at an event that can no longer be read (see `stopped`); standby: another
+    # process publishes; unavailable: ours cannot reach the broker
     state: str
     connected: bool
     published_position: int
@@ -182,6 +186,7 @@ class PublisherView(Struct, frozen=True):
     lag_p50_ms: float | None
     lag_p99_ms: float | None
     refused: str | None = None
+    stopped: str | None = None
 
 
 REFUSAL_SAID_EVERY_SECONDS = 60
@@ -234,7 +239,9 @@ class Publisher:
 
     def view(self) -> PublisherView:
         s = self.status
-        if self.connected:
+        if s.stopped:
+            state = "stopped"
+        elif self.connected:
             state = "refused" if s.refused else "ok"
         elif self.leadership is not None and self.leadership.standing_by:
             state = "standby"
@@ -250,6 +257,7 @@ class Publisher:
             lag_p50_ms=s.lag_percentile(0.5),
             lag_p99_ms=s.lag_percentile(0.99),
             refused=s.refused,
+            stopped=s.stopped,
         )
 
     # Running ---------------------------------------------------------------------------------
@@ -335,6 +343,7 @@ class Publisher:
                     position = await self._publish_next(js, position, stop)
                     if position != before:
                         failing = False  # it moves again: a failure from now on is a new one
+                        self.status.stopped = None
             except ServerTooOld:
                 log.error("the broker cannot serve the publisher; nothing is published")
                 raise
@@ -353,6 +362,8 @@ class Publisher:
             except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
                 log.warning("NATS unavailable (%s); events wait in the log", type(exc).__name__)
             except Exception as error:
+                if isinstance(error, EventUnreadable):
+                    self.status.stopped = f"{error.detail} Nothing after it is published."
                 if failing:  # the same failure: a line, not a traceback twice a second
                     log.warning("publisher still failing: %s", error)
                 elif database_unavailable(error):  # it comes back by itself: no page at night

@@ -365,12 +365,16 @@ async def test_an_unreadable_event_stops_publishing_after_every_event_before_it(
         await wait_for_stream_count(broker.url, len(before))
         while not any("can no longer be read" in str(r.exc_info) for r in caplog.records):
             await asyncio.sleep(0.05)  # polling the log the publisher writes as it fails
+        view = publisher.view()
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
 
     # Then every event before it is in the stream, in order, and none after it
     assert_exactly(await stream_messages(broker.url), before)
+    # And /status and /ready say why, not that the broker is away
+    assert view.state == "stopped"
+    assert f"Version 1 of {ids[1]} can no longer be read" in view.stopped
     (bad,) = [
         n.id
         for n in ledger.recorder.select_notifications(1, 100_000)
