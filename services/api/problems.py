@@ -17,7 +17,8 @@ from litestar.params import ParameterKwarg
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from contracts.accounts import TEXT_RULES, Problem
+from contracts.accounts import COUNTRY_CODES, CURRENCY_CODES, TEXT_RULES, Problem
+from contracts.read_models import PERIOD_PATTERN
 from domain.errors import (
     AccountNotFound,
     ChainBroken,
@@ -285,10 +286,20 @@ def _title(status: int) -> str:
         return "Error"
 
 
+# Each pattern a text may be refused by, in words.
+_RULES = {**TEXT_RULES, PERIOD_PATTERN: "a year (2026), a month (2026-03) or a day (2026-03-15)"}
+_CODES = {*COUNTRY_CODES, *CURRENCY_CODES}
+
+
 def readable(message: str) -> str:
-    """msgspec's validation message, with a text rule's pattern put in words."""
-    for pattern, rule in TEXT_RULES.items():
+    """msgspec's validation message, with a text rule's pattern put in words, and a country or
+    currency code given in small letters told to be written in capitals."""
+    for pattern, rule in _RULES.items():
         message = message.replace(f"`str` matching regex {pattern!r}", rule)
+    given = re.match(r"Invalid enum value '([a-z]{2,3})'", message)
+    if given and (code := given.group(1).upper()) in _CODES:
+        said = f"{given.group(0)}: codes are written in capitals, {code!r}"
+        message = message.replace(given.group(0), said)
     return message
 
 

@@ -62,7 +62,8 @@ class StrictJSON(MsgspecDTO):  # type: ignore[type-arg]
                 errors.insert(0, {"field": field, "source": "body", "message": detail})
             raise invalid_field(field, detail, errors=errors) from None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise _malformed(exc) from None  # JSON text is UTF-8, and no command nests deep
+            # JSON text is UTF-8, and no command nests deep
+            raise _malformed(exc, value) from None
         _refuse_repeated_names(value)
         return decoded
 
@@ -214,19 +215,41 @@ def _check_json(value: bytes) -> None:
         try:
             json.loads(value, parse_int=str, parse_float=str, parse_constant=_not_json)
         except (ValueError, RecursionError) as exc:
-            raise _malformed(exc) from None
+            raise _malformed(exc, value) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise _malformed(exc) from None
+        raise _malformed(exc, value) from None
 
 
 def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not a JSON value")
 
 
-def _malformed(exc: Exception) -> Exception:
-    detail = (
-        "The body nests arrays or objects too deeply."
-        if isinstance(exc, RecursionError)
-        else f"The body is not valid JSON: {exc}"
-    )
+def _malformed(exc: Exception, value: bytes) -> Exception:
+    if isinstance(exc, RecursionError):
+        detail = "The body nests arrays or objects too deeply."
+    elif isinstance(exc, UnicodeDecodeError):
+        # msgspec counts the bad byte from the start of its string; the body's own offset
+        # is the one a client can find it at.
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as whole:
+            exc = whole
+        detail = f"The body is not UTF-8: {exc}"
+    elif isinstance(exc, msgspec.DecodeError) and _reads_as_json(value):
+        # The one JSON msgspec refuses: an escape of half a surrogate pair, which msgspec
+        # calls truncated input.
+        detail = (
+            "The body is not valid JSON: a \\u escape in it names half of a surrogate pair "
+            "(\\ud800 to \\udfff alone), which is no character."
+        )
+    else:
+        detail = f"The body is not valid JSON: {exc}"
     return problem(400, "Malformed JSON", detail, kind="malformed-json")
+
+
+def _reads_as_json(value: bytes) -> bool:
+    try:
+        json.loads(value, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return False
+    return True

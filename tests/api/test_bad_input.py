@@ -312,6 +312,18 @@ def test_a_search_or_filter_with_a_control_character_is_400_naming_it(client, pa
     assert "regex" not in problem["detail"] + response.text
 
 
+def test_a_country_or_currency_code_in_small_letters_is_422_saying_to_write_capitals(client):
+    response = client.post("/accounts", json=registration(country="de", revenue_currency="eur"))
+
+    problem = assert_problem(response, 422)
+    said = {e["field"]: e["message"] for e in problem["errors"]}
+    assert said == {
+        "revenue_currency": "Invalid enum value 'eur': codes are written in capitals, 'EUR'",
+        "country": "Invalid enum value 'de': codes are written in capitals, 'DE'",
+    }
+    assert client.get("/accounts").json()["items"] == []
+
+
 ANN = {"name": "Ann", "title": "CFO", "buying_role": "economic", "decision_power": "decision_maker"}
 
 
@@ -956,3 +968,26 @@ def test_a_body_cut_short_after_such_a_number_is_still_malformed(client):
     response = put_bant(client, account, b'{"budget": 1e400, "authority": ')
 
     assert assert_problem(response, 400)["type"] == "urn:crm:problem:malformed-json"
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        # JSON's syntax, but an escape of half a surrogate pair names no character
+        (b'{"budget": 3, "notes": {"need": "\\ud800"}}', "half of a surrogate pair"),
+        # the bad byte where the body holds it, not where its string begins
+        (b'{"budget": 3, "notes": {"need": "ok\xff"}}', "position 35"),
+    ],
+    ids=["lone-surrogate", "not-utf-8"],
+)
+def test_malformed_json_is_said_as_it_is(client, raw, said):
+    account = qualified(client)
+    before = stored_versions(client, account)
+
+    response = put_bant(client, account, raw)
+
+    problem = assert_problem(response, 400)
+    assert problem["type"] == "urn:crm:problem:malformed-json"
+    assert said in problem["detail"]
+    assert "truncated" not in problem["detail"]
+    assert stored_versions(client, account) == before
