@@ -22,6 +22,12 @@ class NoOffset(ValueError):
     """An instant written without its offset: which instant it means depends on a clock."""
 
 
+class OutOfRange(ValueError):
+    """An instant written right that falls outside years 1 to 9999 once in UTC."""
+
+    said = "beyond the instants this service can hold (years 1 to 9999, in UTC)"
+
+
 def parse_instant(text: str) -> datetime:
     """The instant `text` names, in UTC; ValueError when it names none (NoOffset when it lacks
     its offset). RFC 3339 lets `T` and `Z` be written in lower case, which Python's ISO parser
@@ -31,14 +37,14 @@ def parse_instant(text: str) -> datetime:
         raise ValueError(f"{text!r} is not an RFC 3339 instant")
     try:
         at = datetime.fromisoformat(text.upper())
-    except OverflowError as error:  # year 1 at an offset east of UTC
-        raise ValueError(str(error)) from None
+    except OverflowError:  # year 1 at an offset east of UTC
+        raise OutOfRange(text) from None
     if at.tzinfo is None:
         raise NoOffset(text)
     try:
         return at.astimezone(UTC)
-    except OverflowError as error:
-        raise ValueError(str(error)) from None
+    except OverflowError:
+        raise OutOfRange(text) from None
 
 
 def written(at: datetime) -> str:

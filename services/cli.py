@@ -601,12 +601,14 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _instant(value: str):  # type: ignore[no-untyped-def]
-    from contracts.instants import NoOffset, parse_instant
+    from contracts.instants import NoOffset, OutOfRange, parse_instant
 
     try:
         return parse_instant(value)
     except NoOffset:
         raise argparse.ArgumentTypeError("give an offset, e.g. 2026-01-31T12:00:00Z") from None
+    except OutOfRange:
+        raise argparse.ArgumentTypeError(f"{value!r} is {OutOfRange.said}") from None
     except ValueError:  # else argparse says "invalid _instant value"
         raise argparse.ArgumentTypeError(
             f"{value!r} is not an RFC 3339 instant, e.g. 2026-01-31T12:00:00Z"

@@ -34,7 +34,7 @@ from contracts.accounts import (
     stated,
 )
 from contracts.audit import AccountDiff, ChainAudit
-from contracts.instants import NoOffset, parse_instant, written
+from contracts.instants import NoOffset, OutOfRange, parse_instant, written
 from contracts.read_models import AccountPage, AccountSummary
 from contracts.screening import OverrideScreening
 from domain.account import Account, BantRating, Contact, Firmographics
@@ -651,8 +651,8 @@ def _moment(audit: Audit, account_id: UUID, name: str, value: str) -> tuple[int,
         return int(value), None
     try:
         parse_instant(value)
-    except NoOffset:
-        pass  # `instant` says what it lacks
+    except (NoOffset, OutOfRange):
+        pass  # `instant` says what is wrong with it
     except ValueError:
         raise invalid_field(
             name, f"{name} must be a version or an RFC 3339 instant.", 400

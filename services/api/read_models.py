@@ -30,7 +30,7 @@ from contracts.accounts import (
     AbmStageName,
     FunnelStateName,
 )
-from contracts.instants import NoOffset, parse_instant, written
+from contracts.instants import NoOffset, OutOfRange, parse_instant, written
 from contracts.read_models import (
     LeaderboardEntry,
     LeaderboardPage,
@@ -293,6 +293,8 @@ def instant(value: str | None, field: str) -> datetime | None:
         raise invalid_field(
             field, f"{field} needs a UTC offset, e.g. 2026-01-31T12:00Z.", 400
         ) from None
+    except OutOfRange:
+        raise invalid_field(field, f"{field} is {OutOfRange.said}.", 400) from None
     except ValueError:
         detail = f"{field} must be an RFC 3339 instant, e.g. 2026-01-31T12:00:00Z."
         if _PLUS_AS_SPACE.search(value):

@@ -252,6 +252,25 @@ def test_an_offset_whose_plus_a_query_string_made_a_space_is_400_saying_to_send_
     assert "%2B" not in minus.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/accounts/{id}?as_of=", "as_of"),
+        ("/accounts/{id}/diff?to=1&from=", "from"),
+        ("/leaderboards/bant?as_of=", "as_of"),
+        ("/reports/funnel?from=", "from"),
+    ],
+)
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00%2B01:00", "9999-12-31T23:59:59-01:00"])
+def test_an_instant_beyond_years_1_to_9999_in_utc_is_400_saying_so(client, path, field, at):
+    account = register(client)
+
+    response = client.get(path.format(id=account["id"]) + at)
+
+    assert (response.status_code, response.json()["field"]) == (400, field), response.text
+    assert "beyond the instants this service can hold" in response.json()["detail"]
+
+
 def test_as_of_before_the_registration_is_404_saying_when_it_was_registered(client):
     account = register(client)
 

@@ -119,6 +119,13 @@ def test_since_that_is_no_instant_is_refused_saying_what_it_takes():
     assert "argument --since: 'yesterday' is not an RFC 3339 instant" in done.stderr
 
 
+def test_since_beyond_the_instants_held_is_refused_saying_so():
+    done = crm_tail("--url", f"nats://127.0.0.1:{free_port()}", "--since", "9999-12-31T23:59-01:00")
+
+    assert done.returncode == 2
+    assert "is beyond the instants this service can hold (years 1 to 9999" in done.stderr
+
+
 def test_a_message_that_is_not_an_event_is_named_and_the_tail_reads_on(broker):
     golden = Path(__file__).parent / "golden" / "crm.account.registered.v1.json"
     event = msgspec.json.encode(decode_event(golden.read_bytes()))
