@@ -131,7 +131,9 @@ class _Tally:
         self.end = to_micros(window.end) + (1 if window.through_as_of else 0)
         self.period = window.period
         self._names: dict[int, str] = {}  # a period's name by day, made once a day
-        self._groups: dict[str, _Group] = {}
+        # Without a grouping, the one group is there with no account as well: a dashboard
+        # reads its zeros rather than finding no group at all.
+        self._groups: dict[str, _Group] = {} if window.group_by else {ALL: _Group(self.states)}
         # Each period with a target: the accounts of all groups that entered each state in it.
         self.actuals: dict[str, dict[str, int]] = {name: {} for name in targets}
         self._ends = {name: period_bounds(name)[1] for name in targets}

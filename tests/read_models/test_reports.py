@@ -211,6 +211,16 @@ def test_as_of_reports_what_was_known_then(client, history):
     assert group["win_rate"]["rate"] is None
 
 
+@pytest.mark.parametrize("path", ["/reports/stages", "/reports/funnel"])
+def test_a_report_before_any_account_has_the_one_group_with_zeros(client, path):
+    report = client.get(path, params={"as_of": "2026-01-01T00:00:00Z"}).json()
+
+    (group,) = report["groups"]
+    assert group["group"] == "all"
+    assert set(group["current"].values()) == {0}
+    assert client.get(path, params={"group_by": "industry"}).json()["groups"] == []
+
+
 def test_a_report_as_of_a_deals_instant_counts_it_in_every_figure(client, history):
     events = client.get(f"/accounts/{history['a']['id']}/history").json()["items"]
     won_at = datetime.fromisoformat(
