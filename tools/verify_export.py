@@ -374,7 +374,8 @@ def compare_kept(records: list[dict[str, Any]], number: int, root: str) -> str |
         held = "none" if checkpoint is None else f"checkpoint {checkpoint['number']}"
         return (
             f"the export holds {held}, and checkpoint {number}'s root was kept: "
-            "checkpoints were removed from the store"
+            f"checkpoints were removed from the store, or the export was taken before "
+            f"checkpoint {number} was recorded (an export taken since holds it)"
         )
     if checkpoint["number"] > number:
         return (

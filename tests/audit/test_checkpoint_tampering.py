@@ -275,6 +275,24 @@ def test_the_latest_checkpoint_removed_with_what_it_covered_is_found_against_a_r
     assert crm(settings, "audit", "verify", "--checkpoint", "1", "--root", first.root) == 0
 
 
+def test_an_export_taken_before_the_checkpoint_whose_root_was_kept_says_it_may_be(
+    ledger, settings, checkpointed, tmp_path, capsys
+):
+    # Given an export taken at checkpoint 1, and checkpoint 2 recorded after it, its root kept
+    acme, _, _ = checkpointed
+    out = tmp_path / "ledger.jsonl"
+    assert crm(settings, "audit", "export", "--out", str(out)) == 0
+    ledger.score_bant(acme, BantRating(5, 5, 5, 5, {}), META)
+    second = Audit(ledger).checkpoint(META)
+
+    # When the old export is checked against checkpoint 2's root
+    offline = verify_offline(out, "--checkpoint", "2", "--root", second.root)
+
+    # Then it cannot vouch for it, and says the export may only be older than the checkpoint
+    assert offline.returncode == 1
+    assert "or the export was taken before checkpoint 2 was recorded" in offline.stdout
+
+
 def test_a_root_kept_that_is_not_the_checkpoints_is_named(
     ledger, settings, checkpointed, tmp_path, capsys
 ):
