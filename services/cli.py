@@ -463,12 +463,19 @@ def _export_contracts(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from contracts.asyncapi import asyncapi_document, event_schemas
+    from services.nats_server import last_embedded_url
 
     try:
         args.dir.mkdir(parents=True, exist_ok=True)
         for name, schema in event_schemas().items():
             (args.dir / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
-        brokers = settings.nats_url and without_credentials(settings.nats_url)
+        # Without a broker of its own, subscribers find `crm serve`'s embedded one where it
+        # listened last (on this data directory).
+        brokers = (
+            without_credentials(settings.nats_url)
+            if settings.nats_url
+            else last_embedded_url(settings.data_dir / "nats")
+        )
         document = asyncapi_document(settings.nats_stream, brokers=brokers)
         (args.dir / "asyncapi.json").write_text(json.dumps(document, indent=2) + "\n")
     except OSError as error:  # a directory that cannot be made or written: named, exit 2

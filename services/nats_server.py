@@ -56,6 +56,20 @@ def free_port(*preferred: int, host: str = "127.0.0.1") -> int:
     raise OSError("no free port")
 
 
+def last_embedded_url(store_dir: Path, host: str = "127.0.0.1") -> str | None:
+    """Where the embedded broker storing its streams in `store_dir` listened last; None when
+    none ever did."""
+    port = _last_port(store_dir)
+    return f"nats://{host}:{port}" if port else None
+
+
+def _last_port(store_dir: Path) -> int:
+    try:
+        return int((store_dir / LAST_PORT).read_text())
+    except (OSError, ValueError):  # none yet, or not a number: any free port
+        return 0
+
+
 class StoreInUse(RuntimeError):
     """Another embedded broker keeps its streams in the same directory."""
 
@@ -75,7 +89,7 @@ class EmbeddedNats:
         self.store_dir = store_dir
         self.jetstream = jetstream
         self.host = host
-        self.port = port or free_port(DEFAULT_PORT, self._last_port(), host=host)
+        self.port = port or free_port(DEFAULT_PORT, _last_port(store_dir), host=host)
         self.process: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None  # the store's lock file, open and locked
 
@@ -115,12 +129,6 @@ class EmbeddedNats:
                     self.stop()
                     raise TimeoutError(f"nats-server did not listen on {self.url}") from None
                 time.sleep(0.05)  # waiting for a child process to open its port
-
-    def _last_port(self) -> int:
-        try:
-            return int((self.store_dir / LAST_PORT).read_text())
-        except (OSError, ValueError):  # none yet, or not a number: any free port
-            return 0
 
     def _lock_store(self) -> None:
         if self._lock is not None or not self.jetstream:

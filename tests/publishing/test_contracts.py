@@ -15,6 +15,7 @@ from contracts.events import EVENT_TYPES, decode_event, subject, type_name
 from services.api.app import create_app
 from services.cli import main
 from services.integration_events import to_integration_event
+from services.nats_server import EmbeddedNats
 from services.publisher import Publisher, StreamSettings
 from tests.api.requests import LOCAL
 from tests.publishing.samples import sample_events
@@ -90,6 +91,33 @@ def test_the_exported_asyncapi_document_names_the_brokers_without_credentials(
         ("nats-1:4222", "nats"),
         ("nats-2:4443", "nats"),
     ]
+
+
+def test_without_a_broker_url_the_exported_document_names_the_embedded_one_where_it_last_was(
+    tmp_path, monkeypatch
+):
+    # Given a data directory whose embedded broker listened on a port, then stopped
+    monkeypatch.delenv("CRM_NATS_URL", raising=False)
+    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path / "data"))
+    broker = EmbeddedNats(tmp_path / "data" / "nats")
+    broker.start()
+    broker.stop()
+
+    assert main(["contracts", "export", str(tmp_path / "out")]) == 0
+
+    servers = json.loads((tmp_path / "out" / "asyncapi.json").read_text())["servers"]
+    assert [s["host"] for s in servers.values()] == [f"127.0.0.1:{broker.port}"]
+
+
+def test_without_a_broker_url_or_an_embedded_broker_the_document_names_no_server(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("CRM_NATS_URL", raising=False)
+    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path / "data"))
+
+    assert main(["contracts", "export", str(tmp_path / "out")]) == 0
+
+    assert "servers" not in json.loads((tmp_path / "out" / "asyncapi.json").read_text())
 
 
 def test_the_api_serves_the_asyncapi_document(client):
