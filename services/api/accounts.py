@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from litestar import Controller, Response, delete, get, patch, post, put
+from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
@@ -55,6 +55,7 @@ from projections.database import from_micros
 from services.api.audit import CHECKPOINT_ALTERED, audit_download
 from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import IDEMPOTENT, AccountCommand, LoopReply
+from services.api.conditional import NOT_MODIFIED, versioned_answer
 from services.api.documentation import (
     ACCOUNT_LOCATION,
     COMMAND_POSITION,
@@ -294,11 +295,13 @@ class AccountController(Controller):
                 "registered yet at as_of (`field` as_of)."
             ),
             409: _EVENT_UNREADABLE,
+            304: NOT_MODIFIED,
         },
         response_headers=[ETAG],
     )
     def read(
         self,
+        request: Request[Any, Any, Any],
         account_id: AccountId,
         ledger: Ledger,
         version: Annotated[
@@ -312,7 +315,7 @@ class AccountController(Controller):
             account = _as_of(ledger, account_id, at)
         else:
             account = _at_version(ledger, account_id, version)
-        return Response(account_view(account), headers={"ETag": etag(account.version)})
+        return versioned_answer(request, account_view(account), account.version)
 
     @get(
         "/{account_id:uuid}/history",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, get, put
+from litestar import Controller, Request, Response, get, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
@@ -25,6 +25,7 @@ from domain.objectives import Target as DomainTarget
 from projections import objectives as listed_objectives
 from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import IDEMPOTENT, VERSIONED, CommandHeaders
+from services.api.conditional import NOT_MODIFIED, versioned_answer
 from services.api.documentation import (
     COMMAND_POSITION,
     OBJECTIVES_ETAG,
@@ -192,11 +193,13 @@ class ObjectivesController(Controller):
                 "set yet at as_of (`field` as_of)."
             ),
             409: unreadable_response("the objectives"),
+            304: NOT_MODIFIED,
         },
         response_headers=[OBJECTIVES_ETAG],
     )
     def read_objectives(
         self,
+        request: Request[Any, Any, Any],
         period: PeriodPath,
         ledger: NamedDependency[AccountLedger],
         version: Annotated[
@@ -214,7 +217,7 @@ class ObjectivesController(Controller):
             objectives = ledger.objectives(period, version)
         if objectives is None:
             raise _not_found(ledger, period, version, at)
-        return Response(objectives_view(objectives), headers={"ETag": etag(objectives.version)})
+        return versioned_answer(request, objectives_view(objectives), objectives.version)
 
 
 def _not_found(
