@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import pycountry
-from msgspec import UNSET, Meta, Struct, UnsetType, inspect
+from msgspec import UNSET, Meta, Struct, UnsetType, inspect, structs
 from msgspec.structs import force_setattr
 
 AbmStageName = Literal[
@@ -160,6 +160,9 @@ class Body(Struct, frozen=True, forbid_unknown_fields=True):
             if isinstance(value, str):
                 if (shorter := trimmed(value)) != value:
                     force_setattr(self, name, shorter)
+                if not shorter and name in _optional(type(self)):
+                    force_setattr(self, name, None)  # an empty note is no note
+                    continue
                 if value.isascii():
                     continue  # its pattern saw to it: no check beyond the BMP to make
             elif isinstance(value, list) and any(isinstance(v, str) for v in value):
@@ -188,6 +191,12 @@ def invisible(body: type[Body], name: str, value: Any) -> str | None:
         if isinstance(text, str) and not text.isascii() and not has_visible(text):
             return f"Expected {fields[name][1]}"
     return None
+
+
+@cache
+def _optional(body: type[Body]) -> frozenset[str]:
+    """The fields of `body` that may be left out, as None."""
+    return frozenset(f.name for f in structs.fields(body) if f.default is None)
 
 
 @cache

@@ -358,6 +358,24 @@ def test_an_email_with_control_invisible_or_space_characters_is_refused_in_words
     assert stored_versions(client, account) == before
 
 
+def test_a_note_of_nothing_but_white_space_is_no_note(client):
+    account = qualified(client)
+    notes = {"budget": "approved", "need": "", "timing": " \n\t"}
+
+    rated = client.put(f"/accounts/{account['id']}/bant", json={**RATING, "notes": notes})
+    sent = client.post(
+        f"/accounts/{account['id']}/outreach",
+        json={"kind": "material_sent", "material": "case", "channel": "email", "note": "   "},
+    )
+
+    assert rated.status_code == 200, rated.text
+    assert rated.json()["bant"]["notes"] == {"budget": "approved"}
+    assert sent.status_code == 200, sent.text
+    history = client.get(f"/accounts/{account['id']}/history").json()["items"]
+    (material,) = [e for e in history if e["type"] == "material_sent"]
+    assert material["data"]["note"] is None
+
+
 def test_an_email_loses_the_white_space_around_it_as_other_text_does(client):
     account = qualified(client)
     contact = {
