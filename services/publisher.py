@@ -117,6 +117,9 @@ BEHIND_SECONDS = 5.0  # how often a publisher whose log is not its stream's look
 BACKLOG_SECONDS = 1.0  # how often the backlog is counted while nothing can be published
 RECORD_BUCKET = "crm_publisher"  # JetStream key-value bucket: the publisher's record per stream
 PING_SECONDS = 5  # how often the connection to the broker is checked
+# How often an idle publisher checks that its stream is still there: a stream deleted, or a
+# broker come back without its store, is made again and filled without waiting for a command.
+STREAM_CHECK_SECONDS = 5.0
 SCAN_LIMIT = 1024  # messages looked at, back from the stream's end, for the publisher's last
 
 
@@ -231,6 +234,7 @@ class Publisher:
         self._seq = 0  # the stream's last sequence known: resumed at, or acknowledged since
         self._at: str | None = None  # the log's entry at the position published up to
         self._refusal_said: tuple[str, float] | None = None  # the refusal logged, and when
+        self._stream_checked = time.monotonic()  # when the stream was last seen to be there
 
     @property
     def connected(self) -> bool:
@@ -435,6 +439,7 @@ class Publisher:
             await _sleep_unless(stop, POLL_SECONDS, self._wake)
             self.status.head_position = await asyncio.to_thread(self._head)
             PUBLISH_BACKLOG.set(self.status.backlog)
+            await self._check_stream(js)
             return position
         await self._publish_all(js, batch)
         self._at = at
@@ -450,6 +455,18 @@ class Publisher:
             },
         )
         return end
+
+    async def _check_stream(self, js: JetStreamContext) -> None:
+        """Every STREAM_CHECK_SECONDS: NoStreamResponseError, as a publish would get, when the
+        stream is gone, so that starting again makes it and fills it with every event."""
+        now = time.monotonic()
+        if now < self._stream_checked + STREAM_CHECK_SECONDS:
+            return
+        self._stream_checked = now
+        try:
+            await js.stream_info(self.stream.name)
+        except NotFoundError:
+            raise NoStreamResponseError() from None
 
     def _read(
         self, after: int, *, check: bool = False

@@ -17,7 +17,12 @@ from domain.account import BantRating, Firmographics
 from domain.ledger import CommandMeta
 from domain.vocabulary import ScreeningOutcome
 from services.nats_server import free_port
-from services.publisher import PUBLISH_BACKLOG, Publisher, StreamSettings
+from services.publisher import (
+    PUBLISH_BACKLOG,
+    STREAM_CHECK_SECONDS,
+    Publisher,
+    StreamSettings,
+)
 from tests.audit.tampering import RawStore
 from tests.publishing.conftest import stream_messages, wait_for_stream_count
 
@@ -153,6 +158,26 @@ async def test_a_stream_deleted_under_a_running_publisher_is_created_again_with_
 
     # Then a new stream holds every event, once and in order
     await wait_for_stream_count(broker.url, len(history), timeout=10)
+    assert_exactly(await stream_messages(broker.url), history)
+
+
+async def test_a_stream_deleted_under_an_idle_publisher_is_made_again_without_a_new_event(
+    ledger, broker, running_publisher
+):
+    # Given a publisher that has published what is stored, and nothing more to publish
+    await asyncio.to_thread(make_accounts, ledger, 3)
+    history = stored_history(ledger)
+    await wait_for_stream_count(broker.url, len(history))
+
+    # When the stream is deleted under it (or a broker comes back without its store)
+    nc = await nats.connect(broker.url)
+    try:
+        await nc.jetstream().delete_stream("CRM")
+    finally:
+        await nc.close()
+
+    # Then, with no new event to publish, a new stream holds every event, once and in order
+    await wait_for_stream_count(broker.url, len(history), timeout=STREAM_CHECK_SECONDS + 10)
     assert_exactly(await stream_messages(broker.url), history)
 
 
