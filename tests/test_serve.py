@@ -113,12 +113,19 @@ def test_the_store_of_an_embedded_broker_is_free_again_once_it_stopped(tmp_path)
     again.stop()
 
 
-def test_an_embedded_broker_listens_again_where_it_did_when_4222_is_taken(tmp_path):
-    # Given port 4222 taken (by another nats-server here, else by this test)
+@contextmanager
+def default_port_taken() -> Iterator[None]:
+    """Port 4222 taken: by another nats-server on this machine, else by this socket."""
     with socket.socket() as holder:
         with suppress(OSError):
             holder.bind(("127.0.0.1", DEFAULT_PORT))
             holder.listen()
+        yield
+
+
+def test_an_embedded_broker_listens_again_where_it_did_when_4222_is_taken(tmp_path):
+    # Given port 4222 taken (by another nats-server here, else by this test)
+    with default_port_taken():
         first = EmbeddedNats(tmp_path / "nats")
         first.start()
         first.stop()
@@ -135,10 +142,7 @@ def test_an_embedded_broker_listens_again_where_it_did_when_4222_is_taken(tmp_pa
 
 async def test_a_subscriber_connected_when_the_embedded_broker_stops_finds_it_again(tmp_path):
     # Given port 4222 taken, and a subscriber connected to the embedded broker
-    with socket.socket() as holder:
-        with suppress(OSError):
-            holder.bind(("127.0.0.1", DEFAULT_PORT))
-            holder.listen()
+    with default_port_taken():
         first = EmbeddedNats(tmp_path / "nats")
         first.start()
         reconnected = asyncio.Event()
