@@ -85,7 +85,7 @@ def _api_only(settings: Settings, keys):  # type: ignore[no-untyped-def]
         settings,
         jobs=jobs,
         keys=keys,
-        on_startup=[partial(_set_up_read_models, projector), jobs.resume],
+        on_startup=[partial(_set_up_read_models, projector)],
         on_shutdown=[close],
     )
 
@@ -172,7 +172,7 @@ def _api_with_workers(settings: Settings, keys):  # type: ignore[no-untyped-def]
         jobs=jobs,
         keys=keys,
         # The read models' tables exist before the first request, whenever the child starts.
-        on_startup=[partial(_set_up_read_models, projector), start_children, jobs.resume],
+        on_startup=[partial(_set_up_read_models, projector), start_children],
         on_shutdown=[close],
         broker_url=nats_url,
     )

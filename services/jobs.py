@@ -17,8 +17,9 @@ from domain.jobs import RUNNING, Job
 from domain.ledger import AccountLedger, CommandMeta, Outcome
 from domain.screening_policy import ScreeningDecision
 from services.importing import import_rows
-from services.leadership import Leadership
+from services.leadership import RETRY_SECONDS, Leadership
 from services.settings import PRIVATE, Settings
+from services.store import database_unavailable, first_line
 
 log = logging.getLogger("crm.jobs")
 
@@ -141,7 +142,9 @@ class JobRunner:
         return self._start(APPLY_POLICY, params, meta).value
 
     def resume(self) -> int:
-        """Runs again every job that a stop interrupted; returns how many."""
+        """Runs again every job that a stop interrupted, or that was started while it
+        stopped; returns how many. A runner resumed after a stop runs new jobs again."""
+        self._stopping.clear()
         jobs = self.ledger.unfinished_jobs()
         for job in jobs:
             log.info("resuming %s job %s", job.kind, job.id)
@@ -162,7 +165,9 @@ class JobRunner:
 
     def _spawn(self, job_id: UUID) -> None:
         if self._stopping.is_set():
-            return  # recorded as running: the next start resumes it
+            # Recorded as running: the next start resumes it. No thread gives its place back.
+            self._give_back(job_id)
+            return
         thread = threading.Thread(
             target=self.run, args=(job_id,), name=f"job-{job_id}", daemon=True
         )
@@ -174,11 +179,35 @@ class JobRunner:
         # keeps a job that runs in another process (or already here) from running twice, and
         # one that ended between the listing and the lock is left as it ended.
         try:
-            self._claim_and_run(job_id)
+            while True:
+                try:
+                    self._claim_and_run(job_id)
+                    return
+                except Exception as exc:
+                    if self._stopping.is_set():
+                        log.info("job %s stopped with the process (%r)", job_id, exc)
+                        return  # the next start resumes it
+                    if not (database_unavailable(exc) or isinstance(exc, OSError)):
+                        raise
+                    # The store (or the lock's file) did not answer: the job is run again
+                    # once it does, as a start would resume it, rather than left running with
+                    # no thread to end it.
+                    log.warning(
+                        "job %s: the store does not answer (%s); trying again in %g s",
+                        job_id,
+                        first_line(exc),
+                        RETRY_SECONDS,
+                    )
+                    if self._stopping.wait(RETRY_SECONDS):
+                        return
         finally:
-            if job_id in self._holding:
-                self._holding.discard(job_id)
-                self.held.release()
+            self._give_back(job_id)
+
+    def _give_back(self, job_id: UUID) -> None:
+        """Gives back the place in `held` that an accepted upload's job holds, if it does."""
+        if job_id in self._holding:
+            self._holding.discard(job_id)
+            self.held.release()
 
     def _claim_and_run(self, job_id: UUID) -> None:
         claim = Leadership(self.settings, f"jobs/{job_id}")
@@ -239,6 +268,8 @@ class JobRunner:
                     "job %s stopped with the process (%r); the next start resumes it", job_id, exc
                 )
                 return
+            if database_unavailable(exc):
+                raise  # the job did not fail: it is run again once the store answers
             log.exception("job %s failed", job_id)
             error = type(exc).__name__  # the log has the details; a job view shows no paths
             self.ledger.record_job(job_id, lambda j, by: j.fail(error, by), meta)

@@ -146,7 +146,9 @@ def create_app(
         before_request=check_request,
         logging_config=None,  # records go to the root logger, which services/logs.py formats
         request_max_body_size=settings.max_body_bytes,
-        on_startup=list(on_startup),
+        # The jobs a stop interrupted run again once the rest has started; an app started again
+        # in the same process (a test client entered twice) runs its jobs again too.
+        on_startup=[*on_startup, jobs.resume],
         on_shutdown=[jobs.stop, *on_shutdown, pages.close],  # jobs first, while the ledger is open
         openapi_config=OpenAPIConfig(
             title="ABM CRM",

@@ -27,12 +27,14 @@ from psycopg import sql
 from domain.account import Firmographics
 from domain.ledger import CommandMeta
 from services.api.app import create_app
+from services.jobs import JobRunner
 from services.leadership import Leadership
 from services.projector import Projector
 from services.settings import Settings
 from services.store import open_ledger, open_read_models
 from tests.api.requests import LOCAL, registration
 from tests.projecting import BackgroundProjector
+from tests.screening.test_jobs import stored_import_job, when_stored
 
 
 @pytest.fixture
@@ -274,3 +276,37 @@ def test_commands_queued_while_the_database_is_away_are_refused_without_asking_i
     assert all(isinstance(error, OperationalError) for error in refusals), refusals
     # Two batches at most (the first alone), each asking the store once, with one retry
     assert asked <= 4, asked
+
+
+@pytest.mark.parametrize("away", ["before-its-claim", "while-it-imports"])
+def test_an_import_job_that_finds_the_database_away_runs_once_it_is_back(
+    own_postgres, tmp_path, caplog, away
+):
+    caplog.set_level(logging.WARNING, logger="crm.jobs")
+    settings = Settings(
+        data_dir=tmp_path, database_url=own_postgres.get_uri(), database_pool_size=2
+    )
+    ledger = open_ledger(settings)
+    try:
+        runner = JobRunner(ledger, settings)
+        job_id = stored_import_job(runner, 5)
+        if away == "before-its-claim":
+            _stop(own_postgres)
+        else:  # stopped in the writer's thread, right after the second company is stored
+            when_stored(ledger, "Registered", 2, lambda: _stop(own_postgres))
+        job = threading.Thread(target=runner.run, args=(job_id,))
+        job.start()
+
+        # The job says it waits for the database, and runs once it is back
+        assert _until(lambda: "the store does not answer" in caplog.text)
+        own_postgres.ensure_postgres_running()
+        job.join(120)
+        assert not job.is_alive()
+        ended = ledger.job(job_id)
+    finally:
+        own_postgres.ensure_postgres_running()
+        ledger.close()
+    assert ended.status == "finished", ended.error
+    # Counted as a run that no outage cut short would count it
+    assert (ended.result["registered"], ended.result["unchanged"]) == (5, 0)
+    assert (ended.done, ended.total) == (5, 5)

@@ -10,18 +10,20 @@ from typing import Any
 
 import anyio
 import pytest
+from litestar.testing import TestClient
 
 from domain.account import EVENT_TOPIC_PREFIX, account_id_for
 from domain.jobs import Job
 from domain.ledger import CommandMeta
 from domain.screening_policy import Criteria
 from services.api import jobs as api_jobs
+from services.api.app import create_app
 from services.api.jobs import job_view
 from services.importing import import_rows
 from services.jobs import IMPORT, IMPORTS_AT_ONCE, IMPORTS_HELD, UPLOADS_AT_ONCE, JobRunner
 from services.leadership import Leadership
 from services.store import open_ledger
-from tests.api.requests import asgi_scope
+from tests.api.requests import LOCAL, asgi_scope
 from tests.audit.tampering import RawStore
 from tests.screening.test_import import HEADER, good_rows
 
@@ -628,6 +630,41 @@ def test_an_upload_beyond_the_imports_a_process_holds_unfinished_is_503_busy(cli
     taken = client.post("/imports", content=(HEADER + good_rows(2)).encode(), headers=CSV)
     assert taken.status_code == 202
     assert finished(client, taken.headers["location"])["status"] == "finished"
+
+
+def test_imports_accepted_while_the_process_stops_give_their_places_back_and_run_at_next_start(
+    client, jobs, ledger, settings
+):
+    # Given a process that has begun to stop: its job runner starts no job any more
+    jobs.stop()
+
+    # When more uploads arrive than the imports it holds unfinished
+    uploads = [
+        client.post("/imports", content=(HEADER + good_rows(1)).encode(), headers=CSV)
+        for _ in range(IMPORTS_HELD + 1)
+    ]
+
+    # Then each is accepted (none holds a place no job will give back), and stays running
+    assert [u.status_code for u in uploads] == [202] * (IMPORTS_HELD + 1), uploads[-1].text
+    ids = [uuid.UUID(u.json()["id"]) for u in uploads]
+    assert {ledger.job(i).status for i in ids} == {"running"}
+    # And the next start runs every one of them
+    restarted = JobRunner(ledger, settings)
+    assert restarted.resume() == IMPORTS_HELD + 1
+    restarted.wait(60)
+    assert {ledger.job(i).status for i in ids} == {"finished"}
+
+
+def test_an_app_started_again_after_a_stop_runs_the_imports_it_accepts(ledger, projector, settings):
+    jobs = JobRunner(ledger, settings)
+    app = create_app(ledger, projector, settings, jobs=jobs)
+    with TestClient(app, base_url=LOCAL):
+        pass  # started and stopped, as a test client entered once
+
+    with TestClient(app, base_url=LOCAL) as client:
+        upload = client.post("/imports", content=(HEADER + good_rows(3)).encode(), headers=CSV)
+        assert upload.status_code == 202, upload.text
+        assert finished(client, upload.headers["location"])["result"]["registered"] == 3
 
 
 def test_an_upload_that_does_not_arrive_in_time_is_408_and_gives_its_place_back(
