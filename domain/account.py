@@ -409,6 +409,9 @@ class Account(Aggregate):
         policy_version: int | None = None,
     ) -> None:
         self._refuse_if_closed()
+        if twice := sorted({c for c in criteria if criteria.count(c) > 1}):
+            named = ", ".join(repr(c) for c in twice)
+            raise InvalidValue("criteria", f"{named} given more than once.")
         if outcome is ScreeningOutcome.EXCLUDED and not criteria:
             raise RuleViolation(
                 "exclusion_requires_criteria", "An exclusion names the criteria that decided it."

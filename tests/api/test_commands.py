@@ -32,6 +32,22 @@ def test_screening_excluded_moves_the_account_to_excluded_with_its_criteria(clie
     assert after["version"] == 3
 
 
+def test_a_screening_naming_a_criterion_twice_is_422_naming_criteria_and_stores_nothing(client):
+    account = register(client)
+    before = history_types(client, account)
+
+    # " headcount" is trimmed as every text of a body is: the same criterion
+    response = client.post(
+        f"/accounts/{account['id']}/screening",
+        json={"outcome": "excluded", "criteria": ["headcount", "country", " headcount"]},
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "criteria"
+    assert "'headcount' given more than once" in response.json()["detail"]
+    assert history_types(client, account) == before
+
+
 def test_rating_by_bant_scores_the_product_and_prioritises(client):
     account = qualified(client)
 

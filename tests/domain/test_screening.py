@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from domain.errors import InvalidValue
 from domain.screening_policy import Criteria
 from domain.vocabulary import AbmStage, ScreeningOutcome
 from tests.domain.scenario import (
@@ -127,6 +128,17 @@ def test_an_exclusion_without_criteria_is_refused():
     error = refused(account, screened(ScreeningOutcome.EXCLUDED, criteria=()))
 
     assert error.rule == "exclusion_requires_criteria"
+
+
+def test_a_criterion_named_twice_is_refused_naming_it():
+    account = given()
+
+    with pytest.raises(InvalidValue) as refusal:
+        screened(ScreeningOutcome.EXCLUDED, criteria=("industry", "region", "industry"))(account)
+
+    assert refusal.value.field == "criteria"
+    assert "'industry' given more than once" in str(refusal.value)
+    assert account.collect_events() == []
 
 
 @pytest.mark.parametrize("written", ["Bavaria", "bavaria", "BAVARIA"])
