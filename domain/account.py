@@ -92,6 +92,10 @@ class Firmographics:
     source: str
     region: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.growth_rate == 0:  # -0.0 is no decline: stored, it would read "-0.0"
+            object.__setattr__(self, "growth_rate", 0.0)
+
     def changes_to(self, other: Firmographics) -> dict[str, Any]:
         """The fields whose values `other` changes, with their new values."""
         return {name: value for name, value in vars(other).items() if value != getattr(self, name)}

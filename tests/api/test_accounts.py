@@ -31,6 +31,16 @@ def test_registering_answers_201_with_location_etag_and_the_new_account(client):
     }
 
 
+def test_a_growth_rate_of_minus_zero_is_stored_and_read_as_zero(client):
+    created = client.post("/accounts", json=registration(growth_rate=-0.0))
+
+    assert created.status_code == 201, created.text
+    assert '"growth_rate":0.0' in created.text
+    assert '"growth_rate":0.0' in client.get(created.headers["location"]).text
+    listed = client.get("/accounts", params={"min_position": created.headers["crm-position"]})
+    assert '"growth_rate":0.0' in listed.text, listed.text
+
+
 def test_the_location_of_a_new_account_reads_it_back(client):
     created = client.post("/accounts", json=registration())
     fetched = client.get(created.headers["location"])
