@@ -55,7 +55,12 @@ from projections.database import from_micros
 from services.api.audit import CHECKPOINT_ALTERED, audit_download
 from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import IDEMPOTENT, AccountCommand, LoopReply
-from services.api.conditional import NOT_MODIFIED, versioned_answer
+from services.api.conditional import (
+    BAD_IF_MATCH,
+    NOT_MODIFIED,
+    STALE_VERSION,
+    versioned_answer,
+)
 from services.api.documentation import (
     ACCOUNT_LOCATION,
     COMMAND_POSITION,
@@ -296,6 +301,8 @@ class AccountController(Controller):
             ),
             409: _EVENT_UNREADABLE,
             304: NOT_MODIFIED,
+            400: problem_response(f"Both version and as_of, or: {BAD_IF_MATCH}"),
+            412: problem_response(STALE_VERSION),
         },
         response_headers=[ETAG],
     )

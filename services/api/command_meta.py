@@ -128,7 +128,7 @@ def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
         # development mode, where there are no keys.
         actor=key.name if key is not None else _actor(sent.get(b"x-actor")),
         request_id=request.scope["state"].get("request_id"),
-        expected_version=_expected_version(sent.get(b"if-match")),
+        expected_version=expected_version(sent.get(b"if-match")),
         idempotency_key=idempotency_key,
         method=request.scope["method"],
         path=route_path(request.scope),
@@ -207,7 +207,9 @@ def _actor(header: str | None) -> str:
     return actor
 
 
-def _expected_version(header: str | None) -> int | None:
+def expected_version(header: str | None) -> int | None:
+    """The version an If-Match names (ANY_VERSION for `*`), None without one; a 400 problem
+    when it names no version."""
     if header is None:
         return None
     match = _IF_MATCH.match(header)

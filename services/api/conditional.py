@@ -1,6 +1,7 @@
 """Reads of a versioned record (an account, a period's objectives) answer 304 Not Modified to
 an If-None-Match that names the version they would send (RFC 9110, 13.1.2): a frontend that
-keeps a record asks again without its body coming back while it has not changed."""
+keeps a record asks again without its body coming back while it has not changed. An If-Match
+that names another version is answered 412, as a command's is (RFC 9110, 13.1.1)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from typing import Any
 from litestar import Request, Response
 from litestar.openapi.datastructures import ResponseSpec
 
-from services.api.problems import etag
+from domain.errors import VersionMismatch
+from domain.ledger import ANY_VERSION
+from services.api.command_meta import expected_version
+from services.api.problems import etag, invalid_field
 
 # An entity tag of a list, weak (W/"3") or strong ("3"); compared weakly, as If-None-Match is.
 _ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
@@ -23,9 +27,23 @@ NOT_MODIFIED = ResponseSpec(
 )
 
 
-def versioned_answer(request: Request[Any, Any, Any], view: Any, version: int) -> Response[Any]:
+STALE_VERSION = "If-Match names another version than the one answered; ETag names that one."
+BAD_IF_MATCH = 'If-Match is not a version such as "3", or is sent more than once.'
+
+
+def versioned_answer(
+    request: Request[Any, Any, Any], view: Any, version: int, subject: str = "The account is"
+) -> Response[Any]:
     """`view` with its version as ETag, or 304 with the ETag alone when the request's
-    If-None-Match names that version."""
+    If-None-Match names that version; VersionMismatch (412) when its If-Match names another.
+    `subject`: what the 412 says is at that version."""
+    sent = request.headers.getall("if-match", [])
+    if len(sent) > 1:  # which one a proxy or a log reads is anyone's guess
+        detail = "If-Match is sent more than once: send it once."
+        raise invalid_field("If-Match", detail, 400, source="header")
+    expected = expected_version(sent[0] if sent else None)
+    if expected not in (None, ANY_VERSION, version):  # `*`: the record exists
+        raise VersionMismatch(expected, version, subject)
     tag = etag(version)
     headers = {"ETag": tag}
     if _names(request.headers.getall("if-none-match", []), tag):

@@ -25,7 +25,12 @@ from domain.objectives import Target as DomainTarget
 from projections import objectives as listed_objectives
 from services.api.auth import PAST_READS, Permission
 from services.api.command_meta import IDEMPOTENT, VERSIONED, CommandHeaders
-from services.api.conditional import NOT_MODIFIED, versioned_answer
+from services.api.conditional import (
+    BAD_IF_MATCH,
+    NOT_MODIFIED,
+    STALE_VERSION,
+    versioned_answer,
+)
 from services.api.documentation import (
     COMMAND_POSITION,
     OBJECTIVES_ETAG,
@@ -187,13 +192,14 @@ class ObjectivesController(Controller):
         sync_to_thread=True,
         summary="The targets of a period now, or as they were at a version or an instant",
         responses={
-            400: problem_response(f"{_BAD_PERIOD}, or both version and as_of."),
+            400: problem_response(f"{_BAD_PERIOD}, or both version and as_of, or: {BAD_IF_MATCH}"),
             404: problem_response(
                 "No objectives for the period, or not that version (`field` version), or none "
                 "set yet at as_of (`field` as_of)."
             ),
             409: unreadable_response("the objectives"),
             304: NOT_MODIFIED,
+            412: problem_response(STALE_VERSION),
         },
         response_headers=[OBJECTIVES_ETAG],
     )
@@ -217,7 +223,12 @@ class ObjectivesController(Controller):
             objectives = ledger.objectives(period, version)
         if objectives is None:
             raise _not_found(ledger, period, version, at)
-        return versioned_answer(request, objectives_view(objectives), objectives.version)
+        return versioned_answer(
+            request,
+            objectives_view(objectives),
+            objectives.version,
+            f"The objectives of {period} are",
+        )
 
 
 def _not_found(
