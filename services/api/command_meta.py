@@ -112,14 +112,19 @@ def _settle(
         future.set_result(result)  # type: ignore[arg-type]
 
 
+def sent_twice(header: str) -> Exception:
+    """The 400 for a header sent more than once: which one a proxy or a log reads is anyone's
+    guess."""
+    detail = f"{header} is sent more than once: send it once."
+    return invalid_field(header, detail, 400, source="header")
+
+
 def command_headers(request: Request[Any, Any, Any]) -> CommandHeaders:
     sent: dict[bytes, str] = {}
     for name, value in request.scope["headers"]:
         if name in _HEADER_KEYS:
-            if name in sent:  # which one a proxy or a log reads is anyone's guess
-                header = _HEADER_KEYS[name]
-                detail = f"{header} is sent more than once: send it once."
-                raise invalid_field(header, detail, 400, source="header")
+            if name in sent:
+                raise sent_twice(_HEADER_KEYS[name])
             sent[name] = value.decode("latin-1")
     key = caller(request)
     idempotency_key = _idempotency_key(sent.get(b"idempotency-key"))

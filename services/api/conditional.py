@@ -13,8 +13,8 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from domain.errors import VersionMismatch
 from domain.ledger import ANY_VERSION
-from services.api.command_meta import expected_version
-from services.api.problems import etag, invalid_field
+from services.api.command_meta import expected_version, sent_twice
+from services.api.problems import etag
 
 # An entity tag of a list, weak (W/"3") or strong ("3"); compared weakly, as If-None-Match is.
 _ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
@@ -38,9 +38,8 @@ def versioned_answer(
     If-None-Match names that version; VersionMismatch (412) when its If-Match names another.
     `subject`: what the 412 says is at that version."""
     sent = request.headers.getall("if-match", [])
-    if len(sent) > 1:  # which one a proxy or a log reads is anyone's guess
-        detail = "If-Match is sent more than once: send it once."
-        raise invalid_field("If-Match", detail, 400, source="header")
+    if len(sent) > 1:
+        raise sent_twice("If-Match")
     expected = expected_version(sent[0] if sent else None)
     if expected not in (None, ANY_VERSION, version):  # `*`: the record exists
         raise VersionMismatch(expected, version, subject)
