@@ -40,6 +40,12 @@ class Interrupted(Exception):
     """The process is stopping: the job stays running, and the next start resumes it."""
 
 
+class LockLost(Exception):
+    """The job's lock is no longer this process's (the database connection that held it was
+    cut): another process may run the job now, so this one stops, and takes it again if it is
+    free."""
+
+
 class InputRefused(Exception):
     """The job's input is refused as a whole: the job fails with the reason, having stored
     nothing, rather than finish as though it had done its work."""
@@ -148,7 +154,7 @@ class JobRunner:
         jobs = self.ledger.unfinished_jobs()
         for job in jobs:
             log.info("resuming %s job %s", job.kind, job.id)
-            self._spawn(job.id)
+            self._spawn(job.id, takeover=True)
         return len(jobs)
 
     def wait(self, timeout: float | None = None) -> None:
@@ -163,26 +169,35 @@ class JobRunner:
             self._spawn(started.value.id)
         return started
 
-    def _spawn(self, job_id: UUID) -> None:
+    def _spawn(self, job_id: UUID, takeover: bool = False) -> None:
         if self._stopping.is_set():
             # Recorded as running: the next start resumes it. No thread gives its place back.
             self._give_back(job_id)
             return
         thread = threading.Thread(
-            target=self.run, args=(job_id,), name=f"job-{job_id}", daemon=True
+            target=self.run, args=(job_id, takeover), name=f"job-{job_id}", daemon=True
         )
         self._threads.append(thread)
         thread.start()
 
-    def run(self, job_id: UUID) -> None:
+    def run(self, job_id: UUID, takeover: bool = False) -> None:
+        """Runs the job if its lock is free. `takeover`: the job may have run in a process
+        that has lost its lock and not learnt it yet (a resumed job, or one run again)."""
         # Every replica resumes the unfinished jobs it finds at start: the job's own lock
         # keeps a job that runs in another process (or already here) from running twice, and
         # one that ended between the listing and the lock is left as it ended.
         try:
             while True:
                 try:
-                    self._claim_and_run(job_id)
+                    self._claim_and_run(job_id, takeover)
                     return
+                except LockLost:
+                    log.warning(
+                        "job %s lost its lock; it runs again here in %g s unless another "
+                        "process runs it",
+                        job_id,
+                        RETRY_SECONDS,
+                    )
                 except Exception as exc:
                     if self._stopping.is_set():
                         log.info("job %s stopped with the process (%r)", job_id, exc)
@@ -198,8 +213,9 @@ class JobRunner:
                         first_line(exc),
                         RETRY_SECONDS,
                     )
-                    if self._stopping.wait(RETRY_SECONDS):
-                        return
+                takeover = True  # whether this run went on before it stopped is unknown
+                if self._stopping.wait(RETRY_SECONDS):
+                    return
         finally:
             self._give_back(job_id)
 
@@ -209,12 +225,14 @@ class JobRunner:
             self._holding.discard(job_id)
             self.held.release()
 
-    def _claim_and_run(self, job_id: UUID) -> None:
+    def _claim_and_run(self, job_id: UUID, takeover: bool) -> None:
         claim = Leadership(self.settings, f"jobs/{job_id}")
         if not claim.try_acquire():
             log.info("job %s runs in another process", job_id)
             return
         try:
+            if takeover and not claim.settle(self._stopping.is_set):
+                return  # stopping: the next start resumes it
             job = self.ledger.job(job_id)
             if job is None or job.status != RUNNING:
                 log.info("job %s has ended already", job_id)
@@ -229,19 +247,20 @@ class JobRunner:
                 )
                 return
             else:
-                self._run(job, upload)
+                self._run(job, upload, claim)
         finally:
             claim.release()
         claim.discard()  # nobody takes an ended job's lock again
 
-    def _run(self, job: Job, upload: Path | None) -> None:
-        """Runs a job to its end, or until the process stops; `upload`: an import's file."""
+    def _run(self, job: Job, upload: Path | None, claim: Leadership) -> None:
+        """Runs a job to its end, or until the process stops or `claim`, its lock, is lost;
+        `upload`: an import's file."""
         job_id = job.id
         # Everything the job stores is attributed to the request that started it.
         meta = CommandMeta(
             job.actor, reason=job.params.get("reason"), request_id=job.params.get("request_id")
         )
-        progress = _Progress(self.ledger, job_id, meta, self._stopping, done_before=job.done)
+        progress = _Progress(self.ledger, job_id, meta, self._stopping, claim, done_before=job.done)
         earlier = _EarlierRun(self.ledger, job, meta)
         try:
             if job.kind == IMPORT:
@@ -256,6 +275,8 @@ class JobRunner:
         except Interrupted:
             log.info("job %s stopped with the process; the next start resumes it", job_id)
             return
+        except LockLost:
+            raise  # neither ended nor failed here: another process may be running it
         except InputRefused as refusal:
             reason, found = refusal.reason, refusal.result
             log.info("job %s refused its input: %s", job_id, reason)
@@ -420,12 +441,14 @@ class _Progress:
         job_id: UUID,
         meta: CommandMeta,
         stopping: threading.Event,
+        claim: Leadership,
         done_before: int = 0,
     ) -> None:
         self.ledger = ledger
         self.job_id = job_id
         self.meta = meta
         self.stopping = stopping
+        self.claim = claim
         # A resumed job goes over its work again from the start, changing nothing it did
         # before: what it had done stays done, so a client does not see it fall back to 0.
         self.done_before = done_before
@@ -433,9 +456,14 @@ class _Progress:
         self.total: int | None = None
 
     def check(self) -> None:
-        """Raises Interrupted when the process is stopping: the job stops here, to resume."""
+        """Raises Interrupted when the process is stopping (the job stops here, to resume),
+        LockLost when the job's lock is no longer ours. Asked before each row or chunk is
+        stored, so a process that lost the lock stores nothing more, and one that takes the
+        lock over after `Leadership.settle` never works beside it."""
         if self.stopping.is_set():
             raise Interrupted
+        if not self.claim.held():
+            raise LockLost
 
     def __call__(self, done: int, total: int) -> None:
         self.check()

@@ -8,7 +8,8 @@ over within its retry interval, and nothing has to expire first.
 
 The active worker checks five times a second that it still holds the lock (a PostgreSQL
 connection can be cut, a lock file removed); when it does not, it stops working and stands by
-again.
+again. A background job takes a lock of its own the same way, and checks it before each row
+or chunk it stores.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import select
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -63,11 +65,8 @@ class Leadership:
             try:
                 self.standing_by = not self.try_acquire()
                 if not self.standing_by:
-                    if self._url is not None:
-                        _pause(stopping, TAKEOVER_GRACE_SECONDS)
-                        if stopping():
-                            self.release()
-                            return False
+                    if not self.settle(stopping):
+                        return False
                     log.info("%s: active", self.name)
                     return True
             except Exception as exc:  # the store is down: stand by and try again
@@ -78,6 +77,16 @@ class Leadership:
                 announced = True
             _pause(stopping, retry)
         return False
+
+    def settle(self, stopping: Callable[[], bool]) -> bool:
+        """Once the lock is taken, on PostgreSQL, waits out the checks of a holder that lost it
+        without knowing yet; False (the lock given back) if `stopping()` turned true first."""
+        if self._url is not None:
+            _pause(stopping, TAKEOVER_GRACE_SECONDS)
+            if stopping():
+                self.release()
+                return False
+        return True
 
     def held(self) -> bool:
         """Whether the lock is still ours (False once its connection is gone)."""
@@ -95,6 +104,12 @@ class Leadership:
             self.release()
             return False
         try:
+            # A session the server ends (a restart, a cut, a dead peer found by keepalives)
+            # leaves its socket readable, with the reason or the end of the stream: until then
+            # the lock stands, and no round trip is needed to know it, as a job asks before
+            # each row. Anything the server did say is read, and the session asked once.
+            if not select.select([self._held.fileno()], [], [], 0)[0]:
+                return True
             self._held.execute("SELECT 1").fetchone()
             return True
         except Exception:

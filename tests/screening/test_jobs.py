@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
 from litestar.testing import TestClient
 
@@ -503,6 +505,62 @@ def test_a_job_that_another_process_is_running_is_not_resumed_twice(ledger, sett
     runner.resume()  # that process died: the job is free to resume
     runner.wait(60)
     assert ledger.job(job_id).status == "finished"
+
+
+@pytest.mark.parametrize("then", ["another-process-takes-it", "it-stays-free"])
+def test_a_job_that_loses_its_lock_stores_nothing_more_until_it_holds_it_again(
+    ledger, settings, caplog, then
+):
+    caplog.set_level(logging.INFO, logger="crm.jobs")
+    runner = JobRunner(ledger, settings)
+    job_id = stored_import_job(runner, 20)
+    name = f"jobs/{job_id}"
+    elsewhere = Leadership(settings, name)
+    took: list[bool] = []
+
+    def lose_the_lock() -> None:  # right after the fifth company is stored
+        _cut_lock(settings, name)
+        if then == "another-process-takes-it":
+            took.append(elsewhere.try_acquire())
+
+    when_stored(ledger, "Registered", 5, lose_the_lock)
+    try:
+        runner.run(job_id)
+        registered = _stored(ledger, "Registered")
+        left = ledger.job(job_id)
+    finally:
+        elsewhere.release()
+    if then == "another-process-takes-it":
+        assert took == [True]
+        # Left to the process that holds the lock now, with no company stored after the loss
+        assert (left.status, registered) == ("running", 5)
+        left = finished_at_next_start(ledger, settings, job_id)  # as that process would
+    # Run again from the start, the rows it stored before counted as it stored them
+    assert left.status == "finished", left.error
+    assert (left.result["registered"], left.result["unchanged"]) == (20, 0)
+    assert _stored(ledger, "Registered") == 20
+    assert "lost its lock" in caplog.text
+
+
+def _cut_lock(settings, name: str) -> None:
+    """Takes a lock from the process that holds it without its knowing: on PostgreSQL its
+    connection is cut (as a restart of the server would), on SQLite its file is removed."""
+    if settings.database_url is None:
+        (settings.data_dir / f"{name}.lock").unlink()
+        return
+    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+        cut = admin.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            (f"crm-{name}",),
+        ).fetchall()
+    assert cut == [(True,)]
+
+
+def _stored(ledger, topic: str) -> int:
+    """How many stored events have a topic ending with `topic`."""
+    stored = ledger.recorder.select_notifications(1, 1_000_000)
+    return sum(n.topic.endswith(topic) for n in stored)
 
 
 def test_a_job_that_ended_before_a_replica_took_its_lock_is_left_as_it_ended(ledger, settings):
