@@ -93,7 +93,10 @@ class Target(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class SetObjectives(Body):
-    targets: Annotated[list[Target], Meta(min_length=1, max_length=20)]
+    """Targets to set and metrics whose target to remove, at least one of either."""
+
+    targets: Annotated[list[Target], Meta(max_length=20)] = []
+    remove: Annotated[list[ObjectiveMetric], Meta(max_length=20)] = []
     reason: Reason | None = None
 
 

@@ -80,6 +80,12 @@ class PolicyNotFound(LedgerError):
         self.version = version
 
 
+class ObjectivesNotFound(LedgerError):
+    def __init__(self, period: str) -> None:
+        super().__init__(f"No objectives are set for {period}: there is no target to remove.")
+        self.period = period
+
+
 class ChainBroken(LedgerError):
     """A stored chain no longer matches what was written, so no checkpoint can vouch for it."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from domain.errors import (
     Contention,
     DomainAlreadyRegistered,
     IdempotencyKeyReused,
+    ObjectivesNotFound,
     PolicyNotFound,
     VersionMismatch,
 )
@@ -315,14 +316,19 @@ class AccountLedger(Application):
         return _wait(self.submit(account_id, meta, Account.override_screening, outcome))
 
     def set_objectives(
-        self, period: str, targets: list[Target], meta: CommandMeta
+        self,
+        period: str,
+        targets: list[Target],
+        meta: CommandMeta,
+        remove: Sequence[str] = (),
     ) -> Outcome[Objectives]:
-        """Sets targets for a period; other metrics of the period keep theirs."""
+        """Sets targets for a period and removes those of the metrics in `remove`; the period's
+        other metrics keep theirs."""
         with self._records:
-            return self._set_objectives(period, targets, meta)
+            return self._set_objectives(period, targets, meta, remove)
 
     def _set_objectives(
-        self, period: str, targets: list[Target], meta: CommandMeta
+        self, period: str, targets: list[Target], meta: CommandMeta, remove: Sequence[str]
     ) -> Outcome[Objectives]:
         for _ in range(MAX_ATTEMPTS):
             if (answered := self.answered(meta)) is not None:
@@ -333,9 +339,13 @@ class AccountLedger(Application):
             version = objectives.version if objectives else 0  # none set: none to expect
             meta.refuse_unless_expected(version, f"The objectives of {period} are")
             by = self.attribution(meta).after(objectives)  # reads as of an instant need it
+            if objectives is None and not targets:
+                raise ObjectivesNotFound(period)  # only removals: a period is not opened for them
             objectives = objectives or Objectives.open(period, by)
             for target in targets:
                 objectives.set_target(target, by)
+            for metric in remove:
+                objectives.remove_target(metric, by)
             try:
                 # A key is kept even when no target changed, so that it still refuses
                 # another request.

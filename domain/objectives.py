@@ -106,6 +106,12 @@ class Objectives(Aggregate):
                 self.metric, self.acceptable, self.optimal, self.best
             )
 
+    class TargetRemoved(Event):
+        metric: str
+
+        def apply(self, objectives: Objectives) -> None:
+            del objectives.targets[self.metric]
+
     def __init__(self, *, period: str, actor: str, reason: str | None, request_id: str | None):
         self.period = period
         self.targets: dict[str, Target] = {}
@@ -144,3 +150,10 @@ class Objectives(Aggregate):
             best=target.best,
             **by.event_fields(),
         )
+
+    def remove_target(self, metric: str, by: Attribution) -> None:
+        """The period has no target for `metric` any more (none set: nothing changes)."""
+        if metric not in METRICS:
+            raise InvalidValue("remove", f"{metric!r} is not one of {', '.join(METRICS)}.")
+        if metric in self.targets:
+            self.trigger_event(self.TargetRemoved, metric=metric, **by.event_fields())

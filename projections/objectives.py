@@ -1,4 +1,5 @@
-"""The `objectives` read model: every target set for a period, with the instant it was set.
+"""The `objectives` read model: every target set for a period, with the instant it was set,
+and every removal of one (a row marked `removed`).
 
 The stage report reads the targets of all the periods its window touches in one query, as they
 stood at an instant, however many periods that is; the list of objectives (`GET /objectives`)
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, bindparam, inspect, text
 
 from domain.objectives import Objectives, Target
 from projections.account_queries import BadCursor, Page, encode_cursor, signed_state
@@ -22,9 +23,10 @@ from projections.generations import Generation, live_generation
 
 NAME = "objectives"
 
-COLUMNS = ("position", "period", "metric", "acceptable", "optimal", "best", "at")
+COLUMNS = ("position", "period", "metric", "acceptable", "optimal", "best", "at", "removed")
 # The events it applies.
-READS = (Objectives.Opened, Objectives.TargetSet)
+READS = (Objectives.Opened, Objectives.TargetSet, Objectives.TargetRemoved)
+CHANGES = (Objectives.TargetSet, Objectives.TargetRemoved)
 # The length of a period's name of each size: 2026, 2026-03, 2026-03-15.
 SIZES = {"year": 4, "month": 7, "day": 10}
 ORDER = (("period", "ASC"),)  # the list's: a year, then its months, each before its days
@@ -46,7 +48,8 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
             acceptable BIGINT NOT NULL,
             optimal BIGINT NOT NULL,
             best BIGINT NOT NULL,
-            at BIGINT NOT NULL
+            at BIGINT NOT NULL,
+            removed INTEGER NOT NULL DEFAULT 0
         )""")
     )
     conn.execute(
@@ -61,7 +64,11 @@ def create_tables(conn: Connection, gen: Generation, *, query_indexes: bool = Tr
 
 
 def complete_tables(conn: Connection, gen: Generation) -> None:
+    """Adds the index the queries read by, and to a table an earlier release made, the
+    `removed` column (none of its rows is a removal)."""
     t, _ = tables(gen)
+    if "removed" not in {c["name"] for c in inspect(conn).get_columns(t)}:
+        conn.execute(text(f"ALTER TABLE {t} ADD COLUMN removed INTEGER NOT NULL DEFAULT 0"))
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {t}_period ON {t} (period)"))
 
 
@@ -79,20 +86,40 @@ def apply(conn: Connection, gen: Generation, batch: list[Entry]) -> None:
     targets_table, periods_table = tables(gen)
     opened = [(o, e.period) for _, o, e in batch if isinstance(e, Objectives.Opened)]
     insert_rows(conn, periods_table, ("objectives_id", "period"), opened)
-    target_sets = [(p, o, e) for p, o, e in batch if isinstance(e, Objectives.TargetSet)]
-    if not target_sets:
+    changes = [(p, o, e) for p, o, e in batch if isinstance(e, CHANGES)]
+    if not changes:
         return
     # Read after the insert: the period of objectives opened in this batch or an earlier one.
     query = text(
         f"SELECT objectives_id, period FROM {periods_table} WHERE objectives_id IN :ids"
     ).bindparams(bindparam("ids", expanding=True))
-    ids = sorted({o for _, o, _ in target_sets})
+    ids = sorted({o for _, o, _ in changes})
     period = {o: name for o, name in conn.execute(query, {"ids": ids})}
     rows = [
-        (p, period[o], e.metric, e.acceptable, e.optimal, e.best, to_micros(e.timestamp))
-        for p, o, e in target_sets
+        (p, period[o], e.metric, *_levels(e), to_micros(e.timestamp), int(_removal(e)))
+        for p, o, e in changes
     ]
     insert_rows(conn, targets_table, COLUMNS, rows)
+
+
+def _removal(event: Any) -> bool:
+    return isinstance(event, Objectives.TargetRemoved)
+
+
+def _levels(event: Any) -> tuple[int, int, int]:
+    """A target's levels; zeros on a removal's row, which has none."""
+    if _removal(event):
+        return 0, 0, 0
+    return event.acceptable, event.optimal, event.best
+
+
+def _stood(targets: dict[str, Target], metric: str, levels: list[int], removed: int) -> None:
+    """Applies a row to `targets`, a period's targets by metric: the last row of a metric
+    stands, a removal's taking its target away."""
+    if removed:
+        targets.pop(metric, None)
+    else:
+        targets[metric] = Target(metric, *levels)
 
 
 def targets_between(
@@ -104,7 +131,7 @@ def targets_between(
     targets_table, _ = tables(gen)
     # Names of one size sort as the periods do; a month's days sort among the months.
     query = (
-        f"SELECT period, metric, acceptable, optimal, best FROM {targets_table} "
+        f"SELECT period, metric, removed, acceptable, optimal, best FROM {targets_table} "
         f"WHERE period BETWEEN :first AND :last AND LENGTH(period) = :size"
     )
     params: dict[str, str | int] = {"first": first, "last": last, "size": len(first)}
@@ -112,9 +139,11 @@ def targets_between(
         query += " AND at <= :set_at"
         params["set_at"] = to_micros(set_at)
     found: dict[str, dict[str, Target]] = {}
-    for period, metric, *levels in conn.execute(text(query + " ORDER BY period, position"), params):
-        found.setdefault(period, {})[metric] = Target(metric, *levels)  # the last set stands
-    return found
+    for period, metric, removed, *levels in conn.execute(
+        text(query + " ORDER BY period, position"), params
+    ):
+        _stood(found.setdefault(period, {}), metric, levels, removed)
+    return {period: targets for period, targets in found.items() if targets}
 
 
 @dataclass(frozen=True)
@@ -159,13 +188,13 @@ def objectives_page(
     }
     if periods:
         targets = text(
-            f"SELECT period, metric, acceptable, optimal, best FROM {targets_table} "
+            f"SELECT period, metric, removed, acceptable, optimal, best FROM {targets_table} "
             f"WHERE period IN :periods ORDER BY position"
         ).bindparams(bindparam("periods", expanding=True))
-        for period, metric, *levels in conn.execute(targets, {"periods": periods}):
+        for period, metric, removed, *levels in conn.execute(targets, {"periods": periods}):
             row = rows[period]
-            row["version"] += 1  # an aggregate's events: its opening, then each target set
-            row["targets"][metric] = Target(metric, *levels)  # the last set stands
+            row["version"] += 1  # its events: the opening, then each target set or removed
+            _stood(row["targets"], metric, levels, removed)
     return Page(rows=list(rows.values()), position=gen.position, next_cursor=next_cursor)
 
 

@@ -108,9 +108,13 @@ class ObjectivesController(Controller):
         dto=StrictJSON[SetObjectives],
         return_dto=None,
         sync_to_thread=True,
-        summary="Set targets for a period at three levels",
+        summary="Set targets for a period at three levels, or remove them",
+        description="Sets the targets of the metrics in `targets` and removes those of the "
+        "metrics in `remove` (one without a target stays without); the period's other metrics "
+        "keep theirs.",
         responses={
             400: problem_response(f"{_BAD_PERIOD}, JSON or header."),
+            404: problem_response("Only metrics to remove, and no objectives for the period."),
             409: problem_response(
                 "The levels do not rise (rule `objective_levels_order`), or "
                 f"{unreadable('the objectives')}."
@@ -131,12 +135,17 @@ class ObjectivesController(Controller):
         command_headers: NamedDependency[CommandHeaders],
     ) -> Response[ObjectivesView]:
         period = _calendar_period(period)
+        if not data.targets and not data.remove:
+            raise invalid_field("targets", "Give targets to set, metrics to remove, or both.")
         metrics = [t.metric for t in data.targets]
-        if twice := sorted({m for m in metrics if metrics.count(m) > 1}):
-            raise invalid_field("targets", f"{', '.join(twice)} given more than once.")
+        for field, named in (("targets", metrics), ("remove", data.remove)):
+            if twice := sorted({m for m in named if named.count(m) > 1}):
+                raise invalid_field(field, f"{', '.join(twice)} given more than once.")
+        if both := sorted(set(metrics) & set(data.remove)):
+            raise invalid_field("remove", f"{', '.join(both)} both set and removed.")
         targets = [DomainTarget(t.metric, t.acceptable, t.optimal, t.best) for t in data.targets]
         meta = command_headers.meta(data)
-        outcome = ledger.set_objectives(period, targets, meta)
+        outcome = ledger.set_objectives(period, targets, meta, data.remove)
         headers = {"ETag": etag(outcome.value.version), "CRM-Position": str(outcome.position)}
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"

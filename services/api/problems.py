@@ -30,6 +30,7 @@ from domain.errors import (
     IdempotencyKeyReused,
     InvalidValue,
     LedgerError,
+    ObjectivesNotFound,
     PolicyNotFound,
     RuleViolation,
     VersionMismatch,
@@ -118,6 +119,8 @@ def _problem_for(exc: LedgerError) -> ProblemDetailsException:
         return problem(404, "Contact not found", exc.detail, kind="not-found")
     if isinstance(exc, PolicyNotFound):
         return problem(404, "Policy not found", exc.detail, kind="not-found")
+    if isinstance(exc, ObjectivesNotFound):
+        return problem(404, "Not found", exc.detail, kind="not-found")
     if isinstance(exc, DomainAlreadyRegistered):
         return problem(
             409,

@@ -216,3 +216,93 @@ def test_a_version_the_objectives_never_had_is_404_naming_it(client):
     assert (unset.status_code, unset.json().get("field")) == (404, None)
     assert (both.status_code, both.json()["field"]) == (400, "as_of")
     assert (no_offset.status_code, no_offset.json()["field"]) == (400, "as_of")
+
+
+LOST = {"metric": "accounts_lost", "acceptable": 3, "optimal": 2, "best": 1}
+
+
+def test_a_target_set_by_mistake_is_removed_and_the_auditor_still_sees_it_was_there(
+    client, ledger, clock
+):
+    client.put("/objectives/2026", json={"targets": [*WON["targets"], LOST]})
+    set_at = clock.now
+
+    removed = client.put(
+        "/objectives/2026", json={"remove": ["accounts_won"], "reason": "set for 2027"}
+    )
+
+    assert removed.status_code == 200, removed.text
+    assert (removed.json()["version"], removed.headers["ETag"]) == (4, '"4"')
+    assert removed.json()["targets"] == [LOST]
+    assert client.get("/objectives/2026").json() == removed.json()
+    # Before the removal, as of an instant or a version, both targets
+    then = client.get("/objectives/2026", params={"as_of": set_at.isoformat()}).json()
+    assert then["targets"] == [LOST, *WON["targets"]]
+    assert client.get("/objectives/2026", params={"version": 3}).json() == then
+    stored = events_in_store(ledger)
+
+    # Removing it again changes nothing; so does removing a metric that has no target
+    again = client.put("/objectives/2026", json={"remove": ["accounts_won", "entered_outreach"]})
+
+    assert (again.status_code, again.json()) == (200, removed.json())
+    assert events_in_store(ledger) == stored
+
+
+def test_targets_are_set_and_removed_in_one_request_under_if_match(client):
+    client.put("/objectives/2026-05", json=WON)
+    both = {"targets": [LOST], "remove": ["accounts_won"]}
+
+    stale = client.put("/objectives/2026-05", json=both, headers={"If-Match": '"1"'})
+    done = client.put("/objectives/2026-05", json=both, headers={"If-Match": '"2"'})
+
+    assert (stale.status_code, stale.json()["current_version"]) == (412, 2)
+    assert done.status_code == 200, done.text
+    assert (done.json()["version"], done.json()["targets"]) == (4, [LOST])
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "targets"),
+        ({"targets": [], "remove": []}, "targets"),
+        ({"remove": ["accounts_won", "accounts_won"]}, "remove"),
+        ({**WON, "remove": ["accounts_won"]}, "remove"),
+        ({"remove": ["deals_closed"]}, "remove[0]"),
+    ],
+)
+def test_a_request_that_sets_and_removes_nothing_or_contradicts_itself_is_refused(
+    client, ledger, body, field
+):
+    client.put("/objectives/2026", json=WON)
+    stored = events_in_store(ledger)
+
+    response = client.put("/objectives/2026", json=body)
+
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["field"] == field
+    assert events_in_store(ledger) == stored
+    assert client.get("/objectives/2026").json()["targets"] == WON["targets"]
+
+
+def test_removing_a_target_of_a_period_without_objectives_is_404_and_opens_nothing(client, ledger):
+    response = client.put("/objectives/2026-06", json={"remove": ["accounts_won"]})
+
+    assert response.status_code == 404, response.text
+    assert "2026-06" in response.json()["detail"]
+    assert events_in_store(ledger) == 0
+    assert client.get("/objectives/2026-06").status_code == 404
+
+
+def test_a_removal_retried_with_its_key_answers_as_the_first_time(client, ledger):
+    client.put("/objectives/2026-07", json=WON)
+    headers = {"Idempotency-Key": "remove-won"}
+    first = client.put("/objectives/2026-07", json={"remove": ["accounts_won"]}, headers=headers)
+    client.put("/objectives/2026-07", json=MORE_WON)
+    stored = events_in_store(ledger)
+
+    again = client.put("/objectives/2026-07", json={"remove": ["accounts_won"]}, headers=headers)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert (again.json(), again.headers["idempotent-replayed"]) == (first.json(), "true")
+    assert events_in_store(ledger) == stored
+    assert client.get("/objectives/2026-07").json()["targets"] == MORE_WON["targets"]

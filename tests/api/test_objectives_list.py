@@ -61,6 +61,22 @@ def test_a_target_set_again_is_listed_as_it_stands(client):
     assert item["version"] == 3
 
 
+def test_a_target_removed_is_listed_no_more_and_a_period_left_without_any_stays(client):
+    client.put("/objectives/2026-04", json={"targets": [*WON["targets"], *ENTERED["targets"]]})
+    client.put("/objectives/2026-05", json=WON)
+    client.put("/objectives/2026-04", json={"remove": ["accounts_won"]})
+    last = client.put("/objectives/2026-05", json={"remove": ["accounts_won"]})
+    position = int(last.headers["crm-position"])
+
+    items = listed(client, min_position=position)["items"]
+
+    assert items == [client.get(f"/objectives/{p}").json() for p in ("2026-04", "2026-05")]
+    assert [(o["version"], o["targets"]) for o in items] == [
+        (4, ENTERED["targets"]),
+        (3, []),
+    ]
+
+
 @pytest.mark.parametrize(
     ("params", "periods"),
     [

@@ -57,8 +57,9 @@ def test_each_operation_lists_the_problems_it_can_give_and_no_others(client):
     assert problems_of(paths["/objectives/{period}"]["get"]) == (
         KEYS | {"400", "404", "409", "412", "503"}
     )
+    # 404: only targets to remove, for a period that has none.
     assert problems_of(paths["/objectives/{period}"]["put"]) == (
-        KEYS | COMMAND_INPUT | {"409", "412", "503"}
+        KEYS | COMMAND_INPUT | {"404", "409", "412", "503"}
     )
     # Every operation refuses a query parameter it does not take (400); a malformed UUID in
     # the path matches no route (404).

@@ -19,7 +19,7 @@ from domain.ledger import CommandMeta
 from domain.objectives import METRICS, Target
 from domain.text import fold
 from domain.vocabulary import AbmStage, FunnelState, Reaction, ScreeningOutcome
-from projections import accounts, transitions
+from projections import accounts, objectives, transitions
 from projections.account_queries import Filters, account_list, cursor_key, leaderboard
 from projections.generations import live_generation
 from projections.reports import Window, report
@@ -57,6 +57,10 @@ steps = st.lists(
                 ),
             ),
             st.tuples(
+                st.just("objective_removed"),
+                st.tuples(st.sampled_from(["2026", "2026-03"]), st.sampled_from(METRICS)),
+            ),
+            st.tuples(
                 st.just("job"), st.sampled_from(["start", "progress", "finish", "fail", "refuse"])
             ),
             st.tuples(st.just("catch_up"), st.none()),
@@ -88,6 +92,7 @@ def run(ledger, projector, account_ids, step, job_ids) -> None:
         "objectives": lambda: ledger.set_objectives(
             arg[0], [Target(arg[1], arg[2], arg[2], arg[2])], META
         ),
+        "objective_removed": lambda: ledger.set_objectives(arg[0], [], META, [arg[1]]),
         "catch_up": projector.catch_up,
     }
     try:
@@ -323,6 +328,30 @@ def started_without(projector, *columns: str) -> None:
         for column in columns:
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     projector.setup()
+
+
+def test_objectives_listed_by_the_release_before_removals_stand_and_a_removal_applies(
+    ledger, projector
+):
+    # Given targets listed by the release before, whose table had no `removed` column
+    won, lost = Target("accounts_won", 1, 2, 3), Target("accounts_lost", 3, 2, 1)
+    ledger.set_objectives("2026", [won, lost], META)
+    projector.catch_up()
+    with projector.database.write() as conn:
+        table, _ = objectives.tables(live_generation(conn, objectives.NAME))
+        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN removed"))
+
+    # When this release starts on it, and a target is removed
+    projector.setup()
+    ledger.set_objectives("2026", [], META, ["accounts_won"])
+    projector.catch_up()
+
+    # Then the target left stands as set before, the one removed is gone
+    with projector.database.read() as conn:
+        gen = live_generation(conn, objectives.NAME)
+        assert objectives.targets_between(conn, gen, "2026", "2026", None) == {
+            "2026": {"accounts_lost": lost}
+        }
 
 
 def test_accounts_listed_before_names_sorted_without_accents_first_sort_so_after_a_rebuild(

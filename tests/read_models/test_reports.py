@@ -401,6 +401,26 @@ def test_a_report_as_of_an_instant_shows_the_objectives_set_by_then(client, hist
     ]
 
 
+def test_a_target_removed_leaves_the_report_that_showed_it_but_not_one_as_of_before(
+    client, history, clock
+):
+    set_targets(client, "2026-02", ("accounts_won", 1, 2, 3), ("entered_outreach", 1, 2, 3))
+    set_at = clock.now
+    removed = client.put("/objectives/2026-02", json={"remove": ["accounts_won"]})
+    assert removed.status_code == 200, removed.text
+    position = {"position": int(removed.headers["crm-position"])}
+
+    then = stage_report(client, position, as_of=set_at.isoformat())
+    now = stage_report(client, position)
+
+    assert [o["metric"] for o in then["objectives"]] == ["accounts_won", "entered_outreach"]
+    assert [o["metric"] for o in now["objectives"]] == ["entered_outreach"]
+    # Its last target removed, the period shows none
+    last = client.put("/objectives/2026-02", json={"remove": ["entered_outreach"]})
+    emptied = stage_report(client, {"position": int(last.headers["crm-position"])})
+    assert emptied["objectives"] == []
+
+
 def test_a_report_as_of_a_target_shows_it_though_a_clock_set_back_stamped_the_next(
     client, history, clock
 ):
