@@ -98,7 +98,7 @@ class ScreeningRun(Struct, frozen=True):
     ] = 0
 
 
-JobStatus = Literal["running", "finished", "failed"]
+JobStatus = Literal["running", "finished", "failed", "cancelled"]
 JobKind = Literal["import", "apply_policy"]
 
 

@@ -86,6 +86,19 @@ class ObjectivesNotFound(LedgerError):
         self.period = period
 
 
+class JobNotFound(LedgerError):
+    def __init__(self, job_id: UUID) -> None:
+        super().__init__(f"No job has id {job_id}.")
+        self.job_id = job_id
+
+
+class JobEnded(RuleViolation):
+    """The job has ended (finished, failed or cancelled): it records nothing more."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("job_ended", detail)
+
+
 class ChainBroken(LedgerError):
     """A stored chain no longer matches what was written, so no checkpoint can vouch for it."""
 

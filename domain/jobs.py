@@ -11,8 +11,9 @@ from eventsourcing.domain import Aggregate
 
 from domain.account import Attribution
 from domain.chain import AppliedOrUnreadable
+from domain.errors import JobEnded
 
-RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 
 
 class Job(Aggregate):
@@ -61,6 +62,12 @@ class Job(Aggregate):
         def apply(self, job: Job) -> None:
             job.status, job.error, job.result = FAILED, self.error, self.result
 
+    class Cancelled(Event):
+        """Someone stopped the job: what it stored stays, and it stores nothing more."""
+
+        def apply(self, job: Job) -> None:
+            job.status = CANCELLED
+
     def __init__(
         self,
         *,
@@ -84,13 +91,28 @@ class Job(Aggregate):
         return cls._create(cls.Started, id=job_id, kind=kind, params=params, **by.event_fields())
 
     def progress(self, done: int, total: int, by: Attribution) -> None:
+        self._running()
         self.trigger_event(self.Progressed, done=done, total=total, **by.event_fields())
 
     def finish(self, result: dict[str, Any], by: Attribution) -> None:
+        self._running()
         self.trigger_event(self.Finished, result=result, **by.event_fields())
 
     def fail(self, error: str, by: Attribution) -> None:
+        self._running()
         self.trigger_event(self.Failed, error=error, **by.event_fields())
 
     def refuse(self, error: str, result: dict[str, Any], by: Attribution) -> None:
+        self._running()
         self.trigger_event(self.Refused, error=error, result=result, **by.event_fields())
+
+    def cancel(self, by: Attribution) -> None:
+        if self.status == CANCELLED:
+            return  # cancelled already: nothing changes
+        if self.status != RUNNING:
+            raise JobEnded(f"The job has ended ({self.status}): only a running job is cancelled.")
+        self.trigger_event(self.Cancelled, **by.event_fields())
+
+    def _running(self) -> None:
+        if self.status != RUNNING:
+            raise JobEnded(f"The job has ended ({self.status}): it records nothing more.")

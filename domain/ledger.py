@@ -31,6 +31,7 @@ from domain.errors import (
     Contention,
     DomainAlreadyRegistered,
     IdempotencyKeyReused,
+    JobNotFound,
     ObjectivesNotFound,
     PolicyNotFound,
     VersionMismatch,
@@ -487,13 +488,21 @@ class AccountLedger(Application):
         change: Callable[[Job, Attribution], None],
         meta: CommandMeta | None = None,
     ) -> Job:
-        """Records progress or the end of a job (its only writer is the process running it),
-        attributed as `meta` says (by default, to the job's actor)."""
-        job = self.job(job_id)
-        assert job is not None
-        change(job, self.attribution(meta or CommandMeta(job.actor)))
-        self.save(job)
-        return job
+        """Records progress or the end of a job, or its cancellation, attributed as `meta` says
+        (by default, to the job's actor). Its writers are the process running it and whoever
+        cancels it: one that finds the other wrote first reads the job again and makes its
+        change on it (JobEnded when the job has ended meanwhile)."""
+        for _ in range(MAX_ATTEMPTS):
+            job = self.job(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            change(job, self.attribution(meta or CommandMeta(job.actor)))
+            try:
+                self.save(job)
+            except IntegrityError:
+                continue
+            return job
+        raise Contention(f"job {job_id}")
 
     def unfinished_jobs(self) -> list[Job]:
         started = self.recorder.select_notifications(1, 1_000_000, topics=[JOB_STARTED_TOPIC])

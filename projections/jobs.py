@@ -28,7 +28,7 @@ NAME = "jobs"
 log = logging.getLogger("crm.projector")
 
 # The events it applies.
-READS = (Job.Started, Job.Progressed, Job.Finished, Job.Failed, Job.Refused)
+READS = (Job.Started, Job.Progressed, Job.Finished, Job.Failed, Job.Refused, Job.Cancelled)
 # A job's events are the job runner's record of its work, not the accounts': one that cannot
 # be read, or whose values no job can have (edited behind the ledger's back, which the audit
 # names), is passed over with a warning, rather than hold up every read model until it is put

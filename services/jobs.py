@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from domain.account import Account
+from domain.errors import JobEnded
 from domain.jobs import RUNNING, Job
 from domain.ledger import AccountLedger, CommandMeta, Outcome
 from domain.screening_policy import ScreeningDecision
@@ -71,6 +72,9 @@ class JobRunner:
         # `busy` when none is free); a job resumed at start takes none.
         self.held = threading.BoundedSemaphore(IMPORTS_HELD)
         self._holding: set[UUID] = set()
+        # Jobs cancelled through this process: one running here stops before its next row.
+        # One running in another process stops at its next record of progress.
+        self._cancelled: set[UUID] = set()
 
     def stop(self) -> None:
         """Stops the running jobs at their next progress point, before the ledger closes: a job
@@ -147,15 +151,34 @@ class JobRunner:
         }
         return self._start(APPLY_POLICY, params, meta).value
 
+    def cancel(self, job_id: UUID, meta: CommandMeta) -> Job:
+        """Records that the job is cancelled (JobEnded if it has ended otherwise); it stores
+        nothing more, and what it stored stays."""
+        job = self.ledger.record_job(job_id, lambda j, by: j.cancel(by), meta)
+        self._cancelled.add(job_id)
+        return job
+
     def resume(self) -> int:
         """Runs again every job that a stop interrupted, or that was started while it
-        stopped; returns how many. A runner resumed after a stop runs new jobs again."""
+        stopped; returns how many. A runner resumed after a stop runs new jobs again. The
+        uploads of jobs that ended while no process here ran them (cancelled) are removed."""
         self._stopping.clear()
+        self._remove_ended_uploads()
         jobs = self.ledger.unfinished_jobs()
         for job in jobs:
             log.info("resuming %s job %s", job.kind, job.id)
             self._spawn(job.id, takeover=True)
         return len(jobs)
+
+    def _remove_ended_uploads(self) -> None:
+        for path in self.uploads.glob("*.csv"):
+            try:
+                job = self.ledger.job(UUID(path.stem))
+            except ValueError:
+                continue  # not an upload's name
+            if job is not None and job.status != RUNNING:
+                log.info("removing the upload of job %s, which has ended (%s)", job.id, job.status)
+                path.unlink(missing_ok=True)
 
     def wait(self, timeout: float | None = None) -> None:
         for thread in list(self._threads):
@@ -260,7 +283,15 @@ class JobRunner:
         meta = CommandMeta(
             job.actor, reason=job.params.get("reason"), request_id=job.params.get("request_id")
         )
-        progress = _Progress(self.ledger, job_id, meta, self._stopping, claim, done_before=job.done)
+        progress = _Progress(
+            self.ledger,
+            job_id,
+            meta,
+            self._stopping,
+            claim,
+            lambda: job_id in self._cancelled,
+            done_before=job.done,
+        )
         earlier = _EarlierRun(self.ledger, job, meta)
         try:
             if job.kind == IMPORT:
@@ -277,10 +308,12 @@ class JobRunner:
             return
         except LockLost:
             raise  # neither ended nor failed here: another process may be running it
+        except JobEnded:
+            log.info("job %s was cancelled: it stops", job_id)
         except InputRefused as refusal:
             reason, found = refusal.reason, refusal.result
             log.info("job %s refused its input: %s", job_id, reason)
-            self.ledger.record_job(job_id, lambda j, by: j.refuse(reason, found, by), meta)
+            self._end(job_id, lambda j, by: j.refuse(reason, found, by), meta)
         except Exception as exc:
             if self._stopping.is_set():
                 # The ledger closed under a job that outlasted the stop's wait: the job did
@@ -293,13 +326,20 @@ class JobRunner:
                 raise  # the job did not fail: it is run again once the store answers
             log.exception("job %s failed", job_id)
             error = type(exc).__name__  # the log has the details; a job view shows no paths
-            self.ledger.record_job(job_id, lambda j, by: j.fail(error, by), meta)
+            self._end(job_id, lambda j, by: j.fail(error, by), meta)
         else:
-            self.ledger.record_job(job_id, lambda j, by: j.finish(result, by), meta)
+            self._end(job_id, lambda j, by: j.finish(result, by), meta)
         # An ended job is never run again: its upload, the people and companies of a target
         # list, is kept no longer than it is needed (kept, every upload would fill the disk).
         if upload is not None:
             upload.unlink(missing_ok=True)
+
+    def _end(self, job_id: UUID, change: Callable[[Job, Any], None], meta: CommandMeta) -> None:
+        """Records how the job ended, unless it was cancelled meanwhile."""
+        try:
+            self.ledger.record_job(job_id, change, meta)
+        except JobEnded:
+            log.info("job %s was cancelled before it ended", job_id)
 
     def _upload(self, job: Job) -> Path | None:
         """Where this process finds an import's upload, if it does (None for another kind of
@@ -442,6 +482,7 @@ class _Progress:
         meta: CommandMeta,
         stopping: threading.Event,
         claim: Leadership,
+        cancelled: Callable[[], bool],
         done_before: int = 0,
     ) -> None:
         self.ledger = ledger
@@ -449,6 +490,7 @@ class _Progress:
         self.meta = meta
         self.stopping = stopping
         self.claim = claim
+        self.cancelled = cancelled
         # A resumed job goes over its work again from the start, changing nothing it did
         # before: what it had done stays done, so a client does not see it fall back to 0.
         self.done_before = done_before
@@ -457,13 +499,17 @@ class _Progress:
 
     def check(self) -> None:
         """Raises Interrupted when the process is stopping (the job stops here, to resume),
-        LockLost when the job's lock is no longer ours. Asked before each row or chunk is
-        stored, so a process that lost the lock stores nothing more, and one that takes the
-        lock over after `Leadership.settle` never works beside it."""
+        LockLost when the job's lock is no longer ours, JobEnded when the job was cancelled
+        through this process (one cancelled through another is found at the next record of
+        progress). Asked before each row or chunk is stored, so a process that lost the lock
+        stores nothing more, and one that takes the lock over after `Leadership.settle` never
+        works beside it."""
         if self.stopping.is_set():
             raise Interrupted
         if not self.claim.held():
             raise LockLost
+        if self.cancelled():
+            raise JobEnded("The job was cancelled.")
 
     def __call__(self, done: int, total: int) -> None:
         self.check()

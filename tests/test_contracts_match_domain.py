@@ -26,9 +26,9 @@ def test_contract_values_are_exactly_the_domain_values(literal, enum):
 
 def test_a_job_view_has_exactly_the_statuses_a_job_can_be_in():
     from contracts.screening import JobStatus
-    from domain.jobs import FAILED, FINISHED, RUNNING
+    from domain.jobs import CANCELLED, FAILED, FINISHED, RUNNING
 
-    assert list(get_args(JobStatus)) == [RUNNING, FINISHED, FAILED]
+    assert list(get_args(JobStatus)) == [RUNNING, FINISHED, FAILED, CANCELLED]
 
 
 def test_the_contracts_package_does_not_import_the_domain():

@@ -12,12 +12,28 @@ ROOT = Path(__file__).parent.parent
 
 
 def rules_in_code() -> set[str]:
-    """Each rule name the code gives a refusal: the first argument of `RuleViolation(...)`, a
-    `rule=` of a problem, and the rules of the stage facts (which one refusal names from a
-    variable)."""
+    """Each rule name the code gives a refusal: the first argument of `RuleViolation(...)` (or
+    of `super().__init__(...)` in a class of its own, such as JobEnded), a `rule=` of a
+    problem, and the rules of the stage facts (which one refusal names from a variable)."""
     found = {rule for rule, _ in _STAGE_FACTS.values()}
     for path in [*ROOT.joinpath("domain").rglob("*.py"), *ROOT.joinpath("services").rglob("*.py")]:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        violations = {
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef)
+            and any(getattr(b, "id", None) == "RuleViolation" for b in node.bases)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name in violations:
+                for call in ast.walk(node):
+                    if (
+                        isinstance(call, ast.Call)
+                        and getattr(call.func, "attr", None) == "__init__"
+                        and call.args
+                        and isinstance(call.args[0], ast.Constant)
+                    ):
+                        found.add(call.args[0].value)
             if not isinstance(node, ast.Call):
                 continue
             called = getattr(node.func, "id", getattr(node.func, "attr", None))

@@ -24,7 +24,7 @@ from services.api.command_meta import (
 )
 from services.api.head import HeadAsGet
 from services.api.health import asyncapi, health, ready, status
-from services.api.jobs import list_jobs, read_job, upload_import
+from services.api.jobs import cancel_job, list_jobs, read_job, upload_import
 from services.api.objectives import ObjectivesController
 from services.api.page_cache import PageCache
 from services.api.parameters import (
@@ -108,6 +108,7 @@ def create_app(
             upload_import,
             list_jobs,
             read_job,
+            cancel_job,
             *READ_MODEL_HANDLERS,
             *AUDIT_HANDLERS,
             health,

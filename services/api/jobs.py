@@ -14,6 +14,7 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
 from contracts.screening import JobKind, JobPage, JobStatus, JobSummary, JobView
+from domain.errors import JobNotFound
 from domain.jobs import RUNNING, Job
 from domain.ledger import AccountLedger
 from projections import jobs as listed_jobs
@@ -34,6 +35,7 @@ from services.api.problems import (
     problem,
     problem_response,
     retry_shortly,
+    unreadable,
     unreadable_response,
 )
 from services.api.read_models import (
@@ -240,13 +242,39 @@ def read_job(
 ) -> Response[JobView]:
     job = ledger.job(job_id)
     if job is None:
-        raise problem(404, "Not found", f"No job has id {job_id}.", kind="not-found")
+        raise JobNotFound(job_id)
     headers = {}
     if job.status != RUNNING:
         # The log's head, read after the ended job: at or after every event the job stored,
         # so a client can wait for its reads to show the job's work, as after a command.
         headers["CRM-Position"] = str(ledger.recorder.max_notification_id() or 0)
     return Response(job_view(job), headers=headers)
+
+
+@post(
+    "/jobs/{job_id:uuid}/cancel",
+    opt={"permission": Permission.WRITE},
+    status_code=200,
+    sync_to_thread=True,
+    tags=["screening"],
+    summary="Cancel a running job",
+    description="The job stores nothing more (one running in this process stops before its "
+    "next row or chunk, one running in another within about a second) and its status is "
+    "`cancelled`; what it stored stays. A job cancelled already answers as it stands; its "
+    "upload is removed.",
+    responses={
+        404: problem_response("No such job."),
+        409: problem_response(
+            f"The job has finished or failed (rule `job_ended`), or {unreadable('the job')}."
+        ),
+    },
+)
+def cancel_job(
+    job_id: Annotated[UUID, PathParameter()],
+    jobs: NamedDependency[JobRunner],
+    command_headers: NamedDependency[CommandHeaders],
+) -> JobView:
+    return job_view(jobs.cancel(job_id, command_headers.meta(None)))
 
 
 @get(

@@ -29,6 +29,7 @@ from domain.errors import (
     EventUnreadable,
     IdempotencyKeyReused,
     InvalidValue,
+    JobNotFound,
     LedgerError,
     ObjectivesNotFound,
     PolicyNotFound,
@@ -119,7 +120,7 @@ def _problem_for(exc: LedgerError) -> ProblemDetailsException:
         return problem(404, "Contact not found", exc.detail, kind="not-found")
     if isinstance(exc, PolicyNotFound):
         return problem(404, "Policy not found", exc.detail, kind="not-found")
-    if isinstance(exc, ObjectivesNotFound):
+    if isinstance(exc, ObjectivesNotFound | JobNotFound):
         return problem(404, "Not found", exc.detail, kind="not-found")
     if isinstance(exc, DomainAlreadyRegistered):
         return problem(

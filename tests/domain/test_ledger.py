@@ -16,6 +16,8 @@ from domain.errors import (
     DomainAlreadyRegistered,
     IdempotencyKeyReused,
     InvalidValue,
+    JobEnded,
+    JobNotFound,
     RuleViolation,
     VersionMismatch,
 )
@@ -449,3 +451,23 @@ def test_a_burst_of_objectives_and_policies_in_one_process_is_stored_whole(ledge
     assert ledger.objectives("2026-09").version == 41  # opened, then one target at a time
     assert all(outcome.value.period == "2026-09" for outcome in set_)
     assert sorted(outcome.value for outcome in created) == list(range(1, 21))
+
+
+def test_a_jobs_record_made_while_another_process_cancelled_it_is_refused_not_lost(ledger):
+    job = ledger.start_job("import", {"file": "x.csv"}, CommandMeta("importer")).value
+    tries = []
+
+    def progress(j, by):  # the runner's record, which a cancellation overtakes once
+        tries.append(j.status)
+        if len(tries) == 1:
+            ledger.record_job(job.id, lambda other, by: other.cancel(by), CommandMeta("manager"))
+        j.progress(1, 10, by)
+
+    with pytest.raises(JobEnded):
+        ledger.record_job(job.id, progress)
+
+    assert tries == ["running", "cancelled"]  # read again after the conflict
+    stored = ledger.job(job.id)
+    assert (stored.status, stored.done) == ("cancelled", 0)
+    with pytest.raises(JobNotFound):
+        ledger.record_job(uuid4(), progress)

@@ -542,6 +542,57 @@ def test_a_job_that_loses_its_lock_stores_nothing_more_until_it_holds_it_again(
     assert "lost its lock" in caplog.text
 
 
+@pytest.mark.parametrize("through", ["this-process", "another-process"])
+def test_a_cancelled_job_stores_nothing_more_ends_cancelled_and_leaves_no_upload(
+    ledger, settings, through
+):
+    runner = JobRunner(ledger, settings)
+    job_id = stored_import_job(runner, 20)
+    upload = runner.uploads / f"{job_id}.csv"
+    canceller = runner if through == "this-process" else JobRunner(ledger, settings)
+    when_stored(ledger, "Registered", 5, lambda: canceller.cancel(job_id, CommandMeta("manager")))
+
+    runner.run(job_id)
+
+    job = ledger.job(job_id)
+    assert (job.status, job.result, job.error) == ("cancelled", None, None)
+    if through == "this-process":  # before its next row; another's, at its next record
+        assert _stored(ledger, "Registered") == 5
+    assert not upload.exists()
+    assert JobRunner(ledger, settings).resume() == 0  # not run again at the next start
+    assert ledger.job(job_id).status == "cancelled"
+
+
+def test_a_job_left_running_is_cancelled_over_http_and_an_ended_one_is_409(client, jobs, ledger):
+    # A job whose process never came back to run it: left running, its upload kept
+    stuck = stored_import_job(jobs, 3)
+    finished_job = finished(
+        client,
+        client.post("/imports", content=(HEADER + good_rows(2)).encode(), headers=CSV).headers[
+            "location"
+        ],
+    )
+
+    cancelled = client.post(f"/jobs/{stuck}/cancel")
+    again = client.post(f"/jobs/{stuck}/cancel")
+    ended = client.post(f"/jobs/{finished_job['id']}/cancel")
+    unknown = client.post(f"/jobs/{uuid.uuid4()}/cancel")
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["status"], cancelled.json()["done"]) == ("cancelled", 0)
+    assert again.json() == cancelled.json() == client.get(f"/jobs/{stuck}").json()
+    assert (ended.status_code, ended.json()["rule"]) == (409, "job_ended")
+    assert client.get(f"/jobs/{finished_job['id']}").json()["status"] == "finished"
+    assert unknown.status_code == 404
+    position = int(client.get(f"/jobs/{stuck}").headers["crm-position"])
+    listed = client.get("/jobs", params={"status": "cancelled", "min_position": position})
+    assert [j["id"] for j in listed.json()["items"]] == [str(stuck)]
+    assert listed.json()["items"][0]["ended_at"] is not None
+    # The next start runs it no more, and removes its upload
+    assert jobs.resume() == 0
+    assert list(jobs.uploads.glob("*.csv")) == []
+
+
 def _cut_lock(settings, name: str) -> None:
     """Takes a lock from the process that holds it without its knowing: on PostgreSQL its
     connection is cut (as a restart of the server would), on SQLite its file is removed."""

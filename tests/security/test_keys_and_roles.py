@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,9 @@ def test_each_role_may_do_its_part_and_no_more(secured):
     past = {"as_of": "2099-01-01T00:00Z"}
     assert secured.get("/objectives/2026", params=past, headers=as_("vera")).status_code == 403
     assert secured.get("/objectives/2026", params=past, headers=as_("ada")).status_code == 200
+    cancel = f"/jobs/{uuid.uuid4()}/cancel"  # no such job: found so only by who may cancel
+    assert secured.post(cancel, headers=as_("vera")).status_code == 403
+    assert secured.post(cancel, headers=as_("sam")).status_code == 404
     assert secured.get("/status", headers=as_("ada")).status_code == 403
     assert secured.get("/status", headers=as_("root")).status_code == 200
     assert (
