@@ -68,6 +68,15 @@ class Job(Aggregate):
         def apply(self, job: Job) -> None:
             job.status = CANCELLED
 
+    class Stopped(Event):
+        """The process running a cancelled job stopped it, with `done` of its work done: more
+        than it had recorded as its progress, which it records only now and then."""
+
+        done: int
+
+        def apply(self, job: Job) -> None:
+            job.done = self.done
+
     def __init__(
         self,
         *,
@@ -112,6 +121,13 @@ class Job(Aggregate):
         if self.status != RUNNING:
             raise JobEnded(f"The job has ended ({self.status}): only a running job is cancelled.")
         self.trigger_event(self.Cancelled, **by.event_fields())
+
+    def stopped(self, done: int, by: Attribution) -> None:
+        """Records how much of its work a cancelled job had done when it stopped."""
+        if self.status != CANCELLED:
+            raise JobEnded(f"The job is {self.status}, not cancelled.")
+        if done > self.done:
+            self.trigger_event(self.Stopped, done=done, **by.event_fields())
 
     def _running(self) -> None:
         if self.status != RUNNING:

@@ -28,7 +28,15 @@ NAME = "jobs"
 log = logging.getLogger("crm.projector")
 
 # The events it applies.
-READS = (Job.Started, Job.Progressed, Job.Finished, Job.Failed, Job.Refused, Job.Cancelled)
+READS = (
+    Job.Started,
+    Job.Progressed,
+    Job.Finished,
+    Job.Failed,
+    Job.Refused,
+    Job.Cancelled,
+    Job.Stopped,
+)
 # A job's events are the job runner's record of its work, not the accounts': one that cannot
 # be read, or whose values no job can have (edited behind the ledger's back, which the audit
 # names), is passed over with a warning, rather than hold up every read model until it is put
@@ -158,7 +166,7 @@ def _applied(row: Row | None, job_id: str, position: int, event: Job.Event) -> R
         event.apply(row)
         if row.result is not None:
             row.counts = json.dumps(_counts(row.result))
-        if row.status != RUNNING:
+        if row.status != RUNNING and row.ended_at is None:  # a cancelled job's stop is after
             row.ended_at = to_micros(event.timestamp)
     texts = (row.kind, row.actor, row.status, row.error or "")
     if not (

@@ -309,11 +309,12 @@ class JobRunner:
         except LockLost:
             raise  # neither ended nor failed here: another process may be running it
         except JobEnded:
-            log.info("job %s was cancelled: it stops", job_id)
+            log.info("job %s was cancelled: it stops, %d done", job_id, progress.done)
+            self._end(job_id, None, meta, progress)
         except InputRefused as refusal:
             reason, found = refusal.reason, refusal.result
             log.info("job %s refused its input: %s", job_id, reason)
-            self._end(job_id, lambda j, by: j.refuse(reason, found, by), meta)
+            self._end(job_id, lambda j, by: j.refuse(reason, found, by), meta, progress)
         except Exception as exc:
             if self._stopping.is_set():
                 # The ledger closed under a job that outlasted the stop's wait: the job did
@@ -326,20 +327,33 @@ class JobRunner:
                 raise  # the job did not fail: it is run again once the store answers
             log.exception("job %s failed", job_id)
             error = type(exc).__name__  # the log has the details; a job view shows no paths
-            self._end(job_id, lambda j, by: j.fail(error, by), meta)
+            self._end(job_id, lambda j, by: j.fail(error, by), meta, progress)
         else:
-            self._end(job_id, lambda j, by: j.finish(result, by), meta)
+            self._end(job_id, lambda j, by: j.finish(result, by), meta, progress)
         # An ended job is never run again: its upload, the people and companies of a target
         # list, is kept no longer than it is needed (kept, every upload would fill the disk).
         if upload is not None:
             upload.unlink(missing_ok=True)
 
-    def _end(self, job_id: UUID, change: Callable[[Job, Any], None], meta: CommandMeta) -> None:
-        """Records how the job ended, unless it was cancelled meanwhile."""
+    def _end(
+        self,
+        job_id: UUID,
+        change: Callable[[Job, Any], None] | None,
+        meta: CommandMeta,
+        progress: _Progress,
+    ) -> None:
+        """Records how the job ended (`change`), or, when it was cancelled, how far it got."""
         try:
-            self.ledger.record_job(job_id, change, meta)
+            if change is not None:
+                self.ledger.record_job(job_id, change, meta)
+                return
         except JobEnded:
             log.info("job %s was cancelled before it ended", job_id)
+        done = progress.done
+        try:
+            self.ledger.record_job(job_id, lambda j, by: j.stopped(done, by), meta)
+        except JobEnded:  # not cancelled: ended by another process that ran it meanwhile
+            log.info("job %s has ended in another process", job_id)
 
     def _upload(self, job: Job) -> Path | None:
         """Where this process finds an import's upload, if it does (None for another kind of
@@ -494,6 +508,7 @@ class _Progress:
         # A resumed job goes over its work again from the start, changing nothing it did
         # before: what it had done stays done, so a client does not see it fall back to 0.
         self.done_before = done_before
+        self.done = done_before  # as a client is shown it, recorded or not
         self.last = 0.0
         self.total: int | None = None
 
@@ -512,6 +527,7 @@ class _Progress:
             raise JobEnded("The job was cancelled.")
 
     def __call__(self, done: int, total: int) -> None:
+        self.done = min(max(done, self.done_before), total)
         self.check()
         now = time.monotonic()
         # The first total is recorded at once: a client polling the job learns it before the
@@ -519,7 +535,7 @@ class _Progress:
         # it later, at the pace of the rest (a record per refused row would be an event each).
         if done == total or self.total is None or now - self.last >= PROGRESS_SECONDS:
             self.last, self.total = now, total
-            shown = min(max(done, self.done_before), total)
+            shown = self.done
             self.ledger.record_job(
                 self.job_id, lambda j, by: j.progress(shown, total, by), self.meta
             )

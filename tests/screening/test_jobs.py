@@ -558,6 +558,7 @@ def test_a_cancelled_job_stores_nothing_more_ends_cancelled_and_leaves_no_upload
     assert (job.status, job.result, job.error) == ("cancelled", None, None)
     if through == "this-process":  # before its next row; another's, at its next record
         assert _stored(ledger, "Registered") == 5
+    assert job.done == _stored(ledger, "Registered")  # what it did, recorded as it stopped
     assert not upload.exists()
     assert JobRunner(ledger, settings).resume() == 0  # not run again at the next start
     assert ledger.job(job_id).status == "cancelled"
