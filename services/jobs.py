@@ -153,10 +153,17 @@ class JobRunner:
 
     def cancel(self, job_id: UUID, meta: CommandMeta) -> Job:
         """Records that the job is cancelled (JobEnded if it has ended otherwise); it stores
-        nothing more, and what it stored stays."""
+        nothing more, and what it stored stays. The job as it stands once its thread here, if
+        it runs here, has stopped (with how far it got)."""
         job = self.ledger.record_job(job_id, lambda j, by: j.cancel(by), meta)
         self._cancelled.add(job_id)
-        return job
+        running_here = [t for t in self._threads if t.name == f"job-{job_id}"]
+        if not running_here:
+            return job
+        deadline = time.monotonic() + STOP_SECONDS
+        for thread in running_here:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return self.ledger.job(job_id) or job
 
     def resume(self) -> int:
         """Runs again every job that a stop interrupted, or that was started while it
@@ -200,6 +207,7 @@ class JobRunner:
         thread = threading.Thread(
             target=self.run, args=(job_id, takeover), name=f"job-{job_id}", daemon=True
         )
+        self._threads = [t for t in self._threads if t.is_alive()]
         self._threads.append(thread)
         thread.start()
 
@@ -295,7 +303,7 @@ class JobRunner:
         earlier = _EarlierRun(self.ledger, job, meta)
         try:
             if job.kind == IMPORT:
-                self._wait_for_turn(job_id)
+                self._wait_for_turn(job_id, progress.check)
                 try:
                     assert upload is not None  # an import without its file is not run
                     result = self._import(job, upload, meta, progress, earlier)
@@ -367,14 +375,14 @@ class JobRunner:
                 return path
         return None
 
-    def _wait_for_turn(self, job_id: UUID) -> None:
-        """Until fewer than IMPORTS_AT_ONCE imports run here; Interrupted on a stop."""
+    def _wait_for_turn(self, job_id: UUID, check: Callable[[], None]) -> None:
+        """Until fewer than IMPORTS_AT_ONCE imports run here; `check` raises meanwhile on a
+        stop, a lost lock or a cancellation."""
         if self.importing.acquire(blocking=False):
             return
         log.info("import %s waits for its turn: %d run at once", job_id, IMPORTS_AT_ONCE)
         while not self.importing.acquire(timeout=0.2):
-            if self._stopping.is_set():
-                raise Interrupted
+            check()
 
     def _import(
         self, job: Job, upload: Path, meta: CommandMeta, progress: _Progress, earlier: _EarlierRun

@@ -594,6 +594,41 @@ def test_a_job_left_running_is_cancelled_over_http_and_an_ended_one_is_409(clien
     assert list(jobs.uploads.glob("*.csv")) == []
 
 
+def test_a_cancel_answers_once_the_import_running_here_has_stopped_with_what_it_stored(
+    client, ledger
+):
+    body = (HEADER + good_rows(6000)).encode()
+    job_id = client.post("/imports", content=body, headers=CSV).json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/jobs/{job_id}").json()["done"] == 0:  # its progress recorded once
+        assert time.monotonic() < deadline, "the job recorded no progress in time"
+        time.sleep(0.05)  # polling the job as a client would
+
+    cancelled = client.post(f"/jobs/{job_id}/cancel")
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    # Not its progress as last recorded, a second or less before: every row it stored
+    assert cancelled.json()["done"] == _stored(ledger, "Registered") < 6000
+    assert client.get(f"/jobs/{job_id}").json() == cancelled.json()
+
+
+def test_an_import_cancelled_while_it_waits_its_turn_stops_without_taking_it(client, jobs):
+    for _ in range(IMPORTS_AT_ONCE):  # as imports running would
+        assert jobs.importing.acquire(blocking=False)
+    try:
+        body = (HEADER + good_rows(3)).encode()
+        job_id = client.post("/imports", content=body, headers=CSV).json()["id"]
+
+        cancelled = client.post(f"/jobs/{job_id}/cancel")
+
+        assert (cancelled.json()["status"], cancelled.json()["done"]) == ("cancelled", 0)
+        assert f"job-{job_id}" not in {t.name for t in threading.enumerate()}
+    finally:
+        for _ in range(IMPORTS_AT_ONCE):
+            jobs.importing.release()
+
+
 def _cut_lock(settings, name: str) -> None:
     """Takes a lock from the process that holds it without its knowing: on PostgreSQL its
     connection is cut (as a restart of the server would), on SQLite its file is removed."""
