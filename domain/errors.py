@@ -27,13 +27,23 @@ class InvalidValue(LedgerError):
         self.field = field
 
 
-class AccountNotFound(LedgerError):
+class NotFound(LedgerError):
+    """What the command or read names does not exist; `title` says what it is."""
+
+    title = "Not found"
+
+
+class AccountNotFound(NotFound):
+    title = "Account not found"
+
     def __init__(self, account_id: UUID) -> None:
         super().__init__(f"No account has id {account_id}.")
         self.account_id = account_id
 
 
-class ContactNotFound(LedgerError):
+class ContactNotFound(NotFound):
+    title = "Contact not found"
+
     def __init__(self, contact_id: UUID) -> None:
         super().__init__(f"The account has no contact with id {contact_id}.")
         self.contact_id = contact_id
@@ -74,19 +84,21 @@ class Contention(LedgerError):
         self.what = what
 
 
-class PolicyNotFound(LedgerError):
+class PolicyNotFound(NotFound):
+    title = "Policy not found"
+
     def __init__(self, version: int) -> None:
         super().__init__(f"There is no screening policy version {version}.")
         self.version = version
 
 
-class ObjectivesNotFound(LedgerError):
+class ObjectivesNotFound(NotFound):
     def __init__(self, period: str) -> None:
         super().__init__(f"No objectives are set for {period}: there is no target to remove.")
         self.period = period
 
 
-class JobNotFound(LedgerError):
+class JobNotFound(NotFound):
     def __init__(self, job_id: UUID) -> None:
         super().__init__(f"No job has id {job_id}.")
         self.job_id = job_id

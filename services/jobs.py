@@ -318,7 +318,7 @@ class JobRunner:
             raise  # neither ended nor failed here: another process may be running it
         except JobEnded:
             log.info("job %s was cancelled: it stops, %d done", job_id, progress.done)
-            self._end(job_id, None, meta, progress)
+            self._record_stop(job_id, meta, progress)
         except InputRefused as refusal:
             reason, found = refusal.reason, refusal.result
             log.info("job %s refused its input: %s", job_id, reason)
@@ -346,17 +346,20 @@ class JobRunner:
     def _end(
         self,
         job_id: UUID,
-        change: Callable[[Job, Any], None] | None,
+        change: Callable[[Job, Any], None],
         meta: CommandMeta,
         progress: _Progress,
     ) -> None:
-        """Records how the job ended (`change`), or, when it was cancelled, how far it got."""
+        """Records how the job ended (`change`), or, when it was cancelled meanwhile, how far
+        it got."""
         try:
-            if change is not None:
-                self.ledger.record_job(job_id, change, meta)
-                return
+            self.ledger.record_job(job_id, change, meta)
         except JobEnded:
             log.info("job %s was cancelled before it ended", job_id)
+            self._record_stop(job_id, meta, progress)
+
+    def _record_stop(self, job_id: UUID, meta: CommandMeta, progress: _Progress) -> None:
+        """Records how far a cancelled job got when it stopped here."""
         done = progress.done
         try:
             self.ledger.record_job(job_id, lambda j, by: j.stopped(done, by), meta)

@@ -20,19 +20,15 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from contracts.accounts import COUNTRY_CODES, CURRENCY_CODES, TEXT_RULES, Problem
 from contracts.read_models import PERIOD_PATTERN
 from domain.errors import (
-    AccountNotFound,
     ChainBroken,
     CheckpointAltered,
-    ContactNotFound,
     Contention,
     DomainAlreadyRegistered,
     EventUnreadable,
     IdempotencyKeyReused,
     InvalidValue,
-    JobNotFound,
     LedgerError,
-    ObjectivesNotFound,
-    PolicyNotFound,
+    NotFound,
     RuleViolation,
     VersionMismatch,
 )
@@ -114,14 +110,8 @@ def _from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
 def _problem_for(exc: LedgerError) -> ProblemDetailsException:
     if isinstance(exc, RuleViolation):
         return problem(409, "Refused by a rule", exc.detail, kind="rule-violation", rule=exc.rule)
-    if isinstance(exc, AccountNotFound):
-        return problem(404, "Account not found", exc.detail, kind="not-found")
-    if isinstance(exc, ContactNotFound):
-        return problem(404, "Contact not found", exc.detail, kind="not-found")
-    if isinstance(exc, PolicyNotFound):
-        return problem(404, "Policy not found", exc.detail, kind="not-found")
-    if isinstance(exc, ObjectivesNotFound | JobNotFound):
-        return problem(404, "Not found", exc.detail, kind="not-found")
+    if isinstance(exc, NotFound):
+        return problem(404, exc.title, exc.detail, kind="not-found")
     if isinstance(exc, DomainAlreadyRegistered):
         return problem(
             409,
