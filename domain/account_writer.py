@@ -261,19 +261,25 @@ class AccountWriter:
             if current is None:
                 current = self._load(change.account_id)
             by = ledger.attribution(change.meta)
+            refusal: LedgerError | None = None
             try:
                 account = change.decide(_copy(current), by.after(current))
-                settled = not from_cache or bool(account.pending_events)
-            except LedgerError:
+            except LedgerError as error:
                 if not from_cache:
                     raise
-                settled = False
-            if not settled:
-                # Refused, or nothing to change, on the cached account: the store may know
-                # more (another process's writes), so that stands only if the store agrees.
+                refusal = error
+            if (
+                from_cache
+                and (refusal is not None or not account.pending_events)
+                and not self._stored_as(current)
+            ):
+                # Refused, or nothing to change, on the cached account while the store knows
+                # more (another process's writes): decided again on the account as stored.
                 self._cache.pop(change.account_id, None)
                 stored = self._load(change.account_id)
-                account = change.decide(_copy(stored), by.after(stored))
+                account, refusal = change.decide(_copy(stored), by.after(stored)), None
+            if refusal is not None:
+                raise refusal
             if not account.pending_events and change.meta.idempotency is None:
                 unchanged.append((change, account))
                 return None
@@ -303,6 +309,13 @@ class AccountWriter:
         if (cached := self._ledger.repository.cache) is not None:
             with contextlib.suppress(KeyError):
                 cached.get(account_id, evict=True)
+
+    def _stored_as(self, account: Account) -> bool:
+        """Whether the store's last event of the account is the one the cached copy ends
+        with: nobody wrote it since, and the store was not restored to before it. One row
+        read, where loading the account again would read and apply them all."""
+        last = self._ledger.recorder.select_events(account.id, desc=True, limit=1)
+        return bool(last) and last[0].originator_version == account.version
 
     def _load(self, account_id: UUID) -> Account | None:
         try:

@@ -32,6 +32,7 @@ from domain.errors import (
     DomainAlreadyRegistered,
     IdempotencyKeyReused,
     JobNotFound,
+    LedgerError,
     ObjectivesNotFound,
     PolicyNotFound,
     VersionMismatch,
@@ -64,6 +65,9 @@ def _wait(reply: Reply) -> CommandResult:
     assert isinstance(reply, Future)
     return reply.result()
 
+
+# Commands of a bulk use case (an import, a policy applied) handed to the writer at once.
+BULK_WINDOW = 100
 
 ANY_VERSION = -1  # the version a command expects when any will do, so long as there is one
 
@@ -213,18 +217,38 @@ class AccountLedger(Application):
     def register(self, details: Firmographics, meta: CommandMeta) -> CommandResult:
         return _wait(self.submit_registration(details, meta))
 
-    def import_account(
-        self, details: Firmographics, meta: CommandMeta, stated: Collection[str] | None = None
-    ) -> tuple[str, UUID]:
-        """Registers the company, or updates it when known: `registered`, `updated` or
-        `unchanged` (which stores nothing, so importing the same list again adds nothing).
+    def import_accounts(
+        self, rows: Sequence[tuple[Firmographics, Collection[str] | None]], meta: CommandMeta
+    ) -> list[tuple[str, UUID] | LedgerError]:
+        """Registers each company, or updates it when known: `registered`, `updated` or
+        `unchanged` (which stores nothing, so importing the same list again adds nothing), with
+        its account; or the rule that refused the row, in the rows' order.
 
-        A known company changes only in the fields `stated` (all of them by default); the
-        others keep their values as the writer finds them when it decides, so a value another
-        command set after the file was read is not undone either."""
+        A known company changes only in the fields stated for its row (all of them for None);
+        the others keep their values as the writer finds them when it decides, so a value
+        another command set after the file was read is not undone either."""
+        changes, known = [], []
+        for details, stated in rows:
+            change, was_known = self._import_change(details, stated, meta)
+            changes.append(change)
+            known.append(was_known)
+        outcomes: list[tuple[str, UUID] | LedgerError] = []
+        for change, was_known, result in zip(changes, known, self._run_all(changes), strict=True):
+            if isinstance(result, LedgerError):
+                outcomes.append(result)
+            elif result.position is None:
+                outcomes.append(("unchanged", change.account_id))
+            else:
+                outcomes.append(("updated" if was_known[0] else "registered", change.account_id))
+        return outcomes
+
+    def _import_change(
+        self, details: Firmographics, stated: Collection[str] | None, meta: CommandMeta
+    ) -> tuple[Change, list[bool]]:
+        """The change importing a row makes, and whether the account existed when the writer
+        last decided it (filled in then)."""
         details = replace(details, domain=normalise_domain(details.domain))
-        account_id = account_id_for(details.domain)
-        known: list[bool] = []  # whether the account existed when the writer last decided
+        known: list[bool] = []
 
         def decide(account: Account | None, by: Attribution) -> Account:
             known[:] = [account is not None]
@@ -233,10 +257,30 @@ class AccountLedger(Application):
             account.update_firmographics(account.firmographics.merged(details, stated), by)
             return account
 
-        result = _wait(self.writer.submit(Change(account_id, meta, decide)))
-        if result.position is None:
-            return "unchanged", account_id
-        return ("updated" if known[0] else "registered"), account_id
+        return Change(account_id_for(details.domain), meta, decide), known
+
+    def _run_all(self, changes: Sequence[Change]) -> list[CommandResult | LedgerError]:
+        """Each change's result, or the rule that refused it, in order. The writer is handed
+        BULK_WINDOW changes at a time and stores them in shared transactions (one each would
+        cost a commit per change); a user's command queued behind them waits for a window,
+        not for the whole list. An error of the store itself is raised once every change
+        handed over has its answer."""
+        results: list[CommandResult | LedgerError] = []
+        for start in range(0, len(changes), BULK_WINDOW):
+            window = changes[start : start + BULK_WINDOW]
+            for change in window:
+                self.writer.submit(change)
+            failure: Exception | None = None
+            for change in window:
+                try:
+                    results.append(_wait(change.reply))
+                except LedgerError as error:
+                    results.append(error)
+                except Exception as error:
+                    failure = failure or error
+            if failure is not None:
+                raise failure
+        return results
 
     def import_preview(
         self, details: Firmographics, stated: Collection[str] | None = None
@@ -425,20 +469,26 @@ class AccountLedger(Application):
         """Screens each account whose outcome the policy changes; the others get no event.
 
         Overridden accounts and accounts past stage 1 are left alone and reported, so applying
-        the same version twice adds nothing, and a run cut short can simply be run again.
+        the same version twice adds nothing, and a run cut short can simply be run again. An
+        unknown account is refused (AccountNotFound) once the others are screened.
         """
-        self.policy(version)
-        decisions = []
-        for account_id in account_ids:
-            decision = self._update_decision(account_id, version, meta)
-            decisions.append(decision)
-        return decisions
-
-    def _update_decision(
-        self, account_id: UUID, version: int, meta: CommandMeta
-    ) -> ScreeningDecision:
         criteria = self.policy(version)
-        decided: list[ScreeningDecision] = []  # by the writer's last attempt
+        changes, decided = [], []
+        for account_id in account_ids:
+            change, decision = self._screening_change(account_id, version, criteria, meta)
+            changes.append(change)
+            decided.append(decision)
+        for result in self._run_all(changes):
+            if isinstance(result, LedgerError):
+                raise result
+        return [decision[0] for decision in decided]
+
+    def _screening_change(
+        self, account_id: UUID, version: int, criteria: Criteria, meta: CommandMeta
+    ) -> tuple[Change, list[ScreeningDecision]]:
+        """The change screening an account by the policy makes, and its decision by the
+        writer's last attempt (filled in then)."""
+        decided: list[ScreeningDecision] = []
 
         def decide(account: Account | None, by: Attribution) -> Account:
             if account is None:
@@ -455,8 +505,7 @@ class AccountLedger(Application):
                 )
             return account
 
-        _wait(self.writer.submit(Change(account_id, meta, decide)))
-        return decided[0]
+        return Change(account_id, meta, decide), decided
 
     # Jobs ----------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from contracts.accounts import (
 )
 from domain.account import Firmographics, account_id_for
 from domain.errors import InvalidValue, LedgerError
-from domain.ledger import AccountLedger, CommandMeta
+from domain.ledger import BULK_WINDOW, AccountLedger, CommandMeta
 from domain.web_domain import normalise_domain
 from services.api.problems import field_from_msgspec
 from services.exporting import unneutralise
@@ -141,7 +141,11 @@ _MAGIC = {
 # (PostgreSQL cannot store NUL; a stored one stopped the read models for good), no
 # bidirectional overrides, and a visible character. Checked before the cell is trimmed, so a
 # line break at its end counts too.
+# Rows stored together, in the writer's shared transactions, between two reports of progress
+# (where a job may stop): as many as the ledger hands its writer at once.
+CHUNK_ROWS = BULK_WINDOW
 _ONE_LINE = re.compile(LINE_PATTERN)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class GoodRow(NamedTuple):
@@ -517,7 +521,7 @@ def _row(
         column = titles[index]
         # Bytes the charset has no character for were escaped as lone surrogates; a charset
         # such as UTF-7 also decodes some bytes to other lone surrogates. No store takes one.
-        if any("\ud800" <= ch <= "\udfff" for ch in raw):
+        if not raw.isascii() and _SURROGATE.search(raw):
             errors.append(RowError(line, column, f"not valid {charset} text{_hint(charset)}"))
             continue
         if raw and not (_ONE_LINE.search(cell) and has_visible(cell)):
@@ -676,11 +680,12 @@ def import_rows(
     counted: Callable[[str, UUID], str] | None = None,
     dry_run: bool = False,
 ) -> ImportReport:
-    """Parses the whole file first, then stores the good rows, each in a transaction of its
-    own (in strict mode none when a row is bad; a row the store refuses leaves the others).
-    `counted` says what a stored row counts as, given its outcome and account (a resumed job
-    counts what its first run stored). A dry run stores nothing: it counts what each row would
-    do as the store stands, and lists the changes."""
+    """Parses the whole file first, then stores the good rows, CHUNK_ROWS at a time in shared
+    transactions (in strict mode none when a row is bad; a row the store refuses leaves the
+    others). `progress` learns the rows done after each of those chunks, and may stop the
+    import there by raising. `counted` says what a stored row counts as, given its outcome and
+    account (a resumed job counts what its first run stored). A dry run stores nothing: it
+    counts what each row would do as the store stands, and lists the changes."""
     report = ImportReport()
     try:
         good = parse(data, charset, report.reject)
@@ -694,14 +699,18 @@ def import_rows(
     done, total = 0, len(good)
     if progress:
         progress(done, total)  # the file is read: its rows are counted before any is stored
-    outcomes = _preview(ledger, good, report) if dry_run else _store(ledger, good, meta, report)
-    for stored in outcomes:
-        if stored is None:  # the store refused the row: a bad row now, not one to import
-            total -= 1
-        else:
-            outcome = counted(*stored) if counted else stored[0]
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            done += 1
+    for start in range(0, len(good), CHUNK_ROWS):
+        chunk = good[start : start + CHUNK_ROWS]
+        outcomes = (
+            _preview(ledger, chunk, report) if dry_run else _store(ledger, chunk, meta, report)
+        )
+        for stored in outcomes:
+            if stored is None:  # the store refused the row: a bad row now, not one to import
+                total -= 1
+            else:
+                outcome = counted(*stored) if counted else stored[0]
+                setattr(report, outcome, getattr(report, outcome) + 1)
+                done += 1
         if progress:
             progress(done, total)
     return report
@@ -730,14 +739,13 @@ def _store(
     meta: CommandMeta,
     report: ImportReport,
 ) -> Iterator[tuple[str, UUID] | None]:
-    """Each row's outcome and account, or None for a row the store refused (reported as a bad
-    row)."""
-    for line, details, given in rows:
-        try:
-            outcome, account_id = ledger.import_account(details, meta, given)
-        except LedgerError as exc:
-            report.reject([RowError(line, "row", exc.detail)])
+    """Stores the rows; each one's outcome and account, or None for a row the store refused
+    (reported as a bad row)."""
+    stored = ledger.import_accounts([(details, given) for _, details, given in rows], meta)
+    for (line, _, _), outcome in zip(rows, stored, strict=True):
+        if isinstance(outcome, LedgerError):
+            report.reject([RowError(line, "row", outcome.detail)])
             yield None
             continue
-        report.account_ids.append(account_id)
-        yield outcome, account_id
+        report.account_ids.append(outcome[1])
+        yield outcome

@@ -527,9 +527,9 @@ class _Progress:
         """Raises Interrupted when the process is stopping (the job stops here, to resume),
         LockLost when the job's lock is no longer ours, JobEnded when the job was cancelled
         through this process (one cancelled through another is found at the next record of
-        progress). Asked before each row or chunk is stored, so a process that lost the lock
-        stores nothing more, and one that takes the lock over after `Leadership.settle` never
-        works beside it."""
+        progress). Asked before each chunk of rows or accounts is stored, so a process that
+        lost the lock stores nothing more, and one that takes the lock over after
+        `Leadership.settle` never works beside it."""
         if self.stopping.is_set():
             raise Interrupted
         if not self.claim.held():

@@ -8,8 +8,8 @@ over within its retry interval, and nothing has to expire first.
 
 The active worker checks five times a second that it still holds the lock (a PostgreSQL
 connection can be cut, a lock file removed); when it does not, it stops working and stands by
-again. A background job takes a lock of its own the same way, and checks it before each row
-or chunk it stores.
+again. A background job takes a lock of its own the same way, and checks it before each chunk
+of rows or accounts it stores.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class Leadership:
             # A session the server ends (a restart, a cut, a dead peer found by keepalives)
             # leaves its socket readable, with the reason or the end of the stream: until then
             # the lock stands, and no round trip is needed to know it, as a job asks before
-            # each row. Anything the server did say is read, and the session asked once.
+            # each chunk. Anything the server did say is read, and the session asked once.
             if not select.select([self._held.fileno()], [], [], 0)[0]:
                 return True
             self._held.execute("SELECT 1").fetchone()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future, wait
+from dataclasses import replace
 
 import pytest
 
@@ -166,6 +167,21 @@ def test_a_rule_is_not_decided_on_a_cached_account_another_process_has_moved_on(
     result = ledger.score_bant(account_id, _rating(5), META)
 
     assert result.account.stage is AbmStage.PRIORITIZED
+
+
+def test_a_change_to_nothing_on_a_cached_account_another_process_moved_on_is_decided_again(
+    ledger, other_process
+):
+    ((_, account_id),) = ledger.import_accounts([(_company("moved"), None)], META)  # cached here
+    other_process.import_accounts([(replace(_company("moved"), headcount=99), None)], META)
+
+    # As cached here the row changes nothing; as stored it takes the headcount back
+    again = ledger.import_accounts([(_company("moved"), None)], META)
+    unchanged = ledger.import_accounts([(_company("moved"), None)], META)
+
+    assert again == [("updated", account_id)]
+    assert unchanged == [("unchanged", account_id)]
+    assert other_process.account(account_id).firmographics.headcount == 50
 
 
 def test_concurrent_commands_are_all_stored_and_their_chains_hold(ledger):

@@ -280,8 +280,9 @@ def test_commands_queued_while_the_database_is_away_are_refused_without_asking_i
 
 @pytest.mark.parametrize("away", ["before-its-claim", "while-it-imports"])
 def test_an_import_job_that_finds_the_database_away_runs_once_it_is_back(
-    own_postgres, tmp_path, caplog, away
+    own_postgres, tmp_path, caplog, monkeypatch, away
 ):
+    monkeypatch.setattr("services.importing.CHUNK_ROWS", 2)  # the database goes between chunks
     caplog.set_level(logging.WARNING, logger="crm.jobs")
     settings = Settings(
         data_dir=tmp_path, database_url=own_postgres.get_uri(), database_pool_size=2
@@ -292,7 +293,7 @@ def test_an_import_job_that_finds_the_database_away_runs_once_it_is_back(
         job_id = stored_import_job(runner, 5)
         if away == "before-its-claim":
             _stop(own_postgres)
-        else:  # stopped in the writer's thread, right after the second company is stored
+        else:  # stopped in the writer's thread, right after the first chunk is stored
             when_stored(ledger, "Registered", 2, lambda: _stop(own_postgres))
         job = threading.Thread(target=runner.run, args=(job_id,))
         job.start()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from domain.account import account_id_for
 from domain.ledger import CommandMeta
+from domain.screening_policy import Criteria
 from services.importing import import_rows
 from services.store import open_ledger
 from tests.audit.tampering import RawStore
@@ -133,6 +134,24 @@ def test_a_re_import_changes_nothing_and_a_changed_row_updates_only_it(ledger):
     last = ledger.history(account_id)[-1]
     assert type(last).__name__ == "FirmographicsUpdated"
     assert last.changes == {"headcount": 11}
+
+
+def test_rows_are_stored_many_to_a_transaction_each_answered_in_the_files_order(ledger):
+    saves: list[int] = []
+    ledger.on_saved.append(saves.append)
+
+    report = import_rows(ledger, (HEADER + good_rows(250)).encode(), META)
+
+    assert (report.registered, report.rejected) == (250, 0)
+    assert report.account_ids == [account_id_for(f"company{i}.example") for i in range(250)]
+    assert len(saves) <= 250 // 10  # one commit a row would be 250
+    policy = ledger.create_policy(Criteria(headcount_min=1000), META).value
+    saves.clear()
+
+    decisions = ledger.apply_policy(policy, report.account_ids, META)
+
+    assert sum(d.applies for d in decisions) == 250
+    assert len(saves) <= 250 // 10
 
 
 def test_strict_refuses_the_whole_file_and_a_missing_column_refuses_it_too(ledger):

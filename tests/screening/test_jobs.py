@@ -68,18 +68,18 @@ def stored_import_job(
 
 
 def when_stored(ledger, topic: str, count: int, then) -> None:
-    """Calls `then()` once `count` saves have stored an event whose topic ends with `topic`,
-    right after the last of them (in the thread that stores, before the command is answered)."""
+    """Calls `then()` once `count` events whose topic ends with `topic` are stored, right after
+    the save that stored the last of them (in the thread that stores, before its commands are
+    answered)."""
     seen, after = 0, ledger.recorder.max_notification_id() or 0
 
     def saved(position: int) -> None:
         nonlocal seen, after
         stored = ledger.recorder.select_notifications(after + 1, position - after)
         after = position
-        if any(n.topic.endswith(topic) for n in stored):
-            seen += 1
-            if seen == count:
-                then()
+        before, seen = seen, seen + sum(n.topic.endswith(topic) for n in stored)
+        if before < count <= seen:
+            then()
 
     ledger.on_saved.append(saved)
 
@@ -365,13 +365,16 @@ def test_an_interrupted_import_job_is_resumed_at_start_up_and_doubles_nothing(le
     assert len(registrations) == 400
 
 
-def test_a_resumed_job_counts_each_row_as_a_run_the_restart_had_not_cut_would(ledger, settings):
+def test_a_resumed_job_counts_each_row_as_a_run_the_restart_had_not_cut_would(
+    ledger, settings, monkeypatch
+):
+    monkeypatch.setattr("services.importing.CHUNK_ROWS", 5)  # stopped mid-file
     import_rows(ledger, (HEADER + good_rows(20)).encode(), CommandMeta("importer"))
     # Ten known companies the file moves to France, ten it states as they are, twenty new.
     body = good_rows(10).replace(",DE,", ",FR,") + good_rows(30, start=10)
     runner = JobRunner(ledger, settings)
     job_id = stored_import_job(runner, body=body)
-    when_stored(ledger, "Account.Registered", 5, runner.stop)  # past the updates, mid-file
+    when_stored(ledger, "Account.Registered", 5, runner.stop)  # past the updates
     runner.run(job_id)
     assert ledger.job(job_id).status == "running"
 
@@ -509,8 +512,9 @@ def test_a_job_that_another_process_is_running_is_not_resumed_twice(ledger, sett
 
 @pytest.mark.parametrize("then", ["another-process-takes-it", "it-stays-free"])
 def test_a_job_that_loses_its_lock_stores_nothing_more_until_it_holds_it_again(
-    ledger, settings, caplog, then
+    ledger, settings, caplog, monkeypatch, then
 ):
+    monkeypatch.setattr("services.importing.CHUNK_ROWS", 5)  # the lock is checked between chunks
     caplog.set_level(logging.INFO, logger="crm.jobs")
     runner = JobRunner(ledger, settings)
     job_id = stored_import_job(runner, 20)
@@ -518,7 +522,7 @@ def test_a_job_that_loses_its_lock_stores_nothing_more_until_it_holds_it_again(
     elsewhere = Leadership(settings, name)
     took: list[bool] = []
 
-    def lose_the_lock() -> None:  # right after the fifth company is stored
+    def lose_the_lock() -> None:  # right after the fifth company, the first chunk, is stored
         _cut_lock(settings, name)
         if then == "another-process-takes-it":
             took.append(elsewhere.try_acquire())
@@ -544,8 +548,9 @@ def test_a_job_that_loses_its_lock_stores_nothing_more_until_it_holds_it_again(
 
 @pytest.mark.parametrize("through", ["this-process", "another-process"])
 def test_a_cancelled_job_stores_nothing_more_ends_cancelled_and_leaves_no_upload(
-    ledger, settings, through
+    ledger, settings, monkeypatch, through
 ):
+    monkeypatch.setattr("services.importing.CHUNK_ROWS", 5)  # a cancel is found between chunks
     runner = JobRunner(ledger, settings)
     job_id = stored_import_job(runner, 20)
     upload = runner.uploads / f"{job_id}.csv"
