@@ -586,6 +586,9 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     from services.audit_cli import no_event_store
     from services.exporting import render, write_whole
 
+    if args.bom and args.format != "csv":
+        print("crm export: --bom is for CSV only: JSON Lines has none", file=sys.stderr)
+        return 2
     # Run where no store is (another directory than the CRM's), it would make an empty one
     # and export nothing, as if the CRM held no account.
     if (absent := no_event_store(settings)) is not None:
@@ -595,7 +598,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     try:
         projector.setup()
         projector.catch_up()  # export what the log holds now, even where no projector runs
-        chunks = render(projector.database, args.kind, args.format)
+        chunks = render(projector.database, args.kind, args.format, args.bom)
         if args.out is None:
             sys.stdout.writelines(chunks)
         elif problem := write_whole(args.out, chunks):
@@ -718,6 +721,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     export.add_argument("kind", choices=["accounts", "leaderboard"])
     export.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="default: csv")
     export.add_argument("--out", type=Path, help="a file (default: standard output)")
+    export.add_argument(
+        "--bom",
+        action="store_true",
+        help="begin a CSV file with a UTF-8 byte order mark, which Excel needs to open it as UTF-8",
+    )
     export.set_defaults(run=_export)
     contracts = commands.add_parser("contracts", help="the published contracts")
     contracts_commands = contracts.add_subparsers(dest="contracts_command", required=True)

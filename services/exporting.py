@@ -106,8 +106,20 @@ def _row(kind: Kind, row: dict[str, Any], rank: int) -> dict[str, Any]:
     return {"rank": rank, **out} if kind == "leaderboard" else out
 
 
-def render(database: ReadModelDatabase, kind: Kind, fmt: Format) -> Iterator[str]:
-    return as_text(rows(database, kind), fmt, COLUMNS[kind])
+# Excel reads a CSV file it opens with a double-click as UTF-8 only when it begins with this
+# mark (otherwise as the system's code page: `Société` shows as `SociÃ©tÃ©`); programs that read
+# CSV mostly take it for part of the first column's title, so it is asked for, not written by
+# default. The import reads a file with it.
+BYTE_ORDER_MARK = "\ufeff"
+
+
+def render(
+    database: ReadModelDatabase, kind: Kind, fmt: Format, bom: bool = False
+) -> Iterator[str]:
+    """The export as text chunks; a CSV one begins with a byte order mark when `bom`."""
+    if bom and fmt == "csv":
+        yield BYTE_ORDER_MARK
+    yield from as_text(rows(database, kind), fmt, COLUMNS[kind])
 
 
 CHUNK_CHARACTERS = 64_000  # of an export's text, sent or written at once

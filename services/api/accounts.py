@@ -83,6 +83,7 @@ from services.api.problems import (
 from services.api.read_models import (
     PAGE_PROBLEMS,
     AsOf,
+    ByteOrderMark,
     Country,
     Cursor,
     ExportFormat,
@@ -286,8 +287,9 @@ class AccountController(Controller):
         reads: NamedDependency[Reads],
         format: ExportFormat = "csv",
         min_position: MinPosition = None,
+        bom: ByteOrderMark = False,
     ) -> Stream:
-        return await download(reads, "accounts", format, min_position)
+        return await download(reads, "accounts", format, min_position, bom)
 
     @get(
         "/{account_id:uuid}",

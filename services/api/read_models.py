@@ -577,6 +577,13 @@ async def stage_or_funnel_report(
 
 
 ExportFormat = Annotated[Literal["csv", "jsonl"], QueryParameter(description="csv or jsonl.")]
+ByteOrderMark = Annotated[
+    bool,
+    QueryParameter(
+        description="CSV only: begin the file with a UTF-8 byte order mark, so that Excel "
+        "opens it with a double-click as UTF-8 (accents and non-Latin letters as typed)."
+    ),
+]
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
@@ -594,18 +601,24 @@ def attachment(lines: Iterator[str], fmt: str, name: str) -> Stream:
 
 
 async def download(
-    reads: Reads, kind: Literal["accounts", "leaderboard"], fmt: str, min_position: int | None
+    reads: Reads,
+    kind: Literal["accounts", "leaderboard"],
+    fmt: str,
+    min_position: int | None,
+    bom: bool,
 ) -> Stream:
     """The whole list as a file to open in a spreadsheet (CSV) or to load elsewhere (JSON Lines),
     after waiting, as a page does, for the read models to reach `min_position` (an import's,
     say). `CRM-Position` is where they stood when the file began: it holds every event up to
     there."""
+    if bom and fmt != "csv":
+        raise invalid_field("bom", "A byte order mark is for CSV only: JSON Lines has none.", 400)
     projector = reads.projector
     reached = await anyio.to_thread.run_sync(
         wait_for_position, projector, (accounts.NAME,), min_position, reads.wait_seconds
     )
     position = await anyio.to_thread.run_sync(projector.position, accounts.NAME)
-    stream = attachment(render(projector.database, kind, fmt), fmt, kind)  # type: ignore[arg-type]
+    stream = attachment(render(projector.database, kind, fmt, bom), fmt, kind)  # type: ignore[arg-type]
     stream.headers.update(position_headers(position, reached))
     return stream
 
@@ -620,9 +633,12 @@ async def download(
     response_headers=[READ_POSITION, STALE, download_name("leaderboard.csv")],
 )
 async def leaderboard_export(
-    reads: NamedDependency[Reads], format: ExportFormat = "csv", min_position: MinPosition = None
+    reads: NamedDependency[Reads],
+    format: ExportFormat = "csv",
+    min_position: MinPosition = None,
+    bom: ByteOrderMark = False,
 ) -> Stream:
-    return await download(reads, "leaderboard", format, min_position)
+    return await download(reads, "leaderboard", format, min_position, bom)
 
 
 READ_MODEL_HANDLERS = [bant_leaderboard, leaderboard_export, stage_or_funnel_report]

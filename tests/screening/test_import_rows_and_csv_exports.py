@@ -483,6 +483,42 @@ def test_an_accounts_export_edited_in_a_spreadsheet_imports_back_as_updates(clie
     assert client.get(f"/accounts/{kept['id']}").json()["headcount"] == 250
 
 
+def test_an_export_asked_with_a_byte_order_mark_opens_as_utf_8_and_imports_back(client):
+    # Given a company whose name is not ASCII, as Excel would garble it without the mark
+    made = client.post("/accounts", json=registration(name="Société Générale Юг"))
+    position = made.headers["crm-position"]
+    wait = {"min_position": position}
+
+    plain = client.get("/accounts/export", params=wait)
+    marked = client.get("/accounts/export", params={**wait, "bom": "true"})
+    board = client.get("/leaderboards/bant/export", params={**wait, "bom": "true"})
+    jsonl = client.get("/accounts/export", params={**wait, "format": "jsonl", "bom": "true"})
+
+    assert not plain.content.startswith(b"\xef\xbb\xbf")  # as programs read CSV, by default
+    assert marked.content == b"\xef\xbb\xbf" + plain.content
+    assert board.content.startswith(b"\xef\xbb\xbfrank,account_id,")
+    assert marked.headers["content-type"] == "text/csv; charset=utf-8"
+    assert (jsonl.status_code, jsonl.json()["field"]) == (400, "bom")
+    # Imported back as it is, the marked file changes nothing and refuses no row
+    upload = client.post("/imports", content=marked.content, headers={"Content-Type": "text/csv"})
+    job = finished(client, upload.headers["location"])
+    assert (job["result"]["errors"], job["result"]["unchanged"]) == ([], 1)
+
+
+def test_crm_export_writes_a_byte_order_mark_when_asked_and_only_in_csv(ledger, settings, tmp_path):
+    import_rows(ledger, (HEADER + "Müller,mueller.example,it,5,1,EUR,DE,,1,list\n").encode(), META)
+    out = tmp_path / "accounts.csv"
+
+    marked = run_crm(settings, "export", "accounts", "--bom", "--out", str(out))
+    jsonl = run_crm(settings, "export", "accounts", "--bom", "--format", "jsonl")
+
+    assert marked.returncode == 0, marked.stderr
+    assert out.read_bytes().startswith("\ufeffaccount_id,name".encode())
+    assert "Müller" in out.read_text(encoding="utf-8-sig")
+    assert (jsonl.returncode, jsonl.stdout) == (2, "")
+    assert "--bom is for CSV only" in jsonl.stderr
+
+
 def test_a_negative_number_and_a_text_that_begins_with_a_quote_come_back_as_they_went(client):
     # Given an account shrinking, named as a spreadsheet would show a formula's text
     account = client.post(
