@@ -21,6 +21,7 @@ follow commit order.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import cached_property
@@ -37,6 +38,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.utils import retry
 from psycopg import ClientCursor, Connection
 from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg_pool import ConnectionPool
 
 _retry = retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
 _base = PostgresApplicationRecorder
@@ -65,6 +67,21 @@ class ConninfoFactory(PostgresFactory):
         # an outage of minutes the API waited up to two more for the next attempt. Given up
         # within seconds, the connection is made again as soon as a request asks for one.
         pool.reconnect_timeout = RECONNECT_SECONDS
+        # The library's pre-ping (POSTGRES_PRE_PING) asks the server before every statement.
+        pool._check = check_when_readable  # psycopg_pool takes `check` only when made
+
+
+def check_when_readable(conn: Connection[Any]) -> None:
+    """The pool's check of a connection it lends: a round trip only when the socket has
+    something to read. A session the server ended (a restart, a cut, a dead peer found by
+    keepalives) leaves its socket readable, with the reason or the end of the stream, and is
+    then found broken here and replaced before a statement fails on it; a quiet socket is a
+    session as the last statement left it. Asking the server every time (psycopg_pool's
+    `check_connection`) cost each statement a second round trip."""
+    if conn.closed:
+        raise OperationalError("the connection is closed")
+    if select.select([conn.fileno()], [], [], 0)[0]:
+        ConnectionPool.check_connection(conn)
 
 
 class FailFastRecorder(PostgresApplicationRecorder):

@@ -26,6 +26,7 @@ from psycopg import sql
 
 from domain.account import Firmographics
 from domain.ledger import CommandMeta
+from domain.vocabulary import ScreeningOutcome
 from services.api.app import create_app
 from services.jobs import JobRunner
 from services.leadership import Leadership
@@ -160,6 +161,35 @@ def test_after_a_long_outage_the_first_command_once_the_database_is_back_succeed
     # Then the first command connects at once, rather than wait for a late attempt
     screened = client.post(f"/accounts/{account}/screening", json={"outcome": "qualified"})
     assert screened.status_code == 200, screened.text
+
+
+def test_pooled_connections_the_server_ended_are_replaced_before_a_statement_uses_them(
+    own_postgres, tmp_path
+):
+    settings = Settings(
+        data_dir=tmp_path, database_url=own_postgres.get_uri(), database_pool_size=4
+    )
+    ledger = open_ledger(settings)
+    try:
+        meta = CommandMeta("marta")
+        company = Firmographics("Acme", "acme.com", "it", 50, 10**6, "EUR", "DE", 0.1, "fair")
+        account_id = ledger.register(company, meta).account.id
+        # Every connection of the pool ended by the server while idle, as a restart, an
+        # administrator or a failover would end them: more than a statement's two attempts
+        with psycopg.connect(own_postgres.get_uri(), autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            ).fetchall()
+        assert len(ended) == 4 and all(done for (done,) in ended), ended
+
+        account = ledger.account(account_id)
+        screened = ledger.screen(account_id, ScreeningOutcome.QUALIFIED, ["industry"], None, meta)
+    finally:
+        ledger.close()
+    assert account.version == 1
+    assert screened.account.version == 2
 
 
 def test_a_page_read_answers_503_when_the_database_stops_answering_and_200_once_it_answers(
