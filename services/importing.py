@@ -141,11 +141,8 @@ _MAGIC = {
 # (PostgreSQL cannot store NUL; a stored one stopped the read models for good), no
 # bidirectional overrides, and a visible character. Checked before the cell is trimmed, so a
 # line break at its end counts too.
-# Rows stored together, in the writer's shared transactions, between two reports of progress
-# (where a job may stop): as many as the ledger hands its writer at once.
-CHUNK_ROWS = BULK_WINDOW
 _ONE_LINE = re.compile(LINE_PATTERN)
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # what a charset leaves of bytes it cannot read
 
 
 class GoodRow(NamedTuple):
@@ -165,6 +162,9 @@ class RowError:
 # otherwise keep millions, in memory and in the job's result, an event kept for good.
 LISTED_ERRORS = 1000
 LISTED_CHANGES = 1000  # of a dry run: the rows that would register or update a company
+# Rows stored together, in the writer's shared transactions, between two reports of progress
+# (where a job may stop): as many as the ledger hands its writer at once.
+CHUNK_ROWS = BULK_WINDOW
 SHOWN_CHARACTERS = 60  # of a cell an error quotes
 HEADER_SHOWN = 12  # titles of a header line a refusal quotes
 EXPORT_ID = "account_id"  # the title of the account's id in the exports

@@ -19,13 +19,13 @@ import fcntl
 import hashlib
 import logging
 import os
-import select
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.settings import Settings
+from services.sockets import readable
 
 log = logging.getLogger("crm.leadership")
 
@@ -104,11 +104,10 @@ class Leadership:
             self.release()
             return False
         try:
-            # A session the server ends (a restart, a cut, a dead peer found by keepalives)
-            # leaves its socket readable, with the reason or the end of the stream: until then
-            # the lock stands, and no round trip is needed to know it, as a job asks before
-            # each chunk. Anything the server did say is read, and the session asked once.
-            if not select.select([self._held.fileno()], [], [], 0)[0]:
+            # Until its socket is readable the session, and so the lock, stands: no round trip
+            # is needed to know it, as a job asks before each chunk. Anything the server did
+            # say is read, and the session asked once.
+            if not readable(self._held.fileno()):
                 return True
             self._held.execute("SELECT 1").fetchone()
             return True

@@ -21,7 +21,6 @@ follow commit order.
 
 from __future__ import annotations
 
-import select
 from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import cached_property
@@ -39,6 +38,8 @@ from eventsourcing.utils import retry
 from psycopg import ClientCursor, Connection
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg_pool import ConnectionPool
+
+from services.sockets import readable
 
 _retry = retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
 _base = PostgresApplicationRecorder
@@ -73,14 +74,13 @@ class ConninfoFactory(PostgresFactory):
 
 def check_when_readable(conn: Connection[Any]) -> None:
     """The pool's check of a connection it lends: a round trip only when the socket has
-    something to read. A session the server ended (a restart, a cut, a dead peer found by
-    keepalives) leaves its socket readable, with the reason or the end of the stream, and is
-    then found broken here and replaced before a statement fails on it; a quiet socket is a
-    session as the last statement left it. Asking the server every time (psycopg_pool's
-    `check_connection`) cost each statement a second round trip."""
+    something to read. A session the server ended is then found broken here and replaced
+    before a statement fails on it; a quiet socket is a session as the last statement left it.
+    Asking the server every time (psycopg_pool's `check_connection`) cost each statement a
+    second round trip."""
     if conn.closed:
         raise OperationalError("the connection is closed")
-    if select.select([conn.fileno()], [], [], 0)[0]:
+    if readable(conn.fileno()):
         ConnectionPool.check_connection(conn)
 
 

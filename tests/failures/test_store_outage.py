@@ -5,6 +5,7 @@ while the database turns connections away for a moment waits for them."""
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import tempfile
 import threading
@@ -190,6 +191,35 @@ def test_pooled_connections_the_server_ended_are_replaced_before_a_statement_use
         ledger.close()
     assert account.version == 1
     assert screened.account.version == 2
+
+
+def test_a_process_holding_over_a_thousand_files_checks_its_connections_all_the_same(
+    own_postgres, tmp_path
+):
+    # Taken first, so that the connections below get descriptors numbered over 1024
+    # (which `select` refuses)
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    settings = Settings(
+        data_dir=tmp_path, database_url=own_postgres.get_uri(), database_pool_size=2
+    )
+    try:
+        ledger = open_ledger(settings)
+        lock = Leadership(settings, "projector")
+        try:
+            assert lock.try_acquire()
+            meta = CommandMeta("marta")
+            company = Firmographics("Acme", "acme.com", "it", 50, 10**6, "EUR", "DE", 0.1, "x")
+            account_id = ledger.register(company, meta).account.id
+
+            assert ledger.account(account_id).version == 1
+            assert lock.held()
+        finally:
+            lock.release()
+            ledger.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert min(held) < 1024 < max(held)
 
 
 def test_a_page_read_answers_503_when_the_database_stops_answering_and_200_once_it_answers(
