@@ -227,13 +227,10 @@ class AccountLedger(Application):
         A known company changes only in the fields stated for its row (all of them for None);
         the others keep their values as the writer finds them when it decides, so a value
         another command set after the file was read is not undone either."""
-        changes, known = [], []
-        for details, stated in rows:
-            change, was_known = self._import_change(details, stated, meta)
-            changes.append(change)
-            known.append(was_known)
+        prepared = [self._import_change(details, stated, meta) for details, stated in rows]
+        results = self._run_all([change for change, _ in prepared])
         outcomes: list[tuple[str, UUID] | LedgerError] = []
-        for change, was_known, result in zip(changes, known, self._run_all(changes), strict=True):
+        for (change, was_known), result in zip(prepared, results, strict=True):
             if isinstance(result, LedgerError):
                 outcomes.append(result)
             elif result.position is None:
@@ -473,15 +470,11 @@ class AccountLedger(Application):
         unknown account is refused (AccountNotFound) once the others are screened.
         """
         criteria = self.policy(version)
-        changes, decided = [], []
-        for account_id in account_ids:
-            change, decision = self._screening_change(account_id, version, criteria, meta)
-            changes.append(change)
-            decided.append(decision)
-        for result in self._run_all(changes):
+        prepared = [self._screening_change(a, version, criteria, meta) for a in account_ids]
+        for result in self._run_all([change for change, _ in prepared]):
             if isinstance(result, LedgerError):
                 raise result
-        return [decision[0] for decision in decided]
+        return [decided[0] for _, decided in prepared]
 
     def _screening_change(
         self, account_id: UUID, version: int, criteria: Criteria, meta: CommandMeta

@@ -72,7 +72,7 @@ class JobRunner:
         # `busy` when none is free); a job resumed at start takes none.
         self.held = threading.BoundedSemaphore(IMPORTS_HELD)
         self._holding: set[UUID] = set()
-        # Jobs cancelled through this process: one running here stops before its next row.
+        # Jobs cancelled through this process: one running here stops before its next chunk.
         # One running in another process stops at its next record of progress.
         self._cancelled: set[UUID] = set()
 
@@ -542,7 +542,7 @@ class _Progress:
         self.check()
         now = time.monotonic()
         # The first total is recorded at once: a client polling the job learns it before the
-        # first row or chunk is done, however long that takes. A row the store refuses lowers
+        # first chunk is done, however long that takes. A row the store refuses lowers
         # it later, at the pace of the rest (a record per refused row would be an event each).
         if done == total or self.total is None or now - self.last >= PROGRESS_SECONDS:
             self.last, self.total = now, total

@@ -259,9 +259,9 @@ def read_job(
     tags=["screening"],
     summary="Cancel a running job",
     description="The job stores nothing more (one running in this process stops before its "
-    "next row or chunk, and is answered once it has, with its `done`; one running in another "
-    "within about a second) and its status is `cancelled`; what it stored stays. A job "
-    "cancelled already answers as it stands; its upload is removed.",
+    "next chunk of rows or accounts, and is answered once it has, with its `done`; one "
+    "running in another within about a second) and its status is `cancelled`; what it "
+    "stored stays. A job cancelled already answers as it stands; its upload is removed.",
     responses={
         404: problem_response("No such job."),
         409: problem_response(
