@@ -389,18 +389,28 @@ def test_an_import_stopped_while_it_screens_is_resumed_and_screens_nobody_twice(
     ledger, settings, monkeypatch
 ):
     monkeypatch.setattr("services.jobs.STOP_SECONDS", 0.0)  # the screening outlasts the wait
-    ledger.create_policy(Criteria(headcount_min=100), CommandMeta("analyst"))
+    ledger.create_policy(Criteria(headcount_min=1000), CommandMeta("analyst"))
     serving = open_ledger(settings)  # the process that stops
     runner = JobRunner(serving, settings)
-    job_id = stored_import_job(runner, 50, screen_with=1)  # headcounts 10 to 59: excluded
-    screening = threading.Event()
-    when_stored(serving, "Account.Screened", 1, screening.set)
+    # Headcounts 10 to 159, all excluded: screened in two hands to the writer
+    job_id = stored_import_job(runner, 150, screen_with=1)
+    screening, stopping = threading.Event(), threading.Event()
+
+    def first_screened() -> None:
+        # The writer's thread, after the first screenings are stored, answers nothing until
+        # the process is stopping: the job cannot end its screening before that
+        screening.set()
+        assert stopping.wait(60)
+
+    when_stored(serving, "Account.Screened", 1, first_screened)
     runner.resume()
     assert screening.wait(60), "the job did not screen"
 
     # The process stops as `crm serve` does: its jobs first, then the ledger, whose writer
-    # closes before its store; the job learns of the closed writer while the store is open.
+    # closes before its store; the job learns of the stop, or of the closed writer while the
+    # store is open.
     runner.stop()
+    stopping.set()
     serving.writer.close()
     runner.wait(60)
     serving.close()
@@ -408,13 +418,13 @@ def test_an_import_stopped_while_it_screens_is_resumed_and_screens_nobody_twice(
     assert ledger.job(job_id).status == "running"
     job = finished_at_next_start(ledger, settings, job_id)
     assert job.status == "finished", job.error
-    assert (job.result["registered"], job.result["screened"]) == (50, 50)
+    assert (job.result["registered"], job.result["screened"]) == (150, 150)
     screened = [
         n
         for n in ledger.recorder.select_notifications(1, 1_000_000)
         if n.topic.endswith("Account.Screened")
     ]
-    assert len(screened) == 50
+    assert len(screened) == 150
 
 
 def test_a_resumed_policy_apply_counts_the_accounts_its_first_run_screened(
