@@ -13,8 +13,9 @@ place, only replaced by a copy that carries the command's events once they are s
 processes may write the same accounts: the store refuses an event whose version is taken (or
 whose predecessor it does not hold: a store restored from a backup under a running process),
 and then each command of the batch is decided again, alone, against the account reloaded from
-the store. A refusal decided against a cached account is checked once more against the store, so
-a rule never refuses on stale state.
+the store. A refusal, or a command changing nothing, decided against a cached account is checked
+against the store's last version of it (one question for the whole batch), so a rule never
+refuses on stale state.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import queue
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -169,26 +170,43 @@ class AccountWriter:
         """Decides and stores a batch; returns the changes deferred to the next batch."""
         decided: list[_Decided] = []
         unchanged: list[tuple[Change, Account]] = []
+        doubtful: list[Change] = []
         claimed: set[UUID] = set()
         deferred: list[Change] = []
         away: BaseException | None = None
+        try:
+            unstored = self._unstored(batch)
+        except StoreUnavailable as error:
+            unstored, away = set(), error
         for change in batch:
             if away is not None:
-                # The store did not answer an earlier change of this batch, after its timeout
-                # and retry: asked for each in turn, it would keep the last waiting for all of
-                # those timeouts, one after the other. They are refused at once, as that one was.
+                # The store did not answer the batch's first question or an earlier change of
+                # it, after its timeout and retry: asked for each in turn, it would keep the last
+                # waiting for all of those timeouts, one after the other. They are refused at
+                # once, as that one was.
                 change.fail(away)
                 continue
             keys = change.keys()
             if keys & claimed:
                 deferred.append(change)  # an earlier change of this batch writes the same
                 continue
-            outcome = self._decide(change, unchanged, fresh=False)
+            outcome = self._decide(change, unchanged, unstored=unstored, doubtful=doubtful)
             if outcome is not None:
-                claimed |= keys
                 decided.append(outcome)
             elif isinstance(change.error, StoreUnavailable):
                 away = change.error
+            if outcome is not None or (doubtful and doubtful[-1] is change):
+                claimed |= keys
+        if doubtful and away is None:
+            try:
+                self._confirm(doubtful)
+            except StoreUnavailable as error:
+                away = error
+        for change in doubtful:
+            if away is not None:
+                change.fail(away)
+            elif (outcome := self._decide(change, unchanged)) is not None:
+                decided.append(outcome)
         if away is not None:
             for change, _ in unchanged:
                 change.fail(away)
@@ -246,11 +264,23 @@ class AccountWriter:
     # One change ----------------------------------------------------------------------------
 
     def _decide(
-        self, change: Change, unchanged: list[tuple[Change, Account]], *, fresh: bool
+        self,
+        change: Change,
+        unchanged: list[tuple[Change, Account]],
+        *,
+        fresh: bool = False,
+        unstored: Collection[UUID] = (),
+        doubtful: list[Change] | None = None,
     ) -> _Decided | None:
         """Decides a change; None when it is answered already (refused or replayed), or when
         it changes nothing and has no key to keep: then it is added to `unchanged`, to be
-        answered with the log's head."""
+        answered with the log's head.
+
+        `fresh` reads the account from the store, not the cache. An account in `unstored`
+        was found to have no events when the batch began, and is not looked for again. Given
+        `doubtful`, a change refused, or changing nothing, on the cached account is added to it
+        instead: the store may know more (another process's writes), and is asked for the
+        whole batch at once (`_confirm`) before those are decided again."""
         ledger = self._ledger
         try:
             if (replayed := ledger.replay(change.meta)) is not None:
@@ -258,28 +288,19 @@ class AccountWriter:
                 return None
             current = None if fresh else self._cache.get(change.account_id)
             from_cache = current is not None
-            if current is None:
+            if current is None and (fresh or change.account_id not in unstored):
                 current = self._load(change.account_id)
             by = ledger.attribution(change.meta)
-            refusal: LedgerError | None = None
             try:
                 account = change.decide(_copy(current), by.after(current))
-            except LedgerError as error:
-                if not from_cache:
-                    raise
-                refusal = error
-            if (
-                from_cache
-                and (refusal is not None or not account.pending_events)
-                and not self._stored_as(current)
-            ):
-                # Refused, or nothing to change, on the cached account while the store knows
-                # more (another process's writes): decided again on the account as stored.
-                self._cache.pop(change.account_id, None)
-                stored = self._load(change.account_id)
-                account, refusal = change.decide(_copy(stored), by.after(stored)), None
-            if refusal is not None:
-                raise refusal
+            except LedgerError:
+                if from_cache and doubtful is not None:
+                    doubtful.append(change)
+                    return None
+                raise
+            if from_cache and doubtful is not None and not account.pending_events:
+                doubtful.append(change)
+                return None
             if not account.pending_events and change.meta.idempotency is None:
                 unchanged.append((change, account))
                 return None
@@ -310,12 +331,32 @@ class AccountWriter:
             with contextlib.suppress(KeyError):
                 cached.get(account_id, evict=True)
 
-    def _stored_as(self, account: Account) -> bool:
-        """Whether the store's last event of the account is the one the cached copy ends
-        with: nobody wrote it since, and the store was not restored to before it. One row
-        read, where loading the account again would read and apply them all."""
-        last = self._ledger.recorder.select_events(account.id, desc=True, limit=1)
-        return bool(last) and last[0].originator_version == account.version
+    def _unstored(self, batch: list[Change]) -> set[UUID]:
+        """The batch's accounts, not cached, that the store holds no event of: a bulk import's
+        new companies, asked for in one statement where each would cost a read of its own.
+        Should another process register one meanwhile, the save meets its version 1 taken,
+        and the change is decided again on the account as stored."""
+        ids = {change.account_id for change in batch if change.account_id not in self._cache}
+        if len(ids) < 2:  # one read alone costs what the question would
+            return set()
+        return ids - self._ledger.recorder.last_versions(ids).keys()
+
+    def _confirm(self, doubtful: list[Change]) -> None:
+        """Drops from the cache each of these accounts whose last stored version is not the
+        cached copy's, so that it is read again: the events another process stored since, or
+        (the store restored to before it) the whole account. One statement for them all,
+        where loading each again would read and apply its every event."""
+        cached = {
+            change.account_id: account.version
+            for change in doubtful
+            if (account := self._cache.get(change.account_id)) is not None
+        }
+        stored = self._ledger.recorder.last_versions(cached)
+        for account_id, version in cached.items():
+            if stored.get(account_id, 0) > version:
+                self._cache.pop(account_id)
+            elif stored.get(account_id) != version:
+                self._forget(account_id)
 
     def _load(self, account_id: UUID) -> Account | None:
         try:

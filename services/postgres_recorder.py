@@ -21,7 +21,7 @@ follow commit order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import ExitStack
 from functools import cached_property
 from typing import Any
@@ -170,22 +170,41 @@ class FailFastRecorder(PostgresApplicationRecorder):
 
     @cached_property
     def _insert_unnest(self) -> Composed:
-        id_type = "uuid" if self.datastore.originator_id_type == "uuid" else "text"
-        return SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+        return self._on_events(
+            "INSERT INTO {table} (originator_id, originator_version, topic, state) "
             "SELECT originator_id, originator_version, topic, state FROM unnest("
             "%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) WITH ORDINALITY "
             "AS e(originator_id, originator_version, topic, state, n) ORDER BY n "
             "RETURNING notification_id"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
-            id_type=SQL(id_type),
+        )
+
+    def _on_events(self, statement: str) -> Composed:
+        """The statement with the events table (`{table}`) and its id's type (`{id_type}`)."""
+        id_type = "uuid" if self.datastore.originator_id_type == "uuid" else "text"
+        return SQL(statement).format(
+            table=Identifier(self.datastore.schema, self.events_table_name), id_type=SQL(id_type)
         )
 
     @_retry
     def select_events(self, originator_id: UUID | str, **kwargs: Any) -> Sequence[StoredEvent]:
         return _base.select_events.__wrapped__(self, originator_id, **kwargs)  # type: ignore[attr-defined]
+
+    @_retry
+    def last_versions(self, originator_ids: Collection[UUID]) -> dict[UUID, int]:
+        """The last stored version of each of these aggregates that has events, asked in one
+        statement (each a descent of the primary key)."""
+        with ExitStack() as stack:
+            curs = stack.enter_context(self._connection(stack).cursor())
+            curs.execute(self._last_versions, ([*originator_ids],))
+            return {UUID(str(row["id"])): row["version"] for row in curs.fetchall()}
+
+    @cached_property
+    def _last_versions(self) -> Composed:
+        return self._on_events(
+            "SELECT id, version FROM unnest(%s::{id_type}[]) AS ids(id), LATERAL (SELECT "
+            "max(originator_version) AS version FROM {table} WHERE originator_id = ids.id) "
+            "AS last WHERE version IS NOT NULL"
+        )
 
     @_retry
     def select_notifications(self, *args: Any, **kwargs: Any) -> Sequence[Notification]:

@@ -19,7 +19,7 @@ library's row-by-row inserts would give.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -83,6 +83,23 @@ class MultiRowRecorder(SQLiteApplicationRecorder):
                 "WHERE length(originator_id) != 32 OR originator_id GLOB '*[^0-9a-f]*'"
             )
             return [(row[0], row[1]) for row in c.fetchall()]
+
+    def last_versions(self, originator_ids: Collection[UUID]) -> dict[UUID, int]:
+        """The last stored version of each of these aggregates that has events, asked in one
+        statement for up to ROWS_PER_STATEMENT of them (each a descent of the primary key)."""
+        ids = [originator_id.hex for originator_id in originator_ids]
+        found: dict[UUID, int] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(ids), ROWS_PER_STATEMENT):
+                chunk = ids[start : start + ROWS_PER_STATEMENT]
+                c.execute(
+                    f"WITH ids(id) AS (VALUES {','.join(['(?)'] * len(chunk))}) "
+                    f"SELECT id, (SELECT max(originator_version) FROM {self.events_table_name} "
+                    "WHERE originator_id = ids.id) AS version FROM ids WHERE version IS NOT NULL",
+                    chunk,
+                )
+                found.update((UUID(row[0]), row[1]) for row in c.fetchall())
+        return found
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -184,6 +184,23 @@ def test_a_change_to_nothing_on_a_cached_account_another_process_moved_on_is_dec
     assert other_process.account(account_id).firmographics.headcount == 50
 
 
+def test_changes_to_nothing_in_one_batch_are_checked_together_and_those_moved_on_redecided(
+    ledger, other_process
+):
+    rows = [(_company(f"batch{i}"), None) for i in range(30)]
+    first = ledger.import_accounts(rows, META)  # cached here
+    moved = range(0, 30, 3)
+    other_process.import_accounts([(replace(rows[i][0], headcount=99), None) for i in moved], META)
+
+    again = ledger.import_accounts(rows, META)
+
+    assert again == [
+        ("updated" if i in moved else "unchanged", account_id)
+        for i, (_, account_id) in enumerate(first)
+    ]
+    assert {other_process.account(a).firmographics.headcount for _, a in first} == {50}
+
+
 def test_concurrent_commands_are_all_stored_and_their_chains_hold(ledger):
     accounts = [_qualified(ledger, f"acct{i}") for i in range(6)]
     errors: list[BaseException] = []

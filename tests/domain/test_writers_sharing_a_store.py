@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -212,4 +213,34 @@ def test_a_large_batch_meeting_another_ledgers_write_stores_every_command_once(
         ]
         assert len(ratings) == (2 if account_id in moved else 1)
     assert len(saves) < len(accounts) // 2
+    assert Audit(ledger).verify_all().verified
+
+
+def test_a_company_another_ledger_registers_after_the_writer_found_it_new_is_updated(
+    ledger, other_process, monkeypatch
+):
+    rows = [
+        (Firmographics(f"New {i}", f"new{i}.com", "it", 50, 10**6, "EUR", "DE", 0.1, "f"), None)
+        for i in range(20)
+    ]
+    asked = ledger.recorder.last_versions
+
+    def then_registered_elsewhere(ids):
+        found = asked(ids)
+        # After the question, before the save: the other process registers one of them.
+        other_process.register(replace(rows[7][0], name="Elsewhere", headcount=9), META)
+        monkeypatch.setattr(ledger.recorder, "last_versions", asked)
+        return found
+
+    monkeypatch.setattr(ledger.recorder, "last_versions", then_registered_elsewhere)
+
+    outcomes = ledger.import_accounts(rows, META)
+
+    assert [outcome for outcome, _ in outcomes] == ["registered"] * 7 + ["updated"] + [
+        "registered"
+    ] * 12
+    taken = ledger.account(outcomes[7][1])
+    assert (taken.firmographics.name, taken.firmographics.headcount) == ("New 7", 50)
+    registrations = [e for e in ledger.history(taken.id) if isinstance(e, Account.Registered)]
+    assert len(registrations) == 1
     assert Audit(ledger).verify_all().verified

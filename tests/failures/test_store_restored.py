@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import pytest
 
-from domain.account import BantRating
+from domain.account import BantRating, Firmographics
 from services.publisher import Publisher, StreamSettings
 from tests.audit.tampering import META, RawStore, five_events
 from tests.publishing.test_publisher import make_accounts, until
@@ -31,6 +32,28 @@ def test_a_command_on_an_account_remembered_ahead_of_the_store_is_decided_on_the
     assert versions == list(range(1, result.account.version + 1))
     assert result.account.version > 3
     assert ledger.account(account_id).bant == BantRating(5, 5, 5, 5, {})
+
+
+def test_a_row_remembered_as_stored_but_lost_in_a_restore_is_stored_again_on_re_import(
+    ledger, settings
+):
+    rows = [
+        (Firmographics(f"Co {i}", f"co{i}.example", "it", 50, 10**6, "EUR", "DE", 0.1, "f"), None)
+        for i in range(5)
+    ]
+    ledger.import_accounts(rows, META)
+    grown = [(replace(details, headcount=99), None) for details, _ in rows]
+    updated = ledger.import_accounts(grown, META)  # this process remembers every account so
+    # A restore takes one account back to before its update
+    lost = updated[2][1]
+    RawStore(settings, ledger).delete(lost, from_version=2)
+
+    again = ledger.import_accounts(grown, META)
+
+    assert [outcome for outcome, _ in again] == ["unchanged"] * 2 + ["updated"] + ["unchanged"] * 2
+    assert ledger.account(lost).firmographics.headcount == 99
+    versions = [e.originator_version for e in ledger.recorder.select_events(lost)]
+    assert versions == [1, 2]
 
 
 @pytest.mark.parametrize("when", ["before a publisher starts", "under a running publisher"])

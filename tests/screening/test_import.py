@@ -154,6 +154,37 @@ def test_rows_are_stored_many_to_a_transaction_each_answered_in_the_files_order(
     assert len(saves) <= 250 // 10
 
 
+def test_an_import_and_its_re_import_ask_the_store_about_their_rows_a_window_at_a_time(
+    ledger, monkeypatch
+):
+    questions: list[str] = []
+
+    def counted(name: str):
+        asked = getattr(ledger.recorder, name)
+
+        def question(*args, **kwargs):
+            questions.append(name)
+            return asked(*args, **kwargs)
+
+        return question
+
+    for name in ("select_events", "last_versions"):  # an account's events; accounts' versions
+        monkeypatch.setattr(ledger.recorder, name, counted(name))
+    file = (HEADER + good_rows(250)).encode()
+
+    first = import_rows(ledger, file, META)
+    asked_first = len(questions)
+    again = import_rows(ledger, file, META)
+
+    assert (first.registered, first.rejected) == (250, 0)
+    assert (again.unchanged, again.rejected) == (250, 0)
+    # A question a row would be 250 each: one asks whether the company is new, the other
+    # whether anyone changed the account since this process last stored it.
+    assert asked_first <= 250 // 10
+    assert len(questions) - asked_first <= 250 // 10
+    assert all(len(ledger.history(a)) == 1 for a in first.account_ids)
+
+
 def test_strict_refuses_the_whole_file_and_a_missing_column_refuses_it_too(ledger):
     strict = import_rows(ledger, messy_file(), META, strict=True)
     no_country = import_rows(ledger, b"name,domain,industry\nA,a.com,it\n", META)

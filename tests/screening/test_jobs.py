@@ -612,12 +612,17 @@ def test_a_job_left_running_is_cancelled_over_http_and_an_ended_one_is_409(clien
 def test_a_cancel_answers_once_the_import_running_here_has_stopped_with_what_it_stored(
     client, ledger
 ):
+    stored_some, cancel_stored = threading.Event(), threading.Event()
+
+    def hold_the_import() -> None:  # in the writer's thread, the first rows stored
+        stored_some.set()
+        assert cancel_stored.wait(60), "the cancel was not stored in time"
+
+    when_stored(ledger, "Registered", 1, hold_the_import)
+    when_stored(ledger, "Job.Cancelled", 1, cancel_stored.set)
     body = (HEADER + good_rows(6000)).encode()
     job_id = client.post("/imports", content=body, headers=CSV).json()["id"]
-    deadline = time.monotonic() + 60
-    while client.get(f"/jobs/{job_id}").json()["done"] == 0:  # its progress recorded once
-        assert time.monotonic() < deadline, "the job recorded no progress in time"
-        time.sleep(0.05)  # polling the job as a client would
+    assert stored_some.wait(60), "the import stored nothing in time"
 
     cancelled = client.post(f"/jobs/{job_id}/cancel")
 
