@@ -110,6 +110,7 @@ class ObjectivesPage(Struct, frozen=True):
     items: list[ObjectivesView]
     position: int
     next_cursor: str | None = None
+    as_of: datetime | None = None
     min_position_reached: bool | None = None
 
 

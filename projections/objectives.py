@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, inspect, text
 from domain.objectives import Objectives, Target
 from projections.account_queries import BadCursor, Page, encode_cursor, signed_state
 from projections.batch import Entry
-from projections.database import insert_rows, to_micros
+from projections.database import from_micros, insert_rows, to_micros
 from projections.generations import Generation, live_generation
 
 NAME = "objectives"
@@ -153,19 +153,28 @@ class PeriodFilters:
 
 
 def objectives_page(
-    conn: Connection, filters: PeriodFilters, limit: int, cursor: str | None = None, *, key: bytes
+    conn: Connection,
+    filters: PeriodFilters,
+    limit: int,
+    cursor: str | None = None,
+    as_of: datetime | None = None,
+    *,
+    key: bytes,
 ) -> Page:
     """The periods that have objectives, in the order of their names (2026, 2026-01,
-    2026-01-15, 2026-02, …), each with its `version` and its targets as they stand; a cursor
-    goes on after the last period of its page, with the same filters."""
+    2026-01-15, 2026-02, …), each with its `version` and its targets as they stand, or as
+    they stood at `as_of`; a cursor goes on after the last period of its page, with the same
+    filters and at the same instant."""
     gen = live_generation(conn, NAME)
     if gen is None:
         return Page(rows=[], position=0)
     targets_table, periods_table = tables(gen)
     conditions, params = ["1 = 1"], {"limit": limit + 1}
+    at = None if as_of is None else to_micros(as_of)
     if cursor is not None:
+        after, at = _after(cursor, key, filters, at)
         conditions.append("period > :after")
-        params["after"] = _after(cursor, key, filters)
+        params["after"] = after
     if filters.size is not None:
         conditions.append("LENGTH(period) = :size")
         params["size"] = SIZES[filters.size]
@@ -173,32 +182,57 @@ def objectives_page(
         # Only digits and hyphens: nothing in a period's name is a LIKE wildcard.
         conditions.append("(period = :within OR period LIKE :inside)")
         params |= {"within": filters.within, "inside": f"{filters.within}-%"}
+    listed_from = periods_table
+    if at is not None:
+        # A period's objectives are opened with their first targets, in one command: it had
+        # objectives at an instant when a target row was set by then.
+        conditions.append("at <= :at")
+        params["at"] = at
+        listed_from = targets_table
     query = (
-        f"SELECT period FROM {periods_table} WHERE {' AND '.join(conditions)} "
+        f"SELECT DISTINCT period FROM {listed_from} WHERE {' AND '.join(conditions)} "
         f"ORDER BY period LIMIT :limit"
     )
     periods = [period for (period,) in conn.execute(text(query), params)]
     next_cursor = None
     if len(periods) > limit:
         periods = periods[:limit]
-        state = {"a": periods[-1], "f": [filters.size, filters.within]}
+        state: dict[str, Any] = {"a": periods[-1], "f": [filters.size, filters.within]}
+        if at is not None:
+            state["t"] = at
         next_cursor = encode_cursor(key, state, ORDER)
     rows: dict[str, dict[str, Any]] = {
         period: {"period": period, "version": 1, "targets": {}} for period in periods
     }
     if periods:
-        targets = text(
+        targets = (
             f"SELECT period, metric, removed, acceptable, optimal, best FROM {targets_table} "
-            f"WHERE period IN :periods ORDER BY position"
-        ).bindparams(bindparam("periods", expanding=True))
-        for period, metric, removed, *levels in conn.execute(targets, {"periods": periods}):
+            "WHERE period IN :periods"
+        )
+        if at is not None:
+            targets += " AND at <= :at"
+        statement = text(targets + " ORDER BY position").bindparams(
+            bindparam("periods", expanding=True)
+        )
+        for period, metric, removed, *levels in conn.execute(
+            statement, {"periods": periods, "at": at}
+        ):
             row = rows[period]
             row["version"] += 1  # its events: the opening, then each target set or removed
             _stood(row["targets"], metric, levels, removed)
-    return Page(rows=list(rows.values()), position=gen.position, next_cursor=next_cursor)
+    return Page(
+        rows=list(rows.values()),
+        position=gen.position,
+        next_cursor=next_cursor,
+        as_of=None if at is None else from_micros(at),
+    )
 
 
-def _after(cursor: str, key: bytes, filters: PeriodFilters) -> str:
+def _after(
+    cursor: str, key: bytes, filters: PeriodFilters, at: int | None
+) -> tuple[str, int | None]:
+    """The last period of the cursor's page, and the instant its pages show (`at`, else the
+    cursor's own)."""
     state = signed_state(cursor, key, ORDER)
     # Signed, so a period the list showed: a store may hold one written before periods were
     # checked as strictly as now, and paging goes on past it.
@@ -206,4 +240,7 @@ def _after(cursor: str, key: bytes, filters: PeriodFilters) -> str:
         raise BadCursor("The cursor is not one this service issued.")
     if state["f"] != [filters.size, filters.within]:
         raise BadCursor("The cursor was issued for other filters; send it with the same.")
-    return state["a"]
+    if at is not None and state.get("t") != at:
+        # A cursor's pages all show the instant of its first page.
+        raise BadCursor("The cursor was issued for another as_of; send it with the same.")
+    return state["a"], state.get("t")

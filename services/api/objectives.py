@@ -158,9 +158,12 @@ class ObjectivesController(Controller):
         "its `version` (as `GET /objectives/{period}` gives it, for `If-Match`), from the "
         "`objectives` read model (as the account list, it may be a moment behind: "
         "`min_position` waits for a position). A year comes before its months, a month before "
-        "its days.",
+        "its days. With `as_of` (the auditor's), the periods that had objectives at that "
+        "instant, each with its targets and version as they stood then; its cursor pages "
+        "through the same instant.",
         responses=PAGE_PROBLEMS,
         response_headers=[READ_POSITION, STALE],
+        opt={PAST_READS: True},
     )
     async def list_objectives(
         self,
@@ -179,6 +182,7 @@ class ObjectivesController(Controller):
         ] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
+        as_of: AsOf = None,
         min_position: MinPosition = None,
     ) -> Response[ObjectivesPage]:
         if within is not None:
@@ -193,6 +197,7 @@ class ObjectivesController(Controller):
             min_position,
             ObjectivesPage,
             lambda row: _view(**row),
+            instant(as_of, "as_of"),
         )
 
     @get(

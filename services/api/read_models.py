@@ -244,22 +244,28 @@ class Reads:
         min_position: int | None,
         page_type: type[msgspec.Struct],
         item: Callable[[dict[str, Any]], Any],
+        as_of: datetime | None = None,
     ) -> Response[Any]:
         """A page of a list that read model `name` answers by `query` (a read model's page
-        function, taking the filters, the limit and the cursor), each row made an item of
-        `page_type` by `item`."""
+        function, taking the filters, the limit and the cursor, and `as_of` when one is
+        given), each row made an item of `page_type` by `item`."""
+        past = () if as_of is None else (as_of,)
 
         def render(reached: bool | None) -> Answer:
-            page = read_page(self.projector, query, filters, limit, cursor)
+            page = read_page(self.projector, query, filters, limit, cursor, *past)
+            # Only a list that can look back has `as_of`; it says so when a page does.
+            shown = {} if page.as_of is None else {"as_of": page.as_of}
             body = page_type(
                 items=[item(row) for row in page.rows],
                 position=page.position,
                 next_cursor=page.next_cursor,
                 min_position_reached=reached,
+                **shown,
             )
             return Answer(msgspec.json.encode(body), position_headers(page.position, reached))
 
-        return await self.page((name, filters, limit, cursor), name, min_position, render)
+        key = (name, filters, limit, cursor, as_of)
+        return await self.page(key, name, min_position, render)
 
 
 class KeptResponse(Response[Any]):

@@ -3,6 +3,8 @@ does not know which periods were planned. On both stores."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from tests.api.test_objectives import MORE_WON, WON, events_in_store
@@ -134,6 +136,69 @@ def test_a_cursor_sent_with_other_filters_or_changed_is_refused(client):
     ):
         response = client.get("/objectives", params=params)
         assert (response.status_code, response.json()["field"]) == (400, "cursor"), params
+
+
+def test_an_auditor_lists_the_objectives_as_they_stood_at_an_instant(client, clock):
+    # By hand: 2026-01 set, then 2026 (its last event at t0); an hour later 2026 raised,
+    # 2026-02 set, and a target of 2026-01 removed.
+    client.put("/objectives/2026-01", json={"targets": [*WON["targets"], *ENTERED["targets"]]})
+    clock.advance(hours=1)
+    client.put("/objectives/2026", json=WON)
+    t0 = clock.now  # the instant of its last event
+    clock.advance(hours=1)
+    client.put("/objectives/2026", json=MORE_WON)
+    client.put("/objectives/2026-02", json=WON)
+    last = client.put("/objectives/2026-01", json={"remove": ["accounts_won"]})
+    position = int(last.headers["crm-position"])
+
+    before = listed(client, as_of=(t0 - timedelta(hours=2)).isoformat(), min_position=position)
+    at_t0 = listed(client, as_of=t0.isoformat())
+    now = listed(client)
+
+    assert before["items"] == []
+    assert datetime.fromisoformat(before["as_of"]) == t0 - timedelta(hours=2)
+    assert datetime.fromisoformat(at_t0["as_of"]) == t0
+    assert [(o["period"], o["version"], o["targets"]) for o in at_t0["items"]] == [
+        ("2026", 2, WON["targets"]),
+        ("2026-01", 3, [*WON["targets"], *ENTERED["targets"]]),
+    ]
+    # Each as the period read alone at that instant gives it, for If-Match then
+    for item in at_t0["items"]:
+        alone = client.get(f"/objectives/{item['period']}", params={"as_of": t0.isoformat()})
+        assert item == alone.json()
+    assert now.get("as_of") is None
+    assert [(o["period"], o["version"]) for o in now["items"]] == [
+        ("2026", 3),
+        ("2026-01", 4),
+        ("2026-02", 2),
+    ]
+
+
+def test_a_page_of_the_past_goes_on_at_its_instant_and_refuses_another(client, clock):
+    for period in ("2026-01", "2026-02", "2026-03"):
+        client.put(f"/objectives/{period}", json=WON)
+    then = clock.advance(hours=1)
+    client.put("/objectives/2026-01", json=MORE_WON)
+    last = client.put("/objectives/2026-04", json=WON)
+    position = int(last.headers["crm-position"])
+
+    first = listed(client, as_of=then.isoformat(), limit=2, min_position=position)
+    following = listed(client, cursor=first["next_cursor"], limit=2)
+    other = client.get(
+        "/objectives",
+        params={"cursor": first["next_cursor"], "limit": 2, "as_of": clock.now.isoformat()},
+    )
+
+    assert [(o["period"], o["targets"]) for o in first["items"]] == [
+        ("2026-01", WON["targets"]),
+        ("2026-02", WON["targets"]),
+    ]
+    # The cursor keeps the instant: 2026-04, set after it, is not listed
+    assert [o["period"] for o in following["items"]] == ["2026-03"]
+    assert datetime.fromisoformat(following["as_of"]) == then
+    assert following["next_cursor"] is None
+    assert (other.status_code, other.json()["field"]) == (400, "cursor")
+    assert "another as_of" in other.json()["detail"]
 
 
 @pytest.mark.parametrize(

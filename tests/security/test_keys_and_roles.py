@@ -93,6 +93,8 @@ def test_each_role_may_do_its_part_and_no_more(secured):
     past = {"as_of": "2099-01-01T00:00Z"}
     assert secured.get("/objectives/2026", params=past, headers=as_("vera")).status_code == 403
     assert secured.get("/objectives/2026", params=past, headers=as_("ada")).status_code == 200
+    assert secured.get("/objectives", params=past, headers=as_("vera")).status_code == 403
+    assert secured.get("/objectives", params=past, headers=as_("ada")).status_code == 200
     cancel = f"/jobs/{uuid.uuid4()}/cancel"  # no such job: found so only by who may cancel
     assert secured.post(cancel, headers=as_("vera")).status_code == 403
     assert secured.post(cancel, headers=as_("sam")).status_code == 404
@@ -346,6 +348,18 @@ def test_only_an_auditor_may_page_on_with_the_cursor_of_a_past_page(secured, clo
     assert secured.get("/accounts", params=past_page, headers=as_("ada")).status_code == 200
     present_page = {"cursor": present["next_cursor"], "limit": 1}
     assert secured.get("/accounts", params=present_page, headers=as_("vera")).status_code == 200
+    targets = {"targets": [{"metric": "accounts_won", "acceptable": 1, "optimal": 2, "best": 3}]}
+    for period in ("2026", "2027"):
+        set_ = secured.put(f"/objectives/{period}", json=targets, headers=as_("sam"))
+    periods = {
+        "as_of": clock.now.isoformat(),
+        "limit": 1,
+        "min_position": set_.headers["CRM-Position"],
+    }
+    past_periods = secured.get("/objectives", params=periods, headers=as_("ada")).json()
+    periods_page = {"cursor": past_periods["next_cursor"], "limit": 1}
+    assert secured.get("/objectives", params=periods_page, headers=as_("vera")).status_code == 403
+    assert secured.get("/objectives", params=periods_page, headers=as_("ada")).status_code == 200
 
 
 def test_a_made_up_cursor_nested_too_deeply_is_a_400_for_any_role(secured):
