@@ -26,9 +26,10 @@ import logging
 import queue
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("crm.writer")
 
 MAX_BATCH = 200  # commands in one transaction
+# Events of accounts not cached that a batch reads in one statement; more would be held in
+# memory at once (a long history is read alone, as it is applied).
+READ_TOGETHER_EVENTS = 5_000
 # Other processes' writes to the same account collide on its next version; each collision
 # reloads the account and decides again, and this many attempts make a persistent one unlikely.
 MAX_ATTEMPTS = 8
@@ -175,9 +179,9 @@ class AccountWriter:
         deferred: list[Change] = []
         away: BaseException | None = None
         try:
-            unstored = self._unstored(batch)
+            read = self._read_together(batch)
         except StoreUnavailable as error:
-            unstored, away = set(), error
+            read, away = {}, error
         for change in batch:
             if away is not None:
                 # The store did not answer the batch's first question or an earlier change of
@@ -190,7 +194,7 @@ class AccountWriter:
             if keys & claimed:
                 deferred.append(change)  # an earlier change of this batch writes the same
                 continue
-            outcome = self._decide(change, unchanged, unstored=unstored, doubtful=doubtful)
+            outcome = self._decide(change, unchanged, read=read, doubtful=doubtful)
             if outcome is not None:
                 decided.append(outcome)
             elif isinstance(change.error, StoreUnavailable):
@@ -269,15 +273,15 @@ class AccountWriter:
         unchanged: list[tuple[Change, Account]],
         *,
         fresh: bool = False,
-        unstored: Collection[UUID] = (),
+        read: Mapping[UUID, Account | None] | None = None,
         doubtful: list[Change] | None = None,
     ) -> _Decided | None:
         """Decides a change; None when it is answered already (refused or replayed), or when
         it changes nothing and has no key to keep: then it is added to `unchanged`, to be
         answered with the log's head.
 
-        `fresh` reads the account from the store, not the cache. An account in `unstored`
-        was found to have no events when the batch began, and is not looked for again. Given
+        `fresh` reads the account from the store, not the cache. `read` holds accounts read
+        from the store when the batch began (None: it had no events), not read again. Given
         `doubtful`, a change refused, or changing nothing, on the cached account is added to it
         instead: the store may know more (another process's writes), and is asked for the
         whole batch at once (`_confirm`) before those are decided again."""
@@ -288,8 +292,11 @@ class AccountWriter:
                 return None
             current = None if fresh else self._cache.get(change.account_id)
             from_cache = current is not None
-            if current is None and (fresh or change.account_id not in unstored):
-                current = self._load(change.account_id)
+            if current is None:
+                if not fresh and read is not None and change.account_id in read:
+                    current = read[change.account_id]
+                else:
+                    current = self._load(change.account_id)
             by = ledger.attribution(change.meta)
             try:
                 account = change.decide(_copy(current), by.after(current))
@@ -331,15 +338,28 @@ class AccountWriter:
             with contextlib.suppress(KeyError):
                 cached.get(account_id, evict=True)
 
-    def _unstored(self, batch: list[Change]) -> set[UUID]:
-        """The batch's accounts, not cached, that the store holds no event of: a bulk import's
-        new companies, asked for in one statement where each would cost a read of its own.
-        Should another process register one meanwhile, the save meets its version 1 taken,
-        and the change is decided again on the account as stored."""
+    def _read_together(self, batch: list[Change]) -> dict[UUID, Account | None]:
+        """The batch's accounts that are not cached, read from the store together: None for
+        each it holds no event of (a bulk import's new companies), and the others whose
+        events come to READ_TOGETHER_EVENTS at most (fewest first); an account left out is
+        read alone when it is decided. Two statements, where each account would cost a read
+        of its own. Should another process write one meanwhile, the save meets its version
+        taken, and the change is decided again on the account as stored."""
         ids = {change.account_id for change in batch if change.account_id not in self._cache}
         if len(ids) < 2:  # one read alone costs what the question would
-            return set()
-        return ids - self._ledger.recorder.last_versions(ids).keys()
+            return {}
+        ledger = self._ledger
+        versions = ledger.recorder.last_versions(ids)
+        read: dict[UUID, Account | None] = dict.fromkeys(ids - versions.keys())
+        chosen, events = [], 0
+        for account_id, version in sorted(versions.items(), key=itemgetter(1)):
+            events += version
+            if events > READ_TOGETHER_EVENTS:
+                break
+            chosen.append(account_id)
+        if chosen:
+            read.update(ledger.read_accounts(chosen))
+        return read
 
     def _confirm(self, doubtful: list[Change]) -> None:
         """Drops from the cache each of these accounts whose last stored version is not the

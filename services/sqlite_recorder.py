@@ -101,6 +101,27 @@ class MultiRowRecorder(SQLiteApplicationRecorder):
                 found.update((UUID(row[0]), row[1]) for row in c.fetchall())
         return found
 
+    def select_events_of(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """Every event of each of these aggregates, in version order, asked in one statement
+        for up to ROWS_PER_STATEMENT of them."""
+        ids = [originator_id.hex for originator_id in originator_ids]
+        found: dict[UUID, list[StoredEvent]] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(ids), ROWS_PER_STATEMENT):
+                chunk = ids[start : start + ROWS_PER_STATEMENT]
+                c.execute(
+                    "SELECT originator_id, originator_version, topic, state FROM "
+                    f"{self.events_table_name} WHERE originator_id IN "
+                    f"({','.join(['?'] * len(chunk))}) ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                for hex_id, version, topic, state in c.fetchall():
+                    originator_id = UUID(hex_id)
+                    found.setdefault(originator_id, []).append(
+                        StoredEvent(originator_id, version, topic, state)
+                    )
+        return found
+
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:

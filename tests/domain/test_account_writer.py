@@ -201,6 +201,36 @@ def test_changes_to_nothing_in_one_batch_are_checked_together_and_those_moved_on
     assert {other_process.account(a).firmographics.headcount for _, a in first} == {50}
 
 
+def test_accounts_not_cached_are_read_together_up_to_a_share_of_events_the_rest_alone(
+    ledger, other_process, monkeypatch
+):
+    monkeypatch.setattr("domain.account_writer.READ_TOGETHER_EVENTS", 4)
+    rows = [(_company(f"short{i}"), None) for i in range(4)]
+    ledger.import_accounts([*rows, (_company("long"), None)], META)
+    for headcount in (60, 70, 80):  # the long one: four events
+        ledger.import_accounts([(replace(_company("long"), headcount=headcount), None)], META)
+    read_alone: list[object] = []
+    read_one = other_process.recorder.select_events
+
+    def counted(originator_id, **kwargs):
+        read_alone.append(originator_id)
+        return read_one(originator_id, **kwargs)
+
+    monkeypatch.setattr(other_process.recorder, "select_events", counted)
+    grown = [
+        (replace(details, headcount=99), None) for details, _ in [*rows, (_company("long"), None)]
+    ]
+
+    outcomes = other_process.import_accounts(grown, META)  # nothing of them cached there
+
+    assert [outcome for outcome, _ in outcomes] == ["updated"] * 5
+    long_id = outcomes[4][1]
+    assert set(read_alone) == {long_id}  # the short ones' four events were the share
+    assert [e.originator_version for e in ledger.recorder.select_events(long_id)] == [1, 2, 3, 4, 5]
+    assert {ledger.account(a).firmographics.headcount for _, a in outcomes} == {99}
+    assert Audit(ledger).verify_all().verified
+
+
 def test_concurrent_commands_are_all_stored_and_their_chains_hold(ledger):
     accounts = [_qualified(ledger, f"acct{i}") for i in range(6)]
     errors: list[BaseException] = []

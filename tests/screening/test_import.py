@@ -14,6 +14,7 @@ from pathlib import Path
 from domain.account import account_id_for
 from domain.ledger import CommandMeta
 from domain.screening_policy import Criteria
+from services.audit import Audit
 from services.importing import import_rows
 from services.store import open_ledger
 from tests.audit.tampering import RawStore
@@ -154,13 +155,11 @@ def test_rows_are_stored_many_to_a_transaction_each_answered_in_the_files_order(
     assert len(saves) <= 250 // 10
 
 
-def test_an_import_and_its_re_import_ask_the_store_about_their_rows_a_window_at_a_time(
-    ledger, monkeypatch
-):
+def test_imports_ask_the_store_about_their_rows_a_window_at_a_time(ledger, settings, monkeypatch):
     questions: list[str] = []
 
-    def counted(name: str):
-        asked = getattr(ledger.recorder, name)
+    def counted(through, name: str):
+        asked = getattr(through.recorder, name)
 
         def question(*args, **kwargs):
             questions.append(name)
@@ -168,21 +167,45 @@ def test_an_import_and_its_re_import_ask_the_store_about_their_rows_a_window_at_
 
         return question
 
-    for name in ("select_events", "last_versions"):  # an account's events; accounts' versions
-        monkeypatch.setattr(ledger.recorder, name, counted(name))
+    def counting(through) -> None:
+        # An account's events; accounts' last versions; accounts' events, read together
+        for name in ("select_events", "last_versions", "select_events_of"):
+            monkeypatch.setattr(through.recorder, name, counted(through, name))
+
+    counting(ledger)
     file = (HEADER + good_rows(250)).encode()
 
     first = import_rows(ledger, file, META)
     asked_first = len(questions)
     again = import_rows(ledger, file, META)
+    asked_again = len(questions) - asked_first
+    renamed = good_rows(1, start=7).replace("Company 7,", "Company 7b,")
+    assert import_rows(ledger, (HEADER + renamed).encode(), META).updated == 1
+    restarted = open_ledger(settings)  # as `crm import` or a restarted server: nothing cached
+    counting(restarted)
+    questions.clear()
+    try:
+        changed = good_rows(250).replace("Company 7,", "Company Seven,")
+        elsewhere = import_rows(restarted, (HEADER + changed).encode(), META)
+    finally:
+        restarted.close()
 
     assert (first.registered, first.rejected) == (250, 0)
     assert (again.unchanged, again.rejected) == (250, 0)
-    # A question a row would be 250 each: one asks whether the company is new, the other
-    # whether anyone changed the account since this process last stored it.
+    assert (elsewhere.updated, elsewhere.unchanged, elsewhere.rejected) == (1, 249, 0)
+    # A question a row would be 250 each: whether the company is new, whether anyone changed
+    # the account since this process last stored it, and the account as stored.
     assert asked_first <= 250 // 10
-    assert len(questions) - asked_first <= 250 // 10
-    assert all(len(ledger.history(a)) == 1 for a in first.account_ids)
+    assert asked_again <= 250 // 10
+    assert len(questions) <= 2 * 250 // 10
+    assert "select_events" not in questions  # nor for the event the update links to
+    seventh = first.account_ids[7]
+    assert all(len(ledger.history(a)) == 1 for a in first.account_ids if a != seventh)
+    assert [e.changes for e in ledger.history(seventh)[1:]] == [
+        {"name": "Company 7b"},
+        {"name": "Company Seven"},
+    ]
+    assert Audit(ledger).verify_all().verified  # the update links to the event it follows
 
 
 def test_strict_refuses_the_whole_file_and_a_missing_column_refuses_it_too(ledger):
