@@ -613,7 +613,7 @@ class AccountLedger(Application):
         for account_id, events in self.events.get_each(account_ids).items():
             try:
                 account = project_aggregate(None, events)
-            except Exception:  # as above: read alone, it fails that command only
+            except Exception:  # an event that does not apply: read alone, it fails one command
                 continue
             if isinstance(account, Account):
                 accounts[account_id] = account
