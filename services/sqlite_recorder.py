@@ -19,7 +19,7 @@ library's row-by-row inserts would give.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -85,42 +85,49 @@ class MultiRowRecorder(SQLiteApplicationRecorder):
             return [(row[0], row[1]) for row in c.fetchall()]
 
     def last_versions(self, originator_ids: Collection[UUID]) -> dict[UUID, int]:
-        """The last stored version of each of these aggregates that has events, asked in one
-        statement for up to ROWS_PER_STATEMENT of them (each a descent of the primary key)."""
-        ids = [originator_id.hex for originator_id in originator_ids]
-        found: dict[UUID, int] = {}
-        with self.datastore.transaction(commit=False) as c:
-            for start in range(0, len(ids), ROWS_PER_STATEMENT):
-                chunk = ids[start : start + ROWS_PER_STATEMENT]
-                c.execute(
-                    f"WITH ids(id) AS (VALUES {','.join(['(?)'] * len(chunk))}) "
-                    f"SELECT id, (SELECT max(originator_version) FROM {self.events_table_name} "
-                    "WHERE originator_id = ids.id) AS version FROM ids WHERE version IS NOT NULL",
-                    chunk,
-                )
-                found.update((UUID(row[0]), row[1]) for row in c.fetchall())
-        return found
+        """The last stored version of each of these aggregates that has events (each a descent
+        of the primary key)."""
+        rows = self._select_for_each_chunk(
+            originator_ids,
+            lambda n: (
+                f"WITH ids(id) AS (VALUES {','.join(['(?)'] * n)}) "
+                f"SELECT id, (SELECT max(originator_version) FROM {self.events_table_name} "
+                "WHERE originator_id = ids.id) AS version FROM ids WHERE version IS NOT NULL"
+            ),
+        )
+        return {UUID(hex_id): version for hex_id, version in rows}
 
     def select_events_of(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
-        """Every event of each of these aggregates, in version order, asked in one statement
-        for up to ROWS_PER_STATEMENT of them."""
-        ids = [originator_id.hex for originator_id in originator_ids]
+        """Every event of each of these aggregates, in version order."""
+        rows = self._select_for_each_chunk(
+            originator_ids,
+            lambda n: (
+                "SELECT originator_id, originator_version, topic, state FROM "
+                f"{self.events_table_name} WHERE originator_id IN ({','.join(['?'] * n)}) "
+                "ORDER BY originator_id, originator_version"
+            ),
+        )
         found: dict[UUID, list[StoredEvent]] = {}
+        for hex_id, version, topic, state in rows:
+            originator_id = UUID(hex_id)
+            found.setdefault(originator_id, []).append(
+                StoredEvent(originator_id, version, topic, state)
+            )
+        return found
+
+    def _select_for_each_chunk(
+        self, originator_ids: Collection[UUID], statement: Callable[[int], str]
+    ) -> list[Any]:
+        """The rows `statement(n)` selects for n of these ids at a time, up to
+        ROWS_PER_STATEMENT of them a statement, all in one read transaction."""
+        ids = [originator_id.hex for originator_id in originator_ids]
+        rows: list[Any] = []
         with self.datastore.transaction(commit=False) as c:
             for start in range(0, len(ids), ROWS_PER_STATEMENT):
                 chunk = ids[start : start + ROWS_PER_STATEMENT]
-                c.execute(
-                    "SELECT originator_id, originator_version, topic, state FROM "
-                    f"{self.events_table_name} WHERE originator_id IN "
-                    f"({','.join(['?'] * len(chunk))}) ORDER BY originator_id, originator_version",
-                    chunk,
-                )
-                for hex_id, version, topic, state in c.fetchall():
-                    originator_id = UUID(hex_id)
-                    found.setdefault(originator_id, []).append(
-                        StoredEvent(originator_id, version, topic, state)
-                    )
-        return found
+                c.execute(statement(len(chunk)), chunk)
+                rows.extend(c.fetchall())
+        return rows
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -7,8 +7,10 @@ import asyncio
 import threading
 from concurrent.futures import Future, wait
 from dataclasses import replace
+from uuid import uuid4
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from domain.account import Account, BantRating, Firmographics
 from domain.account_writer import Change
@@ -229,6 +231,25 @@ def test_accounts_not_cached_are_read_together_up_to_a_share_of_events_the_rest_
     assert [e.originator_version for e in ledger.recorder.select_events(long_id)] == [1, 2, 3, 4, 5]
     assert {ledger.account(a).firmographics.headcount for _, a in outcomes} == {99}
     assert Audit(ledger).verify_all().verified
+
+
+def test_the_store_answers_for_more_accounts_than_one_statement_holds(ledger):
+    # Past the SQLite recorder's 500 ids a statement, so its answers span several statements.
+    stored = {uuid4(): 1 + n % 3 for n in range(1_201)}
+    ledger.recorder.insert_events(
+        [
+            StoredEvent(originator_id, version, "tests:Noted", b"{}")
+            for originator_id, last in stored.items()
+            for version in range(1, last + 1)
+        ]
+    )
+    asked = [*stored, uuid4(), uuid4()]  # the last two have no events
+
+    assert ledger.recorder.last_versions(asked) == stored
+    events = ledger.recorder.select_events_of(asked)
+    assert {a: [e.originator_version for e in events[a]] for a in events} == {
+        a: list(range(1, last + 1)) for a, last in stored.items()
+    }
 
 
 def test_concurrent_commands_are_all_stored_and_their_chains_hold(ledger):
