@@ -397,11 +397,7 @@ class AccountWriter:
 
     def _answer(self, outcome: _Decided, positions: dict[UUID, int]) -> None:
         account = outcome.account
-        if self._cache_size > 0:
-            self._cache[account.id] = account
-            self._cache.move_to_end(account.id)
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._keep(account)
         # A keyed command that changed nothing stored its receipt alone, after every event of
         # the account it answers with.
         receipt = outcome.receipt
@@ -420,7 +416,18 @@ class AccountWriter:
                 change.fail(error)
             return
         for change, account in unchanged:
+            # As the store holds it (a change to nothing stores nothing): a re-import of the
+            # same file then finds it here rather than reading it again.
+            self._keep(account)
             change.answer(self._ledger.result(account, None, head))
+
+    def _keep(self, account: Account) -> None:
+        """Caches the account as stored, most recently used."""
+        if self._cache_size > 0:
+            self._cache[account.id] = account
+            self._cache.move_to_end(account.id)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
 
 
 def _copy(account: Account | None) -> Account | None:

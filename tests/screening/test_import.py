@@ -187,6 +187,9 @@ def test_imports_ask_the_store_about_their_rows_a_window_at_a_time(ledger, setti
     try:
         changed = good_rows(250).replace("Company 7,", "Company Seven,")
         elsewhere = import_rows(restarted, (HEADER + changed).encode(), META)
+        asked_elsewhere = list(questions)
+        questions.clear()
+        repeated = import_rows(restarted, (HEADER + changed).encode(), META)
     finally:
         restarted.close()
 
@@ -197,8 +200,12 @@ def test_imports_ask_the_store_about_their_rows_a_window_at_a_time(ledger, setti
     # the account since this process last stored it, and the account as stored.
     assert asked_first <= 250 // 10
     assert asked_again <= 250 // 10
-    assert len(questions) <= 2 * 250 // 10
-    assert "select_events" not in questions  # nor for the event the update links to
+    assert len(asked_elsewhere) <= 2 * 250 // 10
+    assert "select_events" not in asked_elsewhere  # nor for the event the update links to
+    # The accounts it read and left unchanged are kept: the same file again reads none.
+    assert (repeated.unchanged, repeated.rejected) == (250, 0)
+    assert len(questions) <= 250 // 10
+    assert not {"select_events", "select_events_of"} & set(questions)
     seventh = first.account_ids[7]
     assert all(len(ledger.history(a)) == 1 for a in first.account_ids if a != seventh)
     assert [e.changes for e in ledger.history(seventh)[1:]] == [
