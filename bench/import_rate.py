@@ -27,6 +27,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from domain.ledger import CommandMeta  # noqa: E402
+from services.gc_policy import collect_garbage_rarely  # noqa: E402
 from services.importing import CHUNK_ROWS, FIELDS, import_rows, parse  # noqa: E402
 from services.leadership import Leadership  # noqa: E402
 from services.settings import Settings  # noqa: E402
@@ -64,6 +65,7 @@ def main() -> int:
             database_schema=f"bench_{secrets.token_hex(4)}",
         )
     ledger = open_ledger(settings)
+    collect_garbage_rarely()  # as `crm import` and `crm serve` do
     console = Console(width=120)
     started = time.perf_counter()
     rejected: list = []
