@@ -20,7 +20,7 @@ from domain.ledger import AccountLedger
 from projections import jobs as listed_jobs
 from projections.database import from_micros
 from services.api.auth import Permission
-from services.api.command_meta import IDEMPOTENT, CommandHeaders
+from services.api.command_meta import IDEMPOTENT, CommandHeaders, sent_twice
 from services.api.documentation import (
     JOB_LOCATION,
     JOB_POSITION,
@@ -97,7 +97,10 @@ def accepted(job: Job, replayed: bool = False) -> Response[JobView]:
     tags=["screening"],
     summary="Upload a CSV target list (see docs/IMPORT.md); answered with the import's job",
     responses={
-        400: problem_response("An empty body or a bad parameter."),
+        400: problem_response(
+            "An empty body, a bad parameter, or a Content-Type sent twice or naming its "
+            "charset twice."
+        ),
         404: problem_response("No such policy version as `screen_with`."),
         413: problem_response("The file is over 50 MiB."),
         408: problem_response("The upload took more than 10 minutes."),
@@ -130,7 +133,7 @@ async def upload_import(
         ),
     ] = False,
 ) -> Response[JobView]:
-    media_type, *parameters = request.headers.get("content-type", "").split(";")
+    media_type, *parameters = _content_type(request).split(";")
     if media_type.strip().lower() not in CSV_MEDIA_TYPES:  # case-insensitive (RFC 9110)
         raise problem(
             415,
@@ -205,28 +208,43 @@ def _empty(data: bytes) -> bool:
     return not data.strip(b" \t\r\n\x00\x0b\x0c")
 
 
+def _content_type(request: Request[Any, Any, Any]) -> str:
+    """The upload's Content-Type; a 400 when it is sent more than once, as two lines or joined
+    by a comma (as a proxy joins them; no media type or charset holds one): which one a proxy
+    reads is anyone's guess, and so is the charset the file would be read in."""
+    sent = request.headers.getall("content-type", [])
+    if len(sent) > 1 or any("," in value for value in sent):
+        raise sent_twice("Content-Type")
+    return sent[0] if sent else ""
+
+
 def _charset(parameters: list[str]) -> str | None:
     """The `charset` parameter of the Content-Type, if any and not UTF-8, which is read when
     none is named (so an upload that names it is the same request as one that does not; its
     name is case-insensitive and its value may be quoted, RFC 9110); a problem when Python has
-    no codec of that name."""
-    for parameter in parameters:
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() != "charset":
-            continue
-        charset = value.strip().strip('"')
-        try:
-            codec = text_codec(charset)
-        except UnknownCharset:
-            raise problem(
-                415,
-                "Unsupported charset",
-                f"The charset {charset!r} is not one the import can read: send the file in"
-                " UTF-8, or name its charset as Python does (such as windows-1252 or latin-1).",
-                kind="unsupported-charset",
-            ) from None
-        return None if codec.startswith("utf-8") else charset  # utf-8-sig reads as UTF-8 does
-    return None
+    no codec of that name, or when it is named twice (which one counts is anyone's guess)."""
+    named = [
+        value.strip().strip('"')
+        for name, _, value in (parameter.partition("=") for parameter in parameters)
+        if name.strip().lower() == "charset"
+    ]
+    if len(named) > 1:
+        detail = f"The Content-Type names a charset {len(named)} times: name it once."
+        raise invalid_field("Content-Type", detail, 400, source="header")
+    if not named:
+        return None
+    charset = named[0]
+    try:
+        codec = text_codec(charset)
+    except UnknownCharset:
+        raise problem(
+            415,
+            "Unsupported charset",
+            f"The charset {charset!r} is not one the import can read: send the file in"
+            " UTF-8, or name its charset as Python does (such as windows-1252 or latin-1).",
+            kind="unsupported-charset",
+        ) from None
+    return None if codec.startswith("utf-8") else charset  # utf-8-sig reads as UTF-8 does
 
 
 @get(

@@ -3,9 +3,12 @@ stores."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from domain.account import account_id_for
+from tests.api.requests import asgi_scope
 from tests.screening.test_import import HEADER, events_in_store
 from tests.screening.test_jobs import finished
 
@@ -91,6 +94,56 @@ def test_an_upload_in_a_charset_the_service_cannot_read_is_refused_and_nothing_k
     assert response.status_code == 415, response.text
     assert response.json()["type"] == "urn:crm:problem:unsupported-charset"
     assert f"'{charset}'" in response.json()["detail"]
+    assert events_in_store(ledger) == 0
+    uploads = settings.data_dir / "imports"
+    assert not uploads.exists() or not any(uploads.iterdir())
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/csv; charset=utf-8; charset=windows-1252",
+        'text/csv; charset=latin-1; Charset="latin-1"',
+    ],
+    ids=["two", "the-same-twice"],
+)
+def test_an_upload_naming_a_charset_twice_is_a_400_naming_the_header_and_keeps_nothing(
+    client, ledger, settings, content_type
+):
+    body = f"{HEADER}Café,acme.example,software,10,1,EUR,DE,,1,list\n".encode("latin-1")
+
+    response = client.post("/imports", content=body, headers={"Content-Type": content_type})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "Content-Type"
+    assert "charset 2 times" in response.json()["detail"]
+    assert events_in_store(ledger) == 0
+    uploads = settings.data_dir / "imports"
+    assert not uploads.exists() or not any(uploads.iterdir())
+
+
+def test_an_upload_with_two_content_types_is_a_400_naming_the_header_and_keeps_nothing(
+    client, ledger, settings
+):
+    body = f"{HEADER}Café,acme.example,software,10,1,EUR,DE,,1,list\n".encode("latin-1")
+    second = ((b"content-type", b"text/csv; charset=latin-1"),)
+    answered: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        answered.append(message)
+
+    # As two lines (the test client would join them), then joined by a comma, as a proxy does.
+    scope = asgi_scope("POST", "/imports", b"text/csv", len(body), headers=second)
+    client.blocking_portal.call(client.app, scope, receive, send)
+    joined = client.post("/imports", content=body, headers=[("Content-Type", "text/csv"), *second])
+
+    two_lines = json.loads(answered[1]["body"])
+    assert (answered[0]["status"], two_lines["field"]) == (400, "Content-Type")
+    assert (joined.status_code, joined.json()["field"]) == (400, "Content-Type")
+    assert "more than once" in two_lines["detail"]
     assert events_in_store(ledger) == 0
     uploads = settings.data_dir / "imports"
     assert not uploads.exists() or not any(uploads.iterdir())
