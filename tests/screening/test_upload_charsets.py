@@ -13,6 +13,12 @@ from tests.screening.test_import import HEADER, events_in_store
 from tests.screening.test_jobs import finished
 
 
+def nothing_kept(ledger, settings) -> bool:
+    """No event stored and no upload left waiting."""
+    uploads = settings.data_dir / "imports"
+    return events_in_store(ledger) == 0 and (not uploads.exists() or not any(uploads.iterdir()))
+
+
 def uploaded(client, body: bytes, content_type: str) -> dict:
     response = client.post("/imports", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 202, response.text
@@ -94,9 +100,7 @@ def test_an_upload_in_a_charset_the_service_cannot_read_is_refused_and_nothing_k
     assert response.status_code == 415, response.text
     assert response.json()["type"] == "urn:crm:problem:unsupported-charset"
     assert f"'{charset}'" in response.json()["detail"]
-    assert events_in_store(ledger) == 0
-    uploads = settings.data_dir / "imports"
-    assert not uploads.exists() or not any(uploads.iterdir())
+    assert nothing_kept(ledger, settings)
 
 
 @pytest.mark.parametrize(
@@ -117,9 +121,7 @@ def test_an_upload_naming_a_charset_twice_is_a_400_naming_the_header_and_keeps_n
     assert response.status_code == 400, response.text
     assert response.json()["field"] == "Content-Type"
     assert "charset 2 times" in response.json()["detail"]
-    assert events_in_store(ledger) == 0
-    uploads = settings.data_dir / "imports"
-    assert not uploads.exists() or not any(uploads.iterdir())
+    assert nothing_kept(ledger, settings)
 
 
 def test_an_upload_with_two_content_types_is_a_400_naming_the_header_and_keeps_nothing(
@@ -144,6 +146,4 @@ def test_an_upload_with_two_content_types_is_a_400_naming_the_header_and_keeps_n
     assert (answered[0]["status"], two_lines["field"]) == (400, "Content-Type")
     assert (joined.status_code, joined.json()["field"]) == (400, "Content-Type")
     assert "more than once" in two_lines["detail"]
-    assert events_in_store(ledger) == 0
-    uploads = settings.data_dir / "imports"
-    assert not uploads.exists() or not any(uploads.iterdir())
+    assert nothing_kept(ledger, settings)
